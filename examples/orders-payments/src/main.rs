@@ -1,0 +1,184 @@
+//! The tutorial's orders → payments flow through Sluice, checked end to end.
+//!
+//! Run it with `examples/orders-payments/run.sh` (it builds the plugins first). It starts
+//! Sluice with the `payments` and `order-status` pipelines of `sluice.toml` on a private
+//! redis-server, sends 1,000 orders shaped like the tutorial's (a few of them invalid),
+//! waits for both pipelines to drain, and prints a summary it has checked.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rand::Rng;
+use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
+
+const ORDERS: usize = 1_000;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "info,sluice::pipeline=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("demo failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> Result<()> {
+    let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml");
+    let config = sluice::config::Config::load(&config_path)
+        .context("run examples/orders-payments/run.sh, which builds the plugins first")?;
+    let shutdown = CancellationToken::new();
+    let daemon = sluice::start(config, shutdown.clone()).await?;
+    println!(
+        "Sluice is running on {} (a private redis-server)",
+        daemon.redis_url()
+    );
+    let mut con = redis::Client::open(daemon.redis_url())?
+        .get_multiplexed_async_connection()
+        .await?;
+
+    let started = Instant::now();
+    let invalid = send_orders(&mut con).await?;
+    let valid = ORDERS - invalid;
+    println!("sent {ORDERS} orders to ORDERS_STREAM ({invalid} of them invalid)");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let summary = loop {
+        let s = Summary::read(&mut con).await?;
+        if s.payments == valid && s.statuses == valid && s.dead == invalid && s.pending == 0 {
+            break s;
+        }
+        if Instant::now() > deadline {
+            bail!("the pipelines did not drain within 60s: {s:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    daemon.wait().await;
+
+    println!();
+    println!("  orders in                 {:>6}", summary.orders);
+    println!(
+        "  payments out              {:>6}   (PAYMENTS_STREAM)",
+        summary.payments
+    );
+    println!(
+        "  status updates out        {:>6}   (ORDER_STATUS_STREAM)",
+        summary.statuses
+    );
+    println!(
+        "  dead-lettered             {:>6}   (ORDERS_STREAM:dead, with reasons)",
+        summary.dead
+    );
+    println!("  pending left              {:>6}", summary.pending);
+    println!();
+    println!(
+        "checked: every valid order paid once and its status updated, every invalid order dead-lettered, nothing pending ({:.0} ms)",
+        elapsed.as_secs_f64() * 1e3
+    );
+    for reason in &summary.reasons {
+        println!("  dead letter: {reason}");
+    }
+    Ok(())
+}
+
+/// Sends the orders; returns how many are invalid (negative, non-numeric or missing
+/// amounts, as a buggy producer would send).
+async fn send_orders(con: &mut redis::aio::MultiplexedConnection) -> Result<usize> {
+    let mut rng = rand::rng();
+    let mut pipe = redis::pipe();
+    let mut invalid = 0;
+    for i in 0..ORDERS {
+        let order_id = ulid_like(&mut rng);
+        let user_id = format!("USR_{}", uuid_like(&mut rng));
+        let amount = format!("{:.2}", rng.random_range(5.0..500.0));
+        let mut fields = vec![("orderId", order_id), ("userId", user_id)];
+        match i % 100 {
+            17 => fields.push(("orderAmount", "-12.00".into())),
+            53 => fields.push(("orderAmount", "twelve".into())),
+            89 => {}
+            _ => fields.push(("orderAmount", amount)),
+        }
+        if matches!(i % 100, 17 | 53 | 89) {
+            invalid += 1;
+        }
+        pipe.xadd("ORDERS_STREAM", "*", &fields).ignore();
+    }
+    let () = pipe.query_async(con).await?;
+    Ok(invalid)
+}
+
+#[derive(Debug)]
+struct Summary {
+    orders: usize,
+    payments: usize,
+    statuses: usize,
+    dead: usize,
+    pending: usize,
+    reasons: Vec<String>,
+}
+
+impl Summary {
+    async fn read(con: &mut redis::aio::MultiplexedConnection) -> Result<Self> {
+        let orders: usize = con.xlen("ORDERS_STREAM").await?;
+        let payments: usize = con.xlen("PAYMENTS_STREAM").await?;
+        let statuses: usize = con.xlen("ORDER_STATUS_STREAM").await?;
+        let dead: usize = con.xlen("ORDERS_STREAM:dead").await?;
+        let mut pending = 0;
+        for (stream, group) in [
+            ("ORDERS_STREAM", "ORDERS_CON_GROUP"),
+            ("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP"),
+        ] {
+            let p: redis::streams::StreamPendingReply = con.xpending(stream, group).await?;
+            pending += p.count();
+        }
+        let letters: redis::streams::StreamRangeReply =
+            con.xrange_count("ORDERS_STREAM:dead", "-", "+", 3).await?;
+        let reasons = letters
+            .ids
+            .iter()
+            .filter_map(|e| e.get::<String>(sluice::pipeline::dead_letter_fields::ERROR))
+            .collect();
+        Ok(Self {
+            orders,
+            payments,
+            statuses,
+            dead,
+            pending,
+            reasons,
+        })
+    }
+}
+
+fn ulid_like(rng: &mut impl Rng) -> String {
+    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    (0..26)
+        .map(|_| CROCKFORD[rng.random_range(0..32)] as char)
+        .collect()
+}
+
+fn uuid_like(rng: &mut impl Rng) -> String {
+    let hex: String = (0..32)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect();
+    format!(
+        "{}-{}-4{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

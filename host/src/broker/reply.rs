@@ -1,0 +1,148 @@
+//! Parsing of stream replies into domain types, keeping field order (redis-rs's
+//! `StreamReadReply` uses a `HashMap` and would lose it) and binary values.
+
+use anyhow::{Result, anyhow, bail};
+use redis::Value;
+
+use crate::message::{Entry, Field};
+
+/// Parses an `XREADGROUP` reply for one stream into entries, and the IDs of pending
+/// entries that were deleted from the stream (they come back without fields).
+pub fn stream_entries(reply: Value) -> Result<(Vec<Entry>, Vec<String>)> {
+    let streams = match reply {
+        Value::Nil => return Ok((Vec::new(), Vec::new())),
+        Value::Array(streams) => streams
+            .into_iter()
+            .map(|s| match s {
+                Value::Array(mut pair) if pair.len() == 2 => Ok(pair.remove(1)),
+                other => Err(anyhow!("unexpected stream in XREADGROUP reply: {other:?}")),
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Value::Map(streams) => streams.into_iter().map(|(_, v)| v).collect(),
+        other => bail!("unexpected XREADGROUP reply: {other:?}"),
+    };
+    let mut entries = Vec::new();
+    let mut deleted = Vec::new();
+    for list in streams {
+        let (mut e, mut d) = entry_list(list)?;
+        entries.append(&mut e);
+        deleted.append(&mut d);
+    }
+    Ok((entries, deleted))
+}
+
+/// Parses a list of entries (`XCLAIM`, `XRANGE`, one stream of `XREADGROUP`); entries
+/// without fields were deleted from the stream and are returned by ID only.
+pub fn entry_list(list: Value) -> Result<(Vec<Entry>, Vec<String>)> {
+    let mut entries = Vec::new();
+    let mut deleted = Vec::new();
+    let Value::Array(items) = list else {
+        bail!("unexpected entry list in stream reply: {list:?}");
+    };
+    {
+        for item in items {
+            let Value::Array(mut pair) = item else {
+                bail!("unexpected entry in XREADGROUP reply: {item:?}");
+            };
+            if pair.len() != 2 {
+                bail!("unexpected entry in XREADGROUP reply: {pair:?}");
+            }
+            let fields = pair.pop().unwrap_or(Value::Nil);
+            let id = text(pair.pop().unwrap_or(Value::Nil))?;
+            match fields {
+                Value::Nil => deleted.push(id),
+                Value::Array(flat) => entries.push(Entry {
+                    id,
+                    fields: pairs(flat)?,
+                    attempt: 1,
+                }),
+                Value::Map(map) => {
+                    let fields = map
+                        .into_iter()
+                        .map(|(k, v)| Ok((text(k)?, bytes(v)?)))
+                        .collect::<Result<_>>()?;
+                    entries.push(Entry {
+                        id,
+                        fields,
+                        attempt: 1,
+                    });
+                }
+                other => bail!("unexpected fields of entry {id}: {other:?}"),
+            }
+        }
+    }
+    Ok((entries, deleted))
+}
+
+/// A row of the extended form of `XPENDING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The entry ID.
+    pub id: String,
+    /// The consumer that owns it.
+    pub consumer: String,
+    /// Milliseconds since it was last delivered.
+    pub idle_ms: u64,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+}
+
+/// Parses the extended form of `XPENDING`.
+pub fn pending_entries(reply: Value) -> Result<Vec<PendingEntry>> {
+    let Value::Array(rows) = reply else {
+        bail!("unexpected XPENDING reply: {reply:?}");
+    };
+    rows.into_iter()
+        .map(|row| match row {
+            Value::Array(cols) if cols.len() == 4 => {
+                let mut cols = cols.into_iter();
+                let id = text(cols.next().unwrap_or(Value::Nil))?;
+                let consumer = text(cols.next().unwrap_or(Value::Nil))?;
+                let (Some(Value::Int(idle)), Some(Value::Int(count))) = (cols.next(), cols.next())
+                else {
+                    bail!("unexpected XPENDING row for {id}");
+                };
+                Ok(PendingEntry {
+                    id,
+                    consumer,
+                    idle_ms: u64::try_from(idle).unwrap_or(0),
+                    deliveries: u32::try_from(count).unwrap_or(u32::MAX),
+                })
+            }
+            other => bail!("unexpected XPENDING row: {other:?}"),
+        })
+        .collect()
+}
+
+fn pairs(flat: Vec<Value>) -> Result<Vec<Field>> {
+    if flat.len() % 2 != 0 {
+        bail!("stream entry has an odd number of field items");
+    }
+    let mut fields = Vec::with_capacity(flat.len() / 2);
+    let mut items = flat.into_iter();
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        fields.push((text(name)?, bytes(value)?));
+    }
+    Ok(fields)
+}
+
+fn bytes(value: Value) -> Result<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        Value::VerbatimString { text, .. } => Ok(text.into_bytes()),
+        Value::Int(n) => Ok(n.to_string().into_bytes()),
+        other => bail!("unexpected value in stream reply: {other:?}"),
+    }
+}
+
+/// Entry IDs and stream keys are ASCII; a field name that is not UTF-8 (WIT names are
+/// strings) is passed on with invalid bytes replaced, so the entry is still processed
+/// instead of blocking the stream forever.
+fn text(value: Value) -> Result<String> {
+    let raw = bytes(value)?;
+    Ok(match String::from_utf8(raw) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
+}

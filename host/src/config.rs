@@ -1,0 +1,310 @@
+//! The daemon's configuration: one TOML file, parsed strictly and validated as a whole.
+//!
+//! Every error names the file, the key and what to do about it. Relative plugin paths are
+//! resolved against the directory of the config file, so a config works from any cwd.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytesize::ByteSize;
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where Redis is. Without it Sluice starts a private `redis-server`.
+    #[serde(default)]
+    pub redis: RedisConfig,
+    /// The consumer pipelines, one consumer loop each.
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+    /// How long shutdown waits for in-flight messages to finish and commit.
+    #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+/// The `[redis]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// A `redis://` URL. `None` starts an embedded, private `redis-server`.
+    pub url: Option<String>,
+    /// The consumer name inside each group; defaults to `<hostname>-<pid>`. It must be
+    /// stable across restarts of one daemon for its pending entries to be re-read first.
+    pub consumer: Option<String>,
+}
+
+/// One `[[pipeline]]`: a consumer group on an input stream feeding one plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// A unique name, used in logs, metrics and dead-letter entries.
+    pub name: Name,
+    /// Path to the handler component (`.wasm`), relative to the config file.
+    pub plugin: PathBuf,
+    /// The stream to consume.
+    pub input: Name,
+    /// The consumer group; created at the start of the stream if missing.
+    pub group: Name,
+    /// The streams the handler may write to. Any other target fails the message.
+    #[serde(default)]
+    pub outputs: Vec<Name>,
+    /// Where rejected and exhausted entries go; defaults to `<input>:dead`.
+    pub dead_letter: Option<Name>,
+    /// How many entries one read (and one commit) takes at most.
+    #[serde(default = "defaults::batch")]
+    pub batch: usize,
+    /// How many handler instances run the entries of a batch side by side.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Deliveries after which a failing entry is dead-lettered.
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Delay before a failed entry is delivered again.
+    #[serde(default)]
+    pub retry_backoff: BackoffConfig,
+    /// Entries idle this long in another consumer's pending list are taken over.
+    #[serde(default = "defaults::claim_idle", deserialize_with = "duration")]
+    pub claim_idle: Duration,
+    /// Resource limits on the handler.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Values the handler reads with `host.config(key)`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with full jitter.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffConfig {
+    /// The delay after the first failure.
+    #[serde(default = "defaults::backoff_initial", deserialize_with = "duration")]
+    pub initial: Duration,
+    /// The delay never grows past this.
+    #[serde(default = "defaults::backoff_max", deserialize_with = "duration")]
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        Self {
+            initial: defaults::backoff_initial(),
+            max: defaults::backoff_max(),
+        }
+    }
+}
+
+/// `limits = { memory = "64MiB", timeout = "1s" }`: what one handler instance may use.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Linear memory of one instance.
+    #[serde(default = "defaults::memory")]
+    pub memory: ByteSize,
+    /// Wall time of one `handle` call.
+    #[serde(default = "defaults::timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Messages an instance handles before it is replaced by a fresh one.
+    #[serde(default = "defaults::instance_reuse")]
+    pub instance_reuse: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            memory: defaults::memory(),
+            timeout: defaults::timeout(),
+            instance_reuse: defaults::instance_reuse(),
+        }
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn drain_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn batch() -> usize {
+        100
+    }
+    pub fn concurrency() -> usize {
+        1
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn claim_idle() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn backoff_initial() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn backoff_max() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn memory() -> ByteSize {
+        ByteSize::mib(64)
+    }
+    pub fn timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub fn instance_reuse() -> u64 {
+        10_000
+    }
+}
+
+/// A stream, group or pipeline name: non-empty, no whitespace or control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Name(String);
+
+impl Name {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s.is_empty() {
+            return Err("a name must not be empty".into());
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!(
+                "{s:?} contains whitespace or control characters; use letters, digits, ':', '_', '-' or '.'"
+            ));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl TryFrom<&str> for Name {
+    type Error = String;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration ({e}); write it like \"250ms\", \"5s\" or \"1m\""
+        ))
+    })
+}
+
+impl PipelineConfig {
+    /// The stream that receives this pipeline's dead letters.
+    pub fn dead_letter_stream(&self) -> String {
+        match &self.dead_letter {
+            Some(name) => name.to_string(),
+            None => format!("{}:dead", self.input),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; plugin paths become absolute.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and validates config text; relative plugin paths are resolved against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self> {
+        let mut config: Config = toml::from_str(text)?;
+        for pipeline in &mut config.pipelines {
+            if pipeline.plugin.is_relative() {
+                pipeline.plugin = base.join(&pipeline.plugin);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules that span fields and pipelines.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.redis.url {
+            redis::Client::open(url.as_str()).with_context(|| {
+                format!("[redis] url {url:?} is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\"")
+            })?;
+        }
+        let mut names = HashSet::new();
+        for p in &self.pipelines {
+            if !names.insert(&p.name) {
+                bail!(
+                    "pipeline name {:?} is used twice; give each [[pipeline]] a unique name",
+                    p.name.as_str()
+                );
+            }
+            p.validate()
+                .with_context(|| format!("in [[pipeline]] {:?}", p.name.as_str()))?;
+        }
+        Ok(())
+    }
+}
+
+impl PipelineConfig {
+    fn validate(&self) -> Result<()> {
+        if !self.plugin.is_file() {
+            bail!(
+                "plugin file {} does not exist; build the plugin or fix the `plugin` path (relative paths start at the config file's directory)",
+                self.plugin.display()
+            );
+        }
+        let dead = self.dead_letter_stream();
+        for out in &self.outputs {
+            if out == &self.input {
+                bail!(
+                    "output {out:?} is also the input: the pipeline would consume its own outputs forever"
+                );
+            }
+            if out.as_str() == dead {
+                bail!(
+                    "output {out:?} is the dead-letter stream; dead letters are written by Sluice, not by the handler"
+                );
+            }
+        }
+        if dead == self.input.as_str() {
+            bail!("dead_letter {dead:?} is the input stream; pick another stream");
+        }
+        let positive = [("batch", self.batch), ("concurrency", self.concurrency)];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("`{key}` must be at least 1");
+            }
+        }
+        if self.max_attempts == 0 {
+            bail!("`max_attempts` must be at least 1");
+        }
+        if self.retry_backoff.initial > self.retry_backoff.max {
+            bail!("`retry_backoff.initial` is larger than `retry_backoff.max`");
+        }
+        if self.limits.timeout.is_zero() {
+            bail!("`limits.timeout` must be longer than zero");
+        }
+        if self.limits.memory.as_u64() < 1024 * 1024 {
+            bail!("`limits.memory` must be at least 1MiB (a component needs a few pages to start)");
+        }
+        if self.limits.instance_reuse == 0 {
+            bail!("`limits.instance_reuse` must be at least 1");
+        }
+        Ok(())
+    }
+}

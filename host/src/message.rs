@@ -1,0 +1,83 @@
+//! Domain types shared by the broker (Redis) and the sandbox (Wasm), which never meet.
+
+use std::fmt;
+
+/// One field of a stream entry: a text name and a binary-safe value.
+pub type Field = (String, Vec<u8>);
+
+/// A stream entry read through a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry ID, e.g. `1700000000000-0`.
+    pub id: String,
+    /// Fields in stream order.
+    pub fields: Vec<Field>,
+    /// Deliveries so far, this one included (1 on the first).
+    pub attempt: u32,
+}
+
+/// An entry to append to a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The stream key.
+    pub target: String,
+    /// Fields in order; Redis requires at least one.
+    pub fields: Vec<Field>,
+}
+
+/// Why a handler did not produce outputs for a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// The handler asked for a later redelivery.
+    #[error("handler asked to retry: {0}")]
+    Retry(String),
+    /// The handler refused the message for good.
+    #[error("handler rejected the message: {0}")]
+    Reject(String),
+    /// The guest trapped (panic, unreachable, out of bounds...).
+    #[error("handler trapped: {0}")]
+    Trap(String),
+    /// The call ran past the pipeline's `limits.timeout`.
+    #[error("handler ran past limits.timeout ({0:?})")]
+    Timeout(std::time::Duration),
+    /// The instance could not be created (a broken plugin, out of memory...).
+    #[error("handler could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+impl HandlerError {
+    /// Whether the message should be delivered again (until `max_attempts`).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, HandlerError::Reject(_))
+    }
+
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::Retry(_) => "retry",
+            HandlerError::Reject(_) => "reject",
+            HandlerError::Trap(_) => "trap",
+            HandlerError::Timeout(_) => "timeout",
+            HandlerError::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+/// What happened to one entry in a guarded commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStatus {
+    /// Outputs written and the entry acknowledged.
+    Committed,
+    /// The entry was no longer pending for this consumer (already committed, or claimed
+    /// by another consumer): nothing was written.
+    NotOwned,
+}
+
+impl fmt::Display for CommitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CommitStatus::Committed => "committed",
+            CommitStatus::NotOwned => "not owned",
+        })
+    }
+}

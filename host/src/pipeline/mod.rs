@@ -1,0 +1,349 @@
+//! One consumer loop per pipeline: read → invoke → commit, retry or dead-letter.
+//!
+//! The loop stops only at safe points: shutdown interrupts the wait for entries, never a
+//! handler call or a commit. Entries read but not committed stay pending in Redis and are
+//! delivered again, so nothing is lost whatever stops the loop.
+
+mod outcome;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Ack, Broker, Consumer, MAX_FIELDS_PER_OUTPUT};
+use crate::config::PipelineConfig;
+use crate::message::{CommitStatus, Entry, HandlerError, Output};
+use crate::wasm::{Instance, Limits, Plugin};
+
+use outcome::{Outcome, Rules};
+pub use outcome::{backoff, dead_letter_fields};
+
+/// How long one blocking read waits for new entries before the loop looks at retries.
+const READ_BLOCK: Duration = Duration::from_millis(500);
+/// Delays between attempts to reach Redis after an error.
+const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
+const REDIS_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A running pipeline: its consumer, its handler instances and its rules.
+pub struct Pipeline {
+    config: PipelineConfig,
+    consumer: Consumer,
+    instances: Vec<Instance>,
+    outputs: HashSet<String>,
+    dead_letter: String,
+    next_retry_check: Instant,
+}
+
+/// What one batch came to, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Entries whose outputs were committed.
+    pub delivered: usize,
+    /// Entries committed to the dead-letter stream.
+    pub dead_lettered: usize,
+    /// Entries left pending for another delivery.
+    pub retried: usize,
+    /// Entries whose commit found them owned by someone else (nothing written).
+    pub conflicts: usize,
+}
+
+impl Pipeline {
+    /// Sets up the pipeline's consumer (`consumer` names it in its group) and handlers.
+    pub async fn new(
+        config: PipelineConfig,
+        plugin: Arc<Plugin>,
+        broker: &Broker,
+        consumer: &str,
+    ) -> Result<Self> {
+        let consumer = broker
+            .consumer(config.input.as_str(), config.group.as_str(), consumer)
+            .await?;
+        let limits = Limits {
+            memory: usize::try_from(config.limits.memory.as_u64()).unwrap_or(usize::MAX),
+            timeout: config.limits.timeout,
+            instance_reuse: config.limits.instance_reuse,
+        };
+        let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
+        let instances = (0..config.concurrency)
+            .map(|_| {
+                Instance::new(
+                    plugin.clone(),
+                    config.name.as_str(),
+                    plugin_config.clone(),
+                    limits,
+                )
+            })
+            .collect();
+        Ok(Self {
+            outputs: config.outputs.iter().map(|o| o.to_string()).collect(),
+            dead_letter: config.dead_letter_stream(),
+            next_retry_check: Instant::now(),
+            consumer,
+            instances,
+            config,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled; in-flight work finishes and commits first.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let name = self.config.name.clone();
+        tracing::info!(pipeline = %name, input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            match self.ensure_group().await {
+                Ok(()) => break,
+                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+            }
+        }
+        // Start-up: this consumer's own pending entries (left by a previous run) first.
+        let mut cursor = "0".to_owned();
+        while !shutdown.is_cancelled() {
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                read = self.consumer.read_pending(&cursor, self.config.batch) => read,
+            };
+            match read {
+                Ok(entries) if entries.is_empty() => break,
+                Ok(entries) => {
+                    failures = 0;
+                    cursor.clone_from(&entries[entries.len() - 1].id);
+                    self.process(entries).await;
+                }
+                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+            }
+        }
+        // Then new entries, with a look at due retries between reads.
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.retry_due().await {
+                failures = self.redis_trouble(&shutdown, failures, &e).await;
+                continue;
+            }
+            let read = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                read = self.consumer.read_new(self.config.batch, READ_BLOCK) => read,
+            };
+            match read {
+                Ok(entries) => {
+                    failures = 0;
+                    if !entries.is_empty() {
+                        self.process(entries).await;
+                    }
+                }
+                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+            }
+        }
+        tracing::info!(pipeline = %name, "pipeline stopped");
+        Ok(())
+    }
+
+    async fn ensure_group(&mut self) -> Result<()> {
+        self.consumer.ensure_group().await
+    }
+
+    /// Logs a Redis error and waits a jittered, growing delay (or until shutdown).
+    // `&mut self`: a `&self` held across `.await` would need `Pipeline: Sync`.
+    async fn redis_trouble(
+        &mut self,
+        shutdown: &CancellationToken,
+        failures: u32,
+        error: &anyhow::Error,
+    ) -> u32 {
+        let delay = backoff(
+            REDIS_RETRY_MIN,
+            REDIS_RETRY_MAX,
+            self.config.name.as_str(),
+            failures + 1,
+        );
+        tracing::warn!(pipeline = %self.config.name, error = format!("{error:#}"), retry_in = ?delay, "redis unavailable; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+        failures.saturating_add(1)
+    }
+
+    /// Delivers again this consumer's failed entries whose backoff has passed.
+    async fn retry_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now < self.next_retry_check {
+            return Ok(());
+        }
+        let backoff_cfg = self.config.retry_backoff;
+        self.next_retry_check =
+            now + (backoff_cfg.initial / 2).clamp(Duration::from_millis(10), READ_BLOCK);
+        let idle = self
+            .consumer
+            .idle_pending(backoff_cfg.initial / 2, self.config.batch)
+            .await?;
+        let due: Vec<_> = idle
+            .into_iter()
+            .filter(|p| {
+                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
+                u128::from(p.idle_ms) >= wait.as_millis()
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let entries = self.consumer.claim(&due).await?;
+        if !entries.is_empty() {
+            self.process(entries).await;
+        }
+        Ok(())
+    }
+
+    /// Handles a batch and commits it; returns what became of its entries.
+    pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
+        let results = self.invoke(&mut entries).await;
+        let rules = Rules {
+            pipeline: self.config.name.as_str(),
+            source: self.config.input.as_str(),
+            outputs: &self.outputs,
+            dead_letter: &self.dead_letter,
+            max_attempts: self.config.max_attempts,
+            max_fields: MAX_FIELDS_PER_OUTPUT,
+        };
+        let mut report = BatchReport::default();
+        let mut acks = Vec::with_capacity(entries.len());
+        let mut dead = Vec::new();
+        for (entry, (digest, result)) in entries.iter().zip(results) {
+            match rules.decide(entry, &digest, result) {
+                Outcome::Deliver(outputs) => acks.push(Ack {
+                    id: entry.id.clone(),
+                    outputs,
+                }),
+                Outcome::DeadLetter(letter) => {
+                    dead.push(acks.len());
+                    acks.push(Ack {
+                        id: entry.id.clone(),
+                        outputs: vec![letter],
+                    });
+                }
+                Outcome::Retry(error) => {
+                    report.retried += 1;
+                    tracing::warn!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
+                }
+            }
+        }
+        let statuses = self.commit(&acks).await;
+        for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
+            let is_dead = dead.contains(&index);
+            match status {
+                CommitStatus::Committed if is_dead => {
+                    report.dead_lettered += 1;
+                    let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
+                    tracing::warn!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
+                }
+                CommitStatus::Committed => report.delivered += 1,
+                CommitStatus::NotOwned => {
+                    report.conflicts += 1;
+                    tracing::info!(pipeline = %self.config.name, id = %ack.id, "entry no longer owned by this consumer at commit; its outputs were not written");
+                }
+            }
+        }
+        tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
+        report
+    }
+
+    /// Commits until Redis confirms: the commit is guarded, so repeating one whose reply
+    /// was lost writes nothing twice.
+    async fn commit(&mut self, acks: &[Ack]) -> Vec<CommitStatus> {
+        let mut failures = 0;
+        loop {
+            match self.consumer.commit(acks).await {
+                Ok(statuses) => return statuses,
+                Err(error) => {
+                    failures += 1;
+                    let delay = backoff(REDIS_RETRY_MIN, REDIS_RETRY_MAX, "commit", failures);
+                    tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = format!("{error:#}"), retry_in = ?delay, "commit failed; retrying (guarded: no duplicates)");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// Runs the handler on every entry, spreading them over the pipeline's instances.
+    async fn invoke(
+        &mut self,
+        entries: &mut [Entry],
+    ) -> Vec<(Arc<str>, Result<Vec<Output>, HandlerError>)> {
+        let source = self.config.input.as_str();
+        if self.instances.len() == 1 || entries.len() == 1 {
+            let instance = &mut self.instances[0];
+            let mut results = Vec::with_capacity(entries.len());
+            for entry in entries.iter_mut() {
+                let result = instance.handle(source, entry).await;
+                results.push((instance.plugin().digest().clone(), result));
+            }
+            return results;
+        }
+        invoke_parallel(&mut self.instances, source, entries).await
+    }
+}
+
+/// Spreads a batch over all instances, each on its own task so that handlers use every
+/// core; instance `i` takes entries `i`, `i + n`, ... in order.
+async fn invoke_parallel(
+    instances: &mut Vec<Instance>,
+    source: &str,
+    entries: &mut [Entry],
+) -> Vec<(Arc<str>, Result<Vec<Output>, HandlerError>)> {
+    let n = instances.len();
+    let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
+    for (index, entry) in entries.iter_mut().enumerate() {
+        work[index % n].push((
+            index,
+            std::mem::replace(
+                entry,
+                Entry {
+                    id: String::new(),
+                    fields: Vec::new(),
+                    attempt: 0,
+                },
+            ),
+        ));
+    }
+    let tasks: Vec<_> = std::mem::take(instances)
+        .into_iter()
+        .zip(work)
+        .map(|(mut instance, items)| {
+            let source = source.to_owned();
+            tokio::spawn(async move {
+                let mut done = Vec::with_capacity(items.len());
+                for (index, mut entry) in items {
+                    let result = instance.handle(&source, &mut entry).await;
+                    done.push((index, entry, instance.plugin().digest().clone(), result));
+                }
+                (instance, done)
+            })
+        })
+        .collect();
+    let mut results: Vec<Option<(Arc<str>, Result<Vec<Output>, HandlerError>)>> =
+        (0..entries.len()).map(|_| None).collect();
+    for task in tasks {
+        // A panic here is a host bug; the entries it held stay pending in Redis.
+        let (instance, done) = match task.await {
+            Ok(pair) => pair,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        instances.push(instance);
+        for (index, entry, digest, result) in done {
+            entries[index] = entry;
+            results[index] = Some((digest, result));
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                (
+                    Arc::from(""),
+                    Err(HandlerError::Trap("handler task lost".into())),
+                )
+            })
+        })
+        .collect()
+}

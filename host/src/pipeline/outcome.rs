@@ -1,0 +1,160 @@
+//! What becomes of a handled entry: its outputs, a dead letter, or another delivery.
+
+use std::collections::HashSet;
+
+use crate::message::{Entry, Field, HandlerError, Output};
+
+/// Field names of the metadata that leads every dead-letter entry; the entry's original
+/// fields follow unchanged, in order.
+pub mod dead_letter_fields {
+    /// Why the entry was dead-lettered.
+    pub const ERROR: &str = "sluice.error";
+    /// The stream it was read from.
+    pub const SOURCE: &str = "sluice.source";
+    /// Its ID in that stream.
+    pub const ID: &str = "sluice.id";
+    /// The pipeline that gave up on it.
+    pub const PIPELINE: &str = "sluice.pipeline";
+    /// The digest of the plugin version that handled it last.
+    pub const PLUGIN: &str = "sluice.plugin";
+    /// How many deliveries were made.
+    pub const ATTEMPTS: &str = "sluice.attempts";
+    /// How many metadata fields precede the original ones.
+    pub const COUNT: usize = 6;
+}
+
+/// The decision for one entry.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Commit these outputs (possibly none) and acknowledge.
+    Deliver(Vec<Output>),
+    /// Commit a dead-letter entry and acknowledge.
+    DeadLetter(Output),
+    /// Leave the entry pending for a later delivery.
+    Retry(HandlerError),
+}
+
+/// The pipeline facts that decide an outcome.
+pub struct Rules<'a> {
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// The input stream.
+    pub source: &'a str,
+    /// Streams the handler may write to.
+    pub outputs: &'a HashSet<String>,
+    /// Where dead letters go.
+    pub dead_letter: &'a str,
+    /// Deliveries before a retryable failure is dead-lettered.
+    pub max_attempts: u32,
+    /// Largest number of fields one output may have.
+    pub max_fields: usize,
+}
+
+impl Rules<'_> {
+    /// Decides what to do with `entry` given the handler's `result`, run by `plugin`.
+    pub fn decide(
+        &self,
+        entry: &Entry,
+        plugin: &str,
+        result: Result<Vec<Output>, HandlerError>,
+    ) -> Outcome {
+        let error = match result.map(|outputs| self.check(outputs)) {
+            Ok(Ok(outputs)) => return Outcome::Deliver(outputs),
+            Ok(Err(reason)) => reason,
+            Err(HandlerError::Reject(reason)) => format!("rejected: {reason}"),
+            Err(error) if entry.attempt < self.max_attempts => return Outcome::Retry(error),
+            Err(error) => format!("gave up after {} attempts: {error}", entry.attempt),
+        };
+        Outcome::DeadLetter(self.dead_letter(entry, plugin, &error))
+    }
+
+    /// Checks that every output goes to a declared stream and is writable.
+    fn check(&self, outputs: Vec<Output>) -> Result<Vec<Output>, String> {
+        for output in &outputs {
+            if !self.outputs.contains(&output.target) {
+                let mut declared: Vec<_> = self.outputs.iter().map(String::as_str).collect();
+                declared.sort_unstable();
+                return Err(format!(
+                    "output to undeclared stream {:?} (declared outputs: {declared:?}); nothing was written",
+                    output.target
+                ));
+            }
+            if output.fields.is_empty() {
+                return Err(format!(
+                    "output to {:?} has no fields (a stream entry needs at least one); nothing was written",
+                    output.target
+                ));
+            }
+            if output.fields.len() > self.max_fields {
+                return Err(format!(
+                    "output to {:?} has {} fields, more than {}; nothing was written",
+                    output.target,
+                    output.fields.len(),
+                    self.max_fields
+                ));
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn dead_letter(&self, entry: &Entry, plugin: &str, error: &str) -> Output {
+        use dead_letter_fields as f;
+        let meta: [(&str, Vec<u8>); f::COUNT] = [
+            (f::ERROR, error.as_bytes().to_vec()),
+            (f::SOURCE, self.source.as_bytes().to_vec()),
+            (f::ID, entry.id.as_bytes().to_vec()),
+            (f::PIPELINE, self.pipeline.as_bytes().to_vec()),
+            (f::PLUGIN, plugin.as_bytes().to_vec()),
+            (f::ATTEMPTS, entry.attempt.to_string().into_bytes()),
+        ];
+        let mut fields: Vec<Field> = meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        fields.extend(entry.fields.iter().cloned());
+        Output {
+            target: self.dead_letter.to_owned(),
+            fields,
+        }
+    }
+}
+
+/// The delay before delivery `attempt + 1` of entry `id`: exponential from `initial`,
+/// capped at `max`, with "equal jitter" (half fixed, half spread) derived from the ID
+/// and attempt, so that every check of the same entry agrees on when it is due.
+pub fn backoff(
+    initial: std::time::Duration,
+    max: std::time::Duration,
+    id: &str,
+    attempt: u32,
+) -> std::time::Duration {
+    use std::hash::{Hash, Hasher};
+    let exponent = attempt.saturating_sub(1).min(31);
+    let delay = initial.saturating_mul(1u32 << exponent).min(max);
+    let mut hasher = std::hash::DefaultHasher::new();
+    (id, attempt).hash(&mut hasher);
+    let spread = (hasher.finish() % 1_000) as u32;
+    delay / 2 + (delay / 2) * spread / 1_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Backoff doubles per attempt within its jitter band and never passes `max`.
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let (initial, max) = (Duration::from_millis(100), Duration::from_secs(1));
+        for attempt in 1..10 {
+            let nominal = (initial * 2u32.pow(attempt - 1)).min(max);
+            let b = backoff(initial, max, "1-1", attempt);
+            assert!(
+                b >= nominal / 2 && b <= nominal,
+                "attempt {attempt}: {b:?} vs {nominal:?}"
+            );
+            assert_eq!(
+                b,
+                backoff(initial, max, "1-1", attempt),
+                "stable for one entry"
+            );
+        }
+    }
+}

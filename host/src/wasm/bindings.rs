@@ -1,0 +1,10 @@
+//! Host bindings generated from the root `wit/` directory.
+
+wasmtime::component::bindgen!({
+    world: "handler",
+    path: "../wit",
+    imports: { default: async },
+    exports: { default: async },
+});
+
+pub use sluice::plugin::host::Level;

@@ -1,0 +1,73 @@
+//! A handler component: compiled once, checked against the `handler` world, pre-linked.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::Runtime;
+use super::bindings::HandlerPre;
+use super::host::HostState;
+
+/// A compiled, validated handler component, ready to instantiate cheaply.
+pub struct Plugin {
+    pub(super) runtime: Runtime,
+    pub(super) pre: HandlerPre<HostState>,
+    digest: Arc<str>,
+    path: PathBuf,
+    compile_time: Duration,
+}
+
+impl Plugin {
+    /// Reads and compiles the component at `path`. This is CPU-heavy (tens of ms for a
+    /// Rust handler, seconds for a JS or Python one): call it off the async runtime.
+    pub fn load(runtime: &Runtime, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read plugin {}", path.display()))?;
+        Self::from_bytes(runtime, &bytes, path)
+            .with_context(|| format!("cannot load plugin {}", path.display()))
+    }
+
+    /// Compiles a component from its bytes; `path` names it in messages.
+    pub fn from_bytes(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Self> {
+        let digest: Arc<str> = format!("sha256:{}", hex::encode(Sha256::digest(bytes))).into();
+        let started = Instant::now();
+        let component = Component::new(runtime.engine(), bytes)
+            .map_err(anyhow::Error::from)
+            .context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
+        let compile_time = started.elapsed();
+        let instance_pre = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .context("the component imports something the host does not provide (Sluice grants `sluice:plugin/host` and WASI 0.2 without files, env or sockets)")?;
+        let pre = HandlerPre::new(instance_pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
+        Ok(Self {
+            runtime: runtime.clone(),
+            pre,
+            digest,
+            path: path.to_owned(),
+            compile_time,
+        })
+    }
+
+    /// The content digest, `sha256:<hex>`: names this exact version in dead letters and logs.
+    pub fn digest(&self) -> &Arc<str> {
+        &self.digest
+    }
+
+    /// Where the component was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How long compilation took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+}

@@ -1,0 +1,195 @@
+//! Shared test harness: real `redis-server`s, real plugins built from `plugins/`, and the
+//! daemon run in-process.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use sluice::config::Config;
+pub use sluice::redis_server::RedisServer;
+use tokio_util::sync::CancellationToken;
+
+/// The plugins the tests use; built together, once per test binary.
+const PLUGINS: &[&str] = &["payments", "order-status", "echo"];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
+}
+
+/// The component built from `plugins/NAME` for `wasm32-wasip2`.
+///
+/// Builds use their own target directory: the outer `cargo test` holds the lock on the
+/// main one.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target = workspace().join("target").join("plugins");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace())
+            .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "plugin"])
+            .env("CARGO_TARGET_DIR", &target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        for plugin in PLUGINS {
+            cmd.args(["-p", plugin]);
+        }
+        let status = cmd.status().expect("cannot run cargo to build the test plugins");
+        assert!(status.success(), "building the test plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        target.join("wasm32-wasip2").join("plugin")
+    });
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "no plugin at {}", path.display());
+    path
+}
+
+/// Parses a config whose text may mention `{plugin:NAME}` for a built plugin's path.
+pub fn config(text: &str) -> Config {
+    let mut text = text.to_owned();
+    for name in PLUGINS {
+        let marker = format!("{{plugin:{name}}}");
+        if text.contains(&marker) {
+            text = text.replace(&marker, &plugin_wasm(name).display().to_string());
+        }
+    }
+    Config::parse(&text, &workspace())
+        .unwrap_or_else(|e| panic!("test config is invalid: {e:#}\n{text}"))
+}
+
+/// A daemon running in-process against `redis`.
+pub struct Host {
+    pub shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Host {
+    /// Starts the daemon for `config` (whose `[redis] url` is set to `redis`).
+    pub async fn start(redis: &RedisServer, mut config: Config) -> Host {
+        config.redis.url = Some(redis.url());
+        let shutdown = CancellationToken::new();
+        let daemon = sluice::start(config, shutdown.clone())
+            .await
+            .expect("daemon starts");
+        let handle = tokio::spawn(daemon.wait());
+        Host { shutdown, handle }
+    }
+
+    /// Asks for a drain and waits for the daemon to stop.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("daemon drains within 20s")
+            .expect("daemon task does not panic");
+    }
+}
+
+/// A plain connection for producing and inspecting.
+pub async fn connect(redis: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .expect("valid url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers")
+}
+
+/// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Entries of `stream` as (id, fields) in order.
+pub async fn entries(
+    con: &mut MultiplexedConnection,
+    stream: &str,
+) -> Vec<(String, Vec<(String, Vec<u8>)>)> {
+    let reply: redis::Value = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(con)
+        .await
+        .expect("XRANGE");
+    let redis::Value::Array(items) = reply else {
+        panic!("XRANGE reply: {reply:?}")
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let redis::Value::Array(mut pair) = item else {
+                panic!("entry: {item:?}")
+            };
+            let fields: Vec<Vec<u8>> =
+                redis::from_redis_value(pair.pop().expect("fields")).expect("field list");
+            let id: String = redis::from_redis_value(pair.pop().expect("id")).expect("id");
+            let fields = fields
+                .chunks(2)
+                .map(|kv| {
+                    (
+                        String::from_utf8(kv[0].clone()).expect("utf-8 name"),
+                        kv[1].clone(),
+                    )
+                })
+                .collect();
+            (id, fields)
+        })
+        .collect()
+}
+
+/// Length of `stream`.
+pub async fn len(con: &mut MultiplexedConnection, stream: &str) -> usize {
+    con.xlen(stream).await.expect("XLEN")
+}
+
+/// Number of entries pending in `group` of `stream`.
+pub async fn pending(con: &mut MultiplexedConnection, stream: &str, group: &str) -> usize {
+    let reply: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(con)
+        .await
+        .expect("XPENDING");
+    match reply {
+        redis::Value::Array(v) => match v.first() {
+            Some(redis::Value::Int(n)) => *n as usize,
+            other => panic!("XPENDING summary: {other:?}"),
+        },
+        other => panic!("XPENDING summary: {other:?}"),
+    }
+}
+
+/// Appends an entry with text fields.
+pub async fn add(con: &mut MultiplexedConnection, stream: &str, fields: &[(&str, &str)]) -> String {
+    con.xadd(stream, "*", fields).await.expect("XADD")
+}
+
+/// A field's value as text.
+pub fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| std::str::from_utf8(v).expect("utf-8 value"))
+}

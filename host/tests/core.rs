@@ -1,0 +1,422 @@
+//! The core data path against a real redis-server and real plugins: read → handle →
+//! guarded commit, retries, dead letters, chaining, binary values.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use redis::AsyncCommands;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn payments_config() -> String {
+    r#"
+[[pipeline]]
+name = "payments"
+plugin = "{plugin:payments}"
+input = "ORDERS_STREAM"
+group = "ORDERS_CON_GROUP"
+outputs = ["PAYMENTS_STREAM"]
+batch = 50
+"#
+    .to_owned()
+}
+
+fn echo_config(extra: &str) -> String {
+    format!(
+        r#"
+[[pipeline]]
+name = "echo"
+plugin = "{{plugin:echo}}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+{extra}
+"#
+    )
+}
+
+/// N seed-shaped orders in give N payments out, field for field, and nothing pending.
+#[tokio::test]
+async fn orders_become_payments() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&payments_config())).await;
+    let n = 300;
+    for i in 0..n {
+        let amount = format!("{}.{:02}", 10 + i, i % 100);
+        add(
+            &mut con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &format!("order-{i}")),
+                ("orderAmount", &amount),
+                ("userId", &format!("USR_{i}")),
+            ],
+        )
+        .await;
+    }
+    eventually("all payments", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "PAYMENTS_STREAM").await == n).then_some(()) }
+    })
+    .await;
+    let payments = entries(&mut con, "PAYMENTS_STREAM").await;
+    for (i, (_, fields)) in payments.iter().enumerate() {
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "orderId",
+                "paymentId",
+                "orderAmount",
+                "paidAmount",
+                "orderStatusCode",
+                "userId"
+            ]
+        );
+        let amount = format!("{}.{:02}", 10 + i, i % 100);
+        assert_eq!(
+            field(fields, "orderId"),
+            Some(format!("order-{i}").as_str()),
+            "in order"
+        );
+        assert_eq!(field(fields, "orderAmount"), Some(amount.as_str()));
+        assert_eq!(field(fields, "paidAmount"), Some(amount.as_str()));
+        assert_eq!(field(fields, "orderStatusCode"), Some("3"));
+        assert_eq!(field(fields, "userId"), Some(format!("USR_{i}").as_str()));
+        assert_eq!(field(fields, "paymentId").map(str::len), Some(24));
+    }
+    assert_eq!(
+        pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
+        0
+    );
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 0);
+    host.stop().await;
+}
+
+/// Non-UTF-8 bytes, empty values and a 1 MiB value reach the handler and come back
+/// unchanged, with field order and repeated names kept.
+#[tokio::test]
+async fn binary_values_round_trip() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let fields: Vec<(String, Vec<u8>)> = vec![
+        ("raw".into(), vec![0, 0xff, 0xfe, 0x80, b'\n', 0]),
+        ("empty".into(), Vec::new()),
+        ("big".into(), big),
+        ("raw".into(), b"repeated name".to_vec()),
+    ];
+    let _: String = con.xadd("IN", "*", &fields).await.expect("XADD");
+    eventually("echo", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
+    })
+    .await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(out[0].1, fields);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// A handler `retry` and a trap both leave their entry pending and unacked, owned by
+/// the daemon's consumer, while the entries around them are served.
+#[tokio::test]
+async fn retry_and_trap_stay_pending() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    // A backoff of an hour: nothing is redelivered while the test looks.
+    let cfg = echo_config("max_attempts = 3\nretry_backoff = { initial = \"1h\", max = \"1h\" }");
+    let host = Host::start(&redis, config(&cfg)).await;
+    add(&mut con, "IN", &[("n", "1")]).await;
+    let retry = add(&mut con, "IN", &[("action", "retry")]).await;
+    add(&mut con, "IN", &[("n", "2")]).await;
+    let trap = add(&mut con, "IN", &[("action", "trap")]).await;
+    add(&mut con, "IN", &[("n", "3")]).await;
+    eventually("the healthy entries", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 3).then_some(()) }
+    })
+    .await;
+    let rows: Vec<(String, String, u64, u64)> = con
+        .xpending_count("IN", "G", "-", "+", 10)
+        .await
+        .map(|r: redis::streams::StreamPendingCountReply| {
+            r.ids
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.id,
+                        p.consumer,
+                        p.last_delivered_ms as u64,
+                        p.times_delivered as u64,
+                    )
+                })
+                .collect()
+        })
+        .expect("XPENDING");
+    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(ids, [retry.as_str(), trap.as_str()]);
+    assert!(
+        rows.iter().all(|r| r.3 == 1),
+        "delivered once each: {rows:?}"
+    );
+    assert_eq!(len(&mut con, "IN:dead").await, 0);
+    // After the trap the instance was replaced, and it still serves.
+    add(&mut con, "IN", &[("n", "4")]).await;
+    eventually("an entry after the trap", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 4).then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}
+
+/// A `reject` and an output to an undeclared stream each give exactly one dead letter
+/// with the reason and the original fields, and are acknowledged; nothing else is written.
+#[tokio::test]
+async fn reject_and_undeclared_output_are_dead_lettered() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let rejected = add(&mut con, "IN", &[("action", "reject"), ("k", "v1")]).await;
+    let undeclared = add(&mut con, "IN", &[("action", "undeclared"), ("k", "v2")]).await;
+    eventually("two dead letters", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "IN:dead").await == 2).then_some(()) }
+    })
+    .await;
+    let dead = entries(&mut con, "IN:dead").await;
+    let first = &dead[0].1;
+    assert_eq!(field(first, "sluice.id"), Some(rejected.as_str()));
+    assert_eq!(field(first, "sluice.source"), Some("IN"));
+    assert_eq!(field(first, "sluice.pipeline"), Some("echo"));
+    assert_eq!(field(first, "sluice.attempts"), Some("1"));
+    assert!(
+        field(first, "sluice.error")
+            .unwrap_or_default()
+            .contains("asked to reject"),
+        "{first:?}"
+    );
+    assert!(
+        field(first, "sluice.plugin")
+            .unwrap_or_default()
+            .starts_with("sha256:")
+    );
+    assert_eq!(
+        &first[6..],
+        &[
+            ("action".to_owned(), b"reject".to_vec()),
+            ("k".to_owned(), b"v1".to_vec())
+        ]
+    );
+    let second = &dead[1].1;
+    assert_eq!(field(second, "sluice.id"), Some(undeclared.as_str()));
+    let reason = field(second, "sluice.error").unwrap_or_default();
+    assert!(
+        reason.contains("undeclared stream \"NOT_DECLARED\""),
+        "{reason}"
+    );
+    assert_eq!(len(&mut con, "NOT_DECLARED").await, 0);
+    assert_eq!(len(&mut con, "OUT").await, 0);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// A retried entry comes back after its backoff with a growing `attempt`, and succeeds.
+#[tokio::test]
+async fn retries_are_redelivered_with_attempt_numbers() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = echo_config("retry_backoff = { initial = \"50ms\", max = \"200ms\" }");
+    let host = Host::start(&redis, config(&cfg)).await;
+    add(
+        &mut con,
+        "IN",
+        &[("action", "succeed-on"), ("attempt", "3")],
+    )
+    .await;
+    eventually("success on the third delivery", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
+    })
+    .await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(field(&out[0].1, "seen-attempt"), Some("3"));
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// An entry that fails on every delivery is dead-lettered after `max_attempts`, with the
+/// attempts and the last error, and does not block the entries behind it.
+#[tokio::test]
+async fn exhausted_retries_are_dead_lettered() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg =
+        echo_config("max_attempts = 3\nretry_backoff = { initial = \"20ms\", max = \"50ms\" }");
+    let host = Host::start(&redis, config(&cfg)).await;
+    add(&mut con, "IN", &[("action", "trap")]).await;
+    add(&mut con, "IN", &[("n", "after")]).await;
+    eventually("the dead letter", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
+    })
+    .await;
+    let dead = entries(&mut con, "IN:dead").await;
+    assert_eq!(field(&dead[0].1, "sluice.attempts"), Some("3"));
+    let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
+    assert!(
+        reason.contains("gave up after 3 attempts") && reason.contains("trapped"),
+        "{reason}"
+    );
+    assert_eq!(len(&mut con, "OUT").await, 1);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// A handler that spins past `limits.timeout` is stopped, and the daemon keeps serving.
+#[tokio::test]
+async fn spinning_handler_times_out() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = echo_config("max_attempts = 1\nlimits = { timeout = \"100ms\" }");
+    let host = Host::start(&redis, config(&cfg)).await;
+    add(&mut con, "IN", &[("action", "spin")]).await;
+    add(&mut con, "IN", &[("n", "after")]).await;
+    eventually("the dead letter", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
+    })
+    .await;
+    let dead = entries(&mut con, "IN:dead").await;
+    let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
+    assert!(reason.contains("limits.timeout"), "{reason}");
+    eventually("the entry after", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}
+
+/// Two pipelines in one daemon, chained: orders → payments → order status; both drain,
+/// and invalid orders end in the dead-letter stream.
+#[tokio::test]
+async fn chained_pipelines_drain() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = payments_config()
+        + r#"
+[[pipeline]]
+name = "order-status"
+plugin = "{plugin:order-status}"
+input = "PAYMENTS_STREAM"
+group = "PAYMENTS_CON_GROUP"
+outputs = ["ORDER_STATUS_STREAM"]
+"#;
+    let host = Host::start(&redis, config(&cfg)).await;
+    for i in 0..100 {
+        add(
+            &mut con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &format!("o{i}")),
+                ("orderAmount", "12.50"),
+                ("userId", "u"),
+            ],
+        )
+        .await;
+    }
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[("orderId", "bad1"), ("orderAmount", "-1"), ("userId", "u")],
+    )
+    .await;
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[("orderId", "bad2"), ("orderAmount", "ten"), ("userId", "u")],
+    )
+    .await;
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[("orderId", "bad3"), ("userId", "u")],
+    )
+    .await;
+    eventually("100 status updates", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "ORDER_STATUS_STREAM").await == 100).then_some(()) }
+    })
+    .await;
+    let statuses = entries(&mut con, "ORDER_STATUS_STREAM").await;
+    let payments = entries(&mut con, "PAYMENTS_STREAM").await;
+    for ((_, status), (_, payment)) in statuses.iter().zip(&payments) {
+        let names: Vec<&str> = status.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["orderId", "paymentId", "orderStatusCode"]);
+        assert_eq!(field(status, "paymentId"), field(payment, "paymentId"));
+        assert_eq!(field(status, "orderStatusCode"), Some("3"));
+    }
+    let dead = entries(&mut con, "ORDERS_STREAM:dead").await;
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|(_, f)| field(f, "sluice.error").unwrap_or_default())
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(reasons[0].contains("negative"), "{reasons:?}");
+    assert!(reasons[1].contains("not a number"), "{reasons:?}");
+    assert!(reasons[2].contains("no orderAmount"), "{reasons:?}");
+    assert_eq!(
+        pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
+        0
+    );
+    assert_eq!(
+        pending(&mut con, "PAYMENTS_STREAM", "PAYMENTS_CON_GROUP").await,
+        0
+    );
+    host.stop().await;
+}
+
+/// On start-up a consumer first handles the entries it left pending in an earlier run.
+#[tokio::test]
+async fn own_pending_entries_are_read_first_after_restart() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    // Simulate a crash: consumer "c1" read two entries and died before committing.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("IN")
+        .arg("G")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut con)
+        .await
+        .expect("group");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    add(&mut con, "IN", &[("n", "2")]).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("G")
+        .arg("c1")
+        .arg("STREAMS")
+        .arg("IN")
+        .arg(">")
+        .query_async(&mut con)
+        .await
+        .expect("read");
+    let cfg = "[redis]\nconsumer = \"c1\"\n".to_owned()
+        + &echo_config("retry_backoff = { initial = \"1h\", max = \"1h\" }");
+    let host = Host::start(&redis, config(&cfg)).await;
+    eventually("the two pending entries", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await == 2).then_some(()) }
+    })
+    .await;
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}

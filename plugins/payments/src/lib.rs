@@ -1,0 +1,86 @@
+//! The tutorial's payments service as a Sluice handler.
+//!
+//! Reads an order `{orderId, orderAmount, userId}` from `ORDERS_STREAM` and emits a
+//! payment `{orderId, paymentId, orderAmount, paidAmount, orderStatusCode, userId}` to
+//! `PAYMENTS_STREAM` (config key `payments_stream` overrides it). An order whose amount is
+//! missing, not a number or negative is rejected with the reason.
+//!
+//! Build: `cargo build -p payments --target wasm32-wasip2 --profile plugin`
+
+use serde::{Deserialize, Serialize};
+use sluice_sdk::{Failure, Guest, HandlerResult, Message, Output};
+
+/// Payment succeeded, as in the tutorial.
+const PAYMENT_SUCCESSFUL: &str = "3";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Order {
+    order_id: String,
+    order_amount: Option<String>,
+    user_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Payment<'a> {
+    order_id: &'a str,
+    payment_id: String,
+    order_amount: &'a str,
+    paid_amount: &'a str,
+    order_status_code: &'a str,
+    user_id: &'a str,
+}
+
+struct Payments;
+
+impl Guest for Payments {
+    fn handle(msg: Message) -> HandlerResult {
+        let order: Order = msg.to_struct()?;
+        let amount = order.order_amount.as_deref().ok_or_else(|| {
+            Failure::reject(format!("order {} has no orderAmount", order.order_id))
+        })?;
+        match amount.trim().parse::<f64>() {
+            Ok(value) if value.is_finite() && value >= 0.0 => {}
+            Ok(_) => {
+                return Err(Failure::reject(format!(
+                    "order {} has a negative orderAmount {amount:?}",
+                    order.order_id
+                )));
+            }
+            Err(_) => {
+                return Err(Failure::reject(format!(
+                    "order {} has an orderAmount that is not a number: {amount:?}",
+                    order.order_id
+                )));
+            }
+        }
+        let payment = Payment {
+            order_id: &order.order_id,
+            payment_id: payment_id(&order.order_id),
+            order_amount: amount,
+            paid_amount: amount,
+            order_status_code: PAYMENT_SUCCESSFUL,
+            user_id: &order.user_id,
+        };
+        let target = sluice_sdk::config_or("payments_stream", "PAYMENTS_STREAM");
+        Ok(vec![Output::from_struct(target, &payment)?])
+    }
+}
+
+/// A 24-hex-digit payment ID (the shape of the tutorial's MongoDB IDs), derived from the
+/// order ID so that a redelivered order gets the same payment ID.
+fn payment_id(order_id: &str) -> String {
+    let hash = |seed: u64| {
+        order_id.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{:016x}{:08x}",
+        hash(0xcbf2_9ce4_8422_2325),
+        hash(0x8422_2325_cbf2_9ce4) as u32
+    )
+}
+
+sluice_sdk::export!(Payments);
