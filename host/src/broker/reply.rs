@@ -115,7 +115,7 @@ pub fn pending_entries(reply: Value) -> Result<Vec<PendingEntry>> {
 }
 
 fn pairs(flat: Vec<Value>) -> Result<Vec<Field>> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         bail!("stream entry has an odd number of field items");
     }
     let mut fields = Vec::with_capacity(flat.len() / 2);

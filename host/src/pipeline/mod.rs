@@ -37,6 +37,9 @@ pub struct Pipeline {
     next_retry_check: Instant,
 }
 
+/// A handler's result for one entry, with the digest of the plugin version that ran it.
+type Handled = (Arc<str>, Result<Vec<Output>, HandlerError>);
+
 /// What one batch came to, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchReport {
@@ -269,7 +272,7 @@ impl Pipeline {
     async fn invoke(
         &mut self,
         entries: &mut [Entry],
-    ) -> Vec<(Arc<str>, Result<Vec<Output>, HandlerError>)> {
+    ) -> Vec<Handled> {
         let source = self.config.input.as_str();
         if self.instances.len() == 1 || entries.len() == 1 {
             let instance = &mut self.instances[0];
@@ -290,7 +293,7 @@ async fn invoke_parallel(
     instances: &mut Vec<Instance>,
     source: &str,
     entries: &mut [Entry],
-) -> Vec<(Arc<str>, Result<Vec<Output>, HandlerError>)> {
+) -> Vec<Handled> {
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
     for (index, entry) in entries.iter_mut().enumerate() {
@@ -321,7 +324,7 @@ async fn invoke_parallel(
             })
         })
         .collect();
-    let mut results: Vec<Option<(Arc<str>, Result<Vec<Output>, HandlerError>)>> =
+    let mut results: Vec<Option<Handled>> =
         (0..entries.len()).map(|_| None).collect();
     for task in tasks {
         // A panic here is a host bug; the entries it held stay pending in Redis.

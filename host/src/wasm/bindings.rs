@@ -7,4 +7,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use sluice::plugin::host::Level;
+pub use self::sluice::plugin::host::Level;
