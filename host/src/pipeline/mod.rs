@@ -269,10 +269,7 @@ impl Pipeline {
     }
 
     /// Runs the handler on every entry, spreading them over the pipeline's instances.
-    async fn invoke(
-        &mut self,
-        entries: &mut [Entry],
-    ) -> Vec<Handled> {
+    async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Handled> {
         let source = self.config.input.as_str();
         if self.instances.len() == 1 || entries.len() == 1 {
             let instance = &mut self.instances[0];
@@ -324,8 +321,7 @@ async fn invoke_parallel(
             })
         })
         .collect();
-    let mut results: Vec<Option<Handled>> =
-        (0..entries.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Handled>> = (0..entries.len()).map(|_| None).collect();
     for task in tasks {
         // A panic here is a host bug; the entries it held stay pending in Redis.
         let (instance, done) = match task.await {

@@ -14,7 +14,7 @@ use sluice::config::Config;
 pub use sluice::redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 
-/// The plugins the tests use; built together, once per test binary.
+/// The plugins the tests use (every one in `plugins/` is built).
 const PLUGINS: &[&str] = &["payments", "order-status", "echo"];
 
 /// The workspace root.
@@ -27,25 +27,21 @@ pub fn workspace() -> PathBuf {
 
 /// The component built from `plugins/NAME` for `wasm32-wasip2`.
 ///
-/// Builds use their own target directory: the outer `cargo test` holds the lock on the
-/// main one.
+/// The first call in a test binary runs `scripts/build-plugins.sh`, which builds every
+/// plugin into `target/plugins` (its own target directory: the outer `cargo test` holds
+/// the lock on the main one) — the same files the example configs point at.
 pub fn plugin_wasm(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
-        let target = workspace().join("target").join("plugins");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace())
-            .args(["build", "--quiet", "--target", "wasm32-wasip2", "--profile", "plugin"])
-            .env("CARGO_TARGET_DIR", &target)
+        let status = Command::new("bash")
+            .arg(workspace().join("scripts/build-plugins.sh"))
             .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        for plugin in PLUGINS {
-            cmd.args(["-p", plugin]);
-        }
-        let status = cmd.status().expect("cannot run cargo to build the test plugins");
-        assert!(status.success(), "building the test plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
-        target.join("wasm32-wasip2").join("plugin")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cannot run scripts/build-plugins.sh");
+        assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        workspace().join("target/plugins")
     });
     let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
     assert!(path.is_file(), "no plugin at {}", path.display());

@@ -1,0 +1,127 @@
+//! The `sluice` binary as an operator runs it: a real process, a config file, signals.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// `sluice run` processes orders, and on SIGTERM drains and exits 0 with nothing pending.
+#[tokio::test]
+async fn run_processes_and_exits_cleanly_on_sigterm() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
+            redis.url(),
+            plugin_wasm("payments").display()
+        ),
+    )
+    .expect("write config");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    for i in 0..50 {
+        add(
+            &mut con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &i.to_string()),
+                ("orderAmount", "1.00"),
+                ("userId", "u"),
+            ],
+        )
+        .await;
+    }
+    eventually("50 payments", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "PAYMENTS_STREAM").await == 50).then_some(()) }
+    })
+    .await;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    let status = eventually("the daemon to exit", Duration::from_secs(15), || {
+        let status = daemon.try_wait().expect("wait");
+        async move { status }
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
+        0
+    );
+}
+
+/// Without a Redis URL, `sluice run` starts a private redis-server and stops it at exit.
+#[tokio::test]
+async fn run_without_url_uses_a_private_redis_and_stops_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"G\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
+            plugin_wasm("payments").display()
+        ),
+    )
+    .expect("write config");
+    let daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .env_remove("SLUICE_REDIS_URL")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sluice");
+    let pid = daemon.id() as i32;
+    // The private server is a child of the daemon.
+    let child_redis = eventually("a redis-server child", Duration::from_secs(15), || {
+        let found = children_of(pid)
+            .into_iter()
+            .find(|(_, name)| name.starts_with("redis-server"));
+        async move { found.map(|(pid, _)| pid) }
+    })
+    .await;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = daemon.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("started a private redis-server"),
+        "{stderr}"
+    );
+    eventually(
+        "the private redis-server to be gone",
+        Duration::from_secs(5),
+        || {
+            let gone = !std::path::Path::new(&format!("/proc/{child_redis}")).exists()
+                || std::fs::read_to_string(format!("/proc/{child_redis}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "));
+            async move { gone.then_some(()) }
+        },
+    )
+    .await;
+}
+
+/// (pid, command name) of the processes whose parent is `parent`.
+fn children_of(parent: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then(|| (pid, name.to_owned()))
+        })
+        .collect()
+}

@@ -1,0 +1,148 @@
+//! The guarded commit, driven directly through the broker against a real redis-server.
+
+mod common;
+
+use common::*;
+use sluice::broker::{Ack, Broker};
+use sluice::message::{CommitStatus, Output};
+
+fn payment(n: &str) -> Output {
+    Output {
+        target: "PAYMENTS".into(),
+        fields: vec![("n".into(), n.as_bytes().to_vec())],
+    }
+}
+
+/// Committing the same processed entry twice (as after a lost EXEC reply) writes its
+/// outputs once; the second commit reports the entry as no longer owned.
+#[tokio::test]
+async fn repeated_commit_writes_once() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    a.ensure_group().await.expect("group");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    let read = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 1);
+    let acks = [Ack {
+        id: read[0].id.clone(),
+        outputs: vec![payment("1"), payment("1b")],
+    }];
+    assert_eq!(
+        a.commit(&acks).await.expect("commit"),
+        [CommitStatus::Committed]
+    );
+    assert_eq!(
+        a.commit(&acks).await.expect("commit again"),
+        [CommitStatus::NotOwned]
+    );
+    assert_eq!(
+        len(&mut con, "PAYMENTS").await,
+        2,
+        "two outputs, written once"
+    );
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+}
+
+/// An entry another consumer has claimed in the meantime writes nothing when its former
+/// owner commits; the new owner's commit goes through. Entries of one batch are judged
+/// one by one.
+#[tokio::test]
+async fn commit_of_a_claimed_entry_writes_nothing() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer a");
+    let mut b = broker.consumer("IN", "G", "b").await.expect("consumer b");
+    a.ensure_group().await.expect("group");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    add(&mut con, "IN", &[("n", "2")]).await;
+    let read = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 2);
+    // b takes the first entry over, as it would from a consumer it believes dead.
+    let stolen = b
+        .idle_pending(std::time::Duration::ZERO, 10)
+        .await
+        .expect("pending of b");
+    assert!(stolen.is_empty(), "b owns nothing yet");
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("IN")
+        .arg("G")
+        .arg("b")
+        .arg(0)
+        .arg(&read[0].id)
+        .query_async(&mut con)
+        .await
+        .expect("XCLAIM");
+    let acks: Vec<Ack> = read
+        .iter()
+        .map(|e| Ack {
+            id: e.id.clone(),
+            outputs: vec![payment(&e.id)],
+        })
+        .collect();
+    assert_eq!(
+        a.commit(&acks).await.expect("commit"),
+        [CommitStatus::NotOwned, CommitStatus::Committed]
+    );
+    let written = entries(&mut con, "PAYMENTS").await;
+    assert_eq!(written.len(), 1);
+    assert_eq!(field(&written[0].1, "n"), Some(read[1].id.as_str()));
+    assert_eq!(
+        b.commit(&acks[..1]).await.expect("commit by b"),
+        [CommitStatus::Committed]
+    );
+    assert_eq!(len(&mut con, "PAYMENTS").await, 2);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+}
+
+/// A target key of the wrong type fails the whole batch before anything is written:
+/// no half-committed batch.
+#[tokio::test]
+async fn wrongly_typed_target_fails_the_batch_whole() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    a.ensure_group().await.expect("group");
+    let _: () = redis::cmd("SET")
+        .arg("NOT_A_STREAM")
+        .arg("x")
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    add(&mut con, "IN", &[("n", "2")]).await;
+    let read = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    let acks = [
+        Ack {
+            id: read[0].id.clone(),
+            outputs: vec![payment("1")],
+        },
+        Ack {
+            id: read[1].id.clone(),
+            outputs: vec![Output {
+                target: "NOT_A_STREAM".into(),
+                fields: vec![("n".into(), b"2".to_vec())],
+            }],
+        },
+    ];
+    let error = a.commit(&acks).await.expect_err("commit fails");
+    assert!(format!("{error:#}").contains("NOT_A_STREAM"), "{error:#}");
+    assert_eq!(len(&mut con, "PAYMENTS").await, 0, "nothing written");
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        2,
+        "nothing acknowledged"
+    );
+}

@@ -1,0 +1,126 @@
+//! Configuration: every example parses; every invalid config in `tests/configs/` fails
+//! with a message that names the problem (checked both in-process and through the
+//! `sluice` binary's exit code and stderr).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use sluice::config::Config;
+
+/// Writes `tests/configs/NAME` with plugin markers filled in, next to the original so
+/// that relative paths keep their meaning, and returns its path.
+fn prepared(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
+    let mut text = std::fs::read_to_string(dir.join(name)).expect("config exists");
+    if text.contains("{plugin:payments}") {
+        text = text.replace(
+            "{plugin:payments}",
+            &plugin_wasm("payments").display().to_string(),
+        );
+    }
+    // Next to the original, so that relative paths keep their meaning.
+    let path = dir.join(format!(".prepared-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn load_error(name: &str) -> String {
+    let path = prepared(name);
+    let result = Config::load(&path);
+    let _ = std::fs::remove_file(&path);
+    format!("{:#}", result.expect_err("config must be refused"))
+}
+
+/// An unknown key is refused, naming the key and what is allowed.
+#[test]
+fn unknown_key_is_named() {
+    let e = load_error("unknown-key.toml");
+    assert!(
+        e.contains("unknown field `bacth`") && e.contains("batch"),
+        "{e}"
+    );
+    assert!(e.contains("unknown-key.toml"), "names the file: {e}");
+}
+
+/// A missing plugin file is refused with its path and what to do.
+#[test]
+fn missing_plugin_is_named() {
+    let e = load_error("missing-plugin.toml");
+    assert!(
+        e.contains("no/such/plugin.wasm") && e.contains("does not exist"),
+        "{e}"
+    );
+    assert!(e.contains("\"payments\""), "names the pipeline: {e}");
+}
+
+/// Two pipelines with one name are refused.
+#[test]
+fn duplicate_pipeline_name_is_named() {
+    let e = load_error("duplicate-name.toml");
+    assert!(
+        e.contains("pipeline name \"payments\" is used twice"),
+        "{e}"
+    );
+}
+
+/// A duration that does not parse says how to write one.
+#[test]
+fn bad_duration_says_how_to_write_it() {
+    let e = load_error("bad-duration.toml");
+    assert!(
+        e.contains("\"soon\" is not a duration") && e.contains("250ms"),
+        "{e}"
+    );
+}
+
+/// A pipeline that would consume its own outputs is refused.
+#[test]
+fn output_that_is_the_input_is_refused() {
+    let e = load_error("output-is-input.toml");
+    assert!(e.contains("also the input"), "{e}");
+}
+
+/// The example config parses, with the plugin paths resolved.
+#[test]
+fn example_configs_parse() {
+    plugin_wasm("payments"); // builds every plugin the examples point at
+    let path = workspace().join("examples/orders-payments/sluice.toml");
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(config.pipelines.len(), 2);
+    assert!(
+        config.redis.url.is_none(),
+        "the demo uses the embedded redis-server"
+    );
+}
+
+/// The binary exits 1 with the error on stderr for each invalid config, before touching
+/// Redis; a file that is not a component fails start-up with a clear error too.
+#[test]
+fn sluice_run_refuses_invalid_configs() {
+    let cases = [
+        ("unknown-key.toml", "unknown field `bacth`"),
+        ("missing-plugin.toml", "does not exist"),
+        ("duplicate-name.toml", "used twice"),
+        ("not-a-component.toml", "not a valid WebAssembly component"),
+    ];
+    let redis = RedisServer::start().expect("redis");
+    for (name, expected) in cases {
+        let path = prepared(name);
+        let output = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--redis", &redis.url()])
+            .output()
+            .expect("run sluice");
+        let _ = std::fs::remove_file(&path);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in:\n{stderr}"
+        );
+    }
+}
