@@ -420,3 +420,48 @@ async fn own_pending_entries_are_read_first_after_restart() {
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
 }
+
+/// An output key that is not a stream makes Redis refuse the commit: that entry is
+/// dead-lettered with Redis's reason, the rest of its batch commits, nothing stays stuck.
+#[tokio::test]
+async fn commit_refused_by_redis_dead_letters_only_that_entry() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let _: () = redis::cmd("SET")
+        .arg("OUT")
+        .arg("not a stream")
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg("IN")
+        .arg("G")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut con)
+        .await
+        .expect("group");
+    add(&mut con, "IN", &[("action", "none")]).await;
+    let bad = add(&mut con, "IN", &[("k", "v")]).await;
+    add(&mut con, "IN", &[("action", "none")]).await;
+    let host = Host::start(&redis, config(&echo_config(""))).await;
+    eventually("the dead letter", WAIT, || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
+    })
+    .await;
+    let dead = entries(&mut con, "IN:dead").await;
+    assert_eq!(field(&dead[0].1, "sluice.id"), Some(bad.as_str()));
+    let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
+    assert!(
+        reason.contains("WRONGTYPE") && reason.contains("OUT"),
+        "{reason}"
+    );
+    eventually("nothing pending", WAIT, || {
+        let mut con = con.clone();
+        async move { (pending(&mut con, "IN", "G").await == 0).then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}

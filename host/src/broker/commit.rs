@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use anyhow::{Context, Result, bail};
+use anyhow::anyhow;
 use redis::aio::ConnectionManager;
 
 use crate::message::{CommitStatus, Output};
@@ -14,6 +14,38 @@ static SCRIPT: LazyLock<redis::Script> =
 
 /// Lua's `unpack` takes at most ~8,000 values; one XADD must stay below that.
 pub const MAX_FIELDS_PER_OUTPUT: usize = 3_900;
+
+/// Why a commit did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Redis could not be reached or did not answer in time: the outcome is unknown.
+    /// Committing again is safe (the commit is guarded).
+    #[error("redis unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// Redis refused the commit (an output key that is not a stream, say): nothing of
+    /// the batch was written, and committing the same batch again will fail again.
+    #[error("redis refused the commit: {0}")]
+    Refused(String),
+}
+
+/// Whether Redis answered with an error that repeating the same commit cannot cure.
+/// Errors that pass (a loading or busy server, a failover, out of memory) are not.
+fn is_refusal(e: &redis::RedisError) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "LOADING",
+        "BUSY",
+        "TRYAGAIN",
+        "MASTERDOWN",
+        "READONLY",
+        "OOM",
+        "CLUSTERDOWN",
+        "NOSCRIPT",
+    ];
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return false;
+    }
+    e.code().is_some_and(|code| !TRANSIENT.contains(&code))
+}
 
 /// One entry to acknowledge, with everything it produced (handler outputs, or a
 /// dead-letter entry).
@@ -31,16 +63,16 @@ pub(super) async fn run(
     group: &str,
     consumer: &str,
     acks: &[Ack],
-) -> Result<Vec<CommitStatus>> {
+) -> Result<Vec<CommitStatus>, CommitError> {
     let mut invocation = SCRIPT.key(stream);
     let mut key_index: HashMap<&str, usize> = HashMap::new();
     for output in acks.iter().flat_map(|a| &a.outputs) {
         if output.fields.len() > MAX_FIELDS_PER_OUTPUT {
-            bail!(
+            return Err(CommitError::Refused(format!(
                 "an output to {:?} has {} fields; at most {MAX_FIELDS_PER_OUTPUT} fit one commit",
                 output.target,
                 output.fields.len()
-            );
+            )));
         }
         let next = key_index.len() + 2; // Lua arrays start at 1; KEYS[1] is the input
         if let std::collections::hash_map::Entry::Vacant(slot) = key_index.entry(&output.target) {
@@ -60,16 +92,20 @@ pub(super) async fn run(
             }
         }
     }
-    let statuses: Vec<i64> = invocation
-        .invoke_async(conn)
-        .await
-        .with_context(|| format!("commit of {} entries on {stream:?} failed", acks.len()))?;
+    let statuses: Vec<i64> = invocation.invoke_async(conn).await.map_err(|e| {
+        let context = format!("commit of {} entries on {stream:?}", acks.len());
+        if is_refusal(&e) {
+            CommitError::Refused(format!("{context}: {e}"))
+        } else {
+            CommitError::Unavailable(anyhow::Error::new(e).context(context))
+        }
+    })?;
     if statuses.len() != acks.len() {
-        bail!(
+        return Err(CommitError::Unavailable(anyhow!(
             "commit script answered {} statuses for {} entries",
             statuses.len(),
             acks.len()
-        );
+        )));
     }
     Ok(statuses
         .into_iter()

@@ -16,7 +16,7 @@ use redis::{AsyncCommands, Client, Value};
 
 use crate::message::{CommitStatus, Entry, Output};
 
-pub use commit::{Ack, MAX_FIELDS_PER_OUTPUT};
+pub use commit::{Ack, CommitError, MAX_FIELDS_PER_OUTPUT};
 pub use reply::PendingEntry;
 
 /// A handle on one Redis server, shared by every pipeline of a daemon.
@@ -235,7 +235,7 @@ impl Consumer {
     /// consumer, appends its outputs and acknowledges it; any other entry writes nothing.
     ///
     /// An error means the outcome is unknown. Committing the same batch again is safe.
-    pub async fn commit(&mut self, acks: &[Ack]) -> Result<Vec<CommitStatus>> {
+    pub async fn commit(&mut self, acks: &[Ack]) -> Result<Vec<CommitStatus>, CommitError> {
         if acks.is_empty() {
             return Ok(Vec::new());
         }

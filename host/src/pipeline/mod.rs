@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Ack, Broker, Consumer, MAX_FIELDS_PER_OUTPUT};
+use crate::broker::{Ack, Broker, CommitError, Consumer, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
 use crate::message::{CommitStatus, Entry, HandlerError, Output};
 use crate::wasm::{Instance, Limits, Plugin};
@@ -201,14 +201,7 @@ impl Pipeline {
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
         let results = self.invoke(&mut entries).await;
-        let rules = Rules {
-            pipeline: self.config.name.as_str(),
-            source: self.config.input.as_str(),
-            outputs: &self.outputs,
-            dead_letter: &self.dead_letter,
-            max_attempts: self.config.max_attempts,
-            max_fields: MAX_FIELDS_PER_OUTPUT,
-        };
+        let rules = self.rules();
         let mut report = BatchReport::default();
         let mut acks = Vec::with_capacity(entries.len());
         let mut dead = Vec::new();
@@ -231,7 +224,7 @@ impl Pipeline {
                 }
             }
         }
-        let statuses = self.commit(&acks).await;
+        let statuses = self.commit(&acks, &entries).await;
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
             match status {
@@ -252,13 +245,72 @@ impl Pipeline {
     }
 
     /// Commits until Redis confirms: the commit is guarded, so repeating one whose reply
-    /// was lost writes nothing twice.
-    async fn commit(&mut self, acks: &[Ack]) -> Vec<CommitStatus> {
+    /// was lost writes nothing twice. A batch Redis refuses is committed entry by entry,
+    /// and an entry refused on its own is dead-lettered with Redis's reason instead.
+    async fn commit(&mut self, acks: &[Ack], entries: &[Entry]) -> Vec<CommitStatus> {
+        match self.commit_retrying(acks).await {
+            Ok(statuses) => statuses,
+            Err(reason) if acks.len() == 1 => {
+                tracing::warn!(pipeline = %self.config.name, id = %acks[0].id, reason = %reason, "redis refused the commit; dead-lettering the entry");
+                let letter = self.refused_letter(&acks[0], entries, &reason);
+                match self.commit_retrying(std::slice::from_ref(&letter)).await {
+                    Ok(statuses) => statuses,
+                    Err(reason) => {
+                        tracing::error!(pipeline = %self.config.name, id = %acks[0].id, stream = %self.dead_letter, reason = %reason, "redis refused the dead letter too; the entry stays pending");
+                        vec![CommitStatus::NotOwned]
+                    }
+                }
+            }
+            Err(_) => {
+                let mut statuses = Vec::with_capacity(acks.len());
+                for ack in acks {
+                    statuses
+                        .extend(Box::pin(self.commit(std::slice::from_ref(ack), entries)).await);
+                }
+                statuses
+            }
+        }
+    }
+
+    /// A dead letter for an entry whose commit Redis refused, with Redis's reason.
+    fn refused_letter(&self, ack: &Ack, entries: &[Entry], reason: &str) -> Ack {
+        let entry = entries.iter().find(|e| e.id == ack.id);
+        let entry = entry.cloned().unwrap_or_else(|| Entry {
+            id: ack.id.clone(),
+            fields: Vec::new(),
+            attempt: 0,
+        });
+        let digest = self.instances[0].plugin().digest().clone();
+        let letter = self.rules().dead_letter(
+            &entry,
+            &digest,
+            &format!("commit refused by redis: {reason}"),
+        );
+        Ack {
+            id: ack.id.clone(),
+            outputs: vec![letter],
+        }
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            pipeline: self.config.name.as_str(),
+            source: self.config.input.as_str(),
+            outputs: &self.outputs,
+            dead_letter: &self.dead_letter,
+            max_attempts: self.config.max_attempts,
+            max_fields: MAX_FIELDS_PER_OUTPUT,
+        }
+    }
+
+    /// Retries while Redis is unavailable; returns Redis's reason if it refuses.
+    async fn commit_retrying(&mut self, acks: &[Ack]) -> Result<Vec<CommitStatus>, String> {
         let mut failures = 0;
         loop {
             match self.consumer.commit(acks).await {
-                Ok(statuses) => return statuses,
-                Err(error) => {
+                Ok(statuses) => return Ok(statuses),
+                Err(CommitError::Refused(reason)) => return Err(reason),
+                Err(CommitError::Unavailable(error)) => {
                     failures += 1;
                     let delay = backoff(REDIS_RETRY_MIN, REDIS_RETRY_MAX, "commit", failures);
                     tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = format!("{error:#}"), retry_in = ?delay, "commit failed; retrying (guarded: no duplicates)");

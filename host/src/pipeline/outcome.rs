@@ -97,7 +97,8 @@ impl Rules<'_> {
         Ok(outputs)
     }
 
-    fn dead_letter(&self, entry: &Entry, plugin: &str, error: &str) -> Output {
+    /// The dead-letter entry for `entry`: metadata fields, then the original fields.
+    pub fn dead_letter(&self, entry: &Entry, plugin: &str, error: &str) -> Output {
         use dead_letter_fields as f;
         let meta: [(&str, Vec<u8>); f::COUNT] = [
             (f::ERROR, error.as_bytes().to_vec()),
