@@ -41,11 +41,7 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         )
         .await;
     }
-    eventually("50 payments", Duration::from_secs(30), || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "PAYMENTS_STREAM").await == 50).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "PAYMENTS_STREAM", 50).await;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     let status = eventually("the daemon to exit", Duration::from_secs(15), || {

@@ -57,11 +57,7 @@ async fn orders_become_payments() {
         )
         .await;
     }
-    eventually("all payments", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "PAYMENTS_STREAM").await == n).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "PAYMENTS_STREAM", n).await;
     let payments = entries(&mut con, "PAYMENTS_STREAM").await;
     for (i, (_, fields)) in payments.iter().enumerate() {
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
@@ -111,11 +107,7 @@ async fn binary_values_round_trip() {
         ("raw".into(), b"repeated name".to_vec()),
     ];
     let _: String = con.xadd("IN", "*", &fields).await.expect("XADD");
-    eventually("echo", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 1).await;
     let out = entries(&mut con, "OUT").await;
     assert_eq!(out[0].1, fields);
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
@@ -136,11 +128,7 @@ async fn retry_and_trap_stay_pending() {
     add(&mut con, "IN", &[("n", "2")]).await;
     let trap = add(&mut con, "IN", &[("action", "trap")]).await;
     add(&mut con, "IN", &[("n", "3")]).await;
-    eventually("the healthy entries", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 3).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 3).await;
     let rows: Vec<(String, String, u64, u64)> = con
         .xpending_count("IN", "G", "-", "+", 10)
         .await
@@ -167,11 +155,7 @@ async fn retry_and_trap_stay_pending() {
     assert_eq!(len(&mut con, "IN:dead").await, 0);
     // After the trap the instance was replaced, and it still serves.
     add(&mut con, "IN", &[("n", "4")]).await;
-    eventually("an entry after the trap", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 4).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 4).await;
     host.stop().await;
 }
 
@@ -184,11 +168,7 @@ async fn reject_and_undeclared_output_are_dead_lettered() {
     let host = Host::start(&redis, config(&echo_config(""))).await;
     let rejected = add(&mut con, "IN", &[("action", "reject"), ("k", "v1")]).await;
     let undeclared = add(&mut con, "IN", &[("action", "undeclared"), ("k", "v2")]).await;
-    eventually("two dead letters", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "IN:dead").await == 2).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "IN:dead", 2).await;
     let dead = entries(&mut con, "IN:dead").await;
     let first = &dead[0].1;
     assert_eq!(field(first, "sluice.id"), Some(rejected.as_str()));
@@ -239,11 +219,7 @@ async fn retries_are_redelivered_with_attempt_numbers() {
         &[("action", "succeed-on"), ("attempt", "3")],
     )
     .await;
-    eventually("success on the third delivery", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 1).await;
     let out = entries(&mut con, "OUT").await;
     assert_eq!(field(&out[0].1, "seen-attempt"), Some("3"));
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
@@ -261,11 +237,7 @@ async fn exhausted_retries_are_dead_lettered() {
     let host = Host::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("action", "trap")]).await;
     add(&mut con, "IN", &[("n", "after")]).await;
-    eventually("the dead letter", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "IN:dead", 1).await;
     let dead = entries(&mut con, "IN:dead").await;
     assert_eq!(field(&dead[0].1, "sluice.attempts"), Some("3"));
     let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
@@ -287,19 +259,11 @@ async fn spinning_handler_times_out() {
     let host = Host::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("action", "spin")]).await;
     add(&mut con, "IN", &[("n", "after")]).await;
-    eventually("the dead letter", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "IN:dead", 1).await;
     let dead = entries(&mut con, "IN:dead").await;
     let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
     assert!(reason.contains("limits.timeout"), "{reason}");
-    eventually("the entry after", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 1).await;
     host.stop().await;
 }
 
@@ -349,11 +313,7 @@ outputs = ["ORDER_STATUS_STREAM"]
         &[("orderId", "bad3"), ("userId", "u")],
     )
     .await;
-    eventually("100 status updates", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "ORDER_STATUS_STREAM").await == 100).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "ORDER_STATUS_STREAM", 100).await;
     let statuses = entries(&mut con, "ORDER_STATUS_STREAM").await;
     let payments = entries(&mut con, "PAYMENTS_STREAM").await;
     for ((_, status), (_, payment)) in statuses.iter().zip(&payments) {
@@ -412,11 +372,7 @@ async fn own_pending_entries_are_read_first_after_restart() {
     let cfg = "[redis]\nconsumer = \"c1\"\n".to_owned()
         + &echo_config("retry_backoff = { initial = \"1h\", max = \"1h\" }");
     let host = Host::start(&redis, config(&cfg)).await;
-    eventually("the two pending entries", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "OUT").await == 2).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "OUT", 2).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
 }
@@ -446,11 +402,7 @@ async fn commit_refused_by_redis_dead_letters_only_that_entry() {
     let bad = add(&mut con, "IN", &[("k", "v")]).await;
     add(&mut con, "IN", &[("action", "none")]).await;
     let host = Host::start(&redis, config(&echo_config(""))).await;
-    eventually("the dead letter", WAIT, || {
-        let mut con = con.clone();
-        async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
-    })
-    .await;
+    wait_len(&con, "IN:dead", 1).await;
     let dead = entries(&mut con, "IN:dead").await;
     assert_eq!(field(&dead[0].1, "sluice.id"), Some(bad.as_str()));
     let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();

@@ -117,6 +117,16 @@ where
     }
 }
 
+/// Waits until `stream` holds exactly `n` entries (20 s at most).
+pub async fn wait_len(con: &MultiplexedConnection, stream: &str, n: usize) {
+    let what = format!("{stream} to hold {n} entries");
+    eventually(&what, Duration::from_secs(20), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, stream).await == n).then_some(()) }
+    })
+    .await
+}
+
 /// Entries of `stream` as (id, fields) in order.
 pub async fn entries(
     con: &mut MultiplexedConnection,
