@@ -417,3 +417,40 @@ async fn commit_refused_by_redis_dead_letters_only_that_entry() {
     .await;
     host.stop().await;
 }
+
+/// With `concurrency = 4` a batch is spread over four instances: every order is paid
+/// exactly once and nothing stays pending.
+#[tokio::test]
+async fn concurrent_instances_handle_each_entry_once() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = payments_config() + "concurrency = 4\n";
+    let host = Host::start(&redis, config(&cfg)).await;
+    let n = 400;
+    for i in 0..n {
+        add(
+            &mut con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &format!("o{i}")),
+                ("orderAmount", "3.00"),
+                ("userId", "u"),
+            ],
+        )
+        .await;
+    }
+    wait_len(&con, "PAYMENTS_STREAM", n).await;
+    let mut ids: Vec<String> = entries(&mut con, "PAYMENTS_STREAM")
+        .await
+        .iter()
+        .map(|(_, f)| field(f, "orderId").unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "each order paid once");
+    assert_eq!(
+        pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
+        0
+    );
+    host.stop().await;
+}

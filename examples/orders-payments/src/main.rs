@@ -14,7 +14,19 @@ use rand::Rng;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
-const ORDERS: usize = 1_000;
+/// Orders sent unless `--orders N` says otherwise.
+const DEFAULT_ORDERS: usize = 1_000;
+
+fn orders_wanted() -> Result<usize> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(DEFAULT_ORDERS),
+        [flag, n] if flag == "--orders" => n
+            .parse()
+            .with_context(|| format!("--orders takes a number, not {n:?}")),
+        _ => bail!("usage: orders-payments [--orders N]"),
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -35,6 +47,7 @@ async fn main() -> ExitCode {
 }
 
 async fn demo() -> Result<()> {
+    let orders = orders_wanted()?;
     let config_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml");
     let config = sluice::config::Config::load(&config_path)
         .context("run examples/orders-payments/run.sh, which builds the plugins first")?;
@@ -49,18 +62,19 @@ async fn demo() -> Result<()> {
         .await?;
 
     let started = Instant::now();
-    let invalid = send_orders(&mut con).await?;
-    let valid = ORDERS - invalid;
-    println!("sent {ORDERS} orders to ORDERS_STREAM ({invalid} of them invalid)");
+    let invalid = send_orders(&mut con, orders).await?;
+    let valid = orders - invalid;
+    println!("sent {orders} orders to ORDERS_STREAM ({invalid} of them invalid)");
 
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let drain_limit = Duration::from_secs(60 + orders as u64 / 1_000);
+    let deadline = Instant::now() + drain_limit;
     let summary = loop {
         let s = Summary::read(&mut con).await?;
         if s.payments == valid && s.statuses == valid && s.dead == invalid && s.pending == 0 {
             break s;
         }
         if Instant::now() > deadline {
-            bail!("the pipelines did not drain within 60s: {s:?}");
+            bail!("the pipelines did not drain within {drain_limit:?}: {s:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -96,11 +110,11 @@ async fn demo() -> Result<()> {
 
 /// Sends the orders; returns how many are invalid (negative, non-numeric or missing
 /// amounts, as a buggy producer would send).
-async fn send_orders(con: &mut redis::aio::MultiplexedConnection) -> Result<usize> {
+async fn send_orders(con: &mut redis::aio::MultiplexedConnection, orders: usize) -> Result<usize> {
     let mut rng = rand::rng();
     let mut pipe = redis::pipe();
     let mut invalid = 0;
-    for i in 0..ORDERS {
+    for i in 0..orders {
         let order_id = ulid_like(&mut rng);
         let user_id = format!("USR_{}", uuid_like(&mut rng));
         let amount = format!("{:.2}", rng.random_range(5.0..500.0));
