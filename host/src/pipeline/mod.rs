@@ -35,6 +35,8 @@ pub struct Pipeline {
     outputs: HashSet<String>,
     dead_letter: String,
     next_retry_check: Instant,
+    /// Whether failed entries of this consumer wait for a redelivery.
+    retries_waiting: bool,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -84,6 +86,7 @@ impl Pipeline {
             outputs: config.outputs.iter().map(|o| o.to_string()).collect(),
             dead_letter: config.dead_letter_stream(),
             next_retry_check: Instant::now(),
+            retries_waiting: false,
             consumer,
             instances,
             config,
@@ -126,7 +129,7 @@ impl Pipeline {
             }
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                read = self.consumer.read_new(self.config.batch, READ_BLOCK) => read,
+                read = self.consumer.read_new(self.config.batch, self.read_block()) => read,
             };
             match read {
                 Ok(entries) => {
@@ -140,6 +143,20 @@ impl Pipeline {
         }
         tracing::info!(pipeline = %name, "pipeline stopped");
         Ok(())
+    }
+
+    /// How long a read may wait for new entries: not past the next retry check while
+    /// failed entries wait for their backoff.
+    fn read_block(&self) -> Duration {
+        if self.retries_waiting {
+            self.retry_check_interval()
+        } else {
+            READ_BLOCK
+        }
+    }
+
+    fn retry_check_interval(&self) -> Duration {
+        (self.config.retry_backoff.initial / 2).clamp(Duration::from_millis(10), READ_BLOCK)
     }
 
     async fn ensure_group(&mut self) -> Result<()> {
@@ -175,12 +192,12 @@ impl Pipeline {
             return Ok(());
         }
         let backoff_cfg = self.config.retry_backoff;
-        self.next_retry_check =
-            now + (backoff_cfg.initial / 2).clamp(Duration::from_millis(10), READ_BLOCK);
+        self.next_retry_check = now + self.retry_check_interval();
         let idle = self
             .consumer
             .idle_pending(backoff_cfg.initial / 2, self.config.batch)
             .await?;
+        self.retries_waiting = !idle.is_empty();
         let due: Vec<_> = idle
             .into_iter()
             .filter(|p| {
@@ -224,6 +241,7 @@ impl Pipeline {
                 }
             }
         }
+        self.retries_waiting |= report.retried > 0;
         let statuses = self.commit(&acks, &entries).await;
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
