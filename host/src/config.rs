@@ -296,6 +296,11 @@ impl PipelineConfig {
         if self.retry_backoff.initial > self.retry_backoff.max {
             bail!("`retry_backoff.initial` is larger than `retry_backoff.max`");
         }
+        if self.claim_idle < std::time::Duration::from_millis(100) {
+            bail!(
+                "`claim_idle` must be at least 100ms (entries idle this long are taken from their consumer)"
+            );
+        }
         if self.limits.timeout.is_zero() {
             bail!("`limits.timeout` must be longer than zero");
         }

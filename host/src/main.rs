@@ -36,6 +36,10 @@ enum Command {
         /// is started and stopped at exit.
         #[arg(long, env = "SLUICE_REDIS_URL")]
         redis: Option<String>,
+        /// Consumer name in every group; overrides `[redis] consumer`. Each daemon of a
+        /// group needs its own.
+        #[arg(long, env = "SLUICE_CONSUMER")]
+        consumer: Option<String>,
     },
 }
 
@@ -60,11 +64,18 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, redis } => {
+        Command::Run {
+            config,
+            redis,
+            consumer,
+        } => {
             let mut config = sluice::config::Config::load(&config)?;
             if redis.is_some() {
                 config.redis.url = redis;
                 config.validate()?;
+            }
+            if consumer.is_some() {
+                config.redis.consumer = consumer;
             }
             let shutdown = CancellationToken::new();
             sluice::shutdown::on_signals(shutdown.clone())?;

@@ -153,7 +153,10 @@ impl Consumer {
     /// Takes `due` entries (own or another consumer's) for a new delivery: their
     /// delivery count goes up by one and their idle time restarts. Entries deleted from
     /// the stream meanwhile are dropped from the pending list by Redis and not returned.
-    pub async fn claim(&mut self, due: &[PendingEntry]) -> Result<Vec<Entry>> {
+    ///
+    /// Only entries still idle for `min_idle` are taken, so of two consumers claiming
+    /// the same entry at once only the first gets it.
+    pub async fn claim(&mut self, due: &[PendingEntry], min_idle: Duration) -> Result<Vec<Entry>> {
         if due.is_empty() {
             return Ok(Vec::new());
         }
@@ -161,7 +164,7 @@ impl Consumer {
         cmd.arg(&self.stream)
             .arg(&self.group)
             .arg(&self.name)
-            .arg(0);
+            .arg(min_idle.as_millis() as u64);
         for p in due {
             cmd.arg(&p.id);
         }
@@ -178,6 +181,55 @@ impl Consumer {
                 .map_or(1, |d| d.saturating_add(1));
         }
         Ok(entries)
+    }
+
+    /// Pending entries of *other* consumers idle for at least `min_idle`, scanning the
+    /// group's pending list from `after` (exclusive; `"-"` for the start). Returns them
+    /// and where the next scan should start (`"-"` once the end was reached).
+    pub async fn others_idle(
+        &mut self,
+        min_idle: Duration,
+        after: &str,
+        count: usize,
+    ) -> Result<(Vec<PendingEntry>, String)> {
+        let start = if after == "-" {
+            "-".to_owned()
+        } else {
+            format!("({after}")
+        };
+        let reply: Value = redis::cmd("XPENDING")
+            .arg(&self.stream)
+            .arg(&self.group)
+            .arg("IDLE")
+            .arg(min_idle.as_millis() as u64)
+            .arg(&start)
+            .arg("+")
+            .arg(count)
+            .query_async(&mut self.commands)
+            .await
+            .with_context(|| format!("XPENDING on stream {:?} failed", self.stream))?;
+        let rows = reply::pending_entries(reply)?;
+        let next = match rows.last() {
+            Some(last) if rows.len() == count => last.id.clone(),
+            _ => "-".to_owned(),
+        };
+        Ok((
+            rows.into_iter()
+                .filter(|p| p.consumer != self.name)
+                .collect(),
+            next,
+        ))
+    }
+
+    /// A handle that renews this consumer's leases on entries, usable beside reads and
+    /// commits.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            stream: self.stream.clone(),
+            group: self.group.clone(),
+            name: self.name.clone(),
+            commands: self.commands.clone(),
+        }
     }
 
     /// Sets each entry's attempt from the pending list. Only for a history read at
@@ -247,6 +299,33 @@ impl Consumer {
             acks,
         )
         .await
+    }
+}
+
+/// Renews a consumer's claim on entries it is still working on.
+pub struct Lease {
+    stream: String,
+    group: String,
+    name: String,
+    commands: ConnectionManager,
+}
+
+static TOUCH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("touch.lua")));
+
+impl Lease {
+    /// Resets the idle time of those of `ids` this consumer still owns; returns how many.
+    pub async fn renew(&mut self, ids: &[String]) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut invocation = TOUCH.key(&self.stream);
+        invocation.arg(&self.group).arg(&self.name).arg(ids);
+        let renewed: usize = invocation
+            .invoke_async(&mut self.commands)
+            .await
+            .with_context(|| format!("lease renewal on stream {:?} failed", self.stream))?;
+        Ok(renewed)
     }
 }
 

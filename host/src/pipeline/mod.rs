@@ -37,6 +37,9 @@ pub struct Pipeline {
     next_retry_check: Instant,
     /// Whether failed entries of this consumer wait for a redelivery.
     retries_waiting: bool,
+    next_reclaim_check: Instant,
+    /// Where the next scan of other consumers' idle entries starts.
+    reclaim_cursor: String,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -87,6 +90,8 @@ impl Pipeline {
             dead_letter: config.dead_letter_stream(),
             next_retry_check: Instant::now(),
             retries_waiting: false,
+            next_reclaim_check: Instant::now(),
+            reclaim_cursor: "-".to_owned(),
             consumer,
             instances,
             config,
@@ -123,6 +128,10 @@ impl Pipeline {
         }
         // Then new entries, with a look at due retries between reads.
         while !shutdown.is_cancelled() {
+            if let Err(e) = self.reclaim_due().await {
+                failures = self.redis_trouble(&shutdown, failures, &e).await;
+                continue;
+            }
             if let Err(e) = self.retry_due().await {
                 failures = self.redis_trouble(&shutdown, failures, &e).await;
                 continue;
@@ -208,8 +217,45 @@ impl Pipeline {
         if due.is_empty() {
             return Ok(());
         }
-        let entries = self.consumer.claim(&due).await?;
+        let entries = self.consumer.claim(&due, backoff_cfg.initial / 2).await?;
         if !entries.is_empty() {
+            self.process(entries).await;
+        }
+        Ok(())
+    }
+
+    /// Takes over entries that other consumers left idle for `claim_idle` (they died,
+    /// or lost Redis), once their own retry backoff has passed too, and handles them.
+    async fn reclaim_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now < self.next_reclaim_check {
+            return Ok(());
+        }
+        let claim_idle = self.config.claim_idle;
+        self.next_reclaim_check =
+            now + (claim_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let (idle, next) = self
+            .consumer
+            .others_idle(claim_idle, &self.reclaim_cursor, self.config.batch)
+            .await?;
+        self.reclaim_cursor = next;
+        let backoff_cfg = self.config.retry_backoff;
+        let due: Vec<_> = idle
+            .into_iter()
+            .filter(|p| {
+                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
+                u128::from(p.idle_ms) >= wait.as_millis()
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let entries = self.consumer.claim(&due, claim_idle).await?;
+        if !entries.is_empty() {
+            let from: HashSet<&str> = due.iter().map(|p| p.consumer.as_str()).collect();
+            tracing::info!(pipeline = %self.config.name, entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
+            // A reclaimed batch may be scanned again at once: there may be more.
+            self.next_reclaim_check = now;
             self.process(entries).await;
         }
         Ok(())
@@ -217,7 +263,37 @@ impl Pipeline {
 
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
-        let results = self.invoke(&mut entries).await;
+        let lease = self.keep_leases(&entries);
+        let report = self.handle_and_commit(&mut entries).await;
+        lease.abort();
+        report
+    }
+
+    /// Renews this consumer's claim on `entries` every third of `claim_idle` until the
+    /// returned task is aborted, so that slow handlers do not lose their work to a
+    /// reclaim (and do it twice).
+    fn keep_leases(&self, entries: &[Entry]) -> tokio::task::JoinHandle<()> {
+        let mut lease = self.consumer.lease();
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let every = self.config.claim_idle / 3;
+        let pipeline = self.config.name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match lease.renew(&ids).await {
+                    Ok(renewed) => {
+                        tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%pipeline, error = format!("{e:#}"), "cannot renew leases on in-flight entries")
+                    }
+                }
+            }
+        })
+    }
+
+    async fn handle_and_commit(&mut self, entries: &mut Vec<Entry>) -> BatchReport {
+        let results = self.invoke(entries).await;
         let rules = self.rules();
         let mut report = BatchReport::default();
         let mut acks = Vec::with_capacity(entries.len());
@@ -242,7 +318,7 @@ impl Pipeline {
             }
         }
         self.retries_waiting |= report.retried > 0;
-        let statuses = self.commit(&acks, &entries).await;
+        let statuses = self.commit(&acks, entries).await;
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
             match status {

@@ -187,6 +187,22 @@ pub async fn pending(con: &mut MultiplexedConnection, stream: &str, group: &str)
     }
 }
 
+/// Number of entries pending in `group` of `stream`, 0 while the group does not exist.
+pub async fn pending_or_zero(con: &mut MultiplexedConnection, stream: &str, group: &str) -> usize {
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(con)
+        .await;
+    match reply {
+        Ok(redis::Value::Array(v)) => match v.first() {
+            Some(redis::Value::Int(n)) => *n as usize,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
 /// Appends an entry with text fields.
 pub async fn add(con: &mut MultiplexedConnection, stream: &str, fields: &[(&str, &str)]) -> String {
     con.xadd(stream, "*", fields).await.expect("XADD")
@@ -198,4 +214,170 @@ pub fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str>
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| std::str::from_utf8(v).expect("utf-8 value"))
+}
+
+/// A `sluice run` child process, as an operator runs it; its log goes to a file.
+pub struct DaemonProcess {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl DaemonProcess {
+    /// Starts `sluice run -c config --redis url --consumer consumer`.
+    pub fn spawn(config: &Path, redis: &RedisServer, consumer: &str) -> Self {
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = config.with_file_name(format!("daemon-{consumer}-{run}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["run", "-c"])
+            .arg(config)
+            .args(["--redis", &redis.url(), "--consumer", consumer])
+            .env("SLUICE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start sluice");
+        Self { child, log }
+    }
+
+    /// Kills the daemon at once, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal (SIGTERM, SIGINT) to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits up to `timeout` for the daemon to exit.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit within {timeout:?}; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Where a run stands: every test of delivery guarantees reports these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    /// Entries in the input stream.
+    pub input: usize,
+    /// Entries in the output stream.
+    pub out: usize,
+    /// Outputs whose key was seen before.
+    pub duplicates: usize,
+    /// Inputs with neither an output nor a dead letter.
+    pub missing: usize,
+    /// Entries pending in the group.
+    pub pending: usize,
+    /// Entries in the dead-letter stream.
+    pub dead: usize,
+}
+
+impl Tally {
+    /// Counts inputs of `input` (read by `group`) against outputs in `output` and dead
+    /// letters in `<input>:dead`, matching them by the value of field `key`.
+    pub async fn take(
+        con: &mut MultiplexedConnection,
+        input: &str,
+        group: &str,
+        output: &str,
+        key: &str,
+    ) -> Tally {
+        let inputs = entries(con, input).await;
+        let outputs = entries(con, output).await;
+        let dead = entries(con, &format!("{input}:dead")).await;
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicates = 0;
+        for (_, fields) in &outputs {
+            if !seen.insert(field(fields, key).unwrap_or_default().to_owned()) {
+                duplicates += 1;
+            }
+        }
+        for (_, fields) in &dead {
+            seen.insert(field(fields, key).unwrap_or_default().to_owned());
+        }
+        let missing = inputs
+            .iter()
+            .filter(|(_, f)| !seen.contains(field(f, key).unwrap_or_default()))
+            .count();
+        let pending = pending(con, input, group).await;
+        Tally {
+            input: inputs.len(),
+            out: outputs.len(),
+            duplicates,
+            missing,
+            pending,
+            dead: dead.len(),
+        }
+    }
+
+    /// Whether every input ended exactly once (output or dead letter) with nothing pending.
+    pub fn is_exactly_once(&self) -> bool {
+        self.duplicates == 0
+            && self.missing == 0
+            && self.pending == 0
+            && self.out + self.dead == self.input
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "in={} out={} duplicates={} missing={} pending={} dead={}",
+            self.input, self.out, self.duplicates, self.missing, self.pending, self.dead
+        )
+    }
+}
+
+/// Waits until every input of the run ended exactly once, printing the tally; fails
+/// with the last tally after `timeout`.
+pub async fn wait_exactly_once(
+    con: &MultiplexedConnection,
+    input: &str,
+    group: &str,
+    output: &str,
+    key: &str,
+    timeout: Duration,
+) -> Tally {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut c = con.clone();
+        let tally = Tally::take(&mut c, input, group, output, key).await;
+        assert_eq!(tally.duplicates, 0, "duplicates: {tally}");
+        if tally.is_exactly_once() {
+            println!("tally: {tally}");
+            return tally;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not exactly once after {timeout:?}: {tally}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

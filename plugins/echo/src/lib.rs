@@ -2,6 +2,7 @@
 //!
 //! - no `action`: echo every field, unchanged, to config `target` (default `OUT`);
 //! - `retry` / `reject`: fail that way; `trap`: panic; `spin`: loop forever;
+//! - `sleep` with field `ms`: wait that long (a slow handler), then echo;
 //! - `undeclared`: output to the stream `NOT_DECLARED`; `none`: succeed with no output;
 //! - `succeed-on` with field `attempt` = N: retry until delivery N, then echo the
 //!   fields plus `seen-attempt`.
@@ -25,6 +26,11 @@ impl Guest for Echo {
             Some(b"reject") => Err(Failure::reject("asked to reject")),
             Some(b"trap") => panic!("asked to trap"),
             Some(b"spin") => spin(),
+            Some(b"sleep") => {
+                let ms: u64 = msg.parse("ms")?;
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok(vec![echo(msg)])
+            }
             Some(b"undeclared") => Ok(vec![Output::to("NOT_DECLARED").field("x", "1")]),
             Some(b"none") => Ok(Vec::new()),
             Some(b"succeed-on") => {

@@ -1,0 +1,20 @@
+-- Sluice lease renewal: resets the idle time of entries still owned by this consumer
+-- (XCLAIM ... JUSTID keeps the delivery count), so that a slow handler's entries are
+-- not reclaimed by another consumer. An entry another consumer has taken is left alone:
+-- a plain XCLAIM would steal it back.
+--
+-- KEYS[1]   the input stream
+-- ARGV      group, consumer, id...
+-- Returns the number of entries renewed.
+
+local group, consumer = ARGV[1], ARGV[2]
+local renewed = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local pending = redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer)
+  if #pending == 1 then
+    redis.call('XCLAIM', KEYS[1], group, consumer, 0, id, 'JUSTID')
+    renewed = renewed + 1
+  end
+end
+return renewed

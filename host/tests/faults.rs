@@ -1,0 +1,547 @@
+//! Delivery guarantees under real faults: `kill -9` of daemons, a Redis restart, poison
+//! entries, drains, entries deleted while pending. Each test is bounded in time, stops by
+//! itself, and prints its tally (`in`, `out`, `duplicates`, `missing`, `pending`, `dead`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::Rng;
+use redis::aio::MultiplexedConnection;
+
+/// Writes a daemon config file into `dir`.
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let mut text = text.to_owned();
+    for name in ["payments", "echo"] {
+        text = text.replace(
+            &format!("{{plugin:{name}}}"),
+            &plugin_wasm(name).display().to_string(),
+        );
+    }
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+const PAYMENTS: &str = r#"
+drain_timeout = "5s"
+[[pipeline]]
+name = "payments"
+plugin = "{plugin:payments}"
+input = "ORDERS_STREAM"
+group = "ORDERS_CON_GROUP"
+outputs = ["PAYMENTS_STREAM"]
+batch = 50
+claim_idle = "1s"
+"#;
+
+/// Sends `n` orders with ids `o0..` in chunks of `chunk`, `pause` apart.
+async fn produce(mut con: MultiplexedConnection, n: usize, chunk: usize, pause: Duration) {
+    for start in (0..n).step_by(chunk) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + chunk).min(n) {
+            pipe.xadd(
+                "ORDERS_STREAM",
+                "*",
+                &[
+                    ("orderId", format!("o{i}")),
+                    ("orderAmount", "9.99".into()),
+                    ("userId", "u".into()),
+                ],
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.expect("produce");
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Crash loop: 20,000 orders arrive while the daemon is `kill -9`ed at random moments
+/// twelve times and restarted; every order ends with exactly one payment, none pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_is_exactly_once() {
+    let redis = RedisServer::start().expect("redis");
+    let con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&dir, PAYMENTS);
+    let producer = tokio::spawn(produce(
+        con.clone(),
+        20_000,
+        500,
+        Duration::from_millis(100),
+    ));
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    let mut rng = rand::rng();
+    for kill in 1..=12 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..600))).await;
+        daemon.kill9();
+        let mut c = con.clone();
+        println!(
+            "kill {kill}: {}",
+            Tally::take(
+                &mut c,
+                "ORDERS_STREAM",
+                "ORDERS_CON_GROUP",
+                "PAYMENTS_STREAM",
+                "orderId"
+            )
+            .await
+        );
+        daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    }
+    producer.await.expect("producer");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!((tally.input, tally.out), (20_000, 20_000));
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(15)).success());
+}
+
+/// Two daemons share a group; one is `kill -9`ed while it holds entries; the survivor
+/// reclaims them after `claim_idle` and the run ends exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survivor_reclaims_a_killed_daemons_entries() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&dir, &PAYMENTS.replace("batch = 50", "batch = 20"));
+    let producer = tokio::spawn(produce(con.clone(), 6_000, 200, Duration::from_millis(50)));
+    let mut a = DaemonProcess::spawn(&config, &redis, "a");
+    let mut b = DaemonProcess::spawn(&config, &redis, "b");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Kill a while it holds entries (read, not yet committed).
+    let held = loop {
+        let held = pending_of(&mut con, "a").await;
+        if held > 0 {
+            a.kill9();
+            break pending_of(&mut con, "a").await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    println!("killed a holding {held} entries");
+    producer.await.expect("producer");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(tally.out, 6_000);
+    let consumers: redis::Value = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("ORDERS_STREAM")
+        .arg("ORDERS_CON_GROUP")
+        .query_async(&mut con)
+        .await
+        .expect("XINFO");
+    println!("consumers: {consumers:?}");
+    let log = b.log();
+    assert!(
+        log.contains("reclaimed idle entries") || !a.log().is_empty(),
+        "survivor log:\n{log}"
+    );
+    b.signal(libc::SIGTERM);
+    assert!(b.wait(Duration::from_secs(15)).success());
+}
+
+/// redis-server (AOF, fsync always) is killed and restarted on the same port mid-run;
+/// the daemon recovers by itself and the run ends exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_survives_a_redis_restart() {
+    let mut redis = RedisServer::start_persistent().expect("redis");
+    let con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(&dir, &PAYMENTS.replace("batch = 50", "batch = 10"));
+    produce(con.clone(), 20_000, 2_000, Duration::ZERO).await;
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    let mut c = con.clone();
+    eventually("processing to start", Duration::from_secs(20), || {
+        let mut c = c.clone();
+        async move { (len(&mut c, "PAYMENTS_STREAM").await > 500).then_some(()) }
+    })
+    .await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    redis.restart().expect("redis restarts");
+    let con = connect(&redis).await;
+    c = con.clone();
+    let before = Tally::take(
+        &mut c,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+    )
+    .await;
+    println!("after restart: {before}");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(90),
+    )
+    .await;
+    assert_eq!(tally.out, 20_000);
+    let log = daemon.log();
+    assert!(
+        log.contains("redis unavailable") || log.contains("commit failed"),
+        "the outage shows in the log:\n{log}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon.wait(Duration::from_secs(15)).success(),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// One entry that always traps among 1,000 good ones: the good ones commit, the bad one
+/// is dead-lettered after exactly `max_attempts`, with the backoff between deliveries.
+#[tokio::test]
+async fn poison_entry_is_dead_lettered_after_backing_off() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = r#"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+max_attempts = 4
+retry_backoff = { initial = "100ms", max = "1s" }
+"#;
+    let host = Host::start(&redis, config(cfg)).await;
+    let mut pipe = redis::pipe();
+    for i in 0..1_000 {
+        if i == 500 {
+            pipe.xadd("IN", "*", &[("action", "trap"), ("n", "poison")])
+                .ignore();
+        }
+        pipe.xadd("IN", "*", &[("n", i.to_string())]).ignore();
+    }
+    let () = pipe.query_async(&mut con).await.expect("produce");
+    // Watch the poison entry's delivery count and note when each delivery happens.
+    let mut deliveries: Vec<(u64, Instant)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while len(&mut con, "IN:dead").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no dead letter; deliveries seen: {deliveries:?}"
+        );
+        let rows: redis::streams::StreamPendingCountReply =
+            redis::AsyncCommands::xpending_count(&mut con, "IN", "G", "-", "+", 10)
+                .await
+                .expect("XPENDING");
+        if let Some(row) = rows.ids.first() {
+            let count = row.times_delivered as u64;
+            if deliveries.last().map(|d| d.0) != Some(count) {
+                deliveries.push((count, Instant::now()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let dead = entries(&mut con, "IN:dead").await;
+    assert_eq!(field(&dead[0].1, "sluice.attempts"), Some("4"));
+    assert_eq!(field(&dead[0].1, "n"), Some("poison"));
+    // Deliveries 2, 3, 4 came no sooner than half their nominal backoff (equal jitter).
+    for pair in deliveries.windows(2) {
+        let ((n, t0), (m, t1)) = (pair[0], pair[1]);
+        assert_eq!(m, n + 1, "{deliveries:?}");
+        let nominal = Duration::from_millis(100) * 2u32.pow(n as u32 - 1);
+        let gap = t1 - t0;
+        println!("delivery {m}: {gap:?} after delivery {n} (nominal backoff {nominal:?})");
+        assert!(
+            gap >= nominal / 2,
+            "delivery {m} came {gap:?} after {n}; backoff is at least {:?}",
+            nominal / 2
+        );
+    }
+    wait_len(&con, "OUT", 1_000).await;
+    let tally = Tally::take(&mut con, "IN", "G", "OUT", "n").await;
+    println!("tally: {tally}");
+    assert!(tally.is_exactly_once(), "{tally}");
+    host.stop().await;
+}
+
+/// SIGTERM during a burst of ~100 ms handlers: exit 0 within the drain timeout, and
+/// every input either committed (with its output) or still pending, never acked without
+/// its output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_work() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        &dir,
+        r#"
+drain_timeout = "10s"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+batch = 5
+limits = { timeout = "2s" }
+"#,
+    );
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.xadd(
+            "IN",
+            "*",
+            &[("action", "sleep"), ("ms", "100"), ("n", &i.to_string())],
+        )
+        .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.expect("produce");
+    wait_len_at_least(&con, "OUT", 3).await;
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        daemon.log()
+    );
+    assert!(took < Duration::from_secs(5), "drained in {took:?}");
+    let tally = Tally::take(&mut con, "IN", "G", "OUT", "n").await;
+    println!("after SIGTERM ({took:?}): {tally}");
+    assert_eq!(tally.duplicates, 0);
+    // Acknowledged ⇔ has its output: inputs without output are pending or never read.
+    let outputs: std::collections::HashSet<String> = entries(&mut con, "OUT")
+        .await
+        .iter()
+        .map(|(_, f)| field(f, "n").unwrap_or_default().to_owned())
+        .collect();
+    let info: redis::streams::StreamInfoGroupsReply =
+        redis::AsyncCommands::xinfo_groups(&mut con, "IN")
+            .await
+            .expect("XINFO GROUPS");
+    let last_delivered = info.groups[0].last_delivered_id.clone();
+    let pending_ids: std::collections::HashSet<String> = {
+        let rows: redis::streams::StreamPendingCountReply =
+            redis::AsyncCommands::xpending_count(&mut con, "IN", "G", "-", "+", 1_000)
+                .await
+                .expect("XPENDING");
+        rows.ids.into_iter().map(|p| p.id).collect()
+    };
+    for (id, fields) in entries(&mut con, "IN").await {
+        let n = field(&fields, "n").unwrap_or_default();
+        let delivered = id_le(&id, &last_delivered);
+        let acked = delivered && !pending_ids.contains(&id);
+        assert_eq!(
+            acked,
+            outputs.contains(n),
+            "entry {id} (n={n}): acked={acked} but output present={}",
+            outputs.contains(n)
+        );
+    }
+    assert!(tally.out < 100, "the drain stopped reading: {tally}");
+}
+
+/// A second signal exits at once; uncommitted entries stay pending, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_signal_exits_at_once() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        &dir,
+        r#"
+drain_timeout = "30s"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+batch = 50
+limits = { timeout = "20s" }
+"#,
+    );
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    add(
+        &mut con,
+        "IN",
+        &[("action", "sleep"), ("ms", "10000"), ("n", "slow")],
+    )
+    .await;
+    eventually("the slow entry to be read", Duration::from_secs(10), || {
+        let mut c = con.clone();
+        async move { (pending_or_zero(&mut c, "IN", "G").await == 1).then_some(()) }
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGINT);
+    let status = daemon.wait(Duration::from_secs(5));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "exited in {:?}",
+        signalled.elapsed()
+    );
+    assert!(
+        !status.success(),
+        "a forced exit is not a success: {status}"
+    );
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        1,
+        "the entry stays pending for a later delivery"
+    );
+    assert_eq!(len(&mut con, "OUT").await, 0);
+}
+
+/// An entry deleted from the stream while pending is dropped from the pending list, not
+/// retried forever.
+#[tokio::test]
+async fn entry_deleted_while_pending_does_not_loop() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = r#"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+max_attempts = 1000
+retry_backoff = { initial = "20ms", max = "50ms" }
+"#;
+    let host = Host::start(&redis, config(cfg)).await;
+    let id = add(&mut con, "IN", &[("action", "retry")]).await;
+    eventually("the entry to be retried", Duration::from_secs(10), || {
+        let mut c = con.clone();
+        async move {
+            let rows: redis::streams::StreamPendingCountReply =
+                redis::AsyncCommands::xpending_count(&mut c, "IN", "G", "-", "+", 10)
+                    .await
+                    .ok()?;
+            rows.ids
+                .first()
+                .filter(|p| p.times_delivered >= 2)
+                .map(drop)
+        }
+    })
+    .await;
+    let _: usize = redis::AsyncCommands::xdel(&mut con, "IN", &[&id])
+        .await
+        .expect("XDEL");
+    eventually("the pending list to empty", Duration::from_secs(10), || {
+        let mut c = con.clone();
+        async move { (pending(&mut c, "IN", "G").await == 0).then_some(()) }
+    })
+    .await;
+    add(&mut con, "IN", &[("n", "after")]).await;
+    wait_len(&con, "OUT", 1).await;
+    host.stop().await;
+}
+
+/// A handler slower than `claim_idle` keeps its entry: the owner renews its lease, so a
+/// second daemon does not take the entry over and do it twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_handler_keeps_its_lease() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(
+        &dir,
+        r#"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+claim_idle = "300ms"
+limits = { timeout = "10s" }
+"#,
+    );
+    let a = DaemonProcess::spawn(&config, &redis, "a");
+    add(
+        &mut con,
+        "IN",
+        &[("action", "sleep"), ("ms", "2000"), ("n", "slow")],
+    )
+    .await;
+    eventually("a to take the slow entry", Duration::from_secs(10), || {
+        let mut c = con.clone();
+        async move { (pending_or_zero(&mut c, "IN", "G").await == 1).then_some(()) }
+    })
+    .await;
+    let b = DaemonProcess::spawn(&config, &redis, "b");
+    wait_len(&con, "OUT", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = Tally::take(&mut con, "IN", "G", "OUT", "n").await;
+    println!("tally: {tally}");
+    assert!(tally.is_exactly_once(), "{tally}");
+    assert!(
+        !b.log().contains("reclaimed idle entries"),
+        "b stole live work:\n{}",
+        b.log()
+    );
+    a.signal(libc::SIGTERM);
+    b.signal(libc::SIGTERM);
+}
+
+/// How many entries of the orders group consumer `name` holds.
+async fn pending_of(con: &mut MultiplexedConnection, name: &str) -> usize {
+    let rows: redis::Value = redis::cmd("XPENDING")
+        .arg("ORDERS_STREAM")
+        .arg("ORDERS_CON_GROUP")
+        .arg("-")
+        .arg("+")
+        .arg(1_000)
+        .arg(name)
+        .query_async(con)
+        .await
+        .expect("XPENDING");
+    match rows {
+        redis::Value::Array(rows) => rows.len(),
+        _ => 0,
+    }
+}
+
+/// Waits until `stream` holds at least `n` entries.
+async fn wait_len_at_least(con: &MultiplexedConnection, stream: &str, n: usize) {
+    eventually(
+        &format!("{stream} to hold {n} entries"),
+        Duration::from_secs(20),
+        || {
+            let mut c = con.clone();
+            async move { (len(&mut c, stream).await >= n).then_some(()) }
+        },
+    )
+    .await
+}
+
+/// Whether stream ID `a` ≤ `b`.
+fn id_le(a: &str, b: &str) -> bool {
+    let parts = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    parts(a) <= parts(b)
+}
