@@ -59,36 +59,44 @@ async fn produce(mut con: MultiplexedConnection, n: usize, chunk: usize, pause: 
 }
 
 /// Crash loop: 20,000 orders arrive while the daemon is `kill -9`ed at random moments
-/// twelve times and restarted; every order ends with exactly one payment, none pending.
+/// and restarted, until twelve kills have hit it holding entries it had read but not
+/// committed; every order ends with exactly one payment and nothing stays pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_is_exactly_once() {
     let redis = RedisServer::start().expect("redis");
-    let con = connect(&redis).await;
+    let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(&dir, PAYMENTS);
     let producer = tokio::spawn(produce(
         con.clone(),
         20_000,
-        500,
+        250,
         Duration::from_millis(100),
     ));
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut rng = rand::rng();
-    for kill in 1..=12 {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..600))).await;
+    let mut kills_mid_batch = 0;
+    let mut kill = 0;
+    while kills_mid_batch < 12 && kill < 40 {
+        kill += 1;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..300))).await;
+        // Then the first moment the daemon holds uncommitted entries (2 s at most).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while pending_of(&mut con, "c1").await == 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
         daemon.kill9();
-        let mut c = con.clone();
-        println!(
-            "kill {kill}: {}",
-            Tally::take(
-                &mut c,
-                "ORDERS_STREAM",
-                "ORDERS_CON_GROUP",
-                "PAYMENTS_STREAM",
-                "orderId"
-            )
-            .await
-        );
+        let held = pending_of(&mut con, "c1").await;
+        kills_mid_batch += usize::from(held > 0);
+        let tally = Tally::take(
+            &mut con,
+            "ORDERS_STREAM",
+            "ORDERS_CON_GROUP",
+            "PAYMENTS_STREAM",
+            "orderId",
+        )
+        .await;
+        println!("kill {kill}: holding {held} entries; {tally}");
         daemon = DaemonProcess::spawn(&config, &redis, "c1");
     }
     producer.await.expect("producer");
@@ -102,6 +110,10 @@ async fn crash_loop_is_exactly_once() {
     )
     .await;
     assert_eq!((tally.input, tally.out), (20_000, 20_000));
+    assert!(
+        kills_mid_batch >= 10,
+        "only {kills_mid_batch} kills hit the daemon with work in flight"
+    );
     daemon.signal(libc::SIGTERM);
     assert!(daemon.wait(Duration::from_secs(15)).success());
 }
@@ -255,6 +267,7 @@ retry_backoff = { initial = "100ms", max = "1s" }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    assert!(deliveries.len() >= 3, "saw deliveries {deliveries:?}");
     let dead = entries(&mut con, "IN:dead").await;
     assert_eq!(field(&dead[0].1, "sluice.attempts"), Some("4"));
     assert_eq!(field(&dead[0].1, "n"), Some("poison"));
@@ -503,9 +516,9 @@ limits = { timeout = "10s" }
     b.signal(libc::SIGTERM);
 }
 
-/// How many entries of the orders group consumer `name` holds.
+/// How many entries of the orders group consumer `name` holds (0 before the group exists).
 async fn pending_of(con: &mut MultiplexedConnection, name: &str) -> usize {
-    let rows: redis::Value = redis::cmd("XPENDING")
+    let rows: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
         .arg("ORDERS_STREAM")
         .arg("ORDERS_CON_GROUP")
         .arg("-")
@@ -513,11 +526,10 @@ async fn pending_of(con: &mut MultiplexedConnection, name: &str) -> usize {
         .arg(1_000)
         .arg(name)
         .query_async(con)
-        .await
-        .expect("XPENDING");
+        .await;
     match rows {
-        redis::Value::Array(rows) => rows.len(),
-        _ => 0,
+        Ok(redis::Value::Array(rows)) => rows.len(),
+        _ => 0, // no group yet
     }
 }
 
