@@ -292,7 +292,7 @@ impl Pipeline {
         })
     }
 
-    async fn handle_and_commit(&mut self, entries: &mut Vec<Entry>) -> BatchReport {
+    async fn handle_and_commit(&mut self, entries: &mut [Entry]) -> BatchReport {
         let results = self.invoke(entries).await;
         let rules = self.rules();
         let mut report = BatchReport::default();
