@@ -4,7 +4,9 @@
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
 //! delivered again, so nothing is lost whatever stops the loop.
 
+mod invoke;
 mod outcome;
+mod redelivery;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -194,102 +196,12 @@ impl Pipeline {
         failures.saturating_add(1)
     }
 
-    /// Delivers again this consumer's failed entries whose backoff has passed.
-    async fn retry_due(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if now < self.next_retry_check {
-            return Ok(());
-        }
-        let backoff_cfg = self.config.retry_backoff;
-        self.next_retry_check = now + self.retry_check_interval();
-        let idle = self
-            .consumer
-            .idle_pending(backoff_cfg.initial / 2, self.config.batch)
-            .await?;
-        self.retries_waiting = !idle.is_empty();
-        let due: Vec<_> = idle
-            .into_iter()
-            .filter(|p| {
-                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
-                u128::from(p.idle_ms) >= wait.as_millis()
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        let entries = self.consumer.claim(&due, backoff_cfg.initial / 2).await?;
-        if !entries.is_empty() {
-            self.process(entries).await;
-        }
-        Ok(())
-    }
-
-    /// Takes over entries that other consumers left idle for `claim_idle` (they died,
-    /// or lost Redis), once their own retry backoff has passed too, and handles them.
-    async fn reclaim_due(&mut self) -> Result<()> {
-        let now = Instant::now();
-        if now < self.next_reclaim_check {
-            return Ok(());
-        }
-        let claim_idle = self.config.claim_idle;
-        self.next_reclaim_check =
-            now + (claim_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
-        let (idle, next) = self
-            .consumer
-            .others_idle(claim_idle, &self.reclaim_cursor, self.config.batch)
-            .await?;
-        self.reclaim_cursor = next;
-        let backoff_cfg = self.config.retry_backoff;
-        let due: Vec<_> = idle
-            .into_iter()
-            .filter(|p| {
-                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
-                u128::from(p.idle_ms) >= wait.as_millis()
-            })
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        let entries = self.consumer.claim(&due, claim_idle).await?;
-        if !entries.is_empty() {
-            let from: HashSet<&str> = due.iter().map(|p| p.consumer.as_str()).collect();
-            tracing::info!(pipeline = %self.config.name, entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
-            // A reclaimed batch may be scanned again at once: there may be more.
-            self.next_reclaim_check = now;
-            self.process(entries).await;
-        }
-        Ok(())
-    }
-
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
         let lease = self.keep_leases(&entries);
         let report = self.handle_and_commit(&mut entries).await;
         lease.abort();
         report
-    }
-
-    /// Renews this consumer's claim on `entries` every third of `claim_idle` until the
-    /// returned task is aborted, so that slow handlers do not lose their work to a
-    /// reclaim (and do it twice).
-    fn keep_leases(&self, entries: &[Entry]) -> tokio::task::JoinHandle<()> {
-        let mut lease = self.consumer.lease();
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        let every = self.config.claim_idle / 3;
-        let pipeline = self.config.name.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match lease.renew(&ids).await {
-                    Ok(renewed) => {
-                        tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
-                    }
-                    Err(e) => {
-                        tracing::warn!(%pipeline, error = format!("{e:#}"), "cannot renew leases on in-flight entries")
-                    }
-                }
-            }
-        })
     }
 
     async fn handle_and_commit(&mut self, entries: &mut [Entry]) -> BatchReport {
@@ -413,82 +325,4 @@ impl Pipeline {
             }
         }
     }
-
-    /// Runs the handler on every entry, spreading them over the pipeline's instances.
-    async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Handled> {
-        let source = self.config.input.as_str();
-        if self.instances.len() == 1 || entries.len() == 1 {
-            let instance = &mut self.instances[0];
-            let mut results = Vec::with_capacity(entries.len());
-            for entry in entries.iter_mut() {
-                let result = instance.handle(source, entry).await;
-                results.push((instance.plugin().digest().clone(), result));
-            }
-            return results;
-        }
-        invoke_parallel(&mut self.instances, source, entries).await
-    }
-}
-
-/// Spreads a batch over all instances, each on its own task so that handlers use every
-/// core; instance `i` takes entries `i`, `i + n`, ... in order.
-async fn invoke_parallel(
-    instances: &mut Vec<Instance>,
-    source: &str,
-    entries: &mut [Entry],
-) -> Vec<Handled> {
-    let n = instances.len();
-    let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
-    for (index, entry) in entries.iter_mut().enumerate() {
-        work[index % n].push((
-            index,
-            std::mem::replace(
-                entry,
-                Entry {
-                    id: String::new(),
-                    fields: Vec::new(),
-                    attempt: 0,
-                },
-            ),
-        ));
-    }
-    let tasks: Vec<_> = std::mem::take(instances)
-        .into_iter()
-        .zip(work)
-        .map(|(mut instance, items)| {
-            let source = source.to_owned();
-            tokio::spawn(async move {
-                let mut done = Vec::with_capacity(items.len());
-                for (index, mut entry) in items {
-                    let result = instance.handle(&source, &mut entry).await;
-                    done.push((index, entry, instance.plugin().digest().clone(), result));
-                }
-                (instance, done)
-            })
-        })
-        .collect();
-    let mut results: Vec<Option<Handled>> = (0..entries.len()).map(|_| None).collect();
-    for task in tasks {
-        // A panic here is a host bug; the entries it held stay pending in Redis.
-        let (instance, done) = match task.await {
-            Ok(pair) => pair,
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        };
-        instances.push(instance);
-        for (index, entry, digest, result) in done {
-            entries[index] = entry;
-            results[index] = Some((digest, result));
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                (
-                    Arc::from(""),
-                    Err(HandlerError::Trap("handler task lost".into())),
-                )
-            })
-        })
-        .collect()
 }

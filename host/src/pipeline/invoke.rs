@@ -1,0 +1,87 @@
+//! Running the handler over a batch, on one instance or spread over several.
+
+use std::sync::Arc;
+
+use super::{Handled, Pipeline};
+use crate::message::{Entry, HandlerError};
+use crate::wasm::Instance;
+
+impl Pipeline {
+    /// Runs the handler on every entry, spreading them over the pipeline's instances.
+    pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Handled> {
+        let source = self.config.input.as_str();
+        if self.instances.len() == 1 || entries.len() == 1 {
+            let instance = &mut self.instances[0];
+            let mut results = Vec::with_capacity(entries.len());
+            for entry in entries.iter_mut() {
+                let result = instance.handle(source, entry).await;
+                results.push((instance.plugin().digest().clone(), result));
+            }
+            return results;
+        }
+        invoke_parallel(&mut self.instances, source, entries).await
+    }
+}
+
+/// Spreads a batch over all instances, each on its own task so that handlers use every
+/// core; instance `i` takes entries `i`, `i + n`, ... in order.
+async fn invoke_parallel(
+    instances: &mut Vec<Instance>,
+    source: &str,
+    entries: &mut [Entry],
+) -> Vec<Handled> {
+    let n = instances.len();
+    let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
+    for (index, entry) in entries.iter_mut().enumerate() {
+        work[index % n].push((
+            index,
+            std::mem::replace(
+                entry,
+                Entry {
+                    id: String::new(),
+                    fields: Vec::new(),
+                    attempt: 0,
+                },
+            ),
+        ));
+    }
+    let tasks: Vec<_> = std::mem::take(instances)
+        .into_iter()
+        .zip(work)
+        .map(|(mut instance, items)| {
+            let source = source.to_owned();
+            tokio::spawn(async move {
+                let mut done = Vec::with_capacity(items.len());
+                for (index, mut entry) in items {
+                    let result = instance.handle(&source, &mut entry).await;
+                    done.push((index, entry, instance.plugin().digest().clone(), result));
+                }
+                (instance, done)
+            })
+        })
+        .collect();
+    let mut results: Vec<Option<Handled>> = (0..entries.len()).map(|_| None).collect();
+    for task in tasks {
+        // A panic here is a host bug; the entries it held stay pending in Redis.
+        let (instance, done) = match task.await {
+            Ok(pair) => pair,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        instances.push(instance);
+        for (index, entry, digest, result) in done {
+            entries[index] = entry;
+            results[index] = Some((digest, result));
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                (
+                    Arc::from(""),
+                    Err(HandlerError::Trap("handler task lost".into())),
+                )
+            })
+        })
+        .collect()
+}

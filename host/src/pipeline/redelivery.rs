@@ -1,0 +1,103 @@
+//! Getting entries delivered again: this consumer's failed entries once their backoff has
+//! passed, other consumers' entries once they have been idle for `claim_idle`, and the
+//! leases that keep a slow handler's entries from being taken.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::{Pipeline, backoff};
+use crate::message::Entry;
+
+impl Pipeline {
+    /// Delivers again this consumer's failed entries whose backoff has passed.
+    pub(super) async fn retry_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now < self.next_retry_check {
+            return Ok(());
+        }
+        let backoff_cfg = self.config.retry_backoff;
+        self.next_retry_check = now + self.retry_check_interval();
+        let idle = self
+            .consumer
+            .idle_pending(backoff_cfg.initial / 2, self.config.batch)
+            .await?;
+        self.retries_waiting = !idle.is_empty();
+        let due: Vec<_> = idle
+            .into_iter()
+            .filter(|p| {
+                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
+                u128::from(p.idle_ms) >= wait.as_millis()
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let entries = self.consumer.claim(&due, backoff_cfg.initial / 2).await?;
+        if !entries.is_empty() {
+            self.process(entries).await;
+        }
+        Ok(())
+    }
+
+    /// Takes over entries that other consumers left idle for `claim_idle` (they died,
+    /// or lost Redis), once their own retry backoff has passed too, and handles them.
+    pub(super) async fn reclaim_due(&mut self) -> Result<()> {
+        let now = Instant::now();
+        if now < self.next_reclaim_check {
+            return Ok(());
+        }
+        let claim_idle = self.config.claim_idle;
+        self.next_reclaim_check =
+            now + (claim_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+        let (idle, next) = self
+            .consumer
+            .others_idle(claim_idle, &self.reclaim_cursor, self.config.batch)
+            .await?;
+        self.reclaim_cursor = next;
+        let backoff_cfg = self.config.retry_backoff;
+        let due: Vec<_> = idle
+            .into_iter()
+            .filter(|p| {
+                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
+                u128::from(p.idle_ms) >= wait.as_millis()
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let entries = self.consumer.claim(&due, claim_idle).await?;
+        if !entries.is_empty() {
+            let from: HashSet<&str> = due.iter().map(|p| p.consumer.as_str()).collect();
+            tracing::info!(pipeline = %self.config.name, entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
+            // A reclaimed batch may be scanned again at once: there may be more.
+            self.next_reclaim_check = now;
+            self.process(entries).await;
+        }
+        Ok(())
+    }
+
+    /// Renews this consumer's claim on `entries` every third of `claim_idle` until the
+    /// returned task is aborted, so that slow handlers do not lose their work to a
+    /// reclaim (and do it twice).
+    pub(super) fn keep_leases(&self, entries: &[Entry]) -> tokio::task::JoinHandle<()> {
+        let mut lease = self.consumer.lease();
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let every = self.config.claim_idle / 3;
+        let pipeline = self.config.name.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match lease.renew(&ids).await {
+                    Ok(renewed) => {
+                        tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
+                    }
+                    Err(e) => {
+                        tracing::warn!(%pipeline, error = format!("{e:#}"), "cannot renew leases on in-flight entries")
+                    }
+                }
+            }
+        })
+    }
+}
