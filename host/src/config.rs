@@ -112,6 +112,15 @@ pub struct LimitsConfig {
     /// Messages an instance handles before it is replaced by a fresh one.
     #[serde(default = "defaults::instance_reuse")]
     pub instance_reuse: u64,
+    /// Fuel (about one unit per Wasm instruction) one call may burn; unset: unmetered.
+    /// Turning it on for any pipeline costs every pipeline 10–80% per call.
+    pub fuel: Option<u64>,
+    /// Outputs one call may return.
+    #[serde(default = "defaults::max_outputs")]
+    pub max_outputs: usize,
+    /// Bytes (field names and values) all outputs of one call may hold.
+    #[serde(default = "defaults::max_output_bytes")]
+    pub max_output_bytes: ByteSize,
 }
 
 impl Default for LimitsConfig {
@@ -120,6 +129,9 @@ impl Default for LimitsConfig {
             memory: defaults::memory(),
             timeout: defaults::timeout(),
             instance_reuse: defaults::instance_reuse(),
+            fuel: None,
+            max_outputs: defaults::max_outputs(),
+            max_output_bytes: defaults::max_output_bytes(),
         }
     }
 }
@@ -155,6 +167,12 @@ mod defaults {
     }
     pub fn instance_reuse() -> u64 {
         10_000
+    }
+    pub fn max_outputs() -> usize {
+        1_000
+    }
+    pub fn max_output_bytes() -> ByteSize {
+        ByteSize::mib(16)
     }
 }
 
@@ -238,6 +256,11 @@ impl Config {
         Ok(config)
     }
 
+    /// Whether some pipeline meters fuel (the engine then meters every store).
+    pub fn meters_fuel(&self) -> bool {
+        self.pipelines.iter().any(|p| p.limits.fuel.is_some())
+    }
+
     /// Checks the rules that span fields and pipelines.
     pub fn validate(&self) -> Result<()> {
         if let Some(url) = &self.redis.url {
@@ -306,6 +329,12 @@ impl PipelineConfig {
         }
         if self.limits.memory.as_u64() < 1024 * 1024 {
             bail!("`limits.memory` must be at least 1MiB (a component needs a few pages to start)");
+        }
+        if self.limits.fuel == Some(0) {
+            bail!("`limits.fuel` must be at least 1 (leave it out for no fuel metering)");
+        }
+        if self.limits.max_outputs == 0 {
+            bail!("`limits.max_outputs` must be at least 1");
         }
         if self.limits.instance_reuse == 0 {
             bail!("`limits.instance_reuse` must be at least 1");

@@ -66,7 +66,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         }
     };
     let broker = Broker::connect(&url).await?;
-    let runtime = Runtime::new()?;
+    let runtime = Runtime::new(config.meters_fuel())?;
     let consumer = config
         .redis
         .consumer

@@ -38,8 +38,11 @@ pub enum HandlerError {
     #[error("handler trapped: {0}")]
     Trap(String),
     /// The call ran past the pipeline's `limits.timeout`.
-    #[error("handler ran past limits.timeout ({0:?})")]
+    #[error("limits.timeout ({0:?}) exceeded")]
     Timeout(std::time::Duration),
+    /// The call broke another limit (memory, fuel, outputs); the text names it.
+    #[error("{0}")]
+    Limit(String),
     /// The instance could not be created (a broken plugin, out of memory...).
     #[error("handler could not be instantiated: {0}")]
     Instantiate(String),
@@ -58,6 +61,7 @@ impl HandlerError {
             HandlerError::Reject(_) => "reject",
             HandlerError::Trap(_) => "trap",
             HandlerError::Timeout(_) => "timeout",
+            HandlerError::Limit(_) => "limit",
             HandlerError::Instantiate(_) => "instantiate",
         }
     }

@@ -4,26 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
-
-/// Writes a daemon config file into `dir`.
-fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
-    let mut text = text.to_owned();
-    for name in ["payments", "echo"] {
-        text = text.replace(
-            &format!("{{plugin:{name}}}"),
-            &plugin_wasm(name).display().to_string(),
-        );
-    }
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
-}
 
 const PAYMENTS: &str = r#"
 drain_timeout = "5s"
@@ -66,7 +51,7 @@ async fn crash_loop_is_exactly_once() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(&dir, PAYMENTS);
+    let config = config_file(&dir, PAYMENTS);
     let producer = tokio::spawn(produce(
         con.clone(),
         20_000,
@@ -125,7 +110,7 @@ async fn survivor_reclaims_a_killed_daemons_entries() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(&dir, &PAYMENTS.replace("batch = 50", "batch = 20"));
+    let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 20"));
     let producer = tokio::spawn(produce(con.clone(), 6_000, 200, Duration::from_millis(50)));
     let mut a = DaemonProcess::spawn(&config, &redis, "a");
     let mut b = DaemonProcess::spawn(&config, &redis, "b");
@@ -175,7 +160,7 @@ async fn daemon_survives_a_redis_restart() {
     let mut redis = RedisServer::start_persistent().expect("redis");
     let con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(&dir, &PAYMENTS.replace("batch = 50", "batch = 10"));
+    let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 10"));
     produce(con.clone(), 20_000, 2_000, Duration::ZERO).await;
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut c = con.clone();
@@ -299,7 +284,7 @@ async fn sigterm_drains_in_flight_work() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
+    let config = config_file(
         &dir,
         r#"
 drain_timeout = "10s"
@@ -376,7 +361,7 @@ async fn second_signal_exits_at_once() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
+    let config = config_file(
         &dir,
         r#"
 drain_timeout = "30s"
@@ -476,7 +461,7 @@ async fn slow_handler_keeps_its_lease() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
+    let config = config_file(
         &dir,
         r#"
 [[pipeline]]

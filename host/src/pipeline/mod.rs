@@ -74,6 +74,10 @@ impl Pipeline {
         let limits = Limits {
             memory: usize::try_from(config.limits.memory.as_u64()).unwrap_or(usize::MAX),
             timeout: config.limits.timeout,
+            fuel: config.limits.fuel,
+            max_outputs: config.limits.max_outputs,
+            max_output_bytes: usize::try_from(config.limits.max_output_bytes.as_u64())
+                .unwrap_or(usize::MAX),
             instance_reuse: config.limits.instance_reuse,
         };
         let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());

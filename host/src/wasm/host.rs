@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, sluice::plugin};
+use super::guest_log::{GuestLog, Severity};
+use super::limits::Limiter;
 
 /// Who is running: attached to every log line of the guest.
 #[derive(Debug, Clone)]
@@ -23,11 +24,9 @@ pub struct Identity {
 pub struct HostState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
-    pub identity: Identity,
+    pub limiter: Limiter,
+    pub log: Arc<GuestLog>,
     pub config: Arc<BTreeMap<String, String>>,
-    /// The entry being handled, for log attribution.
-    pub message_id: String,
     /// When the current call must have returned.
     pub deadline: Instant,
 }
@@ -45,25 +44,14 @@ impl plugin::types::Host for HostState {}
 
 impl plugin::host::Host for HostState {
     async fn log(&mut self, level: Level, message: String) {
-        let Identity { pipeline, digest } = &self.identity;
-        let id = &self.message_id;
-        match level {
-            Level::Trace => {
-                tracing::trace!(%pipeline, plugin = %digest, message_id = %id, "{message}")
-            }
-            Level::Debug => {
-                tracing::debug!(%pipeline, plugin = %digest, message_id = %id, "{message}")
-            }
-            Level::Info => {
-                tracing::info!(%pipeline, plugin = %digest, message_id = %id, "{message}")
-            }
-            Level::Warn => {
-                tracing::warn!(%pipeline, plugin = %digest, message_id = %id, "{message}")
-            }
-            Level::Error => {
-                tracing::error!(%pipeline, plugin = %digest, message_id = %id, "{message}")
-            }
-        }
+        let severity = match level {
+            Level::Trace => Severity::Trace,
+            Level::Debug => Severity::Debug,
+            Level::Info => Severity::Info,
+            Level::Warn => Severity::Warn,
+            Level::Error => Severity::Error,
+        };
+        self.log.line(severity, "log", &message);
     }
 
     async fn config(&mut self, key: String) -> Option<String> {

@@ -3,26 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 use super::Plugin;
 use super::bindings::{self, Failure, Handler, Message};
+use super::guest_log::{GuestLog, GuestOutput};
 use super::host::{HostState, Identity};
+use super::limits::{Limiter, Limits};
 use crate::message::{Entry, HandlerError, Output};
-
-/// The limits one instance runs under.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Bytes of linear memory (per memory) and table elements.
-    pub memory: usize,
-    /// Wall time of one `handle` call.
-    pub timeout: Duration,
-    /// Messages before the instance is replaced by a fresh one.
-    pub instance_reuse: u64,
-}
 
 /// The call ran past its deadline (raised from the epoch callback).
 #[derive(Debug, thiserror::Error)]
@@ -96,56 +87,123 @@ impl Instance {
         live.handled += 1;
         let data = live.store.data_mut();
         data.deadline = Instant::now() + self.limits.timeout;
-        data.message_id.clone_from(&entry.id);
+        data.log.set_message(&entry.id);
+        if let Some(fuel) = self.limits.fuel {
+            // Cannot fail: fuel is on in the engine whenever a pipeline sets a budget.
+            let _ = live.store.set_fuel(fuel);
+        }
         let message = Message {
             source: source.to_owned(),
             id: std::mem::take(&mut entry.id),
             fields: std::mem::take(&mut entry.fields),
             attempt: entry.attempt,
         };
-        let result = live.handler.call_handle(&mut live.store, &message).await;
+        // The epoch deadline stops a guest running Wasm; this stops one blocked in a host
+        // call (a WASI sleep or poll) that no epoch tick can interrupt.
+        let call = live.handler.call_handle(&mut live.store, &message);
+        let result = match tokio::time::timeout(self.limits.timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
+        };
         entry.id = message.id;
         entry.fields = message.fields;
         match result {
-            Ok(Ok(outputs)) => Ok(outputs.into_iter().map(Output::from).collect()),
+            Ok(Ok(outputs)) => {
+                let outputs: Vec<Output> = outputs.into_iter().map(Output::from).collect();
+                if let Err(breach) = self.check_outputs(&outputs) {
+                    // An instance that produced too much may be in a bad way: replace it.
+                    self.live = None;
+                    return Err(HandlerError::Limit(breach));
+                }
+                Ok(outputs)
+            }
             Ok(Err(Failure::Retry(reason))) => Err(HandlerError::Retry(reason)),
             Ok(Err(Failure::Reject(reason))) => Err(HandlerError::Reject(reason)),
             Err(error) => {
                 // A trapped instance may hold broken state: never call it again.
-                self.live = None;
-                Err(self.classify(error))
+                let breach = self
+                    .live
+                    .take()
+                    .and_then(|mut l| l.store.data_mut().limiter.breach.take());
+                Err(self.classify(error, breach))
             }
         }
     }
 
-    fn classify(&self, error: wasmtime::Error) -> HandlerError {
+    fn check_outputs(&self, outputs: &[Output]) -> Result<(), String> {
+        let Limits {
+            max_outputs,
+            max_output_bytes,
+            ..
+        } = self.limits;
+        if outputs.len() > max_outputs {
+            return Err(format!(
+                "limits.max_outputs ({max_outputs}) exceeded: the handler returned {} outputs",
+                outputs.len()
+            ));
+        }
+        let bytes: usize = outputs
+            .iter()
+            .flat_map(|o| &o.fields)
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        if bytes > max_output_bytes {
+            return Err(format!(
+                "limits.max_output_bytes ({}) exceeded: the outputs hold {}",
+                bytesize::ByteSize(max_output_bytes as u64).display().iec(),
+                bytesize::ByteSize(bytes as u64).display().iec()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Names what stopped the guest: a limit (and its value), the timeout, or the trap.
+    fn classify(&self, error: wasmtime::Error, breach: Option<String>) -> HandlerError {
         if error.downcast_ref::<DeadlineExceeded>().is_some() {
-            HandlerError::Timeout(self.limits.timeout)
-        } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-            HandlerError::Trap(trap.to_string())
-        } else {
-            HandlerError::Trap(format!("{error:#}"))
+            return HandlerError::Timeout(self.limits.timeout);
+        }
+        if let Some(breach) = breach {
+            return HandlerError::Limit(breach);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => HandlerError::Limit(format!(
+                "limits.fuel ({}) exhausted",
+                self.limits.fuel.unwrap_or_default()
+            )),
+            Some(Trap::StackOverflow) => HandlerError::Trap(
+                "stack overflow (the call stack grew past the 512 KiB Wasm stack)".into(),
+            ),
+            Some(trap) => HandlerError::Trap(trap.to_string()),
+            None => HandlerError::Trap(format!("{error:#}")),
         }
     }
 
     // `&mut self`: a `&self` held across `.await` would need `Instance: Sync`.
     async fn instantiate(&mut self) -> Result<Live, HandlerError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory)
-            .trap_on_grow_failure(true)
+        let log = GuestLog::new(self.identity.clone());
+        // Nothing granted: no preopened directories, no env, no stdin, no sockets;
+        // stdout and stderr go to the log.
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::stdout(log.clone()))
+            .stderr(GuestOutput::stderr(log.clone()))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .build();
         let state = HostState {
-            // Nothing granted: no preopened directories, no env, no sockets, no stdio.
-            wasi: WasiCtx::builder().build(),
+            wasi,
             table: Default::default(),
-            limits,
-            identity: self.identity.clone(),
+            limiter: Limiter::new(self.limits.memory),
+            log,
             config: self.config.clone(),
-            message_id: String::new(),
             deadline: Instant::now() + self.limits.timeout,
         };
         let mut store = Store::new(self.plugin.runtime.engine(), state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
+        if self.plugin.runtime.meters_fuel() {
+            // Start-up code runs on the message's budget, or unmetered without one.
+            let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
+        }
         // Every epoch tick, a running guest yields to the async runtime (so a spinning
         // handler cannot starve other pipelines) and is stopped once past its deadline.
         store.epoch_deadline_callback(|ctx| {
@@ -161,7 +219,7 @@ impl Instance {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|e| match self.classify(e) {
+            .map_err(|e| match self.classify(e, None) {
                 HandlerError::Trap(reason) => HandlerError::Instantiate(reason),
                 other => other,
             })?;

@@ -6,8 +6,10 @@
 //! [`Instance`] is one live instance with its own store, reused across messages.
 
 mod bindings;
+mod guest_log;
 mod host;
 mod instance;
+mod limits;
 mod plugin;
 
 use std::sync::{Arc, Weak};
@@ -17,7 +19,8 @@ use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-pub use instance::{Instance, Limits};
+pub use instance::Instance;
+pub use limits::Limits;
 pub use plugin::Plugin;
 
 use host::HostState;
@@ -34,12 +37,17 @@ pub struct Runtime {
 struct RuntimeInner {
     engine: Engine,
     linker: Linker<HostState>,
+    fuel: bool,
 }
 
 impl Runtime {
     /// Creates the engine and starts its epoch ticker thread, which ends with the engine.
-    pub fn new() -> Result<Self> {
+    ///
+    /// `fuel` turns on fuel metering for every store (it costs 10–80% per call): only
+    /// when some pipeline sets `limits.fuel`.
+    pub fn new(fuel: bool) -> Result<Self> {
         let mut config = Config::new();
+        config.consume_fuel(fuel);
         config
             .wasm_component_model(true)
             .epoch_interruption(true)
@@ -52,7 +60,11 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
 
-        let inner = Arc::new(RuntimeInner { engine, linker });
+        let inner = Arc::new(RuntimeInner {
+            engine,
+            linker,
+            fuel,
+        });
         spawn_epoch_ticker(Arc::downgrade(&inner));
         Ok(Self { inner })
     }
@@ -60,6 +72,11 @@ impl Runtime {
     /// The shared engine.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Whether stores meter fuel.
+    pub fn meters_fuel(&self) -> bool {
+        self.inner.fuel
     }
 
     fn linker(&self) -> &Linker<HostState> {

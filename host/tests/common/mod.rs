@@ -15,7 +15,7 @@ pub use sluice::redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 
 /// The plugins the tests use (every one in `plugins/` is built).
-const PLUGINS: &[&str] = &["payments", "order-status", "echo"];
+const PLUGINS: &[&str] = &["payments", "order-status", "echo", "hostile", "other-world"];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -48,8 +48,8 @@ pub fn plugin_wasm(name: &str) -> PathBuf {
     path
 }
 
-/// Parses a config whose text may mention `{plugin:NAME}` for a built plugin's path.
-pub fn config(text: &str) -> Config {
+/// Replaces each `{plugin:NAME}` in `text` with the path of the built plugin.
+pub fn with_plugins(text: &str) -> String {
     let mut text = text.to_owned();
     for name in PLUGINS {
         let marker = format!("{{plugin:{name}}}");
@@ -57,8 +57,21 @@ pub fn config(text: &str) -> Config {
             text = text.replace(&marker, &plugin_wasm(name).display().to_string());
         }
     }
+    text
+}
+
+/// Parses a config whose text may mention `{plugin:NAME}` for a built plugin's path.
+pub fn config(text: &str) -> Config {
+    let text = with_plugins(text);
     Config::parse(&text, &workspace())
         .unwrap_or_else(|e| panic!("test config is invalid: {e:#}\n{text}"))
+}
+
+/// Writes a config file (with `{plugin:NAME}` filled in) into `dir` for a daemon process.
+pub fn config_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, with_plugins(text)).expect("write config");
+    path
 }
 
 /// A daemon running in-process against `redis`.
@@ -239,6 +252,16 @@ impl DaemonProcess {
             .spawn()
             .expect("start sluice");
         Self { child, log }
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the daemon is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Kills the daemon at once, as a crash would.

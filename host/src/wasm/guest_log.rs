@@ -1,0 +1,204 @@
+//! Where a guest's words go: host `log` calls and WASI stdout/stderr become `tracing`
+//! events attributed to pipeline, plugin digest and message id, rate-limited per instance
+//! so that a chatty or hostile plugin cannot flood the daemon's log.
+
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use super::host::Identity;
+
+/// Lines per second a single instance may log, and the burst it may save up.
+const LINES_PER_SECOND: u32 = 100;
+const BURST: u32 = 200;
+/// Longer lines are cut.
+const MAX_LINE: usize = 4096;
+
+/// Severity of a guest log line (the WIT `level`, or `info`/`warn` for stdout/stderr).
+#[derive(Debug, Clone, Copy)]
+pub enum Severity {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One instance's log: attribution and its rate limit.
+pub struct GuestLog {
+    identity: Identity,
+    message_id: Mutex<String>,
+    limiter: DefaultDirectRateLimiter,
+    dropped: AtomicU64,
+}
+
+impl GuestLog {
+    /// A log for one instance of `identity`'s plugin.
+    pub fn new(identity: Identity) -> Arc<Self> {
+        let rate = NonZeroU32::new(LINES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Self {
+            identity,
+            message_id: Mutex::new(String::new()),
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Attributes the following lines to message `id`.
+    pub fn set_message(&self, id: &str) {
+        if let Ok(mut current) = self.message_id.lock() {
+            current.clear();
+            current.push_str(id);
+        }
+    }
+
+    /// Logs one line, unless the instance is over its rate.
+    pub fn line(&self, severity: Severity, source: &'static str, text: &str) {
+        if self.limiter.check().is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let text = truncate(text.trim_end(), MAX_LINE);
+        let Identity { pipeline, digest } = &self.identity;
+        let id = self
+            .message_id
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        if dropped > 0 {
+            tracing::warn!(%pipeline, plugin = %digest, dropped, "plugin log over {LINES_PER_SECOND} lines/s: lines were dropped");
+        }
+        match severity {
+            Severity::Trace => {
+                tracing::trace!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+            }
+            Severity::Debug => {
+                tracing::debug!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+            }
+            Severity::Info => {
+                tracing::info!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+            }
+            Severity::Warn => {
+                tracing::warn!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+            }
+            Severity::Error => {
+                tracing::error!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+            }
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A guest's stdout or stderr, split into lines for the log.
+pub struct GuestOutput {
+    log: Arc<GuestLog>,
+    source: &'static str,
+    severity: Severity,
+}
+
+impl GuestOutput {
+    /// The guest's stdout (logged at info).
+    pub fn stdout(log: Arc<GuestLog>) -> Self {
+        Self {
+            log,
+            source: "stdout",
+            severity: Severity::Info,
+        }
+    }
+
+    /// The guest's stderr (logged at warn: it is where Rust panics go).
+    pub fn stderr(log: Arc<GuestLog>) -> Self {
+        Self {
+            log,
+            source: "stderr",
+            severity: Severity::Warn,
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            log: self.log.clone(),
+            source: self.source,
+            severity: self.severity,
+            pending: Vec::new(),
+        })
+    }
+}
+
+struct LineWriter {
+    log: Arc<GuestLog>,
+    source: &'static str,
+    severity: Severity,
+    pending: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self, line: &[u8]) {
+        self.log
+            .line(self.severity, self.source, &String::from_utf8_lossy(line));
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut rest = buf;
+        while let Some(newline) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = rest.split_at(newline);
+            if self.pending.is_empty() {
+                self.emit(line);
+            } else {
+                let mut full = std::mem::take(&mut self.pending);
+                full.extend_from_slice(line);
+                self.emit(&full);
+            }
+            rest = &tail[1..];
+        }
+        // Keep a partial line for the next write, within bounds.
+        let room = MAX_LINE.saturating_sub(self.pending.len());
+        self.pending
+            .extend_from_slice(&rest[..rest.len().min(room)]);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.emit(&rest);
+        }
+        Poll::Ready(Ok(()))
+    }
+}

@@ -1,0 +1,79 @@
+//! Per-pipeline resource limits and the store limiter that enforces (and names) them.
+
+use std::time::Duration;
+
+/// The limits one instance runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of each linear memory.
+    pub memory: usize,
+    /// Wall time of one `handle` call.
+    pub timeout: Duration,
+    /// Fuel (roughly, Wasm instructions) for one call; `None`: unmetered.
+    pub fuel: Option<u64>,
+    /// Outputs one call may return.
+    pub max_outputs: usize,
+    /// Bytes (names and values) all outputs of one call may hold.
+    pub max_output_bytes: usize,
+    /// Messages before the instance is replaced by a fresh one.
+    pub instance_reuse: u64,
+}
+
+/// Table elements an instance may hold: generous for real programs, bounded for hostile ones.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// A `ResourceLimiter` that refuses growth past the limits and remembers why, so that the
+/// failure can name the limit instead of a bare trap.
+#[derive(Debug)]
+pub struct Limiter {
+    memory: usize,
+    /// The breach that stopped the guest, if any.
+    pub breach: Option<String>,
+}
+
+impl Limiter {
+    /// A limiter allowing `memory` bytes per linear memory.
+    pub fn new(memory: usize) -> Self {
+        Self {
+            memory,
+            breach: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            let breach = format!(
+                "limits.memory ({}) exceeded: the guest asked to grow its memory from {} to {}",
+                bytesize::ByteSize(self.memory as u64).display().iec(),
+                bytesize::ByteSize(current as u64).display().iec(),
+                bytesize::ByteSize(desired as u64).display().iec()
+            );
+            self.breach = Some(breach.clone());
+            return Err(wasmtime::Error::msg(breach));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            let breach = format!(
+                "table limit ({MAX_TABLE_ELEMENTS} elements) exceeded: the guest asked for {desired}"
+            );
+            self.breach = Some(breach.clone());
+            return Err(wasmtime::Error::msg(breach));
+        }
+        Ok(true)
+    }
+}

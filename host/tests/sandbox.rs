@@ -1,0 +1,324 @@
+//! The sandbox holds: each hostile plugin attack costs only its own message. A real
+//! `sluice` process runs a healthy payments pipeline beside a pipeline fed the attack;
+//! every test checks that the daemon stays up, that the attack ends where the delivery
+//! semantics say (retried, then dead-lettered with the reason naming the limit), that a
+//! second round of the attack does not grow the daemon's memory, and that payments keep
+//! being committed throughout.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::aio::MultiplexedConnection;
+
+const CONFIG: &str = r#"
+drain_timeout = "5s"
+
+[[pipeline]]
+name = "payments"
+plugin = "{plugin:payments}"
+input = "ORDERS_STREAM"
+group = "ORDERS_CON_GROUP"
+outputs = ["PAYMENTS_STREAM"]
+
+[[pipeline]]
+name = "hostile"
+plugin = "{plugin:hostile}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+max_attempts = 2
+retry_backoff = { initial = "50ms", max = "100ms" }
+limits = { memory = "128MiB", timeout = "500ms", max_outputs = 1000, max_output_bytes = "16MiB" }
+"#;
+
+/// Messages of the attack per round, and rounds: memory may grow in the first rounds
+/// (allocator arenas warm up on each worker thread) but not after.
+const PER_ROUND: usize = 3;
+const ROUNDS: usize = 3;
+
+/// The daemon's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// The longest time between two consecutive payments committed in `since..`, from the
+/// entry IDs' millisecond timestamps.
+async fn longest_payment_gap(con: &mut MultiplexedConnection, since_ms: u64) -> Duration {
+    let stamps: Vec<u64> = entries(con, "PAYMENTS_STREAM")
+        .await
+        .iter()
+        .filter_map(|(id, _)| id.split('-').next()?.parse().ok())
+        .filter(|&ms| ms >= since_ms)
+        .collect();
+    let gap = stamps
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(u64::MAX);
+    Duration::from_millis(gap)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// Runs `attack` (with extra fields) in two rounds beside a steady flow of orders, and
+/// returns the dead-letter reasons (or, for attacks that succeed, the outputs' outcomes).
+async fn contain(attack: &str, extra: &[(&str, &str)], ends_in_dead_letters: bool) -> Vec<String> {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut daemon = DaemonProcess::spawn(&config_file(&dir, CONFIG), &redis, "c1");
+    let pid = daemon.pid();
+
+    // A steady flow of orders: 20 every 25 ms for as long as the test runs.
+    let flow = {
+        let mut con = con.clone();
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                let mut pipe = redis::pipe();
+                for j in 0..20 {
+                    pipe.xadd(
+                        "ORDERS_STREAM",
+                        "*",
+                        &[
+                            ("orderId", format!("o{i}-{j}")),
+                            ("orderAmount", "1.00".into()),
+                            ("userId", "u".into()),
+                        ],
+                    )
+                    .ignore();
+                }
+                let () = pipe.query_async(&mut con).await.expect("orders");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    wait_len_at_least(&con, "PAYMENTS_STREAM", 100).await;
+    let started_ms = now_ms();
+    let rss_start = rss_kib(pid);
+    let out_stream = if ends_in_dead_letters {
+        "IN:dead"
+    } else {
+        "OUT"
+    };
+    let mut rss_after_round = Vec::new();
+    for round in 1..=ROUNDS {
+        for _ in 0..PER_ROUND {
+            let mut fields = vec![("attack", attack)];
+            fields.extend_from_slice(extra);
+            add(&mut con, "IN", &fields).await;
+        }
+        wait_len_at_least(&con, out_stream, round * PER_ROUND).await;
+        assert!(
+            daemon.is_running(),
+            "the daemon died; log:\n{}",
+            daemon.log()
+        );
+        rss_after_round.push(rss_kib(pid));
+    }
+    let gap = longest_payment_gap(&mut con, started_ms).await;
+    flow.abort();
+    let last = rss_after_round[ROUNDS - 1];
+    let before_last = rss_after_round[..ROUNDS - 1]
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(rss_start);
+    println!(
+        "{attack}: RSS {rss_start} KiB at start, after each round {rss_after_round:?} KiB; longest gap between payments {gap:?}"
+    );
+    assert!(
+        last <= before_last + 32 * 1024,
+        "{attack}: memory still growing in round {ROUNDS}: {rss_after_round:?} KiB"
+    );
+    assert!(
+        gap < Duration::from_secs(1),
+        "{attack}: payments stalled for {gap:?}"
+    );
+    assert_eq!(len(&mut con, "NOT_DECLARED").await, 0);
+    let results: Vec<String> = entries(&mut con, out_stream)
+        .await
+        .iter()
+        .map(|(_, f)| {
+            field(
+                f,
+                if ends_in_dead_letters {
+                    "sluice.error"
+                } else {
+                    "outcome"
+                },
+            )
+            .unwrap_or_default()
+            .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        0,
+        "{attack}: entries left pending"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon.wait(Duration::from_secs(15)).success(),
+        "{attack}: unclean exit; log:\n{}",
+        daemon.log()
+    );
+    results
+}
+
+async fn wait_len_at_least(con: &MultiplexedConnection, stream: &str, n: usize) {
+    eventually(
+        &format!("{stream} to hold {n} entries"),
+        Duration::from_secs(30),
+        || {
+            let mut c = con.clone();
+            async move { (len(&mut c, stream).await >= n).then_some(()) }
+        },
+    )
+    .await
+}
+
+/// Asserts every reason contains `expected`, after `max_attempts` (2) deliveries when
+/// the failure is retryable.
+fn assert_reasons(reasons: &[String], expected: &str, retried: bool) {
+    assert_eq!(reasons.len(), ROUNDS * PER_ROUND, "{reasons:?}");
+    for reason in reasons {
+        assert!(
+            reason.contains(expected),
+            "expected {expected:?} in {reason:?}"
+        );
+        assert_eq!(
+            reason.contains("gave up after 2 attempts"),
+            retried,
+            "{reason}"
+        );
+    }
+}
+
+/// An infinite loop is stopped at `limits.timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_is_contained() {
+    let reasons = contain("loop", &[], true).await;
+    assert_reasons(&reasons, "limits.timeout (500ms) exceeded", true);
+}
+
+/// Unbounded memory growth is stopped at `limits.memory`, which the reason names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_growth_is_contained() {
+    let reasons = contain("grow", &[], true).await;
+    assert_reasons(&reasons, "limits.memory (128.0 MiB) exceeded", true);
+}
+
+/// Unbounded recursion overflows the Wasm stack: a trap, not a crash of the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stack_overflow_is_contained() {
+    let reasons = contain("recurse", &[], true).await;
+    assert_reasons(&reasons, "stack overflow", true);
+}
+
+/// A panic traps the instance, which is replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panic_is_contained() {
+    let reasons = contain("panic", &[], true).await;
+    assert_reasons(&reasons, "trapped", true);
+}
+
+/// A guest asleep in a WASI call (where no epoch tick reaches it) is stopped at the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_past_the_timeout_is_contained() {
+    let reasons = contain("sleep", &[], true).await;
+    assert_reasons(&reasons, "limits.timeout (500ms) exceeded", true);
+}
+
+/// 100,000 outputs for one input break `limits.max_outputs`; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_flood_is_contained() {
+    let reasons = contain("flood", &[], true).await;
+    assert_reasons(
+        &reasons,
+        "limits.max_outputs (1000) exceeded: the handler returned 100000 outputs",
+        true,
+    );
+}
+
+/// One 50 MiB output breaks `limits.max_output_bytes`; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_output_is_contained() {
+    let reasons = contain("big", &[], true).await;
+    assert_reasons(
+        &reasons,
+        "limits.max_output_bytes (16.0 MiB) exceeded: the outputs hold 50.0 MiB",
+        true,
+    );
+}
+
+/// An output to an undeclared stream is dead-lettered at once, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_output_is_contained() {
+    let reasons = contain("undeclared", &[], true).await;
+    assert_reasons(&reasons, "undeclared stream \"NOT_DECLARED\"", false);
+}
+
+/// Reading a file, listing `/`, reading the environment and opening a socket all fail
+/// inside the guest: nothing is granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_are_denied_inside_the_guest() {
+    for attack in ["read-file", "list-root", "env"] {
+        let outcomes = contain(attack, &[], false).await;
+        assert!(
+            outcomes.iter().all(|o| o.starts_with("denied")),
+            "{attack}: {outcomes:?}"
+        );
+        println!("{attack}: {}", outcomes[0]);
+    }
+    // A port with a listener on it: only the sandbox can refuse the connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let outcomes = contain("socket", &[("port", &port)], false).await;
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("denied")),
+        "socket: {outcomes:?}"
+    );
+    println!("socket: {}", outcomes[0]);
+}
+
+/// A component built for another world is refused at load time with a message naming
+/// what is wrong; so is a component that imports what the host does not provide.
+#[test]
+fn component_for_another_world_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        &dir,
+        "[[pipeline]]\nname = \"other\"\nplugin = \"{plugin:other-world}\"\ninput = \"IN\"\ngroup = \"G\"\n",
+    );
+    let redis = RedisServer::start().expect("redis");
+    let started = Instant::now();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--redis", &redis.url()])
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("refused in {:?}: {stderr}", started.elapsed());
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not implement the `sluice:plugin/handler` world"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("handle"),
+        "names the missing export: {stderr}"
+    );
+}
