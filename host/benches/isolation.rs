@@ -37,28 +37,45 @@ limits = { timeout = "1s" }
 #[tokio::main]
 async fn main() -> Result<()> {
     let (orders, rounds) = options()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace")?.to_owned();
-    let status = std::process::Command::new("bash").arg(root.join("scripts/build-plugins.sh")).status()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace")?
+        .to_owned();
+    let status = std::process::Command::new("bash")
+        .arg(root.join("scripts/build-plugins.sh"))
+        .status()?;
     if !status.success() {
         bail!("building the plugins failed");
     }
-    println!("isolation: {orders} orders per run, {rounds} rounds, {} cores", std::thread::available_parallelism()?);
+    println!(
+        "isolation: {orders} orders per run, {rounds} rounds, {} cores",
+        std::thread::available_parallelism()?
+    );
     let mut alone = Vec::new();
     let mut beside = Vec::new();
     for round in 1..=rounds {
         let a = drain(&root, orders, false).await?;
         let b = drain(&root, orders, true).await?;
-        println!("round {round}: alone {a:>8.0} msg/s   beside infinite loops {b:>8.0} msg/s   ratio {:.2}", b / a);
+        println!(
+            "round {round}: alone {a:>8.0} msg/s   beside infinite loops {b:>8.0} msg/s   ratio {:.2}",
+            b / a
+        );
         alone.push(a);
         beside.push(b);
     }
     let (a, b) = (median(&mut alone), median(&mut beside));
-    println!("median: alone {a:.0} msg/s, beside infinite loops {b:.0} msg/s, ratio {:.2} (goal >= 0.90)", b / a);
+    println!(
+        "median: alone {a:.0} msg/s, beside infinite loops {b:.0} msg/s, ratio {:.2} (goal >= 0.90)",
+        b / a
+    );
     Ok(())
 }
 
 fn options() -> Result<(usize, usize)> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let mut orders = 50_000;
     let mut rounds = 3;
     let mut it = args.iter();
@@ -77,11 +94,22 @@ fn options() -> Result<(usize, usize)> {
 /// starts the daemon, and returns the payments pipeline's throughput in messages/s.
 async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
     let redis = RedisServer::start()?;
-    let mut con = redis::Client::open(redis.url())?.get_multiplexed_async_connection().await?;
+    let mut con = redis::Client::open(redis.url())?
+        .get_multiplexed_async_connection()
+        .await?;
     for start in (0..orders).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 10_000).min(orders) {
-            pipe.xadd("ORDERS_STREAM", "*", &[("orderId", format!("o{i}")), ("orderAmount", "19.99".into()), ("userId", "USR_1".into())]).ignore();
+            pipe.xadd(
+                "ORDERS_STREAM",
+                "*",
+                &[
+                    ("orderId", format!("o{i}")),
+                    ("orderAmount", "19.99".into()),
+                    ("userId", "USR_1".into()),
+                ],
+            )
+            .ignore();
         }
         let () = pipe.query_async(&mut con).await?;
     }

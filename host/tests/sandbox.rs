@@ -322,3 +322,42 @@ fn component_for_another_world_is_refused_at_load() {
         "names the missing export: {stderr}"
     );
 }
+
+/// A component that imports an interface the host does not provide is refused at load
+/// time, and the message names the import.
+#[test]
+fn component_with_unprovided_import_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // wasmtime reads the text format too: a component whose only content is an import.
+    let plugin = dir.path().join("vault.wat");
+    std::fs::write(
+        &plugin,
+        r#"(component (import "example:secret/vault" (instance (export "open" (func)))))"#,
+    )
+    .expect("write");
+    let config = config_file(
+        &dir,
+        &format!(
+            "[[pipeline]]\nname = \"vault\"\nplugin = \"{}\"\ninput = \"IN\"\ngroup = \"G\"\n",
+            plugin.display()
+        ),
+    );
+    let redis = RedisServer::start().expect("redis");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .args(["--redis", &redis.url()])
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("imports something the host does not provide"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("example:secret/vault"),
+        "names the import: {stderr}"
+    );
+}
