@@ -361,3 +361,37 @@ fn component_with_unprovided_import_is_refused_at_load() {
         "names the import: {stderr}"
     );
 }
+
+/// With `limits.fuel`, a loop is stopped when its fuel runs out (well before the
+/// timeout), and the reason names the budget.
+#[tokio::test]
+async fn fuel_budget_stops_a_loop() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = r#"
+[[pipeline]]
+name = "hostile"
+plugin = "{plugin:hostile}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+max_attempts = 1
+limits = { timeout = "60s", fuel = 5000000 }
+"#;
+    let host = Host::start(&redis, config(cfg)).await;
+    let started = Instant::now();
+    add(&mut con, "IN", &[("attack", "loop")]).await;
+    wait_len_at_least(&con, "IN:dead", 1).await;
+    let dead = entries(&mut con, "IN:dead").await;
+    let reason = field(&dead[0].1, "sluice.error").unwrap_or_default();
+    println!("stopped after {:?}: {reason}", started.elapsed());
+    assert!(
+        reason.contains("limits.fuel (5000000) exhausted"),
+        "{reason}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "stopped by fuel, not by the timeout"
+    );
+    host.stop().await;
+}
