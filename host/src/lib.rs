@@ -46,6 +46,8 @@ pub struct Daemon {
     url: String,
     broker: Broker,
     tasks: TaskTracker,
+    /// To stop the pipelines still busy when the drain timeout runs out.
+    aborts: Vec<tokio::task::AbortHandle>,
     shutdown: CancellationToken,
     drain_timeout: Duration,
 }
@@ -73,6 +75,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         .clone()
         .unwrap_or_else(default_consumer_name);
     let tasks = TaskTracker::new();
+    let mut aborts = Vec::new();
     for pipeline_config in config.pipelines {
         let name = pipeline_config.name.clone();
         let path = pipeline_config.plugin.clone();
@@ -85,11 +88,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
             .await
             .with_context(|| format!("pipeline {:?} cannot start", name.as_str()))?;
         let token = shutdown.clone();
-        tasks.spawn(async move {
+        let task = tasks.spawn(async move {
             if let Err(e) = pipeline.run(token).await {
                 tracing::error!(pipeline = %name, error = format!("{e:#}"), "pipeline failed");
             }
         });
+        aborts.push(task.abort_handle());
     }
     tasks.close();
     Ok(Daemon {
@@ -97,6 +101,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         url,
         broker,
         tasks,
+        aborts,
         shutdown,
         drain_timeout: config.drain_timeout,
     })
@@ -136,6 +141,11 @@ impl Daemon {
             .is_err()
         {
             tracing::warn!(drain_timeout = ?self.drain_timeout, "drain timeout: stopping with work in flight; its entries stay pending and will be delivered again");
+            // Dropping a handler call mid-way is safe: nothing of it was committed.
+            for task in &self.aborts {
+                task.abort();
+            }
+            self.tasks.wait().await;
         }
         drop(self.redis);
     }

@@ -1,25 +1,32 @@
 //! Running the handler over a batch, on one instance or spread over several.
 
-use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use super::{Handled, Pipeline};
-use crate::message::{Entry, HandlerError};
+use crate::message::Entry;
 use crate::wasm::Instance;
 
 impl Pipeline {
     /// Runs the handler on every entry, spreading them over the pipeline's instances.
-    pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Handled> {
+    ///
+    /// Once shutdown is asked for, no further entry is started: those get `None` and
+    /// stay pending, so that a drain waits for the calls in flight, not the whole batch.
+    pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Option<Handled>> {
         let source = self.config.input.as_str();
         if self.instances.len() == 1 || entries.len() == 1 {
             let instance = &mut self.instances[0];
             let mut results = Vec::with_capacity(entries.len());
             for entry in entries.iter_mut() {
+                if self.shutdown.is_cancelled() {
+                    results.push(None);
+                    continue;
+                }
                 let result = instance.handle(source, entry).await;
-                results.push((instance.plugin().digest().clone(), result));
+                results.push(Some((instance.plugin().digest().clone(), result)));
             }
             return results;
         }
-        invoke_parallel(&mut self.instances, source, entries).await
+        invoke_parallel(&mut self.instances, source, entries, &self.shutdown).await
     }
 }
 
@@ -29,7 +36,8 @@ async fn invoke_parallel(
     instances: &mut Vec<Instance>,
     source: &str,
     entries: &mut [Entry],
-) -> Vec<Handled> {
+    shutdown: &CancellationToken,
+) -> Vec<Option<Handled>> {
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
     for (index, entry) in entries.iter_mut().enumerate() {
@@ -50,11 +58,17 @@ async fn invoke_parallel(
         .zip(work)
         .map(|(mut instance, items)| {
             let source = source.to_owned();
+            let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 let mut done = Vec::with_capacity(items.len());
                 for (index, mut entry) in items {
-                    let result = instance.handle(&source, &mut entry).await;
-                    done.push((index, entry, instance.plugin().digest().clone(), result));
+                    let result = if shutdown.is_cancelled() {
+                        None
+                    } else {
+                        let result = instance.handle(&source, &mut entry).await;
+                        Some((instance.plugin().digest().clone(), result))
+                    };
+                    done.push((index, entry, result));
                 }
                 (instance, done)
             })
@@ -68,20 +82,10 @@ async fn invoke_parallel(
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
         instances.push(instance);
-        for (index, entry, digest, result) in done {
+        for (index, entry, result) in done {
             entries[index] = entry;
-            results[index] = Some((digest, result));
+            results[index] = result;
         }
     }
     results
-        .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                (
-                    Arc::from(""),
-                    Err(HandlerError::Trap("handler task lost".into())),
-                )
-            })
-        })
-        .collect()
 }

@@ -42,6 +42,8 @@ pub struct Pipeline {
     next_reclaim_check: Instant,
     /// Where the next scan of other consumers' idle entries starts.
     reclaim_cursor: String,
+    /// Cancelled when the daemon drains: no new handler call starts.
+    shutdown: CancellationToken,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -98,6 +100,7 @@ impl Pipeline {
             retries_waiting: false,
             next_reclaim_check: Instant::now(),
             reclaim_cursor: "-".to_owned(),
+            shutdown: CancellationToken::new(),
             consumer,
             instances,
             config,
@@ -106,6 +109,7 @@ impl Pipeline {
 
     /// Runs until `shutdown` is cancelled; in-flight work finishes and commits first.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        self.shutdown = shutdown.clone();
         let name = self.config.name.clone();
         tracing::info!(pipeline = %name, input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
         let mut failures = 0u32;
@@ -214,7 +218,11 @@ impl Pipeline {
         let mut report = BatchReport::default();
         let mut acks = Vec::with_capacity(entries.len());
         let mut dead = Vec::new();
-        for (entry, (digest, result)) in entries.iter().zip(results) {
+        for (entry, handled) in entries.iter().zip(results) {
+            let Some((digest, result)) = handled else {
+                // Not started: shutting down. It stays pending for the next delivery.
+                continue;
+            };
             match rules.decide(entry, &digest, result) {
                 Outcome::Deliver(outputs) => acks.push(Ack {
                     id: entry.id.clone(),

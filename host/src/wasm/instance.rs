@@ -210,7 +210,13 @@ impl Instance {
             if Instant::now() >= ctx.data().deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                // tokio's own yield: a future that wakes itself would land in the
+                // worker's LIFO slot, which other workers cannot steal from, and starve
+                // the tasks queued behind it.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);
