@@ -127,6 +127,7 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
     let shutdown = CancellationToken::new();
     let daemon = sluice::start(config, shutdown.clone()).await?;
     let started = Instant::now();
+    let cpu_start = cpu_seconds();
     loop {
         let done: usize = con.xlen("PAYMENTS_STREAM").await?;
         if done >= orders {
@@ -137,10 +138,37 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let rate = orders as f64 / started.elapsed().as_secs_f64();
+    let wall = started.elapsed().as_secs_f64();
+    let rate = orders as f64 / wall;
+    println!(
+        "  {}: {:.2} s, the daemon used {:.2} cores",
+        if hostile {
+            "beside infinite loops"
+        } else {
+            "alone"
+        },
+        wall,
+        (cpu_seconds() - cpu_start) / wall
+    );
     shutdown.cancel();
     daemon.wait().await;
     Ok(rate)
+}
+
+/// CPU time (user + system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+        .unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / hz
 }
 
 fn median(values: &mut [f64]) -> f64 {
