@@ -22,9 +22,68 @@ pub struct Config {
     /// The consumer pipelines, one consumer loop each.
     #[serde(default, rename = "pipeline")]
     pub pipelines: Vec<PipelineConfig>,
+    /// Plugin loading: the compiled-code cache and file watching.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// The admin HTTP API; off without an `[admin]` table.
+    pub admin: Option<AdminConfig>,
     /// How long shutdown waits for in-flight messages to finish and commit.
     #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+}
+
+/// The `[plugins]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Keep compiled plugins on disk so that restarts and reloads of a known version
+    /// skip compilation.
+    #[serde(default = "defaults::yes")]
+    pub cache: bool,
+    /// Where; defaults to `$XDG_CACHE_HOME/sluice` (or `~/.cache/sluice`).
+    pub cache_dir: Option<PathBuf>,
+    /// Reload a pipeline's plugin when its file changes (always on in `sluice dev`).
+    #[serde(default)]
+    pub watch: bool,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            cache: true,
+            cache_dir: None,
+            watch: false,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// The cache directory in use, if caching is on.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        if !self.cache {
+            return None;
+        }
+        if let Some(dir) = &self.cache_dir {
+            return Some(dir.clone());
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("sluice"))
+    }
+}
+
+/// The `[admin]` table: the HTTP API for plugins and status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; loopback by default. Mutating calls need the bearer token
+    /// from `SLUICE_ADMIN_TOKEN` and are refused when it is not set.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Largest request body (a plugin upload).
+    #[serde(default = "defaults::max_body")]
+    pub max_body: ByteSize,
 }
 
 /// The `[redis]` table.
@@ -138,6 +197,15 @@ impl Default for LimitsConfig {
 
 mod defaults {
     use super::*;
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn admin_listen() -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
+    }
+    pub fn max_body() -> ByteSize {
+        ByteSize::mib(64)
+    }
     pub fn drain_timeout() -> Duration {
         Duration::from_secs(10)
     }
@@ -251,6 +319,11 @@ impl Config {
             if pipeline.plugin.is_relative() {
                 pipeline.plugin = base.join(&pipeline.plugin);
             }
+        }
+        if let Some(dir) = &mut config.plugins.cache_dir
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
         }
         config.validate()?;
         Ok(config)

@@ -40,6 +40,19 @@ enum Command {
         /// group needs its own.
         #[arg(long, env = "SLUICE_CONSUMER")]
         consumer: Option<String>,
+        /// Reload a pipeline's plugin when its file changes.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
+    /// private redis-server unless a URL is given.
+    Dev {
+        /// The config file.
+        #[arg(short, long, default_value = "sluice.toml")]
+        config: PathBuf,
+        /// Redis URL; overrides `[redis] url`.
+        #[arg(long, env = "SLUICE_REDIS_URL")]
+        redis: Option<String>,
     },
 }
 
@@ -68,20 +81,36 @@ async fn dispatch(command: Command) -> Result<()> {
             config,
             redis,
             consumer,
+            watch,
         } => {
-            let mut config = sluice::config::Config::load(&config)?;
-            if redis.is_some() {
-                config.redis.url = redis;
-                config.validate()?;
-            }
+            let mut config = load(&config, redis)?;
             if consumer.is_some() {
                 config.redis.consumer = consumer;
             }
-            let shutdown = CancellationToken::new();
-            sluice::shutdown::on_signals(shutdown.clone())?;
-            sluice::run(config, shutdown).await
+            config.plugins.watch |= watch;
+            run(config).await
+        }
+        Command::Dev { config, redis } => {
+            let mut config = load(&config, redis)?;
+            config.plugins.watch = true;
+            run(config).await
         }
     }
+}
+
+fn load(path: &std::path::Path, redis: Option<String>) -> Result<sluice::config::Config> {
+    let mut config = sluice::config::Config::load(path)?;
+    if redis.is_some() {
+        config.redis.url = redis;
+        config.validate()?;
+    }
+    Ok(config)
+}
+
+async fn run(config: sluice::config::Config) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    sluice::shutdown::on_signals(shutdown.clone())?;
+    sluice::run(config, shutdown).await
 }
 
 fn init_tracing(format: LogFormat) {

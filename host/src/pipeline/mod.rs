@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Ack, Broker, CommitError, Consumer, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
 use crate::message::{CommitStatus, Entry, HandlerError, Output};
-use crate::wasm::{Instance, Limits, Plugin};
+use crate::wasm::{Instance, Limits, PluginCell};
 
 use outcome::{Outcome, Rules};
 pub use outcome::{backoff, dead_letter_fields};
@@ -66,7 +66,7 @@ impl Pipeline {
     /// Sets up the pipeline's consumer (`consumer` names it in its group) and handlers.
     pub async fn new(
         config: PipelineConfig,
-        plugin: Arc<Plugin>,
+        plugin: PluginCell,
         broker: &Broker,
         consumer: &str,
     ) -> Result<Self> {

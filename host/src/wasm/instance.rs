@@ -8,11 +8,11 @@ use std::time::Instant;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
-use super::Plugin;
 use super::bindings::{self, Failure, Handler, Message};
 use super::guest_log::{GuestLog, GuestOutput};
 use super::host::{HostState, Identity};
 use super::limits::{Limiter, Limits};
+use super::{Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};
 
 /// The call ran past its deadline (raised from the epoch callback).
@@ -23,6 +23,7 @@ struct DeadlineExceeded;
 /// A handler slot of a pipeline: instantiates lazily, reuses the instance across
 /// messages and replaces it after a failure that may have corrupted it.
 pub struct Instance {
+    cell: PluginCell,
     plugin: Arc<Plugin>,
     identity: Identity,
     config: Arc<BTreeMap<String, String>>,
@@ -37,18 +38,21 @@ struct Live {
 }
 
 impl Instance {
-    /// A slot for `plugin` in `pipeline`; nothing is instantiated until the first call.
+    /// A slot running the live version in `cell` for `pipeline`; nothing is
+    /// instantiated until the first call.
     pub fn new(
-        plugin: Arc<Plugin>,
+        cell: PluginCell,
         pipeline: &str,
         config: Arc<BTreeMap<String, String>>,
         limits: Limits,
     ) -> Self {
+        let plugin = cell.load_full();
         let identity = Identity {
             pipeline: pipeline.into(),
             digest: plugin.digest().clone(),
         };
         Self {
+            cell,
             plugin,
             identity,
             config,
@@ -70,6 +74,13 @@ impl Instance {
         source: &str,
         entry: &mut Entry,
     ) -> Result<Vec<Output>, HandlerError> {
+        // A reload swapped the version: the next message runs on the new one.
+        let current = self.cell.load();
+        if !Arc::ptr_eq(&current, &self.plugin) {
+            self.plugin = arc_swap::Guard::into_inner(current);
+            self.identity.digest = self.plugin.digest().clone();
+            self.live = None;
+        }
         if self
             .live
             .as_ref()

@@ -6,6 +6,7 @@
 //! [`Instance`] is one live instance with its own store, reused across messages.
 
 mod bindings;
+mod cache;
 mod guest_log;
 mod host;
 mod instance;
@@ -19,6 +20,7 @@ use anyhow::Result;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
+pub use cache::{Cache, Source, write_atomically};
 pub use instance::Instance;
 pub use limits::Limits;
 pub use plugin::Plugin;
@@ -38,14 +40,21 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<HostState>,
     fuel: bool,
+    cache: Option<Cache>,
 }
+
+/// The live version of a pipeline's plugin: swapped atomically on reload; every
+/// instance moves to the new version before its next message.
+pub type PluginCell = Arc<arc_swap::ArcSwap<Plugin>>;
 
 impl Runtime {
     /// Creates the engine and starts its epoch ticker thread, which ends with the engine.
     ///
     /// `fuel` turns on fuel metering for every store (it costs 10–80% per call): only
     /// when some pipeline sets `limits.fuel`.
-    pub fn new(fuel: bool) -> Result<Self> {
+    ///
+    /// With a `cache`, compiled components are kept on disk and reused.
+    pub fn new(fuel: bool, cache: Option<Cache>) -> Result<Self> {
         let mut config = Config::new();
         config.consume_fuel(fuel);
         config
@@ -64,6 +73,7 @@ impl Runtime {
             engine,
             linker,
             fuel,
+            cache,
         });
         spawn_epoch_ticker(Arc::downgrade(&inner));
         Ok(Self { inner })
@@ -77,6 +87,10 @@ impl Runtime {
     /// Whether stores meter fuel.
     pub fn meters_fuel(&self) -> bool {
         self.inner.fuel
+    }
+
+    fn cache(&self) -> Option<&Cache> {
+        self.inner.cache.as_ref()
     }
 
     fn linker(&self) -> &Linker<HostState> {

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::Runtime;
 use super::bindings::HandlerPre;
 use super::host::HostState;
+use super::{Runtime, Source};
 
 /// A compiled, validated handler component, ready to instantiate cheaply.
 pub struct Plugin {
@@ -19,6 +19,7 @@ pub struct Plugin {
     digest: Arc<str>,
     path: PathBuf,
     compile_time: Duration,
+    source: Source,
 }
 
 impl Plugin {
@@ -35,9 +36,13 @@ impl Plugin {
     pub fn from_bytes(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Self> {
         let digest: Arc<str> = format!("sha256:{}", hex::encode(Sha256::digest(bytes))).into();
         let started = Instant::now();
-        let component = Component::new(runtime.engine(), bytes)
-            .map_err(anyhow::Error::from)
-            .context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
+        let compiled = match runtime.cache() {
+            Some(cache) => cache.load_or_compile(runtime.engine(), bytes, &digest),
+            None => Component::new(runtime.engine(), bytes)
+                .map(|c| (c, Source::Compiled))
+                .map_err(anyhow::Error::from),
+        };
+        let (component, source) = compiled.context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
         let compile_time = started.elapsed();
         let instance_pre = runtime
             .linker()
@@ -53,6 +58,7 @@ impl Plugin {
             digest,
             path: path.to_owned(),
             compile_time,
+            source,
         })
     }
 
@@ -66,8 +72,13 @@ impl Plugin {
         &self.path
     }
 
-    /// How long compilation took.
+    /// How long compilation (or loading from the cache) took.
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+
+    /// Whether the compiled code came from the cache.
+    pub fn source(&self) -> Source {
+        self.source
     }
 }

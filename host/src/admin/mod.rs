@@ -1,0 +1,144 @@
+//! The admin HTTP API: the only user of `axum`. Health, plugin status, and zero-downtime
+//! plugin deploys.
+//!
+//! Mutating calls need `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`; with no token
+//! configured they are refused. Reads are open (bind the listener to loopback, the
+//! default, or put it behind your own proxy).
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::{Origin, PluginStatus, Registry};
+use crate::wasm::{Runtime, write_atomically};
+pub use error::ApiError;
+
+/// What the handlers share.
+pub struct AdminState {
+    /// The live plugins.
+    pub registry: Arc<Registry>,
+    /// The engine new versions are compiled with.
+    pub runtime: Runtime,
+    /// The bearer token for mutating calls; `None` refuses them all.
+    pub token: Option<String>,
+}
+
+/// The API's routes; `max_body` bounds uploads.
+pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/plugins", get(list_plugins))
+        .route(
+            "/v1/plugins/{pipeline}",
+            put(deploy_plugin).get(show_plugin),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "the admin API stopped");
+    }
+}
+
+async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Vec<PluginStatus>> {
+    Json(state.registry.slots().map(|s| s.status()).collect())
+}
+
+async fn show_plugin(
+    State(state): State<Arc<AdminState>>,
+    Path(pipeline): Path<String>,
+) -> Result<Json<PluginStatus>, ApiError> {
+    let slot = state
+        .registry
+        .get(&pipeline)
+        .ok_or_else(|| ApiError::no_pipeline(&pipeline))?;
+    Ok(Json(slot.status()))
+}
+
+/// The answer to a deploy.
+#[derive(Debug, Serialize)]
+struct Deployed {
+    pipeline: String,
+    digest: String,
+    /// False when the upload was the version already running.
+    changed: bool,
+    compile_ms: u64,
+}
+
+/// `PUT /v1/plugins/{pipeline}` with the `.wasm` file as the body: compiles and checks it
+/// off the hot path, swaps it in, and stores it over the pipeline's plugin file (so that
+/// a restart runs it too). A bad component answers 422 with the reason and changes nothing.
+async fn deploy_plugin(
+    State(state): State<Arc<AdminState>>,
+    Path(pipeline): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Deployed>), ApiError> {
+    authorize(&state, &headers)?;
+    let slot = state
+        .registry
+        .get(&pipeline)
+        .ok_or_else(|| ApiError::no_pipeline(&pipeline))?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send the plugin's .wasm file as the request body",
+        ));
+    }
+    let (plugin, changed) = slot
+        .deploy(&state.runtime, body.to_vec(), Origin::Upload)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
+    let path = slot.path().to_owned();
+    tokio::task::spawn_blocking(move || write_atomically(&path, &body))
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("the store task failed: {e}")))?
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::OK,
+        Json(Deployed {
+            pipeline,
+            digest: plugin.digest().to_string(),
+            changed,
+            compile_ms: plugin.compile_time().as_millis() as u64,
+        }),
+    ))
+}
+
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mutating calls are disabled: start sluice with SLUICE_ADMIN_TOKEN set to enable them",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer <SLUICE_ADMIN_TOKEN>)",
+        )),
+    }
+}
+
+/// Compares without an early exit, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,201 @@
+//! The live plugins, one slot per pipeline: the current version behind an `ArcSwap` (a
+//! swap is atomic: calls in flight finish on the old version, the next ones run on the
+//! new) and what the operator needs to know about it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::wasm::{Plugin, PluginCell, Runtime, Source};
+
+/// Every pipeline's plugin slot.
+#[derive(Default)]
+pub struct Registry {
+    slots: BTreeMap<String, Arc<Slot>>,
+}
+
+/// One pipeline's plugin.
+pub struct Slot {
+    pipeline: String,
+    path: PathBuf,
+    cell: PluginCell,
+    state: Mutex<SlotState>,
+}
+
+struct SlotState {
+    loaded_at: SystemTime,
+    last_error: Option<String>,
+    reloads: u64,
+}
+
+/// What `GET /v1/plugins` shows of a slot.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// The pipeline.
+    pub pipeline: String,
+    /// Where the plugin file is.
+    pub path: String,
+    /// The running version's digest.
+    pub digest: String,
+    /// When the running version was loaded (seconds since the Unix epoch).
+    pub loaded_at: u64,
+    /// `ok`, or `error` when the last attempt to load a new version failed (the old
+    /// version still serves).
+    pub status: String,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Successful reloads since start.
+    pub reloads: u64,
+}
+
+impl Registry {
+    /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`).
+    pub fn add(&mut self, pipeline: &str, path: &Path, plugin: Plugin) -> PluginCell {
+        let cell: PluginCell = Arc::new(ArcSwap::from_pointee(plugin));
+        let slot = Slot {
+            pipeline: pipeline.to_owned(),
+            path: path.to_owned(),
+            cell: cell.clone(),
+            state: Mutex::new(SlotState {
+                loaded_at: SystemTime::now(),
+                last_error: None,
+                reloads: 0,
+            }),
+        };
+        self.slots.insert(pipeline.to_owned(), Arc::new(slot));
+        cell
+    }
+
+    /// The slot of `pipeline`.
+    pub fn get(&self, pipeline: &str) -> Option<&Arc<Slot>> {
+        self.slots.get(pipeline)
+    }
+
+    /// Every slot, by pipeline name.
+    pub fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.slots.values()
+    }
+}
+
+/// How a new version arrived, for the log.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// The plugin file changed on disk.
+    File,
+    /// It was uploaded through the admin API.
+    Upload,
+}
+
+impl Slot {
+    /// The pipeline this slot serves.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// The plugin file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The running version.
+    pub fn current(&self) -> Arc<Plugin> {
+        self.cell.load_full()
+    }
+
+    /// Compiles `bytes` off the async runtime, checks them against the world and, if
+    /// they are a new version, makes it the running one. On failure the running version
+    /// stays and the error is recorded for the status. Returns the running version and
+    /// whether it changed.
+    pub async fn deploy(
+        &self,
+        runtime: &Runtime,
+        bytes: Vec<u8>,
+        origin: Origin,
+    ) -> Result<(Arc<Plugin>, bool)> {
+        let rt = runtime.clone();
+        let path = self.path.clone();
+        let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&rt, &bytes, &path))
+            .await
+            .context("the compile task failed")?;
+        let plugin = match compiled {
+            Ok(plugin) => plugin,
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(pipeline = %self.pipeline, ?origin, error = %reason, "new plugin version refused; the running version keeps serving");
+                self.lock().last_error = Some(reason);
+                return Err(e);
+            }
+        };
+        let current = self.current();
+        if current.digest() == plugin.digest() {
+            self.lock().last_error = None;
+            return Ok((current, false));
+        }
+        let plugin = Arc::new(plugin);
+        tracing::info!(
+            pipeline = %self.pipeline,
+            ?origin,
+            from = %current.digest(),
+            to = %plugin.digest(),
+            compile_ms = plugin.compile_time().as_millis() as u64,
+            cached = plugin.source() == Source::Cached,
+            "plugin reloaded"
+        );
+        self.cell.store(plugin.clone());
+        let mut state = self.lock();
+        state.loaded_at = SystemTime::now();
+        state.last_error = None;
+        state.reloads += 1;
+        Ok((plugin, true))
+    }
+
+    /// Reads the plugin file and deploys it.
+    pub async fn reload_file(&self, runtime: &Runtime) -> Result<(Arc<Plugin>, bool)> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let e = anyhow::Error::new(e)
+                    .context(format!("cannot read plugin {}", self.path.display()));
+                self.lock().last_error = Some(format!("{e:#}"));
+                return Err(e);
+            }
+        };
+        self.deploy(runtime, bytes, Origin::File).await
+    }
+
+    /// What the operator sees of this slot.
+    pub fn status(&self) -> PluginStatus {
+        let current = self.current();
+        let state = self.lock();
+        let loaded_at = state
+            .loaded_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        PluginStatus {
+            pipeline: self.pipeline.clone(),
+            path: self.path.display().to_string(),
+            digest: current.digest().to_string(),
+            loaded_at: loaded_at.as_secs(),
+            status: if state.last_error.is_some() {
+                "error"
+            } else {
+                "ok"
+            }
+            .to_owned(),
+            last_error: state.last_error.clone(),
+            reloads: state.reloads,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        // A panic while holding this lock leaves plain data behind: keep using it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
