@@ -84,6 +84,10 @@ pub struct AdminConfig {
     /// Largest request body (a plugin upload).
     #[serde(default = "defaults::max_body")]
     pub max_body: ByteSize,
+    /// The bearer token for mutating calls. Never read from the file: it comes from
+    /// `SLUICE_ADMIN_TOKEN` (or is set by an embedding program).
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// The `[redis]` table.

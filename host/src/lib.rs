@@ -156,8 +156,10 @@ async fn start_admin(
             )
         })?;
     let addr = listener.local_addr()?;
-    let token = std::env::var("SLUICE_ADMIN_TOKEN")
-        .ok()
+    let token = admin
+        .token
+        .clone()
+        .or_else(|| std::env::var("SLUICE_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty());
     if token.is_none() {
         tracing::warn!("SLUICE_ADMIN_TOKEN is not set: the admin API refuses mutating calls");

@@ -64,7 +64,20 @@ impl Guest for Payments {
             user_id: &order.user_id,
         };
         let target = sluice_sdk::config_or("payments_stream", "PAYMENTS_STREAM");
-        Ok(vec![Output::from_struct(target, &payment)?])
+        let output = Output::from_struct(target, &payment)?;
+        Ok(vec![tagged(output)])
+    }
+}
+
+/// Test builds (features `tag-a`, `tag-b`) mark their outputs, so that hot-reload tests
+/// can tell which version handled an order.
+fn tagged(output: Output) -> Output {
+    if cfg!(feature = "tag-a") {
+        output.field("tag", "a")
+    } else if cfg!(feature = "tag-b") {
+        output.field("tag", "b")
+    } else {
+        output
     }
 }
 
