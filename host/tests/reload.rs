@@ -1,0 +1,432 @@
+//! Hot reload and zero-downtime deploys: plugin files changing under load, broken
+//! versions refused, deploys over the admin API, and the precompiled cache.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use sluice::registry::PluginStatus;
+use sluice::wasm::Source;
+
+const TOKEN: &str = "test-token-1234";
+
+/// A config whose payments plugin is the file `plugin` (copied by the test), watched,
+/// with the admin API on a free port and its own cache directory.
+fn reload_config(
+    plugin: &Path,
+    cache: &Path,
+    token: Option<&str>,
+    max_body: &str,
+) -> sluice::config::Config {
+    let mut config = config(&format!(
+        r#"
+[plugins]
+watch = true
+cache_dir = "{}"
+
+[admin]
+listen = "127.0.0.1:0"
+max_body = "{max_body}"
+
+[[pipeline]]
+name = "payments"
+plugin = "{}"
+input = "ORDERS_STREAM"
+group = "ORDERS_CON_GROUP"
+outputs = ["PAYMENTS_STREAM"]
+batch = 20
+"#,
+        cache.display(),
+        plugin.display()
+    ));
+    if let Some(admin) = &mut config.admin {
+        admin.token = token.map(str::to_owned);
+    }
+    config
+}
+
+fn variant(tag: &str) -> PathBuf {
+    plugin_wasm("payments"); // builds every plugin, the tagged variants too
+    workspace().join(format!("target/plugins/payments_tag_{tag}.wasm"))
+}
+
+async fn plugins(admin: std::net::SocketAddr) -> Vec<PluginStatus> {
+    reqwest::get(format!("http://{admin}/v1/plugins"))
+        .await
+        .expect("GET /v1/plugins")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// The tag of the newest payment, after sending one more order.
+async fn serving_tag(con: &mut redis::aio::MultiplexedConnection, order: &str) -> String {
+    let before = len(con, "PAYMENTS_STREAM").await;
+    add(
+        con,
+        "ORDERS_STREAM",
+        &[("orderId", order), ("orderAmount", "1.00"), ("userId", "u")],
+    )
+    .await;
+    wait_len(con, "PAYMENTS_STREAM", before + 1).await;
+    let all = entries(con, "PAYMENTS_STREAM").await;
+    field(&all[all.len() - 1].1, "tag")
+        .unwrap_or("none")
+        .to_owned()
+}
+
+/// The payments plugin is replaced 20 times (two versions, alternating; some writes in
+/// place, some by rename) while 20,000 orders flow: every order is paid exactly once,
+/// both versions served, nothing is left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_under_load_are_exactly_once() {
+    let redis = RedisServer::start().expect("redis");
+    let con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    std::fs::copy(variant("a"), &plugin).expect("copy");
+    let (daemon, admin) = HostWithAdmin::start(
+        &redis,
+        reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
+    )
+    .await;
+    let producer = tokio::spawn(produce_orders(
+        con.clone(),
+        20_000,
+        500,
+        Duration::from_millis(60),
+    ));
+    for reload in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let source = variant(if reload % 2 == 0 { "b" } else { "a" });
+        if reload % 4 < 2 {
+            std::fs::copy(&source, &plugin).expect("overwrite in place");
+        } else {
+            let tmp = dir.path().join("payments.wasm.tmp");
+            std::fs::copy(&source, &tmp).expect("copy");
+            std::fs::rename(&tmp, &plugin).expect("rename over");
+        }
+    }
+    producer.await.expect("producer");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(tally.out, 20_000);
+    let mut c = con.clone();
+    let payments = entries(&mut c, "PAYMENTS_STREAM").await;
+    let tagged = |t: &str| {
+        payments
+            .iter()
+            .filter(|(_, f)| field(f, "tag") == Some(t))
+            .count()
+    };
+    println!("payments by version: a={} b={}", tagged("a"), tagged("b"));
+    assert!(tagged("a") > 0 && tagged("b") > 0);
+    let status = plugins(admin).await;
+    println!("{status:?}");
+    assert!(
+        status[0].reloads >= 10,
+        "reloads seen: {}",
+        status[0].reloads
+    );
+    assert_eq!(status[0].status, "ok");
+    daemon.stop().await;
+}
+
+/// A truncated component, a file that is not Wasm, and a component of another world,
+/// each written over the live plugin: the running version keeps serving and the error
+/// shows in `GET /v1/plugins`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_versions_leave_the_old_one_serving() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    std::fs::copy(variant("a"), &plugin).expect("copy");
+    let (daemon, admin) = HostWithAdmin::start(
+        &redis,
+        reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
+    )
+    .await;
+    assert_eq!(serving_tag(&mut con, "first").await, "a");
+    let good = std::fs::read(variant("b")).expect("read");
+    let broken: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "not wasm",
+            b"#!/bin/sh\necho hello\n".to_vec(),
+            "not a valid WebAssembly component",
+        ),
+        (
+            "other world",
+            std::fs::read(plugin_wasm("other-world")).expect("read"),
+            "does not implement the `sluice:plugin/handler` world",
+        ),
+    ];
+    for (what, bytes, reason) in broken {
+        std::fs::write(&plugin, &bytes).expect("write");
+        let status = eventually(
+            &format!("the {what} file to be refused"),
+            Duration::from_secs(10),
+            || async move {
+                let s = plugins(admin).await.remove(0);
+                (s.status == "error").then_some(s)
+            },
+        )
+        .await;
+        let error = status.last_error.unwrap_or_default();
+        println!("{what}: {error}");
+        assert!(error.contains(reason), "{what}: {error}");
+        assert_eq!(
+            serving_tag(&mut con, what).await,
+            "a",
+            "{what}: the old version serves"
+        );
+        // Put the good one back so that the next broken write is a change again.
+        std::fs::copy(variant("a"), &plugin).expect("restore");
+        eventually(
+            "the status to clear",
+            Duration::from_secs(10),
+            || async move { (plugins(admin).await[0].status == "ok").then_some(()) },
+        )
+        .await;
+    }
+    daemon.stop().await;
+}
+
+/// Deploys over HTTP: refused without the token, with a wrong one, when no token is
+/// configured, for a body over `max_body` and for garbage (the running version
+/// untouched each time); accepted with the token, and the new version serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_over_http() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    std::fs::copy(variant("a"), &plugin).expect("copy");
+    let (daemon, admin) = HostWithAdmin::start(
+        &redis,
+        reload_config(&plugin, &dir.path().join("cache"), Some(TOKEN), "1MiB"),
+    )
+    .await;
+    let url = format!("http://{admin}/v1/plugins/payments");
+    let client = reqwest::Client::new();
+    let new = std::fs::read(variant("b")).expect("read");
+
+    let put = |token: Option<&str>, body: Vec<u8>| {
+        let mut request = client.put(&url).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(put(None, new.clone()).await.expect("PUT").status(), 401);
+    assert_eq!(
+        put(Some("wrong"), new.clone()).await.expect("PUT").status(),
+        401
+    );
+    assert_eq!(
+        put(Some(TOKEN), vec![0; 2 << 20])
+            .await
+            .expect("PUT")
+            .status(),
+        413
+    );
+    let garbage = put(Some(TOKEN), b"garbage".to_vec()).await.expect("PUT");
+    assert_eq!(garbage.status(), 422);
+    let reason: serde_json::Value = garbage.json().await.expect("JSON");
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a valid WebAssembly component"),
+        "{reason}"
+    );
+    let missing = client
+        .put(format!("http://{admin}/v1/plugins/nope"))
+        .bearer_auth(TOKEN)
+        .body(new.clone())
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        serving_tag(&mut con, "o1").await,
+        "a",
+        "untouched by refused deploys"
+    );
+
+    let ok = put(Some(TOKEN), new.clone()).await.expect("PUT");
+    assert_eq!(ok.status(), 200);
+    let body: serde_json::Value = ok.json().await.expect("JSON");
+    println!("deployed: {body}");
+    assert_eq!(body["changed"], true);
+    assert_eq!(
+        serving_tag(&mut con, "o2").await,
+        "b",
+        "the new version serves"
+    );
+    assert_eq!(
+        std::fs::read(&plugin).expect("read"),
+        new,
+        "stored over the plugin file for restarts"
+    );
+    daemon.stop().await;
+
+    // Without a configured token, mutating calls are refused outright.
+    let (daemon, admin) = HostWithAdmin::start(
+        &redis,
+        reload_config(&plugin, &dir.path().join("cache"), None, "1MiB"),
+    )
+    .await;
+    let refused = client
+        .put(format!("http://{admin}/v1/plugins/payments"))
+        .bearer_auth(TOKEN)
+        .body(new)
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(refused.status(), 403);
+    daemon.stop().await;
+}
+
+/// A restart with a warm cache does not compile; a corrupted cache entry is ignored,
+/// rebuilt, and good again for the next start.
+#[tokio::test]
+async fn warm_cache_skips_compilation_and_corruption_is_rebuilt() {
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let plugin = dir.path().join("payments.wasm");
+    std::fs::copy(variant("a"), &plugin).expect("copy");
+    let source = |config: sluice::config::Config| {
+        let redis = &redis;
+        async move {
+            let (daemon, _) = HostWithAdmin::start(redis, config).await;
+            let slot_source = daemon.source();
+            daemon.stop().await;
+            slot_source
+        }
+    };
+    assert_eq!(
+        source(reload_config(&plugin, &cache, None, "1MiB")).await,
+        Source::Compiled,
+        "cold"
+    );
+    assert_eq!(
+        source(reload_config(&plugin, &cache, None, "1MiB")).await,
+        Source::Cached,
+        "warm"
+    );
+    let entry = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .next()
+        .expect("an entry")
+        .expect("entry")
+        .path();
+    let mut bytes = std::fs::read(&entry).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&entry, &bytes).expect("corrupt");
+    assert_eq!(
+        source(reload_config(&plugin, &cache, None, "1MiB")).await,
+        Source::Compiled,
+        "corrupt entry rebuilt"
+    );
+    assert_eq!(
+        source(reload_config(&plugin, &cache, None, "1MiB")).await,
+        Source::Cached,
+        "and good again"
+    );
+    std::fs::write(&entry, b"short").expect("truncate");
+    assert_eq!(
+        source(reload_config(&plugin, &cache, None, "1MiB")).await,
+        Source::Compiled,
+        "truncated entry rebuilt"
+    );
+}
+
+/// An in-process daemon with its admin API.
+struct HostWithAdmin {
+    shutdown: tokio_util::sync::CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+    registry: std::sync::Arc<sluice::registry::Registry>,
+}
+
+impl HostWithAdmin {
+    async fn start(
+        redis: &RedisServer,
+        mut config: sluice::config::Config,
+    ) -> (Self, std::net::SocketAddr) {
+        config.redis.url = Some(redis.url());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let daemon = sluice::start(config, shutdown.clone())
+            .await
+            .expect("daemon starts");
+        let admin = daemon.admin_addr().expect("admin API on");
+        let registry = daemon.registry().clone();
+        let handle = tokio::spawn(daemon.wait());
+        (
+            Self {
+                shutdown,
+                handle,
+                registry,
+            },
+            admin,
+        )
+    }
+
+    fn source(&self) -> Source {
+        self.registry
+            .get("payments")
+            .expect("slot")
+            .current()
+            .source()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.handle)
+            .await
+            .expect("drains")
+            .expect("no panic");
+    }
+}
+
+/// Sends `n` orders `o0..` in chunks, `pause` apart.
+async fn produce_orders(
+    mut con: redis::aio::MultiplexedConnection,
+    n: usize,
+    chunk: usize,
+    pause: Duration,
+) {
+    for start in (0..n).step_by(chunk) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + chunk).min(n) {
+            pipe.xadd(
+                "ORDERS_STREAM",
+                "*",
+                &[
+                    ("orderId", format!("o{i}")),
+                    ("orderAmount", "2.50".into()),
+                    ("userId", "u".into()),
+                ],
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.expect("produce");
+        tokio::time::sleep(pause).await;
+    }
+}
