@@ -102,7 +102,7 @@ pub struct RedisConfig {
 }
 
 /// One `[[pipeline]]`: a consumer group on an input stream feeding one plugin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// A unique name, used in logs, metrics and dead-letter entries.
@@ -142,7 +142,7 @@ pub struct PipelineConfig {
 }
 
 /// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with full jitter.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {
     /// The delay after the first failure.
@@ -163,7 +163,7 @@ impl Default for BackoffConfig {
 }
 
 /// `limits = { memory = "64MiB", timeout = "1s" }`: what one handler instance may use.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Linear memory of one instance.

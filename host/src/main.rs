@@ -83,34 +83,61 @@ async fn dispatch(command: Command) -> Result<()> {
             consumer,
             watch,
         } => {
-            let mut config = load(&config, redis)?;
-            if consumer.is_some() {
-                config.redis.consumer = consumer;
-            }
-            config.plugins.watch |= watch;
-            run(config).await
+            run(
+                config,
+                Overrides {
+                    redis,
+                    consumer,
+                    watch,
+                },
+            )
+            .await
         }
         Command::Dev { config, redis } => {
-            let mut config = load(&config, redis)?;
-            config.plugins.watch = true;
-            run(config).await
+            run(
+                config,
+                Overrides {
+                    redis,
+                    consumer: None,
+                    watch: true,
+                },
+            )
+            .await
         }
     }
 }
 
-fn load(path: &std::path::Path, redis: Option<String>) -> Result<sluice::config::Config> {
+/// What the command line says over the config file; applied again on every reload.
+#[derive(Clone)]
+struct Overrides {
+    redis: Option<String>,
+    consumer: Option<String>,
+    watch: bool,
+}
+
+fn load(path: &std::path::Path, overrides: &Overrides) -> Result<sluice::config::Config> {
     let mut config = sluice::config::Config::load(path)?;
-    if redis.is_some() {
-        config.redis.url = redis;
+    if overrides.redis.is_some() {
+        config.redis.url.clone_from(&overrides.redis);
         config.validate()?;
     }
+    if overrides.consumer.is_some() {
+        config.redis.consumer.clone_from(&overrides.consumer);
+    }
+    config.plugins.watch |= overrides.watch;
     Ok(config)
 }
 
-async fn run(config: sluice::config::Config) -> Result<()> {
+/// Runs a config file until SIGTERM/SIGINT; SIGHUP reloads it.
+async fn run(path: PathBuf, overrides: Overrides) -> Result<()> {
+    let config = load(&path, &overrides)?;
     let shutdown = CancellationToken::new();
     sluice::shutdown::on_signals(shutdown.clone())?;
-    sluice::run(config, shutdown).await
+    let mut daemon = sluice::start(config, shutdown).await?;
+    daemon.reload_with(Box::new(move || load(&path, &overrides)));
+    sluice::shutdown::on_hangup(daemon.reload_handle())?;
+    daemon.wait().await;
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

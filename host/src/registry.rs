@@ -13,10 +13,10 @@ use serde::Serialize;
 
 use crate::wasm::{Plugin, PluginCell, Runtime, Source};
 
-/// Every pipeline's plugin slot.
+/// Every pipeline's plugin slot; pipelines come and go with config reloads.
 #[derive(Default)]
 pub struct Registry {
-    slots: BTreeMap<String, Arc<Slot>>,
+    slots: std::sync::RwLock<BTreeMap<String, Arc<Slot>>>,
 }
 
 /// One pipeline's plugin.
@@ -55,7 +55,7 @@ pub struct PluginStatus {
 
 impl Registry {
     /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`).
-    pub fn add(&mut self, pipeline: &str, path: &Path, plugin: Plugin) -> PluginCell {
+    pub fn add(&self, pipeline: &str, path: &Path, plugin: Plugin) -> PluginCell {
         let cell: PluginCell = Arc::new(ArcSwap::from_pointee(plugin));
         let slot = Slot {
             pipeline: pipeline.to_owned(),
@@ -67,18 +67,33 @@ impl Registry {
                 reloads: 0,
             }),
         };
-        self.slots.insert(pipeline.to_owned(), Arc::new(slot));
+        self.write().insert(pipeline.to_owned(), Arc::new(slot));
         cell
     }
 
+    /// Removes the slot of `pipeline`.
+    pub fn remove(&self, pipeline: &str) {
+        self.write().remove(pipeline);
+    }
+
     /// The slot of `pipeline`.
-    pub fn get(&self, pipeline: &str) -> Option<&Arc<Slot>> {
-        self.slots.get(pipeline)
+    pub fn get(&self, pipeline: &str) -> Option<Arc<Slot>> {
+        self.read().get(pipeline).cloned()
     }
 
     /// Every slot, by pipeline name.
-    pub fn slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
-        self.slots.values()
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        self.read().values().cloned().collect()
+    }
+
+    // The lock is never held across an await or a panic-prone call; a poisoned one still
+    // holds a consistent map.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Slot>>> {
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Slot>>> {
+        self.slots.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -34,6 +34,7 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
     .context("cannot start the plugin file watcher")?;
     let mut by_path: HashMap<PathBuf, Arc<Slot>> = HashMap::new();
     for slot in registry.slots() {
+        let slot = &slot;
         let path = std::fs::canonicalize(slot.path())
             .with_context(|| format!("cannot watch {}", slot.path().display()))?;
         let dir = path

@@ -11,12 +11,13 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Origin, PluginStatus, Registry};
+use crate::supervisor::{ReloadHandle, ReloadReport};
 use crate::wasm::{Runtime, write_atomically};
 pub use error::ApiError;
 
@@ -28,6 +29,8 @@ pub struct AdminState {
     pub runtime: Runtime,
     /// The bearer token for mutating calls; `None` refuses them all.
     pub token: Option<String>,
+    /// Asks the daemon to reload its config.
+    pub reload: ReloadHandle,
 }
 
 /// The API's routes; `max_body` bounds uploads.
@@ -39,6 +42,7 @@ pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
             "/v1/plugins/{pipeline}",
             put(deploy_plugin).get(show_plugin),
         )
+        .route("/v1/reload", post(reload_config))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -54,7 +58,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: 
 }
 
 async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Vec<PluginStatus>> {
-    Json(state.registry.slots().map(|s| s.status()).collect())
+    Json(state.registry.slots().iter().map(|s| s.status()).collect())
 }
 
 async fn show_plugin(
@@ -116,6 +120,21 @@ async fn deploy_plugin(
             compile_ms: plugin.compile_time().as_millis() as u64,
         }),
     ))
+}
+
+/// `POST /v1/reload`: re-reads the config file, as SIGHUP does. An invalid config
+/// answers 422 with its error; the running config stays.
+async fn reload_config(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+) -> Result<Json<ReloadReport>, ApiError> {
+    authorize(&state, &headers)?;
+    state
+        .reload
+        .reload()
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
