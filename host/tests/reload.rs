@@ -430,3 +430,170 @@ async fn produce_orders(
         tokio::time::sleep(pause).await;
     }
 }
+
+/// Config reload through `POST /v1/reload`: an added pipeline starts, a changed one
+/// restarts (orders keep flowing exactly once across it), a removed one drains and
+/// stops, and an invalid config is refused with its error while the old one keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_adds_restarts_and_removes_pipelines() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sluice.toml");
+    let payments = |batch: usize| {
+        format!(
+            "[[pipeline]]\nname = \"payments\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\nbatch = {batch}\n"
+        )
+    };
+    let status = "[[pipeline]]\nname = \"order-status\"\nplugin = \"{plugin:order-status}\"\ninput = \"PAYMENTS_STREAM\"\ngroup = \"PAYMENTS_CON_GROUP\"\noutputs = [\"ORDER_STATUS_STREAM\"]\n";
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+    let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
+    write(format!("{admin}{}", payments(10)));
+
+    let load = {
+        let path = path.clone();
+        let url = redis.url();
+        move || -> anyhow::Result<sluice::config::Config> {
+            let mut config = sluice::config::Config::load(&path)?;
+            config.redis.url = Some(url.clone());
+            if let Some(admin) = &mut config.admin {
+                admin.token = Some(TOKEN.to_owned());
+            }
+            Ok(config)
+        }
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut daemon = sluice::start(load().expect("config"), shutdown.clone())
+        .await
+        .expect("starts");
+    daemon.reload_with(Box::new(load));
+    let addr = daemon.admin_addr().expect("admin");
+    let handle = tokio::spawn(daemon.wait());
+    let reload = || async move {
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/v1/reload"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("POST");
+        let code = response.status().as_u16();
+        (
+            code,
+            response.json::<serde_json::Value>().await.expect("JSON"),
+        )
+    };
+    let producer = tokio::spawn(produce_orders(
+        con.clone(),
+        3_000,
+        100,
+        Duration::from_millis(50),
+    ));
+
+    write(format!("{admin}{}{status}", payments(10)));
+    let (code, report) = reload().await;
+    assert_eq!(
+        (code, &report["added"]),
+        (200, &serde_json::json!(["order-status"])),
+        "{report}"
+    );
+
+    write(format!("{admin}{}{status}", payments(25)));
+    let (code, report) = reload().await;
+    assert_eq!(
+        (code, &report["restarted"]),
+        (200, &serde_json::json!(["payments"])),
+        "{report}"
+    );
+
+    write(format!("{admin}{}{status}", payments(25)).replace("batch = 25", "bacth = 25"));
+    let (code, report) = reload().await;
+    println!("invalid config: {report}");
+    assert_eq!(code, 422);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field `bacth`"),
+        "{report}"
+    );
+
+    producer.await.expect("producer");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(tally.out, 3_000);
+    wait_len(&con, "ORDER_STATUS_STREAM", 3_000).await;
+
+    write(format!("{admin}{}", payments(25)));
+    let (code, report) = reload().await;
+    assert_eq!(
+        (code, &report["removed"]),
+        (200, &serde_json::json!(["order-status"])),
+        "{report}"
+    );
+    let names: Vec<String> = plugins(addr)
+        .await
+        .into_iter()
+        .map(|p| p.pipeline)
+        .collect();
+    assert_eq!(names, ["payments"]);
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[
+            ("orderId", "after"),
+            ("orderAmount", "1.00"),
+            ("userId", "u"),
+        ],
+    )
+    .await;
+    wait_len(&con, "PAYMENTS_STREAM", 3_001).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        len(&mut con, "ORDER_STATUS_STREAM").await,
+        3_000,
+        "the removed pipeline stopped"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .expect("drains")
+        .expect("no panic");
+}
+
+/// `sluice run` reloads its config file on SIGHUP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_file() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let one = "[[pipeline]]\nname = \"payments\"\nplugin = \"{plugin:payments}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n";
+    let two = format!(
+        "{one}[[pipeline]]\nname = \"order-status\"\nplugin = \"{{plugin:order-status}}\"\ninput = \"PAYMENTS_STREAM\"\ngroup = \"PAYMENTS_CON_GROUP\"\noutputs = [\"ORDER_STATUS_STREAM\"]\n"
+    );
+    let path = config_file(&dir, one);
+    let mut daemon = DaemonProcess::spawn(&path, &redis, "c1");
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[("orderId", "1"), ("orderAmount", "1.00"), ("userId", "u")],
+    )
+    .await;
+    wait_len(&con, "PAYMENTS_STREAM", 1).await;
+    config_file(&dir, &two);
+    daemon.signal(libc::SIGHUP);
+    wait_len(&con, "ORDER_STATUS_STREAM", 1).await;
+    assert!(daemon.log().contains("config reloaded"), "{}", daemon.log());
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon.wait(Duration::from_secs(15)).success(),
+        "{}",
+        daemon.log()
+    );
+}
