@@ -136,6 +136,9 @@ pub struct PipelineConfig {
     /// Resource limits on the handler.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// When set, every output gets one more field of this name holding the digest of
+    /// the plugin version that produced it (dead letters always carry it).
+    pub version_field: Option<String>,
     /// Values the handler reads with `host.config(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,

@@ -454,3 +454,21 @@ async fn concurrent_instances_handle_each_entry_once() {
     );
     host.stop().await;
 }
+
+/// With `version_field`, each output names the plugin version that produced it.
+#[tokio::test]
+async fn outputs_can_carry_the_plugin_version() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config("version_field = \"x-plugin\""))).await;
+    add(&mut con, "IN", &[("k", "v")]).await;
+    wait_len(&con, "OUT", 1).await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(out[0].1[0], ("k".to_owned(), b"v".to_vec()));
+    let digest = field(&out[0].1, "x-plugin").unwrap_or_default();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    host.stop().await;
+}

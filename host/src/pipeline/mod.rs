@@ -224,10 +224,19 @@ impl Pipeline {
                 continue;
             };
             match rules.decide(entry, &digest, result) {
-                Outcome::Deliver(outputs) => acks.push(Ack {
-                    id: entry.id.clone(),
-                    outputs,
-                }),
+                Outcome::Deliver(mut outputs) => {
+                    if let Some(name) = &self.config.version_field {
+                        for output in &mut outputs {
+                            output
+                                .fields
+                                .push((name.clone(), digest.as_bytes().to_vec()));
+                        }
+                    }
+                    acks.push(Ack {
+                        id: entry.id.clone(),
+                        outputs,
+                    })
+                }
                 Outcome::DeadLetter(letter) => {
                     dead.push(acks.len());
                     acks.push(Ack {
