@@ -18,16 +18,25 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{Registry, Slot};
 use crate::wasm::Runtime;
 
-/// How long a plugin file must be quiet before it is loaded.
+/// How long a plugin file must be quiet before it is loaded, after a write that may be
+/// one of several.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The wait after an event that says the file is complete: closed after writing, or
+/// renamed into place (what `cargo build` and careful deploy scripts do).
+pub const SETTLE: Duration = Duration::from_millis(20);
 
 /// Starts watching every plugin file of `registry` until `shutdown`.
 pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationToken) -> Result<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(PathBuf, Duration)>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
+            let wait = if is_complete(&event.kind) {
+                SETTLE
+            } else {
+                DEBOUNCE
+            };
             for path in event.paths {
-                let _ = tx.send(path);
+                let _ = tx.send((path, wait));
             }
         }
     })
@@ -56,8 +65,9 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 path = rx.recv() => match path {
-                    Some(path) if by_path.contains_key(&path) => {
-                        due.insert(path, Instant::now() + DEBOUNCE);
+                    // The latest event decides: a new write postpones, a close hastens.
+                    Some((path, wait)) if by_path.contains_key(&path) => {
+                        due.insert(path, Instant::now() + wait);
                     }
                     Some(_) => {}
                     None => break,
@@ -77,6 +87,16 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
         }
     });
     Ok(())
+}
+
+/// Whether an event says the file is whole: closed after writing, or renamed into place.
+fn is_complete(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+    )
 }
 
 async fn sleep_until(at: Option<Instant>) {
