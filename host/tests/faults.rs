@@ -22,27 +22,6 @@ batch = 50
 claim_idle = "1s"
 "#;
 
-/// Sends `n` orders with ids `o0..` in chunks of `chunk`, `pause` apart.
-async fn produce(mut con: MultiplexedConnection, n: usize, chunk: usize, pause: Duration) {
-    for start in (0..n).step_by(chunk) {
-        let mut pipe = redis::pipe();
-        for i in start..(start + chunk).min(n) {
-            pipe.xadd(
-                "ORDERS_STREAM",
-                "*",
-                &[
-                    ("orderId", format!("o{i}")),
-                    ("orderAmount", "9.99".into()),
-                    ("userId", "u".into()),
-                ],
-            )
-            .ignore();
-        }
-        let () = pipe.query_async(&mut con).await.expect("produce");
-        tokio::time::sleep(pause).await;
-    }
-}
-
 /// Crash loop: 20,000 orders arrive while the daemon is `kill -9`ed at random moments
 /// and restarted, until twelve kills have hit it holding entries it had read but not
 /// committed; every order ends with exactly one payment and nothing stays pending.
@@ -52,7 +31,7 @@ async fn crash_loop_is_exactly_once() {
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(&dir, PAYMENTS);
-    let producer = tokio::spawn(produce(
+    let producer = tokio::spawn(produce_orders(
         con.clone(),
         20_000,
         250,
@@ -111,7 +90,12 @@ async fn survivor_reclaims_a_killed_daemons_entries() {
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 20"));
-    let producer = tokio::spawn(produce(con.clone(), 6_000, 200, Duration::from_millis(50)));
+    let producer = tokio::spawn(produce_orders(
+        con.clone(),
+        6_000,
+        200,
+        Duration::from_millis(50),
+    ));
     let mut a = DaemonProcess::spawn(&config, &redis, "a");
     let mut b = DaemonProcess::spawn(&config, &redis, "b");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -161,7 +145,7 @@ async fn daemon_survives_a_redis_restart() {
     let con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 10"));
-    produce(con.clone(), 20_000, 2_000, Duration::ZERO).await;
+    produce_orders(con.clone(), 20_000, 2_000, Duration::ZERO).await;
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut c = con.clone();
     eventually("processing to start", Duration::from_secs(20), || {

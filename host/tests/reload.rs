@@ -405,32 +405,6 @@ impl HostWithAdmin {
     }
 }
 
-/// Sends `n` orders `o0..` in chunks, `pause` apart.
-async fn produce_orders(
-    mut con: redis::aio::MultiplexedConnection,
-    n: usize,
-    chunk: usize,
-    pause: Duration,
-) {
-    for start in (0..n).step_by(chunk) {
-        let mut pipe = redis::pipe();
-        for i in start..(start + chunk).min(n) {
-            pipe.xadd(
-                "ORDERS_STREAM",
-                "*",
-                &[
-                    ("orderId", format!("o{i}")),
-                    ("orderAmount", "2.50".into()),
-                    ("userId", "u".into()),
-                ],
-            )
-            .ignore();
-        }
-        let () = pipe.query_async(&mut con).await.expect("produce");
-        tokio::time::sleep(pause).await;
-    }
-}
-
 /// Config reload through `POST /v1/reload`: an added pipeline starts, a changed one
 /// restarts (orders keep flowing exactly once across it), a removed one drains and
 /// stops, and an invalid config is refused with its error while the old one keeps running.

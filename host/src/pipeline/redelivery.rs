@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::{Pipeline, backoff};
+use crate::broker::PendingEntry;
+use crate::config::BackoffConfig;
 use crate::message::Entry;
 
 impl Pipeline {
@@ -24,13 +26,7 @@ impl Pipeline {
             .idle_pending(backoff_cfg.initial / 2, self.config.batch)
             .await?;
         self.retries_waiting = !idle.is_empty();
-        let due: Vec<_> = idle
-            .into_iter()
-            .filter(|p| {
-                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
-                u128::from(p.idle_ms) >= wait.as_millis()
-            })
-            .collect();
+        let due = past_backoff(idle, &backoff_cfg);
         if due.is_empty() {
             return Ok(());
         }
@@ -57,13 +53,7 @@ impl Pipeline {
             .await?;
         self.reclaim_cursor = next;
         let backoff_cfg = self.config.retry_backoff;
-        let due: Vec<_> = idle
-            .into_iter()
-            .filter(|p| {
-                let wait = backoff(backoff_cfg.initial, backoff_cfg.max, &p.id, p.deliveries);
-                u128::from(p.idle_ms) >= wait.as_millis()
-            })
-            .collect();
+        let due = past_backoff(idle, &backoff_cfg);
         if due.is_empty() {
             return Ok(());
         }
@@ -100,4 +90,14 @@ impl Pipeline {
             }
         })
     }
+}
+
+/// The entries whose retry backoff (for the deliveries they had) has passed.
+fn past_backoff(idle: Vec<PendingEntry>, cfg: &BackoffConfig) -> Vec<PendingEntry> {
+    idle.into_iter()
+        .filter(|p| {
+            let wait = backoff(cfg.initial, cfg.max, &p.id, p.deliveries);
+            u128::from(p.idle_ms) >= wait.as_millis()
+        })
+        .collect()
 }

@@ -404,3 +404,30 @@ pub async fn wait_exactly_once(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Sends `n` seed-shaped orders with ids `o0..` to `ORDERS_STREAM`, in chunks of
+/// `chunk`, `pause` apart.
+pub async fn produce_orders(
+    mut con: MultiplexedConnection,
+    n: usize,
+    chunk: usize,
+    pause: Duration,
+) {
+    for start in (0..n).step_by(chunk) {
+        let mut pipe = redis::pipe();
+        for i in start..(start + chunk).min(n) {
+            pipe.xadd(
+                "ORDERS_STREAM",
+                "*",
+                &[
+                    ("orderId", format!("o{i}")),
+                    ("orderAmount", "9.99".into()),
+                    ("userId", "u".into()),
+                ],
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.expect("produce");
+        tokio::time::sleep(pause).await;
+    }
+}
