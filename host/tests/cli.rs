@@ -121,3 +121,53 @@ fn children_of(parent: i32) -> Vec<(i32, String)> {
         })
         .collect()
 }
+
+/// `sluice dev` with no Redis URL runs on a private redis-server, watches the plugin and
+/// reports a reload with the new version and its compile time.
+#[tokio::test]
+async fn dev_watches_and_reloads_the_plugin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ncache_dir = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"payments.wasm\"\ninput = \"ORDERS_STREAM\"\ngroup = \"G\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
+            dir.path().join("cache").display()
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("dev.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "-c"])
+        .arg(&config)
+        .env_remove("SLUICE_REDIS_URL")
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start sluice dev");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually("the watcher to start", Duration::from_secs(15), || {
+        let ready = read_log().contains("watching the plugin for changes");
+        async move { ready.then_some(()) }
+    })
+    .await;
+    let tagged = workspace().join("target/plugins/payments_tag_b.wasm");
+    let tmp = dir.path().join("payments.wasm.new");
+    std::fs::copy(&tagged, &tmp).expect("copy");
+    std::fs::rename(&tmp, &plugin).expect("rename into place");
+    eventually("the reload", Duration::from_secs(15), || {
+        let line = read_log()
+            .lines()
+            .find(|l| l.contains("plugin reloaded"))
+            .map(str::to_owned);
+        async move { line }
+    })
+    .await;
+    let text = read_log();
+    assert!(text.contains("started a private redis-server"), "{text}");
+    assert!(text.contains("compile_ms"), "{text}");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert!(daemon.wait().expect("wait").success(), "{}", read_log());
+}
