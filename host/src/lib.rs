@@ -20,6 +20,8 @@
 //! - [`redis_server`]: a private `redis-server` child (embedded default, tests).
 //! - [`shutdown`]: signals to a cancellation token.
 //! - [`supervisor`]: starts pipelines, applies config reloads, drains at shutdown.
+//! - [`telemetry`]: Prometheus metrics.
+//! - [`status`]: each pipeline's live status board (state, backlog, rates, last error).
 //!
 //! [`start`] runs a config, callable from tests; `main.rs` only parses the CLI.
 
@@ -32,7 +34,9 @@ pub mod redis_server;
 pub mod registry;
 pub mod reload;
 pub mod shutdown;
+pub mod status;
 pub mod supervisor;
+pub mod telemetry;
 pub mod wasm;
 
 pub use supervisor::{ConfigLoader, Daemon, ReloadHandle, ReloadReport, start};

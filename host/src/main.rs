@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Inspect and act on a pipeline's dead letters (needs a Redis URL).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        /// The config file.
+        #[arg(short, long, default_value = "sluice.toml", global = true)]
+        config: PathBuf,
+        /// Redis URL; overrides `[redis] url`.
+        #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
+        redis: Option<String>,
+    },
     /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
     /// private redis-server unless a URL is given.
     Dev {
@@ -53,6 +64,31 @@ enum Command {
         /// Redis URL; overrides `[redis] url`.
         #[arg(long, env = "SLUICE_REDIS_URL")]
         redis: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Print dead letters, oldest first.
+    List {
+        /// The pipeline.
+        pipeline: String,
+        /// How many at most.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+    },
+    /// Send dead letters back to the input with their original fields.
+    Replay {
+        /// The pipeline.
+        pipeline: String,
+        /// Replay only these dead-letter IDs (all when none is given).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Delete every dead letter of the pipeline.
+    Purge {
+        /// The pipeline.
+        pipeline: String,
     },
 }
 
@@ -93,6 +129,11 @@ async fn dispatch(command: Command) -> Result<()> {
             )
             .await
         }
+        Command::Dlq {
+            action,
+            config,
+            redis,
+        } => dlq(action, &config, redis).await,
         Command::Dev { config, redis } => {
             run(
                 config,
@@ -105,6 +146,47 @@ async fn dispatch(command: Command) -> Result<()> {
             .await
         }
     }
+}
+
+async fn dlq(action: DlqAction, path: &std::path::Path, redis: Option<String>) -> Result<()> {
+    use anyhow::Context;
+    let config = sluice::config::Config::load(path)?;
+    let url = redis
+        .or(config.redis.url.clone())
+        .context("sluice dlq needs the Redis the pipelines use: set [redis] url or pass --redis")?;
+    let broker = sluice::broker::Broker::connect(&url).await?;
+    let find = |name: &str| {
+        config
+            .pipelines
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .with_context(|| format!("no pipeline named {name:?} in {}", path.display()))
+    };
+    match action {
+        DlqAction::List { pipeline, count } => {
+            let dead = find(&pipeline)?.dead_letter_stream();
+            for (id, fields) in broker.dead_letters(&dead, None, count).await? {
+                println!("{id}");
+                for (name, value) in fields {
+                    println!("  {name} = {}", String::from_utf8_lossy(&value));
+                }
+            }
+        }
+        DlqAction::Replay { pipeline, ids } => {
+            let p = find(&pipeline)?;
+            let meta = sluice::pipeline::dead_letter_fields::COUNT;
+            let n = broker
+                .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
+                .await?;
+            println!("replayed {n} dead letters to {}", p.input);
+        }
+        DlqAction::Purge { pipeline } => {
+            let dead = find(&pipeline)?.dead_letter_stream();
+            let n = broker.purge_dead(&dead).await?;
+            println!("purged {n} dead letters from {dead}");
+        }
+    }
+    Ok(())
 }
 
 /// What the command line says over the config file; applied again on every reload.

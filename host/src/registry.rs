@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::status::Board;
 use crate::wasm::{Plugin, PluginCell, Runtime, Source};
 
 /// Every pipeline's plugin slot; pipelines come and go with config reloads.
@@ -21,6 +22,8 @@ pub struct Registry {
 
 /// One pipeline's plugin.
 pub struct Slot {
+    board: Arc<Board>,
+    streams: Streams,
     pipeline: String,
     path: PathBuf,
     cell: PluginCell,
@@ -31,6 +34,15 @@ struct SlotState {
     loaded_at: SystemTime,
     last_error: Option<String>,
     reloads: u64,
+}
+
+/// The streams a pipeline reads and dead-letters to.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Streams {
+    /// The input stream.
+    pub input: String,
+    /// The dead-letter stream.
+    pub dead_letter: String,
 }
 
 /// What `GET /v1/plugins` shows of a slot.
@@ -55,9 +67,11 @@ pub struct PluginStatus {
 
 impl Registry {
     /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`).
-    pub fn add(&self, pipeline: &str, path: &Path, plugin: Plugin) -> PluginCell {
+    pub fn add(&self, pipeline: &str, path: &Path, streams: Streams, plugin: Plugin) -> PluginCell {
         let cell: PluginCell = Arc::new(ArcSwap::from_pointee(plugin));
         let slot = Slot {
+            board: Arc::new(Board::default()),
+            streams,
             pipeline: pipeline.to_owned(),
             path: path.to_owned(),
             cell: cell.clone(),
@@ -112,6 +126,16 @@ impl Slot {
         &self.pipeline
     }
 
+    /// The pipeline's status board.
+    pub fn board(&self) -> &Arc<Board> {
+        &self.board
+    }
+
+    /// The pipeline's streams.
+    pub fn streams(&self) -> &Streams {
+        &self.streams
+    }
+
     /// The plugin file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -143,6 +167,7 @@ impl Slot {
                 let reason = format!("{e:#}");
                 tracing::error!(pipeline = %self.pipeline, ?origin, error = %reason, "new plugin version refused; the running version keeps serving");
                 self.lock().last_error = Some(reason);
+                metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone()).increment(1);
                 return Err(e);
             }
         };
@@ -162,6 +187,8 @@ impl Slot {
             "plugin reloaded"
         );
         self.cell.store(plugin.clone());
+        metrics::counter!("sluice_plugin_reloads_total", "pipeline" => self.pipeline.clone())
+            .increment(1);
         let mut state = self.lock();
         state.loaded_at = SystemTime::now();
         state.last_error = None;

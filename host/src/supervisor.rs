@@ -18,7 +18,7 @@ use crate::broker::Broker;
 use crate::config::{AdminConfig, Config, PipelineConfig};
 use crate::pipeline::Pipeline;
 use crate::redis_server::RedisServer;
-use crate::registry::Registry;
+use crate::registry::{Registry, Streams};
 use crate::wasm::{Cache, Plugin, Runtime, Source};
 use crate::{admin, reload};
 
@@ -271,8 +271,17 @@ impl Daemon {
 
     async fn start_pipeline(&mut self, config: PipelineConfig, plugin: Plugin) -> Result<()> {
         let name = config.name.to_string();
-        let cell = self.registry.add(&name, &config.plugin, plugin);
-        let pipeline = Pipeline::new(config.clone(), cell, &self.broker, &self.consumer)
+        let streams = Streams {
+            input: config.input.to_string(),
+            dead_letter: config.dead_letter_stream(),
+        };
+        let cell = self.registry.add(&name, &config.plugin, streams, plugin);
+        let board = self
+            .registry
+            .get(&name)
+            .map(|s| s.board().clone())
+            .context("slot added above")?;
+        let pipeline = Pipeline::new(config.clone(), cell, &self.broker, &self.consumer, board)
             .await
             .with_context(|| format!("pipeline {name:?} cannot start"))?;
         let stop = self.shutdown.child_token();
@@ -330,6 +339,7 @@ impl Daemon {
             runtime: self.runtime.clone(),
             token,
             reload: self.reload_handle(),
+            broker: self.broker.clone(),
         });
         let max_body = usize::try_from(admin.max_body.as_u64()).unwrap_or(usize::MAX);
         self.background.spawn(admin::serve(

@@ -6,6 +6,7 @@
 //! default, or put it behind your own proxy).
 
 mod error;
+mod pipelines;
 
 use std::sync::Arc;
 
@@ -16,10 +17,12 @@ use axum::{Json, Router};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::broker::Broker;
 use crate::registry::{Origin, PluginStatus, Registry};
 use crate::supervisor::{ReloadHandle, ReloadReport};
 use crate::wasm::{Runtime, write_atomically};
 pub use error::ApiError;
+pub use pipelines::{DeadLetter, DeadPage, PipelineView};
 
 /// What the handlers share.
 pub struct AdminState {
@@ -31,6 +34,8 @@ pub struct AdminState {
     pub token: Option<String>,
     /// Asks the daemon to reload its config.
     pub reload: ReloadHandle,
+    /// Redis, for readiness and dead letters.
+    pub broker: Broker,
 }
 
 /// The API's routes; `max_body` bounds uploads.
@@ -43,6 +48,17 @@ pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
             put(deploy_plugin).get(show_plugin),
         )
         .route("/v1/reload", post(reload_config))
+        .route("/readyz", get(pipelines::ready))
+        .route("/metrics", get(pipelines::metrics))
+        .route("/v1/pipelines", get(pipelines::list))
+        .route("/v1/pipelines/{name}", get(pipelines::show))
+        .route("/v1/pipelines/{name}/pause", post(pipelines::pause))
+        .route("/v1/pipelines/{name}/resume", post(pipelines::resume))
+        .route(
+            "/v1/pipelines/{name}/dead",
+            get(pipelines::dead).delete(pipelines::purge),
+        )
+        .route("/v1/pipelines/{name}/dead/replay", post(pipelines::replay))
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -137,7 +153,7 @@ async fn reload_config(
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
 }
 
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

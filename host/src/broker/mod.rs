@@ -6,6 +6,7 @@
 //! their own (redis-rs `ConnectionManager`, jittered exponential backoff).
 
 mod commit;
+mod dead;
 mod reply;
 
 use std::time::Duration;
@@ -219,6 +220,18 @@ impl Consumer {
                 .collect(),
             next,
         ))
+    }
+
+    /// The group's pending count and lag (entries not yet delivered to the group; 0 when
+    /// Redis cannot tell), from `XINFO GROUPS`.
+    pub async fn backlog(&mut self) -> Result<(u64, u64)> {
+        let reply: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.stream)
+            .query_async(&mut self.commands)
+            .await
+            .with_context(|| format!("XINFO GROUPS on stream {:?} failed", self.stream))?;
+        Ok(reply::group_backlog(reply, &self.group))
     }
 
     /// A handle that renews this consumer's leases on entries, usable beside reads and

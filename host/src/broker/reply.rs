@@ -146,3 +146,40 @@ fn text(value: Value) -> Result<String> {
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
+
+/// Finds `group` in an `XINFO GROUPS` reply and returns its (pending, lag).
+pub fn group_backlog(reply: Value, group: &str) -> (u64, u64) {
+    let Value::Array(groups) = reply else {
+        return (0, 0);
+    };
+    for info in groups {
+        let pairs: Vec<(Value, Value)> = match info {
+            Value::Map(pairs) => pairs,
+            Value::Array(flat) => {
+                let mut items = flat.into_iter();
+                let mut pairs = Vec::new();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    pairs.push((k, v));
+                }
+                pairs
+            }
+            _ => continue,
+        };
+        let field = |name: &str| {
+            pairs.iter().find_map(|(k, v)| match k {
+                Value::BulkString(b) if b == name.as_bytes() => Some(v.clone()),
+                Value::SimpleString(s) if s == name => Some(v.clone()),
+                _ => None,
+            })
+        };
+        let is_group = matches!(field("name"), Some(Value::BulkString(b)) if b == group.as_bytes());
+        if is_group {
+            let number = |v: Option<Value>| match v {
+                Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
+                _ => 0,
+            };
+            return (number(field("pending")), number(field("lag")));
+        }
+    }
+    (0, 0)
+}

@@ -21,12 +21,24 @@ impl Pipeline {
                     results.push(None);
                     continue;
                 }
+                let started = std::time::Instant::now();
                 let result = instance.handle(source, entry).await;
+                self.metrics
+                    .handler_duration
+                    .record(started.elapsed().as_secs_f64());
                 results.push(Some((instance.plugin().digest().clone(), result)));
             }
             return results;
         }
-        invoke_parallel(&mut self.instances, source, entries, &self.shutdown).await
+        let duration = self.metrics.handler_duration.clone();
+        invoke_parallel(
+            &mut self.instances,
+            source,
+            entries,
+            &self.shutdown,
+            duration,
+        )
+        .await
     }
 }
 
@@ -37,6 +49,7 @@ async fn invoke_parallel(
     source: &str,
     entries: &mut [Entry],
     shutdown: &CancellationToken,
+    duration: metrics::Histogram,
 ) -> Vec<Option<Handled>> {
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
@@ -59,13 +72,16 @@ async fn invoke_parallel(
         .map(|(mut instance, items)| {
             let source = source.to_owned();
             let shutdown = shutdown.clone();
+            let duration = duration.clone();
             tokio::spawn(async move {
                 let mut done = Vec::with_capacity(items.len());
                 for (index, mut entry) in items {
                     let result = if shutdown.is_cancelled() {
                         None
                     } else {
+                        let started = std::time::Instant::now();
                         let result = instance.handle(&source, &mut entry).await;
+                        duration.record(started.elapsed().as_secs_f64());
                         Some((instance.plugin().digest().clone(), result))
                     };
                     done.push((index, entry, result));

@@ -18,11 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Ack, Broker, CommitError, Consumer, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
 use crate::message::{CommitStatus, Entry, HandlerError, Output};
+use crate::status::Board;
+use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, Limits, PluginCell};
 
 use outcome::{Outcome, Rules};
 pub use outcome::{backoff, dead_letter_fields};
 
+/// How often pending and lag are read from Redis.
+const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 /// How long one blocking read waits for new entries before the loop looks at retries.
 const READ_BLOCK: Duration = Duration::from_millis(500);
 /// Delays between attempts to reach Redis after an error.
@@ -44,6 +48,10 @@ pub struct Pipeline {
     reclaim_cursor: String,
     /// Cancelled when the daemon drains: no new handler call starts.
     shutdown: CancellationToken,
+    metrics: PipelineMetrics,
+    board: Arc<Board>,
+    paused: tokio::sync::watch::Receiver<bool>,
+    next_backlog_check: Instant,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -69,6 +77,7 @@ impl Pipeline {
         plugin: PluginCell,
         broker: &Broker,
         consumer: &str,
+        board: Arc<Board>,
     ) -> Result<Self> {
         let consumer = broker
             .consumer(config.input.as_str(), config.group.as_str(), consumer)
@@ -101,6 +110,10 @@ impl Pipeline {
             next_reclaim_check: Instant::now(),
             reclaim_cursor: "-".to_owned(),
             shutdown: CancellationToken::new(),
+            metrics: PipelineMetrics::new(config.name.as_str()),
+            paused: board.paused(),
+            board,
+            next_backlog_check: Instant::now(),
             consumer,
             instances,
             config,
@@ -138,6 +151,8 @@ impl Pipeline {
         }
         // Then new entries, with a look at due retries between reads.
         while !shutdown.is_cancelled() {
+            self.wait_while_paused(&shutdown).await;
+            self.refresh_backlog().await;
             if let Err(e) = self.reclaim_due().await {
                 failures = self.redis_trouble(&shutdown, failures, &e).await;
                 continue;
@@ -162,6 +177,41 @@ impl Pipeline {
         }
         tracing::info!(pipeline = %name, "pipeline stopped");
         Ok(())
+    }
+
+    /// Stops reading while the pipeline is paused (work in flight has finished: this runs
+    /// between batches).
+    async fn wait_while_paused(&mut self, shutdown: &CancellationToken) {
+        if !*self.paused.borrow() {
+            return;
+        }
+        tracing::info!(pipeline = %self.config.name, "pipeline paused");
+        while *self.paused.borrow_and_update() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = self.paused.changed() => if changed.is_err() { return },
+            }
+        }
+        tracing::info!(pipeline = %self.config.name, "pipeline resumed");
+    }
+
+    /// Refreshes pending and lag for the status and metrics, every couple of seconds.
+    async fn refresh_backlog(&mut self) {
+        let now = Instant::now();
+        if now < self.next_backlog_check {
+            return;
+        }
+        self.next_backlog_check = now + BACKLOG_EVERY;
+        match self.consumer.backlog().await {
+            Ok((pending, lag)) => {
+                self.board.set_backlog(pending, lag);
+                self.metrics.pending.set(pending as f64);
+                self.metrics.lag.set(lag as f64);
+            }
+            Err(e) => {
+                tracing::debug!(pipeline = %self.config.name, error = format!("{e:#}"), "cannot read the group's backlog")
+            }
+        }
     }
 
     /// How long a read may wait for new entries: not past the next retry check while
@@ -206,6 +256,7 @@ impl Pipeline {
 
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
+        self.metrics.read.increment(entries.len() as u64);
         let lease = self.keep_leases(&entries);
         let report = self.handle_and_commit(&mut entries).await;
         lease.abort();
@@ -223,6 +274,10 @@ impl Pipeline {
                 // Not started: shutting down. It stays pending for the next delivery.
                 continue;
             };
+            if let Err(error) = &result {
+                self.metrics.failure(error.kind());
+                self.board.set_error(format!("{}: {error}", entry.id));
+            }
             match rules.decide(entry, &digest, result) {
                 Outcome::Deliver(mut outputs) => {
                     if let Some(name) = &self.config.version_field {
@@ -251,6 +306,7 @@ impl Pipeline {
             }
         }
         self.retries_waiting |= report.retried > 0;
+        let mut latency_ms = 0;
         let statuses = self.commit(&acks, entries).await;
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
@@ -260,13 +316,22 @@ impl Pipeline {
                     let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
                     tracing::warn!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
                 }
-                CommitStatus::Committed => report.delivered += 1,
+                CommitStatus::Committed => {
+                    report.delivered += 1;
+                    latency_ms += self.latency_ms(&ack.id);
+                }
                 CommitStatus::NotOwned => {
                     report.conflicts += 1;
                     tracing::info!(pipeline = %self.config.name, id = %ack.id, "entry no longer owned by this consumer at commit; its outputs were not written");
                 }
             }
         }
+        let m = &self.metrics;
+        m.committed.increment(report.delivered as u64);
+        m.dead_lettered.increment(report.dead_lettered as u64);
+        m.retried.increment(report.retried as u64);
+        m.conflicts.increment(report.conflicts as u64);
+        self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
         report
     }
@@ -317,6 +382,23 @@ impl Pipeline {
             id: ack.id.clone(),
             outputs: vec![letter],
         }
+    }
+
+    /// Milliseconds since the entry `id` was added (its ID's timestamp), recorded in the
+    /// end-to-end latency histogram.
+    fn latency_ms(&self, id: &str) -> u64 {
+        let added: u64 = id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(added);
+        let ms = now.saturating_sub(added);
+        self.metrics.end_to_end.record(ms as f64 / 1e3);
+        ms
     }
 
     fn rules(&self) -> Rules<'_> {

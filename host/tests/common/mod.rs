@@ -77,6 +77,8 @@ pub fn config_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
 /// A daemon running in-process against `redis`.
 pub struct Host {
     pub shutdown: CancellationToken,
+    /// Where the admin API listens, if the config turns it on.
+    pub admin: Option<std::net::SocketAddr>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -88,8 +90,13 @@ impl Host {
         let daemon = sluice::start(config, shutdown.clone())
             .await
             .expect("daemon starts");
+        let admin = daemon.admin_addr();
         let handle = tokio::spawn(daemon.wait());
-        Host { shutdown, handle }
+        Host {
+            shutdown,
+            admin,
+            handle,
+        }
     }
 
     /// Asks for a drain and waits for the daemon to stop.

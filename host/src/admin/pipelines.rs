@@ -1,0 +1,221 @@
+//! Pipelines, dead letters, health and metrics over HTTP.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::{AdminState, ApiError, authorize};
+use crate::pipeline::dead_letter_fields;
+use crate::registry::Slot;
+use crate::status::BoardView;
+
+/// A pipeline as `GET /v1/pipelines` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PipelineView {
+    /// The pipeline's name.
+    pub name: String,
+    /// The input stream.
+    pub input: String,
+    /// The dead-letter stream.
+    pub dead_letter: String,
+    /// The running plugin version.
+    pub plugin: String,
+    /// State, backlog, recent rates, last error.
+    #[serde(flatten)]
+    pub status: BoardView,
+}
+
+fn view(slot: &Slot) -> PipelineView {
+    PipelineView {
+        name: slot.pipeline().to_owned(),
+        input: slot.streams().input.clone(),
+        dead_letter: slot.streams().dead_letter.clone(),
+        plugin: slot.current().digest().to_string(),
+        status: slot.board().view(),
+    }
+}
+
+fn slot(state: &AdminState, name: &str) -> Result<Arc<Slot>, ApiError> {
+    state
+        .registry
+        .get(name)
+        .ok_or_else(|| ApiError::no_pipeline(name))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::prometheus().render(),
+    )
+}
+
+/// `GET /readyz`: 200 when Redis answers and every pipeline's plugin is loaded.
+pub async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde_json::Value>) {
+    let redis = state.broker.ping().await;
+    let plugins = state
+        .registry
+        .slots()
+        .iter()
+        .all(|s| s.status().status == "ok");
+    let code = if redis && plugins {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(serde_json::json!({ "redis": redis, "plugins": plugins })),
+    )
+}
+
+/// `GET /v1/pipelines`.
+pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Vec<PipelineView>> {
+    Json(state.registry.slots().iter().map(|s| view(s)).collect())
+}
+
+/// `GET /v1/pipelines/{name}`.
+pub async fn show(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<PipelineView>, ApiError> {
+    let slot = slot(&state, &name)?;
+    Ok(Json(view(&slot)))
+}
+
+/// `POST /v1/pipelines/{name}/pause`: stop reading; in-flight work finishes.
+pub async fn pause(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<PipelineView>, ApiError> {
+    authorize(&state, &headers)?;
+    let slot = slot(&state, &name)?;
+    slot.board().set_paused(true);
+    Ok(Json(view(&slot)))
+}
+
+/// `POST /v1/pipelines/{name}/resume`: read again from where it stopped.
+pub async fn resume(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<PipelineView>, ApiError> {
+    authorize(&state, &headers)?;
+    let slot = slot(&state, &name)?;
+    slot.board().set_paused(false);
+    Ok(Json(view(&slot)))
+}
+
+/// Paging of `GET /v1/pipelines/{name}/dead`.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    /// Entries after this ID (exclusive); from the start without it.
+    after: Option<String>,
+    /// Page size (default 50, at most 1,000).
+    count: Option<usize>,
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    /// Its ID in the dead-letter stream.
+    pub id: String,
+    /// Why it was dead-lettered.
+    pub error: String,
+    /// Every field, values as text (invalid UTF-8 replaced), in order.
+    pub fields: Vec<(String, String)>,
+}
+
+/// A page of dead letters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadPage {
+    /// The entries, oldest first.
+    pub entries: Vec<DeadLetter>,
+    /// Pass as `after` for the next page; absent on the last.
+    pub next: Option<String>,
+}
+
+/// `GET /v1/pipelines/{name}/dead?after=ID&count=N`.
+pub async fn dead(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<DeadPage>, ApiError> {
+    let slot = slot(&state, &name)?;
+    let count = page.count.unwrap_or(50).clamp(1, 1_000);
+    let rows = state
+        .broker
+        .dead_letters(&slot.streams().dead_letter, page.after.as_deref(), count)
+        .await
+        .map_err(ApiError::internal)?;
+    let next = (rows.len() == count).then(|| rows[rows.len() - 1].0.clone());
+    let entries = rows
+        .into_iter()
+        .map(|(id, fields)| {
+            let fields: Vec<(String, String)> = fields
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect();
+            let error = fields
+                .iter()
+                .find(|(k, _)| k == dead_letter_fields::ERROR)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            DeadLetter { id, error, fields }
+        })
+        .collect();
+    Ok(Json(DeadPage { entries, next }))
+}
+
+/// Body of a replay: the ids to replay; all when absent or empty.
+#[derive(Debug, Default, Deserialize)]
+pub struct ReplayRequest {
+    #[serde(default)]
+    ids: Vec<String>,
+}
+
+/// `POST /v1/pipelines/{name}/dead/replay`: back to the input with the original fields,
+/// removed from the dead-letter stream, atomically.
+pub async fn replay(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ReplayRequest>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let slot = slot(&state, &name)?;
+    let ids = body.map(|Json(b)| b.ids).unwrap_or_default();
+    let streams = slot.streams();
+    let replayed = state
+        .broker
+        .replay_dead(
+            &streams.dead_letter,
+            &streams.input,
+            dead_letter_fields::COUNT,
+            &ids,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "replayed": replayed })))
+}
+
+/// `DELETE /v1/pipelines/{name}/dead`: drops every dead letter.
+pub async fn purge(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let slot = slot(&state, &name)?;
+    let purged = state
+        .broker
+        .purge_dead(&slot.streams().dead_letter)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "purged": purged })))
+}

@@ -1,0 +1,88 @@
+//! Metrics: the Prometheus recorder and each pipeline's instruments.
+//!
+//! Names (every one labelled `pipeline`):
+//! `sluice_messages_read_total`, `sluice_messages_committed_total`,
+//! `sluice_messages_retried_total`, `sluice_messages_dead_lettered_total`,
+//! `sluice_commit_conflicts_total`, `sluice_handler_failures_total{kind}`,
+//! `sluice_handler_duration_seconds`, `sluice_end_to_end_latency_seconds` (commit time
+//! minus the entry ID's timestamp), `sluice_pending`, `sluice_lag`,
+//! `sluice_plugin_reloads_total`, `sluice_plugin_load_failures_total`.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+            0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        match builder.install_recorder() {
+            Ok(handle) => handle,
+            // Another recorder is installed (an embedding program's): render an empty one.
+            Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+        }
+    })
+}
+
+/// One pipeline's instruments, created once so the hot path only touches atomics.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    pipeline: String,
+    /// Entries read from Redis.
+    pub read: Counter,
+    /// Entries whose outputs were committed.
+    pub committed: Counter,
+    /// Entries left pending for a retry.
+    pub retried: Counter,
+    /// Entries dead-lettered.
+    pub dead_lettered: Counter,
+    /// Commits that found the entry owned elsewhere.
+    pub conflicts: Counter,
+    /// `handle` wall time.
+    pub handler_duration: Histogram,
+    /// Commit time minus the entry's ID timestamp.
+    pub end_to_end: Histogram,
+    /// Entries pending in the group.
+    pub pending: Gauge,
+    /// Entries not yet delivered to the group.
+    pub lag: Gauge,
+    /// Successful plugin reloads.
+    pub reloads: Counter,
+    /// Plugin versions refused.
+    pub load_failures: Counter,
+}
+
+impl PipelineMetrics {
+    /// The instruments of `pipeline`.
+    pub fn new(pipeline: &str) -> Self {
+        prometheus();
+        let p = pipeline.to_owned();
+        Self {
+            read: metrics::counter!("sluice_messages_read_total", "pipeline" => p.clone()),
+            committed: metrics::counter!("sluice_messages_committed_total", "pipeline" => p.clone()),
+            retried: metrics::counter!("sluice_messages_retried_total", "pipeline" => p.clone()),
+            dead_lettered: metrics::counter!("sluice_messages_dead_lettered_total", "pipeline" => p.clone()),
+            conflicts: metrics::counter!("sluice_commit_conflicts_total", "pipeline" => p.clone()),
+            handler_duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
+            end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
+            pending: metrics::gauge!("sluice_pending", "pipeline" => p.clone()),
+            lag: metrics::gauge!("sluice_lag", "pipeline" => p.clone()),
+            reloads: metrics::counter!("sluice_plugin_reloads_total", "pipeline" => p.clone()),
+            load_failures: metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => p.clone()),
+            pipeline: p,
+        }
+    }
+
+    /// Counts a handler failure of `kind` (trap, timeout, limit, reject, retry...).
+    pub fn failure(&self, kind: &'static str) {
+        metrics::counter!("sluice_handler_failures_total", "pipeline" => self.pipeline.clone(), "kind" => kind).increment(1);
+    }
+}

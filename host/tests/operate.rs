@@ -1,0 +1,392 @@
+//! Operating Sluice over HTTP and the CLI: metrics, readiness, pipeline status, pause and
+//! resume, dead letters (list, replay, purge), against a running daemon and a real
+//! redis-server, with a real HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluice::admin::{DeadPage, PipelineView};
+
+const TOKEN: &str = "ops-token";
+
+/// A daemon with the admin API and one payments pipeline named `name` (metric labels are
+/// per process, so each test uses its own name).
+async fn daemon(redis: &RedisServer, name: &str) -> (Host, String) {
+    let mut config = config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n"
+    ));
+    if let Some(admin) = &mut config.admin {
+        admin.token = Some(TOKEN.to_owned());
+    }
+    let host = Host::start(redis, config).await;
+    let base = format!("http://{}", host.admin.expect("admin API"));
+    (host, base)
+}
+
+async fn send_orders(con: &mut redis::aio::MultiplexedConnection, good: usize, bad: usize) {
+    for i in 0..good {
+        add(
+            con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &format!("g{i}")),
+                ("orderAmount", "5.00"),
+                ("userId", "u"),
+            ],
+        )
+        .await;
+    }
+    for i in 0..bad {
+        add(
+            con,
+            "ORDERS_STREAM",
+            &[
+                ("orderId", &format!("b{i}")),
+                ("orderAmount", "-1"),
+                ("userId", "u"),
+            ],
+        )
+        .await;
+    }
+}
+
+/// The value of `metric{pipeline="name"...}` in Prometheus text.
+fn metric(text: &str, metric: &str, pipeline: &str) -> f64 {
+    text.lines()
+        .find(|l| {
+            l.starts_with(metric)
+                && l.contains(&format!("pipeline=\"{pipeline}\""))
+                && !l.starts_with('#')
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {metric} for {pipeline} in:\n{text}"))
+}
+
+/// `/metrics` is Prometheus text whose counters match what went through; `/readyz` and
+/// `/healthz` answer; `/v1/pipelines` shows the pipeline.
+#[tokio::test]
+async fn metrics_and_status_match_the_traffic() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, base) = daemon(&redis, "ops-metrics").await;
+    send_orders(&mut con, 40, 3).await;
+    wait_len(&con, "PAYMENTS_STREAM", 40).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 3).await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        metric(&text, "sluice_messages_read_total", "ops-metrics"),
+        43.0
+    );
+    assert_eq!(
+        metric(&text, "sluice_messages_committed_total", "ops-metrics"),
+        40.0
+    );
+    assert_eq!(
+        metric(&text, "sluice_messages_dead_lettered_total", "ops-metrics"),
+        3.0
+    );
+    assert_eq!(
+        metric(&text, "sluice_handler_failures_total", "ops-metrics"),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sluice_handler_duration_seconds_count",
+            "ops-metrics"
+        ),
+        43.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "sluice_end_to_end_latency_seconds_count",
+            "ops-metrics"
+        ),
+        40.0
+    );
+    assert!(
+        text.contains("# TYPE sluice_handler_duration_seconds histogram"),
+        "{text}"
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+    let pipelines: Vec<PipelineView> = reqwest::get(format!("{base}/v1/pipelines"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(pipelines.len(), 1);
+    let p = &pipelines[0];
+    assert_eq!(
+        (p.name.as_str(), p.status.state.as_str(), p.input.as_str()),
+        ("ops-metrics", "running", "ORDERS_STREAM")
+    );
+    assert!(
+        p.status.throughput > 0.0 && p.plugin.starts_with("sha256:"),
+        "{p:?}"
+    );
+    assert!(
+        p.status
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("negative"),
+        "{p:?}"
+    );
+    host.stop().await;
+}
+
+/// Pause stops commits (the backlog grows), resume drains it; both need the token.
+#[tokio::test]
+async fn pause_stops_commits_and_resume_continues() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, base) = daemon(&redis, "ops-pause").await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .post(format!("{base}/v1/pipelines/ops-pause/pause"))
+            .send()
+            .await
+            .expect("POST")
+            .status(),
+        401
+    );
+    let paused: PipelineView = client
+        .post(format!("{base}/v1/pipelines/ops-pause/pause"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(paused.status.state, "paused");
+    tokio::time::sleep(Duration::from_millis(700)).await; // the read in progress ends
+    send_orders(&mut con, 20, 0).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        len(&mut con, "PAYMENTS_STREAM").await,
+        0,
+        "paused: nothing committed"
+    );
+    client
+        .post(format!("{base}/v1/pipelines/ops-pause/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    host.stop().await;
+}
+
+/// Dead letters: listed in pages with their reasons; replay (by id, then all) puts the
+/// original fields back on the input exactly once and removes them; purge empties the
+/// stream; the mutating calls need the token.
+#[tokio::test]
+async fn dead_letters_list_replay_and_purge() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, base) = daemon(&redis, "ops-dead").await;
+    let client = reqwest::Client::new();
+    send_orders(&mut con, 0, 3).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 3).await;
+    let page: DeadPage = reqwest::get(format!("{base}/v1/pipelines/ops-dead/dead?count=2"))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(page.entries.len(), 2);
+    assert!(page.entries[0].error.contains("negative"), "{page:?}");
+    let rest: DeadPage = reqwest::get(format!(
+        "{base}/v1/pipelines/ops-dead/dead?count=2&after={}",
+        page.next.clone().expect("next")
+    ))
+    .await
+    .expect("GET")
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!((rest.entries.len(), rest.next), (1, None));
+
+    // Pause, so that replayed entries wait on the input where the test can see them.
+    client
+        .post(format!("{base}/v1/pipelines/ops-dead/pause"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let replay = format!("{base}/v1/pipelines/ops-dead/dead/replay");
+    assert_eq!(
+        client.post(&replay).send().await.expect("POST").status(),
+        401
+    );
+    let one = serde_json::json!({ "ids": [page.entries[0].id] });
+    let answer: serde_json::Value = client
+        .post(&replay)
+        .bearer_auth(TOKEN)
+        .json(&one)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["replayed"], 1);
+    let again: serde_json::Value = client
+        .post(&replay)
+        .bearer_auth(TOKEN)
+        .json(&one)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(again["replayed"], 0, "a dead letter is replayed once");
+    let answer: serde_json::Value = client
+        .post(&replay)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["replayed"], 2);
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 0);
+    let input = entries(&mut con, "ORDERS_STREAM").await;
+    assert_eq!(input.len(), 6, "3 originals + 3 replayed");
+    for (_, fields) in &input[3..] {
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            ["orderId", "orderAmount", "userId"],
+            "original fields, no metadata"
+        );
+    }
+    // Resumed, they fail again (still invalid) and come back to the dead letters.
+    client
+        .post(format!("{base}/v1/pipelines/ops-dead/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    wait_len(&con, "ORDERS_STREAM:dead", 3).await;
+    let purge = format!("{base}/v1/pipelines/ops-dead/dead");
+    assert_eq!(
+        client.delete(&purge).send().await.expect("DELETE").status(),
+        401
+    );
+    let purged: serde_json::Value = client
+        .delete(&purge)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("DELETE")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(purged["purged"], 3);
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 0);
+    host.stop().await;
+}
+
+/// `/readyz` turns 503 when Redis is gone.
+#[tokio::test]
+async fn readyz_reports_redis_down() {
+    let mut redis = RedisServer::start().expect("redis");
+    let (host, base) = daemon(&redis, "ops-ready").await;
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .expect("GET")
+            .status(),
+        200
+    );
+    redis.kill();
+    let status = eventually("readyz to fail", Duration::from_secs(15), || {
+        let url = format!("{base}/readyz");
+        async move {
+            let code = reqwest::get(url).await.ok()?.status();
+            (code == 503).then_some(code)
+        }
+    })
+    .await;
+    assert_eq!(status, 503);
+    host.shutdown.cancel();
+}
+
+/// `sluice dlq list|replay|purge` against the pipeline's dead-letter stream.
+#[tokio::test]
+async fn dlq_command_line() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, _) = daemon(&redis, "ops-cli").await;
+    send_orders(&mut con, 0, 2).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 2).await;
+    host.stop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        &dir,
+        &format!(
+            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"ops-cli\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\n",
+            redis.url()
+        ),
+    );
+    let sluice = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("dlq")
+            .args(args)
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = sluice(&["list", "ops-cli"]);
+    assert!(
+        listed.contains("sluice.error = rejected: order b0 has a negative orderAmount"),
+        "{listed}"
+    );
+    assert!(sluice(&["replay", "ops-cli"]).contains("replayed 2 dead letters to ORDERS_STREAM"));
+    assert_eq!(len(&mut con, "ORDERS_STREAM").await, 4);
+    let _: String = redis::AsyncCommands::xadd(
+        &mut con,
+        "ORDERS_STREAM:dead",
+        "*",
+        &[("sluice.error", "x")],
+    )
+    .await
+    .expect("XADD");
+    assert!(sluice(&["purge", "ops-cli"]).contains("purged 1 dead letters"));
+}
