@@ -46,7 +46,7 @@ pub struct Streams {
 }
 
 /// What `GET /v1/plugins` shows of a slot.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PluginStatus {
     /// The pipeline.
     pub pipeline: String,

@@ -23,7 +23,7 @@ pub struct Board {
 }
 
 /// What the API shows of a pipeline.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BoardView {
     /// `running` or `paused`.
     pub state: String,

@@ -50,7 +50,7 @@ impl ReloadHandle {
 }
 
 /// What a config reload changed.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ReloadReport {
     /// Pipelines started.
     pub added: Vec<String>,

@@ -48,6 +48,7 @@ pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
             put(deploy_plugin).get(show_plugin),
         )
         .route("/v1/reload", post(reload_config))
+        .route("/v1/openapi.json", get(|| async { Json(openapi()) }))
         .route("/readyz", get(pipelines::ready))
         .route("/metrics", get(pipelines::metrics))
         .route("/v1/pipelines", get(pipelines::list))
@@ -63,6 +64,37 @@ pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
         .with_state(state)
 }
 
+/// The API's OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    #[derive(utoipa::OpenApi)]
+    #[openapi(
+        info(title = "Sluice admin API", description = "Health, metrics, pipelines, plugins and dead letters of a Sluice daemon. Mutating calls need `Authorization: Bearer $SLUICE_ADMIN_TOKEN`."),
+        paths(
+            list_plugins, show_plugin, deploy_plugin, reload_config,
+            pipelines::metrics, pipelines::ready, pipelines::list, pipelines::show,
+            pipelines::pause, pipelines::resume, pipelines::dead, pipelines::replay, pipelines::purge,
+        ),
+        modifiers(&BearerAuth)
+    )]
+    struct Doc;
+    Doc::openapi()
+}
+
+/// Declares the bearer-token scheme the mutating calls use.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
     let served = axum::serve(listener, router)
@@ -73,10 +105,12 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: 
     }
 }
 
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = [PluginStatus])))]
 async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Vec<PluginStatus>> {
     Json(state.registry.slots().iter().map(|s| s.status()).collect())
 }
 
+#[utoipa::path(get, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), responses((status = 200, body = PluginStatus), (status = 404)))]
 async fn show_plugin(
     State(state): State<Arc<AdminState>>,
     Path(pipeline): Path<String>,
@@ -101,6 +135,7 @@ struct Deployed {
 /// `PUT /v1/plugins/{pipeline}` with the `.wasm` file as the body: compiles and checks it
 /// off the hot path, swaps it in, and stores it over the pipeline's plugin file (so that
 /// a restart runs it too). A bad component answers 422 with the reason and changes nothing.
+#[utoipa::path(put, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), security(("bearer" = [])), responses((status = 200, description = "deployed"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 422)))]
 async fn deploy_plugin(
     State(state): State<Arc<AdminState>>,
     Path(pipeline): Path<String>,
@@ -140,6 +175,7 @@ async fn deploy_plugin(
 
 /// `POST /v1/reload`: re-reads the config file, as SIGHUP does. An invalid config
 /// answers 422 with its error; the running config stays.
+#[utoipa::path(post, path = "/v1/reload", tag = "operate", security(("bearer" = [])), responses((status = 200, body = ReloadReport), (status = 401), (status = 403), (status = 422)))]
 async fn reload_config(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,

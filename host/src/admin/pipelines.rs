@@ -14,7 +14,7 @@ use crate::registry::Slot;
 use crate::status::BoardView;
 
 /// A pipeline as `GET /v1/pipelines` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PipelineView {
     /// The pipeline's name.
     pub name: String,
@@ -47,6 +47,7 @@ fn slot(state: &AdminState, name: &str) -> Result<Arc<Slot>, ApiError> {
 }
 
 /// `GET /metrics`: Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operate", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -55,6 +56,7 @@ pub async fn metrics() -> impl IntoResponse {
 }
 
 /// `GET /readyz`: 200 when Redis answers and every pipeline's plugin is loaded.
+#[utoipa::path(get, path = "/readyz", tag = "operate", responses((status = 200, description = "Redis reachable and every plugin loaded"), (status = 503, description = "not ready")))]
 pub async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde_json::Value>) {
     let redis = state.broker.ping().await;
     let plugins = state
@@ -74,11 +76,13 @@ pub async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<se
 }
 
 /// `GET /v1/pipelines`.
+#[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = [PipelineView])))]
 pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Vec<PipelineView>> {
     Json(state.registry.slots().iter().map(|s| view(s)).collect())
 }
 
 /// `GET /v1/pipelines/{name}`.
+#[utoipa::path(get, path = "/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path, description = "pipeline")), responses((status = 200, body = PipelineView), (status = 404)))]
 pub async fn show(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -88,6 +92,7 @@ pub async fn show(
 }
 
 /// `POST /v1/pipelines/{name}/pause`: stop reading; in-flight work finishes.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/pause", tag = "pipelines", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = PipelineView), (status = 401), (status = 403), (status = 404)))]
 pub async fn pause(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -100,6 +105,7 @@ pub async fn pause(
 }
 
 /// `POST /v1/pipelines/{name}/resume`: read again from where it stopped.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/resume", tag = "pipelines", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = PipelineView), (status = 401), (status = 403), (status = 404)))]
 pub async fn resume(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -112,7 +118,7 @@ pub async fn resume(
 }
 
 /// Paging of `GET /v1/pipelines/{name}/dead`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Page {
     /// Entries after this ID (exclusive); from the start without it.
     after: Option<String>,
@@ -121,7 +127,7 @@ pub struct Page {
 }
 
 /// One dead letter.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Its ID in the dead-letter stream.
     pub id: String,
@@ -132,7 +138,7 @@ pub struct DeadLetter {
 }
 
 /// A page of dead letters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DeadPage {
     /// The entries, oldest first.
     pub entries: Vec<DeadLetter>,
@@ -141,6 +147,7 @@ pub struct DeadPage {
 }
 
 /// `GET /v1/pipelines/{name}/dead?after=ID&count=N`.
+#[utoipa::path(get, path = "/v1/pipelines/{name}/dead", tag = "dead letters", params(("name" = String, Path, description = "pipeline"), Page), responses((status = 200, body = DeadPage), (status = 404)))]
 pub async fn dead(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -173,7 +180,7 @@ pub async fn dead(
 }
 
 /// Body of a replay: the ids to replay; all when absent or empty.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ReplayRequest {
     #[serde(default)]
     ids: Vec<String>,
@@ -181,6 +188,7 @@ pub struct ReplayRequest {
 
 /// `POST /v1/pipelines/{name}/dead/replay`: back to the input with the original fields,
 /// removed from the dead-letter stream, atomically.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/dead/replay", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<ReplayRequest>, description = "ids to replay; all when absent"), security(("bearer" = [])), responses((status = 200, description = "{\"replayed\": n}"), (status = 401), (status = 403), (status = 404)))]
 pub async fn replay(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -205,6 +213,7 @@ pub async fn replay(
 }
 
 /// `DELETE /v1/pipelines/{name}/dead`: drops every dead letter.
+#[utoipa::path(delete, path = "/v1/pipelines/{name}/dead", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, description = "{\"purged\": n}"), (status = 401), (status = 403), (status = 404)))]
 pub async fn purge(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
