@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
 # Installs what Sluice's demo and tests need, skipping what is already there:
-# redis-server (Debian package) and the wasm32-wasip2 Rust target (plus rustfmt and
-# clippy for the checks). Safe to run again.
+# redis-server (Debian), Chromium and Node.js for the dashboard test (Debian),
+# playwright-core (npm, pinned by host/tests/browser/package-lock.json), and the
+# wasm32-wasip2 Rust target with rustfmt and clippy. Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "setup: installing redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]} (apt)"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-    # Debian starts a system-wide instance; Sluice runs its own on free ports.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian starts a system-wide redis; Sluice runs its own on free ports.
     as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
+    echo "setup: installing playwright-core (npm)"
+    (cd host/tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then

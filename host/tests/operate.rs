@@ -430,3 +430,48 @@ async fn openapi_document_lists_every_route() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     host.stop().await;
 }
+
+/// The dashboard in real headless Chromium: it shows what the API says, its pause button
+/// pauses the pipeline (commits stop), and a screenshot is kept in
+/// `target/test-artifacts/dashboard.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_in_a_real_browser() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, base) = daemon(&redis, "ops-dashboard").await;
+    send_orders(&mut con, 0, 2).await; // two dead letters to show
+    let producer = tokio::spawn(produce_orders(
+        con.clone(),
+        2_000,
+        20,
+        Duration::from_millis(25),
+    ));
+    wait_len(&con, "ORDERS_STREAM:dead", 2).await;
+    let browser = workspace().join("host/tests/browser");
+    let artifacts = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("dashboard.png");
+    let output = tokio::process::Command::new("node")
+        .current_dir(&browser)
+        .arg("dashboard.mjs")
+        .args([base.as_str(), TOKEN, "ops-dashboard"])
+        .arg(&screenshot)
+        .output()
+        .await
+        .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser check failed");
+    assert!(screenshot.is_file());
+    // Paused through the page: commits stop while orders keep arriving.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = len(&mut con, "PAYMENTS_STREAM").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        len(&mut con, "PAYMENTS_STREAM").await,
+        before,
+        "no commits while paused"
+    );
+    producer.abort();
+    host.stop().await;
+}

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::Html;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -23,6 +24,9 @@ use crate::supervisor::{ReloadHandle, ReloadReport};
 use crate::wasm::{Runtime, write_atomically};
 pub use error::ApiError;
 pub use pipelines::{DeadLetter, DeadPage, PipelineView};
+
+/// The dashboard: one page, no build step, embedded in the binary; it uses the API.
+const DASHBOARD: &str = include_str!("dashboard.html");
 
 /// What the handlers share.
 pub struct AdminState {
@@ -41,6 +45,7 @@ pub struct AdminState {
 /// The API's routes; `max_body` bounds uploads.
 pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
     Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/plugins", get(list_plugins))
         .route(
