@@ -165,7 +165,7 @@ impl Slot {
             Ok(plugin) => plugin,
             Err(e) => {
                 let reason = format!("{e:#}");
-                tracing::error!(pipeline = %self.pipeline, ?origin, error = %reason, "new plugin version refused; the running version keeps serving");
+                tracing::warn!(pipeline = %self.pipeline, ?origin, error = %reason, "new plugin version refused; the running version keeps serving");
                 self.lock().last_error = Some(reason);
                 metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone()).increment(1);
                 return Err(e);

@@ -190,7 +190,7 @@ impl Daemon {
                 Some(reply) = self.reloads.recv() => {
                     let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
                     if let Err(e) = &outcome {
-                        tracing::error!(error = %e, "config reload refused; the running config stays");
+                        tracing::warn!(error = %e, "config reload refused; the running config stays");
                     }
                     let _ = reply.send(outcome);
                 }

@@ -27,7 +27,7 @@ impl ApiError {
 
     /// 500 for a failure of the host itself (logged).
     pub fn internal(error: anyhow::Error) -> Self {
-        tracing::error!(error = format!("{error:#}"), "admin API request failed");
+        tracing::warn!(error = format!("{error:#}"), "admin API request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{error:#}"))
     }
 }

@@ -301,7 +301,7 @@ impl Pipeline {
                 }
                 Outcome::Retry(error) => {
                     report.retried += 1;
-                    tracing::warn!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
+                    tracing::debug!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
                 }
             }
         }
@@ -314,7 +314,7 @@ impl Pipeline {
                 CommitStatus::Committed if is_dead => {
                     report.dead_lettered += 1;
                     let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
-                    tracing::warn!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
+                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
                 }
                 CommitStatus::Committed => {
                     report.delivered += 1;
@@ -322,7 +322,7 @@ impl Pipeline {
                 }
                 CommitStatus::NotOwned => {
                     report.conflicts += 1;
-                    tracing::info!(pipeline = %self.config.name, id = %ack.id, "entry no longer owned by this consumer at commit; its outputs were not written");
+                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry no longer owned by this consumer at commit; its outputs were not written");
                 }
             }
         }
