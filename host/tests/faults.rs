@@ -504,19 +504,6 @@ async fn pending_of(con: &mut MultiplexedConnection, name: &str) -> usize {
     }
 }
 
-/// Waits until `stream` holds at least `n` entries.
-async fn wait_len_at_least(con: &MultiplexedConnection, stream: &str, n: usize) {
-    eventually(
-        &format!("{stream} to hold {n} entries"),
-        Duration::from_secs(20),
-        || {
-            let mut c = con.clone();
-            async move { (len(&mut c, stream).await >= n).then_some(()) }
-        },
-    )
-    .await
-}
-
 /// Whether stream ID `a` ≤ `b`.
 fn id_le(a: &str, b: &str) -> bool {
     let parts = |id: &str| {

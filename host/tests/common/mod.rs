@@ -147,6 +147,16 @@ pub async fn wait_len(con: &MultiplexedConnection, stream: &str, n: usize) {
     .await
 }
 
+/// Waits until `stream` holds at least `n` entries (30 s at most).
+pub async fn wait_len_at_least(con: &MultiplexedConnection, stream: &str, n: usize) {
+    let what = format!("{stream} to hold at least {n} entries");
+    eventually(&what, Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, stream).await >= n).then_some(()) }
+    })
+    .await
+}
+
 /// Entries of `stream` as (id, fields) in order.
 pub async fn entries(
     con: &mut MultiplexedConnection,
