@@ -146,3 +146,76 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
         "nothing acknowledged"
     );
 }
+
+/// Ownership is judged per entry however the batch's ID range is crowded: a small batch
+/// whose range holds many other pending entries of ours (failed ones waiting for a retry),
+/// with one entry claimed away and one already committed among them, writes exactly the
+/// entries it still owns.
+#[tokio::test]
+async fn ownership_holds_in_a_crowded_range() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    a.ensure_group().await.expect("group");
+    for n in 0..80 {
+        add(&mut con, "IN", &[("n", &n.to_string())]).await;
+    }
+    let read = a
+        .read_new(80, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 80);
+    let ack = |i: usize| Ack {
+        id: read[i].id.clone(),
+        outputs: vec![payment(&i.to_string())],
+    };
+    // Entry 40 is committed first; entry 70 is claimed by b.
+    assert_eq!(
+        a.commit(&[ack(40)]).await.expect("commit 40"),
+        [CommitStatus::Committed]
+    );
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("IN")
+        .arg("G")
+        .arg("b")
+        .arg(0)
+        .arg(&read[70].id)
+        .query_async(&mut con)
+        .await
+        .expect("XCLAIM");
+    // A batch of 5 spanning the whole range (78 other pending entries of ours in it: more
+    // than one ownership page holds).
+    let statuses = a
+        .commit(&[ack(0), ack(40), ack(41), ack(70), ack(79)])
+        .await
+        .expect("commit");
+    assert_eq!(
+        statuses,
+        [
+            CommitStatus::Committed,
+            CommitStatus::NotOwned,
+            CommitStatus::Committed,
+            CommitStatus::NotOwned,
+            CommitStatus::Committed
+        ]
+    );
+    // The rest in one big batch, listed out of order.
+    let rest: Vec<Ack> = (1..80)
+        .rev()
+        .filter(|i| ![40, 41, 70, 79].contains(i))
+        .map(ack)
+        .collect();
+    let statuses = a.commit(&rest).await.expect("commit the rest");
+    assert!(statuses.iter().all(|s| *s == CommitStatus::Committed));
+    let written: Vec<String> = entries(&mut con, "PAYMENTS")
+        .await
+        .iter()
+        .map(|(_, fields)| field(fields, "n").expect("n").to_owned())
+        .collect();
+    assert_eq!(written.len(), 79, "every entry but the claimed one, once");
+    let unique: std::collections::HashSet<&String> = written.iter().collect();
+    assert_eq!(unique.len(), 79);
+    assert!(!written.contains(&"70".to_owned()));
+    assert_eq!(pending(&mut con, "IN", "G").await, 1, "b still holds 70");
+}

@@ -57,6 +57,13 @@ pub struct Ack {
     pub outputs: Vec<Output>,
 }
 
+/// A stream ID's order: (milliseconds, sequence). IDs come from Redis; should one not
+/// parse, Redis rejects the range and the batch is committed entry by entry.
+fn parse_id(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
 pub(super) async fn run(
     conn: &mut ConnectionManager,
     stream: &str,
@@ -80,7 +87,20 @@ pub(super) async fn run(
             invocation.key(&output.target);
         }
     }
-    invocation.arg(group).arg(consumer).arg(acks.len());
+    if acks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let by_order = |id: &&str| parse_id(id);
+    let ids = || acks.iter().map(|a| a.id.as_str());
+    let (Some(low), Some(high)) = (ids().min_by_key(by_order), ids().max_by_key(by_order)) else {
+        unreachable!("acks is not empty");
+    };
+    invocation
+        .arg(group)
+        .arg(consumer)
+        .arg(acks.len())
+        .arg(low)
+        .arg(high);
     for ack in acks {
         invocation.arg(&ack.id).arg(ack.outputs.len());
         for output in &ack.outputs {
