@@ -234,6 +234,17 @@ impl Consumer {
         Ok(reply::group_backlog(reply, &self.group))
     }
 
+    /// A handle that reads new entries beside this consumer's commits (on the read
+    /// connection), so the next batch can be fetched while this one is handled.
+    pub fn prefetcher(&self) -> Prefetcher {
+        Prefetcher {
+            stream: self.stream.clone(),
+            group: self.group.clone(),
+            name: self.name.clone(),
+            reads: self.reads.clone(),
+        }
+    }
+
     /// A handle that renews this consumer's leases on entries, usable beside reads and
     /// commits.
     pub fn lease(&self) -> Lease {
@@ -278,22 +289,14 @@ impl Consumer {
         count: usize,
         block: Option<Duration>,
     ) -> Result<Value> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.name)
-            .arg("COUNT")
-            .arg(count);
-        if let Some(block) = block {
-            cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.stream).arg(id);
-        cmd.query_async(&mut self.reads).await.with_context(|| {
-            format!(
-                "XREADGROUP on stream {:?} group {:?} failed",
-                self.stream, self.group
-            )
-        })
+        xreadgroup(
+            &mut self.reads,
+            [&self.stream, &self.group, &self.name],
+            id,
+            count,
+            block,
+        )
+        .await
     }
 
     /// Commits a batch atomically and guarded: for each entry still pending for this
@@ -349,4 +352,52 @@ pub async fn append(conn: &mut ConnectionManager, output: &Output) -> Result<Str
         .await
         .with_context(|| format!("XADD to {:?} failed", output.target))?;
     Ok(id)
+}
+
+/// Reads new entries without waiting, beside the consumer's commits. See
+/// [`Consumer::prefetcher`].
+pub struct Prefetcher {
+    stream: String,
+    group: String,
+    name: String,
+    reads: ConnectionManager,
+}
+
+impl Prefetcher {
+    /// Reads up to `count` entries never delivered to this group that are already in the
+    /// stream; never blocks.
+    pub async fn read_available(mut self, count: usize) -> Result<Vec<Entry>> {
+        let reply = xreadgroup(
+            &mut self.reads,
+            [&self.stream, &self.group, &self.name],
+            ">",
+            count,
+            None,
+        )
+        .await?;
+        Ok(reply::stream_entries(reply)?.0)
+    }
+}
+
+/// `XREADGROUP GROUP group consumer COUNT count [BLOCK ms] STREAMS stream id`.
+async fn xreadgroup(
+    reads: &mut ConnectionManager,
+    [stream, group, consumer]: [&str; 3],
+    id: &str,
+    count: usize,
+    block: Option<Duration>,
+) -> Result<Value> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(group)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(block) = block {
+        cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
+    }
+    cmd.arg("STREAMS").arg(stream).arg(id);
+    cmd.query_async(reads)
+        .await
+        .with_context(|| format!("XREADGROUP on stream {stream:?} group {group:?} failed"))
 }

@@ -12,34 +12,69 @@ impl Pipeline {
     /// Once shutdown is asked for, no further entry is started: those get `None` and
     /// stay pending, so that a drain waits for the calls in flight, not the whole batch.
     pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Option<Handled>> {
-        let source = self.config.input.as_str();
-        if self.instances.len() == 1 || entries.len() == 1 {
-            let instance = &mut self.instances[0];
-            let mut results = Vec::with_capacity(entries.len());
-            for entry in entries.iter_mut() {
-                if self.shutdown.is_cancelled() {
-                    results.push(None);
-                    continue;
-                }
-                let started = std::time::Instant::now();
-                let result = instance.handle(source, entry).await;
-                self.metrics
-                    .handler_duration
-                    .record(started.elapsed().as_secs_f64());
-                results.push(Some((instance.plugin().digest().clone(), result)));
-            }
-            return results;
-        }
-        let duration = self.metrics.handler_duration.clone();
-        invoke_parallel(
+        invoke_on(
             &mut self.instances,
-            source,
+            self.config.input.as_str(),
             entries,
             &self.shutdown,
-            duration,
+            &self.metrics.handler_duration,
         )
         .await
     }
+
+    /// [`Pipeline::invoke`] on a task of its own, so that the previous batch's commit
+    /// can run beside it: the instances go with the batch and come back with it. Until
+    /// then the pipeline has no instances.
+    pub(super) fn spawn_invoke(
+        &mut self,
+        mut entries: Vec<Entry>,
+    ) -> tokio::task::JoinHandle<Invoked> {
+        let mut instances = std::mem::take(&mut self.instances);
+        let source = self.config.input.to_string();
+        let shutdown = self.shutdown.clone();
+        let duration = self.metrics.handler_duration.clone();
+        tokio::spawn(async move {
+            let results =
+                invoke_on(&mut instances, &source, &mut entries, &shutdown, &duration).await;
+            Invoked {
+                instances,
+                entries,
+                results,
+            }
+        })
+    }
+}
+
+/// What [`Pipeline::spawn_invoke`] gives back.
+pub(super) struct Invoked {
+    pub instances: Vec<Instance>,
+    pub entries: Vec<Entry>,
+    pub results: Vec<Option<Handled>>,
+}
+
+async fn invoke_on(
+    instances: &mut Vec<Instance>,
+    source: &str,
+    entries: &mut [Entry],
+    shutdown: &CancellationToken,
+    duration: &metrics::Histogram,
+) -> Vec<Option<Handled>> {
+    if instances.len() == 1 || entries.len() == 1 {
+        let instance = &mut instances[0];
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries.iter_mut() {
+            if shutdown.is_cancelled() {
+                results.push(None);
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let result = instance.handle(source, entry).await;
+            duration.record(started.elapsed().as_secs_f64());
+            results.push(Some((instance.plugin().digest().clone(), result)));
+        }
+        return results;
+    }
+    invoke_parallel(instances, source, entries, shutdown, duration.clone()).await
 }
 
 /// Spreads a batch over all instances, each on its own task so that handlers use every
