@@ -189,6 +189,20 @@ pub struct LimitsConfig {
     pub max_output_bytes: ByteSize,
 }
 
+impl LimitsConfig {
+    /// The limits as the `wasm` module enforces them.
+    pub fn to_limits(&self) -> crate::wasm::Limits {
+        crate::wasm::Limits {
+            memory: usize::try_from(self.memory.as_u64()).unwrap_or(usize::MAX),
+            timeout: self.timeout,
+            fuel: self.fuel,
+            max_outputs: self.max_outputs,
+            max_output_bytes: usize::try_from(self.max_output_bytes.as_u64()).unwrap_or(usize::MAX),
+            instance_reuse: self.instance_reuse,
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {

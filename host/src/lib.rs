@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod invoke;
 pub mod message;
 pub mod pipeline;
 pub mod redis_server;

@@ -60,6 +60,38 @@ enum Command {
         #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
         redis: Option<String>,
     },
+    /// Call a plugin's handler once on one message, with no Redis, and print its outputs
+    /// or its failure. Exit status: 0 outputs, 2 the handler failed, 1 an error.
+    ///
+    /// Example: `sluice invoke target/plugins/payments.wasm orderId=1 orderAmount=9.5 userId=u`
+    Invoke {
+        /// The plugin (a `.wasm` component).
+        plugin: PathBuf,
+        /// Message fields, in order.
+        #[arg(value_name = "NAME=VALUE")]
+        fields: Vec<String>,
+        /// Message fields as a JSON object (after any NAME=VALUE ones).
+        #[arg(long, value_name = "OBJECT")]
+        json: Option<String>,
+        /// What the handler's `config(key)` answers; repeat for more keys.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// The stream the message comes from.
+        #[arg(long, default_value = "INPUT")]
+        source: String,
+        /// The message's ID.
+        #[arg(long, default_value = "0-1")]
+        id: String,
+        /// The delivery attempt the handler sees.
+        #[arg(long, default_value_t = 1)]
+        attempt: u32,
+        /// Wall-time limit of the call.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        output_json: bool,
+    },
     /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
     /// private redis-server unless a URL is given.
     Dev {
@@ -108,7 +140,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(dispatch(cli.command)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -116,8 +148,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command) -> Result<()> {
-    match command {
+async fn dispatch(command: Command) -> Result<ExitCode> {
+    let done = match command {
         Command::Run {
             config,
             redis,
@@ -139,6 +171,50 @@ async fn dispatch(command: Command) -> Result<()> {
             config,
             redis,
         } => dlq(action, &config, redis).await,
+        Command::Invoke {
+            plugin,
+            fields,
+            json,
+            config,
+            source,
+            id,
+            attempt,
+            timeout,
+            output_json,
+        } => {
+            let mut call = sluice::invoke::Invocation {
+                source,
+                id,
+                attempt,
+                ..Default::default()
+            };
+            call.limits.timeout = timeout;
+            for pair in &fields {
+                let (name, value) = sluice::invoke::parse_pair(pair)?;
+                call.fields.push((name, value.into_bytes()));
+            }
+            if let Some(json) = json {
+                call.fields.extend(sluice::invoke::fields_from_json(&json)?);
+            }
+            for pair in &config {
+                let (key, value) = sluice::invoke::parse_pair(pair)
+                    .map_err(|e| e.context("--config takes KEY=VALUE"))?;
+                call.config.insert(key, value);
+            }
+            let cache = sluice::config::PluginsConfig::default().cache_dir();
+            let invoked = sluice::invoke::invoke(&plugin, cache.as_deref(), call).await?;
+            if output_json {
+                println!("{}", sluice::invoke::render_json(&invoked.result));
+            } else {
+                print!("{}", sluice::invoke::render_text(&invoked.result));
+            }
+            tracing::debug!(digest = %invoked.digest, load = ?invoked.load_time, call = ?invoked.call_time, "invoked");
+            return Ok(if invoked.result.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
         Command::Dev { config, redis } => {
             run(
                 config,
@@ -150,7 +226,8 @@ async fn dispatch(command: Command) -> Result<()> {
             )
             .await
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 async fn dlq(action: DlqAction, path: &std::path::Path, redis: Option<String>) -> Result<()> {

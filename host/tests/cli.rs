@@ -171,3 +171,78 @@ async fn dev_watches_and_reloads_the_plugin() {
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     assert!(daemon.wait().expect("wait").success(), "{}", read_log());
 }
+
+/// Runs `sluice invoke ARGS` with its own cache directory; returns (exit code, stdout,
+/// stderr).
+fn invoke(args: &[&str]) -> (i32, String, String) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("invoke")
+        .args(args)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("run sluice invoke");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `sluice invoke` runs a handler once with no Redis: outputs (exit 0), the handler's
+/// failure with its reason (exit 2), config lookups, JSON in and out, and a clear error
+/// (exit 1) for a file that is not a plugin.
+#[test]
+fn invoke_runs_a_handler_once_without_redis() {
+    let payments = plugin_wasm("payments");
+    let payments = payments.to_str().expect("utf-8 path");
+    let (code, out, err) = invoke(&[payments, "orderId=A1", "orderAmount=12.50", "userId=u7"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("→ PAYMENTS_STREAM\n"), "{out}");
+    for line in ["  orderId = A1", "  paidAmount = 12.50", "  userId = u7"] {
+        assert!(out.contains(line), "{line:?} missing from {out}");
+    }
+
+    let (code, out, _) = invoke(&[
+        payments,
+        "--config",
+        "payments_stream=ELSEWHERE",
+        "--output-json",
+        "--json",
+        r#"{"orderId": "A2", "orderAmount": "abc", "userId": "u"}"#,
+    ]);
+    assert_eq!(code, 2, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["failure"]["kind"], "reject");
+    assert_eq!(
+        json["failure"]["reason"],
+        "order A2 has an orderAmount that is not a number: \"abc\""
+    );
+
+    let (code, out, _) = invoke(&[
+        payments,
+        "--config",
+        "payments_stream=ELSEWHERE",
+        "--output-json",
+        "orderId=A3",
+        "orderAmount=1",
+        "userId=u",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(json["outputs"][0]["target"], "ELSEWHERE");
+    assert_eq!(
+        json["outputs"][0]["fields"][0],
+        serde_json::json!(["orderId", "A3"])
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, b"not wasm").expect("write");
+    let (code, _, err) = invoke(&[fake.to_str().expect("utf-8"), "a=b"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    let (code, _, err) = invoke(&[payments, "no-equals-sign"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("is not NAME=VALUE"), "{err}");
+}

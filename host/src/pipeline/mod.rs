@@ -20,7 +20,7 @@ use crate::config::PipelineConfig;
 use crate::message::{CommitStatus, Entry, HandlerError, Output};
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
-use crate::wasm::{Instance, Limits, PluginCell};
+use crate::wasm::{Instance, PluginCell};
 
 use outcome::{Outcome, Rules};
 pub use outcome::{backoff, dead_letter_fields};
@@ -96,15 +96,7 @@ impl Pipeline {
         let consumer = broker
             .consumer(config.input.as_str(), config.group.as_str(), consumer)
             .await?;
-        let limits = Limits {
-            memory: usize::try_from(config.limits.memory.as_u64()).unwrap_or(usize::MAX),
-            timeout: config.limits.timeout,
-            fuel: config.limits.fuel,
-            max_outputs: config.limits.max_outputs,
-            max_output_bytes: usize::try_from(config.limits.max_output_bytes.as_u64())
-                .unwrap_or(usize::MAX),
-            instance_reuse: config.limits.instance_reuse,
-        };
+        let limits = config.limits.to_limits();
         let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
         let instances = (0..config.concurrency)
             .map(|_| {

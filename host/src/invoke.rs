@@ -1,0 +1,176 @@
+//! `sluice invoke`: one handler call on one message, with no Redis — the quickest loop
+//! for a plugin author, and what `sluice new` scaffolds are checked with.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::LimitsConfig;
+use crate::message::{Entry, HandlerError, Output};
+use crate::wasm::{Cache, Instance, Plugin, PluginCell, Runtime};
+
+/// The message and settings of one call.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// The stream the message claims to come from.
+    pub source: String,
+    /// Its ID.
+    pub id: String,
+    /// Its delivery attempt (1 for a first delivery).
+    pub attempt: u32,
+    /// Its fields, in order.
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// What `config(key)` answers.
+    pub config: BTreeMap<String, String>,
+    /// The limits the call runs under.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Invocation {
+    fn default() -> Self {
+        Self {
+            source: "INPUT".into(),
+            id: "0-1".into(),
+            attempt: 1,
+            fields: Vec::new(),
+            config: BTreeMap::new(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// What one call came to.
+#[derive(Debug)]
+pub struct Invoked {
+    /// The plugin's digest.
+    pub digest: Arc<str>,
+    /// Time to compile (or load from the cache) the component.
+    pub load_time: Duration,
+    /// Time of the call, instantiation included.
+    pub call_time: Duration,
+    /// The handler's outputs, or why there are none.
+    pub result: Result<Vec<Output>, HandlerError>,
+}
+
+/// Loads the plugin at `path` (through the compiled-code cache in `cache_dir`, if any)
+/// and calls its handler once.
+pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> Result<Invoked> {
+    let cache = cache_dir.map(Cache::open).transpose()?;
+    let runtime = Runtime::new(call.limits.fuel.is_some(), cache)?;
+    let path = path.to_owned();
+    let started = Instant::now();
+    let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
+        .await
+        .context("the plugin loader failed")??;
+    let load_time = started.elapsed();
+    let digest = plugin.digest().clone();
+    let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
+    let mut instance = Instance::new(
+        cell,
+        "invoke",
+        Arc::new(call.config),
+        call.limits.to_limits(),
+    );
+    let mut entry = Entry {
+        id: call.id,
+        fields: call.fields,
+        attempt: call.attempt,
+    };
+    let started = Instant::now();
+    let result = instance.handle(&call.source, &mut entry).await;
+    Ok(Invoked {
+        digest,
+        load_time,
+        call_time: started.elapsed(),
+        result,
+    })
+}
+
+/// Parses `NAME=VALUE` (the value may be empty, and may contain `=`).
+pub fn parse_pair(text: &str) -> Result<(String, String)> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => bail!("{text:?} is not NAME=VALUE"),
+    }
+}
+
+/// Fields from a JSON object: strings as they are, anything else as its JSON text.
+pub fn fields_from_json(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).context("--json must be a JSON object of fields")?;
+    let serde_json::Value::Object(members) = value else {
+        bail!("--json must be a JSON object of fields, like {{\"orderId\": \"1\"}}");
+    };
+    Ok(members
+        .into_iter()
+        .map(|(name, value)| {
+            let bytes = match value {
+                serde_json::Value::String(s) => s.into_bytes(),
+                other => other.to_string().into_bytes(),
+            };
+            (name, bytes)
+        })
+        .collect())
+}
+
+/// The outcome as text: one block per output, or the failure.
+pub fn render_text(result: &Result<Vec<Output>, HandlerError>) -> String {
+    match result {
+        Ok(outputs) if outputs.is_empty() => {
+            "ok: no outputs (the message is acknowledged)\n".into()
+        }
+        Ok(outputs) => {
+            let mut text = String::new();
+            for output in outputs {
+                text.push_str(&format!("→ {}\n", output.target));
+                for (name, value) in &output.fields {
+                    text.push_str(&format!("  {name} = {}\n", show(value)));
+                }
+            }
+            text
+        }
+        Err(error) => format!("{}: {}\n", error.kind(), reason(error)),
+    }
+}
+
+/// The outcome as JSON: `{"outputs": [{"target", "fields": [[name, value]]}]}` or
+/// `{"failure": {"kind", "reason"}}`; values that are not UTF-8 are arrays of bytes.
+pub fn render_json(result: &Result<Vec<Output>, HandlerError>) -> serde_json::Value {
+    use serde_json::json;
+    match result {
+        Ok(outputs) => json!({
+            "outputs": outputs.iter().map(|o| json!({
+                "target": o.target,
+                "fields": o.fields.iter().map(|(name, value)| {
+                    let value = match std::str::from_utf8(value) {
+                        Ok(text) => json!(text),
+                        Err(_) => json!(value),
+                    };
+                    json!([name, value])
+                }).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        }),
+        Err(error) => json!({
+            "failure": { "kind": error.kind(), "reason": reason(error) }
+        }),
+    }
+}
+
+/// A value for a terminal: text if it is UTF-8, else escaped bytes.
+fn show(value: &[u8]) -> String {
+    match std::str::from_utf8(value) {
+        Ok(text) => text.to_owned(),
+        Err(_) => value.escape_ascii().to_string(),
+    }
+}
+
+/// The handler's own words for a retry or reject; the host's description otherwise.
+fn reason(error: &HandlerError) -> String {
+    match error {
+        HandlerError::Retry(reason) | HandlerError::Reject(reason) => reason.clone(),
+        other => other.to_string(),
+    }
+}
