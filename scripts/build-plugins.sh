@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds every plugin in plugins/ for wasm32-wasip2 and copies the components to
-# target/plugins/NAME.wasm (with '-' in NAME as '_', as cargo names them), plus the
-# test variants payments_tag_a.wasm and payments_tag_b.wasm.
+# Builds every plugin in plugins/ into a component at target/plugins/NAME.wasm (with '-'
+# in NAME as '_'): the Rust ones with cargo for wasm32-wasip2 (plus the test variants
+# payments_tag_a.wasm and payments_tag_b.wasm), the JavaScript ones (plugins/*-js/*.js)
+# with componentize-js, the Python ones (plugins/*-python/app.py) with componentize-py.
+# scripts/setup.sh installs the tools. JS and Python components are rebuilt only when a
+# source is newer (each takes seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=target/plugins
 packages=()
 for dir in plugins/*/; do
-    packages+=(-p "$(basename "$dir")")
+    [ -f "$dir/Cargo.toml" ] && packages+=(-p "$(basename "$dir")")
 done
 CARGO_TARGET_DIR=$out cargo build --quiet --target wasm32-wasip2 --profile plugin "${packages[@]}"
 cp "$out"/wasm32-wasip2/plugin/*.wasm "$out"/
@@ -17,4 +20,37 @@ cp "$out"/wasm32-wasip2/plugin/*.wasm "$out"/
 for tag in a b; do
     CARGO_TARGET_DIR=$out/tag-$tag cargo build --quiet --target wasm32-wasip2 --profile plugin -p payments --features tag-$tag
     cp "$out"/tag-$tag/wasm32-wasip2/plugin/payments.wasm "$out"/payments_tag_$tag.wasm
+done
+
+# Whether $1 is missing or older than any file given after it.
+stale() {
+    local target=$1
+    shift
+    [ ! -f "$target" ] && return 0
+    for source in "$@"; do
+        [ "$source" -nt "$target" ] && return 0
+    done
+    return 1
+}
+
+for dir in plugins/*-js/; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir" | tr - _)
+    main=$(ls "$dir"*.js | head -1)
+    if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/sluice.js wit/*.wit; then
+        echo "build-plugins: $name (componentize-js)"
+        guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name handler \
+            --disable http fetch-event -o "$out/$name.wasm" >/dev/null
+    fi
+done
+
+for dir in plugins/*-python/; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir" | tr - _)
+    if stale "$out/$name.wasm" "$dir"*.py guest-sdk/python/*.py wit/*.wit; then
+        echo "build-plugins: $name (componentize-py)"
+        python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
+            -d wit -w handler componentize app -p "$dir" -p guest-sdk/python \
+            -o "$out/$name.wasm" >/dev/null
+    fi
 done

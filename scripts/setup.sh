@@ -28,6 +28,14 @@ if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
     (cd host/tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
+if [ ! -x guest-sdk/js/node_modules/.bin/componentize-js ]; then
+    echo "setup: installing componentize-js (npm, pinned by guest-sdk/js/package-lock.json)"
+    (cd guest-sdk/js && npm ci --no-audit --no-fund --silent)
+fi
+if [ "$(componentize-py --version 2>/dev/null | awk '{print $2}')" != "0.25.1" ]; then
+    echo "setup: installing componentize-py 0.25.1 (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1
+fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target"
     rustup target add wasm32-wasip2

@@ -15,7 +15,15 @@ pub use sluice::redis_server::RedisServer;
 use tokio_util::sync::CancellationToken;
 
 /// The plugins the tests use (every one in `plugins/` is built).
-const PLUGINS: &[&str] = &["payments", "order-status", "echo", "hostile", "other-world"];
+const PLUGINS: &[&str] = &[
+    "payments",
+    "payments-js",
+    "payments-python",
+    "order-status",
+    "echo",
+    "hostile",
+    "other-world",
+];
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {

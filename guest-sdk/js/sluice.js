@@ -1,0 +1,118 @@
+// Sluice SDK for JavaScript handlers, built into a component with componentize-js.
+//
+//   import { handler, reject, output, config } from '../../guest-sdk/js/sluice.js';
+//   export const handle = handler((msg) => {
+//     const order = msg.require('orderId', 'userId');   // rejects if one is missing
+//     return [output(config('target', 'OUT'), { orderId: order.orderId })];
+//   });
+//
+// A handler returns a list of outputs (or nothing); `throw reject(reason)` dead-letters
+// the message, `throw retry(reason)` leaves it pending for a later delivery. Any other
+// exception traps the instance, which counts as a retry.
+
+import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.0';
+
+const decoder = new TextDecoder(); // lossy: invalid UTF-8 becomes U+FFFD, as in Rust
+const encoder = new TextEncoder();
+
+/** One stream entry: its source stream, ID, delivery attempt (1 first) and fields. */
+export class Message {
+  constructor(raw) {
+    this.source = raw.source;
+    this.id = raw.id;
+    this.attempt = raw.attempt;
+    /** [name, Uint8Array] pairs, in order; names may repeat. */
+    this.raw = raw.fields;
+  }
+
+  /** The last value of field `name` as bytes, or undefined. */
+  bytes(name) {
+    for (let i = this.raw.length - 1; i >= 0; i -= 1) {
+      if (this.raw[i][0] === name) return this.raw[i][1];
+    }
+    return undefined;
+  }
+
+  /** The last value of field `name` as text, or undefined. */
+  text(name) {
+    const value = this.bytes(name);
+    return value === undefined ? undefined : decoder.decode(value);
+  }
+
+  /** Field `name` parsed as JSON; a missing or malformed field rejects the message. */
+  json(name) {
+    const text = this.text(name);
+    if (text === undefined) throw reject(`missing field \`${name}\``);
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw reject(`field \`${name}\` is not JSON: ${e.message}`);
+    }
+  }
+
+  /** Every field as text, keyed by name (the last value wins). */
+  fields() {
+    const object = {};
+    for (const [name, value] of this.raw) object[name] = decoder.decode(value);
+    return object;
+  }
+
+  /** The fields as text, rejecting the message if one of `names` is missing. */
+  require(...names) {
+    const object = this.fields();
+    for (const name of names) {
+      if (!(name in object)) {
+        throw reject(`message does not have the expected fields: missing field \`${name}\``);
+      }
+    }
+    return object;
+  }
+}
+
+/** A failure that dead-letters the message: `throw reject('why')`. */
+export function reject(reason) {
+  return { tag: 'reject', val: String(reason) };
+}
+
+/** A failure that leaves the message pending for a later delivery. */
+export function retry(reason) {
+  return { tag: 'retry', val: String(reason) };
+}
+
+function toBytes(value) {
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return encoder.encode(value);
+  return encoder.encode(JSON.stringify(value));
+}
+
+/**
+ * An output entry for stream `target`, its fields from `object` in insertion order:
+ * strings and Uint8Arrays as they are, null/undefined skipped, anything else as JSON.
+ */
+export function output(target, object = {}) {
+  const fields = [];
+  for (const [name, value] of Object.entries(object)) {
+    if (value !== null && value !== undefined) fields.push([name, toBytes(value)]);
+  }
+  return { target, fields };
+}
+
+/** Logs through the host, tagged with the pipeline, plugin and message. */
+export const log = Object.freeze({
+  trace: (message) => hostLog('trace', String(message)),
+  debug: (message) => hostLog('debug', String(message)),
+  info: (message) => hostLog('info', String(message)),
+  warn: (message) => hostLog('warn', String(message)),
+  error: (message) => hostLog('error', String(message)),
+});
+
+/** The pipeline's `config` value for `key`, or `fallback`. */
+export function config(key, fallback = undefined) {
+  const value = hostConfig(key);
+  return value === undefined || value === null ? fallback : value;
+}
+
+/** Wraps `fn(message)` as the component's `handle` export. */
+export function handler(fn) {
+  return (raw) => fn(new Message(raw)) ?? [];
+}

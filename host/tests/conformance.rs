@@ -1,0 +1,221 @@
+//! One set of fixture messages through the payments handler in every language: each must
+//! produce exactly the outputs and failures of the Rust reference, in-process (one call
+//! per fixture on the `wasm` module) and through a live daemon (one pipeline per
+//! language on the same input). A new language joins by adding its plugin to `LANGUAGES`.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use sluice::invoke::{Invocation, invoke};
+
+/// (plugin, language) — the first is the reference.
+const LANGUAGES: &[(&str, &str)] = &[
+    ("payments", "rust"),
+    ("payments-js", "javascript"),
+    ("payments-python", "python"),
+];
+
+type Fields = Vec<(String, Vec<u8>)>;
+
+fn order(id: &[u8], amount: Option<&[u8]>, user: &[u8]) -> Fields {
+    let mut fields = vec![("orderId".to_owned(), id.to_vec())];
+    if let Some(amount) = amount {
+        fields.push(("orderAmount".to_owned(), amount.to_vec()));
+    }
+    fields.push(("userId".to_owned(), user.to_vec()));
+    fields
+}
+
+/// Named fixture messages: valid orders in every accepted number syntax, invalid and
+/// missing amounts, missing fields, non-UTF-8 values, repeated and extra fields.
+fn fixtures() -> Vec<(&'static str, Fields)> {
+    let valid = |amount: &'static str| order(b"01GTP3K2TZ", Some(amount.as_bytes()), b"USR_1");
+    let mut repeated = valid("1.00");
+    repeated.push(("orderAmount".into(), b"2.50".to_vec()));
+    let mut extra = valid("3.00");
+    extra.insert(1, ("note".into(), b"gift".to_vec()));
+    vec![
+        ("valid", valid("228.85")),
+        ("spaces", valid(" 12.50\t")),
+        ("exponent", valid("1e3")),
+        ("plus sign", valid("+7")),
+        ("leading dot", valid(".5")),
+        ("trailing dot", valid("5.")),
+        ("zero", valid("0")),
+        ("negative zero", valid("-0")),
+        ("negative", valid("-3")),
+        ("infinity", valid("inf")),
+        ("nan", valid("NaN")),
+        ("overflow", valid("1e400")),
+        ("words", valid("abc")),
+        ("empty amount", valid("")),
+        ("comma", valid("12,50")),
+        ("hex", valid("0x10")),
+        ("quote and newline", valid("12\"5\n")),
+        ("missing amount", order(b"O-2", None, b"USR_2")),
+        (
+            "missing order id",
+            vec![
+                ("orderAmount".into(), b"1".to_vec()),
+                ("userId".into(), b"U".to_vec()),
+            ],
+        ),
+        (
+            "missing user id",
+            vec![
+                ("orderId".into(), b"O-3".to_vec()),
+                ("orderAmount".into(), b"1".to_vec()),
+            ],
+        ),
+        ("no fields", vec![]),
+        (
+            "non-utf-8 order id",
+            order(b"\xff\xfeO-4", Some(b"9.99"), b"USR_4"),
+        ),
+        ("non-utf-8 amount", order(b"O-5", Some(b"1\xc3"), b"USR_5")),
+        (
+            "unicode",
+            order("Ö-6 ✓".as_bytes(), Some(b"4.20"), "用户".as_bytes()),
+        ),
+        ("repeated amount", repeated),
+        ("extra field", extra),
+    ]
+}
+
+/// Every fixture, with and without a config override and on a later attempt, gives the
+/// same result in every language; and the reference gives what the tutorial says.
+#[tokio::test]
+async fn every_language_handles_every_fixture_like_rust() {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let calls: Vec<(String, Invocation)> = fixtures()
+        .into_iter()
+        .flat_map(|(name, fields)| {
+            let plain = Invocation {
+                source: "ORDERS_STREAM".into(),
+                id: "1700000000000-0".into(),
+                fields,
+                ..Default::default()
+            };
+            let mut configured = plain.clone();
+            configured.config = BTreeMap::from([("payments_stream".into(), "ALT".into())]);
+            let mut later = plain.clone();
+            later.attempt = 3;
+            [
+                (name.to_owned(), plain),
+                (format!("{name} (config)"), configured),
+                (format!("{name} (attempt 3)"), later),
+            ]
+        })
+        .collect();
+    let mut results: Vec<Vec<String>> = Vec::new();
+    for (plugin, language) in LANGUAGES {
+        let path = plugin_wasm(plugin);
+        let mut row = Vec::new();
+        for (name, call) in &calls {
+            let invoked = invoke(&path, Some(cache.path()), call.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{language}: {name}: {e:#}"));
+            row.push(sluice::invoke::render_json(&invoked.result).to_string());
+        }
+        results.push(row);
+    }
+    for (l, (_, language)) in LANGUAGES.iter().enumerate().skip(1) {
+        for (c, (name, _)) in calls.iter().enumerate() {
+            assert_eq!(
+                results[l][c], results[0][c],
+                "{language} differs from rust on fixture {name:?}"
+            );
+        }
+    }
+    // The reference itself.
+    let at = |name: &str| &results[0][calls.iter().position(|(n, _)| n == name).expect(name)];
+    assert!(at("valid").contains("PAYMENTS_STREAM") && at("valid").contains("228.85"));
+    assert!(at("valid (config)").contains("\"ALT\""));
+    assert!(at("negative zero").starts_with("{\"outputs\""));
+    assert!(at("negative").contains("has a negative orderAmount \\\"-3\\\""));
+    assert!(at("words").contains("not a number: \\\"abc\\\""));
+    assert!(at("missing amount").contains("order O-2 has no orderAmount"));
+    assert!(at("missing user id").contains("missing field `userId`"));
+    assert!(at("no fields").contains("missing field `orderId`"));
+    assert!(at("non-utf-8 order id").contains("\u{fffd}\u{fffd}O-4"));
+    let rejects = results[0]
+        .iter()
+        .filter(|r| r.contains("\"reject\""))
+        .count();
+    assert_eq!(rejects, 3 * 14, "fixtures rejected by the reference");
+}
+
+/// The same fixtures through a live daemon, one pipeline per language on one input
+/// stream: the payments and the dead letters' reasons agree across languages.
+#[tokio::test]
+async fn every_language_agrees_through_a_live_daemon() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let mut text = String::new();
+    for (plugin, language) in LANGUAGES {
+        text.push_str(&format!(
+            "[[pipeline]]\nname = \"{language}\"\nplugin = \"{{plugin:{plugin}}}\"\ninput = \"ORDERS\"\ngroup = \"{language}\"\noutputs = [\"PAY_{language}\"]\ndead_letter = \"DEAD_{language}\"\nconfig = {{ payments_stream = \"PAY_{language}\" }}\n\n"
+        ));
+    }
+    let host = Host::start(&redis, config(&text)).await;
+    let fixtures = fixtures();
+    for (_, fields) in &fixtures {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg("ORDERS").arg("*");
+        if fields.is_empty() {
+            cmd.arg("empty").arg("");
+        }
+        for (name, value) in fields {
+            cmd.arg(name).arg(value);
+        }
+        let _: String = cmd.query_async(&mut con).await.expect("XADD");
+    }
+    let total = fixtures.len();
+    let mut seen: Vec<(Vec<Fields>, Vec<String>)> = Vec::new();
+    for (_, language) in LANGUAGES {
+        let dead = format!("DEAD_{language}");
+        let payments = format!("PAY_{language}");
+        eventually(
+            &format!("{language} handled every fixture"),
+            std::time::Duration::from_secs(60),
+            || {
+                let mut con = con.clone();
+                let (payments, dead) = (payments.clone(), dead.clone());
+                async move {
+                    let done = len(&mut con, &payments).await + len(&mut con, &dead).await;
+                    (done == total).then_some(())
+                }
+            },
+        )
+        .await;
+        let outputs: Vec<Fields> = entries(&mut con, &payments)
+            .await
+            .into_iter()
+            .map(|(_, fields)| fields)
+            .collect();
+        let reasons: Vec<String> = entries(&mut con, &dead)
+            .await
+            .into_iter()
+            .map(|(_, fields)| {
+                field(&fields, "sluice.error")
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        seen.push((outputs, reasons));
+    }
+    host.stop().await;
+    assert_eq!(seen[0].0.len(), 12, "payments from the reference");
+    for (l, (_, language)) in LANGUAGES.iter().enumerate().skip(1) {
+        assert_eq!(
+            seen[l].0, seen[0].0,
+            "{language}'s payments differ from rust's"
+        );
+        assert_eq!(
+            seen[l].1, seen[0].1,
+            "{language}'s dead letters differ from rust's"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+"""The tutorial's payments service as a Sluice handler in Python: the same outputs and
+the same rejects as plugins/payments (Rust), checked by the conformance suite.
+
+Build: scripts/build-plugins.sh (componentize-py; see guest-sdk/python/README.md).
+"""
+
+import re
+
+import sluice
+
+PAYMENT_SUCCESSFUL = "3"
+
+# Rust's `str::trim` (Unicode White_Space) and `f64::from_str` grammar, so that both
+# plugins accept exactly the same amounts.
+_WHITE = "[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_TRIM = re.compile(f"^{_WHITE}+|{_WHITE}+$")
+_FLOAT = re.compile(r"[+-]?(?:(inf|infinity|nan)|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)", re.I)
+
+
+def parse_amount(text):
+    trimmed = _TRIM.sub("", text)
+    match = _FLOAT.fullmatch(trimmed)
+    if not match:
+        return None
+    if match.group(1):
+        return float("nan") if match.group(1).lower() == "nan" else float("inf")
+    return float(trimmed)
+
+
+def debug(text):
+    """Rust's `{:?}` of a string, for the reasons."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\0":
+            out.append("\\0")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{{{code:x}}}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def payment_id(order_id):
+    """A 24-hex-digit payment ID derived from the order ID (two FNV-1a hashes), as in Rust."""
+    data = order_id.encode("utf-8")
+
+    def fnv(seed):
+        h = seed
+        for b in data:
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        return h
+
+    return f"{fnv(0xCBF29CE484222325):016x}{fnv(0x84222325CBF29CE4) & 0xFFFFFFFF:08x}"
+
+
+class WitWorld(sluice.Handler):
+    def on_message(self, msg):
+        order = msg.require("orderId", "userId")
+        amount = order.get("orderAmount")
+        if amount is None:
+            raise sluice.Reject(f"order {order['orderId']} has no orderAmount")
+        value = parse_amount(amount)
+        if value is None:
+            raise sluice.Reject(
+                f"order {order['orderId']} has an orderAmount that is not a number: {debug(amount)}"
+            )
+        if not (value == value and value not in (float("inf"), float("-inf")) and value >= 0):
+            raise sluice.Reject(f"order {order['orderId']} has a negative orderAmount {debug(amount)}")
+        return [
+            sluice.output(
+                sluice.config("payments_stream", "PAYMENTS_STREAM"),
+                orderId=order["orderId"],
+                paymentId=payment_id(order["orderId"]),
+                orderAmount=amount,
+                paidAmount=amount,
+                orderStatusCode=PAYMENT_SUCCESSFUL,
+                userId=order["userId"],
+            )
+        ]
