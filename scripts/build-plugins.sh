@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every plugin in plugins/ into a component at target/plugins/NAME.wasm (with '-'
 # in NAME as '_'): the Rust ones with cargo for wasm32-wasip2 (plus the test variants
-# payments_tag_a.wasm and payments_tag_b.wasm), the JavaScript ones (plugins/*-js/*.js)
+# payments_tag_a.wasm and payments_tag_b.wasm), the JavaScript ones (plugins/NAME-js/NAME.js)
 # with componentize-js, the Python ones (plugins/*-python/app.py) with componentize-py.
 # scripts/setup.sh installs the tools. JS and Python components are rebuilt only when a
 # source is newer (each takes seconds).
@@ -36,7 +36,8 @@ stale() {
 for dir in plugins/*-js/; do
     [ -d "$dir" ] || continue
     name=$(basename "$dir" | tr - _)
-    main=$(ls "$dir"*.js | head -1)
+    # The entry module is named after the plugin: plugins/payments-js/payments.js.
+    main="$dir$(basename "$dir" -js).js"
     if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/sluice.js wit/*.wit; then
         echo "build-plugins: $name (componentize-js)"
         guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name handler \

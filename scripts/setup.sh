@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what Sluice's demo and tests need, skipping what is already there:
 # redis-server (Debian), Chromium and Node.js for the dashboard test (Debian),
-# playwright-core (npm, pinned by host/tests/browser/package-lock.json), and the
-# wasm32-wasip2 Rust target with rustfmt and clippy. Safe to run again.
+# playwright-core (npm, pinned by host/tests/browser/package-lock.json), componentize-js
+# (npm, pinned by guest-sdk/js/package-lock.json) and componentize-py 0.25.1 (PyPI) for
+# the JavaScript and Python plugins, and the wasm32-wasip2 Rust target with rustfmt and
+# clippy. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
