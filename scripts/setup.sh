@@ -32,7 +32,11 @@ fi
 
 if [ ! -x guest-sdk/js/node_modules/.bin/componentize-js ]; then
     echo "setup: installing componentize-js (npm, pinned by guest-sdk/js/package-lock.json)"
-    (cd guest-sdk/js && npm ci --no-audit --no-fund --silent)
+    # `npm install --no-save`, not `npm ci`: the lock file records only the platform
+    # binaries the registry served when it was written (linux-x64), and `npm ci` refuses a
+    # lock file that lacks the other platforms' optional packages. Versions still come from
+    # the lock file, and it is left untouched.
+    (cd guest-sdk/js && npm install --no-save --no-audit --no-fund --silent)
 fi
 if [ "$(componentize-py --version 2>/dev/null | awk '{print $2}')" != "0.25.1" ]; then
     echo "setup: installing componentize-py 0.25.1 (PyPI)"
