@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn to_struct_borrows_reads_enums_and_keeps_the_last_of_a_name() {
         let msg = message(&[("name", b"first"), ("kind", b"cash"), ("name", b"last")]);
-        let value: Borrowing<'_> = msg.to_struct().unwrap();
+        let value: Borrowing<'_> = msg.to_struct().expect("a valid message");
         assert_eq!(value.name, "last");
         assert!(std::ptr::eq(value.name.as_ptr(), msg.fields[2].1.as_ptr()));
         assert_eq!(value.kind, Kind::Cash);
@@ -240,7 +240,8 @@ mod tests {
             })
             .collect();
         let refs: Vec<(&str, &[u8])> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
-        let map: std::collections::BTreeMap<String, String> = message(&refs).to_struct().unwrap();
+        let map: std::collections::BTreeMap<String, String> =
+            message(&refs).to_struct().expect("a valid map");
         assert_eq!(map.len(), 20);
         assert!(map.values().all(|v| v == "new"));
 
