@@ -2,9 +2,10 @@
 # Builds every plugin in plugins/ into a component at target/plugins/NAME.wasm (with '-'
 # in NAME as '_'): the Rust ones with cargo for wasm32-wasip2 (plus the test variants
 # payments_tag_a.wasm and payments_tag_b.wasm), the JavaScript ones (plugins/NAME-js/NAME.js)
-# with componentize-js, the Python ones (plugins/*-python/app.py) with componentize-py.
-# scripts/setup.sh installs the tools. JS and Python components are rebuilt only when a
-# source is newer (each takes seconds).
+# with componentize-js, the Python ones (plugins/*-python/app.py) with componentize-py, the
+# C ones (plugins/*-c/*.c) with clang-19 and guest-sdk/c/tool (`sluice-c`).
+# scripts/setup.sh installs the tools. JS, Python and C components are rebuilt only when a
+# source is newer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,3 +56,23 @@ for dir in plugins/*-python/; do
             -o "$out/$name.wasm" >/dev/null
     fi
 done
+
+c_dirs=(plugins/*-c/)
+if [ -d "${c_dirs[0]}" ]; then
+    cc=${SLUICE_CC:-clang-19}
+    command -v "$cc" >/dev/null || { echo "build-plugins: $cc not found: run scripts/setup.sh" >&2; exit 1; }
+    CARGO_TARGET_DIR=$out/tools cargo build --quiet -p sluice-c
+    tool=$out/tools/debug/sluice-c
+    bindings=$out/c-bindings
+    "$tool" bindings --wit wit --world handler --out "$bindings"
+    for dir in "${c_dirs[@]}"; do
+        name=$(basename "$dir" | tr - _)
+        if stale "$out/$name.wasm" "$dir"*.c guest-sdk/c/sluice.[ch] wit/*.wit; then
+            echo "build-plugins: $name (clang)"
+            "$cc" --target=wasm32-wasi -mexec-model=reactor -O2 -s -Wall -Wextra -Werror \
+                -I "$bindings" -I guest-sdk/c -o "$bindings/$name.core.wasm" \
+                "$dir"*.c guest-sdk/c/sluice.c "$bindings/handler.c" "$bindings/handler_component_type.o"
+            "$tool" component "$bindings/$name.core.wasm" -o "$out/$name.wasm"
+        fi
+    done
+fi

@@ -3,8 +3,8 @@
 # redis-server (Debian), Chromium and Node.js for the dashboard test (Debian),
 # playwright-core (npm, pinned by host/tests/browser/package-lock.json), componentize-js
 # (npm, pinned by guest-sdk/js/package-lock.json) and componentize-py 0.25.1 (PyPI) for
-# the JavaScript and Python plugins, and the wasm32-wasip2 Rust target with rustfmt and
-# clippy. Safe to run again.
+# the JavaScript and Python plugins, clang-19 with wasi-libc (Debian) for the C plugins,
+# and the wasm32-wasip2 Rust target with rustfmt and clippy. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,11 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# C plugins: clang 19 for wasm32 with its compiler-rt builtins and wasi-libc.
+command -v clang-19 >/dev/null 2>&1 || missing+=(clang-19)
+command -v wasm-ld-19 >/dev/null 2>&1 || missing+=(lld-19)
+[ -d /usr/lib/llvm-19/lib/clang/19/lib/wasi ] || missing+=(libclang-rt-19-dev-wasm32)
+[ -d /usr/include/wasm32-wasi ] || missing+=(wasi-libc)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]} (apt)"
     as_root apt-get update -qq

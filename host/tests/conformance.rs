@@ -15,6 +15,7 @@ const LANGUAGES: &[(&str, &str)] = &[
     ("payments", "rust"),
     ("payments-js", "javascript"),
     ("payments-python", "python"),
+    ("payments-c", "c"),
 ];
 
 type Fields = Vec<(String, Vec<u8>)>;
@@ -54,6 +55,8 @@ fn fixtures() -> Vec<(&'static str, Fields)> {
         ("comma", valid("12,50")),
         ("hex", valid("0x10")),
         ("quote and newline", valid("12\"5\n")),
+        ("nul and control", valid("12\u{0}\u{1}")),
+        ("unicode space", valid("\u{3000}8.5\u{a0}")),
         ("missing amount", order(b"O-2", None, b"USR_2")),
         (
             "missing order id",
@@ -75,6 +78,10 @@ fn fixtures() -> Vec<(&'static str, Fields)> {
             order(b"\xff\xfeO-4", Some(b"9.99"), b"USR_4"),
         ),
         ("non-utf-8 amount", order(b"O-5", Some(b"1\xc3"), b"USR_5")),
+        (
+            "cut and surrogate utf-8",
+            order(b"O-7\xf0\x9f\x98", Some(b"2\xed\xa0\x80"), b"\xe2\x82USR_7"),
+        ),
         (
             "unicode",
             order("Ö-6 ✓".as_bytes(), Some(b"4.20"), "用户".as_bytes()),

@@ -19,6 +19,7 @@ const PLUGINS: &[&str] = &[
     "payments",
     "payments-js",
     "payments-python",
+    "payments-c",
     "order-status",
     "echo",
     "hostile",

@@ -1,0 +1,115 @@
+// Write Sluice stream handlers in C.
+//
+// A handler implements one function:
+//
+//     bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out,
+//                        sluice_failure_t *err);
+//
+// It reads the message's fields, appends outputs to `out` and returns true; or it fills
+// `err` with sluice_reject() / sluice_retry() and returns false (outputs appended so far
+// are dropped). This header's helpers own all allocation: the message is freed after
+// the call, and every string you pass in is copied.
+//
+//     #include "sluice.h"
+//
+//     bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out,
+//                        sluice_failure_t *err) {
+//         char *name = sluice_text(msg, "name");
+//         if (!name) return sluice_reject(err, "field \"name\" is missing");
+//         sluice_output_t *o = sluice_output(out, "NAMES");
+//         sluice_set(o, "name", name);
+//         free(name);
+//         return true;
+//     }
+//
+// Build: see guest-sdk/c/README.md (clang --target=wasm32-wasip1, then `sluice-c component`).
+#ifndef SLUICE_H
+#define SLUICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "handler.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef handler_message_t sluice_message_t;
+typedef handler_list_output_t sluice_outputs_t;
+typedef handler_output_t sluice_output_t;
+typedef handler_failure_t sluice_failure_t;
+
+// The handler every C plugin defines.
+bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out, sluice_failure_t *err);
+
+// --- Reading fields -------------------------------------------------------------------
+
+// The value of the last field called `name` (as the Rust SDK's to_struct reads a repeated
+// name), or NULL when there is none. Points into the message: do not free.
+const handler_list_u8_t *sluice_field(const sluice_message_t *msg, const char *name);
+
+// Field `name` as NUL-terminated UTF-8 text, malloc'ed (free it), or NULL when absent.
+// Bytes that are not UTF-8 become U+FFFD, exactly as Rust's String::from_utf8_lossy.
+char *sluice_text(const sluice_message_t *msg, const char *name);
+
+// `len` bytes as NUL-terminated UTF-8 text, malloc'ed, invalid sequences replaced by
+// U+FFFD. The text's length goes to `*text_len` unless it is NULL (use it when a value
+// may hold NUL bytes).
+char *sluice_lossy(const uint8_t *bytes, size_t len, size_t *text_len);
+
+// --- Building outputs -----------------------------------------------------------------
+
+// Appends an output to stream `target` (one of the pipeline's `outputs`) and returns it
+// for sluice_set(); valid until the next sluice_output() call.
+sluice_output_t *sluice_output(sluice_outputs_t *out, const char *target);
+
+// Adds a text field to an output.
+void sluice_set(sluice_output_t *output, const char *name, const char *value);
+
+// Adds a field holding any bytes.
+void sluice_set_bytes(sluice_output_t *output, const char *name, const uint8_t *value,
+                      size_t len);
+
+// --- Failing --------------------------------------------------------------------------
+
+// A permanent failure: the message goes to the dead-letter stream with this reason
+// (printf-style). Returns false, so `return sluice_reject(err, ...);` reads well.
+bool sluice_reject(sluice_failure_t *err, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+// A transient failure: the message is delivered again later. Returns false.
+bool sluice_retry(sluice_failure_t *err, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
+// --- The host ---------------------------------------------------------------------------
+
+// Writes a line (printf-style) to the host's log, attributed to the pipeline, the plugin
+// and the message.
+void sluice_log(sluice_plugin_host_level_t level, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+#define sluice_trace(...) sluice_log(SLUICE_PLUGIN_HOST_LEVEL_TRACE, __VA_ARGS__)
+#define sluice_debug(...) sluice_log(SLUICE_PLUGIN_HOST_LEVEL_DEBUG, __VA_ARGS__)
+#define sluice_info(...) sluice_log(SLUICE_PLUGIN_HOST_LEVEL_INFO, __VA_ARGS__)
+#define sluice_warn(...) sluice_log(SLUICE_PLUGIN_HOST_LEVEL_WARN, __VA_ARGS__)
+#define sluice_error(...) sluice_log(SLUICE_PLUGIN_HOST_LEVEL_ERROR, __VA_ARGS__)
+
+// The pipeline's `[config]` value for `key`, malloc'ed (free it), or NULL when absent.
+char *sluice_config(const char *key);
+
+// The `[config]` value for `key`, or a malloc'ed copy of `fallback` when it is absent.
+char *sluice_config_or(const char *key, const char *fallback);
+
+// --- Text helpers ---------------------------------------------------------------------
+
+// `len` bytes of UTF-8 `text` quoted and escaped as Rust's `{:?}` writes a string (for
+// reasons that must match other languages' plugins byte for byte), malloc'ed.
+char *sluice_quote(const char *text, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

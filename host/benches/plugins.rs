@@ -1,0 +1,209 @@
+//! Numbers for plugin authors, per language: what a `payments` plugin costs to ship,
+//! load and run, measured on the `wasm` module alone (no Redis).
+//!
+//! For each `target/plugins/payments*.wasm` (Rust, JavaScript, Python, C — whichever are
+//! built):
+//!
+//! - **size** of the component;
+//! - **cold compile**: Cranelift compiling it with an empty cache (what the first deploy
+//!   of a new version costs, once per version and machine);
+//! - **warm load**: loading it again from the compiled-code cache (every later start, and
+//!   a reload to a version seen before); median of 5;
+//! - **reused call**: one message through an instance kept across messages (the default);
+//! - **fresh call**: one message through a new instance every time (`instance_reuse = 1`,
+//!   and the first message after a start, a reload or a trap).
+//!
+//! Throughput through the daemon per language is in the `throughput` bench
+//! (`--only sluice-js`, ...).
+//!
+//! Run: `cargo bench -p sluice --bench plugins -- [--only NAME]`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sluice::message::Entry;
+use sluice::wasm::{Cache, Instance, Limits, Plugin, PluginCell, Runtime, Source};
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let only = parse_only()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace")?
+        .to_owned();
+    if !Command::new("bash")
+        .arg(root.join("scripts/build-plugins.sh"))
+        .status()?
+        .success()
+    {
+        bail!("building the plugins failed");
+    }
+    let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("target/plugins"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            p.extension().is_some_and(|e| e == "wasm")
+                && (name == "payments" || name.starts_with("payments_") && !name.contains("tag"))
+        })
+        .collect();
+    plugins.sort();
+
+    println!(
+        "\n{:<18} {:>9} {:>13} {:>10} {:>13} {:>12}",
+        "plugin", "size", "cold compile", "warm load", "reused call", "fresh call"
+    );
+    for path in plugins {
+        let name = language(&path);
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let m = measure(&path)
+            .await
+            .with_context(|| format!("measuring {}", path.display()))?;
+        println!(
+            "{:<18} {:>9} {:>13} {:>10} {:>13} {:>12}",
+            name,
+            bytesize::ByteSize(m.size).display().si().to_string(),
+            format!("{:.2} s", m.cold.as_secs_f64()),
+            format!("{:.1} ms", m.warm.as_secs_f64() * 1e3),
+            micros(m.reused),
+            micros(m.fresh),
+        );
+    }
+    println!(
+        "\n(one core of this machine; cold compile is Cranelift at opt-level speed; epoch \
+         interruption and the memory limiter on)"
+    );
+    Ok(())
+}
+
+struct Measured {
+    size: u64,
+    cold: Duration,
+    warm: Duration,
+    reused: Duration,
+    fresh: Duration,
+}
+
+async fn measure(path: &Path) -> Result<Measured> {
+    let size = std::fs::metadata(path)?.len();
+
+    // Cold: no cache at all.
+    let runtime = Runtime::new(false, None)?;
+    let started = Instant::now();
+    let plugin = blocking_load(&runtime, path).await?;
+    let cold = started.elapsed();
+    drop(plugin);
+
+    // Warm: the first load fills a fresh cache, the next ones read it.
+    let dir = tempfile::tempdir()?;
+    let runtime = Runtime::new(false, Some(Cache::open(dir.path())?))?;
+    let plugin = blocking_load(&runtime, path).await?;
+    anyhow::ensure!(plugin.source() == Source::Compiled, "the cache was not empty");
+    let mut warm = Vec::new();
+    let mut cached = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let plugin = blocking_load(&runtime, path).await?;
+        warm.push(started.elapsed());
+        anyhow::ensure!(plugin.source() == Source::Cached, "not loaded from the cache");
+        cached = Some(plugin);
+    }
+    warm.sort();
+    let plugin = cached.context("loaded")?;
+    let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
+
+    let reused = per_call(&cell, u64::MAX, Duration::from_secs(2)).await?;
+    let fresh = per_call(&cell, 1, Duration::from_secs(2)).await?;
+    Ok(Measured {
+        size,
+        cold,
+        warm: warm[warm.len() / 2],
+        reused,
+        fresh,
+    })
+}
+
+async fn blocking_load(runtime: &Runtime, path: &Path) -> Result<Plugin> {
+    let (runtime, path) = (runtime.clone(), path.to_owned());
+    tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path)).await?
+}
+
+/// Mean time per `handle` call over about `budget`, after a warm-up, on instances
+/// replaced every `reuse` messages. Checks every call produced the payment.
+async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Duration> {
+    let limits = Limits {
+        memory: 256 << 20,
+        timeout: Duration::from_secs(5),
+        fuel: None,
+        max_outputs: 1000,
+        max_output_bytes: 16 << 20,
+        instance_reuse: reuse,
+    };
+    let mut instance = Instance::new(cell.clone(), "bench", Default::default(), limits);
+    let mut entry = Entry {
+        id: "1700000000000-0".into(),
+        fields: vec![
+            ("orderId".into(), b"01GTP3K2TZQQCQ0T2G43DSSMTD".to_vec()),
+            ("orderAmount".into(), b"228.85".to_vec()),
+            (
+                "userId".into(),
+                b"USR_4e7acc44-e91e-4c5c-9112-bdd99d799dd3".to_vec(),
+            ),
+        ],
+        attempt: 1,
+    };
+    let mut call = async || -> Result<()> {
+        let outputs = instance
+            .handle("ORDERS_STREAM", &mut entry)
+            .await
+            .map_err(anyhow::Error::from)?;
+        anyhow::ensure!(
+            outputs.len() == 1 && outputs[0].fields.len() == 6,
+            "unexpected outputs {outputs:?}"
+        );
+        Ok(())
+    };
+    let warm_up = Instant::now();
+    while warm_up.elapsed() < budget / 4 {
+        call().await?;
+    }
+    let started = Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < budget {
+        call().await?;
+        calls += 1;
+    }
+    Ok(started.elapsed() / calls)
+}
+
+fn micros(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
+}
+
+/// `payments_js.wasm` → `js`; `payments.wasm` → `rust`.
+fn language(path: &Path) -> &str {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+    stem.strip_prefix("payments_").unwrap_or("rust")
+}
+
+fn parse_only() -> Result<Option<String>> {
+    let mut args = std::env::args().skip(1);
+    let mut only = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--only" => only = Some(args.next().context("--only needs a language")?),
+            "--bench" => {}
+            other => bail!("unknown argument {other:?} (expected --only LANGUAGE)"),
+        }
+    }
+    Ok(only)
+}
