@@ -102,14 +102,20 @@ async fn measure(path: &Path) -> Result<Measured> {
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new(false, Some(Cache::open(dir.path())?))?;
     let plugin = blocking_load(&runtime, path).await?;
-    anyhow::ensure!(plugin.source() == Source::Compiled, "the cache was not empty");
+    anyhow::ensure!(
+        plugin.source() == Source::Compiled,
+        "the cache was not empty"
+    );
     let mut warm = Vec::new();
     let mut cached = None;
     for _ in 0..5 {
         let started = Instant::now();
         let plugin = blocking_load(&runtime, path).await?;
         warm.push(started.elapsed());
-        anyhow::ensure!(plugin.source() == Source::Cached, "not loaded from the cache");
+        anyhow::ensure!(
+            plugin.source() == Source::Cached,
+            "not loaded from the cache"
+        );
         cached = Some(plugin);
     }
     warm.sort();

@@ -17,6 +17,7 @@
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.
 //! - [`reload`]: the only user of `notify`: watches plugin files, reloads them.
 //! - [`admin`]: the only user of `axum`: health, plugin status and deploys.
+//! - [`scaffold`]: `sluice new`: plugin projects for each guest language.
 //! - [`redis_server`]: a private `redis-server` child (embedded default, tests).
 //! - [`shutdown`]: signals to a cancellation token.
 //! - [`supervisor`]: starts pipelines, applies config reloads, drains at shutdown.
@@ -34,6 +35,7 @@ pub mod pipeline;
 pub mod redis_server;
 pub mod registry;
 pub mod reload;
+pub mod scaffold;
 pub mod shutdown;
 pub mod status;
 pub mod supervisor;

@@ -102,6 +102,24 @@ enum Command {
         #[arg(long, env = "SLUICE_REDIS_URL")]
         redis: Option<String>,
     },
+    /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm and
+    /// passes `sluice invoke` as it is.
+    ///
+    /// Example: `sluice new order-audit --lang python` (then `order-audit/build.sh`).
+    New {
+        /// The plugin's name: lowercase letters, digits and '-'.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: sluice::scaffold::Language,
+        /// Where to create it; default: ./NAME.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The Sluice checkout (its wit/ and guest-sdk/); default: the one holding the
+        /// current directory, else the one this binary was built from.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -171,6 +189,29 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             config,
             redis,
         } => dlq(action, &config, redis).await,
+        Command::New {
+            name,
+            lang,
+            dir,
+            sdk,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            let root = match sdk {
+                Some(root) => root,
+                None => anyhow::Context::context(
+                    sluice::scaffold::find_root(&std::env::current_dir()?),
+                    "cannot find a Sluice checkout (wit/ and guest-sdk/) here or above: pass --sdk PATH",
+                )?,
+            };
+            let made = sluice::scaffold::create(&name, lang, &dir, &root)?;
+            println!("created {} ({lang:?})", made.dir.display());
+            println!("  build: {}", made.build.display());
+            println!(
+                "  try:   sluice invoke {} greeting=hello",
+                made.wasm.display()
+            );
+            Ok(())
+        }
         Command::Invoke {
             plugin,
             fields,

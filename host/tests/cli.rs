@@ -246,3 +246,76 @@ fn invoke_runs_a_handler_once_without_redis() {
     assert_eq!(code, 1);
     assert!(err.contains("is not NAME=VALUE"), "{err}");
 }
+
+/// `sluice new NAME --lang L` makes a project that builds with its one command and whose
+/// component passes `sluice invoke` as it is: fields copied to the configured target plus
+/// `handledBy`, and a reject for a message without fields.
+fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("hello-{lang}");
+    let project = dir.path().join(&name);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", &name, "--lang", lang, "--dir"])
+        .arg(&project)
+        .arg("--sdk")
+        .arg(workspace())
+        .output()
+        .expect("run sluice new");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = String::from_utf8_lossy(&out.stdout);
+    assert!(made.contains("build.sh"), "{made}");
+
+    let build = Command::new(project.join("build.sh"))
+        .env("CARGO_TARGET_DIR", workspace().join(target_dir))
+        .output()
+        .expect("run build.sh");
+    assert!(
+        build.status.success(),
+        "{lang} build failed:\n{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = project.join(format!("hello_{lang}.wasm"));
+    let wasm = wasm.to_str().expect("utf-8 path");
+
+    let (code, out, err) = invoke(&[wasm, "--config", "target=GREETINGS", "greeting=hello"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("→ GREETINGS\n"), "{out}");
+    assert!(out.contains("  greeting = hello"), "{out}");
+    assert!(out.contains(&format!("  handledBy = {name}")), "{out}");
+
+    let (code, out, err) = invoke(&[wasm, "--id", "7-0"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("message 7-0 has no fields"), "{out}");
+
+    // A second project in the same place is refused, and says why.
+    let again = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", &name, "--lang", lang, "--dir"])
+        .arg(&project)
+        .output()
+        .expect("run sluice new");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
+}
+
+#[test]
+fn new_rust_plugin_builds_and_passes_invoke() {
+    scaffold_builds_and_invokes("rust", "target/plugins/scaffold");
+}
+
+#[test]
+fn new_js_plugin_builds_and_passes_invoke() {
+    scaffold_builds_and_invokes("js", "target/plugins/scaffold");
+}
+
+#[test]
+fn new_python_plugin_builds_and_passes_invoke() {
+    scaffold_builds_and_invokes("python", "target/plugins/scaffold");
+}
+
+#[test]
+fn new_c_plugin_builds_and_passes_invoke() {
+    // The sluice-c tool build.sh needs is the one build-plugins.sh already built.
+    plugin_wasm("payments-c");
+    scaffold_builds_and_invokes("c", "target/plugins/tools");
+}

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use wit_bindgen_core::Files;
-use wit_component::ComponentEncoder;
 use wit_bindgen_core::wit_parser::Resolve;
+use wit_component::ComponentEncoder;
 
 #[derive(Parser)]
 #[command(version, about)]

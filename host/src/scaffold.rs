@@ -1,0 +1,162 @@
+//! `sluice new`: a new plugin project in Rust, JavaScript, Python or C that builds with
+//! one command (`./build.sh`) and passes `sluice invoke` as it is.
+//!
+//! The project refers to the Sluice checkout (its `wit/` and `guest-sdk/`) by a relative
+//! path, so a plugin kept in the same repository keeps building when the repository moves.
+
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// A plugin language `sluice new` can scaffold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// Rust, with the `sluice-sdk` crate.
+    Rust,
+    /// JavaScript, with `guest-sdk/js/sluice.js` and componentize-js.
+    Js,
+    /// Python, with `guest-sdk/python/sluice.py` and componentize-py.
+    Python,
+    /// C, with `guest-sdk/c/sluice.h`, clang-19 and wasi-libc.
+    C,
+}
+
+/// (path in the project, contents) of each language's template; `{{name}}` in either is
+/// the plugin's name, `{{file}}` its name with `_` for `-`, `{{sdk}}` the relative path
+/// to the Sluice checkout.
+fn templates(language: Language) -> &'static [(&'static str, &'static str)] {
+    macro_rules! files {
+        ($($path:literal),* $(,)?) => {
+            &[$(($path, include_str!(concat!("../templates/", $path)))),*]
+        };
+    }
+    match language {
+        Language::Rust => files!["rust/Cargo.toml", "rust/src/lib.rs", "rust/build.sh"],
+        Language::Js => files!["js/{{name}}.js", "js/build.sh"],
+        Language::Python => files!["python/app.py", "python/build.sh"],
+        Language::C => files!["c/{{name}}.c", "c/build.sh"],
+    }
+}
+
+/// What `create` made.
+#[derive(Debug)]
+pub struct Scaffold {
+    /// The project directory.
+    pub dir: PathBuf,
+    /// The one build command.
+    pub build: PathBuf,
+    /// The component the build writes.
+    pub wasm: PathBuf,
+}
+
+/// Writes a new `language` plugin called `name` into `dir` (which must not exist or be
+/// empty), referring to the Sluice checkout at `root`.
+pub fn create(name: &str, language: Language, dir: &Path, root: &Path) -> Result<Scaffold> {
+    check_name(name)?;
+    if !root.join("wit/handler.wit").is_file() || !root.join("guest-sdk").is_dir() {
+        bail!(
+            "{} is not a Sluice checkout (no wit/handler.wit and guest-sdk/): pass --sdk PATH",
+            root.display()
+        );
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "{} already exists and is not empty: choose another --dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir_abs = std::fs::canonicalize(dir)?;
+    let root_abs = std::fs::canonicalize(root)?;
+    let sdk = relative(&root_abs, &dir_abs);
+    let file = name.replace('-', "_");
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{file}}", &file)
+            .replace("{{sdk}}", &sdk)
+    };
+    for (template, contents) in templates(language) {
+        // Drop the language directory: "rust/src/lib.rs" → "src/lib.rs".
+        let (_, inner) = template.split_once('/').unwrap_or(("", template));
+        let path = dir.join(fill(inner));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, fill(contents))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "sh") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    Ok(Scaffold {
+        dir: dir.to_owned(),
+        build: dir.join("build.sh"),
+        wasm: dir.join(format!("{file}.wasm")),
+    })
+}
+
+/// The Sluice checkout holding `start` (or one of its parents), or the one this binary
+/// was built from, if either exists.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    let is_root = |p: &Path| p.join("wit/handler.wit").is_file() && p.join("guest-sdk").is_dir();
+    if let Some(found) = start.ancestors().find(|p| is_root(p)) {
+        return Some(found.to_owned());
+    }
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
+    is_root(built_from).then(|| built_from.to_owned())
+}
+
+/// A name that is a valid crate, module and file name in every language.
+fn check_name(name: &str) -> Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !valid {
+        bail!(
+            "plugin name {name:?} is not valid: use lowercase letters, digits and '-', starting with a letter (e.g. order-audit)"
+        );
+    }
+    Ok(())
+}
+
+/// `to` relative to `from` (both absolute, canonical), as a '/'-separated path.
+fn relative(to: &Path, from: &Path) -> String {
+    let to: Vec<Component> = to.components().collect();
+    let from: Vec<Component> = from.components().collect();
+    let common = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        let r = |a: &str, b: &str| relative(Path::new(a), Path::new(b));
+        assert_eq!(r("/work/main", "/work/main/plugins/x"), "../..");
+        assert_eq!(r("/work/main", "/tmp/x"), "../../work/main");
+        assert_eq!(r("/work/main", "/work/main"), ".");
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("order-audit2").is_ok());
+        for bad in ["", "Order", "2x", "a_b", "a-", "a b", "../x"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

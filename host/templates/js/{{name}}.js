@@ -1,0 +1,15 @@
+// {{name}}: a Sluice handler.
+//
+// Copies every field of a message to the stream `OUT` (config key `target` overrides it)
+// and adds `handledBy`; rejects a message that has no fields. Replace with your own.
+//
+// Build: ./build.sh (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
+import { config, handler, log, output, reject } from "{{sdk}}/guest-sdk/js/sluice.js";
+
+export const handle = handler((msg) => {
+  if (msg.raw.length === 0) {
+    throw reject(`message ${msg.id} has no fields`);
+  }
+  log.debug(`handling ${msg.id} (attempt ${msg.attempt})`);
+  return [output(config("target", "OUT"), { ...msg.fields(), handledBy: "{{name}}" })];
+});
