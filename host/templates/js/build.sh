@@ -3,8 +3,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 sdk="$here/{{sdk}}"
-# componentize-js resolves relative imports from the current directory.
 cd "$here"
+# componentize-js resolves imports from the current directory and cannot reach above it:
+# build in build/ with the sources and Sluice's sluice.js side by side.
+mkdir -p build
+cp ./*.js build/
+cp "$sdk/guest-sdk/js/sluice.js" build/sluice.js
+cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
-    --world-name handler --disable http fetch-event -o {{file}}.wasm >/dev/null
+    --world-name handler --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
 echo "built {{file}}.wasm"

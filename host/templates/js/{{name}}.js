@@ -4,7 +4,8 @@
 // and adds `handledBy`; rejects a message that has no fields. Replace with your own.
 //
 // Build: ./build.sh (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
-import { config, handler, log, output, reject } from "{{sdk}}/guest-sdk/js/sluice.js";
+// build.sh puts Sluice's guest-sdk/js/sluice.js beside this file in build/.
+import { config, handler, log, output, reject } from "./sluice.js";
 
 export const handle = handler((msg) => {
   if (msg.raw.length === 0) {
