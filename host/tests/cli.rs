@@ -261,7 +261,11 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
         .arg(workspace())
         .output()
         .expect("run sluice new");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let made = String::from_utf8_lossy(&out.stdout);
     assert!(made.contains("build.sh"), "{made}");
 
