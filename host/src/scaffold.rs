@@ -31,10 +31,15 @@ fn templates(language: Language) -> &'static [(&'static str, &'static str)] {
         };
     }
     match language {
-        Language::Rust => files!["rust/Cargo.toml", "rust/src/lib.rs", "rust/build.sh"],
-        Language::Js => files!["js/{{name}}.js", "js/build.sh"],
-        Language::Python => files!["python/app.py", "python/build.sh"],
-        Language::C => files!["c/{{name}}.c", "c/build.sh"],
+        Language::Rust => files![
+            "rust/Cargo.toml",
+            "rust/src/lib.rs",
+            "rust/build.sh",
+            "rust/.gitignore"
+        ],
+        Language::Js => files!["js/{{name}}.js", "js/build.sh", "js/.gitignore"],
+        Language::Python => files!["python/app.py", "python/build.sh", "python/.gitignore"],
+        Language::C => files!["c/{{name}}.c", "c/build.sh", "c/.gitignore"],
     }
 }
 
