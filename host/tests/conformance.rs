@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use common::*;
 use sluice::invoke::{Invocation, invoke};
+use std::sync::{Arc, Mutex};
+use tracing_subscriber::layer::SubscriberExt;
 
 /// (plugin, language) — the first is the reference.
 const LANGUAGES: &[(&str, &str)] = &[
@@ -116,6 +118,10 @@ async fn every_language_handles_every_fixture_like_rust() {
             ]
         })
         .collect();
+    // Guest log lines, captured per call: they must agree too.
+    let logs = GuestLogs::default();
+    let _capture =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
     let mut results: Vec<Vec<String>> = Vec::new();
     for (plugin, language) in LANGUAGES {
         let path = plugin_wasm(plugin);
@@ -124,7 +130,11 @@ async fn every_language_handles_every_fixture_like_rust() {
             let invoked = invoke(&path, Some(cache.path()), call.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{language}: {name}: {e:#}"));
-            row.push(sluice::invoke::render_json(&invoked.result).to_string());
+            let lines = logs.take();
+            row.push(format!(
+                "{} logs={lines:?}",
+                sluice::invoke::render_json(&invoked.result)
+            ));
         }
         results.push(row);
     }
@@ -151,6 +161,14 @@ async fn every_language_handles_every_fixture_like_rust() {
         .iter()
         .filter(|r| r.contains("\"reject\""))
         .count();
+    assert!(at("valid").ends_with("logs=[]"), "{}", at("valid"));
+    assert!(
+        at("valid (attempt 3)")
+            .ends_with(r#"logs=["INFO entry 1700000000000-0 is on delivery attempt 3"]"#)
+    );
+    assert!(at("negative (attempt 3)").contains(
+        r#""WARN rejected entry 1700000000000-0: order 01GTP3K2TZ has a negative orderAmount \"-3\"""#
+    ));
     assert!(at("nul and control").contains(r#"not a number: \"12\\0\\u{1}\""#));
     assert!(at("unicode space").starts_with("{\"outputs\""));
     assert!(at("cut and surrogate utf-8").contains("order O-7\u{fffd} has an orderAmount"));
@@ -228,5 +246,35 @@ async fn every_language_agrees_through_a_live_daemon() {
             seen[l].1, seen[0].1,
             "{language}'s dead letters differ from rust's"
         );
+    }
+}
+
+/// A tracing layer keeping the guests' log lines ("LEVEL text"), for comparison.
+#[derive(Clone, Default)]
+struct GuestLogs(Arc<Mutex<Vec<String>>>);
+
+impl GuestLogs {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("log lock"))
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GuestLogs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if !event.metadata().target().ends_with("guest_log") {
+            return;
+        }
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        let line = format!("{} {}", event.metadata().level(), text.0);
+        self.0.lock().expect("log lock").push(line);
     }
 }

@@ -99,7 +99,7 @@ static void payment_id(const char *order_id, size_t len, char out[25]) {
     snprintf(out, 25, "%016llx%08x", (unsigned long long)a, (unsigned)(uint32_t)b);
 }
 
-bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out, sluice_failure_t *err) {
+static bool pay(const sluice_message_t *msg, sluice_outputs_t *out, sluice_failure_t *err) {
     // The Rust plugin deserializes {orderId, orderAmount?, userId} and names the first
     // missing field.
     if (!sluice_field(msg, "orderId"))
@@ -151,4 +151,17 @@ bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out, sluice_fa
     free(amount);
     free(order_id);
     return true;
+}
+
+// Logs (the conformance suite holds every language to these lines): `warn` for each
+// rejected order, `info` for an entry on a later delivery attempt.
+bool sluice_handle(const sluice_message_t *msg, sluice_outputs_t *out, sluice_failure_t *err) {
+    int id_len = (int)msg->id.len;
+    const char *id = (const char *)msg->id.ptr;
+    if (msg->attempt > 1) sluice_info("entry %.*s is on delivery attempt %u", id_len, id, msg->attempt);
+    if (pay(msg, out, err)) return true;
+    if (err->tag == SLUICE_PLUGIN_TYPES_FAILURE_REJECT)
+        sluice_warn("rejected entry %.*s: %.*s", id_len, id, (int)err->val.reject.len,
+                    (const char *)err->val.reject.ptr);
+    return false;
 }

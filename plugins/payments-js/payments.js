@@ -3,11 +3,23 @@
 //
 // Build: scripts/build-plugins.sh (componentize-js; see guest-sdk/js/README.md).
 
-import { handler, reject, output, config } from '../../guest-sdk/js/sluice.js';
+import { handler, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
 
 const PAYMENT_SUCCESSFUL = '3';
 
+// Logs (the conformance suite holds every language to these lines): `warn` for each
+// rejected order, `info` for an entry on a later delivery attempt.
 export const handle = handler((msg) => {
+  if (msg.attempt > 1) log.info(`entry ${msg.id} is on delivery attempt ${msg.attempt}`);
+  try {
+    return pay(msg);
+  } catch (failure) {
+    if (failure && failure.tag === 'reject') log.warn(`rejected entry ${msg.id}: ${failure.val}`);
+    throw failure;
+  }
+});
+
+function pay(msg) {
   const order = msg.require('orderId', 'userId');
   const amount = order.orderAmount;
   if (amount === undefined) throw reject(`order ${order.orderId} has no orderAmount`);
@@ -28,7 +40,7 @@ export const handle = handler((msg) => {
       userId: order.userId,
     }),
   ];
-});
+}
 
 // Rust's `str::trim` (Unicode White_Space) and `f64::from_str` grammar, so that both
 // plugins accept exactly the same amounts.

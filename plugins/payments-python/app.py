@@ -64,7 +64,19 @@ def payment_id(order_id):
 
 
 class WitWorld(sluice.Handler):
+    """Logs (the conformance suite holds every language to these lines): `warn` for each
+    rejected order, `info` for an entry on a later delivery attempt."""
+
     def on_message(self, msg):
+        if msg.attempt > 1:
+            sluice.log.info(f"entry {msg.id} is on delivery attempt {msg.attempt}")
+        try:
+            return self.pay(msg)
+        except sluice.Reject as e:
+            sluice.log.warn(f"rejected entry {msg.id}: {e}")
+            raise
+
+    def pay(self, msg):
         order = msg.require("orderId", "userId")
         amount = order.get("orderAmount")
         if amount is None:

@@ -5,6 +5,9 @@
 //! `PAYMENTS_STREAM` (config key `payments_stream` overrides it). An order whose amount is
 //! missing, not a number or negative is rejected with the reason.
 //!
+//! Logs (the conformance suite holds every language to these lines): `warn` for each
+//! rejected order, `info` for an entry on a later delivery attempt.
+//!
 //! Build: `cargo build -p payments --target wasm32-wasip2 --profile plugin`
 
 use serde::{Deserialize, Serialize};
@@ -36,37 +39,52 @@ struct Payments;
 
 impl Guest for Payments {
     fn handle(msg: Message) -> HandlerResult {
-        let order: Order = msg.to_struct()?;
-        let amount = order.order_amount.as_deref().ok_or_else(|| {
-            Failure::reject(format!("order {} has no orderAmount", order.order_id))
-        })?;
-        match amount.trim().parse::<f64>() {
-            Ok(value) if value.is_finite() && value >= 0.0 => {}
-            Ok(_) => {
-                return Err(Failure::reject(format!(
-                    "order {} has a negative orderAmount {amount:?}",
-                    order.order_id
-                )));
-            }
-            Err(_) => {
-                return Err(Failure::reject(format!(
-                    "order {} has an orderAmount that is not a number: {amount:?}",
-                    order.order_id
-                )));
-            }
+        if msg.attempt > 1 {
+            sluice_sdk::log::info(&format!(
+                "entry {} is on delivery attempt {}",
+                msg.id, msg.attempt
+            ));
         }
-        let payment = Payment {
-            order_id: &order.order_id,
-            payment_id: payment_id(&order.order_id),
-            order_amount: amount,
-            paid_amount: amount,
-            order_status_code: PAYMENT_SUCCESSFUL,
-            user_id: &order.user_id,
-        };
-        let target = sluice_sdk::config_or("payments_stream", "PAYMENTS_STREAM");
-        let output = Output::from_struct(target, &payment)?;
-        Ok(vec![tagged(output)])
+        let result = pay(&msg);
+        if let Err(Failure::Reject(reason)) = &result {
+            sluice_sdk::log::warn(&format!("rejected entry {}: {reason}", msg.id));
+        }
+        result
     }
+}
+
+fn pay(msg: &Message) -> HandlerResult {
+    let order: Order = msg.to_struct()?;
+    let amount = order
+        .order_amount
+        .as_deref()
+        .ok_or_else(|| Failure::reject(format!("order {} has no orderAmount", order.order_id)))?;
+    match amount.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => {}
+        Ok(_) => {
+            return Err(Failure::reject(format!(
+                "order {} has a negative orderAmount {amount:?}",
+                order.order_id
+            )));
+        }
+        Err(_) => {
+            return Err(Failure::reject(format!(
+                "order {} has an orderAmount that is not a number: {amount:?}",
+                order.order_id
+            )));
+        }
+    }
+    let payment = Payment {
+        order_id: &order.order_id,
+        payment_id: payment_id(&order.order_id),
+        order_amount: amount,
+        paid_amount: amount,
+        order_status_code: PAYMENT_SUCCESSFUL,
+        user_id: &order.user_id,
+    };
+    let target = sluice_sdk::config_or("payments_stream", "PAYMENTS_STREAM");
+    let output = Output::from_struct(target, &payment)?;
+    Ok(vec![tagged(output)])
 }
 
 /// Test builds (features `tag-a`, `tag-b`) mark their outputs, so that hot-reload tests
