@@ -102,6 +102,14 @@ enum Command {
         #[arg(long, env = "SLUICE_REDIS_URL")]
         redis: Option<String>,
     },
+    /// Precompile every pipeline's plugin into the compiled-code cache (at deploy time,
+    /// so that the daemon's first start loads them in milliseconds instead of compiling
+    /// for seconds), checking each against the handler world.
+    Compile {
+        /// The config file: its pipelines' plugins, cache directory and fuel setting.
+        #[arg(short, long, default_value = "sluice.toml")]
+        config: PathBuf,
+    },
     /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm and
     /// passes `sluice invoke` as it is.
     ///
@@ -189,6 +197,7 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
             config,
             redis,
         } => dlq(action, &config, redis).await,
+        Command::Compile { config } => compile(&config).await,
         Command::New {
             name,
             lang,
@@ -269,6 +278,42 @@ async fn dispatch(command: Command) -> Result<ExitCode> {
         }
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+async fn compile(path: &std::path::Path) -> Result<()> {
+    use anyhow::Context;
+    let config = sluice::config::Config::load(path)?;
+    let dir = config.plugins.cache_dir().with_context(|| {
+        format!(
+            "{}: [plugins] cache is off, so there is nothing to precompile into",
+            path.display()
+        )
+    })?;
+    let cache = sluice::wasm::Cache::open(&dir)?;
+    // The same engine settings as the daemon: compiled code is only reused by an engine
+    // configured alike (fuel metering changes it).
+    let runtime = sluice::wasm::Runtime::new(config.meters_fuel(), Some(cache))?;
+    let mut plugins: Vec<PathBuf> = config.pipelines.iter().map(|p| p.plugin.clone()).collect();
+    plugins.sort();
+    plugins.dedup();
+    for plugin in plugins {
+        let runtime = runtime.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || sluice::wasm::Plugin::load(&runtime, &plugin))
+                .await??;
+        let how = match loaded.source() {
+            sluice::wasm::Source::Compiled => "compiled",
+            sluice::wasm::Source::Cached => "already cached",
+        };
+        println!(
+            "{how}: {} ({}, {:.0?})",
+            loaded.path().display(),
+            loaded.digest(),
+            loaded.compile_time()
+        );
+    }
+    println!("cache: {}", dir.display());
+    Ok(())
 }
 
 async fn dlq(action: DlqAction, path: &std::path::Path, redis: Option<String>) -> Result<()> {

@@ -323,3 +323,57 @@ fn new_c_plugin_builds_and_passes_invoke() {
     plugin_wasm("payments-c");
     scaffold_builds_and_invokes("c", "target/plugins/tools");
 }
+
+/// `sluice compile` fills the cache the daemon reads: the first run compiles each
+/// pipeline's plugin, the second finds them cached; a plugin that is not a component
+/// fails it with the file named.
+#[test]
+fn compile_precompiles_pipeline_plugins_into_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("sluice.toml");
+    let pipeline = |name: &str, plugin: &std::path::Path| {
+        format!(
+            "[[pipeline]]\nname = \"{name}\"\nplugin = \"{}\"\ninput = \"IN_{name}\"\ngroup = \"g\"\noutputs = [\"OUT\"]\n\n",
+            plugin.display()
+        )
+    };
+    let cache = dir.path().join("cache");
+    let plugins = format!("[plugins]\ncache_dir = \"{}\"\n\n", cache.display());
+    let good = format!(
+        "{plugins}{}{}",
+        pipeline("payments", &plugin_wasm("payments")),
+        pipeline("c", &plugin_wasm("payments-c"))
+    );
+    std::fs::write(&config, good).expect("write config");
+    let compile = || {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["compile", "-c"])
+            .arg(&config)
+            .output()
+            .expect("run sluice compile")
+    };
+    let first = compile();
+    let out = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(out.matches("compiled: ").count(), 2, "{out}");
+    assert_eq!(std::fs::read_dir(&cache).expect("cache dir").count(), 2);
+    let second = compile();
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success());
+    assert_eq!(out.matches("already cached: ").count(), 2, "{out}");
+
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, b"not wasm").expect("write");
+    std::fs::write(&config, format!("{plugins}{}", pipeline("fake", &fake))).expect("write");
+    let failed = compile();
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("fake.wasm") && err.contains("not a valid WebAssembly component"),
+        "{err}"
+    );
+}
