@@ -4,6 +4,8 @@
 //! Run: `cargo bench -p sluice --bench isolation` (builds the plugins first with
 //! `scripts/build-plugins.sh`). Options: `-- --orders N --rounds R`.
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -37,16 +39,7 @@ limits = { timeout = "1s" }
 #[tokio::main]
 async fn main() -> Result<()> {
     let (orders, rounds) = options()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace")?
-        .to_owned();
-    let status = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?;
-    if !status.success() {
-        bail!("building the plugins failed");
-    }
+    let root = support::build_plugins()?;
     println!(
         "isolation: {orders} orders per run, {rounds} rounds, {} cores",
         std::thread::available_parallelism()?

@@ -18,8 +18,9 @@
 //!
 //! Run: `cargo bench -p sluice --bench plugins -- [--only NAME]`
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,17 +31,7 @@ use sluice::wasm::{Cache, Instance, Limits, Plugin, PluginCell, Runtime, Source}
 #[tokio::main]
 async fn main() -> Result<()> {
     let only = parse_only()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace")?
-        .to_owned();
-    if !Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?
-        .success()
-    {
-        bail!("building the plugins failed");
-    }
+    let root = support::build_plugins()?;
     let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("target/plugins"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {

@@ -4,10 +4,12 @@
 //!
 //! Run: `cargo bench -p sluice --bench reload` (builds the plugins first).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use redis::AsyncCommands;
 use sluice::config::Config;
 use sluice::redis_server::RedisServer;
@@ -17,17 +19,7 @@ const RELOADS: usize = 20;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace")?
-        .to_owned();
-    if !std::process::Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?
-        .success()
-    {
-        bail!("building the plugins failed");
-    }
+    let root = support::build_plugins()?;
     let variants = [
         root.join("target/plugins/payments_tag_a.wasm"),
         root.join("target/plugins/payments_tag_b.wasm"),

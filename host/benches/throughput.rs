@@ -22,6 +22,8 @@
 //! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--batch B]
 //! [--rate R] [--seconds S] [--only NAME] [--no-latency]`
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -40,17 +42,7 @@ const GROUP: &str = "ORDERS_CON_GROUP";
 #[tokio::main]
 async fn main() -> Result<()> {
     let options = Options::parse()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("workspace")?
-        .to_owned();
-    if !Command::new("bash")
-        .arg(root.join("scripts/build-plugins.sh"))
-        .status()?
-        .success()
-    {
-        bail!("building the plugins failed");
-    }
+    let root = support::build_plugins()?;
     let seed = root.join("host/benches/seed-node");
     if !seed.join("node_modules/redis").is_dir() {
         let ok = Command::new("npm")
