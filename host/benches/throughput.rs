@@ -58,6 +58,13 @@ async fn main() -> Result<()> {
         Contender::Sluice {
             name: "sluice-rust",
             plugin: root.join("target/plugins/payments.wasm"),
+            workers: None,
+        },
+        // The same daemon with one runtime thread (`--worker-threads 1`).
+        Contender::Sluice {
+            name: "sluice-rust-1w",
+            plugin: root.join("target/plugins/payments.wasm"),
+            workers: Some(1),
         },
     ];
     for (name, file) in [
@@ -67,7 +74,11 @@ async fn main() -> Result<()> {
     ] {
         let plugin = root.join("target/plugins").join(file);
         if plugin.is_file() {
-            contenders.push(Contender::Sluice { name, plugin });
+            contenders.push(Contender::Sluice {
+                name,
+                plugin,
+                workers: None,
+            });
         }
     }
     contenders.push(Contender::SeedNode(seed));
@@ -112,16 +123,16 @@ async fn main() -> Result<()> {
             .find(|(c, _)| c.name() == name)
             .map(|(_, m)| m.rate)
     };
-    if let (Some(native), Some(sluice), Some(node)) = (
-        rate_of("native"),
-        rate_of("sluice-rust"),
-        rate_of("seed-node"),
-    ) {
-        println!(
-            "sluice-rust / native = {:.2} (target >= 0.85); sluice-rust / seed-node = {:.1} (target >= 10)",
-            sluice / native,
-            sluice / node
-        );
+    for name in ["sluice-rust", "sluice-rust-1w"] {
+        if let (Some(native), Some(sluice), Some(node)) =
+            (rate_of("native"), rate_of(name), rate_of("seed-node"))
+        {
+            println!(
+                "{name} / native = {:.2} (target >= 0.85); {name} / seed-node = {:.1} (target >= 10)",
+                sluice / native,
+                sluice / node
+            );
+        }
     }
 
     if options.latency {
@@ -206,7 +217,12 @@ impl Options {
 
 enum Contender {
     Native,
-    Sluice { name: &'static str, plugin: PathBuf },
+    Sluice {
+        name: &'static str,
+        plugin: PathBuf,
+        /// `--worker-threads`; default: one per CPU.
+        workers: Option<usize>,
+    },
     SeedNode(PathBuf),
 }
 
@@ -226,7 +242,9 @@ impl Contender {
                 let url = url.to_owned();
                 Running::Task(tokio::spawn(native(url, orders, batch)))
             }
-            Contender::Sluice { plugin, .. } => {
+            Contender::Sluice {
+                plugin, workers, ..
+            } => {
                 let dir = tempfile::tempdir()?;
                 let config = dir.path().join("sluice.toml");
                 std::fs::write(
@@ -235,7 +253,11 @@ impl Contender {
                         "[plugins]\ncache = false\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {batch}\n"
                     ),
                 )?;
-                let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+                if let Some(workers) = workers {
+                    command.arg("--worker-threads").arg(workers.to_string());
+                }
+                let child = command
                     .arg("run")
                     .arg("-c")
                     .arg(&config)

@@ -20,9 +20,11 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
-    /// Threads of the shared runtime (supervision, reloads, the admin API); default: 2,
-    /// or 1 on a single CPU. Pipelines do not run here: each has threads of its own (as
-    /// many as its `concurrency`).
+    /// Threads running pipelines and handlers; default: one per CPU. One thread is
+    /// faster for a single pipeline on a small machine shared with Redis (1.35x on 2 cores,
+    /// the throughput bench), but then a handler spinning until its timeout holds the
+    /// only thread 5 ms at a time and starves every other pipeline: keep the default
+    /// when pipelines must be isolated from each other.
     #[arg(long, global = true, env = "SLUICE_WORKER_THREADS")]
     worker_threads: Option<usize>,
     #[command(subcommand)]

@@ -62,68 +62,8 @@ pub struct ReloadReport {
 
 struct Running {
     config: PipelineConfig,
-    /// Asks the pipeline to drain and stop.
     stop: CancellationToken,
-    /// Drops the pipeline where it is (after the drain timeout).
-    kill: CancellationToken,
     handle: JoinHandle<()>,
-}
-
-/// Runs a pipeline on a thread of its own with its own runtime (current-thread for
-/// `concurrency = 1`, else that many workers), where its Redis connections are opened
-/// too. Its data path then never hands work to another thread — on a small machine
-/// shared with Redis that is worth ~1.4× the throughput of one runtime for everything —
-/// and a handler spinning until its timeout holds only its own pipeline's thread, which
-/// the OS time-slices with the others. `started` reports whether it could start.
-fn spawn_pipeline(
-    config: PipelineConfig,
-    cell: crate::wasm::PluginCell,
-    broker: Broker,
-    consumer: String,
-    board: Arc<crate::status::Board>,
-    stop: CancellationToken,
-    kill: CancellationToken,
-) -> (JoinHandle<()>, oneshot::Receiver<Result<()>>) {
-    let (ready, started) = oneshot::channel();
-    let name = config.name.to_string();
-    let handle = tokio::task::spawn_blocking(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(config.concurrency.max(1))
-            .thread_name(format!("sluice-{name}"))
-            .enable_all()
-            .build();
-        let runtime = match runtime {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                let _ = ready.send(Err(
-                    anyhow::Error::from(e).context("cannot start its runtime")
-                ));
-                return;
-            }
-        };
-        // Spawned, not run by `block_on` itself: the loop then runs on the runtime's
-        // worker beside the tasks it wakes (its connections, its handler calls).
-        let work = runtime.spawn(async move {
-            let pipeline = match Pipeline::new(config, cell, &broker, &consumer, board).await {
-                Ok(pipeline) => pipeline,
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
-            };
-            let _ = ready.send(Ok(()));
-            tokio::select! {
-                result = pipeline.run(stop) => {
-                    if let Err(e) = result {
-                        tracing::error!(pipeline = %name, error = format!("{e:#}"), "pipeline failed");
-                    }
-                }
-                () = kill.cancelled() => {}
-            }
-        });
-        let _ = runtime.block_on(work);
-    });
-    (handle, started)
 }
 
 /// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
@@ -341,27 +281,22 @@ impl Daemon {
             .get(&name)
             .map(|s| s.board().clone())
             .context("slot added above")?;
-        let stop = self.shutdown.child_token();
-        let kill = CancellationToken::new();
-        let (handle, started) = spawn_pipeline(
-            config.clone(),
-            cell,
-            self.broker.clone(),
-            self.consumer.clone(),
-            board,
-            stop.clone(),
-            kill.clone(),
-        );
-        started
+        let pipeline = Pipeline::new(config.clone(), cell, &self.broker, &self.consumer, board)
             .await
-            .context("the pipeline's thread ended before it started")?
             .with_context(|| format!("pipeline {name:?} cannot start"))?;
+        let stop = self.shutdown.child_token();
+        let token = stop.clone();
+        let task_name = name.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = pipeline.run(token).await {
+                tracing::error!(pipeline = %task_name, error = format!("{e:#}"), "pipeline failed");
+            }
+        });
         self.pipelines.insert(
             name,
             Running {
                 config,
                 stop,
-                kill,
                 handle,
             },
         );
@@ -426,15 +361,13 @@ async fn stop_all(pipelines: Vec<Running>, drain_timeout: Duration) {
     let deadline = tokio::time::Instant::now() + drain_timeout;
     for running in pipelines {
         let name = running.config.name.to_string();
-        let mut handle = running.handle;
-        if tokio::time::timeout_at(deadline, &mut handle)
+        let abort = running.handle.abort_handle();
+        if tokio::time::timeout_at(deadline, running.handle)
             .await
             .is_err()
         {
             tracing::warn!(pipeline = %name, ?drain_timeout, "drain timeout: stopping with work in flight; its entries stay pending and will be delivered again");
-            running.kill.cancel();
-            // A guest in a call returns to its runtime within an epoch tick.
-            let _ = tokio::time::timeout(Duration::from_secs(1), handle).await;
+            abort.abort();
         }
     }
 }
