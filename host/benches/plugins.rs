@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sluice::message::Entry;
 use sluice::wasm::{Cache, Instance, Limits, Plugin, PluginCell, Runtime, Source};
 
 #[tokio::main]
@@ -141,18 +140,7 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
         instance_reuse: reuse,
     };
     let mut instance = Instance::new(cell.clone(), "bench", Default::default(), limits);
-    let mut entry = Entry {
-        id: "1700000000000-0".into(),
-        fields: vec![
-            ("orderId".into(), b"01GTP3K2TZQQCQ0T2G43DSSMTD".to_vec()),
-            ("orderAmount".into(), b"228.85".to_vec()),
-            (
-                "userId".into(),
-                b"USR_4e7acc44-e91e-4c5c-9112-bdd99d799dd3".to_vec(),
-            ),
-        ],
-        attempt: 1,
-    };
+    let mut entry = support::order_entry();
     let mut call = async || -> Result<()> {
         let outputs = instance
             .handle("ORDERS_STREAM", &mut entry)

@@ -557,18 +557,7 @@ async fn handler_overhead(root: &Path) -> Result<()> {
         instance_reuse: u64::MAX,
     };
     let mut instance = sluice::wasm::Instance::new(cell, "bench", Default::default(), limits);
-    let mut entry = sluice::message::Entry {
-        id: "1700000000000-0".into(),
-        fields: vec![
-            ("orderId".into(), b"01GTP3K2TZQQCQ0T2G43DSSMTD".to_vec()),
-            ("orderAmount".into(), b"228.85".to_vec()),
-            (
-                "userId".into(),
-                b"USR_4e7acc44-e91e-4c5c-9112-bdd99d799dd3".to_vec(),
-            ),
-        ],
-        attempt: 1,
-    };
+    let mut entry = support::order_entry();
     for _ in 0..10_000 {
         instance
             .handle(ORDERS, &mut entry)
