@@ -314,6 +314,8 @@ outputs = ["ORDER_STATUS_STREAM"]
     )
     .await;
     wait_len(&con, "ORDER_STATUS_STREAM", 100).await;
+    // The invalid orders came last; the 100 statuses do not mean their batch committed.
+    wait_len(&con, "ORDERS_STREAM:dead", 3).await;
     let statuses = entries(&mut con, "ORDER_STATUS_STREAM").await;
     let payments = entries(&mut con, "PAYMENTS_STREAM").await;
     for ((_, status), (_, payment)) in statuses.iter().zip(&payments) {
