@@ -58,13 +58,6 @@ async fn main() -> Result<()> {
         Contender::Sluice {
             name: "sluice-rust",
             plugin: root.join("target/plugins/payments.wasm"),
-            workers: None,
-        },
-        // The same daemon with one runtime thread (`--worker-threads 1`).
-        Contender::Sluice {
-            name: "sluice-rust-1w",
-            plugin: root.join("target/plugins/payments.wasm"),
-            workers: Some(1),
         },
     ];
     for (name, file) in [
@@ -74,11 +67,7 @@ async fn main() -> Result<()> {
     ] {
         let plugin = root.join("target/plugins").join(file);
         if plugin.is_file() {
-            contenders.push(Contender::Sluice {
-                name,
-                plugin,
-                workers: None,
-            });
+            contenders.push(Contender::Sluice { name, plugin });
         }
     }
     contenders.push(Contender::SeedNode(seed));
@@ -123,16 +112,16 @@ async fn main() -> Result<()> {
             .find(|(c, _)| c.name() == name)
             .map(|(_, m)| m.rate)
     };
-    for name in ["sluice-rust", "sluice-rust-1w"] {
-        if let (Some(native), Some(sluice), Some(node)) =
-            (rate_of("native"), rate_of(name), rate_of("seed-node"))
-        {
-            println!(
-                "{name} / native = {:.2} (target >= 0.85); {name} / seed-node = {:.1} (target >= 10)",
-                sluice / native,
-                sluice / node
-            );
-        }
+    if let (Some(native), Some(sluice), Some(node)) = (
+        rate_of("native"),
+        rate_of("sluice-rust"),
+        rate_of("seed-node"),
+    ) {
+        println!(
+            "sluice-rust / native = {:.2} (target >= 0.85); sluice-rust / seed-node = {:.1} (target >= 10)",
+            sluice / native,
+            sluice / node
+        );
     }
 
     if options.latency {
@@ -217,12 +206,7 @@ impl Options {
 
 enum Contender {
     Native,
-    Sluice {
-        name: &'static str,
-        plugin: PathBuf,
-        /// `--worker-threads`; default: one per CPU.
-        workers: Option<usize>,
-    },
+    Sluice { name: &'static str, plugin: PathBuf },
     SeedNode(PathBuf),
 }
 
@@ -242,9 +226,7 @@ impl Contender {
                 let url = url.to_owned();
                 Running::Task(tokio::spawn(native(url, orders, batch)))
             }
-            Contender::Sluice {
-                plugin, workers, ..
-            } => {
+            Contender::Sluice { plugin, .. } => {
                 let dir = tempfile::tempdir()?;
                 let config = dir.path().join("sluice.toml");
                 std::fs::write(
@@ -253,11 +235,7 @@ impl Contender {
                         "[plugins]\ncache = false\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {batch}\n"
                     ),
                 )?;
-                let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-                if let Some(workers) = workers {
-                    command.arg("--worker-threads").arg(workers.to_string());
-                }
-                let child = command
+                let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
                     .arg("run")
                     .arg("-c")
                     .arg(&config)

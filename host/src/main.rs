@@ -20,11 +20,9 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
-    /// Threads running pipelines and handlers; default: one per CPU. One thread is
-    /// faster for a single pipeline on a small machine shared with Redis (1.35x on 2 cores,
-    /// the throughput bench), but then a handler spinning until its timeout holds the
-    /// only thread 5 ms at a time and starves every other pipeline: keep the default
-    /// when pipelines must be isolated from each other.
+    /// Threads of the shared runtime (supervision, reloads, the admin API); default: 2,
+    /// or 1 on a single CPU. Pipelines do not run here: each has threads of its own (as
+    /// many as its `concurrency`).
     #[arg(long, global = true, env = "SLUICE_WORKER_THREADS")]
     worker_threads: Option<usize>,
     #[command(subcommand)]
@@ -167,7 +165,7 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     let workers = cli
         .worker_threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .enable_all()

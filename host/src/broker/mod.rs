@@ -51,17 +51,25 @@ impl Broker {
         Ok(Self { client, commands })
     }
 
-    /// A consumer named `consumer` in `group` on `stream`, with its own read connection.
+    /// A consumer named `consumer` in `group` on `stream`, with its own read and
+    /// command connections, driven by the runtime this is called on (a pipeline's own
+    /// thread: its data path never hands work to another thread).
     pub async fn consumer(&self, stream: &str, group: &str, consumer: &str) -> Result<Consumer> {
         let reads = ConnectionManager::new_with_config(self.client.clone(), manager_config(None))
             .await
             .context("cannot open the read connection to Redis")?;
+        let commands = ConnectionManager::new_with_config(
+            self.client.clone(),
+            manager_config(Some(Duration::from_secs(10))),
+        )
+        .await
+        .context("cannot open the command connection to Redis")?;
         Ok(Consumer {
             stream: stream.to_owned(),
             group: group.to_owned(),
             name: consumer.to_owned(),
             reads,
-            commands: self.commands.clone(),
+            commands,
         })
     }
 
