@@ -134,10 +134,8 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
     let limits = Limits {
         memory: 256 << 20,
         timeout: Duration::from_secs(5),
-        fuel: None,
-        max_outputs: 1000,
-        max_output_bytes: 16 << 20,
         instance_reuse: reuse,
+        ..sluice::config::LimitsConfig::default().to_limits()
     };
     let mut instance = Instance::new(cell.clone(), "bench", Default::default(), limits);
     let mut entry = support::order_entry();

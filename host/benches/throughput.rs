@@ -526,13 +526,10 @@ async fn handler_overhead(root: &Path) -> Result<()> {
     let runtime = sluice::wasm::Runtime::new(false, None)?;
     let plugin = sluice::wasm::Plugin::load(&runtime, &root.join("target/plugins/payments.wasm"))?;
     let cell: sluice::wasm::PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
+    // The limits as shipped, on an instance that is never replaced.
     let limits = sluice::wasm::Limits {
-        memory: 64 << 20,
-        timeout: Duration::from_secs(1),
-        fuel: None,
-        max_outputs: 1000,
-        max_output_bytes: 16 << 20,
         instance_reuse: u64::MAX,
+        ..sluice::config::LimitsConfig::default().to_limits()
     };
     let mut instance = sluice::wasm::Instance::new(cell, "bench", Default::default(), limits);
     let mut entry = support::order_entry();

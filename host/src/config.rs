@@ -187,6 +187,12 @@ pub struct LimitsConfig {
     /// Bytes (field names and values) all outputs of one call may hold.
     #[serde(default = "defaults::max_output_bytes")]
     pub max_output_bytes: ByteSize,
+    /// Wall time after which a call still running is throttled to `throttle_share`.
+    #[serde(default = "defaults::throttle_after", deserialize_with = "duration")]
+    pub throttle_after: Duration,
+    /// The share of a core a throttled call may use, in (0, 1]; 1 turns throttling off.
+    #[serde(default = "defaults::throttle_share")]
+    pub throttle_share: f64,
 }
 
 impl LimitsConfig {
@@ -199,6 +205,8 @@ impl LimitsConfig {
             max_outputs: self.max_outputs,
             max_output_bytes: usize::try_from(self.max_output_bytes.as_u64()).unwrap_or(usize::MAX),
             instance_reuse: self.instance_reuse,
+            throttle_after: self.throttle_after,
+            throttle_share: self.throttle_share,
         }
     }
 }
@@ -212,6 +220,8 @@ impl Default for LimitsConfig {
             fuel: None,
             max_outputs: defaults::max_outputs(),
             max_output_bytes: defaults::max_output_bytes(),
+            throttle_after: defaults::throttle_after(),
+            throttle_share: defaults::throttle_share(),
         }
     }
 }
@@ -256,6 +266,12 @@ mod defaults {
     }
     pub fn instance_reuse() -> u64 {
         10_000
+    }
+    pub fn throttle_after() -> Duration {
+        Duration::from_millis(100)
+    }
+    pub fn throttle_share() -> f64 {
+        0.25
     }
     pub fn max_outputs() -> usize {
         1_000
@@ -429,6 +445,12 @@ impl PipelineConfig {
         }
         if self.limits.max_outputs == 0 {
             bail!("`limits.max_outputs` must be at least 1");
+        }
+        let share = self.limits.throttle_share;
+        if !(share > 0.0 && share <= 1.0) {
+            bail!(
+                "`limits.throttle_share` must be more than 0 and at most 1 (the share of a core a call still running after `throttle_after` may use; 1 turns throttling off), not {share}"
+            );
         }
         if self.limits.instance_reuse == 0 {
             bail!("`limits.instance_reuse` must be at least 1");

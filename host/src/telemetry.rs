@@ -32,6 +32,25 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// The instruments of one pipeline's `handle` calls.
+#[derive(Clone)]
+pub struct CallMetrics {
+    /// `handle` wall time.
+    duration: Histogram,
+    /// Calls that ran past `limits.throttle_after` and were throttled.
+    throttled: Counter,
+}
+
+impl CallMetrics {
+    /// Counts one call that took `elapsed`.
+    pub fn record(&self, elapsed: std::time::Duration, throttled: bool) {
+        self.duration.record(elapsed.as_secs_f64());
+        if throttled {
+            self.throttled.increment(1);
+        }
+    }
+}
+
 /// One pipeline's instruments, created once so the hot path only touches atomics.
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -46,8 +65,8 @@ pub struct PipelineMetrics {
     pub dead_lettered: Counter,
     /// Commits that found the entry owned elsewhere.
     pub conflicts: Counter,
-    /// `handle` wall time.
-    pub handler_duration: Histogram,
+    /// What each `handle` call cost.
+    pub calls: CallMetrics,
     /// Commit time minus the entry's ID timestamp.
     pub end_to_end: Histogram,
     /// Entries pending in the group.
@@ -71,7 +90,10 @@ impl PipelineMetrics {
             retried: metrics::counter!("sluice_messages_retried_total", "pipeline" => p.clone()),
             dead_lettered: metrics::counter!("sluice_messages_dead_lettered_total", "pipeline" => p.clone()),
             conflicts: metrics::counter!("sluice_commit_conflicts_total", "pipeline" => p.clone()),
-            handler_duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
+            calls: CallMetrics {
+                duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
+                throttled: metrics::counter!("sluice_handler_throttled_total", "pipeline" => p.clone()),
+            },
             end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
             pending: metrics::gauge!("sluice_pending", "pipeline" => p.clone()),
             lag: metrics::gauge!("sluice_lag", "pipeline" => p.clone()),

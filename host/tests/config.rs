@@ -83,6 +83,18 @@ fn output_that_is_the_input_is_refused() {
     assert!(e.contains("also the input"), "{e}");
 }
 
+/// A throttle share outside (0, 1] is refused, saying what the setting means.
+#[test]
+fn throttle_share_out_of_range_is_refused() {
+    let e = load_error("bad-throttle.toml");
+    assert!(
+        e.contains("`limits.throttle_share` must be more than 0 and at most 1")
+            && e.contains("turns throttling off"),
+        "{e}"
+    );
+    assert!(e.contains("\"payments\""), "names the pipeline: {e}");
+}
+
 /// The example config parses, with the plugin paths resolved.
 #[test]
 fn example_configs_parse() {

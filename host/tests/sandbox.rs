@@ -403,3 +403,68 @@ limits = { timeout = "60s", fuel = 5000000 }
     );
     host.stop().await;
 }
+
+/// CPU time the calling thread has used so far.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Runs one infinite-loop call to its 600 ms timeout on this thread (a current-thread
+/// runtime) with `throttle_share`, and returns the CPU time it used and whether the
+/// instance reports the call throttled.
+async fn spin_cpu(throttle_share: f64) -> (Duration, bool) {
+    let runtime = sluice::wasm::Runtime::new(false, None).expect("runtime");
+    let plugin =
+        sluice::wasm::Plugin::load(&runtime, &plugin_wasm("hostile")).expect("hostile plugin");
+    let cell: sluice::wasm::PluginCell =
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
+    let config = [("target".to_owned(), "OUT".to_owned())]
+        .into_iter()
+        .collect();
+    let limits = sluice::wasm::Limits {
+        timeout: Duration::from_millis(600),
+        throttle_after: Duration::from_millis(50),
+        throttle_share,
+        ..sluice::config::LimitsConfig::default().to_limits()
+    };
+    let mut instance =
+        sluice::wasm::Instance::new(cell, "hostile", std::sync::Arc::new(config), limits);
+    let mut entry = sluice::message::Entry {
+        id: "1-0".into(),
+        fields: vec![("attack".into(), b"loop".to_vec())],
+        attempt: 1,
+    };
+    let (cpu, wall) = (thread_cpu(), Instant::now());
+    let result = instance.handle("IN", &mut entry).await;
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
+    println!("throttle_share {throttle_share}: {cpu:?} of CPU in {wall:?}");
+    assert!(
+        matches!(&result, Err(e) if e.to_string().contains("limits.timeout")),
+        "{result:?}"
+    );
+    (cpu, instance.last_call_throttled())
+}
+
+/// A call still running after `limits.throttle_after` gets `throttle_share` of a core
+/// until its timeout, instead of a whole one (side by side, same thread).
+#[tokio::test]
+async fn long_calls_are_throttled_to_their_share() {
+    let (full, reported) = spin_cpu(1.0).await;
+    assert!(!reported, "a share of 1 turns throttling off");
+    let (throttled, reported) = spin_cpu(0.2).await;
+    assert!(reported, "the throttled call is reported (for the metrics)");
+    // Unthrottled: ~600 ms; throttled: 50 ms + 20% of 550 ms = ~160 ms.
+    assert!(
+        throttled.as_secs_f64() < full.as_secs_f64() * 0.5,
+        "throttled {throttled:?}, unthrottled {full:?}"
+    );
+}

@@ -4,6 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Handled, Pipeline};
 use crate::message::Entry;
+use crate::telemetry::CallMetrics;
 use crate::wasm::Instance;
 
 impl Pipeline {
@@ -17,7 +18,7 @@ impl Pipeline {
             self.config.input.as_str(),
             entries,
             &self.shutdown,
-            &self.metrics.handler_duration,
+            &self.metrics.calls,
         )
         .await
     }
@@ -32,10 +33,9 @@ impl Pipeline {
         let mut instances = std::mem::take(&mut self.instances);
         let source = self.config.input.to_string();
         let shutdown = self.shutdown.clone();
-        let duration = self.metrics.handler_duration.clone();
+        let calls = self.metrics.calls.clone();
         tokio::spawn(async move {
-            let results =
-                invoke_on(&mut instances, &source, &mut entries, &shutdown, &duration).await;
+            let results = invoke_on(&mut instances, &source, &mut entries, &shutdown, &calls).await;
             Invoked {
                 instances,
                 entries,
@@ -57,7 +57,7 @@ async fn invoke_on(
     source: &str,
     entries: &mut [Entry],
     shutdown: &CancellationToken,
-    duration: &metrics::Histogram,
+    calls: &CallMetrics,
 ) -> Vec<Option<Handled>> {
     if instances.len() == 1 || entries.len() == 1 {
         let instance = &mut instances[0];
@@ -69,12 +69,12 @@ async fn invoke_on(
             }
             let started = std::time::Instant::now();
             let result = instance.handle(source, entry).await;
-            duration.record(started.elapsed().as_secs_f64());
+            calls.record(started.elapsed(), instance.last_call_throttled());
             results.push(Some((instance.plugin().digest().clone(), result)));
         }
         return results;
     }
-    invoke_parallel(instances, source, entries, shutdown, duration.clone()).await
+    invoke_parallel(instances, source, entries, shutdown, calls.clone()).await
 }
 
 /// Spreads a batch over all instances, each on its own task so that handlers use every
@@ -84,7 +84,7 @@ async fn invoke_parallel(
     source: &str,
     entries: &mut [Entry],
     shutdown: &CancellationToken,
-    duration: metrics::Histogram,
+    calls: CallMetrics,
 ) -> Vec<Option<Handled>> {
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
@@ -107,7 +107,7 @@ async fn invoke_parallel(
         .map(|(mut instance, items)| {
             let source = source.to_owned();
             let shutdown = shutdown.clone();
-            let duration = duration.clone();
+            let calls = calls.clone();
             tokio::spawn(async move {
                 let mut done = Vec::with_capacity(items.len());
                 for (index, mut entry) in items {
@@ -116,7 +116,7 @@ async fn invoke_parallel(
                     } else {
                         let started = std::time::Instant::now();
                         let result = instance.handle(&source, &mut entry).await;
-                        duration.record(started.elapsed().as_secs_f64());
+                        calls.record(started.elapsed(), instance.last_call_throttled());
                         Some((instance.plugin().digest().clone(), result))
                     };
                     done.push((index, entry, result));

@@ -29,6 +29,10 @@ pub struct HostState {
     pub config: Arc<BTreeMap<String, String>>,
     /// When the current call must have returned.
     pub deadline: Instant,
+    /// From when the current call, if still running, is throttled.
+    pub throttle_from: Instant,
+    /// Whether the current (or last) call was throttled.
+    pub throttled: bool,
 }
 
 impl WasiView for HostState {

@@ -29,6 +29,8 @@ pub struct Instance {
     config: Arc<BTreeMap<String, String>>,
     limits: Limits,
     live: Option<Live>,
+    /// Whether the last call was throttled (kept here: a failed call drops its store).
+    throttled: bool,
 }
 
 struct Live {
@@ -58,7 +60,13 @@ impl Instance {
             config,
             limits,
             live: None,
+            throttled: false,
         }
+    }
+
+    /// Whether the last call ran past `limits.throttle_after` and was throttled.
+    pub fn last_call_throttled(&self) -> bool {
+        self.throttled
     }
 
     /// The plugin this slot runs.
@@ -74,6 +82,7 @@ impl Instance {
         source: &str,
         entry: &mut Entry,
     ) -> Result<Vec<Output>, HandlerError> {
+        self.throttled = false;
         // A reload swapped the version: the next message runs on the new one.
         let current = self.cell.load();
         if !Arc::ptr_eq(&current, &self.plugin) {
@@ -97,7 +106,10 @@ impl Instance {
         };
         live.handled += 1;
         let data = live.store.data_mut();
-        data.deadline = Instant::now() + self.limits.timeout;
+        let now = Instant::now();
+        data.deadline = now + self.limits.timeout;
+        data.throttle_from = now + self.limits.throttle_after;
+        data.throttled = false;
         data.log.set_message(&entry.id);
         if let Some(fuel) = self.limits.fuel {
             // Cannot fail: fuel is on in the engine whenever a pipeline sets a budget.
@@ -116,6 +128,7 @@ impl Instance {
             Ok(result) => result,
             Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
         };
+        self.throttled = live.store.data().throttled;
         entry.id = message.id;
         entry.fields = message.fields;
         match result {
@@ -208,6 +221,8 @@ impl Instance {
             log,
             config: self.config.clone(),
             deadline: Instant::now() + self.limits.timeout,
+            throttle_from: Instant::now() + self.limits.throttle_after,
+            throttled: false,
         };
         let mut store = Store::new(self.plugin.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -216,10 +231,24 @@ impl Instance {
             let _ = store.set_fuel(self.limits.fuel.unwrap_or(u64::MAX));
         }
         // Every epoch tick, a running guest yields to the async runtime (so a spinning
-        // handler cannot starve other pipelines) and is stopped once past its deadline.
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().deadline {
+        // handler cannot starve other tasks) and is stopped once past its deadline. A
+        // call still running after `throttle_after` sleeps `pause` ticks after each tick
+        // it runs: a runaway handler burns its share of a core until its timeout, not a
+        // whole one, and leaves the machine to the pipelines doing real work.
+        let pause = self.limits.throttle_pause_ticks();
+        store.epoch_deadline_callback(move |mut ctx| {
+            let now = Instant::now();
+            let data = ctx.data_mut();
+            if now >= data.deadline {
                 Err(wasmtime::Error::new(DeadlineExceeded))
+            } else if pause > 0 && now >= data.throttle_from {
+                data.throttled = true;
+                // The new deadline counts from when the sleep ends: the guest runs
+                // about one tick, then sleeps again.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::time::sleep(super::EPOCH_TICK * pause as u32)),
+                ))
             } else {
                 // tokio's own yield: a future that wakes itself would land in the
                 // worker's LIFO slot, which other workers cannot steal from, and starve

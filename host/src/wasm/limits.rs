@@ -17,6 +17,22 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Messages before the instance is replaced by a fresh one.
     pub instance_reuse: u64,
+    /// Wall time after which a call still running is throttled to `throttle_share`.
+    pub throttle_after: Duration,
+    /// The share of a core a throttled call may use, in (0, 1]; 1: no throttling.
+    pub throttle_share: f64,
+}
+
+impl Limits {
+    /// Epoch ticks a throttled call sleeps after each tick it runs: the share rounded
+    /// down to 1/(n+1), so the call never gets more than its share. 0 when the share is 1.
+    pub fn throttle_pause_ticks(&self) -> u64 {
+        if !(self.throttle_share > 0.0 && self.throttle_share < 1.0) {
+            return 0;
+        }
+        // Tolerance for shares like 0.25 that are exact in decimal but not in binary.
+        ((1.0 / self.throttle_share - 1.0) - 1e-9).ceil().max(1.0) as u64
+    }
 }
 
 /// Table elements an instance may hold: generous for real programs, bounded for hostile ones.
