@@ -474,3 +474,45 @@ async fn outputs_can_carry_the_plugin_version() {
     );
     host.stop().await;
 }
+
+/// A daemon dropped without a drain takes its pipelines with it: their threads do not
+/// keep consuming behind the embedder's back.
+#[tokio::test]
+async fn dropped_daemon_stops_its_pipelines() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config(""))).await;
+    add(&mut con, "IN", &[("n", "before")]).await;
+    wait_len(&con, "OUT", 1).await;
+    host.abandon().await;
+    // Its blocked read goes away with its connection (else an entry added now could
+    // still be delivered to it, and stay pending like after a crash).
+    eventually(
+        "the pipeline's connections to close",
+        Duration::from_secs(5),
+        || {
+            let mut con = con.clone();
+            async move {
+                let clients: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut con)
+                    .await
+                    .expect("CLIENT LIST");
+                (!clients.contains("cmd=xreadgroup")).then_some(())
+            }
+        },
+    )
+    .await;
+    add(&mut con, "IN", &[("n", "after")]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        len(&mut con, "OUT").await,
+        1,
+        "nothing handled after the drop"
+    );
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        0,
+        "nothing read after the drop"
+    );
+}

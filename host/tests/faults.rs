@@ -395,6 +395,58 @@ limits = { timeout = "20s" }
     assert_eq!(len(&mut con, "OUT").await, 0);
 }
 
+/// Past `drain_timeout`, a pipeline whose handler is still in a call is dropped where it
+/// is: the daemon exits soon after, and the entry stays pending for a later delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_timeout_stops_a_pipeline_in_a_call() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        &dir,
+        r#"
+drain_timeout = "500ms"
+[[pipeline]]
+name = "echo"
+plugin = "{plugin:echo}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+limits = { timeout = "20s" }
+"#,
+    );
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    add(
+        &mut con,
+        "IN",
+        &[("action", "sleep"), ("ms", "10000"), ("n", "slow")],
+    )
+    .await;
+    eventually("the slow entry to be read", Duration::from_secs(10), || {
+        let mut c = con.clone();
+        async move { (pending_or_zero(&mut c, "IN", "G").await == 1).then_some(()) }
+    })
+    .await;
+    let signalled = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait(Duration::from_secs(8));
+    let log = daemon.log();
+    assert!(
+        signalled.elapsed() < Duration::from_secs(4),
+        "exited {:?} after the signal; log:\n{log}",
+        signalled.elapsed()
+    );
+    assert!(status.success(), "{status}; log:\n{log}");
+    assert!(log.contains("drain timeout"), "{log}");
+    assert!(!log.contains("did not end"), "{log}");
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        1,
+        "the entry stays pending for a later delivery"
+    );
+    assert_eq!(len(&mut con, "OUT").await, 0);
+}
+
 /// An entry deleted from the stream while pending is dropped from the pending list, not
 /// retried forever.
 #[tokio::test]

@@ -108,6 +108,12 @@ impl Host {
         }
     }
 
+    /// Drops the daemon without a drain, as a panicking embedder would.
+    pub async fn abandon(self) {
+        self.handle.abort();
+        let _ = self.handle.await;
+    }
+
     /// Asks for a drain and waits for the daemon to stop.
     pub async fn stop(self) {
         self.shutdown.cancel();
