@@ -119,6 +119,7 @@ fn spawn_pipeline(
             // Spawned, not run by `block_on` itself: the loop then runs on the
             // runtime's worker beside the tasks it wakes (its connections, its handler
             // calls).
+            let task_name = name.clone();
             let work = runtime.spawn(async move {
                 let pipeline = match Pipeline::new(config, cell, &broker, &consumer, board).await
                 {
@@ -132,7 +133,7 @@ fn spawn_pipeline(
                 tokio::select! {
                     result = pipeline.run(stop) => {
                         if let Err(e) = result {
-                            tracing::error!(pipeline = %name, error = format!("{e:#}"), "pipeline failed");
+                            tracing::error!(pipeline = %task_name, error = format!("{e:#}"), "pipeline failed");
                         }
                     }
                     () = kill.cancelled() => {}
@@ -141,7 +142,7 @@ fn spawn_pipeline(
             if let Err(e) = runtime.block_on(work)
                 && e.is_panic()
             {
-                tracing::error!("pipeline thread panicked; its entries stay pending");
+                tracing::error!(pipeline = %name, "pipeline panicked; its entries stay pending and will be delivered again");
             }
             // Tasks it spawned (a prefetch, a handler call) are dropped here; a guest in
             // a call gives its worker back within an epoch tick.
