@@ -13,7 +13,7 @@ mod instance;
 mod limits;
 mod plugin;
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -75,7 +75,7 @@ impl Runtime {
             fuel,
             cache,
         });
-        spawn_epoch_ticker(Arc::downgrade(&inner));
+        spawn_epoch_ticker(inner.engine.weak());
         Ok(Self { inner })
     }
 
@@ -98,13 +98,16 @@ impl Runtime {
     }
 }
 
-fn spawn_epoch_ticker(runtime: Weak<RuntimeInner>) {
+/// Ticks for as long as the engine lives — stores hold it too, so a guest still running
+/// somewhere (a call being cancelled while its daemon goes away) keeps reaching its
+/// yields and ends.
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak) {
     std::thread::Builder::new()
         .name("sluice-epoch".into())
         .spawn(move || {
-            while let Some(inner) = runtime.upgrade() {
-                inner.engine.increment_epoch();
-                drop(inner);
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }
         })

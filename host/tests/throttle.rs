@@ -1,0 +1,98 @@
+//! Long calls: a handler call still running after `limits.throttle_after` gets at most
+//! `limits.throttle_share` of a core until it returns or times out. On the `wasm` module
+//! alone, in a process of its own (the test reads the process's CPU time).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// CPU time (user + system) this process has used.
+fn process_cpu() -> Duration {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Runs one infinite-loop call to its 600 ms timeout with `throttle_share`; returns the
+/// process CPU it used and its wall time.
+async fn spin(throttle_share: f64) -> (Duration, Duration) {
+    let runtime = sluice::wasm::Runtime::new(false, None).expect("runtime");
+    let plugin =
+        sluice::wasm::Plugin::load(&runtime, &plugin_wasm("hostile")).expect("hostile plugin");
+    let cell: sluice::wasm::PluginCell =
+        std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
+    let config = [("target".to_owned(), "OUT".to_owned())]
+        .into_iter()
+        .collect();
+    let limits = sluice::wasm::Limits {
+        timeout: Duration::from_millis(600),
+        throttle_after: Duration::from_millis(50),
+        throttle_share,
+        ..sluice::config::LimitsConfig::default().to_limits()
+    };
+    let mut instance =
+        sluice::wasm::Instance::new(cell, "hostile", std::sync::Arc::new(config), limits);
+    let mut entry = sluice::message::Entry {
+        id: "1-0".into(),
+        fields: vec![("attack".into(), b"loop".to_vec())],
+        attempt: 1,
+    };
+    let (cpu, wall) = (process_cpu(), Instant::now());
+    let result = instance.handle("IN", &mut entry).await;
+    let (cpu, wall) = (process_cpu() - cpu, wall.elapsed());
+    println!("throttle_share {throttle_share}: {cpu:?} of CPU in {wall:?}");
+    assert!(
+        matches!(&result, Err(e) if e.to_string().contains("limits.timeout")),
+        "{result:?}"
+    );
+    assert_eq!(
+        instance.last_call_throttled(),
+        throttle_share < 1.0,
+        "throttled calls are reported (for the metrics)"
+    );
+    assert_eq!(
+        entry.fields,
+        [("attack".to_owned(), b"loop".to_vec())],
+        "the entry's fields are given back after a timeout"
+    );
+    // The same instance slot serves the next message (a fresh instance after the trap).
+    entry.fields = vec![("attack".into(), b"read-file".to_vec())];
+    let next = instance.handle("IN", &mut entry).await;
+    assert!(next.is_ok(), "{next:?}");
+    assert!(
+        !instance.last_call_throttled(),
+        "a short call is not throttled"
+    );
+    (cpu, wall)
+}
+
+/// With a share of 0.2 a spinning call uses about 50 ms + 20% of the rest of its 600 ms,
+/// not the whole time; and nothing runs on once the calls have ended.
+#[tokio::test]
+async fn long_calls_keep_to_their_share() {
+    let (cpu, wall) = spin(0.2).await;
+    // Expected ~160 ms; unthrottled, a spinning call uses its whole wall time.
+    assert!(
+        cpu.as_secs_f64() < wall.as_secs_f64() * 0.5,
+        "throttled call used {cpu:?} of CPU in {wall:?}"
+    );
+    let (cpu, wall) = spin(1.0).await;
+    println!("unthrottled: {cpu:?} in {wall:?} (full speed when the machine is idle)");
+    // Nothing keeps running after its call timed out.
+    let before = process_cpu();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = process_cpu() - before;
+    assert!(
+        idle < Duration::from_millis(100),
+        "{idle:?} of CPU after the calls ended"
+    );
+}
