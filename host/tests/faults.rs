@@ -341,27 +341,35 @@ limits = { timeout = "2s" }
     assert!(tally.out < 100, "the drain stopped reading: {tally}");
 }
 
-/// A second signal exits at once; uncommitted entries stay pending, nothing is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn second_signal_exits_at_once() {
+/// A daemon (echo pipeline, 20 s call timeout, `drain_timeout` as given) in the middle of
+/// a 10 s call; also returns its Redis, a connection and the config's directory.
+async fn daemon_in_a_slow_call(
+    drain_timeout: &str,
+) -> (
+    RedisServer,
+    MultiplexedConnection,
+    DaemonProcess,
+    tempfile::TempDir,
+) {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
-        r#"
-drain_timeout = "30s"
+        &format!(
+            r#"
+drain_timeout = "{drain_timeout}"
 [[pipeline]]
 name = "echo"
-plugin = "{plugin:echo}"
+plugin = "{{plugin:echo}}"
 input = "IN"
 group = "G"
 outputs = ["OUT"]
-batch = 50
-limits = { timeout = "20s" }
-"#,
+limits = {{ timeout = "20s" }}
+"#
+        ),
     );
-    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    let daemon = DaemonProcess::spawn(&config, &redis, "c1");
     add(
         &mut con,
         "IN",
@@ -373,6 +381,13 @@ limits = { timeout = "20s" }
         async move { (pending_or_zero(&mut c, "IN", "G").await == 1).then_some(()) }
     })
     .await;
+    (redis, con, daemon, dir)
+}
+
+/// A second signal exits at once; uncommitted entries stay pending, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_signal_exits_at_once() {
+    let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call("30s").await;
     daemon.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let signalled = Instant::now();
@@ -399,34 +414,7 @@ limits = { timeout = "20s" }
 /// is: the daemon exits soon after, and the entry stays pending for a later delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_stops_a_pipeline_in_a_call() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        &dir,
-        r#"
-drain_timeout = "500ms"
-[[pipeline]]
-name = "echo"
-plugin = "{plugin:echo}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-limits = { timeout = "20s" }
-"#,
-    );
-    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
-    add(
-        &mut con,
-        "IN",
-        &[("action", "sleep"), ("ms", "10000"), ("n", "slow")],
-    )
-    .await;
-    eventually("the slow entry to be read", Duration::from_secs(10), || {
-        let mut c = con.clone();
-        async move { (pending_or_zero(&mut c, "IN", "G").await == 1).then_some(()) }
-    })
-    .await;
+    let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call("500ms").await;
     let signalled = Instant::now();
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait(Duration::from_secs(8));
