@@ -72,9 +72,16 @@ impl HandlerError {
 pub enum CommitStatus {
     /// Outputs written and the entry acknowledged.
     Committed,
-    /// The entry was no longer pending for this consumer (already committed, or claimed
-    /// by another consumer): nothing was written.
+    /// The entry is pending for another consumer (it was claimed away): nothing was
+    /// written.
     NotOwned,
+    /// The entry was pending for no consumer at all (removed from the pending entries
+    /// list under its owner: `XGROUP DELCONSUMER`, a destroyed group) and its lease had
+    /// not lapsed: its outputs were written (recovered) with nothing to acknowledge.
+    Adopted,
+    /// The entry was pending for no consumer and could not be adopted (an earlier try of
+    /// the same commit may have gone through): nothing was written.
+    Gone,
 }
 
 impl fmt::Display for CommitStatus {
@@ -82,6 +89,8 @@ impl fmt::Display for CommitStatus {
         f.write_str(match self {
             CommitStatus::Committed => "committed",
             CommitStatus::NotOwned => "not owned",
+            CommitStatus::Adopted => "adopted",
+            CommitStatus::Gone => "gone",
         })
     }
 }

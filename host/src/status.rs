@@ -1,5 +1,6 @@
-//! Each pipeline's live status for operators: running or paused, pending and lag, recent
-//! throughput and latency, the last error. Written by the pipeline, read by the admin API.
+//! Each pipeline's live status for operators: running, paused or in error (cannot reach
+//! or use Redis), pending and lag, recent throughput and latency, the last error and
+//! recent incidents. Written by the pipeline, read by the admin API.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -11,6 +12,18 @@ use tokio::sync::watch;
 
 /// Seconds of history kept for throughput and latency.
 const WINDOW_SECONDS: u64 = 60;
+/// Incidents kept per pipeline (the newest).
+const INCIDENTS_KEPT: usize = 20;
+
+/// Something that happened to a pipeline that an operator should know of (a consumer
+/// group re-created, entries recovered, Redis unusable and usable again).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Incident {
+    /// When, in Unix time (seconds).
+    pub at: u64,
+    /// What happened, and what Sluice did.
+    pub message: String,
+}
 
 /// One pipeline's status board.
 pub struct Board {
@@ -18,6 +31,9 @@ pub struct Board {
     pending: AtomicU64,
     lag: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Why the pipeline cannot reach or use Redis now, and since when (Unix seconds).
+    fault: Mutex<Option<(String, u64)>>,
+    incidents: Mutex<VecDeque<Incident>>,
     /// Per second: (unix second, entries committed, sum of end-to-end latency in ms).
     window: Mutex<VecDeque<(u64, u64, u64)>>,
 }
@@ -25,8 +41,16 @@ pub struct Board {
 /// What the API shows of a pipeline.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BoardView {
-    /// `running` or `paused`.
+    /// `running`, `paused`, or `error` while the pipeline cannot reach or use Redis.
     pub state: String,
+    /// Whether the pipeline is paused (also in state `error`).
+    pub paused: bool,
+    /// In state `error`: why (Redis's error, and what to do).
+    pub error: Option<String>,
+    /// In state `error`: since when, in Unix time (seconds).
+    pub error_since: Option<u64>,
+    /// Recent incidents, oldest first (at most 20).
+    pub incidents: Vec<Incident>,
     /// Entries pending in the group (read, not yet acknowledged).
     pub pending: u64,
     /// Entries in the stream not yet delivered to the group.
@@ -46,6 +70,8 @@ impl Default for Board {
             pending: AtomicU64::new(0),
             lag: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            fault: Mutex::new(None),
+            incidents: Mutex::new(VecDeque::new()),
             window: Mutex::new(VecDeque::new()),
         }
     }
@@ -73,6 +99,39 @@ impl Board {
         *lock(&self.last_error) = Some(error);
     }
 
+    /// Puts the pipeline in state `error` (it cannot reach or use Redis) with `reason`;
+    /// `since` is kept from the first report of a run of errors.
+    pub fn set_fault(&self, reason: String) {
+        let mut fault = lock(&self.fault);
+        let since = fault.as_ref().map_or_else(now_s, |(_, since)| *since);
+        *lock(&self.last_error) = Some(reason.clone());
+        *fault = Some((reason, since));
+    }
+
+    /// Ends state `error`; returns how long it lasted (seconds) if it was on.
+    pub fn clear_fault(&self) -> Option<u64> {
+        lock(&self.fault)
+            .take()
+            .map(|(_, since)| now_s().saturating_sub(since))
+    }
+
+    /// Why the pipeline cannot use Redis, if it cannot.
+    pub fn fault(&self) -> Option<String> {
+        lock(&self.fault).as_ref().map(|(reason, _)| reason.clone())
+    }
+
+    /// Records an incident.
+    pub fn incident(&self, message: String) {
+        let mut incidents = lock(&self.incidents);
+        incidents.push_back(Incident {
+            at: now_s(),
+            message,
+        });
+        while incidents.len() > INCIDENTS_KEPT {
+            incidents.pop_front();
+        }
+    }
+
     /// Records `count` commits whose latencies add up to `latency_ms`.
     pub fn committed(&self, count: u64, latency_ms: u64) {
         let now = now_s();
@@ -96,13 +155,20 @@ impl Board {
             .iter()
             .filter(|(s, _, _)| s + WINDOW_SECONDS > now)
             .fold((0, 0), |(c, l), (_, n, ms)| (c + n, l + ms));
+        let fault = lock(&self.fault).clone();
         BoardView {
-            state: if *self.paused.borrow() {
+            state: if fault.is_some() {
+                "error"
+            } else if *self.paused.borrow() {
                 "paused"
             } else {
                 "running"
             }
             .to_owned(),
+            paused: *self.paused.borrow(),
+            error: fault.as_ref().map(|(reason, _)| reason.clone()),
+            error_since: fault.map(|(_, since)| since),
+            incidents: lock(&self.incidents).iter().cloned().collect(),
             pending: self.pending.load(Ordering::Relaxed),
             lag: self.lag.load(Ordering::Relaxed),
             throughput: count as f64 / WINDOW_SECONDS as f64,

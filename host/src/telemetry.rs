@@ -6,7 +6,12 @@
 //! `sluice_commit_conflicts_total`, `sluice_handler_failures_total{kind}`,
 //! `sluice_handler_duration_seconds`, `sluice_end_to_end_latency_seconds` (commit time
 //! minus the entry ID's timestamp), `sluice_pending`, `sluice_lag`,
-//! `sluice_plugin_reloads_total`, `sluice_plugin_load_failures_total`.
+//! `sluice_plugin_reloads_total`, `sluice_plugin_load_failures_total`,
+//! `sluice_pipeline_up` (1 while the pipeline can reach and use Redis, 0 in state `error`),
+//! `sluice_redis_errors_total{code}` (Redis errors by code: `NOPERM`, `READONLY`, `IO`,
+//! `TIMEOUT`...), `sluice_entries_adopted_total` (entries removed from the pending entries
+//! list under this consumer whose outputs were written anyway),
+//! `sluice_consumer_group_recreated_total`.
 
 use std::sync::OnceLock;
 
@@ -77,6 +82,12 @@ pub struct PipelineMetrics {
     pub reloads: Counter,
     /// Plugin versions refused.
     pub load_failures: Counter,
+    /// 1 while the pipeline can reach and use Redis.
+    pub up: Gauge,
+    /// Entries pending for no consumer at commit whose outputs were written.
+    pub adopted: Counter,
+    /// Consumer groups created again after they were lost.
+    pub group_recreated: Counter,
 }
 
 impl PipelineMetrics {
@@ -99,8 +110,16 @@ impl PipelineMetrics {
             lag: metrics::gauge!("sluice_lag", "pipeline" => p.clone()),
             reloads: metrics::counter!("sluice_plugin_reloads_total", "pipeline" => p.clone()),
             load_failures: metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => p.clone()),
+            up: metrics::gauge!("sluice_pipeline_up", "pipeline" => p.clone()),
+            adopted: metrics::counter!("sluice_entries_adopted_total", "pipeline" => p.clone()),
+            group_recreated: metrics::counter!("sluice_consumer_group_recreated_total", "pipeline" => p.clone()),
             pipeline: p,
         }
+    }
+
+    /// Counts a Redis error with `code`.
+    pub fn redis_error(&self, code: &str) {
+        metrics::counter!("sluice_redis_errors_total", "pipeline" => self.pipeline.clone(), "code" => code.to_owned()).increment(1);
     }
 
     /// Counts a handler failure of `kind` (trap, timeout, limit, reject, retry...).

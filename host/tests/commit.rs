@@ -14,13 +14,13 @@ fn payment(n: &str) -> Output {
 }
 
 /// Committing the same processed entry twice (as after a lost EXEC reply) writes its
-/// outputs once; the second commit reports the entry as no longer owned.
+/// outputs once; the second commit reports the entry as gone (pending for nobody).
 #[tokio::test]
 async fn repeated_commit_writes_once() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
-    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     add(&mut con, "IN", &[("n", "1")]).await;
     let read = a
@@ -33,12 +33,12 @@ async fn repeated_commit_writes_once() {
         outputs: vec![payment("1"), payment("1b")],
     }];
     assert_eq!(
-        a.commit(&acks).await.expect("commit"),
+        a.commit(&acks, false).await.expect("commit"),
         [CommitStatus::Committed]
     );
     assert_eq!(
-        a.commit(&acks).await.expect("commit again"),
-        [CommitStatus::NotOwned]
+        a.commit(&acks, false).await.expect("commit again"),
+        [CommitStatus::Gone]
     );
     assert_eq!(
         len(&mut con, "PAYMENTS").await,
@@ -56,8 +56,8 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
-    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer a");
-    let mut b = broker.consumer("IN", "G", "b").await.expect("consumer b");
+    let mut a = broker.consumer("IN", "G", "a");
+    let mut b = broker.consumer("IN", "G", "b");
     a.ensure_group().await.expect("group");
     add(&mut con, "IN", &[("n", "1")]).await;
     add(&mut con, "IN", &[("n", "2")]).await;
@@ -89,14 +89,14 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
         })
         .collect();
     assert_eq!(
-        a.commit(&acks).await.expect("commit"),
+        a.commit(&acks, false).await.expect("commit"),
         [CommitStatus::NotOwned, CommitStatus::Committed]
     );
     let written = entries(&mut con, "PAYMENTS").await;
     assert_eq!(written.len(), 1);
     assert_eq!(field(&written[0].1, "n"), Some(read[1].id.as_str()));
     assert_eq!(
-        b.commit(&acks[..1]).await.expect("commit by b"),
+        b.commit(&acks[..1], false).await.expect("commit by b"),
         [CommitStatus::Committed]
     );
     assert_eq!(len(&mut con, "PAYMENTS").await, 2);
@@ -110,7 +110,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
-    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     let _: () = redis::cmd("SET")
         .arg("NOT_A_STREAM")
@@ -137,7 +137,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
             }],
         },
     ];
-    let error = a.commit(&acks).await.expect_err("commit fails");
+    let error = a.commit(&acks, false).await.expect_err("commit fails");
     assert!(format!("{error:#}").contains("NOT_A_STREAM"), "{error:#}");
     assert_eq!(len(&mut con, "PAYMENTS").await, 0, "nothing written");
     assert_eq!(
@@ -156,7 +156,7 @@ async fn ownership_holds_in_a_crowded_range() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
-    let mut a = broker.consumer("IN", "G", "a").await.expect("consumer");
+    let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     for n in 0..80 {
         add(&mut con, "IN", &[("n", &n.to_string())]).await;
@@ -172,7 +172,7 @@ async fn ownership_holds_in_a_crowded_range() {
     };
     // Entry 40 is committed first; entry 70 is claimed by b.
     assert_eq!(
-        a.commit(&[ack(40)]).await.expect("commit 40"),
+        a.commit(&[ack(40)], false).await.expect("commit 40"),
         [CommitStatus::Committed]
     );
     let _: redis::Value = redis::cmd("XCLAIM")
@@ -187,14 +187,14 @@ async fn ownership_holds_in_a_crowded_range() {
     // A batch of 5 spanning the whole range (78 other pending entries of ours in it: more
     // than one ownership page holds).
     let statuses = a
-        .commit(&[ack(0), ack(40), ack(41), ack(70), ack(79)])
+        .commit(&[ack(0), ack(40), ack(41), ack(70), ack(79)], false)
         .await
         .expect("commit");
     assert_eq!(
         statuses,
         [
             CommitStatus::Committed,
-            CommitStatus::NotOwned,
+            CommitStatus::Gone,
             CommitStatus::Committed,
             CommitStatus::NotOwned,
             CommitStatus::Committed
@@ -206,7 +206,7 @@ async fn ownership_holds_in_a_crowded_range() {
         .filter(|i| ![40, 41, 70, 79].contains(i))
         .map(ack)
         .collect();
-    let statuses = a.commit(&rest).await.expect("commit the rest");
+    let statuses = a.commit(&rest, false).await.expect("commit the rest");
     assert!(statuses.iter().all(|s| *s == CommitStatus::Committed));
     let written: Vec<String> = entries(&mut con, "PAYMENTS")
         .await
@@ -218,4 +218,54 @@ async fn ownership_holds_in_a_crowded_range() {
     assert_eq!(unique.len(), 79);
     assert!(!written.contains(&"70".to_owned()));
     assert_eq!(pending(&mut con, "IN", "G").await, 1, "b still holds 70");
+}
+
+/// An entry removed from the pending entries list under its owner (`XGROUP DELCONSUMER`)
+/// is pending for nobody: a commit allowed to adopt writes its outputs; one that may not
+/// (an earlier try of it may have gone through) writes nothing.
+#[tokio::test]
+async fn entries_pending_for_nobody_are_adopted_only_when_allowed() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let mut a = broker.consumer("IN", "G", "a");
+    a.ensure_group().await.expect("group");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    add(&mut con, "IN", &[("n", "2")]).await;
+    let read = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    let _: i64 = redis::cmd("XGROUP")
+        .arg("DELCONSUMER")
+        .arg("IN")
+        .arg("G")
+        .arg("a")
+        .query_async(&mut con)
+        .await
+        .expect("DELCONSUMER");
+    let acks: Vec<Ack> = read
+        .iter()
+        .map(|e| Ack {
+            id: e.id.clone(),
+            outputs: vec![payment(&e.id)],
+        })
+        .collect();
+    assert_eq!(
+        a.commit(&acks[..1], false)
+            .await
+            .expect("commit without adopting"),
+        [CommitStatus::Gone]
+    );
+    assert_eq!(
+        len(&mut con, "PAYMENTS").await,
+        0,
+        "nothing written without adopting"
+    );
+    assert_eq!(
+        a.commit(&acks, true).await.expect("commit adopting"),
+        [CommitStatus::Adopted, CommitStatus::Adopted]
+    );
+    assert_eq!(len(&mut con, "PAYMENTS").await, 2);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
 }

@@ -55,24 +55,42 @@ pub async fn metrics() -> impl IntoResponse {
     )
 }
 
-/// `GET /readyz`: 200 when Redis answers and every pipeline's plugin is loaded.
-#[utoipa::path(get, path = "/readyz", tag = "operate", responses((status = 200, description = "Redis reachable and every plugin loaded"), (status = 503, description = "not ready")))]
+/// How long `/readyz` waits for Redis to answer.
+const READY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `GET /readyz`: 200 when Redis answers a `PING` within a second, every pipeline can
+/// reach and use Redis (none in state `error`) and every plugin is loaded; 503 otherwise,
+/// with the reasons: `{"redis": bool, "redis_error": string?, "plugins": bool,
+/// "pipelines": {name: reason}}` (`pipelines` lists only the ones in state `error`).
+#[utoipa::path(get, path = "/readyz", tag = "operate", responses((status = 200, description = "Redis reachable, every pipeline able to use it, every plugin loaded"), (status = 503, description = "not ready; the body says why")))]
 pub async fn ready(State(state): State<Arc<AdminState>>) -> (StatusCode, Json<serde_json::Value>) {
-    let redis = state.broker.ping().await;
+    let redis = state.broker.ping(READY_DEADLINE).await;
     let plugins = state
         .registry
         .slots()
         .iter()
         .all(|s| s.status().status == "ok");
-    let code = if redis && plugins {
+    let failing: serde_json::Map<String, serde_json::Value> = state
+        .registry
+        .slots()
+        .iter()
+        .filter_map(|s| {
+            s.board()
+                .fault()
+                .map(|reason| (s.pipeline().to_owned(), serde_json::Value::String(reason)))
+        })
+        .collect();
+    let code = if redis.is_ok() && plugins && failing.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        Json(serde_json::json!({ "redis": redis, "plugins": plugins })),
-    )
+    let mut body =
+        serde_json::json!({ "redis": redis.is_ok(), "plugins": plugins, "pipelines": failing });
+    if let Err(e) = redis {
+        body["redis_error"] = serde_json::Value::String(e);
+    }
+    (code, Json(body))
 }
 
 /// `GET /v1/pipelines`.

@@ -1,13 +1,22 @@
 -- Sluice guarded commit: for each entry, append its outputs and acknowledge it, but only
--- if the entry is still pending for this group AND owned by this consumer. An entry that
--- was already committed (a retried commit after a lost reply) or claimed by another
--- consumer writes nothing and is reported as 0.
+-- if the entry is still pending for this group AND owned by this consumer. An entry
+-- claimed by another consumer writes nothing and is reported as 0.
+--
+-- An entry pending for no consumer at all was either committed already (a commit retried
+-- after its reply was lost) or removed from the pending entries list under its owner (an
+-- operator ran XGROUP DELCONSUMER, XACK, or destroyed the group). The caller knows which
+-- can be the case: with `adopt` set (no earlier try of this commit may have gone
+-- through, and the entry's lease never lapsed, so no other consumer can have taken it),
+-- its outputs are written and it is reported as 2 (adopted); otherwise nothing is
+-- written and it is reported as 3 (gone).
 --
 -- KEYS[1]      the input stream
 -- KEYS[2..]    every stream an output goes to
--- ARGV         group, consumer, entry count, lowest ID, highest ID, then per entry:
+-- ARGV         group, consumer, entry count, lowest ID, highest ID, adopt (0/1), then
+--              per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
--- Returns one integer per entry: 1 committed, 0 not owned.
+-- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
+-- 3 gone.
 --
 -- All checks run before the first write, so a wrongly typed target key fails the whole
 -- batch with an error instead of leaving it half written.
@@ -19,6 +28,7 @@
 local group, consumer = ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
 local low, high = ARGV[4], ARGV[5]
+local adopt = ARGV[6] == '1'
 
 for i = 2, #KEYS do
   local kind = redis.call('TYPE', KEYS[i])['ok']
@@ -39,7 +49,7 @@ end
 local complete = #pending < page
 
 local owned = {}
-local pos = 6
+local pos = 7
 local entries = {}
 for e = 1, count do
   local id, outputs = ARGV[pos], tonumber(ARGV[pos + 1])
@@ -49,30 +59,32 @@ for e = 1, count do
     pos = pos + 2 + 2 * tonumber(ARGV[pos + 1])
   end
   entries[e] = { id, outputs, first }
-  if mine[id] then
-    owned[e] = true
-  elseif complete then
-    owned[e] = false
+  if mine[id] or (not complete and #redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1) then
+    owned[e] = 1
+  elseif #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
+    owned[e] = 0
+  elseif adopt then
+    owned[e] = 2
   else
-    owned[e] = #redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1
+    owned[e] = 3
   end
 end
 
 local result = {}
 local acks = {}
 for e = 1, count do
-  if owned[e] then
+  if owned[e] == 1 or owned[e] == 2 then
     local id, outputs, p = entries[e][1], entries[e][2], entries[e][3]
     for _ = 1, outputs do
       local key, fields = KEYS[tonumber(ARGV[p])], tonumber(ARGV[p + 1])
       redis.call('XADD', key, '*', unpack(ARGV, p + 2, p + 1 + 2 * fields))
       p = p + 2 + 2 * fields
     end
-    acks[#acks + 1] = id
-    result[e] = 1
-  else
-    result[e] = 0
+    if owned[e] == 1 then
+      acks[#acks + 1] = id
+    end
   end
+  result[e] = owned[e]
 end
 -- One XACK per thousand IDs keeps each call well inside Lua's unpack limit.
 for first = 1, #acks, 1000 do

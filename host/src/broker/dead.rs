@@ -1,9 +1,10 @@
 //! Dead-letter streams: list, replay to the input (atomically), purge.
 
 use std::sync::LazyLock;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
-use redis::{AsyncCommands, Value};
+use anyhow::Result;
+use redis::Value;
 
 use super::{Broker, reply};
 use crate::message::Field;
@@ -24,16 +25,13 @@ impl Broker {
         count: usize,
     ) -> Result<Vec<(String, Vec<Field>)>> {
         let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let mut conn = self.connection();
-        let value: Value = redis::cmd("XRANGE")
-            .arg(dead)
-            .arg(start)
-            .arg("+")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut conn)
-            .await
-            .with_context(|| format!("XRANGE on {dead:?} failed"))?;
+        let mut cmd = redis::cmd("XRANGE");
+        cmd.arg(dead).arg(start).arg("+").arg("COUNT").arg(count);
+        let value: Value = self
+            .call(&format!("XRANGE on {dead:?}"), |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
         let (entries, _) = reply::entry_list(value)?;
         Ok(entries.into_iter().map(|e| (e.id, e.fields)).collect())
     }
@@ -48,21 +46,17 @@ impl Broker {
         meta: usize,
         ids: &[String],
     ) -> Result<usize> {
-        let mut conn = self.connection();
         let mut total = 0;
-        let chunks: Vec<&[String]> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            ids.chunks(REPLAY_CHUNK).collect()
-        };
-        if chunks.is_empty() {
+        let what = format!("replay from {dead:?}");
+        if ids.is_empty() {
             loop {
-                let n: usize = REPLAY
-                    .key(dead)
-                    .key(input)
-                    .arg(meta)
-                    .arg(REPLAY_CHUNK)
-                    .invoke_async(&mut conn)
+                let mut call = REPLAY.key(dead);
+                call.key(input).arg(meta).arg(REPLAY_CHUNK);
+                let n: usize = self
+                    .call(
+                        &what,
+                        |mut c| async move { call.invoke_async(&mut c).await },
+                    )
                     .await?;
                 total += n;
                 if n < REPLAY_CHUNK {
@@ -70,10 +64,15 @@ impl Broker {
                 }
             }
         } else {
-            for chunk in chunks {
+            for chunk in ids.chunks(REPLAY_CHUNK) {
                 let mut call = REPLAY.key(dead);
                 call.key(input).arg(meta).arg(REPLAY_CHUNK).arg(chunk);
-                let n: usize = call.invoke_async(&mut conn).await?;
+                let n: usize = self
+                    .call(
+                        &what,
+                        |mut c| async move { call.invoke_async(&mut c).await },
+                    )
+                    .await?;
                 total += n;
             }
         }
@@ -82,20 +81,33 @@ impl Broker {
 
     /// Deletes the stream `dead`; returns how many entries it held.
     pub async fn purge_dead(&self, dead: &str) -> Result<usize> {
-        let mut conn = self.connection();
-        let (len, _): (usize, usize) = redis::pipe()
-            .atomic()
-            .xlen(dead)
-            .del(dead)
-            .query_async(&mut conn)
-            .await
-            .with_context(|| format!("purging {dead:?} failed"))?;
+        let mut pipe = redis::pipe();
+        pipe.atomic().xlen(dead).del(dead);
+        let (len, _): (usize, usize) = self
+            .call(&format!("purging {dead:?}"), |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
         Ok(len)
     }
 
-    /// Whether Redis answers.
-    pub async fn ping(&self) -> bool {
-        let mut conn = self.connection();
-        conn.ping::<String>().await.is_ok()
+    /// Whether Redis answers a `PING` within `deadline`; the error if not. A stalled
+    /// connection is dropped, so the next check opens a new one.
+    pub async fn ping(&self, deadline: Duration) -> Result<(), String> {
+        let pinged = tokio::time::timeout(
+            deadline,
+            self.call("PING", |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            }),
+        )
+        .await;
+        match pinged {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(fault)) => Err(fault.to_string()),
+            Err(_) => {
+                self.commands.reset();
+                Err(format!("no answer to PING within {deadline:?}"))
+            }
+        }
     }
 }

@@ -1,82 +1,218 @@
 //! The broker: the only user of `redis`. Consumer groups, reads, and the guarded commit.
 //!
-//! Two connections per consumer: a blocking `XREADGROUP` holds its connection until data
-//! arrives, so reads get their own connection with no response timeout, while commits
-//! and bookkeeping share one multiplexed connection per [`Broker`]. Both reconnect on
-//! their own (redis-rs `ConnectionManager`, jittered exponential backoff).
+//! Each consumer has two connections ([`link::Link`]): a blocking `XREADGROUP` holds its
+//! connection until data arrives, so reads get their own, while commits and bookkeeping
+//! share the other. Every call has a response deadline; a call that misses it, or fails
+//! in a way only a new connection cures (`READONLY`, `UNBLOCKED`, a broken socket), drops
+//! its connection and the next call opens a new one. Every error is classified in one
+//! place, [`fault`]; the pipeline decides from that what to do. The daemon-wide
+//! [`Broker`] connection (admin API, tools) is a link of the same kind.
 
 mod commit;
 mod dead;
+pub mod fault;
+mod link;
 mod reply;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, Client, Value};
+use anyhow::{Context, Result, bail};
+use std::future::Future;
+use std::sync::Arc;
 
-use crate::message::{CommitStatus, Entry, Output};
+use redis::aio::MultiplexedConnection;
+use redis::{Client, RedisResult, Value};
 
-pub use commit::{Ack, CommitError, MAX_FIELDS_PER_OUTPUT};
+use crate::message::{CommitStatus, Entry};
+
+pub use commit::{Ack, MAX_FIELDS_PER_OUTPUT};
+pub use fault::{Backoff, Blame, Fault, Remedy};
+pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::PendingEntry;
+
+/// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the
+/// retry and reclaim scans) and `XGROUP CREATE ... MKSTREAM` with `XAUTOCLAIM`-era
+/// stream semantics; Valkey forked from Redis 7.2 and has all of it.
+pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
 
 /// A handle on one Redis server, shared by every pipeline of a daemon.
 #[derive(Clone)]
 pub struct Broker {
     client: Client,
-    commands: ConnectionManager,
+    commands: Arc<link::Link>,
+    /// What the server said it is at connection (`redis 7.0.15`).
+    server: String,
 }
 
-fn manager_config(response_timeout: Option<Duration>) -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(response_timeout)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_secs(5))
-        .set_number_of_retries(6)
+/// `url` with its password (if any) replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    format!("{scheme}://***@{host}")
+                }
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Parses a server version (`7.0.15`) into (major, minor).
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.split('.');
+    let major = parts.next()?.trim().parse().ok()?;
+    let minor = parts.next().unwrap_or("0").trim().parse().ok()?;
+    Some((major, minor))
+}
+
+/// Whether `server` (`redis`, `valkey`) at `version` has everything Sluice uses; the
+/// reason if not.
+pub fn check_server(server: &str, version: &str) -> Result<()> {
+    let Some(found) = parse_version(version) else {
+        bail!(
+            "the server reports version {version:?}, which Sluice cannot read; it needs Redis {}.{} or later (or Valkey)",
+            MIN_REDIS_VERSION.0,
+            MIN_REDIS_VERSION.1
+        );
+    };
+    // Valkey numbers its releases from 7.2 (its fork point) on; it has all Sluice uses.
+    if server.eq_ignore_ascii_case("valkey") || found >= MIN_REDIS_VERSION {
+        return Ok(());
+    }
+    bail!(
+        "the server is {server} {version}, older than Redis {}.{}: Sluice needs XPENDING with IDLE (Redis 6.2); upgrade the server",
+        MIN_REDIS_VERSION.0,
+        MIN_REDIS_VERSION.1
+    )
 }
 
 impl Broker {
-    /// Connects to the server at `url`.
+    /// Connects to the server at `url` and checks that it is recent enough.
     pub async fn connect(url: &str) -> Result<Self> {
-        let client = Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
-        // Commits of large batches move megabytes; a generous timeout still catches a
-        // dead server. A commit whose reply is lost is safe to retry: it is guarded.
-        let commands = ConnectionManager::new_with_config(
-            client.clone(),
-            manager_config(Some(Duration::from_secs(10))),
-        )
-        .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
-        Ok(Self { client, commands })
+        let shown = redact_url(url);
+        let client = Client::open(url).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid Redis URL {shown:?}: {}",
+                e.to_string().replace(url, &shown)
+            )
+        })?;
+        let info = client
+            .get_connection_info()
+            .clone()
+            .set_tcp_settings(link::tcp_settings());
+        let client = Client::open(info).with_context(|| format!("invalid Redis URL {shown:?}"))?;
+        let commands = Arc::new(link::Link::new(client.clone(), format!("redis at {shown}")));
+        commands
+            .connection()
+            .await
+            .map_err(|fault| connect_error(&fault, &shown, &client))?;
+        let mut broker = Self {
+            client,
+            commands,
+            server: String::new(),
+        };
+        let (server, version) = broker
+            .hello()
+            .await
+            .with_context(|| format!("cannot ask Redis at {shown} what it is"))?;
+        check_server(&server, &version)
+            .with_context(|| format!("Redis at {shown} cannot be used"))?;
+        broker.server = format!("{server} {version}");
+        tracing::info!(url = %shown, server = %broker.server, "connected to redis");
+        Ok(broker)
+    }
+
+    /// The server's name and version from `HELLO` (needs no ACL permission).
+    async fn hello(&mut self) -> Result<(String, String)> {
+        let reply: Value = self
+            .call("HELLO", |mut c| async move { redis::cmd("HELLO").query_async(&mut c).await })
+            .await
+            .context("HELLO failed (servers older than Redis 6.0 do not know it; Sluice needs 6.2 or later)")?;
+        let pairs: Vec<(String, Value)> = match reply {
+            Value::Array(items) => {
+                let mut pairs = Vec::new();
+                let mut items = items.into_iter();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    pairs.push((redis::from_redis_value::<String>(k).unwrap_or_default(), v));
+                }
+                pairs
+            }
+            Value::Map(items) => items
+                .into_iter()
+                .map(|(k, v)| (redis::from_redis_value::<String>(k).unwrap_or_default(), v))
+                .collect(),
+            other => bail!("unexpected HELLO reply: {other:?}"),
+        };
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| redis::from_redis_value::<String>(v.clone()).ok())
+                .unwrap_or_default()
+        };
+        Ok((get("server"), get("version")))
+    }
+
+    /// The server and its version, as `HELLO` told at start-up (`redis 7.0.15`).
+    pub fn server(&self) -> &str {
+        &self.server
     }
 
     /// A consumer named `consumer` in `group` on `stream`, with its own read and
-    /// command connections, driven by the runtime this is called on (a pipeline's own
-    /// thread: its data path never hands work to another thread).
-    pub async fn consumer(&self, stream: &str, group: &str, consumer: &str) -> Result<Consumer> {
-        let reads = ConnectionManager::new_with_config(self.client.clone(), manager_config(None))
-            .await
-            .context("cannot open the read connection to Redis")?;
-        let commands = ConnectionManager::new_with_config(
-            self.client.clone(),
-            manager_config(Some(Duration::from_secs(10))),
-        )
-        .await
-        .context("cannot open the command connection to Redis")?;
-        Ok(Consumer {
+    /// command connections (opened on first use, by the runtime that uses them: a
+    /// pipeline's own thread, so its data path never hands work to another thread).
+    pub fn consumer(&self, stream: &str, group: &str, consumer: &str) -> Consumer {
+        let label = format!("stream {stream:?} group {group:?}");
+        Consumer {
             stream: stream.to_owned(),
             group: group.to_owned(),
             name: consumer.to_owned(),
-            reads,
-            commands,
-        })
+            user: self
+                .client
+                .get_connection_info()
+                .redis_settings()
+                .username()
+                .unwrap_or("default")
+                .to_owned(),
+            reads: Arc::new(link::Link::new(self.client.clone(), label.clone())),
+            commands: Arc::new(link::Link::new(self.client.clone(), label)),
+        }
     }
 
-    /// A connection for commands that are not part of the data path (tools, tests).
-    pub fn connection(&self) -> ConnectionManager {
-        self.commands.clone()
+    /// Runs `call` on the daemon-wide connection, under the usual deadline; `what` names
+    /// the command in errors. For commands off the data path (admin API, tools).
+    pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, Fault>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        self.commands.call(what, None, call).await
     }
+}
+
+/// A connection error at start-up, with what to do about it; never the password.
+fn connect_error(fault: &Fault, shown: &str, client: &Client) -> anyhow::Error {
+    let user = client
+        .get_connection_info()
+        .redis_settings()
+        .username()
+        .unwrap_or("default");
+    let hint = match fault.code() {
+        "WRONGPASS" => format!(
+            ": the user {user:?} or its password is wrong (check the URL's user and password, or the ACL user on the server)"
+        ),
+        "NOPERM" => format!(": the ACL user {user:?} may not run the commands Sluice needs"),
+        "IO" => {
+            ": is redis-server running there, and are the URL's host and port right?".to_owned()
+        }
+        _ => String::new(),
+    };
+    anyhow::anyhow!("cannot connect to Redis at {shown}: {fault}{hint}")
 }
 
 /// One consumer of one group: reads entries and commits them.
@@ -84,8 +220,30 @@ pub struct Consumer {
     stream: String,
     group: String,
     name: String,
-    reads: ConnectionManager,
-    commands: ConnectionManager,
+    /// The ACL user the connections log in as (for permission errors).
+    user: String,
+    reads: Arc<link::Link>,
+    commands: Arc<link::Link>,
+}
+
+/// The group's state as `XINFO GROUPS` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Entries pending in the group (delivered, not acknowledged).
+    pub pending: u64,
+    /// Entries in the stream not yet delivered to the group (0 when Redis cannot tell).
+    pub lag: u64,
+    /// The ID of the last entry delivered to the group.
+    pub last_delivered: String,
+}
+
+/// Where a consumer group lost at runtime was created again, and why there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recreated {
+    /// The ID the group starts after.
+    pub id: String,
+    /// Why that ID.
+    pub why: String,
 }
 
 impl Consumer {
@@ -94,47 +252,190 @@ impl Consumer {
         &self.name
     }
 
+    /// Whether Redis answers a `PING` on the command connection (opened if need be).
+    pub async fn ping(&mut self) -> bool {
+        self.commands
+            .call("PING", None, |mut c| async move {
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Drops both connections; the next calls open new ones (resolving the host again).
+    pub fn reconnect(&mut self) {
+        self.reads.reset();
+        self.commands.reset();
+    }
+
     /// Creates the group at the start of the stream (and the stream) unless it exists.
-    pub async fn ensure_group(&mut self) -> Result<()> {
-        let created: redis::RedisResult<()> = self
-            .commands
-            .xgroup_create_mkstream(&self.stream, &self.group, "0")
-            .await;
-        match created {
-            Ok(()) => {
+    pub async fn ensure_group(&mut self) -> Result<(), Fault> {
+        match self.create_group("0").await? {
+            true => {
                 tracing::info!(stream = %self.stream, group = %self.group, "created consumer group");
                 Ok(())
             }
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "cannot create consumer group {:?} on stream {:?}",
-                    self.group, self.stream
-                )
-            }),
+            false => Ok(()),
         }
+    }
+
+    /// `XGROUP CREATE stream group id MKSTREAM`; false if the group exists (BUSYGROUP).
+    async fn create_group(&mut self, id: &str) -> Result<bool, Fault> {
+        let (stream, group, id) = (self.stream.clone(), self.group.clone(), id.to_owned());
+        let created = self
+            .commands
+            .call("XGROUP CREATE", None, |mut c| async move {
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&stream)
+                    .arg(&group)
+                    .arg(&id)
+                    .arg("MKSTREAM")
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        match created {
+            Ok(()) => Ok(true),
+            Err(f) if f.code() == "BUSYGROUP" => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Creates the consumer group again after it was lost (`NOGROUP`: the stream or the
+    /// group was deleted, `FLUSHALL`, a restart without persistence), starting after
+    /// `last_known` (the last entry ID this pipeline knows was delivered to the group) so
+    /// that every entry added after the loss is delivered, and nothing before it twice.
+    /// If the stream's newest ID is below `last_known`, the stream itself is new (its IDs
+    /// started again) and the group starts at its beginning. Returns `None` if another
+    /// consumer created the group first.
+    pub async fn recreate_group(
+        &mut self,
+        last_known: Option<&str>,
+    ) -> Result<Option<Recreated>, Fault> {
+        let newest = self.newest_id().await?;
+        let choice = match (last_known, newest) {
+            (None, _) => Recreated {
+                id: "0".into(),
+                why: "no entry of the group was known to be delivered before the loss: every entry in the stream is delivered".into(),
+            },
+            (Some(known), Some(newest)) if StreamId::parse(&newest) < StreamId::parse(known) => Recreated {
+                id: "0".into(),
+                why: format!("the stream's newest entry {newest} is older than {known}, the last one delivered before the loss: the stream was created anew, so all of it is new"),
+            },
+            (Some(known), _) => Recreated {
+                id: known.to_owned(),
+                why: format!("{known} is the last entry known delivered to the group before the loss: entries added after it (during and after the loss) are delivered, those before it are not delivered again"),
+            },
+        };
+        Ok(self.create_group(&choice.id).await?.then_some(choice))
+    }
+
+    /// The stream's newest entry ID, `None` if the stream does not exist or is empty.
+    async fn newest_id(&mut self) -> Result<Option<String>, Fault> {
+        let stream = self.stream.clone();
+        let reply: Value = self
+            .commands
+            .call("XREVRANGE", None, |mut c| async move {
+                redis::cmd("XREVRANGE")
+                    .arg(&stream)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let (entries, _) =
+            reply::entry_list(reply).map_err(|e| Fault::unexpected("XREVRANGE", &e))?;
+        Ok(entries.into_iter().next().map(|e| e.id))
+    }
+
+    /// What the ACL user is missing, found by asking Redis to check each of `keys` with
+    /// a script that does nothing (`EVAL` checks its declared keys' permissions first).
+    /// `None` if every key is allowed.
+    pub async fn missing_permission(&mut self, keys: &[String]) -> Option<String> {
+        for key in keys {
+            let k = key.clone();
+            let probe = self
+                .commands
+                .call("permission check", None, |mut c| async move {
+                    redis::cmd("EVAL")
+                        .arg("return 1")
+                        .arg(1)
+                        .arg(&k)
+                        .query_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+            if let Err(f) = probe
+                && f.is_permission()
+            {
+                let detail = f.to_string();
+                if detail.contains("command") {
+                    return Some(format!(
+                        "the ACL user {:?} may not run a command Sluice needs ({detail}); grant it, e.g. ACL SETUSER {} +@stream +@scripting",
+                        self.user, self.user
+                    ));
+                }
+                return Some(format!(
+                    "the ACL user {:?} has no permission for key {key:?}; grant it with ACL SETUSER {} ~{key}",
+                    self.user, self.user
+                ));
+            }
+        }
+        None
     }
 
     /// Reads up to `count` of this consumer's own pending entries with IDs after `after`
     /// (`"0"` for all). Entries deleted from the stream while pending are acknowledged
     /// and dropped: there is nothing left to process.
-    pub async fn read_pending(&mut self, after: &str, count: usize) -> Result<Vec<Entry>> {
+    pub async fn read_pending(&mut self, after: &str, count: usize) -> Result<Vec<Entry>, Fault> {
         let reply = self.xreadgroup(after, count, None).await?;
-        let (entries, deleted) = reply::stream_entries(reply)?;
+        let (entries, deleted) =
+            reply::stream_entries(reply).map_err(|e| Fault::unexpected("XREADGROUP", &e))?;
         if !deleted.is_empty() {
             tracing::warn!(stream = %self.stream, ids = ?deleted, "pending entries were deleted from the stream; acknowledging them");
+            let (stream, group) = (self.stream.clone(), self.group.clone());
             let _: i64 = self
                 .commands
-                .xack(&self.stream, &self.group, &deleted)
+                .call("XACK", None, |mut c| async move {
+                    redis::cmd("XACK")
+                        .arg(&stream)
+                        .arg(&group)
+                        .arg(&deleted)
+                        .query_async(&mut c)
+                        .await
+                })
                 .await?;
         }
         self.with_delivery_counts(entries).await
     }
 
     /// Reads up to `count` entries never delivered to this group, waiting up to `block`.
-    pub async fn read_new(&mut self, count: usize, block: Duration) -> Result<Vec<Entry>> {
+    pub async fn read_new(&mut self, count: usize, block: Duration) -> Result<Vec<Entry>, Fault> {
         let reply = self.xreadgroup(">", count, Some(block)).await?;
-        Ok(reply::stream_entries(reply)?.0)
+        Ok(reply::stream_entries(reply)
+            .map_err(|e| Fault::unexpected("XREADGROUP", &e))?
+            .0)
+    }
+
+    /// Runs an `XPENDING` (extended form) with `args` after the stream and group.
+    async fn xpending(&mut self, args: Vec<String>) -> Result<Vec<PendingEntry>, Fault> {
+        let (stream, group) = (self.stream.clone(), self.group.clone());
+        let reply: Value = self
+            .commands
+            .call("XPENDING", None, |mut c| async move {
+                redis::cmd("XPENDING")
+                    .arg(&stream)
+                    .arg(&group)
+                    .arg(&args)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        reply::pending_entries(reply).map_err(|e| Fault::unexpected("XPENDING", &e))
     }
 
     /// This consumer's pending entries idle for at least `min_idle`, oldest first, as
@@ -143,20 +444,16 @@ impl Consumer {
         &mut self,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<PendingEntry>> {
-        let reply: Value = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg("IDLE")
-            .arg(min_idle.as_millis() as u64)
-            .arg("-")
-            .arg("+")
-            .arg(count)
-            .arg(&self.name)
-            .query_async(&mut self.commands)
-            .await
-            .with_context(|| format!("XPENDING on stream {:?} failed", self.stream))?;
-        reply::pending_entries(reply)
+    ) -> Result<Vec<PendingEntry>, Fault> {
+        let args = vec![
+            "IDLE".to_owned(),
+            (min_idle.as_millis() as u64).to_string(),
+            "-".into(),
+            "+".into(),
+            count.to_string(),
+            self.name.clone(),
+        ];
+        self.xpending(args).await
     }
 
     /// Takes `due` entries (own or another consumer's) for a new delivery: their
@@ -165,7 +462,11 @@ impl Consumer {
     ///
     /// Only entries still idle for `min_idle` are taken, so of two consumers claiming
     /// the same entry at once only the first gets it.
-    pub async fn claim(&mut self, due: &[PendingEntry], min_idle: Duration) -> Result<Vec<Entry>> {
+    pub async fn claim(
+        &mut self,
+        due: &[PendingEntry],
+        min_idle: Duration,
+    ) -> Result<Vec<Entry>, Fault> {
         if due.is_empty() {
             return Ok(Vec::new());
         }
@@ -177,11 +478,14 @@ impl Consumer {
         for p in due {
             cmd.arg(&p.id);
         }
-        let reply: Value = cmd
-            .query_async(&mut self.commands)
-            .await
-            .with_context(|| format!("XCLAIM on stream {:?} failed", self.stream))?;
-        let (mut entries, _) = reply::entry_list(reply)?;
+        let reply: Value = self
+            .commands
+            .call("XCLAIM", None, |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
+        let (mut entries, _) =
+            reply::entry_list(reply).map_err(|e| Fault::unexpected("XCLAIM", &e))?;
         let deliveries: std::collections::HashMap<&str, u32> =
             due.iter().map(|p| (p.id.as_str(), p.deliveries)).collect();
         for entry in &mut entries {
@@ -200,24 +504,20 @@ impl Consumer {
         min_idle: Duration,
         after: &str,
         count: usize,
-    ) -> Result<(Vec<PendingEntry>, String)> {
+    ) -> Result<(Vec<PendingEntry>, String), Fault> {
         let start = if after == "-" {
             "-".to_owned()
         } else {
             format!("({after}")
         };
-        let reply: Value = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg("IDLE")
-            .arg(min_idle.as_millis() as u64)
-            .arg(&start)
-            .arg("+")
-            .arg(count)
-            .query_async(&mut self.commands)
-            .await
-            .with_context(|| format!("XPENDING on stream {:?} failed", self.stream))?;
-        let rows = reply::pending_entries(reply)?;
+        let args = vec![
+            "IDLE".to_owned(),
+            (min_idle.as_millis() as u64).to_string(),
+            start,
+            "+".into(),
+            count.to_string(),
+        ];
+        let rows = self.xpending(args).await?;
         let next = match rows.last() {
             Some(last) if rows.len() == count => last.id.clone(),
             _ => "-".to_owned(),
@@ -230,21 +530,33 @@ impl Consumer {
         ))
     }
 
-    /// The group's pending count and lag (entries not yet delivered to the group; 0 when
-    /// Redis cannot tell), from `XINFO GROUPS`.
-    pub async fn backlog(&mut self) -> Result<(u64, u64)> {
-        let reply: Value = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&self.stream)
-            .query_async(&mut self.commands)
-            .await
-            .with_context(|| format!("XINFO GROUPS on stream {:?} failed", self.stream))?;
-        Ok(reply::group_backlog(reply, &self.group))
+    /// The group's pending count, lag and last delivered ID, from `XINFO GROUPS`.
+    pub async fn group_info(&mut self) -> Result<GroupInfo, Fault> {
+        let stream = self.stream.clone();
+        let reply: Value = self
+            .commands
+            .call("XINFO GROUPS", None, |mut c| async move {
+                redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg(&stream)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        reply::group_info(reply, &self.group).ok_or_else(|| {
+            Fault::from_redis(
+                &redis::make_extension_error(
+                    "NOGROUP".into(),
+                    Some(format!("XINFO GROUPS does not list group {:?}", self.group)),
+                ),
+                &format!("XINFO GROUPS on stream {:?}", self.stream),
+            )
+        })
     }
 
     /// A handle that reads new entries beside this consumer's commits (on the read
-    /// connection), so the next batch can be fetched while this one is handled.
-    pub fn prefetcher(&self) -> Prefetcher {
+    /// connection, if open), so the next batch can be fetched while this one is handled.
+    pub fn prefetcher(&mut self) -> Prefetcher {
         Prefetcher {
             stream: self.stream.clone(),
             group: self.group.clone(),
@@ -254,8 +566,8 @@ impl Consumer {
     }
 
     /// A handle that renews this consumer's leases on entries, usable beside reads and
-    /// commits.
-    pub fn lease(&self) -> Lease {
+    /// commits (on the command connection, if open).
+    pub fn lease(&mut self) -> Lease {
         Lease {
             stream: self.stream.clone(),
             group: self.group.clone(),
@@ -266,22 +578,19 @@ impl Consumer {
 
     /// Sets each entry's attempt from the pending list. Only for a history read at
     /// start-up, when every pending entry of this consumer in the range was just read.
-    async fn with_delivery_counts(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>> {
+    async fn with_delivery_counts(&mut self, mut entries: Vec<Entry>) -> Result<Vec<Entry>, Fault> {
         let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
             return Ok(entries);
         };
-        let (first, last) = (first.id.clone(), last.id.clone());
-        let pending: Value = redis::cmd("XPENDING")
-            .arg(&self.stream)
-            .arg(&self.group)
-            .arg(first)
-            .arg(last)
-            .arg(entries.len())
-            .arg(&self.name)
-            .query_async(&mut self.commands)
-            .await
-            .context("XPENDING failed")?;
-        let counts: std::collections::HashMap<String, u32> = reply::pending_entries(pending)?
+        let args = vec![
+            first.id.clone(),
+            last.id.clone(),
+            entries.len().to_string(),
+            self.name.clone(),
+        ];
+        let counts: std::collections::HashMap<String, u32> = self
+            .xpending(args)
+            .await?
             .into_iter()
             .map(|p| (p.id, p.deliveries))
             .collect();
@@ -296,33 +605,48 @@ impl Consumer {
         id: &str,
         count: usize,
         block: Option<Duration>,
-    ) -> Result<Value> {
-        xreadgroup(
-            &mut self.reads,
-            [&self.stream, &self.group, &self.name],
-            id,
-            count,
-            block,
-        )
-        .await
+    ) -> Result<Value, Fault> {
+        let cmd = xreadgroup([&self.stream, &self.group, &self.name], id, count, block);
+        let deadline = block.map(|b| b + BLOCK_MARGIN);
+        self.reads
+            .call("XREADGROUP", deadline, |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await
     }
 
     /// Commits a batch atomically and guarded: for each entry still pending for this
-    /// consumer, appends its outputs and acknowledges it; any other entry writes nothing.
+    /// consumer, appends its outputs and acknowledges it; any other entry writes nothing
+    /// — unless `adopt` is set and the entry is pending for no consumer at all (an
+    /// operator deleted this consumer or the group), in which case its outputs are
+    /// written ([`CommitStatus::Adopted`]). See `commit.lua`.
     ///
-    /// An error means the outcome is unknown. Committing the same batch again is safe.
-    pub async fn commit(&mut self, acks: &[Ack]) -> Result<Vec<CommitStatus>, CommitError> {
+    /// An error means the outcome is unknown. Committing the same batch again is safe
+    /// (without `adopt`).
+    pub async fn commit(&mut self, acks: &[Ack], adopt: bool) -> Result<Vec<CommitStatus>, Fault> {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
-        commit::run(
-            &mut self.commands,
-            &self.stream,
-            &self.group,
-            &self.name,
-            acks,
-        )
-        .await
+        let invocation = commit::invocation(&self.stream, &self.group, &self.name, acks, adopt)?;
+        let statuses: Vec<i64> = self
+            .commands
+            .call("commit", Some(commit::deadline(acks)), |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        commit::statuses(statuses, acks.len())
+    }
+}
+
+/// A parsed stream ID, ordered as Redis orders them: (milliseconds, sequence).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamId(u64, u64);
+
+impl StreamId {
+    /// Parses `ms-seq` (or `ms`); anything else is the smallest ID.
+    pub fn parse(id: &str) -> Self {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        Self(ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
     }
 }
 
@@ -331,7 +655,7 @@ pub struct Lease {
     stream: String,
     group: String,
     name: String,
-    commands: ConnectionManager,
+    commands: Arc<link::Link>,
 }
 
 static TOUCH: std::sync::LazyLock<redis::Script> =
@@ -345,21 +669,14 @@ impl Lease {
         }
         let mut invocation = TOUCH.key(&self.stream);
         invocation.arg(&self.group).arg(&self.name).arg(ids);
-        let renewed: usize = invocation
-            .invoke_async(&mut self.commands)
-            .await
-            .with_context(|| format!("lease renewal on stream {:?} failed", self.stream))?;
+        let renewed = self
+            .commands
+            .call("lease renewal", None, |mut c| async move {
+                invocation.invoke_async::<usize>(&mut c).await
+            })
+            .await?;
         Ok(renewed)
     }
-}
-
-/// Appends one entry to its stream with `XADD *`, returning its ID.
-pub async fn append(conn: &mut ConnectionManager, output: &Output) -> Result<String> {
-    let id: String = conn
-        .xadd(&output.target, "*", &output.fields)
-        .await
-        .with_context(|| format!("XADD to {:?} failed", output.target))?;
-    Ok(id)
 }
 
 /// Reads new entries without waiting, beside the consumer's commits. See
@@ -368,33 +685,31 @@ pub struct Prefetcher {
     stream: String,
     group: String,
     name: String,
-    reads: ConnectionManager,
+    reads: Arc<link::Link>,
 }
 
 impl Prefetcher {
     /// Reads up to `count` entries never delivered to this group that are already in the
     /// stream; never blocks.
-    pub async fn read_available(mut self, count: usize) -> Result<Vec<Entry>> {
-        let reply = xreadgroup(
-            &mut self.reads,
-            [&self.stream, &self.group, &self.name],
-            ">",
-            count,
-            None,
-        )
-        .await?;
+    pub async fn read_available(self, count: usize) -> Result<Vec<Entry>> {
+        let cmd = xreadgroup([&self.stream, &self.group, &self.name], ">", count, None);
+        let reply: Value = self
+            .reads
+            .call("XREADGROUP", None, |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
         Ok(reply::stream_entries(reply)?.0)
     }
 }
 
 /// `XREADGROUP GROUP group consumer COUNT count [BLOCK ms] STREAMS stream id`.
-async fn xreadgroup(
-    reads: &mut ConnectionManager,
+fn xreadgroup(
     [stream, group, consumer]: [&str; 3],
     id: &str,
     count: usize,
     block: Option<Duration>,
-) -> Result<Value> {
+) -> redis::Cmd {
     let mut cmd = redis::cmd("XREADGROUP");
     cmd.arg("GROUP")
         .arg(group)
@@ -405,7 +720,38 @@ async fn xreadgroup(
         cmd.arg("BLOCK").arg(block.as_millis().max(1) as u64);
     }
     cmd.arg("STREAMS").arg(stream).arg(id);
-    cmd.query_async(reads)
-        .await
-        .with_context(|| format!("XREADGROUP on stream {stream:?} group {group:?} failed"))
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("redis://sluice:secret@host:6379/0"),
+            "redis://sluice:***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+    }
+
+    #[test]
+    fn the_version_floor_is_redis_6_2() {
+        assert!(check_server("redis", "7.0.15").is_ok());
+        assert!(check_server("redis", "6.2.0").is_ok());
+        let old = check_server("redis", "6.0.16").expect_err("6.0 is refused");
+        assert!(format!("{old}").contains("6.2"), "{old}");
+        assert!(check_server("redis", "5.0.7").is_err());
+        assert!(check_server("valkey", "8.1.1").is_ok());
+        assert!(check_server("redis", "").is_err());
+    }
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        assert!(StreamId::parse("10-0") > StreamId::parse("9-5"));
+        assert!(StreamId::parse("5-10") > StreamId::parse("5-9"));
+        assert_eq!(StreamId::parse("7"), StreamId::parse("7-0"));
+    }
 }

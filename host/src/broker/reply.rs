@@ -147,10 +147,11 @@ fn text(value: Value) -> Result<String> {
     })
 }
 
-/// Finds `group` in an `XINFO GROUPS` reply and returns its (pending, lag).
-pub fn group_backlog(reply: Value, group: &str) -> (u64, u64) {
+/// Finds `group` in an `XINFO GROUPS` reply: its pending count, lag (0 when Redis cannot
+/// tell) and last delivered ID. `None` if the group is not listed.
+pub fn group_info(reply: Value, group: &str) -> Option<super::GroupInfo> {
     let Value::Array(groups) = reply else {
-        return (0, 0);
+        return None;
     };
     for info in groups {
         let pairs: Vec<(Value, Value)> = match info {
@@ -178,8 +179,14 @@ pub fn group_backlog(reply: Value, group: &str) -> (u64, u64) {
                 Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
                 _ => 0,
             };
-            return (number(field("pending")), number(field("lag")));
+            return Some(super::GroupInfo {
+                pending: number(field("pending")),
+                lag: number(field("lag")),
+                last_delivered: field("last-delivered-id")
+                    .and_then(|v| text(v).ok())
+                    .unwrap_or_default(),
+            });
         }
     }
-    (0, 0)
+    None
 }

@@ -4,18 +4,20 @@
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
 //! delivered again, so nothing is lost whatever stops the loop.
 
+mod health;
 mod invoke;
 mod outcome;
 mod redelivery;
+mod settle;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Ack, Broker, CommitError, Consumer, MAX_FIELDS_PER_OUTPUT};
+use crate::broker::{Ack, Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT, StreamId};
 use crate::config::PipelineConfig;
 use crate::message::{CommitStatus, Entry, HandlerError, Output};
 use crate::status::Board;
@@ -24,14 +26,13 @@ use crate::wasm::{Instance, PluginCell};
 
 use outcome::{Outcome, Rules};
 pub use outcome::{backoff, dead_letter_fields};
+use settle::Held;
+pub use settle::MAX_COMMIT_BYTES;
 
 /// How often pending and lag are read from Redis.
 const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 /// How long one blocking read waits for new entries before the loop looks at retries.
 const READ_BLOCK: Duration = Duration::from_millis(500);
-/// Delays between attempts to reach Redis after an error.
-const REDIS_RETRY_MIN: Duration = Duration::from_millis(100);
-const REDIS_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// A running pipeline: its consumer, its handler instances and its rules.
 pub struct Pipeline {
@@ -54,6 +55,13 @@ pub struct Pipeline {
     next_backlog_check: Instant,
     /// How long the last prefetching batch took to handle and commit.
     last_batch_time: Duration,
+    /// Backoff between tries while Redis is unusable.
+    redis_backoff: Backoff,
+    /// Since when the server answers `LOADING`.
+    loading_since: Option<Instant>,
+    /// The last entry ID known delivered to the group (read by this consumer, or the
+    /// group's last-delivered-id): where a lost group is created again.
+    last_known: Option<String>,
 }
 
 /// A handled batch waiting for its commit.
@@ -66,6 +74,8 @@ struct Prepared {
     report: BatchReport,
     /// Renews the batch's leases until its commit is done.
     lease: tokio::task::JoinHandle<()>,
+    /// Since when the batch is known to be this consumer's.
+    held: Held,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -80,12 +90,19 @@ pub struct BatchReport {
     pub dead_lettered: usize,
     /// Entries left pending for another delivery.
     pub retried: usize,
-    /// Entries whose commit found them owned by someone else (nothing written).
+    /// Entries whose commit found them owned by someone else, or pending for nobody
+    /// after a try whose reply was lost (nothing written).
     pub conflicts: usize,
+    /// Entries pending for nobody at commit (removed from the pending entries list under
+    /// this consumer) whose outputs were written: counted in `delivered` too.
+    pub adopted: usize,
 }
 
 impl Pipeline {
-    /// Sets up the pipeline's consumer (`consumer` names it in its group) and handlers.
+    /// Sets up the pipeline's consumer (`consumer` names it in its group) and handlers,
+    /// and creates its consumer group. A Redis user that may not use the input stream
+    /// fails here, with the permission to grant; a Redis that is down does not (the
+    /// pipeline starts in state `error` and keeps trying).
     pub async fn new(
         config: PipelineConfig,
         plugin: PluginCell,
@@ -93,9 +110,20 @@ impl Pipeline {
         consumer: &str,
         board: Arc<Board>,
     ) -> Result<Self> {
-        let consumer = broker
-            .consumer(config.input.as_str(), config.group.as_str(), consumer)
-            .await?;
+        let mut consumer = broker.consumer(config.input.as_str(), config.group.as_str(), consumer);
+        if let Err(fault) = consumer.ensure_group().await
+            && fault.is_permission()
+        {
+            let keys = [config.input.to_string()];
+            let missing = consumer
+                .missing_permission(&keys)
+                .await
+                .unwrap_or_else(|| "check the ACL user's key and command permissions".into());
+            bail!(
+                "redis refuses this pipeline's user on input stream {:?}: {fault}; {missing}",
+                config.input.as_str()
+            );
+        }
         let limits = config.limits.to_limits();
         let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
         let instances = (0..config.concurrency)
@@ -121,6 +149,9 @@ impl Pipeline {
             board,
             next_backlog_check: Instant::now(),
             last_batch_time: Duration::ZERO,
+            redis_backoff: Backoff::redis(),
+            loading_since: None,
+            last_known: None,
             consumer,
             instances,
             config,
@@ -132,11 +163,11 @@ impl Pipeline {
         self.shutdown = shutdown.clone();
         let name = self.config.name.clone();
         tracing::info!(pipeline = %name, input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
-        let mut failures = 0u32;
+        self.metrics.up.set(1.0);
         while !shutdown.is_cancelled() {
-            match self.ensure_group().await {
+            match self.consumer.ensure_group().await {
                 Ok(()) => break,
-                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+                Err(fault) => self.recover(fault, &shutdown).await,
             }
         }
         // Start-up: this consumer's own pending entries (left by a previous run) first.
@@ -147,13 +178,16 @@ impl Pipeline {
                 read = self.consumer.read_pending(&cursor, self.config.batch) => read,
             };
             match read {
-                Ok(entries) if entries.is_empty() => break,
+                Ok(entries) if entries.is_empty() => {
+                    self.redis_ok();
+                    break;
+                }
                 Ok(entries) => {
-                    failures = 0;
+                    self.redis_ok();
                     cursor.clone_from(&entries[entries.len() - 1].id);
                     self.process(entries).await;
                 }
-                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+                Err(fault) => self.recover(fault, &shutdown).await,
             }
         }
         // Then new entries, with a look at due retries between reads. While a full batch
@@ -164,12 +198,12 @@ impl Pipeline {
                 self.wait_while_paused(&shutdown).await;
             }
             self.refresh_backlog().await;
-            if let Err(e) = self.reclaim_due().await {
-                failures = self.redis_trouble(&shutdown, failures, &e).await;
+            if let Err(fault) = self.reclaim_due().await {
+                self.recover(fault, &shutdown).await;
                 continue;
             }
-            if let Err(e) = self.retry_due().await {
-                failures = self.redis_trouble(&shutdown, failures, &e).await;
+            if let Err(fault) = self.retry_due().await {
+                self.recover(fault, &shutdown).await;
                 continue;
             }
             let read = match prefetched.take() {
@@ -181,12 +215,13 @@ impl Pipeline {
             };
             match read {
                 Ok(entries) => {
-                    failures = 0;
+                    self.redis_ok();
                     if !entries.is_empty() {
+                        self.saw(&entries);
                         prefetched = self.process_pipelined(entries).await;
                     }
                 }
-                Err(e) => failures = self.redis_trouble(&shutdown, failures, &e).await,
+                Err(fault) => self.recover(fault, &shutdown).await,
             }
         }
         // Entries prefetched just before a drain began were not started: they stay
@@ -219,11 +254,12 @@ impl Pipeline {
             return;
         }
         self.next_backlog_check = now + BACKLOG_EVERY;
-        match self.consumer.backlog().await {
-            Ok((pending, lag)) => {
-                self.board.set_backlog(pending, lag);
-                self.metrics.pending.set(pending as f64);
-                self.metrics.lag.set(lag as f64);
+        match self.consumer.group_info().await {
+            Ok(info) => {
+                self.board.set_backlog(info.pending, info.lag);
+                self.metrics.pending.set(info.pending as f64);
+                self.metrics.lag.set(info.lag as f64);
+                self.saw_id(&info.last_delivered);
             }
             Err(e) => {
                 tracing::debug!(pipeline = %self.config.name, error = format!("{e:#}"), "cannot read the group's backlog")
@@ -245,30 +281,30 @@ impl Pipeline {
         (self.config.retry_backoff.initial / 2).clamp(Duration::from_millis(10), READ_BLOCK)
     }
 
-    async fn ensure_group(&mut self) -> Result<()> {
-        self.consumer.ensure_group().await
+    /// Notes the newest ID of entries read from the group.
+    fn saw(&mut self, entries: &[Entry]) {
+        if let Some(last) = entries
+            .iter()
+            .map(|e| e.id.as_str())
+            .max_by_key(|id| StreamId::parse(id))
+        {
+            let last = last.to_owned();
+            self.saw_id(&last);
+        }
     }
 
-    /// Logs a Redis error and waits a jittered, growing delay (or until shutdown).
-    // `&mut self`: a `&self` held across `.await` would need `Pipeline: Sync`.
-    async fn redis_trouble(
-        &mut self,
-        shutdown: &CancellationToken,
-        failures: u32,
-        error: &anyhow::Error,
-    ) -> u32 {
-        let delay = backoff(
-            REDIS_RETRY_MIN,
-            REDIS_RETRY_MAX,
-            self.config.name.as_str(),
-            failures + 1,
-        );
-        tracing::warn!(pipeline = %self.config.name, error = format!("{error:#}"), retry_in = ?delay, "redis unavailable; retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = tokio::time::sleep(delay) => {}
+    /// Notes that the entry `id` was delivered to the group.
+    fn saw_id(&mut self, id: &str) {
+        if id.is_empty() || id == "0-0" {
+            return;
         }
-        failures.saturating_add(1)
+        if self
+            .last_known
+            .as_deref()
+            .is_none_or(|known| StreamId::parse(id) > StreamId::parse(known))
+        {
+            self.last_known = Some(id.to_owned());
+        }
     }
 
     /// Handles batches back to back while full ones keep coming: the next batch is read
@@ -286,7 +322,7 @@ impl Pipeline {
                 tokio::spawn(self.consumer.prefetcher().read_available(self.config.batch))
             });
             let started = Instant::now();
-            let lease = self.keep_leases(&current);
+            let (lease, held) = self.keep_leases(&current);
             let (entries, results) = match committing.take() {
                 None => {
                     let results = self.invoke(&mut current).await;
@@ -304,7 +340,7 @@ impl Pipeline {
                     (invoked.entries, invoked.results)
                 }
             };
-            committing = Some(self.prepare(entries, results, lease));
+            committing = Some(self.prepare(entries, results, lease, held));
             self.last_batch_time = started.elapsed();
             let next = match prefetch {
                 Some(read) => {
@@ -357,11 +393,14 @@ impl Pipeline {
     }
 
     fn prefetched(
-        &self,
+        &mut self,
         read: Result<Result<Vec<Entry>>, tokio::task::JoinError>,
     ) -> Option<Vec<Entry>> {
         match read {
-            Ok(Ok(entries)) if !entries.is_empty() => Some(entries),
+            Ok(Ok(entries)) if !entries.is_empty() => {
+                self.saw(&entries);
+                Some(entries)
+            }
             Ok(Ok(_)) => None,
             Ok(Err(e)) => {
                 // Whatever the failed read delivered stays pending: the retry scan
@@ -379,9 +418,9 @@ impl Pipeline {
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
         self.metrics.read.increment(entries.len() as u64);
-        let lease = self.keep_leases(&entries);
+        let (lease, held) = self.keep_leases(&entries);
         let results = self.invoke(&mut entries).await;
-        let prepared = self.prepare(entries, results, lease);
+        let prepared = self.prepare(entries, results, lease, held);
         self.finish(prepared).await
     }
 
@@ -391,6 +430,7 @@ impl Pipeline {
         entries: Vec<Entry>,
         results: Vec<Option<Handled>>,
         lease: tokio::task::JoinHandle<()>,
+        held: Held,
     ) -> Prepared {
         let rules = self.rules();
         let mut report = BatchReport::default();
@@ -439,6 +479,7 @@ impl Pipeline {
             dead,
             report,
             lease,
+            held,
         }
     }
 
@@ -450,14 +491,23 @@ impl Pipeline {
             dead,
             mut report,
             lease,
+            held,
         } = prepared;
         let mut latency_ms = 0;
-        let statuses = self.commit(&acks, &entries).await;
+        let statuses = self.commit(&acks, &entries, &held).await;
         lease.abort();
+        let (mut adopted, mut gone) = (Vec::new(), Vec::new());
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
+            let Some(status) = status else {
+                report.retried += 1;
+                continue;
+            };
             match status {
-                CommitStatus::Committed if is_dead => {
+                CommitStatus::Committed | CommitStatus::Adopted if is_dead => {
+                    if status == CommitStatus::Adopted {
+                        adopted.push(ack.id.as_str());
+                    }
                     report.dead_lettered += 1;
                     let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
                     tracing::debug!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
@@ -466,11 +516,33 @@ impl Pipeline {
                     report.delivered += 1;
                     latency_ms += self.latency_ms(&ack.id);
                 }
+                CommitStatus::Adopted => {
+                    report.delivered += 1;
+                    adopted.push(ack.id.as_str());
+                    latency_ms += self.latency_ms(&ack.id);
+                }
                 CommitStatus::NotOwned => {
                     report.conflicts += 1;
-                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry no longer owned by this consumer at commit; its outputs were not written");
+                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry claimed by another consumer before the commit; its outputs were not written");
+                }
+                CommitStatus::Gone => {
+                    report.conflicts += 1;
+                    gone.push(ack.id.as_str());
                 }
             }
+        }
+        if !adopted.is_empty() {
+            report.adopted = adopted.len();
+            self.metrics.adopted.increment(adopted.len() as u64);
+            tracing::warn!(pipeline = %self.config.name, ids = ?adopted, "entries were removed from the pending entries list while this consumer held them (XGROUP DELCONSUMER, XACK or a lost group); their outputs were written once (adopted), there is nothing to acknowledge");
+            self.board.incident(format!(
+                "{} entries were removed from the pending entries list while being handled ({}); their outputs were written once",
+                adopted.len(),
+                adopted.join(", ")
+            ));
+        }
+        if !gone.is_empty() {
+            tracing::warn!(pipeline = %self.config.name, ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
         }
         let m = &self.metrics;
         m.committed.increment(report.delivered as u64);
@@ -480,34 +552,6 @@ impl Pipeline {
         self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
         report
-    }
-
-    /// Commits until Redis confirms: the commit is guarded, so repeating one whose reply
-    /// was lost writes nothing twice. A batch Redis refuses is committed entry by entry,
-    /// and an entry refused on its own is dead-lettered with Redis's reason instead.
-    async fn commit(&mut self, acks: &[Ack], entries: &[Entry]) -> Vec<CommitStatus> {
-        match self.commit_retrying(acks).await {
-            Ok(statuses) => statuses,
-            Err(reason) if acks.len() == 1 => {
-                tracing::warn!(pipeline = %self.config.name, id = %acks[0].id, reason = %reason, "redis refused the commit; dead-lettering the entry");
-                let letter = self.refused_letter(&acks[0], entries, &reason);
-                match self.commit_retrying(std::slice::from_ref(&letter)).await {
-                    Ok(statuses) => statuses,
-                    Err(reason) => {
-                        tracing::error!(pipeline = %self.config.name, id = %acks[0].id, stream = %self.dead_letter, reason = %reason, "redis refused the dead letter too; the entry stays pending");
-                        vec![CommitStatus::NotOwned]
-                    }
-                }
-            }
-            Err(_) => {
-                let mut statuses = Vec::with_capacity(acks.len());
-                for ack in acks {
-                    statuses
-                        .extend(Box::pin(self.commit(std::slice::from_ref(ack), entries)).await);
-                }
-                statuses
-            }
-        }
     }
 
     /// A dead letter for an entry whose commit Redis refused, with Redis's reason.
@@ -555,23 +599,6 @@ impl Pipeline {
             dead_letter: &self.dead_letter,
             max_attempts: self.config.max_attempts,
             max_fields: MAX_FIELDS_PER_OUTPUT,
-        }
-    }
-
-    /// Retries while Redis is unavailable; returns Redis's reason if it refuses.
-    async fn commit_retrying(&mut self, acks: &[Ack]) -> Result<Vec<CommitStatus>, String> {
-        let mut failures = 0;
-        loop {
-            match self.consumer.commit(acks).await {
-                Ok(statuses) => return Ok(statuses),
-                Err(CommitError::Refused(reason)) => return Err(reason),
-                Err(CommitError::Unavailable(error)) => {
-                    failures += 1;
-                    let delay = backoff(REDIS_RETRY_MIN, REDIS_RETRY_MAX, "commit", failures);
-                    tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = format!("{error:#}"), retry_in = ?delay, "commit failed; retrying (guarded: no duplicates)");
-                    tokio::time::sleep(delay).await;
-                }
-            }
         }
     }
 }

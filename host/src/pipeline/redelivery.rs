@@ -5,16 +5,15 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-
+use super::settle::Held;
 use super::{Pipeline, backoff};
-use crate::broker::PendingEntry;
+use crate::broker::{Fault, PendingEntry};
 use crate::config::BackoffConfig;
 use crate::message::Entry;
 
 impl Pipeline {
     /// Delivers again this consumer's failed entries whose backoff has passed.
-    pub(super) async fn retry_due(&mut self) -> Result<()> {
+    pub(super) async fn retry_due(&mut self) -> Result<(), Fault> {
         let now = Instant::now();
         if now < self.next_retry_check {
             return Ok(());
@@ -39,7 +38,7 @@ impl Pipeline {
 
     /// Takes over entries that other consumers left idle for `claim_idle` (they died,
     /// or lost Redis), once their own retry backoff has passed too, and handles them.
-    pub(super) async fn reclaim_due(&mut self) -> Result<()> {
+    pub(super) async fn reclaim_due(&mut self) -> Result<(), Fault> {
         let now = Instant::now();
         if now < self.next_reclaim_check {
             return Ok(());
@@ -70,17 +69,23 @@ impl Pipeline {
 
     /// Renews this consumer's claim on `entries` every third of `claim_idle` until the
     /// returned task is aborted, so that slow handlers do not lose their work to a
-    /// reclaim (and do it twice).
-    pub(super) fn keep_leases(&self, entries: &[Entry]) -> tokio::task::JoinHandle<()> {
+    /// reclaim (and do it twice). The returned [`Held`] tells since when every entry of
+    /// the batch is known to be this consumer's.
+    pub(super) fn keep_leases(&mut self, entries: &[Entry]) -> (tokio::task::JoinHandle<()>, Held) {
         let mut lease = self.consumer.lease();
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let every = self.config.claim_idle / 3;
         let pipeline = self.config.name.clone();
-        tokio::spawn(async move {
+        let held = Held::now();
+        let renewed_at = held.clone();
+        let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 match lease.renew(&ids).await {
                     Ok(renewed) => {
+                        if renewed == ids.len() {
+                            renewed_at.renewed();
+                        }
                         tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
                     }
                     Err(e) => {
@@ -88,7 +93,8 @@ impl Pipeline {
                     }
                 }
             }
-        })
+        });
+        (task, held)
     }
 }
 

@@ -2,6 +2,8 @@
 //! daemon run in-process.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,8 +95,13 @@ pub struct Host {
 
 impl Host {
     /// Starts the daemon for `config` (whose `[redis] url` is set to `redis`).
-    pub async fn start(redis: &RedisServer, mut config: Config) -> Host {
-        config.redis.url = Some(redis.url());
+    pub async fn start(redis: &RedisServer, config: Config) -> Host {
+        Host::start_at(&redis.url(), config).await
+    }
+
+    /// Starts the daemon for `config` against the Redis at `url` (a proxy, an ACL user).
+    pub async fn start_at(url: &str, mut config: Config) -> Host {
+        config.redis.url = Some(url.to_owned());
         let shutdown = CancellationToken::new();
         let daemon = sluice::start(config, shutdown.clone())
             .await

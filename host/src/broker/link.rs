@@ -1,0 +1,131 @@
+//! A connection that heals: opened on first use, dropped when a [`Fault`] says so, every
+//! call under a response deadline.
+//!
+//! redis-rs's multiplexed connection reconnects only when its socket reports an error.
+//! A path that stops moving bytes without closing (a dropped network route, a frozen
+//! proxy), or a node demoted to replica behind the same name, leaves it "connected" for
+//! ever. Here every call has a deadline (a blocking read's: its `BLOCK` plus a margin),
+//! and a call that misses it, or fails in a way whose remedy is a new connection, drops
+//! the connection: the next call opens a new one, resolving the host name again.
+//! TCP keepalive and `TCP_USER_TIMEOUT` catch dead peers even on idle connections.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::io::tcp::{TcpSettings, socket2};
+use redis::{AsyncConnectionConfig, Client, RedisResult};
+
+use super::fault::{Fault, Remedy};
+
+/// How long opening a connection (TCP, TLS, AUTH) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The response deadline of a call that does not block on the server.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
+/// What a blocking read's deadline adds to its `BLOCK` time.
+pub const BLOCK_MARGIN: Duration = Duration::from_secs(2);
+
+/// TCP settings for every connection: keepalive probes after 10 s idle, every 5 s, and
+/// unacknowledged data failing the connection after 10 s (Linux `TCP_USER_TIMEOUT`).
+pub fn tcp_settings() -> TcpSettings {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(5));
+    let settings = TcpSettings::default()
+        .set_nodelay(true)
+        .set_keepalive(keepalive);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(Duration::from_secs(10));
+    settings
+}
+
+/// One connection to Redis that re-opens itself after faults. Shareable: calls clone the
+/// (multiplexed) connection and run beside each other.
+pub struct Link {
+    client: Client,
+    conn: std::sync::Mutex<Option<MultiplexedConnection>>,
+    /// What the connection is for, in error messages ("stream \"IN\" group \"G\"").
+    label: String,
+}
+
+impl Link {
+    /// A link through `client`; nothing is opened until the first call.
+    pub fn new(client: Client, label: String) -> Self {
+        Self {
+            client,
+            conn: std::sync::Mutex::new(None),
+            label,
+        }
+    }
+
+    /// The open connection, opening it if need be.
+    pub async fn connection(&self) -> Result<MultiplexedConnection, Fault> {
+        if let Some(conn) = self.open() {
+            return Ok(conn);
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(None);
+        let opened = tokio::time::timeout(
+            CONNECT_TIMEOUT + Duration::from_secs(1),
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await;
+        let conn = match opened {
+            Err(_) => return Err(Fault::deadline("connecting to redis", CONNECT_TIMEOUT)),
+            Ok(Err(e)) => return Err(Fault::from_redis(&e, "connecting to redis")),
+            Ok(Ok(conn)) => conn,
+        };
+        *self.slot() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// The connection if it is open (for helpers that run beside the link's owner).
+    pub fn open(&self) -> Option<MultiplexedConnection> {
+        self.slot().clone()
+    }
+
+    /// Drops the connection; the next call opens a new one.
+    pub fn reset(&self) {
+        *self.slot() = None;
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `call` on the connection within `deadline` ([`CALL_DEADLINE`] if `None`).
+    /// `what` names the command for errors. A fault whose remedy is a new connection,
+    /// and a missed deadline, drop the connection.
+    pub async fn call<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Option<Duration>,
+        call: F,
+    ) -> Result<T, Fault>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.connection().await?;
+        let deadline = deadline.unwrap_or(CALL_DEADLINE);
+        match tokio::time::timeout(deadline, call(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                let fault = Fault::from_redis(&e, &format!("{what} on {}", self.label));
+                if fault.remedy() == Remedy::Reconnect {
+                    self.reset();
+                }
+                Err(fault)
+            }
+            Err(_) => {
+                self.reset();
+                Err(Fault::deadline(
+                    &format!("{what} on {}", self.label),
+                    deadline,
+                ))
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A TCP proxy between Sluice and Redis that injects network faults: it freezes the
+//! connections it carries (they stop moving bytes but stay open, like a dropped network
+//! path), and sends new connections to another server (like a name that moved to a new
+//! primary after a failover).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A running proxy; stops when dropped.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    target: Mutex<SocketAddr>,
+    /// The freeze switch of every connection accepted so far.
+    connections: Mutex<Vec<Arc<AtomicBool>>>,
+}
+
+impl Proxy {
+    /// Listens on a free loopback port and forwards each connection to `target`.
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+        let addr = listener.local_addr().expect("proxy address");
+        let shared = Arc::new(Shared {
+            target: Mutex::new(target),
+            connections: Mutex::new(Vec::new()),
+        });
+        let state = shared.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let target = *state.target.lock().expect("target");
+                let frozen = Arc::new(AtomicBool::new(false));
+                state
+                    .connections
+                    .lock()
+                    .expect("connections")
+                    .push(frozen.clone());
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, frozen.clone()), pump(sr, cw, frozen));
+                });
+            }
+        });
+        Proxy {
+            addr,
+            shared,
+            accept,
+        }
+    }
+
+    /// The proxy's address, for a `redis://` URL.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `redis://127.0.0.1:PORT` (with `user:password@` if given).
+    pub fn url(&self, auth: Option<(&str, &str)>) -> String {
+        match auth {
+            Some((user, password)) => format!("redis://{user}:{password}@{}", self.addr),
+            None => format!("redis://{}", self.addr),
+        }
+    }
+
+    /// Every connection open now stops moving bytes, without closing; new connections
+    /// work.
+    pub fn freeze(&self) {
+        for frozen in self.shared.connections.lock().expect("connections").iter() {
+            frozen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// New connections go to `target`; open ones stay where they are.
+    pub fn redirect(&self, target: SocketAddr) {
+        *self.shared.target.lock().expect("target") = target;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.freeze();
+    }
+}
+
+/// Copies bytes from `from` to `to` until either end closes; once `frozen`, holds both
+/// ends open and moves nothing more.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            },
+            () = until(&frozen) => break,
+        };
+        if frozen.load(Ordering::SeqCst) || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    if frozen.load(Ordering::SeqCst) {
+        // A dropped path: nothing more arrives, nothing is closed. Held until the test
+        // process ends.
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Resolves once `frozen` is set (checked every 20 ms).
+async fn until(frozen: &AtomicBool) {
+    while !frozen.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

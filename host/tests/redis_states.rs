@@ -1,0 +1,383 @@
+//! Sluice against every state a real Redis can be in: a consumer group lost at runtime,
+//! an ACL user missing a permission, a failover that demotes the node Sluice is on, a
+//! network path that stops moving bytes, a consumer deleted by an operator, a value the
+//! server refuses. Real redis-servers, a TCP proxy of the harness for network faults, the
+//! daemon in-process with its admin API, a real HTTP client. In each, nothing may be
+//! dead-lettered for the environment's fault, nothing lost, nothing wedged.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::proxy::Proxy;
+use common::*;
+use redis::aio::MultiplexedConnection;
+use sluice::admin::PipelineView;
+
+/// An echo pipeline named `name` on `IN`/`G` → `OUT`, with the admin API on.
+fn echo_config(name: &str, extra: &str) -> sluice::config::Config {
+    config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:echo}}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\n{extra}\n"
+    ))
+}
+
+async fn add_n(con: &mut MultiplexedConnection, n: usize, tag: &str) {
+    for i in 0..n {
+        add(con, "IN", &[("n", &format!("{tag}{i}"))]).await;
+    }
+}
+
+async fn view(base: &str, name: &str) -> PipelineView {
+    reqwest::get(format!("{base}/v1/pipelines/{name}"))
+        .await
+        .expect("GET pipeline")
+        .json()
+        .await
+        .expect("pipeline JSON")
+}
+
+async fn ready(base: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("/readyz answers within 3 s");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("readyz JSON"))
+}
+
+async fn raw(con: &mut MultiplexedConnection, args: &[&str]) -> redis::Value {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Stays `n` for a while (no late duplicates).
+async fn stays(con: &mut MultiplexedConnection, stream: &str, n: usize) {
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(len(con, stream).await, n, "{stream} changed after settling");
+}
+
+/// Case 1: `FLUSHALL` and `XGROUP DESTROY` at runtime. The group is created again after
+/// the last entry known delivered, new entries are handled (and old ones not again), the
+/// status shows the incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_consumer_group_is_created_again() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, echo_config("regroup", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    add_n(&mut con, 5, "a").await;
+    wait_len(&con, "OUT", 5).await;
+
+    raw(&mut con, &["FLUSHALL"]).await;
+    add_n(&mut con, 5, "b").await;
+    wait_len(&con, "OUT", 5).await;
+    eventually(
+        "nothing pending after FLUSHALL",
+        Duration::from_secs(10),
+        || {
+            let mut con = con.clone();
+            async move { (pending(&mut con, "IN", "G").await == 0).then_some(()) }
+        },
+    )
+    .await;
+
+    raw(&mut con, &["XGROUP", "DESTROY", "IN", "G"]).await;
+    add_n(&mut con, 5, "c").await;
+    wait_len(&con, "OUT", 10).await;
+    stays(&mut con, "OUT", 10).await;
+    let out = entries(&mut con, "OUT").await;
+    let tags: Vec<&str> = out.iter().filter_map(|(_, f)| field(f, "n")).collect();
+    assert!(
+        tags[5..].iter().all(|t| t.starts_with('c')),
+        "only the new entries after the destroy: {tags:?}"
+    );
+    assert_eq!(len(&mut con, "IN:dead").await, 0);
+
+    let status = view(&base, "regroup").await;
+    assert_eq!(status.status.state, "running");
+    let nogroup: Vec<_> = status
+        .status
+        .incidents
+        .iter()
+        .filter(|i| i.message.contains("NOGROUP") && i.message.contains("at ID"))
+        .collect();
+    assert!(
+        nogroup.len() >= 2,
+        "both losses are incidents: {:?}",
+        status.status.incidents
+    );
+    host.stop().await;
+}
+
+/// Case 2: an ACL user without the output key. Nothing is dead-lettered; the pipeline
+/// shows an error naming the permission and the key, readiness reports it; once granted,
+/// every entry goes to `OUT` exactly once. A user that cannot read the input fails
+/// start-up as a permission problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_holds_entries_until_granted() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    raw(
+        &mut con,
+        &[
+            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
+        ],
+    )
+    .await;
+    let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
+    let host = Host::start_at(&url, echo_config("noperm", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    add_n(&mut con, 10, "x").await;
+
+    let status = eventually(
+        "the pipeline to show the permission error",
+        Duration::from_secs(10),
+        || {
+            let base = base.clone();
+            async move {
+                let v = view(&base, "noperm").await;
+                (v.status.state == "error").then_some(v)
+            }
+        },
+    )
+    .await;
+    let error = status.status.error.expect("an error in state error");
+    assert!(
+        error.contains("NOPERM")
+            && error.contains("\"OUT\"")
+            && error.contains("ACL SETUSER sluice ~OUT"),
+        "{error}"
+    );
+    let (code, body) = ready(&base).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body["pipelines"]["noperm"]
+            .as_str()
+            .is_some_and(|r| r.contains("NOPERM")),
+        "{body}"
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_pipeline_up{pipeline=\"noperm\"} 0")),
+        "pipeline_up is 0"
+    );
+    assert_eq!(len(&mut con, "IN:dead").await, 0, "nothing dead-lettered");
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        10,
+        "entries stay pending"
+    );
+
+    raw(&mut con, &["ACL", "SETUSER", "sluice", "~OUT"]).await;
+    wait_len(&con, "OUT", 10).await;
+    stays(&mut con, "OUT", 10).await;
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    assert_eq!(len(&mut con, "IN:dead").await, 0);
+    let ok = eventually("readiness back", Duration::from_secs(5), || {
+        let base = base.clone();
+        async move { (ready(&base).await.0 == 200).then_some(()) }
+    });
+    ok.await;
+    assert_eq!(view(&base, "noperm").await.status.state, "running");
+    host.stop().await;
+
+    // A user that may not read the input: start-up fails, naming the permission.
+    raw(
+        &mut con,
+        &["ACL", "SETUSER", "blind", "on", ">pw", "~OTHER", "+@all"],
+    )
+    .await;
+    let mut cfg = echo_config("blind", "");
+    cfg.redis.url = Some(format!("redis://blind:pw@127.0.0.1:{}", redis.port()));
+    let error = match sluice::start(cfg, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("start-up succeeds without permission on the input"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("NOPERM") && error.contains("\"IN\"") && !error.contains("unavailable"),
+        "{error}"
+    );
+    assert!(!error.contains(":pw@"), "no password in errors: {error}");
+}
+
+/// Case 3: a failover demotes the node Sluice is connected to (through a proxy that then
+/// sends new connections to the new primary). Sluice leaves the demoted node and carries
+/// on with the new primary; nothing dead-lettered, nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_primary_is_left_for_the_new_one() {
+    let a = RedisServer::start().expect("redis a");
+    let b = RedisServer::start().expect("redis b");
+    let mut con_a = connect(&a).await;
+    let mut con_b = connect(&b).await;
+    let port = |r: &RedisServer| r.port().to_string();
+    raw(&mut con_b, &["REPLICAOF", "127.0.0.1", &port(&a)]).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], a.port()).into()).await;
+    let host = Host::start_at(&proxy.url(None), echo_config("failover", "")).await;
+    add_n(&mut con_a, 10, "a").await;
+    wait_len(&con_a, "OUT", 10).await;
+    eventually("b to replicate", Duration::from_secs(10), || {
+        let mut con = con_b.clone();
+        async move { (len(&mut con, "OUT").await == 10).then_some(()) }
+    })
+    .await;
+
+    // The failover: new connections reach b; b is promoted; a becomes its replica.
+    proxy.redirect(([127, 0, 0, 1], b.port()).into());
+    raw(&mut con_b, &["REPLICAOF", "NO", "ONE"]).await;
+    raw(&mut con_a, &["REPLICAOF", "127.0.0.1", &port(&b)]).await;
+    add_n(&mut con_b, 10, "b").await;
+    wait_len(&con_b, "OUT", 20).await;
+    stays(&mut con_b, "OUT", 20).await;
+    assert_eq!(len(&mut con_b, "IN:dead").await, 0, "nothing dead-lettered");
+    assert_eq!(pending(&mut con_b, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// Case 4: the network path stops moving bytes without closing. Every call has a
+/// deadline: the stalled connections are dropped and opened again, entries added during
+/// the stall are handled within seconds, and `/readyz` answers within its own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_connection_is_dropped_and_opened_again() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    let host = Host::start_at(&proxy.url(None), echo_config("stall", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    add_n(&mut con, 5, "a").await;
+    wait_len(&con, "OUT", 5).await;
+    assert_eq!(ready(&base).await.0, 200);
+
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    add_n(&mut con, 5, "b").await;
+    let asked = Instant::now();
+    let (code, body) = ready(&base).await;
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "readyz answered in {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(code, 503, "the stalled connection is not ready: {body}");
+    wait_len(&con, "OUT", 10).await;
+    let recovered = frozen_at.elapsed();
+    println!("entries added during the stall handled after {recovered:?}");
+    assert!(recovered < Duration::from_secs(15), "took {recovered:?}");
+    stays(&mut con, "OUT", 10).await;
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    eventually("readiness back", Duration::from_secs(5), || {
+        let base = base.clone();
+        async move { (ready(&base).await.0 == 200).then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}
+
+/// Case 5: an operator deletes the consumer (`XGROUP DELCONSUMER`) while its handler
+/// runs. The entries it held were pending for nobody: their outputs are written once
+/// (adopted), the status shows it, nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_a_deleted_consumer_are_not_lost() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let mut cfg = echo_config("delconsumer", "limits = { timeout = \"5s\" }");
+    cfg.redis.consumer = Some("worker".into());
+    let host = Host::start(&redis, cfg).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    for i in 0..3 {
+        add(
+            &mut con,
+            "IN",
+            &[("action", "sleep"), ("ms", "600"), ("n", &i.to_string())],
+        )
+        .await;
+    }
+    eventually(
+        "the entries to be delivered",
+        Duration::from_secs(5),
+        || {
+            let mut con = con.clone();
+            async move { (pending(&mut con, "IN", "G").await == 3).then_some(()) }
+        },
+    )
+    .await;
+    raw(&mut con, &["XGROUP", "DELCONSUMER", "IN", "G", "worker"]).await;
+    wait_len(&con, "OUT", 3).await;
+    stays(&mut con, "OUT", 3).await;
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    assert_eq!(len(&mut con, "IN:dead").await, 0);
+    let status = view(&base, "delconsumer").await;
+    assert!(
+        status
+            .status
+            .incidents
+            .iter()
+            .any(|i| i.message.contains("removed from the pending entries list")),
+        "{:?}",
+        status.status.incidents
+    );
+    host.stop().await;
+}
+
+/// Case 6: a value the server now refuses (`proto-max-bulk-len` lowered below an entry's
+/// size): Redis closes the connection on every commit that carries it. The commit is
+/// split until that entry is alone; the others go through; that one is held pending with
+/// a clear error (its dead letter is refused the same way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_server_refuses_is_isolated() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let big = "x".repeat(2 << 20);
+    let big_id = add(&mut con, "IN", &[("big", &big)]).await;
+    raw(&mut con, &["CONFIG", "SET", "proto-max-bulk-len", "1mb"]).await;
+    add_n(&mut con, 20, "s").await;
+    let host = Host::start(&redis, echo_config("toobig", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    wait_len(&con, "OUT", 20).await;
+    let status = eventually(
+        "the held entry to be reported",
+        Duration::from_secs(20),
+        || {
+            let base = base.clone();
+            async move {
+                let v = view(&base, "toobig").await;
+                v.status
+                    .last_error
+                    .clone()
+                    .filter(|e| e.contains("cannot be committed"))
+                    .map(|_| v)
+            }
+        },
+    )
+    .await;
+    let error = status.status.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&big_id) && error.contains("proto-max-bulk-len"),
+        "{error}"
+    );
+    assert_eq!(
+        len(&mut con, "OUT").await,
+        20,
+        "the small entries, once each"
+    );
+    let pending_ids: redis::Value = raw(&mut con, &["XPENDING", "IN", "G", "-", "+", "10"]).await;
+    assert!(
+        format!("{pending_ids:?}").contains(&big_id),
+        "the big entry stays pending: {pending_ids:?}"
+    );
+    assert_eq!(pending(&mut con, "IN", "G").await, 1);
+    host.stop().await;
+}
