@@ -381,3 +381,55 @@ async fn a_value_the_server_refuses_is_isolated() {
     assert_eq!(pending(&mut con, "IN", "G").await, 1);
     host.stop().await;
 }
+
+/// Case 6, the other way a server refuses a value: it closes the connection without a
+/// reply (here the harness's proxy hangs up on any request over 1 MiB). A commit that
+/// keeps losing its connection while Redis answers a `PING` is split until the entry
+/// carrying the value is alone; the rest go through, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_always_loses_its_connection_is_split() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    proxy.cut_requests_over(1 << 20);
+    add_n(&mut con, 5, "s").await;
+    let big_id = add(&mut con, "IN", &[("big", &"y".repeat(3 << 19))]).await;
+    add_n(&mut con, 15, "t").await;
+    let host = Host::start_at(&proxy.url(None), echo_config("hangup", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    wait_len(&con, "OUT", 20).await;
+    let status = eventually(
+        "the held entry to be reported",
+        Duration::from_secs(30),
+        || {
+            let base = base.clone();
+            async move {
+                let v = view(&base, "hangup").await;
+                v.status
+                    .last_error
+                    .clone()
+                    .filter(|e| e.contains("cannot be committed"))
+                    .map(|_| v)
+            }
+        },
+    )
+    .await;
+    let error = status.status.last_error.unwrap_or_default();
+    assert!(
+        error.contains(&big_id) && error.contains("closed the connection"),
+        "{error}"
+    );
+    stays(&mut con, "OUT", 20).await;
+    let out = entries(&mut con, "OUT").await;
+    let mut tags: Vec<&str> = out.iter().filter_map(|(_, f)| field(f, "n")).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    assert_eq!(tags.len(), 20, "each small entry once");
+    assert_eq!(
+        pending(&mut con, "IN", "G").await,
+        1,
+        "only the big entry stays pending"
+    );
+    assert_eq!(len(&mut con, "IN:dead").await, 0);
+    host.stop().await;
+}

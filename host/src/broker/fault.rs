@@ -56,11 +56,25 @@ impl Fault {
     /// Classifies `error`, which happened while doing `what`.
     pub fn from_redis(error: &redis::RedisError, what: &str) -> Self {
         let (blame, remedy, code) = classify(error);
+        // Redis's own words, code first (`NOPERM this user has no permissions...`), as
+        // redis-cli shows them; the network's errors as the OS tells them.
+        let mut message = match (error.code(), error.detail()) {
+            (Some(code), Some(detail)) => format!("{what}: {code} {detail}"),
+            _ => format!("{what}: {error}"),
+        };
+        if error
+            .detail()
+            .is_some_and(|d| d.starts_with("Protocol error"))
+        {
+            message.push_str(
+                " (the server refused a value of the command for its size: see its proto-max-bulk-len and client-query-buffer-limit)",
+            );
+        }
         Self {
             blame,
             remedy,
             code,
-            message: format!("{what}: {error}"),
+            message,
         }
     }
 

@@ -1,10 +1,11 @@
 //! A TCP proxy between Sluice and Redis that injects network faults: it freezes the
 //! connections it carries (they stop moving bytes but stay open, like a dropped network
-//! path), and sends new connections to another server (like a name that moved to a new
-//! primary after a failover).
+//! path), sends new connections to another server (like a name that moved to a new
+//! primary after a failover), and hangs up on requests over a size (like a server that
+//! closes the connection on a value over its `proto-max-bulk-len` without a reply).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,8 +20,19 @@ pub struct Proxy {
 
 struct Shared {
     target: Mutex<SocketAddr>,
-    /// The freeze switch of every connection accepted so far.
-    connections: Mutex<Vec<Arc<AtomicBool>>>,
+    /// The state of every connection accepted so far.
+    connections: Mutex<Vec<Arc<Conn>>>,
+    /// Bytes a client may send between two replies before the connection is cut (0: any).
+    max_request: AtomicUsize,
+}
+
+/// One proxied connection's switches.
+#[derive(Default)]
+struct Conn {
+    frozen: AtomicBool,
+    cut: AtomicBool,
+    /// Bytes the client sent since the server last sent anything.
+    unanswered: AtomicUsize,
 }
 
 impl Proxy {
@@ -31,24 +43,29 @@ impl Proxy {
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
             connections: Mutex::new(Vec::new()),
+            max_request: AtomicUsize::new(0),
         });
         let state = shared.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let target = *state.target.lock().expect("target");
-                let frozen = Arc::new(AtomicBool::new(false));
+                let conn = Arc::new(Conn::default());
                 state
                     .connections
                     .lock()
                     .expect("connections")
-                    .push(frozen.clone());
+                    .push(conn.clone());
+                let shared = state.clone();
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::join!(pump(cr, sw, frozen.clone()), pump(sr, cw, frozen));
+                    tokio::join!(
+                        pump(cr, sw, conn.clone(), Some(shared)),
+                        pump(sr, cw, conn, None)
+                    );
                 });
             }
         });
@@ -75,9 +92,15 @@ impl Proxy {
     /// Every connection open now stops moving bytes, without closing; new connections
     /// work.
     pub fn freeze(&self) {
-        for frozen in self.shared.connections.lock().expect("connections").iter() {
-            frozen.store(true, Ordering::SeqCst);
+        for conn in self.shared.connections.lock().expect("connections").iter() {
+            conn.frozen.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// From now on, a connection whose client sends more than `bytes` without a reply
+    /// in between is closed (both ends), with no reply.
+    pub fn cut_requests_over(&self, bytes: usize) {
+        self.shared.max_request.store(bytes, Ordering::SeqCst);
     }
 
     /// New connections go to `target`; open ones stay where they are.
@@ -93,12 +116,14 @@ impl Drop for Proxy {
     }
 }
 
-/// Copies bytes from `from` to `to` until either end closes; once `frozen`, holds both
-/// ends open and moves nothing more.
+/// Copies bytes from `from` to `to` until either end closes; once frozen, holds both
+/// ends open and moves nothing more. `requests` is set for the client-to-server direction
+/// (which counts unanswered bytes against the size limit).
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    frozen: Arc<AtomicBool>,
+    conn: Arc<Conn>,
+    requests: Option<Arc<Shared>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -107,22 +132,34 @@ async fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            () = until(&frozen) => break,
+            () = until(&conn) => break,
         };
-        if frozen.load(Ordering::SeqCst) || to.write_all(&buf[..n]).await.is_err() {
+        match &requests {
+            Some(shared) => {
+                let limit = shared.max_request.load(Ordering::SeqCst);
+                let sent = conn.unanswered.fetch_add(n, Ordering::SeqCst) + n;
+                if limit > 0 && sent > limit {
+                    conn.cut.store(true, Ordering::SeqCst);
+                    break;
+                }
+            }
+            None => conn.unanswered.store(0, Ordering::SeqCst),
+        }
+        if conn.frozen.load(Ordering::SeqCst) || to.write_all(&buf[..n]).await.is_err() {
             break;
         }
     }
-    if frozen.load(Ordering::SeqCst) {
+    if conn.frozen.load(Ordering::SeqCst) {
         // A dropped path: nothing more arrives, nothing is closed. Held until the test
         // process ends.
         std::future::pending::<()>().await;
     }
+    conn.cut.store(true, Ordering::SeqCst);
 }
 
-/// Resolves once `frozen` is set (checked every 20 ms).
-async fn until(frozen: &AtomicBool) {
-    while !frozen.load(Ordering::SeqCst) {
+/// Resolves once the connection is frozen or cut (checked every 20 ms).
+async fn until(conn: &Conn) {
+    while !conn.frozen.load(Ordering::SeqCst) && !conn.cut.load(Ordering::SeqCst) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
