@@ -132,9 +132,10 @@ async fn a_missing_permission_holds_entries_until_granted() {
     )
     .await;
     let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
+    raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
+    add_n(&mut con, 10, "x").await;
     let host = Host::start_at(&url, echo_config("noperm", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
-    add_n(&mut con, 10, "x").await;
 
     let status = eventually(
         "the pipeline to show the permission error",
@@ -295,8 +296,7 @@ async fn entries_of_a_deleted_consumer_are_not_lost() {
     let mut con = connect(&redis).await;
     let mut cfg = echo_config("delconsumer", "limits = { timeout = \"5s\" }");
     cfg.redis.consumer = Some("worker".into());
-    let host = Host::start(&redis, cfg).await;
-    let base = format!("http://{}", host.admin.expect("admin"));
+    raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
     for i in 0..3 {
         add(
             &mut con,
@@ -305,6 +305,8 @@ async fn entries_of_a_deleted_consumer_are_not_lost() {
         )
         .await;
     }
+    let host = Host::start(&redis, cfg).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
     eventually(
         "the entries to be delivered",
         Duration::from_secs(5),

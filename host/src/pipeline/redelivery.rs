@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::settle::Held;
 use super::{Pipeline, backoff};
-use crate::broker::{Fault, PendingEntry};
+use crate::broker::{Backoff, Fault, PendingEntry};
 use crate::config::BackoffConfig;
 use crate::message::Entry;
 
@@ -79,17 +79,29 @@ impl Pipeline {
         let held = Held::now();
         let renewed_at = held.clone();
         let task = tokio::spawn(async move {
+            // After a failed renewal, the next try comes sooner (Redis's backoff), never
+            // later than the usual period.
+            let mut backoff = Backoff::redis();
+            let mut wait = every;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
                 match lease.renew(&ids).await {
                     Ok(renewed) => {
+                        backoff.reset();
+                        wait = every;
                         if renewed == ids.len() {
                             renewed_at.renewed();
                         }
                         tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
                     }
                     Err(e) => {
-                        tracing::warn!(%pipeline, error = format!("{e:#}"), "cannot renew leases on in-flight entries")
+                        wait = backoff.next_delay().min(every);
+                        // The pipeline shows the outage; one line per run of failures.
+                        if backoff.failures() == 1 {
+                            tracing::warn!(%pipeline, error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                        } else {
+                            tracing::debug!(%pipeline, error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                        }
                     }
                 }
             }
