@@ -78,6 +78,36 @@ async fn a_lost_consumer_group_is_created_again() {
     raw(&mut con, &["FLUSHALL"]).await;
     add_n(&mut con, 5, "b").await;
     wait_len(&con, "OUT", 5).await;
+
+    // Lost again, and noticed while the stream is empty: entries added afterwards are
+    // all new, whatever their IDs (here explicit ones far below the old stream's).
+    raw(&mut con, &["FLUSHALL"]).await;
+    eventually(
+        "the group to be created again",
+        Duration::from_secs(10),
+        || {
+            let mut con = con.clone();
+            async move {
+                let groups: redis::RedisResult<redis::Value> = redis::cmd("XINFO")
+                    .arg("GROUPS")
+                    .arg("IN")
+                    .query_async(&mut con)
+                    .await;
+                groups
+                    .ok()
+                    .filter(|g| matches!(g, redis::Value::Array(a) if !a.is_empty()))
+            }
+        },
+    )
+    .await;
+    for i in 1..=5 {
+        raw(
+            &mut con,
+            &["XADD", "IN", &format!("5-{i}"), "n", &format!("b{i}")],
+        )
+        .await;
+    }
+    wait_len(&con, "OUT", 5).await;
     eventually(
         "nothing pending after FLUSHALL",
         Duration::from_secs(10),
@@ -194,6 +224,41 @@ async fn a_missing_permission_holds_entries_until_granted() {
     });
     ok.await;
     assert_eq!(view(&base, "noperm").await.status.state, "running");
+
+    // The user goes away at runtime (a restart without the ACL file): its password is
+    // reported as not accepted, not as a key permission; back once the user is.
+    raw(&mut con, &["ACL", "DELUSER", "sluice"]).await;
+    add_n(&mut con, 1, "y").await;
+    let status = eventually(
+        "the pipeline to show the login error",
+        Duration::from_secs(15),
+        || {
+            let base = base.clone();
+            async move {
+                let v = view(&base, "noperm").await;
+                let login = v
+                    .status
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("password is not accepted"));
+                (v.status.state == "error" && login).then_some(v)
+            }
+        },
+    )
+    .await;
+    let error = status.status.error.unwrap_or_default();
+    assert!(
+        error.contains("password is not accepted") && !error.contains("~IN"),
+        "{error}"
+    );
+    raw(
+        &mut con,
+        &[
+            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "~OUT", "+@all",
+        ],
+    )
+    .await;
+    wait_len(&con, "OUT", 11).await;
     host.stop().await;
 
     // A user that may not read the input: start-up fails, naming the permission.

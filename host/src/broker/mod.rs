@@ -323,7 +323,11 @@ impl Consumer {
                 id: "0".into(),
                 why: format!("the stream's newest entry {newest} is older than {known}, the last one delivered before the loss: the stream was created anew, so all of it is new"),
             },
-            (Some(known), _) => Recreated {
+            (Some(_), None) => Recreated {
+                id: "0".into(),
+                why: "the stream is empty or gone: every entry added to it from now on is new".into(),
+            },
+            (Some(known), Some(_)) => Recreated {
                 id: known.to_owned(),
                 why: format!("{known} is the last entry known delivered to the group before the loss: entries added after it (during and after the loss) are delivered, those before it are not delivered again"),
             },
@@ -370,7 +374,7 @@ impl Consumer {
                 })
                 .await;
             if let Err(f) = probe
-                && f.is_permission()
+                && f.code() == "NOPERM"
             {
                 let detail = f.to_string();
                 if detail.contains("command") {

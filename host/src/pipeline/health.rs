@@ -44,7 +44,12 @@ impl Pipeline {
             }
             Remedy::Wait => {}
         }
-        if fault.is_permission() {
+        if fault.code() == "WRONGPASS" || fault.code() == "NOAUTH" {
+            return Some(fault.explain(
+                "the URL's user or password is not accepted (was the ACL user removed, or its password changed?); fix the user on the server or the URL",
+            ));
+        }
+        if fault.code() == "NOPERM" {
             let mut keys = vec![self.config.input.to_string(), self.dead_letter.clone()];
             keys.extend(self.outputs.iter().cloned());
             if let Some(missing) = self.consumer.missing_permission(&keys).await {

@@ -149,6 +149,8 @@ impl Pipeline {
                 self.show_fault(&fault);
                 let shutdown = self.shutdown.clone();
                 self.redis_backoff.wait(&shutdown).await;
+                // Held here, the pipeline still shows its pending count and lag.
+                self.refresh_backlog().await;
             }
         }
     }
