@@ -163,7 +163,9 @@ async fn a_missing_permission_holds_entries_until_granted() {
     .await;
     let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
     raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
-    add_n(&mut con, 10, "x").await;
+    // A backlog of full batches: while the first commit is held, later batches are
+    // read ahead; none may be handled twice once the permission comes.
+    add_n(&mut con, 1_000, "x").await;
     let host = Host::start_at(&url, echo_config("noperm", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
 
@@ -207,15 +209,21 @@ async fn a_missing_permission_holds_entries_until_granted() {
         "pipeline_up is 0"
     );
     assert_eq!(len(&mut con, "IN:dead").await, 0, "nothing dead-lettered");
-    assert_eq!(
-        pending(&mut con, "IN", "G").await,
-        10,
+    assert!(
+        pending(&mut con, "IN", "G").await >= 100,
         "entries stay pending"
     );
+    assert_eq!(len(&mut con, "OUT").await, 0);
 
+    // Held a while (read-ahead batches wait, idle, as long).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     raw(&mut con, &["ACL", "SETUSER", "sluice", "~OUT"]).await;
-    wait_len(&con, "OUT", 10).await;
-    stays(&mut con, "OUT", 10).await;
+    wait_len_at_least(&con, "OUT", 1_000).await;
+    stays(&mut con, "OUT", 1_000).await;
+    let out = entries(&mut con, "OUT").await;
+    let tags: std::collections::HashSet<&str> =
+        out.iter().filter_map(|(_, f)| field(f, "n")).collect();
+    assert_eq!(tags.len(), 1_000, "every entry once");
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     assert_eq!(len(&mut con, "IN:dead").await, 0);
     let ok = eventually("readiness back", Duration::from_secs(5), || {
@@ -258,7 +266,7 @@ async fn a_missing_permission_holds_entries_until_granted() {
         ],
     )
     .await;
-    wait_len(&con, "OUT", 11).await;
+    wait_len(&con, "OUT", 1_001).await;
     host.stop().await;
 
     // A user that may not read the input: start-up fails, naming the permission.

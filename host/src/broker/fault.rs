@@ -50,6 +50,8 @@ pub struct Fault {
     code: String,
     /// What was being done, and what went wrong (never a password: URLs are not quoted).
     message: String,
+    /// Whether it happened while opening a connection (nothing of the call was sent).
+    connecting: bool,
 }
 
 impl Fault {
@@ -75,6 +77,7 @@ impl Fault {
             remedy,
             code,
             message,
+            connecting: false,
         }
     }
 
@@ -87,6 +90,7 @@ impl Fault {
             message: format!(
                 "{what}: no answer from redis within {deadline:?}; the connection is dropped and opened again"
             ),
+            connecting: false,
         }
     }
 
@@ -97,6 +101,7 @@ impl Fault {
             remedy: Remedy::Reconnect,
             code: "REPLY".to_owned(),
             message: format!("{what}: {error:#}"),
+            connecting: false,
         }
     }
 
@@ -121,10 +126,18 @@ impl Fault {
         self.code == "NOPERM" || self.code == "WRONGPASS" || self.code == "NOAUTH"
     }
 
-    /// Whether the connection broke (or stalled) under the call: the server may have
-    /// refused what was sent by closing it (a value over `proto-max-bulk-len`).
-    pub fn is_connection_loss(&self) -> bool {
-        self.code == "IO" || self.code == "TIMEOUT"
+    /// Marks the fault as met while opening a connection: nothing of the call was sent.
+    pub fn while_connecting(mut self) -> Self {
+        self.connecting = true;
+        self
+    }
+
+    /// Whether the connection broke under the call, after it was sent: the server may
+    /// have refused what was sent by closing the connection (a value over
+    /// `proto-max-bulk-len`). Not a missed deadline (a stall says nothing about the
+    /// call), nor a failure to open a connection.
+    pub fn is_dropped_under_call(&self) -> bool {
+        self.code == "IO" && !self.connecting
     }
 
     /// Adds what Sluice found out about the error (which key a permission is missing for).
@@ -365,7 +378,9 @@ mod tests {
             (fault.blame(), fault.remedy()),
             (Blame::Environment, Remedy::Reconnect)
         );
-        assert!(fault.is_connection_loss());
+        assert!(fault.is_dropped_under_call());
+        assert!(!fault.clone().while_connecting().is_dropped_under_call());
+        assert!(!Fault::deadline("t", Duration::from_secs(1)).is_dropped_under_call());
         assert!(Fault::from_redis(&server("NOPERM", "x"), "t").is_permission());
     }
 

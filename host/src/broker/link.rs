@@ -73,8 +73,14 @@ impl Link {
         )
         .await;
         let conn = match opened {
-            Err(_) => return Err(Fault::deadline("connecting to redis", CONNECT_TIMEOUT)),
-            Ok(Err(e)) => return Err(Fault::from_redis(&e, "connecting to redis")),
+            Err(_) => {
+                return Err(
+                    Fault::deadline("connecting to redis", CONNECT_TIMEOUT).while_connecting()
+                );
+            }
+            Ok(Err(e)) => {
+                return Err(Fault::from_redis(&e, "connecting to redis").while_connecting());
+            }
             Ok(Ok(conn)) => conn,
         };
         *self.slot() = Some(conn.clone());

@@ -129,10 +129,28 @@ impl Broker {
 
     /// The server's name and version from `HELLO` (needs no ACL permission).
     async fn hello(&mut self) -> Result<(String, String)> {
-        let reply: Value = self
-            .call("HELLO", |mut c| async move { redis::cmd("HELLO").query_async(&mut c).await })
-            .await
-            .context("HELLO failed (servers older than Redis 6.0 do not know it; Sluice needs 6.2 or later)")?;
+        // A connection lost at start-up (a restart, a failover, a killed client) is tried
+        // again a few times; an unknown command is a server older than Redis 6.0.
+        let mut backoff = Backoff::redis();
+        let reply: Value = loop {
+            let hello = self
+                .call("HELLO", |mut c| async move {
+                    redis::cmd("HELLO").query_async(&mut c).await
+                })
+                .await;
+            match hello {
+                Ok(reply) => break reply,
+                Err(fault) if fault.to_string().contains("unknown command") => bail!(
+                    "{fault}: the server is older than Redis 6.0; Sluice needs Redis {}.{} or later (or Valkey)",
+                    MIN_REDIS_VERSION.0,
+                    MIN_REDIS_VERSION.1
+                ),
+                Err(fault) if fault.blame() == Blame::Environment && backoff.failures() < 5 => {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(fault) => return Err(fault.into()),
+            }
+        };
         let pairs: Vec<(String, Value)> = match reply {
             Value::Array(items) => {
                 let mut pairs = Vec::new();

@@ -64,6 +64,13 @@ pub struct Pipeline {
     last_known: Option<String>,
 }
 
+/// Entries read from the group, and when (their idle time in the pending entries list
+/// starts there).
+struct Batch {
+    entries: Vec<Entry>,
+    read_at: Instant,
+}
+
 /// A handled batch waiting for its commit.
 struct Prepared {
     entries: Vec<Entry>,
@@ -192,7 +199,7 @@ impl Pipeline {
         }
         // Then new entries, with a look at due retries between reads. While a full batch
         // is handled, the next one is read beside it (prefetched).
-        let mut prefetched: Option<Vec<Entry>> = None;
+        let mut prefetched: Option<Batch> = None;
         while !shutdown.is_cancelled() {
             if prefetched.is_none() {
                 self.wait_while_paused(&shutdown).await;
@@ -202,23 +209,32 @@ impl Pipeline {
                 self.recover(fault, &shutdown).await;
                 continue;
             }
-            if let Err(fault) = self.retry_due().await {
+            // Entries read ahead are this consumer's own pending entries too, and look
+            // idle: the retry scan must not deliver them again before they are handled.
+            let in_hand: HashSet<String> = prefetched
+                .iter()
+                .flat_map(|b| b.entries.iter().map(|e| e.id.clone()))
+                .collect();
+            if let Err(fault) = self.retry_due(&in_hand).await {
                 self.recover(fault, &shutdown).await;
                 continue;
             }
             let read = match prefetched.take() {
-                Some(entries) => Ok(entries),
-                None => tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    read = self.consumer.read_new(self.config.batch, self.read_block()) => read,
-                },
+                Some(batch) => Ok(batch),
+                None => {
+                    let read_at = Instant::now();
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        read = self.consumer.read_new(self.config.batch, self.read_block()) => read.map(|entries| Batch { entries, read_at }),
+                    }
+                }
             };
             match read {
-                Ok(entries) => {
+                Ok(batch) => {
                     self.redis_ok();
-                    if !entries.is_empty() {
-                        self.saw(&entries);
-                        prefetched = self.process_pipelined(entries).await;
+                    if !batch.entries.is_empty() {
+                        self.saw(&batch.entries);
+                        prefetched = self.process_pipelined(batch).await;
                     }
                 }
                 Err(fault) => self.recover(fault, &shutdown).await,
@@ -313,16 +329,20 @@ impl Pipeline {
     /// the next is sent. Stops, with the last commit done, when no full batch is waiting,
     /// when a periodic check (retries, reclaim, backlog) is due, or on pause or drain;
     /// returns the entries it had already read, to be handled next.
-    async fn process_pipelined(&mut self, entries: Vec<Entry>) -> Option<Vec<Entry>> {
-        let mut current = entries;
+    async fn process_pipelined(&mut self, batch: Batch) -> Option<Batch> {
+        let Batch {
+            entries: mut current,
+            mut read_at,
+        } = batch;
         let mut committing: Option<Prepared> = None;
         loop {
             self.metrics.read.increment(current.len() as u64);
+            let prefetch_at = Instant::now();
             let prefetch = self.should_prefetch(current.len()).then(|| {
                 tokio::spawn(self.consumer.prefetcher().read_available(self.config.batch))
             });
             let started = Instant::now();
-            let (lease, held) = self.keep_leases(&current);
+            let (lease, held) = self.keep_leases(&current, read_at);
             let (entries, results) = match committing.take() {
                 None => {
                     let results = self.invoke(&mut current).await;
@@ -345,12 +365,17 @@ impl Pipeline {
             let next = match prefetch {
                 Some(read) => {
                     let read = read.await;
-                    self.prefetched(read)
+                    self.prefetched(read).map(|entries| Batch {
+                        entries,
+                        read_at: prefetch_at,
+                    })
                 }
                 None => None,
             };
             match next {
-                Some(entries) if !self.checks_due() => current = entries,
+                Some(batch) if !self.checks_due() => {
+                    (current, read_at) = (batch.entries, batch.read_at)
+                }
                 next => {
                     if let Some(last) = committing.take() {
                         self.finish(last).await;
@@ -366,9 +391,7 @@ impl Pipeline {
     ///
     /// "Quick" (the last batch took under a quarter of both `claim_idle` and the first
     /// retry backoff) keeps prefetched entries, which are not yet leased, from looking
-    /// idle to a reclaim or to the retry scan before they are handled. Should a batch be
-    /// much slower than the one before, a prefetched entry can be redelivered early and
-    /// handled twice; its outputs are still written once (the commit is guarded).
+    /// idle to a reclaim before they are handled (the retry scan skips entries in hand).
     fn should_prefetch(&self, read: usize) -> bool {
         let quick = self
             .config
@@ -418,7 +441,7 @@ impl Pipeline {
     /// Handles a batch and commits it; returns what became of its entries.
     pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
         self.metrics.read.increment(entries.len() as u64);
-        let (lease, held) = self.keep_leases(&entries);
+        let (lease, held) = self.keep_leases(&entries, Instant::now());
         let results = self.invoke(&mut entries).await;
         let prepared = self.prepare(entries, results, lease, held);
         self.finish(prepared).await

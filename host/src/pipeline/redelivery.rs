@@ -12,8 +12,9 @@ use crate::config::BackoffConfig;
 use crate::message::Entry;
 
 impl Pipeline {
-    /// Delivers again this consumer's failed entries whose backoff has passed.
-    pub(super) async fn retry_due(&mut self) -> Result<(), Fault> {
+    /// Delivers again this consumer's failed entries whose backoff has passed, but none of
+    /// `in_hand` (read, not yet handled).
+    pub(super) async fn retry_due(&mut self, in_hand: &HashSet<String>) -> Result<(), Fault> {
         let now = Instant::now();
         if now < self.next_retry_check {
             return Ok(());
@@ -25,7 +26,8 @@ impl Pipeline {
             .idle_pending(backoff_cfg.initial / 2, self.config.batch)
             .await?;
         self.retries_waiting = !idle.is_empty();
-        let due = past_backoff(idle, &backoff_cfg);
+        let mut due = past_backoff(idle, &backoff_cfg);
+        due.retain(|p| !in_hand.contains(&p.id));
         if due.is_empty() {
             return Ok(());
         }
@@ -71,12 +73,16 @@ impl Pipeline {
     /// returned task is aborted, so that slow handlers do not lose their work to a
     /// reclaim (and do it twice). The returned [`Held`] tells since when every entry of
     /// the batch is known to be this consumer's.
-    pub(super) fn keep_leases(&mut self, entries: &[Entry]) -> (tokio::task::JoinHandle<()>, Held) {
+    pub(super) fn keep_leases(
+        &mut self,
+        entries: &[Entry],
+        read_at: Instant,
+    ) -> (tokio::task::JoinHandle<()>, Held) {
         let mut lease = self.consumer.lease();
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let every = self.config.claim_idle / 3;
         let pipeline = self.config.name.clone();
-        let held = Held::now();
+        let held = Held::since(read_at);
         let renewed_at = held.clone();
         let task = tokio::spawn(async move {
             // After a failed renewal, the next try comes sooner (Redis's backoff), never

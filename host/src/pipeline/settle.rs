@@ -23,8 +23,9 @@ use crate::message::{CommitStatus, Entry};
 
 /// Bytes (field names and values) one commit carries at most.
 pub const MAX_COMMIT_BYTES: usize = 8 << 20;
-/// Tries of one commit that lose the connection, while Redis answers a `PING` on a new
-/// one, before its batch is split (or its one entry taken as the cause).
+/// Tries of one commit in a row that lose the connection under the call while Redis
+/// answers a `PING` on a new one right after, before its batch is split (or its one
+/// entry taken as the cause).
 const DROPS_BEFORE_SPLIT: u32 = 3;
 
 /// Since when a batch is known to be this consumer's: its read, or the last lease renewal
@@ -34,8 +35,8 @@ const DROPS_BEFORE_SPLIT: u32 = 3;
 pub(super) struct Held(Arc<Mutex<Instant>>);
 
 impl Held {
-    pub(super) fn now() -> Self {
-        Self(Arc::new(Mutex::new(Instant::now())))
+    pub(super) fn since(read_at: Instant) -> Self {
+        Self(Arc::new(Mutex::new(read_at)))
     }
 
     pub(super) fn renewed(&self) {
@@ -131,15 +132,26 @@ impl Pipeline {
                 }
                 Err(fault) => fault,
             };
-            if fault.is_connection_loss() {
+            if fault.code() == "IO" || fault.code() == "TIMEOUT" {
+                // Sent, and no answer: it may have gone through.
                 maybe_done = true;
-                drops += 1;
-                if drops >= DROPS_BEFORE_SPLIT && self.consumer.ping().await {
+            }
+            if fault.is_dropped_under_call() {
+                // Counted only while Redis answers a `PING` right after: a server that is
+                // down, paused or unreachable is not the entry's fault.
+                if self.consumer.ping().await {
+                    drops += 1;
+                } else {
+                    drops = 0;
+                }
+                if drops >= DROPS_BEFORE_SPLIT {
                     self.metrics.redis_error(fault.code());
                     return Settled::EntryAtFault(format!(
-                        "redis closed the connection on this commit {drops} times while answering other calls: a value is larger than the server accepts (proto-max-bulk-len, client-query-buffer-limit); last error: {fault}"
+                        "redis closed the connection on this commit {drops} times in a row while answering a PING right after each: a value is larger than the server accepts (proto-max-bulk-len, client-query-buffer-limit); last error: {fault}"
                     ));
                 }
+            } else {
+                drops = 0;
             }
             if self.shutdown.is_cancelled() {
                 tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = %fault, "draining while redis does not take the commit; the entries stay pending and are delivered again");
