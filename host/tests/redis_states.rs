@@ -508,3 +508,33 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
     assert_eq!(len(&mut con, "IN:dead").await, 0);
     host.stop().await;
 }
+
+/// Redis unreachable for a moment while a commit is in flight: its connection drops,
+/// and the next connections are refused, then all is well again. A dropped connection
+/// counts against the entry only while Redis answers a `PING` right after; failures to
+/// connect never do. The entry is committed once, not dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    let host = Host::start_at(
+        &proxy.url(None),
+        echo_config("unreachable", "limits = { timeout = \"5s\" }"),
+    )
+    .await;
+    add(
+        &mut con,
+        "IN",
+        &[("action", "sleep"), ("ms", "700"), ("n", "1")],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.refuse_next(2);
+    proxy.cut();
+    wait_len(&con, "OUT", 1).await;
+    stays(&mut con, "OUT", 1).await;
+    assert_eq!(len(&mut con, "IN:dead").await, 0, "nothing dead-lettered");
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}

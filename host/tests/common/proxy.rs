@@ -24,6 +24,8 @@ struct Shared {
     connections: Mutex<Vec<Arc<Conn>>>,
     /// Bytes a client may send between two replies before the connection is cut (0: any).
     max_request: AtomicUsize,
+    /// New connections still to be closed at once (like a server that is down).
+    refuse: AtomicUsize,
 }
 
 /// One proxied connection's switches.
@@ -44,10 +46,19 @@ impl Proxy {
             target: Mutex::new(target),
             connections: Mutex::new(Vec::new()),
             max_request: AtomicUsize::new(0),
+            refuse: AtomicUsize::new(0),
         });
         let state = shared.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                let refused = state
+                    .refuse
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if refused {
+                    drop(client);
+                    continue;
+                }
                 let target = *state.target.lock().expect("target");
                 let conn = Arc::new(Conn::default());
                 state
@@ -95,6 +106,18 @@ impl Proxy {
         for conn in self.shared.connections.lock().expect("connections").iter() {
             conn.frozen.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Closes every connection open now (both ends).
+    pub fn cut(&self) {
+        for conn in self.shared.connections.lock().expect("connections").iter() {
+            conn.cut.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Closes the next `n` new connections as soon as they are accepted.
+    pub fn refuse_next(&self, n: usize) {
+        self.shared.refuse.store(n, Ordering::SeqCst);
     }
 
     /// From now on, a connection whose client sends more than `bytes` without a reply
