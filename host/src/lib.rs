@@ -11,7 +11,8 @@
 //!
 //! - [`config`]: the TOML file, parsed strictly and validated.
 //! - [`message`]: domain types shared by broker and sandbox.
-//! - [`broker`]: the only user of `redis`: groups, reads, the guarded commit.
+//! - [`broker`]: the only user of `redis`: groups, reads, the guarded commit; the one
+//!   classifier of Redis errors ([`broker::fault`]) and connections that heal.
 //! - [`wasm`]: the only user of `wasmtime`: engine, plugins, instances under limits.
 //! - [`pipeline`]: one consumer loop per pipeline.
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.

@@ -36,6 +36,47 @@ async fn view(base: &str, name: &str) -> PipelineView {
         .expect("pipeline JSON")
 }
 
+/// Polls pipeline `name`'s status until `ok` holds (failing after `timeout` with `what`).
+async fn status_until(
+    base: &str,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    ok: impl Fn(&PipelineView) -> bool,
+) -> PipelineView {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let v = view(base, name).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}; last status: {v:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The last error of a pipeline holding an entry it can neither commit nor dead-letter.
+async fn held_entry_error(base: &str, name: &str) -> String {
+    let held = |v: &PipelineView| {
+        v.status
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot be committed"))
+    };
+    let v = status_until(
+        base,
+        name,
+        "the held entry to be reported",
+        Duration::from_secs(30),
+        held,
+    )
+    .await;
+    v.status.last_error.unwrap_or_default()
+}
+
 async fn ready(base: &str) -> (u16, serde_json::Value) {
     let response = reqwest::Client::new()
         .get(format!("{base}/readyz"))
@@ -169,16 +210,12 @@ async fn a_missing_permission_holds_entries_until_granted() {
     let host = Host::start_at(&url, echo_config("noperm", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
 
-    let status = eventually(
+    let status = status_until(
+        &base,
+        "noperm",
         "the pipeline to show the permission error",
         Duration::from_secs(10),
-        || {
-            let base = base.clone();
-            async move {
-                let v = view(&base, "noperm").await;
-                (v.status.state == "error").then_some(v)
-            }
-        },
+        |v| v.status.state == "error",
     )
     .await;
     let error = status.status.error.expect("an error in state error");
@@ -237,20 +274,17 @@ async fn a_missing_permission_holds_entries_until_granted() {
     // reported as not accepted, not as a key permission; back once the user is.
     raw(&mut con, &["ACL", "DELUSER", "sluice"]).await;
     add_n(&mut con, 1, "y").await;
-    let status = eventually(
+    let status = status_until(
+        &base,
+        "noperm",
         "the pipeline to show the login error",
         Duration::from_secs(15),
-        || {
-            let base = base.clone();
-            async move {
-                let v = view(&base, "noperm").await;
-                let login = v
-                    .status
+        |v| {
+            v.status.state == "error"
+                && v.status
                     .error
                     .as_deref()
-                    .is_some_and(|e| e.contains("password is not accepted"));
-                (v.status.state == "error" && login).then_some(v)
-            }
+                    .is_some_and(|e| e.contains("password is not accepted"))
         },
     )
     .await;
@@ -422,23 +456,7 @@ async fn a_value_the_server_refuses_is_isolated() {
     let host = Host::start(&redis, echo_config("toobig", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     wait_len(&con, "OUT", 20).await;
-    let status = eventually(
-        "the held entry to be reported",
-        Duration::from_secs(20),
-        || {
-            let base = base.clone();
-            async move {
-                let v = view(&base, "toobig").await;
-                v.status
-                    .last_error
-                    .clone()
-                    .filter(|e| e.contains("cannot be committed"))
-                    .map(|_| v)
-            }
-        },
-    )
-    .await;
-    let error = status.status.last_error.unwrap_or_default();
+    let error = held_entry_error(&base, "toobig").await;
     assert!(
         error.contains(&big_id) && error.contains("proto-max-bulk-len"),
         "{error}"
@@ -473,23 +491,7 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
     let host = Host::start_at(&proxy.url(None), echo_config("hangup", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     wait_len(&con, "OUT", 20).await;
-    let status = eventually(
-        "the held entry to be reported",
-        Duration::from_secs(30),
-        || {
-            let base = base.clone();
-            async move {
-                let v = view(&base, "hangup").await;
-                v.status
-                    .last_error
-                    .clone()
-                    .filter(|e| e.contains("cannot be committed"))
-                    .map(|_| v)
-            }
-        },
-    )
-    .await;
-    let error = status.status.last_error.unwrap_or_default();
+    let error = held_entry_error(&base, "hangup").await;
     assert!(
         error.contains(&big_id) && error.contains("closed the connection"),
         "{error}"
