@@ -540,3 +540,47 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
 }
+
+/// The dashboard, in real headless Chromium, shows a pipeline that cannot use Redis in
+/// state `error`, marked red, with the reason the API gives (the missing permission and
+/// the command that grants it); a screenshot goes to
+/// `target/test-artifacts/dashboard-error.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_pipeline_in_error() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    raw(
+        &mut con,
+        &[
+            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
+        ],
+    )
+    .await;
+    let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
+    let host = Host::start_at(&url, echo_config("dash-error", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    add_n(&mut con, 3, "x").await;
+    let artifacts = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("dashboard-error.png");
+    let output = tokio::process::Command::new("node")
+        .current_dir(workspace().join("host/tests/browser"))
+        .args([
+            "dashboard-error.mjs",
+            &base,
+            "dash-error",
+            "ACL SETUSER sluice ~OUT",
+        ])
+        .arg(&screenshot)
+        .output()
+        .await
+        .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the browser check failed");
+    assert!(screenshot.is_file());
+    host.stop().await;
+}
