@@ -584,3 +584,35 @@ async fn the_dashboard_shows_a_pipeline_in_error() {
     assert!(screenshot.is_file());
     host.stop().await;
 }
+
+/// Dropped connections at start-up and under the admin API: start-up tries again (the
+/// first two connections are closed at once), and `/readyz` replaces a connection it
+/// finds closed instead of reporting Redis down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_connections_are_replaced_at_start_up_and_for_readiness() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    proxy.refuse_next(2);
+    let host = Host::start_at(&proxy.url(None), echo_config("reconnects", "")).await;
+    let base = format!("http://{}", host.admin.expect("admin"));
+    add_n(&mut con, 3, "a").await;
+    wait_len(&con, "OUT", 3).await;
+    assert_eq!(ready(&base).await.0, 200);
+    // Every other client's connection is closed (this one is skipped: SKIPME yes).
+    raw(&mut con, &["CLIENT", "KILL", "TYPE", "normal"]).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, body) = ready(&base).await;
+    assert_eq!(
+        body["redis"], true,
+        "a closed connection is replaced: {body}"
+    );
+    eventually("ready again", Duration::from_secs(2), || {
+        let base = base.clone();
+        async move { (ready(&base).await.0 == 200).then_some(()) }
+    })
+    .await;
+    add_n(&mut con, 3, "b").await;
+    wait_len(&con, "OUT", 6).await;
+    host.stop().await;
+}

@@ -92,14 +92,21 @@ impl Broker {
     }
 
     /// Whether Redis answers a `PING` within `deadline`; the error if not. A stalled
-    /// connection is dropped, so the next check opens a new one.
+    /// connection is dropped, so the next check opens a new one; a connection found
+    /// closed (an idle timeout, a restarted server) is replaced at once, within the same
+    /// deadline.
     pub async fn ping(&self, deadline: Duration) -> Result<(), String> {
-        let pinged = tokio::time::timeout(
-            deadline,
+        let ping = || {
             self.call("PING", |mut c| async move {
                 redis::cmd("PING").query_async::<String>(&mut c).await
-            }),
-        )
+            })
+        };
+        let pinged = tokio::time::timeout(deadline, async {
+            match ping().await {
+                Err(fault) if fault.is_dropped_under_call() => ping().await,
+                other => other,
+            }
+        })
         .await;
         match pinged {
             Ok(Ok(_)) => Ok(()),

@@ -107,10 +107,22 @@ impl Broker {
             .set_tcp_settings(link::tcp_settings());
         let client = Client::open(info).with_context(|| format!("invalid Redis URL {shown:?}"))?;
         let commands = Arc::new(link::Link::new(client.clone(), format!("redis at {shown}")));
-        commands
-            .connection()
-            .await
-            .map_err(|fault| connect_error(&fault, &shown, &client))?;
+        // A connection lost while opening (a killed client, a restarting server) is tried
+        // again a few times (about 3 s) before start-up fails.
+        let mut backoff = Backoff::redis();
+        loop {
+            match commands.connection().await {
+                Ok(_) => break,
+                Err(fault)
+                    if fault.blame() == Blame::Environment
+                        && !fault.is_permission()
+                        && backoff.failures() < 5 =>
+                {
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(fault) => return Err(connect_error(&fault, &shown, &client)),
+            }
+        }
         let mut broker = Self {
             client,
             commands,

@@ -22,6 +22,11 @@ impl Pipeline {
         if let Some(fault) = self.remedy(fault).await {
             self.show_fault(&fault);
             self.redis_backoff.wait(shutdown).await;
+            // A lost connection is cured once a new one answers: the pipeline need not
+            // stay in state `error` until its next blocking read returns.
+            if fault.remedy() == Remedy::Reconnect && self.consumer.ping().await {
+                self.redis_ok();
+            }
         }
     }
 

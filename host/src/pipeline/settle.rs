@@ -154,7 +154,7 @@ impl Pipeline {
                 drops = 0;
             }
             if self.shutdown.is_cancelled() {
-                tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = %fault, "draining while redis does not take the commit; the entries stay pending and are delivered again");
+                tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = %fault, "draining while redis does not take the commit: whatever it did not commit stays pending and is delivered again");
                 return Settled::Stopped;
             }
             if let Some(fault) = self.remedy(fault).await {
