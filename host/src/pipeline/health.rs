@@ -104,6 +104,8 @@ impl Pipeline {
         self.metrics.group_recreated.increment(1);
         let message = match recreated {
             Some(r) => {
+                // What is known delivered starts again from the new group's start.
+                self.last_known = (r.id != "0").then(|| r.id.clone());
                 tracing::warn!(pipeline = %self.config.name, stream = %self.config.input, group = %self.config.group, id = %r.id, why = %r.why, "the consumer group was lost (NOGROUP); created it again");
                 format!(
                     "consumer group {:?} was lost (NOGROUP: the stream or group was deleted, or Redis restarted without its data); created it again at ID {}: {}",
@@ -123,6 +125,7 @@ impl Pipeline {
         self.board.incident(message);
         // The retry scan and reclaim start again from the new group's (empty) list.
         self.reclaim_cursor = "-".to_owned();
+        self.retry_cursor = "-".to_owned();
         Ok(())
     }
 }
