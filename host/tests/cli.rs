@@ -167,6 +167,29 @@ async fn dev_watches_and_reloads_the_plugin() {
     let text = read_log();
     assert!(text.contains("started a private redis-server"), "{text}");
     assert!(text.contains("compile_ms"), "{text}");
+    // The reload swapped the version that was loaded for another one.
+    let plain = strip_ansi(&text);
+    let value = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    let loaded = plain
+        .lines()
+        .find(|l| l.contains("plugin loaded"))
+        .and_then(|l| value(l, "plugin="))
+        .expect("a plugin loaded line with its digest");
+    let reloaded = plain
+        .lines()
+        .find(|l| l.contains("plugin reloaded"))
+        .expect("a plugin reloaded line");
+    assert_eq!(
+        value(reloaded, "from=").as_deref(),
+        Some(loaded.as_str()),
+        "{reloaded}"
+    );
+    let to = value(reloaded, "to=").expect("the new digest");
+    assert!(to.starts_with("sha256:") && to != loaded, "{reloaded}");
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     assert!(daemon.wait().expect("wait").success(), "{}", read_log());
@@ -376,4 +399,22 @@ fn compile_precompiles_pipeline_plugins_into_the_cache() {
         err.contains("fake.wasm") && err.contains("not a valid WebAssembly component"),
         "{err}"
     );
+}
+
+/// `text` without terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -67,8 +67,8 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
         .expect("read");
     assert_eq!(read.len(), 2);
     // b takes the first entry over, as it would from a consumer it believes dead.
-    let stolen = b
-        .idle_pending(std::time::Duration::ZERO, 10)
+    let (stolen, _) = b
+        .idle_pending(std::time::Duration::ZERO, "-", 10)
         .await
         .expect("pending of b");
     assert!(stolen.is_empty(), "b owns nothing yet");

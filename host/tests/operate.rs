@@ -451,6 +451,8 @@ async fn dashboard_in_a_real_browser() {
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard.png");
+    // A screenshot left by an earlier run must not pass for this one.
+    let _ = std::fs::remove_file(&screenshot);
     let output = tokio::process::Command::new("node")
         .current_dir(&browser)
         .arg("dashboard.mjs")

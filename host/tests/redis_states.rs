@@ -563,6 +563,7 @@ async fn the_dashboard_shows_a_pipeline_in_error() {
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard-error.png");
+    let _ = std::fs::remove_file(&screenshot);
     let output = tokio::process::Command::new("node")
         .current_dir(workspace().join("host/tests/browser"))
         .args([

@@ -85,8 +85,15 @@ async fn long_calls_keep_to_their_share() {
         cpu.as_secs_f64() < wall.as_secs_f64() * 0.5,
         "throttled call used {cpu:?} of CPU in {wall:?}"
     );
+    let throttled = cpu;
     let (cpu, wall) = spin(1.0).await;
     println!("unthrottled: {cpu:?} in {wall:?} (full speed when the machine is idle)");
+    // The control: without throttling the same call uses clearly more CPU (on a busy
+    // machine less than its whole wall time, so compared with the throttled call).
+    assert!(
+        cpu.as_secs_f64() > throttled.as_secs_f64() * 1.5,
+        "unthrottled {cpu:?} against throttled {throttled:?}: the throttle made no difference"
+    );
     // Nothing keeps running after its call timed out.
     let before = process_cpu();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -472,22 +472,26 @@ impl Consumer {
         reply::pending_entries(reply).map_err(|e| Fault::unexpected("XPENDING", &e))
     }
 
-    /// This consumer's pending entries idle for at least `min_idle`, oldest first, as
-    /// `(id, idle, deliveries)`.
+    /// This consumer's pending entries idle for at least `min_idle`, in ID order, scanning
+    /// from `after` (exclusive; `"-"` for the start) at most `count` rows. Returns them and
+    /// where the next scan should start (`"-"` once the end was reached).
     pub async fn idle_pending(
         &mut self,
         min_idle: Duration,
+        after: &str,
         count: usize,
-    ) -> Result<Vec<PendingEntry>, Fault> {
+    ) -> Result<(Vec<PendingEntry>, String), Fault> {
         let args = vec![
             "IDLE".to_owned(),
             (min_idle.as_millis() as u64).to_string(),
-            "-".into(),
+            exclusive(after),
             "+".into(),
             count.to_string(),
             self.name.clone(),
         ];
-        self.xpending(args).await
+        let rows = self.xpending(args).await?;
+        let next = next_cursor(&rows, count);
+        Ok((rows, next))
     }
 
     /// Takes `due` entries (own or another consumer's) for a new delivery: their
@@ -539,23 +543,15 @@ impl Consumer {
         after: &str,
         count: usize,
     ) -> Result<(Vec<PendingEntry>, String), Fault> {
-        let start = if after == "-" {
-            "-".to_owned()
-        } else {
-            format!("({after}")
-        };
         let args = vec![
             "IDLE".to_owned(),
             (min_idle.as_millis() as u64).to_string(),
-            start,
+            exclusive(after),
             "+".into(),
             count.to_string(),
         ];
         let rows = self.xpending(args).await?;
-        let next = match rows.last() {
-            Some(last) if rows.len() == count => last.id.clone(),
-            _ => "-".to_owned(),
-        };
+        let next = next_cursor(&rows, count);
         Ok((
             rows.into_iter()
                 .filter(|p| p.consumer != self.name)
@@ -669,6 +665,24 @@ impl Consumer {
             })
             .await?;
         commit::statuses(statuses, acks.len())
+    }
+}
+
+/// The start of a range scan after `after` (exclusive), `-` for the beginning.
+fn exclusive(after: &str) -> String {
+    if after == "-" {
+        "-".to_owned()
+    } else {
+        format!("({after}")
+    }
+}
+
+/// Where a scan that read `rows` of at most `count` goes on: after the last row, or from
+/// the beginning (`-`) once a page came back short.
+fn next_cursor(rows: &[PendingEntry], count: usize) -> String {
+    match rows.last() {
+        Some(last) if rows.len() == count => last.id.clone(),
+        _ => "-".to_owned(),
     }
 }
 

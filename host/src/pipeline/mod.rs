@@ -44,6 +44,8 @@ pub struct Pipeline {
     next_retry_check: Instant,
     /// Whether failed entries of this consumer wait for a redelivery.
     retries_waiting: bool,
+    /// Where the next scan of this consumer's idle entries starts.
+    retry_cursor: String,
     next_reclaim_check: Instant,
     /// Where the next scan of other consumers' idle entries starts.
     reclaim_cursor: String,
@@ -148,6 +150,7 @@ impl Pipeline {
             dead_letter: config.dead_letter_stream(),
             next_retry_check: Instant::now(),
             retries_waiting: false,
+            retry_cursor: "-".to_owned(),
             next_reclaim_check: Instant::now(),
             reclaim_cursor: "-".to_owned(),
             shutdown: CancellationToken::new(),

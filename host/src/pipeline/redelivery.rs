@@ -11,9 +11,16 @@ use crate::broker::{Backoff, Fault, PendingEntry};
 use crate::config::BackoffConfig;
 use crate::message::Entry;
 
+/// Rows of this consumer's pending entries one retry check reads (`XPENDING ... COUNT`).
+pub(super) const RETRY_SCAN_PAGE: usize = 1_000;
+
 impl Pipeline {
     /// Delivers again this consumer's failed entries whose backoff has passed, but none of
     /// `in_hand` (read, not yet handled).
+    ///
+    /// Each check scans the next [`RETRY_SCAN_PAGE`] rows of this consumer's pending
+    /// entries from a cursor that goes round the list, so an entry that is due is found
+    /// within a few checks however many entries that are not due yet stand before it.
     pub(super) async fn retry_due(&mut self, in_hand: &HashSet<String>) -> Result<(), Fault> {
         let now = Instant::now();
         if now < self.next_retry_check {
@@ -21,13 +28,22 @@ impl Pipeline {
         }
         let backoff_cfg = self.config.retry_backoff;
         self.next_retry_check = now + self.retry_check_interval();
-        let idle = self
+        let (idle, next) = self
             .consumer
-            .idle_pending(backoff_cfg.initial / 2, self.config.batch)
+            .idle_pending(backoff_cfg.initial / 2, &self.retry_cursor, RETRY_SCAN_PAGE)
             .await?;
-        self.retries_waiting = !idle.is_empty();
+        self.retries_waiting = !idle.is_empty() || next != "-";
         let mut due = past_backoff(idle, &backoff_cfg);
         due.retain(|p| !in_hand.contains(&p.id));
+        // At most a batch at a time; the scan goes on after the last one taken, so the
+        // rest are taken at the next check (which comes at once: see `read_block`).
+        if due.len() > self.config.batch {
+            due.truncate(self.config.batch);
+            self.retry_cursor = due[due.len() - 1].id.clone();
+            self.next_retry_check = now;
+        } else {
+            self.retry_cursor = next;
+        }
         if due.is_empty() {
             return Ok(());
         }
