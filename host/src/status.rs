@@ -28,6 +28,8 @@ pub struct Incident {
 /// One pipeline's status board.
 pub struct Board {
     paused: watch::Sender<bool>,
+    /// Whether the pipeline has stopped for the pause (nothing in flight).
+    parked: std::sync::atomic::AtomicBool,
     pending: AtomicU64,
     lag: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -41,7 +43,9 @@ pub struct Board {
 /// What the API shows of a pipeline.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BoardView {
-    /// `running`, `paused`, or `error` while the pipeline cannot reach or use Redis.
+    /// `running`; `pausing` once a pause is asked for, until work in flight has finished;
+    /// `paused` once nothing more is handled (entries already read stay pending until
+    /// resume); or `error` while the pipeline cannot reach or use Redis.
     pub state: String,
     /// Whether the pipeline is paused (also in state `error`).
     pub paused: bool,
@@ -67,6 +71,7 @@ impl Default for Board {
     fn default() -> Self {
         Self {
             paused: watch::Sender::new(false),
+            parked: std::sync::atomic::AtomicBool::new(false),
             pending: AtomicU64::new(0),
             lag: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -81,6 +86,11 @@ impl Board {
     /// Pauses (stop reading; in-flight work finishes) or resumes the pipeline.
     pub fn set_paused(&self, paused: bool) {
         self.paused.send_replace(paused);
+    }
+
+    /// Records that the pipeline stopped for a pause (`true`) or goes on (`false`).
+    pub fn set_parked(&self, parked: bool) {
+        self.parked.store(parked, Ordering::SeqCst);
     }
 
     /// A receiver that sees pause and resume.
@@ -160,7 +170,11 @@ impl Board {
             state: if fault.is_some() {
                 "error"
             } else if *self.paused.borrow() {
-                "paused"
+                if self.parked.load(Ordering::SeqCst) {
+                    "paused"
+                } else {
+                    "pausing"
+                }
             } else {
                 "running"
             }

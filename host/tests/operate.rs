@@ -158,13 +158,18 @@ async fn metrics_and_status_match_the_traffic() {
     host.stop().await;
 }
 
-/// Pause stops commits (the backlog grows), resume drains it; both need the token.
+/// Pause holds from the moment it answers: nothing added afterwards is handled (state
+/// `pausing`, then `paused`), resume drains it; both need the token.
 #[tokio::test]
 async fn pause_stops_commits_and_resume_continues() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let (host, base) = daemon(&redis, "ops-pause").await;
     let client = reqwest::Client::new();
+    // Running, and waiting in a blocking read for more.
+    send_orders(&mut con, 5, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 5).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         client
             .post(format!("{base}/v1/pipelines/ops-pause/pause"))
@@ -183,14 +188,34 @@ async fn pause_stops_commits_and_resume_continues() {
         .json()
         .await
         .expect("JSON");
-    assert_eq!(paused.status.state, "paused");
-    tokio::time::sleep(Duration::from_millis(700)).await; // the read in progress ends
-    send_orders(&mut con, 20, 0).await;
+    assert!(
+        ["pausing", "paused"].contains(&paused.status.state.as_str()),
+        "{:?}",
+        paused.status
+    );
+    // Once pause has answered, nothing added afterwards is handled, not even what the
+    // read in flight returns (it stays pending until resume).
+    send_orders(&mut con, 200, 0).await;
+    eventually("state paused", Duration::from_secs(5), || {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let v: PipelineView = client
+                .get(format!("{base}/v1/pipelines/ops-pause"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (v.status.state == "paused").then_some(())
+        }
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         len(&mut con, "PAYMENTS_STREAM").await,
-        0,
-        "paused: nothing committed"
+        5,
+        "paused: nothing added after the pause is committed"
     );
     client
         .post(format!("{base}/v1/pipelines/ops-pause/resume"))
@@ -198,7 +223,7 @@ async fn pause_stops_commits_and_resume_continues() {
         .send()
         .await
         .expect("POST");
-    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    wait_len(&con, "PAYMENTS_STREAM", 205).await;
     host.stop().await;
 }
 

@@ -109,7 +109,8 @@ pub async fn show(
     Ok(Json(view(&slot)))
 }
 
-/// `POST /v1/pipelines/{name}/pause`: stop reading; in-flight work finishes.
+/// `POST /v1/pipelines/{name}/pause`: from the moment it answers, nothing more is handled;
+/// work in flight finishes (state `pausing`, then `paused`).
 #[utoipa::path(post, path = "/v1/pipelines/{name}/pause", tag = "pipelines", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = PipelineView), (status = 401), (status = 403), (status = 404)))]
 pub async fn pause(
     State(state): State<Arc<AdminState>>,

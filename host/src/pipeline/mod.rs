@@ -204,9 +204,9 @@ impl Pipeline {
         // is handled, the next one is read beside it (prefetched).
         let mut prefetched: Option<Batch> = None;
         while !shutdown.is_cancelled() {
-            if prefetched.is_none() {
-                self.wait_while_paused(&shutdown).await;
-            }
+            // Paused: nothing more is handled, including entries already read (held in
+            // `prefetched`, pending in Redis) until resume.
+            self.wait_while_paused(&shutdown).await;
             self.refresh_backlog().await;
             if let Err(fault) = self.reclaim_due().await {
                 self.recover(fault, &shutdown).await;
@@ -237,6 +237,12 @@ impl Pipeline {
                     self.redis_ok();
                     if !batch.entries.is_empty() {
                         self.saw(&batch.entries);
+                        if *self.paused.borrow() {
+                            // Read as the pause came (a blocking read in flight): held,
+                            // not handled, until resume.
+                            prefetched = Some(batch);
+                            continue;
+                        }
                         prefetched = self.process_pipelined(batch).await;
                     }
                 }
@@ -257,12 +263,14 @@ impl Pipeline {
             return;
         }
         tracing::info!(pipeline = %self.config.name, "pipeline paused");
+        self.board.set_parked(true);
         while *self.paused.borrow_and_update() {
             tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = self.paused.changed() => if changed.is_err() { return },
+                _ = shutdown.cancelled() => break,
+                changed = self.paused.changed() => if changed.is_err() { break },
             }
         }
+        self.board.set_parked(false);
         tracing::info!(pipeline = %self.config.name, "pipeline resumed");
     }
 
