@@ -576,3 +576,44 @@ async fn sighup_reloads_the_config_file() {
         daemon.log()
     );
 }
+
+/// A plugin mounted the way Kubernetes mounts a ConfigMap: `payments.wasm ->
+/// ..data/payments.wasm`, `..data -> ..v1`. An update writes `..v2`, re-points `..data` by
+/// renaming a new link over it, and removes `..v1`. Each of two such swaps in a row is
+/// reloaded (the watches follow the links), and the new version serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_swap_is_reloaded_every_time() {
+    use std::os::unix::fs::symlink;
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let version = |n: u32| dir.path().join(format!("..v{n}"));
+    std::fs::create_dir(version(1)).expect("..v1");
+    std::fs::copy(variant("a"), version(1).join("payments.wasm")).expect("copy a");
+    symlink("..v1", dir.path().join("..data")).expect("..data");
+    let plugin = dir.path().join("payments.wasm");
+    symlink("..data/payments.wasm", &plugin).expect("payments.wasm link");
+    let (daemon, admin) = HostWithAdmin::start(
+        &redis,
+        reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
+    )
+    .await;
+    assert_eq!(serving_tag(&mut con, "o0").await, "a");
+    for (n, tag) in [(2, "b"), (3, "a")] {
+        let before = plugins(admin).await[0].digest.clone();
+        std::fs::create_dir(version(n)).expect("new version dir");
+        std::fs::copy(variant(tag), version(n).join("payments.wasm")).expect("copy");
+        let tmp = dir.path().join("..data_tmp");
+        symlink(format!("..v{n}"), &tmp).expect("new link");
+        std::fs::rename(&tmp, dir.path().join("..data")).expect("re-point ..data");
+        std::fs::remove_dir_all(version(n - 1)).expect("remove the old version");
+        eventually(
+            "the swap to be reloaded",
+            Duration::from_secs(10),
+            || async { (plugins(admin).await[0].digest != before).then_some(()) },
+        )
+        .await;
+        assert_eq!(serving_tag(&mut con, &format!("o{n}")).await, tag);
+    }
+    daemon.stop().await;
+}
