@@ -78,6 +78,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         id: call.id,
         fields: call.fields,
         attempt: call.attempt,
+        raw_names: None,
     };
     let started = Instant::now();
     let result = instance.handle(&call.source, &mut entry).await;

@@ -6,7 +6,7 @@ use std::fmt;
 pub type Field = (String, Vec<u8>);
 
 /// A stream entry read through a consumer group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
     /// The entry ID, e.g. `1700000000000-0`.
     pub id: String,
@@ -14,15 +14,22 @@ pub struct Entry {
     pub fields: Vec<Field>,
     /// Deliveries so far, this one included (1 on the first).
     pub attempt: u32,
+    /// The exact bytes of every field name, in order, when some name is not UTF-8 (then
+    /// `fields` holds them with invalid bytes replaced, and the entry is not handed to a
+    /// handler: WIT names are strings). `None` when every name is UTF-8.
+    pub raw_names: Option<Vec<Vec<u8>>>,
 }
 
 /// An entry to append to a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
     /// The stream key.
     pub target: String,
     /// Fields in order; Redis requires at least one.
     pub fields: Vec<Field>,
+    /// The exact bytes to write for every field name, in order, instead of the names in
+    /// `fields` (a dead letter of an entry whose names are not UTF-8).
+    pub raw_names: Option<Vec<Vec<u8>>>,
 }
 
 /// Why a handler did not produce outputs for a message.

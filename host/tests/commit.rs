@@ -10,6 +10,7 @@ fn payment(n: &str) -> Output {
     Output {
         target: "PAYMENTS".into(),
         fields: vec![("n".into(), n.as_bytes().to_vec())],
+        raw_names: None,
     }
 }
 
@@ -134,6 +135,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
             outputs: vec![Output {
                 target: "NOT_A_STREAM".into(),
                 fields: vec![("n".into(), b"2".to_vec())],
+                raw_names: None,
             }],
         },
     ];

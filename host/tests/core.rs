@@ -114,6 +114,73 @@ async fn binary_values_round_trip() {
     host.stop().await;
 }
 
+/// Field names that are not UTF-8 (`\xff`, `\xfe`): the handler would see both as one
+/// name (WIT names are strings), so the entry goes to the dead-letter stream at once with
+/// the reason, every byte of its names and values kept; a replay writes the very same
+/// bytes back to the input.
+#[tokio::test]
+async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config("max_attempts = 2"))).await;
+    let original: Vec<Vec<u8>> = vec![
+        vec![0xff],
+        b"a".to_vec(),
+        vec![0xfe],
+        b"b".to_vec(),
+        b"n".to_vec(),
+        b"1".to_vec(),
+    ];
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg("IN").arg("*").arg(&original);
+    let _: String = cmd.query_async(&mut con).await.expect("XADD");
+    wait_len(&con, "IN:dead", 1).await;
+    assert_eq!(len(&mut con, "OUT").await, 0, "never handed to the handler");
+    let raw = |con: &mut redis::aio::MultiplexedConnection, stream: &'static str| {
+        let mut con = con.clone();
+        async move {
+            let reply: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+                .arg(stream)
+                .arg("-")
+                .arg("+")
+                .query_async(&mut con)
+                .await
+                .expect("XRANGE");
+            reply
+        }
+    };
+    let dead = raw(&mut con, "IN:dead").await;
+    let letter = &dead[0].1;
+    assert_eq!(
+        &letter[12..],
+        &original[..],
+        "names and values byte for byte"
+    );
+    let reason = String::from_utf8_lossy(&letter[1]).into_owned();
+    assert!(
+        reason.contains("not UTF-8") && reason.contains("ff"),
+        "{reason}"
+    );
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+    // A replay puts the same bytes back on the input.
+    let broker = sluice::broker::Broker::connect(&redis.url())
+        .await
+        .expect("broker");
+    let replayed = broker
+        .replay_dead(
+            "IN:dead",
+            "IN",
+            sluice::pipeline::dead_letter_fields::COUNT,
+            &[],
+        )
+        .await
+        .expect("replay");
+    assert_eq!(replayed, 1);
+    let input = raw(&mut con, "IN").await;
+    assert_eq!(input.last().expect("replayed entry").1, original);
+}
+
 /// A handler `retry` and a trap both leave their entry pending and unacked, owned by
 /// the daemon's consumer, while the entries around them are served.
 #[tokio::test]

@@ -98,8 +98,17 @@ pub(super) fn invocation(
             invocation
                 .arg(key_index[output.target.as_str()])
                 .arg(output.fields.len());
-            for (name, value) in &output.fields {
-                invocation.arg(name).arg(value);
+            match &output.raw_names {
+                Some(raw) if raw.len() == output.fields.len() => {
+                    for (name, (_, value)) in raw.iter().zip(&output.fields) {
+                        invocation.arg(name).arg(value);
+                    }
+                }
+                _ => {
+                    for (name, value) in &output.fields {
+                        invocation.arg(name).arg(value);
+                    }
+                }
             }
         }
     }

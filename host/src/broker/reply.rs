@@ -51,21 +51,23 @@ pub fn entry_list(list: Value) -> Result<(Vec<Entry>, Vec<String>)> {
             let id = text(pair.pop().unwrap_or(Value::Nil))?;
             match fields {
                 Value::Nil => deleted.push(id),
-                Value::Array(flat) => entries.push(Entry {
-                    id,
-                    fields: pairs(flat)?,
-                    attempt: 1,
-                }),
+                Value::Array(flat) => {
+                    if !flat.len().is_multiple_of(2) {
+                        bail!("stream entry {id} has an odd number of field items");
+                    }
+                    let mut items = flat.into_iter();
+                    let mut raw = Vec::new();
+                    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                        raw.push((bytes(name)?, bytes(value)?));
+                    }
+                    entries.push(entry(id, raw));
+                }
                 Value::Map(map) => {
-                    let fields = map
+                    let raw = map
                         .into_iter()
-                        .map(|(k, v)| Ok((text(k)?, bytes(v)?)))
+                        .map(|(k, v)| Ok((bytes(k)?, bytes(v)?)))
                         .collect::<Result<_>>()?;
-                    entries.push(Entry {
-                        id,
-                        fields,
-                        attempt: 1,
-                    });
+                    entries.push(entry(id, raw));
                 }
                 other => bail!("unexpected fields of entry {id}: {other:?}"),
             }
@@ -114,16 +116,28 @@ pub fn pending_entries(reply: Value) -> Result<Vec<PendingEntry>> {
         .collect()
 }
 
-fn pairs(flat: Vec<Value>) -> Result<Vec<Field>> {
-    if !flat.len().is_multiple_of(2) {
-        bail!("stream entry has an odd number of field items");
+/// An entry from its raw fields. Names that are all UTF-8 (the rule) become `String`s
+/// without copying; otherwise the raw names are kept beside their lossy form, so that the
+/// entry can be dead-lettered byte for byte (see [`Entry::raw_names`]).
+fn entry(id: String, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Entry {
+    let all_text = raw
+        .iter()
+        .all(|(name, _)| std::str::from_utf8(name).is_ok());
+    let raw_names = (!all_text).then(|| raw.iter().map(|(name, _)| name.clone()).collect());
+    let fields: Vec<Field> = raw
+        .into_iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8(name)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
+        .collect();
+    Entry {
+        id,
+        fields,
+        attempt: 1,
+        raw_names,
     }
-    let mut fields = Vec::with_capacity(flat.len() / 2);
-    let mut items = flat.into_iter();
-    while let (Some(name), Some(value)) = (items.next(), items.next()) {
-        fields.push((text(name)?, bytes(value)?));
-    }
-    Ok(fields)
 }
 
 fn bytes(value: Value) -> Result<Vec<u8>> {
@@ -136,9 +150,8 @@ fn bytes(value: Value) -> Result<Vec<u8>> {
     }
 }
 
-/// Entry IDs and stream keys are ASCII; a field name that is not UTF-8 (WIT names are
-/// strings) is passed on with invalid bytes replaced, so the entry is still processed
-/// instead of blocking the stream forever.
+/// Entry IDs, consumer names and stream keys as text (they are ASCII in practice; other
+/// bytes are replaced).
 fn text(value: Value) -> Result<String> {
     let raw = bytes(value)?;
     Ok(match String::from_utf8(raw) {

@@ -89,17 +89,7 @@ async fn invoke_parallel(
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
     for (index, entry) in entries.iter_mut().enumerate() {
-        work[index % n].push((
-            index,
-            std::mem::replace(
-                entry,
-                Entry {
-                    id: String::new(),
-                    fields: Vec::new(),
-                    attempt: 0,
-                },
-            ),
-        ));
+        work[index % n].push((index, std::mem::take(entry)));
     }
     let tasks: Vec<_> = std::mem::take(instances)
         .into_iter()

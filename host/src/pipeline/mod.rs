@@ -593,8 +593,7 @@ impl Pipeline {
         let entry = entries.iter().find(|e| e.id == ack.id);
         let entry = entry.cloned().unwrap_or_else(|| Entry {
             id: ack.id.clone(),
-            fields: Vec::new(),
-            attempt: 0,
+            ..Entry::default()
         });
         let digest = self.instances[0].plugin().digest().clone();
         let letter = self.rules().dead_letter(

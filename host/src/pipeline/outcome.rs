@@ -109,10 +109,19 @@ impl Rules<'_> {
             (f::ATTEMPTS, entry.attempt.to_string().into_bytes()),
         ];
         let mut fields: Vec<Field> = meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        // The original names byte for byte, when some are not UTF-8.
+        let raw_names = entry.raw_names.as_ref().map(|raw| {
+            fields
+                .iter()
+                .map(|(name, _)| name.as_bytes().to_vec())
+                .chain(raw.iter().cloned())
+                .collect()
+        });
         fields.extend(entry.fields.iter().cloned());
         Output {
             target: self.dead_letter.to_owned(),
             fields,
+            raw_names,
         }
     }
 }

@@ -197,6 +197,7 @@ mod tests {
             outputs: vec![Output {
                 target: "OUT".into(),
                 fields: vec![("f".into(), vec![0; bytes])],
+                raw_names: None,
             }],
         }
     }

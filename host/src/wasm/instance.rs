@@ -83,6 +83,20 @@ impl Instance {
         entry: &mut Entry,
     ) -> Result<Vec<Output>, HandlerError> {
         self.throttled = false;
+        if let Some(raw) = &entry.raw_names {
+            // WIT field names are strings: two different names could reach the handler
+            // as one. Such an entry is refused whole; its dead letter keeps every byte.
+            let (index, name) = raw
+                .iter()
+                .enumerate()
+                .find(|(_, n)| std::str::from_utf8(n).is_err())
+                .map(|(i, n)| (i, n.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+                .unwrap_or_default();
+            return Err(HandlerError::Reject(format!(
+                "field name #{} (hex {name}) is not UTF-8: handlers see names as strings, so the entry is not handed to one; its bytes are kept in the dead letter",
+                index + 1
+            )));
+        }
         // A reload swapped the version: the next message runs on the new one.
         let current = self.cell.load();
         if !Arc::ptr_eq(&current, &self.plugin) {
@@ -283,6 +297,7 @@ impl From<bindings::Output> for Output {
         Output {
             target: o.target,
             fields: o.fields,
+            raw_names: None,
         }
     }
 }
