@@ -169,7 +169,7 @@ impl Default for BackoffConfig {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Linear memory of one instance.
+    /// Bytes of all linear memories of one instance together.
     #[serde(default = "defaults::memory")]
     pub memory: ByteSize,
     /// Wall time of one `handle` call.

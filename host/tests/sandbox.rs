@@ -403,3 +403,40 @@ limits = { timeout = "60s", fuel = 5000000 }
     );
     host.stop().await;
 }
+
+/// A handler that leaks a little on every call (1 MiB kept per message) under a 16 MiB
+/// `limits.memory`: each time the reused instance reaches the limit, the call is made once
+/// more on a fresh instance, so no innocent message is charged with the leak — with
+/// `max_attempts = 1`, any breach charged to a message would dead-letter it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_leak_never_dead_letters_innocent_messages() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let cfg = r#"
+[[pipeline]]
+name = "leaky"
+plugin = "{plugin:hostile}"
+input = "IN"
+group = "G"
+outputs = ["OUT"]
+max_attempts = 1
+limits = { memory = "16MiB", instance_reuse = 100000 }
+"#;
+    let host = Host::start(&redis, config(cfg)).await;
+    for i in 0..60 {
+        add(
+            &mut con,
+            "IN",
+            &[("attack", "leak"), ("mb", "1"), ("n", &i.to_string())],
+        )
+        .await;
+    }
+    wait_len(&con, "OUT", 60).await;
+    assert_eq!(
+        len(&mut con, "IN:dead").await,
+        0,
+        "no message charged with the leak"
+    );
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}

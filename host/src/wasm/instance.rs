@@ -77,7 +77,25 @@ impl Instance {
     /// Calls `handle` for one entry of stream `source`.
     ///
     /// The entry's fields are lent to the guest and given back, whatever the outcome.
+    /// A reused instance that hits `limits.memory` may have leaked over earlier calls:
+    /// the call is made once more on a fresh instance before the breach is charged to
+    /// the message (handlers have no side effects to repeat).
     pub async fn handle(
+        &mut self,
+        source: &str,
+        entry: &mut Entry,
+    ) -> Result<Vec<Output>, HandlerError> {
+        let reused = self.live.as_ref().is_some_and(|l| l.handled > 0);
+        match self.handle_once(source, entry).await {
+            Err(HandlerError::Limit(breach)) if reused && breach.starts_with("limits.memory") => {
+                tracing::debug!(pipeline = %self.identity.pipeline, id = %entry.id, breach = %breach, "memory limit reached on a reused instance; calling once more on a fresh one");
+                self.handle_once(source, entry).await
+            }
+            other => other,
+        }
+    }
+
+    async fn handle_once(
         &mut self,
         source: &str,
         entry: &mut Entry,

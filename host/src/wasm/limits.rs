@@ -5,7 +5,7 @@ use std::time::Duration;
 /// The limits one instance runs under.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Bytes of each linear memory.
+    /// Bytes of all linear memories of an instance together.
     pub memory: usize,
     /// Wall time of one `handle` call.
     pub timeout: Duration,
@@ -43,15 +43,19 @@ const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 #[derive(Debug)]
 pub struct Limiter {
     memory: usize,
+    /// Bytes of all the instance's linear memories now (creation included: wasmtime asks
+    /// the limiter for each memory's initial size too).
+    used: usize,
     /// The breach that stopped the guest, if any.
     pub breach: Option<String>,
 }
 
 impl Limiter {
-    /// A limiter allowing `memory` bytes per linear memory.
+    /// A limiter allowing `memory` bytes for all linear memories of an instance together.
     pub fn new(memory: usize) -> Self {
         Self {
             memory,
+            used: 0,
             breach: None,
         }
     }
@@ -64,16 +68,19 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.memory {
             let breach = format!(
-                "limits.memory ({}) exceeded: the guest asked to grow its memory from {} to {}",
+                "limits.memory ({}) exceeded: the guest asked to grow its memory from {} to {} ({} in all its memories)",
                 bytesize::ByteSize(self.memory as u64).display().iec(),
                 bytesize::ByteSize(current as u64).display().iec(),
-                bytesize::ByteSize(desired as u64).display().iec()
+                bytesize::ByteSize(desired as u64).display().iec(),
+                bytesize::ByteSize(total as u64).display().iec()
             );
             self.breach = Some(breach.clone());
             return Err(wasmtime::Error::msg(breach));
         }
+        self.used = total;
         Ok(true)
     }
 

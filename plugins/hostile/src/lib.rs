@@ -5,6 +5,9 @@
 //! `panic`, `sleep` (past the timeout), `flood` (100,000 outputs), `big` (one 50 MiB
 //! output), `undeclared` (output to a stream not declared).
 //!
+//! A slow leak: `leak` keeps field `mb` MiB (default 1) for as long as the instance lives
+//! and succeeds, reporting `outcome` = `leaked`; a reused instance grows call by call.
+//!
 //! Attacks on capabilities, which must fail inside the guest: `read-file`, `list-root`,
 //! `env`, `socket` (to `127.0.0.1:<port>`). For these the handler succeeds and reports
 //! `outcome` = `denied: ...` or `ALLOWED: ...` to config `target` (default `OUT`).
@@ -16,6 +19,11 @@ use std::hint::black_box;
 use sluice_sdk::{Failure, Guest, HandlerResult, Message, Output};
 
 struct Hostile;
+
+thread_local! {
+    /// What `leak` keeps: the instance's memory only grows.
+    static LEAKED: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Guest for Hostile {
     fn handle(msg: Message) -> HandlerResult {
@@ -29,6 +37,11 @@ impl Guest for Hostile {
             ])
         };
         match attack.as_str() {
+            "leak" => {
+                let mb: usize = msg.parse("mb").unwrap_or(1);
+                LEAKED.with(|l| l.borrow_mut().push(vec![1u8; mb << 20]));
+                report("leaked".to_owned())
+            }
             "loop" => loop {
                 black_box(());
             },
