@@ -4,9 +4,11 @@
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
 //! delivered again, so nothing is lost whatever stops the loop.
 
+mod batch;
 mod health;
 mod invoke;
 mod outcome;
+mod readahead;
 mod redelivery;
 mod settle;
 
@@ -17,16 +19,16 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Ack, Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT, StreamId};
+use crate::broker::{Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT, StreamId};
 use crate::config::PipelineConfig;
-use crate::message::{CommitStatus, Entry, HandlerError, Output};
+use crate::message::{Entry, HandlerError, Output};
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, PluginCell};
 
-use outcome::{Outcome, Rules};
+use outcome::Rules;
 pub use outcome::{backoff, dead_letter_fields};
-use settle::Held;
+use readahead::Batch;
 pub use settle::MAX_COMMIT_BYTES;
 
 /// How often pending and lag are read from Redis.
@@ -64,27 +66,6 @@ pub struct Pipeline {
     /// The last entry ID known delivered to the group (read by this consumer, or the
     /// group's last-delivered-id): where a lost group is created again.
     last_known: Option<String>,
-}
-
-/// Entries read from the group, and when (their idle time in the pending entries list
-/// starts there).
-struct Batch {
-    entries: Vec<Entry>,
-    read_at: Instant,
-}
-
-/// A handled batch waiting for its commit.
-struct Prepared {
-    entries: Vec<Entry>,
-    acks: Vec<Ack>,
-    /// Indexes into `acks` of dead letters.
-    dead: Vec<usize>,
-    /// Retries counted so far; the rest is counted at the commit.
-    report: BatchReport,
-    /// Renews the batch's leases until its commit is done.
-    lease: tokio::task::JoinHandle<()>,
-    /// Since when the batch is known to be this consumer's.
-    held: Held,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it.
@@ -332,296 +313,6 @@ impl Pipeline {
         {
             self.last_known = Some(id.to_owned());
         }
-    }
-
-    /// Handles batches back to back while full ones keep coming: the next batch is read
-    /// while this one is handled (prefetch), and each batch's commit runs while the next
-    /// one is handled, on another task. Commits stay in order: each is confirmed before
-    /// the next is sent. Stops, with the last commit done, when no full batch is waiting,
-    /// when a periodic check (retries, reclaim, backlog) is due, or on pause or drain;
-    /// returns the entries it had already read, to be handled next.
-    async fn process_pipelined(&mut self, batch: Batch) -> Option<Batch> {
-        let Batch {
-            entries: mut current,
-            mut read_at,
-        } = batch;
-        let mut committing: Option<Prepared> = None;
-        loop {
-            self.metrics.read.increment(current.len() as u64);
-            let prefetch_at = Instant::now();
-            let prefetch = self.should_prefetch(current.len()).then(|| {
-                tokio::spawn(self.consumer.prefetcher().read_available(self.config.batch))
-            });
-            let started = Instant::now();
-            let (lease, held) = self.keep_leases(&current, read_at);
-            let (entries, results) = match committing.take() {
-                None => {
-                    let results = self.invoke(&mut current).await;
-                    (current, results)
-                }
-                Some(previous) => {
-                    let handling = self.spawn_invoke(current);
-                    self.finish(previous).await;
-                    let invoked = match handling.await {
-                        Ok(invoked) => invoked,
-                        // A host bug; the batch's entries stay pending in Redis.
-                        Err(e) => std::panic::resume_unwind(e.into_panic()),
-                    };
-                    self.instances = invoked.instances;
-                    (invoked.entries, invoked.results)
-                }
-            };
-            committing = Some(self.prepare(entries, results, lease, held));
-            self.last_batch_time = started.elapsed();
-            let next = match prefetch {
-                Some(read) => {
-                    let read = read.await;
-                    self.prefetched(read).map(|entries| Batch {
-                        entries,
-                        read_at: prefetch_at,
-                    })
-                }
-                None => None,
-            };
-            match next {
-                Some(batch) if !self.checks_due() => {
-                    (current, read_at) = (batch.entries, batch.read_at)
-                }
-                next => {
-                    if let Some(last) = committing.take() {
-                        self.finish(last).await;
-                    }
-                    return next;
-                }
-            }
-        }
-    }
-
-    /// Whether to read the next batch beside this one: it was full (more is likely
-    /// waiting), the pipeline runs on, and batches are quick.
-    ///
-    /// "Quick" (the last batch took under a quarter of both `claim_idle` and the first
-    /// retry backoff) keeps prefetched entries, which are not yet leased, from looking
-    /// idle to a reclaim before they are handled (the retry scan skips entries in hand).
-    fn should_prefetch(&self, read: usize) -> bool {
-        let quick = self
-            .config
-            .claim_idle
-            .min(self.config.retry_backoff.initial)
-            / 4;
-        read == self.config.batch
-            && self.last_batch_time < quick
-            && !*self.paused.borrow()
-            && !self.shutdown.is_cancelled()
-    }
-
-    /// Whether the main loop has work besides new entries: a retry or reclaim scan or a
-    /// backlog refresh is due, or the pipeline is to pause or drain.
-    fn checks_due(&self) -> bool {
-        let now = Instant::now();
-        now >= self.next_retry_check
-            || now >= self.next_reclaim_check
-            || now >= self.next_backlog_check
-            || *self.paused.borrow()
-            || self.shutdown.is_cancelled()
-    }
-
-    fn prefetched(
-        &mut self,
-        read: Result<Result<Vec<Entry>>, tokio::task::JoinError>,
-    ) -> Option<Vec<Entry>> {
-        match read {
-            Ok(Ok(entries)) if !entries.is_empty() => {
-                self.saw(&entries);
-                Some(entries)
-            }
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                // Whatever the failed read delivered stays pending: the retry scan
-                // redelivers it once idle, or a restart reads it as this consumer's own.
-                tracing::warn!(pipeline = %self.config.name, error = format!("{e:#}"), "prefetching the next batch failed");
-                None
-            }
-            Err(e) => {
-                tracing::error!(pipeline = %self.config.name, error = %e, "the prefetch task failed");
-                None
-            }
-        }
-    }
-
-    /// Handles a batch and commits it; returns what became of its entries.
-    pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
-        self.metrics.read.increment(entries.len() as u64);
-        let (lease, held) = self.keep_leases(&entries, Instant::now());
-        let results = self.invoke(&mut entries).await;
-        let prepared = self.prepare(entries, results, lease, held);
-        self.finish(prepared).await
-    }
-
-    /// Decides what each handled entry comes to: outputs, a dead letter, or a retry.
-    fn prepare(
-        &mut self,
-        entries: Vec<Entry>,
-        results: Vec<Option<Handled>>,
-        lease: tokio::task::JoinHandle<()>,
-        held: Held,
-    ) -> Prepared {
-        let rules = self.rules();
-        let mut report = BatchReport::default();
-        let mut acks = Vec::with_capacity(entries.len());
-        let mut dead = Vec::new();
-        for (entry, handled) in entries.iter().zip(results) {
-            let Some((digest, result)) = handled else {
-                // Not started: shutting down. It stays pending for the next delivery.
-                continue;
-            };
-            if let Err(error) = &result {
-                self.metrics.failure(error.kind());
-                self.board.set_error(format!("{}: {error}", entry.id));
-            }
-            match rules.decide(entry, &digest, result) {
-                Outcome::Deliver(mut outputs) => {
-                    if let Some(name) = &self.config.version_field {
-                        for output in &mut outputs {
-                            output
-                                .fields
-                                .push((name.clone(), digest.as_bytes().to_vec()));
-                        }
-                    }
-                    acks.push(Ack {
-                        id: entry.id.clone(),
-                        outputs,
-                    })
-                }
-                Outcome::DeadLetter(letter) => {
-                    dead.push(acks.len());
-                    acks.push(Ack {
-                        id: entry.id.clone(),
-                        outputs: vec![letter],
-                    });
-                }
-                Outcome::Retry(error) => {
-                    report.retried += 1;
-                    tracing::debug!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
-                }
-            }
-        }
-        self.retries_waiting |= report.retried > 0;
-        Prepared {
-            entries,
-            acks,
-            dead,
-            report,
-            lease,
-            held,
-        }
-    }
-
-    /// Commits a prepared batch and accounts for it.
-    async fn finish(&mut self, prepared: Prepared) -> BatchReport {
-        let Prepared {
-            entries,
-            acks,
-            dead,
-            mut report,
-            lease,
-            held,
-        } = prepared;
-        let mut latency_ms = 0;
-        let statuses = self.commit(&acks, &entries, &held).await;
-        lease.abort();
-        let (mut adopted, mut gone) = (Vec::new(), Vec::new());
-        for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
-            let is_dead = dead.contains(&index);
-            let Some(status) = status else {
-                report.retried += 1;
-                continue;
-            };
-            match status {
-                CommitStatus::Committed | CommitStatus::Adopted if is_dead => {
-                    if status == CommitStatus::Adopted {
-                        adopted.push(ack.id.as_str());
-                    }
-                    report.dead_lettered += 1;
-                    let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
-                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
-                }
-                CommitStatus::Committed => {
-                    report.delivered += 1;
-                    latency_ms += self.latency_ms(&ack.id);
-                }
-                CommitStatus::Adopted => {
-                    report.delivered += 1;
-                    adopted.push(ack.id.as_str());
-                    latency_ms += self.latency_ms(&ack.id);
-                }
-                CommitStatus::NotOwned => {
-                    report.conflicts += 1;
-                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry claimed by another consumer before the commit; its outputs were not written");
-                }
-                CommitStatus::Gone => {
-                    report.conflicts += 1;
-                    gone.push(ack.id.as_str());
-                }
-            }
-        }
-        if !adopted.is_empty() {
-            report.adopted = adopted.len();
-            self.metrics.adopted.increment(adopted.len() as u64);
-            tracing::warn!(pipeline = %self.config.name, ids = ?adopted, "entries were removed from the pending entries list while this consumer held them (XGROUP DELCONSUMER, XACK or a lost group); their outputs were written once (adopted), there is nothing to acknowledge");
-            self.board.incident(format!(
-                "{} entries were removed from the pending entries list while being handled ({}); their outputs were written once",
-                adopted.len(),
-                adopted.join(", ")
-            ));
-        }
-        if !gone.is_empty() {
-            tracing::warn!(pipeline = %self.config.name, ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
-        }
-        let m = &self.metrics;
-        m.committed.increment(report.delivered as u64);
-        m.dead_lettered.increment(report.dead_lettered as u64);
-        m.retried.increment(report.retried as u64);
-        m.conflicts.increment(report.conflicts as u64);
-        self.board.committed(report.delivered as u64, latency_ms);
-        tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
-        report
-    }
-
-    /// A dead letter for an entry whose commit Redis refused, with Redis's reason.
-    fn refused_letter(&self, ack: &Ack, entries: &[Entry], reason: &str) -> Ack {
-        let entry = entries.iter().find(|e| e.id == ack.id);
-        let entry = entry.cloned().unwrap_or_else(|| Entry {
-            id: ack.id.clone(),
-            ..Entry::default()
-        });
-        let digest = self.instances[0].plugin().digest().clone();
-        let letter = self.rules().dead_letter(
-            &entry,
-            &digest,
-            &format!("commit refused by redis: {reason}"),
-        );
-        Ack {
-            id: ack.id.clone(),
-            outputs: vec![letter],
-        }
-    }
-
-    /// Milliseconds since the entry `id` was added (its ID's timestamp), recorded in the
-    /// end-to-end latency histogram.
-    fn latency_ms(&self, id: &str) -> u64 {
-        let added: u64 = id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(added);
-        let ms = now.saturating_sub(added);
-        self.metrics.end_to_end.record(ms as f64 / 1e3);
-        ms
     }
 
     fn rules(&self) -> Rules<'_> {

@@ -1,0 +1,202 @@
+//! One batch's way from handler results to Redis: what each entry comes to (outputs, a
+//! dead letter, a retry), its commit, and the accounting (metrics, status, logs).
+
+use std::time::Instant;
+
+use super::settle::Held;
+use super::{BatchReport, Handled, Pipeline};
+use crate::broker::Ack;
+use crate::message::{CommitStatus, Entry};
+
+use super::outcome::Outcome;
+
+/// A handled batch waiting for its commit.
+pub(super) struct Prepared {
+    entries: Vec<Entry>,
+    acks: Vec<Ack>,
+    /// Indexes into `acks` of dead letters.
+    dead: Vec<usize>,
+    /// Retries counted so far; the rest is counted at the commit.
+    report: BatchReport,
+    /// Renews the batch's leases until its commit is done.
+    lease: tokio::task::JoinHandle<()>,
+    /// Since when the batch is known to be this consumer's.
+    held: Held,
+}
+
+impl Pipeline {
+    /// Handles a batch and commits it; returns what became of its entries.
+    pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
+        self.metrics.read.increment(entries.len() as u64);
+        let (lease, held) = self.keep_leases(&entries, Instant::now());
+        let results = self.invoke(&mut entries).await;
+        let prepared = self.prepare(entries, results, lease, held);
+        self.finish(prepared).await
+    }
+
+    /// Decides what each handled entry comes to: outputs, a dead letter, or a retry.
+    pub(super) fn prepare(
+        &mut self,
+        entries: Vec<Entry>,
+        results: Vec<Option<Handled>>,
+        lease: tokio::task::JoinHandle<()>,
+        held: Held,
+    ) -> Prepared {
+        let rules = self.rules();
+        let mut report = BatchReport::default();
+        let mut acks = Vec::with_capacity(entries.len());
+        let mut dead = Vec::new();
+        for (entry, handled) in entries.iter().zip(results) {
+            let Some((digest, result)) = handled else {
+                // Not started: shutting down. It stays pending for the next delivery.
+                continue;
+            };
+            if let Err(error) = &result {
+                self.metrics.failure(error.kind());
+                self.board.set_error(format!("{}: {error}", entry.id));
+            }
+            match rules.decide(entry, &digest, result) {
+                Outcome::Deliver(mut outputs) => {
+                    if let Some(name) = &self.config.version_field {
+                        for output in &mut outputs {
+                            output
+                                .fields
+                                .push((name.clone(), digest.as_bytes().to_vec()));
+                        }
+                    }
+                    acks.push(Ack {
+                        id: entry.id.clone(),
+                        outputs,
+                    })
+                }
+                Outcome::DeadLetter(letter) => {
+                    dead.push(acks.len());
+                    acks.push(Ack {
+                        id: entry.id.clone(),
+                        outputs: vec![letter],
+                    });
+                }
+                Outcome::Retry(error) => {
+                    report.retried += 1;
+                    tracing::debug!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
+                }
+            }
+        }
+        self.retries_waiting |= report.retried > 0;
+        Prepared {
+            entries,
+            acks,
+            dead,
+            report,
+            lease,
+            held,
+        }
+    }
+
+    /// Commits a prepared batch and accounts for it.
+    pub(super) async fn finish(&mut self, prepared: Prepared) -> BatchReport {
+        let Prepared {
+            entries,
+            acks,
+            dead,
+            mut report,
+            lease,
+            held,
+        } = prepared;
+        let mut latency_ms = 0;
+        let statuses = self.commit(&acks, &entries, &held).await;
+        lease.abort();
+        let (mut adopted, mut gone) = (Vec::new(), Vec::new());
+        for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
+            let is_dead = dead.contains(&index);
+            let Some(status) = status else {
+                report.retried += 1;
+                continue;
+            };
+            match status {
+                CommitStatus::Committed | CommitStatus::Adopted if is_dead => {
+                    if status == CommitStatus::Adopted {
+                        adopted.push(ack.id.as_str());
+                    }
+                    report.dead_lettered += 1;
+                    let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
+                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
+                }
+                CommitStatus::Committed => {
+                    report.delivered += 1;
+                    latency_ms += self.latency_ms(&ack.id);
+                }
+                CommitStatus::Adopted => {
+                    report.delivered += 1;
+                    adopted.push(ack.id.as_str());
+                    latency_ms += self.latency_ms(&ack.id);
+                }
+                CommitStatus::NotOwned => {
+                    report.conflicts += 1;
+                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry claimed by another consumer before the commit; its outputs were not written");
+                }
+                CommitStatus::Gone => {
+                    report.conflicts += 1;
+                    gone.push(ack.id.as_str());
+                }
+            }
+        }
+        if !adopted.is_empty() {
+            report.adopted = adopted.len();
+            self.metrics.adopted.increment(adopted.len() as u64);
+            tracing::warn!(pipeline = %self.config.name, ids = ?adopted, "entries were removed from the pending entries list while this consumer held them (XGROUP DELCONSUMER, XACK or a lost group); their outputs were written once (adopted), there is nothing to acknowledge");
+            self.board.incident(format!(
+                "{} entries were removed from the pending entries list while being handled ({}); their outputs were written once",
+                adopted.len(),
+                adopted.join(", ")
+            ));
+        }
+        if !gone.is_empty() {
+            tracing::warn!(pipeline = %self.config.name, ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
+        }
+        let m = &self.metrics;
+        m.committed.increment(report.delivered as u64);
+        m.dead_lettered.increment(report.dead_lettered as u64);
+        m.retried.increment(report.retried as u64);
+        m.conflicts.increment(report.conflicts as u64);
+        self.board.committed(report.delivered as u64, latency_ms);
+        tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
+        report
+    }
+
+    /// A dead letter for an entry whose commit Redis refused, with Redis's reason.
+    pub(super) fn refused_letter(&self, ack: &Ack, entries: &[Entry], reason: &str) -> Ack {
+        let entry = entries.iter().find(|e| e.id == ack.id);
+        let entry = entry.cloned().unwrap_or_else(|| Entry {
+            id: ack.id.clone(),
+            ..Entry::default()
+        });
+        let digest = self.instances[0].plugin().digest().clone();
+        let letter = self.rules().dead_letter(
+            &entry,
+            &digest,
+            &format!("commit refused by redis: {reason}"),
+        );
+        Ack {
+            id: ack.id.clone(),
+            outputs: vec![letter],
+        }
+    }
+
+    /// Milliseconds since the entry `id` was added (its ID's timestamp), recorded in the
+    /// end-to-end latency histogram.
+    fn latency_ms(&self, id: &str) -> u64 {
+        let added: u64 = id
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(added);
+        let ms = now.saturating_sub(added);
+        self.metrics.end_to_end.record(ms as f64 / 1e3);
+        ms
+    }
+}
