@@ -98,6 +98,19 @@ async fn raw(con: &mut MultiplexedConnection, args: &[&str]) -> redis::Value {
         .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
+/// Creates ACL user `sluice` (password `pw`) that may run every command on keys `IN` and
+/// `IN:dead` but not `OUT`; returns its URL.
+async fn user_without_out(redis: &RedisServer, con: &mut MultiplexedConnection) -> String {
+    raw(
+        con,
+        &[
+            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
+        ],
+    )
+    .await;
+    format!("redis://sluice:pw@127.0.0.1:{}", redis.port())
+}
+
 /// Stays `n` for a while (no late duplicates).
 async fn stays(con: &mut MultiplexedConnection, stream: &str, n: usize) {
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -195,14 +208,7 @@ async fn a_lost_consumer_group_is_created_again() {
 async fn a_missing_permission_holds_entries_until_granted() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
-    raw(
-        &mut con,
-        &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
-        ],
-    )
-    .await;
-    let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
+    let url = user_without_out(&redis, &mut con).await;
     raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
     // A backlog of full batches: while the first commit is held, later batches are
     // read ahead; none may be handled twice once the permission comes.
@@ -549,14 +555,7 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
 async fn the_dashboard_shows_a_pipeline_in_error() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
-    raw(
-        &mut con,
-        &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
-        ],
-    )
-    .await;
-    let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
+    let url = user_without_out(&redis, &mut con).await;
     let host = Host::start_at(&url, echo_config("dash-error", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 3, "x").await;

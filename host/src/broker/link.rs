@@ -101,6 +101,19 @@ impl Link {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs one command within `deadline` ([`CALL_DEADLINE`] if `None`); see [`Link::call`].
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        deadline: Option<Duration>,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Fault> {
+        self.call(what, deadline, |mut c| async move {
+            cmd.query_async(&mut c).await
+        })
+        .await
+    }
+
     /// Runs `call` on the connection within `deadline` ([`CALL_DEADLINE`] if `None`).
     /// `what` names the command for errors. A fault whose remedy is a new connection,
     /// and a missed deadline, drop the connection.

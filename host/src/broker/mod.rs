@@ -285,9 +285,7 @@ impl Consumer {
     /// Whether Redis answers a `PING` on the command connection (opened if need be).
     pub async fn ping(&mut self) -> bool {
         self.commands
-            .call("PING", None, |mut c| async move {
-                redis::cmd("PING").query_async::<String>(&mut c).await
-            })
+            .query::<String>("PING", None, &redis::cmd("PING"))
             .await
             .is_ok()
     }
@@ -311,19 +309,18 @@ impl Consumer {
 
     /// `XGROUP CREATE stream group id MKSTREAM`; false if the group exists (BUSYGROUP).
     async fn create_group(&mut self, id: &str) -> Result<bool, Fault> {
-        let (stream, group, id) = (self.stream.clone(), self.group.clone(), id.to_owned());
         let created = self
             .commands
-            .call("XGROUP CREATE", None, |mut c| async move {
+            .query::<()>(
+                "XGROUP CREATE",
+                None,
                 redis::cmd("XGROUP")
                     .arg("CREATE")
-                    .arg(&stream)
-                    .arg(&group)
-                    .arg(&id)
-                    .arg("MKSTREAM")
-                    .query_async::<()>(&mut c)
-                    .await
-            })
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(id)
+                    .arg("MKSTREAM"),
+            )
             .await;
         match created {
             Ok(()) => Ok(true),
@@ -367,19 +364,18 @@ impl Consumer {
 
     /// The stream's newest entry ID, `None` if the stream does not exist or is empty.
     async fn newest_id(&mut self) -> Result<Option<String>, Fault> {
-        let stream = self.stream.clone();
         let reply: Value = self
             .commands
-            .call("XREVRANGE", None, |mut c| async move {
+            .query(
+                "XREVRANGE",
+                None,
                 redis::cmd("XREVRANGE")
-                    .arg(&stream)
+                    .arg(&self.stream)
                     .arg("+")
                     .arg("-")
                     .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut c)
-                    .await
-            })
+                    .arg(1),
+            )
             .await?;
         let (entries, _) =
             reply::entry_list(reply).map_err(|e| Fault::unexpected("XREVRANGE", &e))?;
@@ -391,17 +387,13 @@ impl Consumer {
     /// `None` if every key is allowed.
     pub async fn missing_permission(&mut self, keys: &[String]) -> Option<String> {
         for key in keys {
-            let k = key.clone();
             let probe = self
                 .commands
-                .call("permission check", None, |mut c| async move {
-                    redis::cmd("EVAL")
-                        .arg("return 1")
-                        .arg(1)
-                        .arg(&k)
-                        .query_async::<i64>(&mut c)
-                        .await
-                })
+                .query::<i64>(
+                    "permission check",
+                    None,
+                    redis::cmd("EVAL").arg("return 1").arg(1).arg(key),
+                )
                 .await;
             if let Err(f) = probe
                 && f.code() == "NOPERM"
@@ -431,17 +423,16 @@ impl Consumer {
             reply::stream_entries(reply).map_err(|e| Fault::unexpected("XREADGROUP", &e))?;
         if !deleted.is_empty() {
             tracing::warn!(stream = %self.stream, ids = ?deleted, "pending entries were deleted from the stream; acknowledging them");
-            let (stream, group) = (self.stream.clone(), self.group.clone());
             let _: i64 = self
                 .commands
-                .call("XACK", None, |mut c| async move {
+                .query(
+                    "XACK",
+                    None,
                     redis::cmd("XACK")
-                        .arg(&stream)
-                        .arg(&group)
-                        .arg(&deleted)
-                        .query_async(&mut c)
-                        .await
-                })
+                        .arg(&self.stream)
+                        .arg(&self.group)
+                        .arg(&deleted),
+                )
                 .await?;
         }
         self.with_delivery_counts(entries).await
@@ -457,17 +448,16 @@ impl Consumer {
 
     /// Runs an `XPENDING` (extended form) with `args` after the stream and group.
     async fn xpending(&mut self, args: Vec<String>) -> Result<Vec<PendingEntry>, Fault> {
-        let (stream, group) = (self.stream.clone(), self.group.clone());
         let reply: Value = self
             .commands
-            .call("XPENDING", None, |mut c| async move {
+            .query(
+                "XPENDING",
+                None,
                 redis::cmd("XPENDING")
-                    .arg(&stream)
-                    .arg(&group)
-                    .arg(&args)
-                    .query_async(&mut c)
-                    .await
-            })
+                    .arg(&self.stream)
+                    .arg(&self.group)
+                    .arg(&args),
+            )
             .await?;
         reply::pending_entries(reply).map_err(|e| Fault::unexpected("XPENDING", &e))
     }
@@ -481,14 +471,27 @@ impl Consumer {
         after: &str,
         count: usize,
     ) -> Result<(Vec<PendingEntry>, String), Fault> {
-        let args = vec![
+        let name = self.name.clone();
+        self.scan_idle(min_idle, after, count, Some(name)).await
+    }
+
+    /// One page of `XPENDING stream group IDLE min_idle (after + count [consumer]`, and
+    /// where the next page starts (`"-"` once the end was reached).
+    async fn scan_idle(
+        &mut self,
+        min_idle: Duration,
+        after: &str,
+        count: usize,
+        consumer: Option<String>,
+    ) -> Result<(Vec<PendingEntry>, String), Fault> {
+        let mut args = vec![
             "IDLE".to_owned(),
             (min_idle.as_millis() as u64).to_string(),
             exclusive(after),
             "+".into(),
             count.to_string(),
-            self.name.clone(),
         ];
+        args.extend(consumer);
         let rows = self.xpending(args).await?;
         let next = next_cursor(&rows, count);
         Ok((rows, next))
@@ -516,12 +519,7 @@ impl Consumer {
         for p in due {
             cmd.arg(&p.id);
         }
-        let reply: Value = self
-            .commands
-            .call("XCLAIM", None, |mut c| async move {
-                cmd.query_async(&mut c).await
-            })
-            .await?;
+        let reply: Value = self.commands.query("XCLAIM", None, &cmd).await?;
         let (mut entries, _) =
             reply::entry_list(reply).map_err(|e| Fault::unexpected("XCLAIM", &e))?;
         let deliveries: std::collections::HashMap<&str, u32> =
@@ -543,15 +541,7 @@ impl Consumer {
         after: &str,
         count: usize,
     ) -> Result<(Vec<PendingEntry>, String), Fault> {
-        let args = vec![
-            "IDLE".to_owned(),
-            (min_idle.as_millis() as u64).to_string(),
-            exclusive(after),
-            "+".into(),
-            count.to_string(),
-        ];
-        let rows = self.xpending(args).await?;
-        let next = next_cursor(&rows, count);
+        let (rows, next) = self.scan_idle(min_idle, after, count, None).await?;
         Ok((
             rows.into_iter()
                 .filter(|p| p.consumer != self.name)
@@ -562,16 +552,13 @@ impl Consumer {
 
     /// The group's pending count, lag and last delivered ID, from `XINFO GROUPS`.
     pub async fn group_info(&mut self) -> Result<GroupInfo, Fault> {
-        let stream = self.stream.clone();
         let reply: Value = self
             .commands
-            .call("XINFO GROUPS", None, |mut c| async move {
-                redis::cmd("XINFO")
-                    .arg("GROUPS")
-                    .arg(&stream)
-                    .query_async(&mut c)
-                    .await
-            })
+            .query(
+                "XINFO GROUPS",
+                None,
+                redis::cmd("XINFO").arg("GROUPS").arg(&self.stream),
+            )
             .await?;
         reply::group_info(reply, &self.group).ok_or_else(|| {
             Fault::from_redis(
@@ -638,11 +625,7 @@ impl Consumer {
     ) -> Result<Value, Fault> {
         let cmd = xreadgroup([&self.stream, &self.group, &self.name], id, count, block);
         let deadline = block.map(|b| b + BLOCK_MARGIN);
-        self.reads
-            .call("XREADGROUP", deadline, |mut c| async move {
-                cmd.query_async(&mut c).await
-            })
-            .await
+        self.reads.query("XREADGROUP", deadline, &cmd).await
     }
 
     /// Commits a batch atomically and guarded: for each entry still pending for this
@@ -741,12 +724,7 @@ impl Prefetcher {
     /// stream; never blocks.
     pub async fn read_available(self, count: usize) -> Result<Vec<Entry>> {
         let cmd = xreadgroup([&self.stream, &self.group, &self.name], ">", count, None);
-        let reply: Value = self
-            .reads
-            .call("XREADGROUP", None, |mut c| async move {
-                cmd.query_async(&mut c).await
-            })
-            .await?;
+        let reply: Value = self.reads.query("XREADGROUP", None, &cmd).await?;
         Ok(reply::stream_entries(reply)?.0)
     }
 }

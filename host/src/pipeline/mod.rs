@@ -195,11 +195,8 @@ impl Pipeline {
             }
             // Entries read ahead are this consumer's own pending entries too, and look
             // idle: the retry scan must not deliver them again before they are handled.
-            let in_hand: HashSet<String> = prefetched
-                .iter()
-                .flat_map(|b| b.entries.iter().map(|e| e.id.clone()))
-                .collect();
-            if let Err(fault) = self.retry_due(&in_hand).await {
+            let in_hand = prefetched.as_ref().map_or(&[][..], |b| &b.entries[..]);
+            if let Err(fault) = self.retry_due(in_hand).await {
                 self.recover(fault, &shutdown).await;
                 continue;
             }

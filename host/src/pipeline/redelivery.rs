@@ -21,7 +21,7 @@ impl Pipeline {
     /// Each check scans the next [`RETRY_SCAN_PAGE`] rows of this consumer's pending
     /// entries from a cursor that goes round the list, so an entry that is due is found
     /// within a few checks however many entries that are not due yet stand before it.
-    pub(super) async fn retry_due(&mut self, in_hand: &HashSet<String>) -> Result<(), Fault> {
+    pub(super) async fn retry_due(&mut self, in_hand: &[Entry]) -> Result<(), Fault> {
         let now = Instant::now();
         if now < self.next_retry_check {
             return Ok(());
@@ -34,7 +34,7 @@ impl Pipeline {
             .await?;
         self.retries_waiting = !idle.is_empty() || next != "-";
         let mut due = past_backoff(idle, &backoff_cfg);
-        due.retain(|p| !in_hand.contains(&p.id));
+        due.retain(|p| !in_hand.iter().any(|e| e.id == p.id));
         // At most a batch at a time; the scan goes on after the last one taken, so the
         // rest are taken at the next check (which comes at once: see `read_block`).
         if due.len() > self.config.batch {

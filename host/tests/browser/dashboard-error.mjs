@@ -2,16 +2,11 @@
 // use Redis. Usage: node dashboard-error.mjs BASE_URL PIPELINE EXPECTED SCREENSHOT
 // Checks that the page shows state `error` (marked as such) with the reason the API
 // gives, containing EXPECTED; takes a screenshot. Exits non-zero on any mismatch.
-import { chromium } from 'playwright-core';
+import { launch, fail } from './launch.mjs';
 
 const [base, pipeline, expected, screenshot] = process.argv.slice(2);
-const fail = (message) => { console.error('FAIL: ' + message); process.exit(1); };
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   await page.goto(base + '/');

@@ -2,16 +2,11 @@
 // Usage: node dashboard.mjs BASE_URL TOKEN PIPELINE SCREENSHOT
 // Checks that the numbers shown match the API, clicks pause and sees the pipeline pause
 // (in the page and in the API), takes a screenshot. Exits non-zero on any mismatch.
-import { chromium } from 'playwright-core';
+import { launch, fail } from './launch.mjs';
 
 const [base, token, pipeline, screenshot] = process.argv.slice(2);
-const fail = (message) => { console.error('FAIL: ' + message); process.exit(1); };
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-         '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
   await page.goto(base + '/');
