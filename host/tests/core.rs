@@ -181,6 +181,61 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
     assert_eq!(input.last().expect("replayed entry").1, original);
 }
 
+/// Entries of any width settle (Lua's `unpack` stops near 4,000 fields, which must not
+/// decide delivery): 3,900 fields rejected go to the dead-letter stream whole, with the
+/// six metadata fields on top; 10,000 fields echoed reach `OUT` whole; 50,000 fields
+/// dead-lettered replay back to the input whole. Nothing stays pending.
+#[tokio::test]
+async fn entries_of_any_width_settle() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let host = Host::start(&redis, config(&echo_config("max_attempts = 2"))).await;
+    let wide = |n: usize, action: Option<&str>| {
+        let mut fields: Vec<(String, Vec<u8>)> = (0..n)
+            .map(|i| (format!("f{i}"), format!("v{i}").into_bytes()))
+            .collect();
+        if let Some(action) = action {
+            fields.push(("action".into(), action.as_bytes().to_vec()));
+        }
+        fields
+    };
+    let rejected = wide(3_900, Some("reject"));
+    let echoed = wide(10_000, None);
+    let huge = wide(50_000, Some("reject"));
+    for fields in [&rejected, &echoed, &huge] {
+        let _: String = con.xadd("IN", "*", fields).await.expect("XADD");
+    }
+    wait_len(&con, "OUT", 1).await;
+    wait_len(&con, "IN:dead", 2).await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(out[0].1, echoed, "echoed field for field");
+    let dead = entries(&mut con, "IN:dead").await;
+    assert_eq!(
+        &dead[0].1[6..],
+        &rejected[..],
+        "dead letter keeps every field"
+    );
+    assert_eq!(&dead[1].1[6..], &huge[..]);
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+    let broker = sluice::broker::Broker::connect(&redis.url())
+        .await
+        .expect("broker");
+    let ids = [dead[1].0.clone()];
+    let replayed = broker
+        .replay_dead(
+            "IN:dead",
+            "IN",
+            sluice::pipeline::dead_letter_fields::COUNT,
+            &ids,
+        )
+        .await
+        .expect("replay");
+    assert_eq!(replayed, 1);
+    let input = entries(&mut con, "IN").await;
+    assert_eq!(input.last().expect("replayed entry").1, huge);
+}
+
 /// A handler `retry` and a trap both leave their entry pending and unacked, owned by
 /// the daemon's consumer, while the entries around them are served.
 #[tokio::test]

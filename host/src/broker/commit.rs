@@ -12,8 +12,10 @@ use crate::message::{CommitStatus, Output};
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("commit.lua")));
 
-/// Lua's `unpack` takes at most ~8,000 values; one XADD must stay below that.
-pub const MAX_FIELDS_PER_OUTPUT: usize = 3_900;
+/// The widest entry Sluice writes, in fields. The commit script passes an XADD's
+/// arguments through `spread` (see `commit.lua`), which fits about 1.2 million fields
+/// under Lua's limit of nested calls; this bound leaves a margin.
+pub const MAX_FIELDS_PER_OUTPUT: usize = 1_000_000;
 
 /// One entry to acknowledge, with everything it produced (handler outputs, or a
 /// dead-letter entry).

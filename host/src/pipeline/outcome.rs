@@ -109,6 +109,24 @@ impl Rules<'_> {
             (f::ATTEMPTS, entry.attempt.to_string().into_bytes()),
         ];
         let mut fields: Vec<Field> = meta.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        if entry.fields.len() > self.max_fields - f::COUNT {
+            // Wider than any entry Sluice writes: the letter cannot hold a copy. The
+            // original stays in the input stream (acknowledged, not deleted) and the
+            // reason says where.
+            fields[0].1 = format!(
+                "{error}; the entry's {} fields are more than a dead letter holds ({}), so they are not copied: the original is entry {} of {:?}",
+                entry.fields.len(),
+                self.max_fields - f::COUNT,
+                entry.id,
+                self.source
+            )
+            .into_bytes();
+            return Output {
+                target: self.dead_letter.to_owned(),
+                fields,
+                raw_names: None,
+            };
+        }
         // The original names byte for byte, when some are not UTF-8.
         let raw_names = entry.raw_names.as_ref().map(|raw| {
             fields
@@ -148,6 +166,42 @@ pub fn backoff(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A dead letter holds a copy of its entry when it fits the widest entry Sluice
+    /// writes; a wider entry's letter names where the original stays instead.
+    #[test]
+    fn dead_letters_copy_what_fits_and_point_at_what_does_not() {
+        let outputs = HashSet::new();
+        let rules = Rules {
+            pipeline: "p",
+            source: "IN",
+            outputs: &outputs,
+            dead_letter: "IN:dead",
+            max_attempts: 1,
+            max_fields: 10,
+        };
+        let entry = |n: usize| Entry {
+            id: "1-1".into(),
+            fields: (0..n).map(|i| (format!("f{i}"), b"v".to_vec())).collect(),
+            attempt: 1,
+            raw_names: None,
+        };
+        let fits = rules.dead_letter(&entry(4), "plugin", "rejected: no");
+        assert_eq!(fits.fields.len(), dead_letter_fields::COUNT + 4);
+        assert_eq!(
+            fits.fields[dead_letter_fields::COUNT..],
+            entry(4).fields[..]
+        );
+        let wide = rules.dead_letter(&entry(5), "plugin", "rejected: no");
+        assert_eq!(wide.fields.len(), dead_letter_fields::COUNT);
+        let reason = String::from_utf8_lossy(&wide.fields[0].1).into_owned();
+        assert!(
+            reason.starts_with(
+                "rejected: no; the entry's 5 fields are more than a dead letter holds (4)"
+            ) && reason.ends_with("entry 1-1 of \"IN\""),
+            "{reason}"
+        );
+    }
 
     /// Backoff doubles per attempt within its jitter band and never passes `max`.
     #[test]
