@@ -137,7 +137,7 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
         instance_reuse: reuse,
         ..sluice::config::LimitsConfig::default().to_limits()
     };
-    let mut instance = Instance::new(cell.clone(), "bench", Default::default(), limits);
+    let mut instance = Instance::new(cell.clone(), Default::default(), limits);
     let mut entry = support::order_entry();
     let mut call = async || -> Result<()> {
         let outputs = instance

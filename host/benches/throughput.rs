@@ -531,7 +531,7 @@ async fn handler_overhead(root: &Path) -> Result<()> {
         instance_reuse: u64::MAX,
         ..sluice::config::LimitsConfig::default().to_limits()
     };
-    let mut instance = sluice::wasm::Instance::new(cell, "bench", Default::default(), limits);
+    let mut instance = sluice::wasm::Instance::new(cell, Default::default(), limits);
     let mut entry = support::order_entry();
     for _ in 0..10_000 {
         instance

@@ -144,7 +144,7 @@ pub struct PipelineConfig {
     pub config: BTreeMap<String, String>,
 }
 
-/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with full jitter.
+/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with equal jitter (see `pipeline::backoff`).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {

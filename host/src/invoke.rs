@@ -68,12 +68,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
     let load_time = started.elapsed();
     let digest = plugin.digest().clone();
     let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
-    let mut instance = Instance::new(
-        cell,
-        "invoke",
-        Arc::new(call.config),
-        call.limits.to_limits(),
-    );
+    let mut instance = Instance::new(cell, Arc::new(call.config), call.limits.to_limits());
     let mut entry = Entry {
         id: call.id,
         fields: call.fields,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::config::{AdminConfig, Config, PipelineConfig};
@@ -119,8 +120,10 @@ fn spawn_pipeline(
             // Spawned, not run by `block_on` itself: the loop then runs on the
             // runtime's worker beside the tasks it wakes (its connections, its handler
             // calls).
-            let task_name = name.clone();
-            let work = runtime.spawn(async move {
+            // Every line the pipeline logs, its handlers' included, carries its name.
+            let span = tracing::info_span!("pipeline", pipeline = %name);
+            let work = runtime.spawn(
+                async move {
                 let pipeline = match Pipeline::new(config, cell, &broker, &consumer, board).await
                 {
                     Ok(pipeline) => pipeline,
@@ -133,12 +136,14 @@ fn spawn_pipeline(
                 tokio::select! {
                     result = pipeline.run(stop) => {
                         if let Err(e) = result {
-                            tracing::error!(pipeline = %task_name, error = format!("{e:#}"), "pipeline failed");
+                            tracing::error!(error = format!("{e:#}"), "pipeline failed");
                         }
                     }
                     () = kill.cancelled() => {}
                 }
-            });
+            }
+                .instrument(span),
+            );
             if let Err(e) = runtime.block_on(work)
                 && e.is_panic()
             {

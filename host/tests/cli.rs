@@ -8,6 +8,8 @@ use std::time::Duration;
 use common::*;
 
 /// `sluice run` processes orders, and on SIGTERM drains and exits 0 with nothing pending.
+/// With `--log-format json`, every line a pipeline logs, its handler's included, is in
+/// that pipeline's span.
 #[tokio::test]
 async fn run_processes_and_exits_cleanly_on_sigterm() {
     let redis = RedisServer::start().expect("redis");
@@ -23,12 +25,15 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         ),
     )
     .expect("write config");
+    let log = dir.path().join("sluice.log");
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "-c"])
+        .args(["run", "--log-format", "json", "-c"])
         .arg(&config)
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start sluice");
+    // Rejected by the handler (no amount), which logs a warning.
+    add(&mut con, "ORDERS_STREAM", &[("orderId", "x"), ("userId", "u")]).await;
     for i in 0..50 {
         add(
             &mut con,
@@ -54,6 +59,27 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
         0
     );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .expect("log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .unwrap_or_else(|| panic!("no {message:?} line in {lines:#?}"))
+    };
+    for message in ["pipeline started", "rejected entry", "pipeline stopped"] {
+        let l = line(message);
+        assert_eq!(l["span"]["name"], "pipeline", "{l}");
+        assert_eq!(l["span"]["pipeline"], "payments", "{l}");
+        assert!(l["fields"].get("pipeline").is_none(), "named once: {l}");
+    }
 }
 
 /// Without a Redis URL, `sluice run` starts a private redis-server and stops it at exit.

@@ -39,8 +39,7 @@ async fn spin(throttle_share: f64) -> (Duration, Duration) {
         throttle_share,
         ..sluice::config::LimitsConfig::default().to_limits()
     };
-    let mut instance =
-        sluice::wasm::Instance::new(cell, "hostile", std::sync::Arc::new(config), limits);
+    let mut instance = sluice::wasm::Instance::new(cell, std::sync::Arc::new(config), limits);
     let mut entry = sluice::message::Entry {
         id: "1-0".into(),
         fields: vec![("attack".into(), b"loop".to_vec())],

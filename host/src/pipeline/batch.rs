@@ -78,11 +78,13 @@ impl Pipeline {
                 }
                 Outcome::Retry(error) => {
                     report.retried += 1;
-                    tracing::debug!(pipeline = %self.config.name, id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
+                    tracing::debug!(id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
                 }
             }
         }
-        self.retries_waiting |= report.retried > 0;
+        if report.retried > 0 {
+            self.schedule.retries_left();
+        }
         Prepared {
             entries,
             acks,
@@ -120,7 +122,7 @@ impl Pipeline {
                     }
                     report.dead_lettered += 1;
                     let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
-                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
+                    tracing::debug!(id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
                 }
                 CommitStatus::Committed => {
                     report.delivered += 1;
@@ -133,7 +135,7 @@ impl Pipeline {
                 }
                 CommitStatus::NotOwned => {
                     report.conflicts += 1;
-                    tracing::debug!(pipeline = %self.config.name, id = %ack.id, "entry claimed by another consumer before the commit; its outputs were not written");
+                    tracing::debug!(id = %ack.id, "entry claimed by another consumer before the commit; its outputs were not written");
                 }
                 CommitStatus::Gone => {
                     report.conflicts += 1;
@@ -144,7 +146,7 @@ impl Pipeline {
         if !adopted.is_empty() {
             report.adopted = adopted.len();
             self.metrics.adopted.increment(adopted.len() as u64);
-            tracing::warn!(pipeline = %self.config.name, ids = ?adopted, "entries were removed from the pending entries list while this consumer held them (XGROUP DELCONSUMER, XACK or a lost group); their outputs were written once (adopted), there is nothing to acknowledge");
+            tracing::warn!(ids = ?adopted, "entries were removed from the pending entries list while this consumer held them (XGROUP DELCONSUMER, XACK or a lost group); their outputs were written once (adopted), there is nothing to acknowledge");
             self.board.incident(format!(
                 "{} entries were removed from the pending entries list while being handled ({}); their outputs were written once",
                 adopted.len(),
@@ -152,7 +154,7 @@ impl Pipeline {
             ));
         }
         if !gone.is_empty() {
-            tracing::warn!(pipeline = %self.config.name, ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
+            tracing::warn!(ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
         }
         let m = &self.metrics;
         m.committed.increment(report.delivered as u64);
@@ -160,7 +162,7 @@ impl Pipeline {
         m.retried.increment(report.retried as u64);
         m.conflicts.increment(report.conflicts as u64);
         self.board.committed(report.delivered as u64, latency_ms);
-        tracing::debug!(pipeline = %self.config.name, ?report, "batch done");
+        tracing::debug!(?report, "batch done");
         report
     }
 

@@ -73,11 +73,11 @@ impl Pipeline {
         self.metrics.up.set(0.0);
         let retry = self.redis_backoff.failures() + 1;
         if repeated {
-            tracing::debug!(pipeline = %self.config.name, code = fault.code(), error = %reason, retry, "redis still unusable; retrying");
+            tracing::debug!(code = fault.code(), error = %reason, retry, "redis still unusable; retrying");
         } else if fault.is_permission() {
-            tracing::error!(pipeline = %self.config.name, code = fault.code(), error = %reason, "redis refuses this pipeline's user; nothing is dead-lettered, entries stay pending until the permission is granted");
+            tracing::error!(code = fault.code(), error = %reason, "redis refuses this pipeline's user; nothing is dead-lettered, entries stay pending until the permission is granted");
         } else {
-            tracing::warn!(pipeline = %self.config.name, code = fault.code(), error = %reason, "redis unusable; retrying (nothing is dead-lettered)");
+            tracing::warn!(code = fault.code(), error = %reason, "redis unusable; retrying (nothing is dead-lettered)");
         }
     }
 
@@ -87,7 +87,10 @@ impl Pipeline {
         self.loading_since = None;
         if let Some(seconds) = self.board.clear_fault() {
             self.metrics.up.set(1.0);
-            tracing::info!(pipeline = %self.config.name, after_s = seconds, "redis usable again; the pipeline carries on");
+            tracing::info!(
+                after_s = seconds,
+                "redis usable again; the pipeline carries on"
+            );
             self.board.incident(format!(
                 "redis usable again after {seconds} s in state error"
             ));
@@ -106,7 +109,7 @@ impl Pipeline {
             Some(r) => {
                 // What is known delivered starts again from the new group's start.
                 self.last_known = (r.id != "0").then(|| r.id.clone());
-                tracing::warn!(pipeline = %self.config.name, stream = %self.config.input, group = %self.config.group, id = %r.id, why = %r.why, "the consumer group was lost (NOGROUP); created it again");
+                tracing::warn!(stream = %self.config.input, group = %self.config.group, id = %r.id, why = %r.why, "the consumer group was lost (NOGROUP); created it again");
                 format!(
                     "consumer group {:?} was lost (NOGROUP: the stream or group was deleted, or Redis restarted without its data); created it again at ID {}: {}",
                     self.config.group.as_str(),
@@ -115,7 +118,7 @@ impl Pipeline {
                 )
             }
             None => {
-                tracing::warn!(pipeline = %self.config.name, group = %self.config.group, "the consumer group was lost (NOGROUP); another consumer created it again first");
+                tracing::warn!(group = %self.config.group, "the consumer group was lost (NOGROUP); another consumer created it again first");
                 format!(
                     "consumer group {:?} was lost (NOGROUP); another consumer created it again",
                     self.config.group.as_str()
@@ -124,8 +127,7 @@ impl Pipeline {
         };
         self.board.incident(message);
         // The retry scan and reclaim start again from the new group's (empty) list.
-        self.reclaim_cursor = "-".to_owned();
-        self.retry_cursor = "-".to_owned();
+        self.schedule.restart_scans();
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Running the handler over a batch, on one instance or spread over several.
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Handled, Pipeline};
 use crate::message::Entry;
@@ -34,14 +35,18 @@ impl Pipeline {
         let source = self.config.input.to_string();
         let shutdown = self.shutdown.clone();
         let calls = self.metrics.calls.clone();
-        tokio::spawn(async move {
-            let results = invoke_on(&mut instances, &source, &mut entries, &shutdown, &calls).await;
-            Invoked {
-                instances,
-                entries,
-                results,
+        tokio::spawn(
+            async move {
+                let results =
+                    invoke_on(&mut instances, &source, &mut entries, &shutdown, &calls).await;
+                Invoked {
+                    instances,
+                    entries,
+                    results,
+                }
             }
-        })
+            .in_current_span(),
+        )
     }
 }
 
@@ -98,21 +103,24 @@ async fn invoke_parallel(
             let source = source.to_owned();
             let shutdown = shutdown.clone();
             let calls = calls.clone();
-            tokio::spawn(async move {
-                let mut done = Vec::with_capacity(items.len());
-                for (index, mut entry) in items {
-                    let result = if shutdown.is_cancelled() {
-                        None
-                    } else {
-                        let started = std::time::Instant::now();
-                        let result = instance.handle(&source, &mut entry).await;
-                        calls.record(started.elapsed(), instance.last_call_throttled());
-                        Some((instance.plugin().digest().clone(), result))
-                    };
-                    done.push((index, entry, result));
+            tokio::spawn(
+                async move {
+                    let mut done = Vec::with_capacity(items.len());
+                    for (index, mut entry) in items {
+                        let result = if shutdown.is_cancelled() {
+                            None
+                        } else {
+                            let started = std::time::Instant::now();
+                            let result = instance.handle(&source, &mut entry).await;
+                            calls.record(started.elapsed(), instance.last_call_throttled());
+                            Some((instance.plugin().digest().clone(), result))
+                        };
+                        done.push((index, entry, result));
+                    }
+                    (instance, done)
                 }
-                (instance, done)
-            })
+                .in_current_span(),
+            )
         })
         .collect();
     let mut results: Vec<Option<Handled>> = (0..entries.len()).map(|_| None).collect();

@@ -10,6 +10,7 @@ mod invoke;
 mod outcome;
 mod readahead;
 mod redelivery;
+mod schedule;
 mod settle;
 
 use std::collections::{BTreeMap, HashSet};
@@ -29,12 +30,8 @@ use crate::wasm::{Instance, PluginCell};
 use outcome::Rules;
 pub use outcome::{backoff, dead_letter_fields};
 use readahead::Batch;
+use schedule::Schedule;
 pub use settle::MAX_COMMIT_BYTES;
-
-/// How often pending and lag are read from Redis.
-const BACKLOG_EVERY: Duration = Duration::from_secs(2);
-/// How long one blocking read waits for new entries before the loop looks at retries.
-const READ_BLOCK: Duration = Duration::from_millis(500);
 
 /// A running pipeline: its consumer, its handler instances and its rules.
 pub struct Pipeline {
@@ -43,20 +40,13 @@ pub struct Pipeline {
     instances: Vec<Instance>,
     outputs: HashSet<String>,
     dead_letter: String,
-    next_retry_check: Instant,
-    /// Whether failed entries of this consumer wait for a redelivery.
-    retries_waiting: bool,
-    /// Where the next scan of this consumer's idle entries starts.
-    retry_cursor: String,
-    next_reclaim_check: Instant,
-    /// Where the next scan of other consumers' idle entries starts.
-    reclaim_cursor: String,
+    /// When to scan for retries and reclaims and refresh the backlog.
+    schedule: Schedule,
     /// Cancelled when the daemon drains: no new handler call starts.
     shutdown: CancellationToken,
     metrics: PipelineMetrics,
     board: Arc<Board>,
     paused: tokio::sync::watch::Receiver<bool>,
-    next_backlog_check: Instant,
     /// How long the last prefetching batch took to handle and commit.
     last_batch_time: Duration,
     /// Backoff between tries while Redis is unusable.
@@ -117,28 +107,16 @@ impl Pipeline {
         let limits = config.limits.to_limits();
         let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
         let instances = (0..config.concurrency)
-            .map(|_| {
-                Instance::new(
-                    plugin.clone(),
-                    config.name.as_str(),
-                    plugin_config.clone(),
-                    limits,
-                )
-            })
+            .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
             .collect();
         Ok(Self {
             outputs: config.outputs.iter().map(|o| o.to_string()).collect(),
             dead_letter: config.dead_letter_stream(),
-            next_retry_check: Instant::now(),
-            retries_waiting: false,
-            retry_cursor: "-".to_owned(),
-            next_reclaim_check: Instant::now(),
-            reclaim_cursor: "-".to_owned(),
+            schedule: Schedule::new(config.retry_backoff, config.claim_idle),
             shutdown: CancellationToken::new(),
             metrics: PipelineMetrics::new(config.name.as_str()),
             paused: board.paused(),
             board,
-            next_backlog_check: Instant::now(),
             last_batch_time: Duration::ZERO,
             redis_backoff: Backoff::redis(),
             loading_since: None,
@@ -152,8 +130,7 @@ impl Pipeline {
     /// Runs until `shutdown` is cancelled; in-flight work finishes and commits first.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         self.shutdown = shutdown.clone();
-        let name = self.config.name.clone();
-        tracing::info!(pipeline = %name, input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
+        tracing::info!(input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
         self.metrics.up.set(1.0);
         while !shutdown.is_cancelled() {
             match self.consumer.ensure_group().await {
@@ -206,7 +183,7 @@ impl Pipeline {
                     let read_at = Instant::now();
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        read = self.consumer.read_new(self.config.batch, self.read_block()) => read.map(|entries| Batch { entries, read_at }),
+                        read = self.consumer.read_new(self.config.batch, self.schedule.read_block()) => read.map(|entries| Batch { entries, read_at }),
                     }
                 }
             };
@@ -230,7 +207,7 @@ impl Pipeline {
         // Entries prefetched just before a drain began were not started: they stay
         // pending, and are read first (as this consumer's own) on the next start.
         drop(prefetched);
-        tracing::info!(pipeline = %name, "pipeline stopped");
+        tracing::info!("pipeline stopped");
         Ok(())
     }
 
@@ -240,7 +217,7 @@ impl Pipeline {
         if !*self.paused.borrow() {
             return;
         }
-        tracing::info!(pipeline = %self.config.name, "pipeline paused");
+        tracing::info!("pipeline paused");
         self.board.set_parked(true);
         while *self.paused.borrow_and_update() {
             tokio::select! {
@@ -249,16 +226,14 @@ impl Pipeline {
             }
         }
         self.board.set_parked(false);
-        tracing::info!(pipeline = %self.config.name, "pipeline resumed");
+        tracing::info!("pipeline resumed");
     }
 
     /// Refreshes pending and lag for the status and metrics, every couple of seconds.
     async fn refresh_backlog(&mut self) {
-        let now = Instant::now();
-        if now < self.next_backlog_check {
+        if !self.schedule.backlog_refresh(Instant::now()) {
             return;
         }
-        self.next_backlog_check = now + BACKLOG_EVERY;
         match self.consumer.group_info().await {
             Ok(info) => {
                 self.board.set_backlog(info.pending, info.lag);
@@ -267,23 +242,9 @@ impl Pipeline {
                 self.saw_id(&info.last_delivered);
             }
             Err(e) => {
-                tracing::debug!(pipeline = %self.config.name, error = format!("{e:#}"), "cannot read the group's backlog")
+                tracing::debug!(error = format!("{e:#}"), "cannot read the group's backlog")
             }
         }
-    }
-
-    /// How long a read may wait for new entries: not past the next retry check while
-    /// failed entries wait for their backoff.
-    fn read_block(&self) -> Duration {
-        if self.retries_waiting {
-            self.retry_check_interval()
-        } else {
-            READ_BLOCK
-        }
-    }
-
-    fn retry_check_interval(&self) -> Duration {
-        (self.config.retry_backoff.initial / 2).clamp(Duration::from_millis(10), READ_BLOCK)
     }
 
     /// Notes the newest ID of entries read from the group.

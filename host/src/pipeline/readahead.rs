@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use tracing::Instrument;
 
 use super::Pipeline;
 use super::batch::Prepared;
@@ -34,7 +35,12 @@ impl Pipeline {
             self.metrics.read.increment(current.len() as u64);
             let prefetch_at = Instant::now();
             let prefetch = self.should_prefetch(current.len()).then(|| {
-                tokio::spawn(self.consumer.prefetcher().read_available(self.config.batch))
+                tokio::spawn(
+                    self.consumer
+                        .prefetcher()
+                        .read_available(self.config.batch)
+                        .in_current_span(),
+                )
             });
             let started = Instant::now();
             let (lease, held) = self.keep_leases(&current, read_at);
@@ -102,10 +108,7 @@ impl Pipeline {
     /// Whether the main loop has work besides new entries: a retry or reclaim scan or a
     /// backlog refresh is due, or the pipeline is to pause or drain.
     pub(super) fn checks_due(&self) -> bool {
-        let now = Instant::now();
-        now >= self.next_retry_check
-            || now >= self.next_reclaim_check
-            || now >= self.next_backlog_check
+        self.schedule.any_due(Instant::now())
             || *self.paused.borrow()
             || self.shutdown.is_cancelled()
     }
@@ -123,11 +126,14 @@ impl Pipeline {
             Ok(Err(e)) => {
                 // Whatever the failed read delivered stays pending: the retry scan
                 // redelivers it once idle, or a restart reads it as this consumer's own.
-                tracing::warn!(pipeline = %self.config.name, error = format!("{e:#}"), "prefetching the next batch failed");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "prefetching the next batch failed"
+                );
                 None
             }
             Err(e) => {
-                tracing::error!(pipeline = %self.config.name, error = %e, "the prefetch task failed");
+                tracing::error!(error = %e, "the prefetch task failed");
                 None
             }
         }

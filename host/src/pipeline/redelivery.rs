@@ -3,7 +3,9 @@
 //! leases that keep a slow handler's entries from being taken.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use super::settle::Held;
 use super::{Pipeline, backoff};
@@ -22,28 +24,24 @@ impl Pipeline {
     /// entries from a cursor that goes round the list, so an entry that is due is found
     /// within a few checks however many entries that are not due yet stand before it.
     pub(super) async fn retry_due(&mut self, in_hand: &[Entry]) -> Result<(), Fault> {
-        let now = Instant::now();
-        if now < self.next_retry_check {
+        let Some(cursor) = self.schedule.retry_scan(Instant::now()) else {
             return Ok(());
-        }
+        };
         let backoff_cfg = self.config.retry_backoff;
-        self.next_retry_check = now + self.retry_check_interval();
         let (idle, next) = self
             .consumer
-            .idle_pending(backoff_cfg.initial / 2, &self.retry_cursor, RETRY_SCAN_PAGE)
+            .idle_pending(backoff_cfg.initial / 2, &cursor, RETRY_SCAN_PAGE)
             .await?;
-        self.retries_waiting = !idle.is_empty() || next != "-";
+        let found_idle = !idle.is_empty();
         let mut due = past_backoff(idle, &backoff_cfg);
         due.retain(|p| !in_hand.iter().any(|e| e.id == p.id));
         // At most a batch at a time; the scan goes on after the last one taken, so the
-        // rest are taken at the next check (which comes at once: see `read_block`).
-        if due.len() > self.config.batch {
+        // rest are taken at the next check, which comes at once.
+        let cut_at = (due.len() > self.config.batch).then(|| {
             due.truncate(self.config.batch);
-            self.retry_cursor = due[due.len() - 1].id.clone();
-            self.next_retry_check = now;
-        } else {
-            self.retry_cursor = next;
-        }
+            due[due.len() - 1].id.clone()
+        });
+        self.schedule.retry_scanned(found_idle, next, cut_at);
         if due.is_empty() {
             return Ok(());
         }
@@ -57,29 +55,26 @@ impl Pipeline {
     /// Takes over entries that other consumers left idle for `claim_idle` (they died,
     /// or lost Redis), once their own retry backoff has passed too, and handles them.
     pub(super) async fn reclaim_due(&mut self) -> Result<(), Fault> {
-        let now = Instant::now();
-        if now < self.next_reclaim_check {
+        let Some(cursor) = self.schedule.reclaim_scan(Instant::now()) else {
             return Ok(());
-        }
+        };
         let claim_idle = self.config.claim_idle;
-        self.next_reclaim_check =
-            now + (claim_idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
         let (idle, next) = self
             .consumer
-            .others_idle(claim_idle, &self.reclaim_cursor, self.config.batch)
+            .others_idle(claim_idle, &cursor, self.config.batch)
             .await?;
-        self.reclaim_cursor = next;
         let backoff_cfg = self.config.retry_backoff;
         let due = past_backoff(idle, &backoff_cfg);
-        if due.is_empty() {
-            return Ok(());
-        }
-        let entries = self.consumer.claim(&due, claim_idle).await?;
+        let entries = if due.is_empty() {
+            Vec::new()
+        } else {
+            self.consumer.claim(&due, claim_idle).await?
+        };
+        // A scan that took entries comes again at once: there may be more.
+        self.schedule.reclaim_scanned(next, !entries.is_empty());
         if !entries.is_empty() {
             let from: HashSet<&str> = due.iter().map(|p| p.consumer.as_str()).collect();
-            tracing::info!(pipeline = %self.config.name, entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
-            // A reclaimed batch may be scanned again at once: there may be more.
-            self.next_reclaim_check = now;
+            tracing::info!(entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
             self.process(entries).await;
         }
         Ok(())
@@ -97,10 +92,10 @@ impl Pipeline {
         let mut lease = self.consumer.lease();
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let every = self.config.claim_idle / 3;
-        let pipeline = self.config.name.clone();
         let held = Held::since(read_at);
         let renewed_at = held.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(
+            async move {
             // After a failed renewal, the next try comes sooner (Redis's backoff), never
             // later than the usual period.
             let mut backoff = Backoff::redis();
@@ -114,20 +109,22 @@ impl Pipeline {
                         if renewed == ids.len() {
                             renewed_at.renewed();
                         }
-                        tracing::debug!(%pipeline, renewed, "renewed leases on in-flight entries")
+                        tracing::debug!(renewed, "renewed leases on in-flight entries")
                     }
                     Err(e) => {
                         wait = backoff.next_delay().min(every);
                         // The pipeline shows the outage; one line per run of failures.
                         if backoff.failures() == 1 {
-                            tracing::warn!(%pipeline, error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                            tracing::warn!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
                         } else {
-                            tracing::debug!(%pipeline, error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                            tracing::debug!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
                         }
                     }
                 }
             }
-        });
+            }
+            .in_current_span(),
+        );
         (task, held)
     }
 }

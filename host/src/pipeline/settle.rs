@@ -86,7 +86,7 @@ impl Pipeline {
             Settled::Done(statuses) => statuses.into_iter().map(Some).collect(),
             Settled::Stopped => vec![None; acks.len()],
             Settled::EntryAtFault(reason) if acks.len() == 1 => {
-                tracing::warn!(pipeline = %self.config.name, id = %acks[0].id, reason = %reason, "redis refused this entry's commit; dead-lettering the entry");
+                tracing::warn!(id = %acks[0].id, reason = %reason, "redis refused this entry's commit; dead-lettering the entry");
                 let letter = self.refused_letter(&acks[0], entries, &reason);
                 match self
                     .commit_until_answered(std::slice::from_ref(&letter), held)
@@ -95,7 +95,7 @@ impl Pipeline {
                     Settled::Done(statuses) => statuses.into_iter().map(Some).collect(),
                     Settled::Stopped => vec![None],
                     Settled::EntryAtFault(again) => {
-                        tracing::error!(pipeline = %self.config.name, id = %acks[0].id, stream = %self.dead_letter, reason = %again, "redis refused the dead letter too; the entry stays pending (it is delivered again after its backoff): raise the server's limit or delete the entry");
+                        tracing::error!(id = %acks[0].id, stream = %self.dead_letter, reason = %again, "redis refused the dead letter too; the entry stays pending (it is delivered again after its backoff): raise the server's limit or delete the entry");
                         self.board.set_error(format!(
                             "{}: cannot be committed nor dead-lettered: {again}",
                             acks[0].id
@@ -105,7 +105,7 @@ impl Pipeline {
                 }
             }
             Settled::EntryAtFault(reason) => {
-                tracing::debug!(pipeline = %self.config.name, entries = acks.len(), reason = %reason, "redis refused a commit; splitting it to find the entry at fault");
+                tracing::debug!(entries = acks.len(), reason = %reason, "redis refused a commit; splitting it to find the entry at fault");
                 let (first, second) = acks.split_at(acks.len() / 2);
                 let mut statuses = Box::pin(self.commit_part(first, entries, held)).await;
                 statuses.extend(Box::pin(self.commit_part(second, entries, held)).await);
@@ -154,7 +154,7 @@ impl Pipeline {
                 drops = 0;
             }
             if self.shutdown.is_cancelled() {
-                tracing::warn!(pipeline = %self.config.name, entries = acks.len(), error = %fault, "draining while redis does not take the commit: whatever it did not commit stays pending and is delivered again");
+                tracing::warn!(entries = acks.len(), error = %fault, "draining while redis does not take the commit: whatever it did not commit stays pending and is delivered again");
                 return Settled::Stopped;
             }
             if let Some(fault) = self.remedy(fault).await {

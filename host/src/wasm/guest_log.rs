@@ -67,30 +67,30 @@ impl GuestLog {
         }
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let text = truncate(text.trim_end(), MAX_LINE);
-        let Identity { pipeline, digest } = &self.identity;
+        let Identity { digest } = &self.identity;
         let id = self
             .message_id
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default();
         if dropped > 0 {
-            tracing::warn!(%pipeline, plugin = %digest, dropped, "plugin log over {LINES_PER_SECOND} lines/s: lines were dropped");
+            tracing::warn!(plugin = %digest, dropped, "plugin log over {LINES_PER_SECOND} lines/s: lines were dropped");
         }
         match severity {
             Severity::Trace => {
-                tracing::trace!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+                tracing::trace!(plugin = %digest, message_id = %id, source, "{text}")
             }
             Severity::Debug => {
-                tracing::debug!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+                tracing::debug!(plugin = %digest, message_id = %id, source, "{text}")
             }
             Severity::Info => {
-                tracing::info!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+                tracing::info!(plugin = %digest, message_id = %id, source, "{text}")
             }
             Severity::Warn => {
-                tracing::warn!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+                tracing::warn!(plugin = %digest, message_id = %id, source, "{text}")
             }
             Severity::Error => {
-                tracing::error!(%pipeline, plugin = %digest, message_id = %id, source, "{text}")
+                tracing::error!(plugin = %digest, message_id = %id, source, "{text}")
             }
         }
     }

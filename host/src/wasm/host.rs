@@ -11,11 +11,10 @@ use super::bindings::{Level, sluice::plugin};
 use super::guest_log::{GuestLog, Severity};
 use super::limits::Limiter;
 
-/// Who is running: attached to every log line of the guest.
+/// Which plugin version is running: attached to every log line of the guest (the
+/// pipeline is named by the `pipeline` span the call runs in).
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// The pipeline's name.
-    pub pipeline: Arc<str>,
     /// The plugin's content digest.
     pub digest: Arc<str>,
 }

@@ -40,17 +40,11 @@ struct Live {
 }
 
 impl Instance {
-    /// A slot running the live version in `cell` for `pipeline`; nothing is
-    /// instantiated until the first call.
-    pub fn new(
-        cell: PluginCell,
-        pipeline: &str,
-        config: Arc<BTreeMap<String, String>>,
-        limits: Limits,
-    ) -> Self {
+    /// A slot running the live version in `cell`; nothing is instantiated until the
+    /// first call.
+    pub fn new(cell: PluginCell, config: Arc<BTreeMap<String, String>>, limits: Limits) -> Self {
         let plugin = cell.load_full();
         let identity = Identity {
-            pipeline: pipeline.into(),
             digest: plugin.digest().clone(),
         };
         Self {
@@ -88,7 +82,7 @@ impl Instance {
         let reused = self.live.as_ref().is_some_and(|l| l.handled > 0);
         match self.handle_once(source, entry).await {
             Err(HandlerError::Limit(breach)) if reused && breach.starts_with("limits.memory") => {
-                tracing::debug!(pipeline = %self.identity.pipeline, id = %entry.id, breach = %breach, "memory limit reached on a reused instance; calling once more on a fresh one");
+                tracing::debug!(id = %entry.id, breach = %breach, "memory limit reached on a reused instance; calling once more on a fresh one");
                 self.handle_once(source, entry).await
             }
             other => other,
