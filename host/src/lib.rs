@@ -16,12 +16,17 @@
 //! - [`wasm`]: the only user of `wasmtime`: engine, plugins, instances under limits.
 //! - [`pipeline`]: one consumer loop per pipeline.
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.
-//! - [`reload`]: the only user of `notify`: watches plugin files, reloads them.
-//! - [`admin`]: the only user of `axum`: health, plugin status and deploys.
+//! - [`watch`]: the only user of `notify`: watches plugin files, reloads them.
+//! - [`control`]: the control plane: config reload requests, their reports, and the
+//!   plan of a reload (a pure diff). `supervisor`, `admin` and `shutdown` depend on it,
+//!   never on each other's internals.
+//! - [`admin`]: the only user of `axum`: health, plugin status and deploys; it starts
+//!   itself from its config.
 //! - [`scaffold`]: `sluice new`: plugin projects for each guest language.
 //! - [`redis_server`]: a private `redis-server` child (embedded default, tests).
 //! - [`shutdown`]: signals to a cancellation token.
-//! - [`supervisor`]: starts pipelines, applies config reloads, drains at shutdown.
+//! - [`supervisor`]: starts pipelines (each on a thread of its own), carries out reload
+//!   plans, drains at shutdown.
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`status`]: each pipeline's live status board (state, backlog, rates, last error).
 //!
@@ -30,20 +35,22 @@
 pub mod admin;
 pub mod broker;
 pub mod config;
+pub mod control;
 pub mod invoke;
 pub mod message;
 pub mod pipeline;
 pub mod redis_server;
 pub mod registry;
-pub mod reload;
 pub mod scaffold;
 pub mod shutdown;
 pub mod status;
 pub mod supervisor;
 pub mod telemetry;
 pub mod wasm;
+pub mod watch;
 
-pub use supervisor::{ConfigLoader, Daemon, ReloadHandle, ReloadReport, start};
+pub use control::{ConfigLoader, ReloadHandle, ReloadReport};
+pub use supervisor::{Daemon, start};
 
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;

@@ -5,7 +5,7 @@
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::supervisor::ReloadHandle;
+use crate::control::ReloadHandle;
 
 /// Cancels `token` on the first SIGTERM or SIGINT; exits the process on the second.
 pub fn on_signals(token: CancellationToken) -> anyhow::Result<()> {

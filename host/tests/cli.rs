@@ -33,7 +33,12 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         .spawn()
         .expect("start sluice");
     // Rejected by the handler (no amount), which logs a warning.
-    add(&mut con, "ORDERS_STREAM", &[("orderId", "x"), ("userId", "u")]).await;
+    add(
+        &mut con,
+        "ORDERS_STREAM",
+        &[("orderId", "x"), ("userId", "u")],
+    )
+    .await;
     for i in 0..50 {
         add(
             &mut con,

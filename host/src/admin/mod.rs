@@ -19,8 +19,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
+use crate::config::AdminConfig;
+use crate::control::{ReloadHandle, ReloadReport};
 use crate::registry::{Origin, PluginStatus, Registry};
-use crate::supervisor::{ReloadHandle, ReloadReport};
 use crate::wasm::{Runtime, write_atomically};
 pub use error::ApiError;
 pub use pipelines::{DeadLetter, DeadPage, PipelineView};
@@ -34,7 +35,8 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// The engine new versions are compiled with.
     pub runtime: Runtime,
-    /// The bearer token for mutating calls; `None` refuses them all.
+    /// The bearer token for mutating calls; `None` refuses them all ([`start`] takes it
+    /// from the config or `SLUICE_ADMIN_TOKEN`).
     pub token: Option<String>,
     /// Asks the daemon to reload its config.
     pub reload: ReloadHandle,
@@ -101,7 +103,39 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Serves `router` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
+/// Listens on `config.listen` and serves the API on `tasks` until `shutdown`; returns the
+/// bound address. The token comes from `config.token`, else `SLUICE_ADMIN_TOKEN`.
+pub async fn start(
+    config: &AdminConfig,
+    mut state: AdminState,
+    tasks: &tokio_util::task::TaskTracker,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on [admin] listen = {:?}; pick a free address",
+                config.listen.to_string()
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    state.token = config
+        .token
+        .clone()
+        .or_else(|| std::env::var("SLUICE_ADMIN_TOKEN").ok())
+        .filter(|t| !t.is_empty());
+    if state.token.is_none() {
+        tracing::warn!("SLUICE_ADMIN_TOKEN is not set: the admin API refuses mutating calls");
+    }
+    let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
+    tasks.spawn(serve(listener, router(Arc::new(state), max_body), shutdown));
+    tracing::info!(%addr, "admin API listening");
+    Ok(addr)
+}
+
+async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;

@@ -1,5 +1,5 @@
 //! Where a guest's words go: host `log` calls and WASI stdout/stderr become `tracing`
-//! events attributed to pipeline, plugin digest and message id, rate-limited per instance
+//! events attributed to plugin digest and message id (in the pipeline's span), rate-limited per instance
 //! so that a chatty or hostile plugin cannot flood the daemon's log.
 
 use std::num::NonZeroU32;
@@ -12,7 +12,13 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
-use super::host::Identity;
+/// Which plugin version is running: attached to every log line of the guest (the
+/// pipeline is named by the `pipeline` span the call runs in).
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The plugin's content digest.
+    pub digest: Arc<str>,
+}
 
 /// Lines per second a single instance may log, and the burst it may save up.
 const LINES_PER_SECOND: u32 = 100;

@@ -11,14 +11,6 @@ use super::bindings::{Level, sluice::plugin};
 use super::guest_log::{GuestLog, Severity};
 use super::limits::Limiter;
 
-/// Which plugin version is running: attached to every log line of the guest (the
-/// pipeline is named by the `pipeline` span the call runs in).
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// The plugin's content digest.
-    pub digest: Arc<str>,
-}
-
 /// Everything one store owns.
 pub struct HostState {
     pub wasi: WasiCtx,

@@ -9,8 +9,9 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
 use super::bindings::{self, Failure, Handler, Message};
+use super::guest_log::Identity;
 use super::guest_log::{GuestLog, GuestOutput};
-use super::host::{HostState, Identity};
+use super::host::HostState;
 use super::limits::{Limiter, Limits};
 use super::{Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};

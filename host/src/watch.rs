@@ -1,4 +1,4 @@
-//! Hot reload: the only user of `notify`. Watches each pipeline's plugin file and, once a
+//! Plugin file watching: the only user of `notify`. Watches each pipeline's plugin file and, once a
 //! change has settled, compiles the new version off the hot path and swaps it in.
 //!
 //! Editors and `cargo build` write a file in several steps; a change is acted on only

@@ -1,0 +1,286 @@
+//! The supervisor: starts the pipelines of a config, applies config reloads (added
+//! pipelines start, removed ones drain and stop, changed ones restart), and drains
+//! everything at shutdown.
+
+mod thread;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use crate::config::{Config, PipelineConfig};
+use crate::control::{self, ConfigLoader, ReloadHandle, ReloadReport, ReloadRequests};
+use crate::redis_server::RedisServer;
+use crate::registry::{Registry, Streams};
+use crate::wasm::{Cache, Plugin, Runtime, Source};
+use crate::{admin, watch};
+use thread::{Running, spawn_pipeline, stop_all};
+
+/// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
+pub struct Daemon {
+    redis: Option<RedisServer>,
+    url: String,
+    broker: Broker,
+    runtime: Runtime,
+    consumer: String,
+    registry: Arc<Registry>,
+    pipelines: BTreeMap<String, Running>,
+    shutdown: CancellationToken,
+    drain_timeout: Duration,
+    watch: bool,
+    watcher: CancellationToken,
+    background: TaskTracker,
+    admin_addr: Option<SocketAddr>,
+    loader: Option<ConfigLoader>,
+    reloads: ReloadRequests,
+    reload_handle: ReloadHandle,
+}
+
+/// Starts every pipeline of `config`; they run until `shutdown` is cancelled.
+///
+/// Without a `[redis] url`, a private `redis-server` is started and stopped with the
+/// daemon. Plugins are compiled before anything is read, so a broken plugin fails
+/// start-up instead of a message.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon> {
+    let (redis, url) = match &config.redis.url {
+        Some(url) => (None, url.clone()),
+        None => {
+            let server = tokio::task::spawn_blocking(RedisServer::start).await??;
+            let url = server.url();
+            tracing::info!(%url, "no [redis] url configured: started a private redis-server (its data is gone at exit)");
+            (Some(server), url)
+        }
+    };
+    let broker = Broker::connect(&url).await?;
+    let cache = match config.plugins.cache_dir() {
+        Some(dir) => Some(Cache::open(&dir)?),
+        None => None,
+    };
+    let runtime = Runtime::new(config.meters_fuel(), cache)?;
+    let (reload_handle, reloads) = control::reload_channel();
+    let mut daemon = Daemon {
+        redis,
+        url,
+        broker,
+        runtime,
+        consumer: config
+            .redis
+            .consumer
+            .clone()
+            .unwrap_or_else(default_consumer_name),
+        registry: Arc::new(Registry::default()),
+        pipelines: BTreeMap::new(),
+        shutdown: shutdown.clone(),
+        drain_timeout: config.drain_timeout,
+        watch: config.plugins.watch,
+        watcher: shutdown.child_token(),
+        background: TaskTracker::new(),
+        admin_addr: None,
+        loader: None,
+        reloads,
+        reload_handle,
+    };
+    // Every plugin is compiled (or taken from the cache) before any pipeline starts.
+    let mut plugins = Vec::new();
+    for pipeline in &config.pipelines {
+        plugins.push(daemon.load_plugin(pipeline).await?);
+    }
+    for (pipeline, plugin) in config.pipelines.into_iter().zip(plugins) {
+        daemon.start_pipeline(pipeline, plugin).await?;
+    }
+    daemon.restart_watcher()?;
+    if let Some(config) = &config.admin {
+        let state = admin::AdminState {
+            registry: daemon.registry.clone(),
+            runtime: daemon.runtime.clone(),
+            token: None,
+            reload: daemon.reload_handle(),
+            broker: daemon.broker.clone(),
+        };
+        let addr = admin::start(config, state, &daemon.background, shutdown).await?;
+        daemon.admin_addr = Some(addr);
+    }
+    Ok(daemon)
+}
+
+impl Daemon {
+    /// The URL of the Redis server in use (the private one, if it was started).
+    pub fn redis_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The broker the daemon uses, for tools that share its connection.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    /// The live plugins.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Where the admin API listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Whether the daemon started its own `redis-server`.
+    pub fn owns_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// Lets the daemon reload its config with `loader` (SIGHUP, `POST /v1/reload`).
+    pub fn reload_with(&mut self, loader: ConfigLoader) {
+        self.loader = Some(loader);
+    }
+
+    /// A handle that asks this daemon to reload its config.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload_handle.clone()
+    }
+
+    /// Serves reload requests until shutdown, then gives in-flight work `drain_timeout`
+    /// to commit; stops the private Redis, if any, at the end.
+    pub async fn wait(mut self) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                Some(reply) = self.reloads.next() => {
+                    let outcome = self.reload().await.map_err(|e| format!("{e:#}"));
+                    if let Err(e) = &outcome {
+                        tracing::warn!(error = %e, "config reload refused; the running config stays");
+                    }
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        let running = std::mem::take(&mut self.pipelines);
+        stop_all(running.into_values().collect(), self.drain_timeout).await;
+        self.background.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
+        drop(self.redis);
+    }
+
+    async fn reload(&mut self) -> Result<ReloadReport> {
+        let loader = self
+            .loader
+            .as_ref()
+            .context("this daemon was started without a config file to reload")?;
+        let config = loader()?;
+        let running: BTreeMap<String, PipelineConfig> = self
+            .pipelines
+            .iter()
+            .map(|(name, r)| (name.clone(), r.config.clone()))
+            .collect();
+        let report = control::plan(&running, &config.pipelines);
+        let mut wanted: BTreeMap<String, PipelineConfig> = config
+            .pipelines
+            .into_iter()
+            .map(|p| (p.name.to_string(), p))
+            .collect();
+        // Compile every new or changed plugin first: a broken one refuses the whole reload.
+        let mut plugins = BTreeMap::new();
+        for name in report.starting() {
+            let pipeline = wanted.get(name).context("planned from the wanted list")?;
+            plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
+        }
+        let stopping: Vec<Running> = report
+            .stopping()
+            .filter_map(|name| self.pipelines.remove(name))
+            .collect();
+        stop_all(stopping, self.drain_timeout).await;
+        for name in &report.removed {
+            self.registry.remove(name);
+        }
+        for name in report.starting() {
+            let pipeline = wanted
+                .remove(name)
+                .context("planned from the wanted list")?;
+            let plugin = plugins.remove(name).context("plugin compiled above")?;
+            self.start_pipeline(pipeline, plugin).await?;
+        }
+        self.restart_watcher()?;
+        tracing::info!(?report, "config reloaded");
+        Ok(report)
+    }
+
+    async fn load_plugin(&self, pipeline: &PipelineConfig) -> Result<Plugin> {
+        let name = pipeline.name.clone();
+        let path = pipeline.plugin.clone();
+        let runtime = self.runtime.clone();
+        let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
+            .await?
+            .with_context(|| format!("pipeline {:?} cannot start", name.as_str()))?;
+        tracing::info!(pipeline = %name, plugin = %plugin.digest(), compile_ms = plugin.compile_time().as_millis() as u64, cached = plugin.source() == Source::Cached, "plugin loaded");
+        Ok(plugin)
+    }
+
+    async fn start_pipeline(&mut self, config: PipelineConfig, plugin: Plugin) -> Result<()> {
+        let name = config.name.to_string();
+        let streams = Streams {
+            input: config.input.to_string(),
+            dead_letter: config.dead_letter_stream(),
+        };
+        let cell = self.registry.add(&name, &config.plugin, streams, plugin);
+        let board = self
+            .registry
+            .get(&name)
+            .map(|s| s.board().clone())
+            .context("slot added above")?;
+        let stop = self.shutdown.child_token();
+        let kill = CancellationToken::new();
+        let (started, ended) = spawn_pipeline(
+            config.clone(),
+            cell,
+            self.broker.clone(),
+            self.consumer.clone(),
+            board,
+            stop.clone(),
+            kill.clone(),
+        )
+        .with_context(|| format!("pipeline {name:?} cannot start"))?;
+        let running = Running {
+            config,
+            stop,
+            kill,
+            ended,
+        };
+        started
+            .await
+            .context("its thread ended before it started")
+            .and_then(|started| started)
+            .with_context(|| format!("pipeline {name:?} cannot start"))?;
+        self.pipelines.insert(name, running);
+        Ok(())
+    }
+
+    fn restart_watcher(&mut self) -> Result<()> {
+        if !self.watch {
+            return Ok(());
+        }
+        self.watcher.cancel();
+        self.watcher = self.shutdown.child_token();
+        watch::watch(
+            self.registry.clone(),
+            self.runtime.clone(),
+            self.watcher.clone(),
+        )
+    }
+}
+
+/// A consumer name stable across restarts of the same daemon on the same host, so that
+/// it finds its own pending entries again: `sluice-<hostname>`.
+fn default_consumer_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("sluice-{host}")
+}
