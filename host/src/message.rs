@@ -5,6 +5,34 @@ use std::fmt;
 /// One field of a stream entry: a text name and a binary-safe value.
 pub type Field = (String, Vec<u8>);
 
+/// A stream entry ID parsed, ordered as Redis orders them: milliseconds, then sequence
+/// (<https://redis.io/docs/latest/develop/data-types/streams/#entry-ids>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct StreamId {
+    /// Unix time in milliseconds when the entry was added (by the server's clock, for
+    /// `*` IDs).
+    pub ms: u64,
+    /// The sequence number within that millisecond.
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// Parses `ms-seq` (or `ms`); anything else is the smallest ID, `0-0`.
+    pub fn parse(id: &str) -> Self {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        match (ms.parse(), seq.parse()) {
+            (Ok(ms), Ok(seq)) => Self { ms, seq },
+            _ => Self::default(),
+        }
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
 /// A stream entry read through a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
@@ -99,5 +127,20 @@ impl fmt::Display for CommitStatus {
             CommitStatus::Adopted => "adopted",
             CommitStatus::Gone => "gone",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_order_numerically() {
+        assert!(StreamId::parse("10-0") > StreamId::parse("9-5"));
+        assert!(StreamId::parse("5-10") > StreamId::parse("5-9"));
+        assert_eq!(StreamId::parse("7"), StreamId::parse("7-0"));
+        assert_eq!(StreamId::parse("x-1"), StreamId::default());
+        assert_eq!(StreamId::parse("1700000000000-3").ms, 1_700_000_000_000);
+        assert_eq!(StreamId::parse("12-3").to_string(), "12-3");
     }
 }

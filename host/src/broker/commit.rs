@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::fault::Fault;
 use super::link::CALL_DEADLINE;
-use crate::message::{CommitStatus, Output};
+use crate::message::{CommitStatus, Output, StreamId};
 
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("commit.lua")));
@@ -48,8 +48,8 @@ pub(super) fn deadline(acks: &[Ack]) -> Duration {
 
 /// A stream ID's order: (milliseconds, sequence). IDs come from Redis; should one not
 /// parse, Redis rejects the range and the batch is committed entry by entry.
-fn order(id: &&str) -> super::StreamId {
-    super::StreamId::parse(id)
+fn order(id: &&str) -> StreamId {
+    StreamId::parse(id)
 }
 
 /// The script call for `acks`; an output too wide for one `XADD` in Lua is the entry's

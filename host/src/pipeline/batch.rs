@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::settle::Held;
 use super::{BatchReport, Handled, Pipeline};
 use crate::broker::Ack;
-use crate::message::{CommitStatus, Entry};
+use crate::message::{CommitStatus, Entry, StreamId};
 
 use super::outcome::Outcome;
 
@@ -188,11 +188,7 @@ impl Pipeline {
     /// Milliseconds since the entry `id` was added (its ID's timestamp), recorded in the
     /// end-to-end latency histogram.
     fn latency_ms(&self, id: &str) -> u64 {
-        let added: u64 = id
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or(0);
+        let added = StreamId::parse(id).ms;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT, StreamId};
+use crate::broker::{Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
-use crate::message::{Entry, HandlerError, Output};
+use crate::message::{Entry, HandlerError, Output, StreamId};
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, PluginCell};

@@ -1,0 +1,279 @@
+//! One consumer of one consumer group: its identity, its two connections, the group's
+//! life (creation, re-creation after a loss, permissions) and the guarded commit. Reads
+//! are in [`read`], the pending entries list (retry and reclaim scans, claims, leases)
+//! in [`pending`].
+
+mod pending;
+mod read;
+
+use std::sync::Arc;
+
+use redis::Value;
+
+use super::link::Link;
+use super::{Ack, Fault, commit, reply};
+use crate::message::{CommitStatus, StreamId};
+
+pub use pending::Lease;
+pub use read::Prefetcher;
+
+/// Who a consumer is: `name` in consumer group `group` of stream `stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerId {
+    /// The stream key.
+    pub stream: String,
+    /// The consumer group.
+    pub group: String,
+    /// The consumer's name in the group.
+    pub name: String,
+}
+
+impl Consumer {
+    /// A consumer `id` logged in as ACL `user`, on its own two connections.
+    pub(super) fn new(id: ConsumerId, user: String, reads: Link, commands: Link) -> Self {
+        Self {
+            id: Arc::new(id),
+            user,
+            reads: Arc::new(reads),
+            commands: Arc::new(commands),
+        }
+    }
+
+    /// Who this consumer is.
+    pub fn id(&self) -> &ConsumerId {
+        &self.id
+    }
+}
+
+/// One consumer of one group: reads entries and commits them.
+pub struct Consumer {
+    id: Arc<ConsumerId>,
+    /// The ACL user the connections log in as (for permission errors).
+    user: String,
+    reads: Arc<Link>,
+    commands: Arc<Link>,
+}
+
+/// The group's state as `XINFO GROUPS` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Entries pending in the group (delivered, not acknowledged).
+    pub pending: u64,
+    /// Entries in the stream not yet delivered to the group (0 when Redis cannot tell).
+    pub lag: u64,
+    /// The ID of the last entry delivered to the group.
+    pub last_delivered: String,
+}
+
+/// Where a consumer group lost at runtime was created again, and why there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recreated {
+    /// The ID the group starts after.
+    pub id: String,
+    /// Why that ID.
+    pub why: String,
+}
+
+impl Consumer {
+    /// The consumer's name inside its group.
+    pub fn name(&self) -> &str {
+        &self.id.name
+    }
+
+    /// Whether Redis answers a `PING` on the command connection (opened if need be).
+    pub async fn ping(&mut self) -> bool {
+        self.commands
+            .query::<String>("PING", None, &redis::cmd("PING"))
+            .await
+            .is_ok()
+    }
+
+    /// Drops both connections; the next calls open new ones (resolving the host again).
+    pub fn reconnect(&mut self) {
+        self.reads.reset();
+        self.commands.reset();
+    }
+
+    /// Creates the group at the start of the stream (and the stream) unless it exists.
+    pub async fn ensure_group(&mut self) -> Result<(), Fault> {
+        match self.create_group("0").await? {
+            true => {
+                tracing::info!(stream = %self.id.stream, group = %self.id.group, "created consumer group");
+                Ok(())
+            }
+            false => Ok(()),
+        }
+    }
+
+    /// `XGROUP CREATE stream group id MKSTREAM`; false if the group exists (BUSYGROUP).
+    async fn create_group(&mut self, id: &str) -> Result<bool, Fault> {
+        let created = self
+            .commands
+            .query::<()>(
+                "XGROUP CREATE",
+                None,
+                redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&self.id.stream)
+                    .arg(&self.id.group)
+                    .arg(id)
+                    .arg("MKSTREAM"),
+            )
+            .await;
+        match created {
+            Ok(()) => Ok(true),
+            Err(f) if f.code() == "BUSYGROUP" => Ok(false),
+            Err(f) => Err(f),
+        }
+    }
+
+    /// Creates the consumer group again after it was lost (`NOGROUP`: the stream or the
+    /// group was deleted, `FLUSHALL`, a restart without persistence), starting after
+    /// `last_known` (the last entry ID this pipeline knows was delivered to the group) so
+    /// that every entry added after the loss is delivered, and nothing before it twice.
+    /// If the stream's newest ID is below `last_known`, the stream itself is new (its IDs
+    /// started again) and the group starts at its beginning. Returns `None` if another
+    /// consumer created the group first.
+    pub async fn recreate_group(
+        &mut self,
+        last_known: Option<&str>,
+    ) -> Result<Option<Recreated>, Fault> {
+        let newest = self.newest_id().await?;
+        let choice = match (last_known, newest) {
+            (None, _) => Recreated {
+                id: "0".into(),
+                why: "no entry of the group was known to be delivered before the loss: every entry in the stream is delivered".into(),
+            },
+            (Some(known), Some(newest)) if StreamId::parse(&newest) < StreamId::parse(known) => Recreated {
+                id: "0".into(),
+                why: format!("the stream's newest entry {newest} is older than {known}, the last one delivered before the loss: the stream was created anew, so all of it is new"),
+            },
+            (Some(_), None) => Recreated {
+                id: "0".into(),
+                why: "the stream is empty or gone: every entry added to it from now on is new".into(),
+            },
+            (Some(known), Some(_)) => Recreated {
+                id: known.to_owned(),
+                why: format!("{known} is the last entry known delivered to the group before the loss: entries added after it (during and after the loss) are delivered, those before it are not delivered again"),
+            },
+        };
+        Ok(self.create_group(&choice.id).await?.then_some(choice))
+    }
+
+    /// The stream's newest entry ID, `None` if the stream does not exist or is empty.
+    async fn newest_id(&mut self) -> Result<Option<String>, Fault> {
+        let reply: Value = self
+            .commands
+            .query(
+                "XREVRANGE",
+                None,
+                redis::cmd("XREVRANGE")
+                    .arg(&self.id.stream)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        let (entries, _) =
+            reply::entry_list(reply).map_err(|e| Fault::unexpected("XREVRANGE", &e))?;
+        Ok(entries.into_iter().next().map(|e| e.id))
+    }
+
+    /// What the ACL user is missing, found by asking Redis to check each of `keys` with
+    /// a script that does nothing (`EVAL` checks its declared keys' permissions first).
+    /// `None` if every key is allowed.
+    pub async fn missing_permission(&mut self, keys: &[String]) -> Option<String> {
+        for key in keys {
+            let probe = self
+                .commands
+                .query::<i64>(
+                    "permission check",
+                    None,
+                    redis::cmd("EVAL").arg("return 1").arg(1).arg(key),
+                )
+                .await;
+            if let Err(f) = probe
+                && f.code() == "NOPERM"
+            {
+                let detail = f.to_string();
+                if detail.contains("command") {
+                    return Some(format!(
+                        "the ACL user {:?} may not run a command Sluice needs ({detail}); grant it, e.g. ACL SETUSER {} +@stream +@scripting",
+                        self.user, self.user
+                    ));
+                }
+                return Some(format!(
+                    "the ACL user {:?} has no permission for key {key:?}; grant it with ACL SETUSER {} ~{key}",
+                    self.user, self.user
+                ));
+            }
+        }
+        None
+    }
+
+    /// The group's pending count, lag and last delivered ID, from `XINFO GROUPS`.
+    pub async fn group_info(&mut self) -> Result<GroupInfo, Fault> {
+        let reply: Value = self
+            .commands
+            .query(
+                "XINFO GROUPS",
+                None,
+                redis::cmd("XINFO").arg("GROUPS").arg(&self.id.stream),
+            )
+            .await?;
+        reply::group_info(reply, &self.id.group).ok_or_else(|| {
+            Fault::from_redis(
+                &redis::make_extension_error(
+                    "NOGROUP".into(),
+                    Some(format!(
+                        "XINFO GROUPS does not list group {:?}",
+                        self.id.group
+                    )),
+                ),
+                &format!("XINFO GROUPS on stream {:?}", self.id.stream),
+            )
+        })
+    }
+
+    /// A handle that reads new entries beside this consumer's commits (on the read
+    /// connection, if open), so the next batch can be fetched while this one is handled.
+    pub fn prefetcher(&mut self) -> Prefetcher {
+        Prefetcher {
+            id: self.id.clone(),
+            reads: self.reads.clone(),
+        }
+    }
+
+    /// A handle that renews this consumer's leases on entries, usable beside reads and
+    /// commits (on the command connection, if open).
+    pub fn lease(&mut self) -> Lease {
+        Lease {
+            id: self.id.clone(),
+            commands: self.commands.clone(),
+        }
+    }
+
+    /// Commits a batch atomically and guarded: for each entry still pending for this
+    /// consumer, appends its outputs and acknowledges it; any other entry writes nothing
+    /// — unless `adopt` is set and the entry is pending for no consumer at all (an
+    /// operator deleted this consumer or the group), in which case its outputs are
+    /// written ([`CommitStatus::Adopted`]). See `commit.lua`.
+    ///
+    /// An error means the outcome is unknown. Committing the same batch again is safe
+    /// (without `adopt`).
+    pub async fn commit(&mut self, acks: &[Ack], adopt: bool) -> Result<Vec<CommitStatus>, Fault> {
+        if acks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invocation =
+            commit::invocation(&self.id.stream, &self.id.group, &self.id.name, acks, adopt)?;
+        let statuses: Vec<i64> = self
+            .commands
+            .call("commit", Some(commit::deadline(acks)), |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        commit::statuses(statuses, acks.len())
+    }
+}
