@@ -25,10 +25,20 @@ pub(super) struct Prepared {
 }
 
 impl Pipeline {
-    /// Handles a batch and commits it; returns what became of its entries.
-    pub async fn process(&mut self, mut entries: Vec<Entry>) -> BatchReport {
+    /// Handles a batch just read or claimed and commits it; returns what became of its
+    /// entries.
+    pub async fn process(&mut self, entries: Vec<Entry>) -> BatchReport {
+        self.process_read_at(entries, Instant::now()).await
+    }
+
+    /// [`Pipeline::process`] for entries known to be this consumer's since `read_at`.
+    pub(super) async fn process_read_at(
+        &mut self,
+        mut entries: Vec<Entry>,
+        read_at: Instant,
+    ) -> BatchReport {
         self.metrics.read.increment(entries.len() as u64);
-        let (lease, held) = self.keep_leases(&entries, Instant::now());
+        let (lease, held) = self.keep_leases(&entries, read_at);
         let results = self.invoke(&mut entries).await;
         let prepared = self.prepare(entries, results, lease, held);
         self.finish(prepared).await
@@ -46,9 +56,12 @@ impl Pipeline {
         let mut report = BatchReport::default();
         let mut acks = Vec::with_capacity(entries.len());
         let mut dead = Vec::new();
+        let mut unstarted = Vec::new();
         for (entry, handled) in entries.iter().zip(results) {
             let Some((digest, result)) = handled else {
-                // Not started: shutting down. It stays pending for the next delivery.
+                // Not started. Draining: it stays pending for the next delivery. Paused:
+                // it is held, and handled first on resume (as the same delivery).
+                unstarted.push(entry.clone());
                 continue;
             };
             if let Err(error) = &result {
@@ -84,6 +97,15 @@ impl Pipeline {
         }
         if report.retried > 0 {
             self.schedule.retries_left();
+        }
+        if !unstarted.is_empty() && !self.shutdown.is_cancelled() {
+            let since = if self.held_back.entries.is_empty() {
+                held.at()
+            } else {
+                self.held_back.read_at.min(held.at())
+            };
+            self.held_back.read_at = since;
+            self.held_back.entries.extend(unstarted);
         }
         Prepared {
             entries,

@@ -1,5 +1,6 @@
 //! Running the handler over a batch, on one instance or spread over several.
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -8,20 +9,42 @@ use crate::message::Entry;
 use crate::telemetry::CallMetrics;
 use crate::wasm::Instance;
 
+/// When to stop starting handler calls: a drain, or a pause. Calls in flight finish.
+#[derive(Clone)]
+pub(super) struct Halt {
+    shutdown: CancellationToken,
+    paused: watch::Receiver<bool>,
+}
+
+impl Halt {
+    fn now(&self) -> bool {
+        self.shutdown.is_cancelled() || *self.paused.borrow()
+    }
+}
+
 impl Pipeline {
     /// Runs the handler on every entry, spreading them over the pipeline's instances.
     ///
-    /// Once shutdown is asked for, no further entry is started: those get `None` and
-    /// stay pending, so that a drain waits for the calls in flight, not the whole batch.
+    /// Once a drain or a pause is asked for, no further entry is started: those get
+    /// `None` (a drain leaves them pending; a pause holds them until resume), so that
+    /// both wait for the calls in flight, not the whole batch.
     pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Option<Handled>> {
+        let halt = self.halt();
         invoke_on(
             &mut self.instances,
             self.config.input.as_str(),
             entries,
-            &self.shutdown,
+            &halt,
             &self.metrics.calls,
         )
         .await
+    }
+
+    fn halt(&self) -> Halt {
+        Halt {
+            shutdown: self.shutdown.clone(),
+            paused: self.paused.clone(),
+        }
     }
 
     /// [`Pipeline::invoke`] on a task of its own, so that the previous batch's commit
@@ -33,12 +56,11 @@ impl Pipeline {
     ) -> tokio::task::JoinHandle<Invoked> {
         let mut instances = std::mem::take(&mut self.instances);
         let source = self.config.input.to_string();
-        let shutdown = self.shutdown.clone();
+        let halt = self.halt();
         let calls = self.metrics.calls.clone();
         tokio::spawn(
             async move {
-                let results =
-                    invoke_on(&mut instances, &source, &mut entries, &shutdown, &calls).await;
+                let results = invoke_on(&mut instances, &source, &mut entries, &halt, &calls).await;
                 Invoked {
                     instances,
                     entries,
@@ -61,14 +83,14 @@ async fn invoke_on(
     instances: &mut Vec<Instance>,
     source: &str,
     entries: &mut [Entry],
-    shutdown: &CancellationToken,
+    halt: &Halt,
     calls: &CallMetrics,
 ) -> Vec<Option<Handled>> {
     if instances.len() == 1 || entries.len() == 1 {
         let instance = &mut instances[0];
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries.iter_mut() {
-            if shutdown.is_cancelled() {
+            if halt.now() {
                 results.push(None);
                 continue;
             }
@@ -79,7 +101,7 @@ async fn invoke_on(
         }
         return results;
     }
-    invoke_parallel(instances, source, entries, shutdown, calls.clone()).await
+    invoke_parallel(instances, source, entries, halt, calls.clone()).await
 }
 
 /// Spreads a batch over all instances, each on its own task so that handlers use every
@@ -88,7 +110,7 @@ async fn invoke_parallel(
     instances: &mut Vec<Instance>,
     source: &str,
     entries: &mut [Entry],
-    shutdown: &CancellationToken,
+    halt: &Halt,
     calls: CallMetrics,
 ) -> Vec<Option<Handled>> {
     let n = instances.len();
@@ -101,13 +123,13 @@ async fn invoke_parallel(
         .zip(work)
         .map(|(mut instance, items)| {
             let source = source.to_owned();
-            let shutdown = shutdown.clone();
+            let halt = halt.clone();
             let calls = calls.clone();
             tokio::spawn(
                 async move {
                     let mut done = Vec::with_capacity(items.len());
                     for (index, mut entry) in items {
-                        let result = if shutdown.is_cancelled() {
+                        let result = if halt.now() {
                             None
                         } else {
                             let started = std::time::Instant::now();

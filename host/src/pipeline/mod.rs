@@ -53,6 +53,9 @@ pub struct Pipeline {
     redis_backoff: Backoff,
     /// Since when the server answers `LOADING`.
     loading_since: Option<Instant>,
+    /// Entries read but not started because a pause came mid-batch: handled first on
+    /// resume, as the same delivery.
+    held_back: Batch,
     /// The last entry ID known delivered to the group (read by this consumer, or the
     /// group's last-delivered-id): where a lost group is created again.
     last_known: Option<String>,
@@ -121,6 +124,10 @@ impl Pipeline {
             redis_backoff: Backoff::redis(),
             loading_since: None,
             last_known: None,
+            held_back: Batch {
+                entries: Vec::new(),
+                read_at: Instant::now(),
+            },
             consumer,
             instances,
             config,
@@ -165,6 +172,15 @@ impl Pipeline {
             // Paused: nothing more is handled, including entries already read (held in
             // `prefetched`, pending in Redis) until resume.
             self.wait_while_paused(&shutdown).await;
+            if shutdown.is_cancelled() {
+                break;
+            }
+            if !self.held_back.entries.is_empty() {
+                let entries = std::mem::take(&mut self.held_back.entries);
+                let read_at = std::mem::replace(&mut self.held_back.read_at, Instant::now());
+                self.process_read_at(entries, read_at).await;
+                continue;
+            }
             self.refresh_backlog().await;
             if let Err(fault) = self.reclaim_due().await {
                 self.recover(fault, &shutdown).await;
@@ -220,9 +236,12 @@ impl Pipeline {
         tracing::info!("pipeline paused");
         self.board.set_parked(true);
         while *self.paused.borrow_and_update() {
+            // The status keeps showing the backlog growing while paused.
+            self.refresh_backlog().await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = self.paused.changed() => if changed.is_err() { break },
+                () = tokio::time::sleep(schedule::BACKLOG_EVERY) => {}
             }
         }
         self.board.set_parked(false);

@@ -39,6 +39,11 @@ impl Held {
         Self(Arc::new(Mutex::new(read_at)))
     }
 
+    /// When the batch was last known to be this consumer's.
+    pub(super) fn at(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(super) fn renewed(&self) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }

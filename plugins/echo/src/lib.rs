@@ -2,7 +2,8 @@
 //!
 //! - no `action`: echo every field, unchanged, to config `target` (default `OUT`);
 //! - `retry` / `reject`: fail that way; `trap`: panic; `spin`: loop forever;
-//! - `sleep` with field `ms`: wait that long (a slow handler), then echo;
+//! - `sleep` with field `ms`: wait that long (a slow handler), then echo the fields plus
+//!   `seen-attempt`;
 //! - `undeclared`: output to the stream `NOT_DECLARED`; `none`: succeed with no output;
 //! - `succeed-on` with field `attempt` = N: retry until delivery N, then echo the
 //!   fields plus `seen-attempt`.
@@ -29,7 +30,8 @@ impl Guest for Echo {
             Some(b"sleep") => {
                 let ms: u64 = msg.parse("ms")?;
                 std::thread::sleep(std::time::Duration::from_millis(ms));
-                Ok(vec![echo(msg)])
+                let attempt = msg.attempt.to_string();
+                Ok(vec![echo(msg).field("seen-attempt", attempt)])
             }
             Some(b"undeclared") => Ok(vec![Output::to("NOT_DECLARED").field("x", "1")]),
             Some(b"none") => Ok(Vec::new()),
