@@ -19,9 +19,10 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
+            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n\n[[pipeline]]\nname = \"echo\"\nplugin = \"{}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\nmax_attempts = 1\n",
             redis.url(),
-            plugin_wasm("payments").display()
+            plugin_wasm("payments").display(),
+            plugin_wasm("echo").display()
         ),
     )
     .expect("write config");
@@ -32,6 +33,8 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("start sluice");
+    // A panic: the guest writes its message to stderr (from a WASI stream task).
+    add(&mut con, "IN", &[("action", "trap")]).await;
     // Rejected by the handler (no amount), which logs a warning.
     add(
         &mut con,
@@ -52,6 +55,7 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
         .await;
     }
     wait_len(&con, "PAYMENTS_STREAM", 50).await;
+    wait_len(&con, "IN:dead", 1).await;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
     let status = eventually("the daemon to exit", Duration::from_secs(15), || {
@@ -79,12 +83,21 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
             })
             .unwrap_or_else(|| panic!("no {message:?} line in {lines:#?}"))
     };
-    for message in ["pipeline started", "rejected entry", "pipeline stopped"] {
+    for (message, pipeline) in [
+        ("pipeline started", "payments"),
+        ("rejected entry", "payments"),
+        ("pipeline stopped", "payments"),
+        ("asked to trap", "echo"),
+    ] {
         let l = line(message);
         assert_eq!(l["span"]["name"], "pipeline", "{l}");
-        assert_eq!(l["span"]["pipeline"], "payments", "{l}");
+        assert_eq!(l["span"]["pipeline"], pipeline, "{l}");
         assert!(l["fields"].get("pipeline").is_none(), "named once: {l}");
     }
+    assert!(
+        lines.iter().all(|l| l["fields"]["message"] != ""),
+        "no empty lines: {lines:#?}"
+    );
 }
 
 /// Without a Redis URL, `sluice run` starts a private redis-server and stops it at exit.

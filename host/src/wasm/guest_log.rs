@@ -39,18 +39,22 @@ pub enum Severity {
 /// One instance's log: attribution and its rate limit.
 pub struct GuestLog {
     identity: Identity,
+    /// The span the instance was created in (the pipeline's): WASI stdout and stderr are
+    /// written from tasks of their own, outside it.
+    span: tracing::Span,
     message_id: Mutex<String>,
     limiter: DefaultDirectRateLimiter,
     dropped: AtomicU64,
 }
 
 impl GuestLog {
-    /// A log for one instance of `identity`'s plugin.
+    /// A log for one instance of `identity`'s plugin, in the current span.
     pub fn new(identity: Identity) -> Arc<Self> {
         let rate = NonZeroU32::new(LINES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(BURST).unwrap_or(NonZeroU32::MIN);
         Arc::new(Self {
             identity,
+            span: tracing::Span::current(),
             message_id: Mutex::new(String::new()),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             dropped: AtomicU64::new(0),
@@ -67,12 +71,16 @@ impl GuestLog {
 
     /// Logs one line, unless the instance is over its rate.
     pub fn line(&self, severity: Severity, source: &'static str, text: &str) {
+        let text = truncate(text.trim_end(), MAX_LINE);
+        if text.is_empty() {
+            return;
+        }
         if self.limiter.check().is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        let _span = self.span.enter();
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        let text = truncate(text.trim_end(), MAX_LINE);
         let Identity { digest } = &self.identity;
         let id = self
             .message_id
