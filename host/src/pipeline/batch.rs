@@ -57,6 +57,7 @@ impl Pipeline {
         let mut acks = Vec::with_capacity(entries.len());
         let mut dead = Vec::new();
         let mut unstarted = Vec::new();
+        let mut retries = Vec::new();
         for (entry, handled) in entries.iter().zip(results) {
             let Some((digest, result)) = handled else {
                 // Not started. Draining: it stays pending for the next delivery. Paused:
@@ -91,12 +92,17 @@ impl Pipeline {
                 }
                 Outcome::Retry(error) => {
                     report.retried += 1;
+                    retries.push((entry.id.clone(), entry.attempt));
                     tracing::debug!(id = %entry.id, attempt = entry.attempt, kind = error.kind(), error = %error, "handler failed; entry stays pending for a retry");
                 }
             }
         }
-        if report.retried > 0 {
-            self.schedule.retries_left();
+        // Each failed entry is due again when its backoff ends.
+        let backoff_cfg = self.config.retry_backoff;
+        let now = Instant::now();
+        for (id, attempt) in retries {
+            let wait = super::backoff(backoff_cfg.initial, backoff_cfg.max, &id, attempt);
+            self.schedule.retry_at(&id, attempt, now + wait);
         }
         if !unstarted.is_empty() && !self.shutdown.is_cancelled() {
             let since = if self.held_back.entries.is_empty() {

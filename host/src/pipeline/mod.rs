@@ -199,7 +199,7 @@ impl Pipeline {
                     let read_at = Instant::now();
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        read = self.consumer.read_new(self.config.batch, self.schedule.read_block()) => read.map(|entries| Batch { entries, read_at }),
+                        read = self.consumer.read_new(self.config.batch, self.schedule.read_block(Instant::now())) => read.map(|entries| Batch { entries, read_at }),
                     }
                 }
             };

@@ -20,14 +20,36 @@ impl Pipeline {
     /// Delivers again this consumer's failed entries whose backoff has passed, but none of
     /// `in_hand` (read, not yet handled).
     ///
-    /// Each check scans the next [`RETRY_SCAN_PAGE`] rows of this consumer's pending
-    /// entries from a cursor that goes round the list, so an entry that is due is found
-    /// within a few checks however many entries that are not due yet stand before it.
+    /// Retries this consumer saw fail are taken from the schedule's index at their due
+    /// time. The others are found by a scan of the next [`RETRY_SCAN_PAGE`] rows of this
+    /// consumer's pending entries, from a cursor that goes round the list, so an entry
+    /// that is due is found within a few checks however many stand before it.
     pub(super) async fn retry_due(&mut self, in_hand: &[Entry]) -> Result<(), Fault> {
+        let now = Instant::now();
+        let backoff_cfg = self.config.retry_backoff;
+        let known: Vec<PendingEntry> = self
+            .schedule
+            .known_due(now, self.config.batch)
+            .into_iter()
+            .filter(|k| !in_hand.iter().any(|e| e.id == k.id))
+            .map(|k| PendingEntry {
+                id: k.id,
+                consumer: self.consumer.id().name.clone(),
+                idle_ms: 0,
+                deliveries: k.deliveries,
+            })
+            .collect();
+        if !known.is_empty() {
+            // Guarded by the idle time: an entry another consumer took meanwhile is not
+            // taken back.
+            let entries = self.consumer.claim(&known, backoff_cfg.initial / 2).await?;
+            if !entries.is_empty() {
+                self.process(entries).await;
+            }
+        }
         let Some(cursor) = self.schedule.retry_scan(Instant::now()) else {
             return Ok(());
         };
-        let backoff_cfg = self.config.retry_backoff;
         let (idle, next) = self
             .consumer
             .idle_pending(backoff_cfg.initial / 2, &cursor, RETRY_SCAN_PAGE)
@@ -44,6 +66,9 @@ impl Pipeline {
         self.schedule.retry_scanned(found_idle, next, cut_at);
         if due.is_empty() {
             return Ok(());
+        }
+        for p in &due {
+            self.schedule.forget(&p.id);
         }
         let entries = self.consumer.claim(&due, backoff_cfg.initial / 2).await?;
         if !entries.is_empty() {

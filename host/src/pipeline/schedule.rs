@@ -1,8 +1,16 @@
-//! When a pipeline looks beyond new entries: the retry scan of its own pending entries,
-//! the reclaim scan of other consumers' idle entries, and the backlog refresh. The
-//! [`Schedule`] owns their timers and the scans' cursors; it does no I/O, so its rules
-//! are tested on their own.
+//! When a pipeline looks beyond new entries: retries of its own failed entries, the
+//! reclaim scan of other consumers' idle entries, and the backlog refresh. The
+//! [`Schedule`] owns their timers, the scans' cursors and the index of retries this
+//! consumer knows are coming; it does no I/O, so its rules are tested on their own.
+//!
+//! Retries are found two ways. An entry this consumer saw fail is indexed by the time
+//! its backoff ends, and taken back at that time however long the pending entries list
+//! is. The retry scan (a cursor over the list, [`RETRY_SCAN_PAGE`] rows a check) finds
+//! the rest: entries left by an earlier run, or whose read reply was lost.
+//!
+//! [`RETRY_SCAN_PAGE`]: super::redelivery::RETRY_SCAN_PAGE
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::config::BackoffConfig;
@@ -13,6 +21,15 @@ pub(super) const BACKLOG_EVERY: Duration = Duration::from_secs(2);
 pub(super) const READ_BLOCK: Duration = Duration::from_millis(500);
 /// The start of a scan of the pending entries list (`XPENDING ... - + ...`).
 const HEAD: &str = "-";
+/// Retries the index holds at most; beyond, the retry scan finds them.
+pub(super) const MAX_INDEXED_RETRIES: usize = 100_000;
+
+/// A retry this consumer knows is coming: entry `id`, delivered `deliveries` times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct KnownRetry {
+    pub(super) id: String,
+    pub(super) deliveries: u32,
+}
 
 /// The timers and cursors of one pipeline's periodic work.
 #[derive(Debug)]
@@ -28,6 +45,10 @@ pub(super) struct Schedule {
     /// Where the next reclaim scan starts.
     reclaim_cursor: String,
     next_backlog: Instant,
+    /// Known retries by due time, and the latest due time of each entry (a record
+    /// whose time is not the latest is stale: the entry was taken back meanwhile).
+    due: BTreeSet<(Instant, String)>,
+    latest: HashMap<String, (Instant, u32)>,
 }
 
 impl Schedule {
@@ -46,6 +67,47 @@ impl Schedule {
             next_reclaim: now,
             reclaim_cursor: HEAD.to_owned(),
             next_backlog: now,
+            due: BTreeSet::new(),
+            latest: HashMap::new(),
+        }
+    }
+
+    /// Entry `id`, delivered `deliveries` times, failed and is due again at `at`.
+    pub(super) fn retry_at(&mut self, id: &str, deliveries: u32, at: Instant) {
+        self.retries_waiting = true;
+        if self.latest.len() >= MAX_INDEXED_RETRIES && !self.latest.contains_key(id) {
+            return;
+        }
+        if let Some((old, _)) = self.latest.insert(id.to_owned(), (at, deliveries)) {
+            self.due.remove(&(old, id.to_owned()));
+        }
+        self.due.insert((at, id.to_owned()));
+    }
+
+    /// Known retries due at `now`, at most `max`, oldest due first; they leave the index.
+    pub(super) fn known_due(&mut self, now: Instant, max: usize) -> Vec<KnownRetry> {
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some((at, _)) = self.due.first() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let Some((_, id)) = self.due.pop_first() else {
+                break;
+            };
+            if let Some((_, deliveries)) = self.latest.remove(&id) {
+                taken.push(KnownRetry { id, deliveries });
+            }
+        }
+        taken
+    }
+
+    /// Entry `id` was taken back (by the scan): its indexed retry is void.
+    pub(super) fn forget(&mut self, id: &str) {
+        if let Some((at, _)) = self.latest.remove(id) {
+            self.due.remove(&(at, id.to_owned()));
         }
     }
 
@@ -72,11 +134,6 @@ impl Schedule {
             }
             None => self.retry_cursor = next,
         }
-    }
-
-    /// A batch left entries to retry: the read wait shortens until a scan sees them.
-    pub(super) fn retries_left(&mut self) {
-        self.retries_waiting = true;
     }
 
     /// If a reclaim scan is due at `now`: books the next one and returns where this one
@@ -107,18 +164,25 @@ impl Schedule {
         true
     }
 
-    /// Whether any check is due at `now`.
+    /// Whether any check, or a known retry, is due at `now`.
     pub(super) fn any_due(&self, now: Instant) -> bool {
-        now >= self.next_retry || now >= self.next_reclaim || now >= self.next_backlog
+        now >= self.next_retry
+            || now >= self.next_reclaim
+            || now >= self.next_backlog
+            || self.due.first().is_some_and(|(at, _)| *at <= now)
     }
 
-    /// How long a read may block: not past the next retry check while failed entries
-    /// wait for their backoff.
-    pub(super) fn read_block(&self) -> Duration {
-        if self.retries_waiting {
+    /// How long a read may block at `now`: not past the next known retry, nor the next
+    /// retry check while failed entries wait for their backoff.
+    pub(super) fn read_block(&self, now: Instant) -> Duration {
+        let block = if self.retries_waiting {
             self.retry_every
         } else {
             READ_BLOCK
+        };
+        match self.due.first() {
+            Some((at, _)) => block.min(at.saturating_duration_since(now)),
+            None => block,
         }
     }
 
@@ -127,6 +191,8 @@ impl Schedule {
     pub(super) fn restart_scans(&mut self) {
         HEAD.clone_into(&mut self.retry_cursor);
         HEAD.clone_into(&mut self.reclaim_cursor);
+        self.due.clear();
+        self.latest.clear();
     }
 }
 
@@ -189,13 +255,62 @@ mod tests {
     #[test]
     fn reads_block_less_while_retries_wait() {
         let mut s = schedule();
-        assert_eq!(s.read_block(), READ_BLOCK);
-        s.retries_left();
-        assert_eq!(s.read_block(), Duration::from_millis(100));
+        let now = Instant::now();
+        assert_eq!(s.read_block(now), READ_BLOCK);
+        s.retry_at("0-1", 1, now + Duration::from_secs(60));
+        assert_eq!(s.read_block(now), Duration::from_millis(100));
         s.retry_scanned(false, HEAD.into(), None);
-        assert_eq!(s.read_block(), READ_BLOCK);
+        assert_eq!(s.read_block(now), READ_BLOCK);
         s.retry_scanned(false, "3-0".into(), None);
-        assert_eq!(s.read_block(), Duration::from_millis(100), "more to scan");
+        assert_eq!(
+            s.read_block(now),
+            Duration::from_millis(100),
+            "more to scan"
+        );
+        s.retry_at("1-0", 1, now + Duration::from_millis(30));
+        assert_eq!(
+            s.read_block(now),
+            Duration::from_millis(30),
+            "not past a known retry"
+        );
+    }
+
+    /// A known retry comes back at its due time, whatever else is indexed; a later
+    /// failure of the same entry replaces its time; one taken back by the scan is
+    /// forgotten; the index is bounded.
+    #[test]
+    fn known_retries_come_back_at_their_time() {
+        let mut s = schedule();
+        let now = Instant::now();
+        for i in 0..1_000 {
+            s.retry_at(&format!("{i}-0"), 3, now + Duration::from_secs(60));
+        }
+        s.retry_at("5000-0", 1, now + Duration::from_millis(200));
+        assert!(s.known_due(now, 10).is_empty());
+        let due = s.known_due(now + Duration::from_millis(200), 10);
+        assert_eq!(
+            due,
+            [KnownRetry {
+                id: "5000-0".into(),
+                deliveries: 1
+            }]
+        );
+        s.retry_at("7-0", 4, now + Duration::from_millis(10));
+        assert_eq!(
+            s.known_due(now + Duration::from_millis(10), 10)[0].deliveries,
+            4
+        );
+        assert!(
+            s.known_due(now + Duration::from_secs(59), 10).is_empty(),
+            "7-0's old time is void"
+        );
+        s.forget("8-0");
+        let rest = s.known_due(now + Duration::from_secs(60), 2_000);
+        assert_eq!(rest.len(), 998, "all but 7-0 (taken) and 8-0 (forgotten)");
+        for i in 0..MAX_INDEXED_RETRIES + 10 {
+            s.retry_at(&format!("{i}-1"), 1, now);
+        }
+        assert_eq!(s.known_due(now, usize::MAX).len(), MAX_INDEXED_RETRIES);
     }
 
     /// A reclaim that took entries looks again at once; the group's re-creation sends
