@@ -358,7 +358,8 @@ async fn dlq(action: DlqAction, path: &std::path::Path, redis: Option<String>) -
             let n = broker
                 .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
                 .await?;
-            println!("replayed {n} dead letters to {}", p.input);
+            let letters = if n == 1 { "letter" } else { "letters" };
+            println!("replayed {n} dead {letters} to {}", p.input);
         }
         DlqAction::Purge { pipeline } => {
             let dead = find(&pipeline)?.dead_letter_stream();
