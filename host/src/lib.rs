@@ -37,6 +37,7 @@ pub mod broker;
 pub mod config;
 pub mod control;
 pub mod invoke;
+mod lock;
 pub mod message;
 pub mod pipeline;
 pub mod redis_server;

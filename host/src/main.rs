@@ -354,7 +354,7 @@ async fn dlq(action: DlqAction, path: &std::path::Path, redis: Option<String>) -
         }
         DlqAction::Replay { pipeline, ids } => {
             let p = find(&pipeline)?;
-            let meta = sluice::pipeline::dead_letter_fields::COUNT;
+            let meta = sluice::message::dead_letter_fields::COUNT;
             let n = broker
                 .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
                 .await?;

@@ -60,6 +60,25 @@ pub struct Output {
     pub raw_names: Option<Vec<Vec<u8>>>,
 }
 
+/// The dead-letter format: the field names of the metadata that leads every dead-letter
+/// entry; the entry's original fields follow unchanged, in order, byte for byte.
+pub mod dead_letter_fields {
+    /// Why the entry was dead-lettered.
+    pub const ERROR: &str = "sluice.error";
+    /// The stream it was read from.
+    pub const SOURCE: &str = "sluice.source";
+    /// Its ID in that stream.
+    pub const ID: &str = "sluice.id";
+    /// The pipeline that gave up on it.
+    pub const PIPELINE: &str = "sluice.pipeline";
+    /// The digest of the plugin version that handled it last.
+    pub const PLUGIN: &str = "sluice.plugin";
+    /// How many deliveries were made.
+    pub const ATTEMPTS: &str = "sluice.attempts";
+    /// How many metadata fields precede the original ones.
+    pub const COUNT: usize = 6;
+}
+
 /// Why a handler did not produce outputs for a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {

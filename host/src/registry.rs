@@ -103,11 +103,11 @@ impl Registry {
     // The lock is never held across an await or a panic-prone call; a poisoned one still
     // holds a consistent map.
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Slot>>> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner())
+        crate::lock::read(&self.slots)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Arc<Slot>>> {
-        self.slots.write().unwrap_or_else(|p| p.into_inner())
+        crate::lock::write(&self.slots)
     }
 }
 
@@ -235,9 +235,6 @@ impl Slot {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        // A panic while holding this lock leaves plain data behind: keep using it.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock::lock(&self.state)
     }
 }

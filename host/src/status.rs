@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::lock::lock;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -194,10 +195,6 @@ impl Board {
             last_error: lock(&self.last_error).clone(),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn now_s() -> u64 {

@@ -78,10 +78,6 @@ pub struct PipelineMetrics {
     pub pending: Gauge,
     /// Entries not yet delivered to the group.
     pub lag: Gauge,
-    /// Successful plugin reloads.
-    pub reloads: Counter,
-    /// Plugin versions refused.
-    pub load_failures: Counter,
     /// 1 while the pipeline can reach and use Redis.
     pub up: Gauge,
     /// Entries pending for no consumer at commit whose outputs were written.
@@ -95,6 +91,11 @@ impl PipelineMetrics {
     pub fn new(pipeline: &str) -> Self {
         prometheus();
         let p = pipeline.to_owned();
+        // Counted by the registry when a plugin version is deployed or refused;
+        // registered here so that they read 0 from the start.
+        metrics::counter!("sluice_plugin_reloads_total", "pipeline" => p.clone()).increment(0);
+        metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => p.clone())
+            .increment(0);
         Self {
             read: metrics::counter!("sluice_messages_read_total", "pipeline" => p.clone()),
             committed: metrics::counter!("sluice_messages_committed_total", "pipeline" => p.clone()),
@@ -108,8 +109,6 @@ impl PipelineMetrics {
             end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
             pending: metrics::gauge!("sluice_pending", "pipeline" => p.clone()),
             lag: metrics::gauge!("sluice_lag", "pipeline" => p.clone()),
-            reloads: metrics::counter!("sluice_plugin_reloads_total", "pipeline" => p.clone()),
-            load_failures: metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => p.clone()),
             up: metrics::gauge!("sluice_pipeline_up", "pipeline" => p.clone()),
             adopted: metrics::counter!("sluice_entries_adopted_total", "pipeline" => p.clone()),
             group_recreated: metrics::counter!("sluice_consumer_group_recreated_total", "pipeline" => p.clone()),

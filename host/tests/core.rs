@@ -171,7 +171,7 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
         .replay_dead(
             "IN:dead",
             "IN",
-            sluice::pipeline::dead_letter_fields::COUNT,
+            sluice::message::dead_letter_fields::COUNT,
             &[],
         )
         .await
@@ -226,7 +226,7 @@ async fn entries_of_any_width_settle() {
         .replay_dead(
             "IN:dead",
             "IN",
-            sluice::pipeline::dead_letter_fields::COUNT,
+            sluice::message::dead_letter_fields::COUNT,
             &ids,
         )
         .await

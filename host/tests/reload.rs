@@ -237,6 +237,28 @@ async fn deploy_over_http() {
         }
         request.send()
     };
+    // Metrics are per process, and other tests here run pipelines named `payments` too:
+    // compare before and after.
+    let counter = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            let text = client
+                .get(format!("http://{admin}/metrics"))
+                .send()
+                .await
+                .expect("GET /metrics")
+                .text()
+                .await
+                .expect("text");
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}{{pipeline=\"payments\"}}")))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        }
+    };
+    let failures_before = counter("sluice_plugin_load_failures_total").await;
+    let reloads_before = counter("sluice_plugin_reloads_total").await;
     assert_eq!(put(None, new.clone()).await.expect("PUT").status(), 401);
     assert_eq!(
         put(Some("wrong"), new.clone()).await.expect("PUT").status(),
@@ -278,6 +300,8 @@ async fn deploy_over_http() {
     let body: serde_json::Value = ok.json().await.expect("JSON");
     println!("deployed: {body}");
     assert_eq!(body["changed"], true);
+    assert!(counter("sluice_plugin_load_failures_total").await > failures_before);
+    assert!(counter("sluice_plugin_reloads_total").await > reloads_before);
     assert_eq!(
         serving_tag(&mut con, "o2").await,
         "b",

@@ -167,7 +167,7 @@ impl Summary {
         let reasons = letters
             .ids
             .iter()
-            .filter_map(|e| e.get::<String>(sluice::pipeline::dead_letter_fields::ERROR))
+            .filter_map(|e| e.get::<String>(sluice::message::dead_letter_fields::ERROR))
             .collect();
         Ok(Self {
             orders,

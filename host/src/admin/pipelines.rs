@@ -9,7 +9,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::{AdminState, ApiError, authorize};
-use crate::pipeline::dead_letter_fields;
+use crate::message::dead_letter_fields;
 use crate::registry::Slot;
 use crate::status::BoardView;
 

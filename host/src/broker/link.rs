@@ -98,7 +98,7 @@ impl Link {
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        crate::lock::lock(&self.conn)
     }
 
     /// Runs one command within `deadline` ([`CALL_DEADLINE`] if `None`); see [`Link::call`].

@@ -28,7 +28,7 @@ use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, PluginCell};
 
 use outcome::Rules;
-pub use outcome::{backoff, dead_letter_fields};
+pub use outcome::backoff;
 use readahead::Batch;
 use schedule::Schedule;
 pub use settle::MAX_COMMIT_BYTES;

@@ -2,26 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::message::{Entry, Field, HandlerError, Output};
-
-/// Field names of the metadata that leads every dead-letter entry; the entry's original
-/// fields follow unchanged, in order.
-pub mod dead_letter_fields {
-    /// Why the entry was dead-lettered.
-    pub const ERROR: &str = "sluice.error";
-    /// The stream it was read from.
-    pub const SOURCE: &str = "sluice.source";
-    /// Its ID in that stream.
-    pub const ID: &str = "sluice.id";
-    /// The pipeline that gave up on it.
-    pub const PIPELINE: &str = "sluice.pipeline";
-    /// The digest of the plugin version that handled it last.
-    pub const PLUGIN: &str = "sluice.plugin";
-    /// How many deliveries were made.
-    pub const ATTEMPTS: &str = "sluice.attempts";
-    /// How many metadata fields precede the original ones.
-    pub const COUNT: usize = 6;
-}
+use crate::message::{Entry, Field, HandlerError, Output, dead_letter_fields};
 
 /// The decision for one entry.
 #[derive(Debug)]
@@ -61,8 +42,10 @@ impl Rules<'_> {
         let error = match result.map(|outputs| self.check(outputs)) {
             Ok(Ok(outputs)) => return Outcome::Deliver(outputs),
             Ok(Err(reason)) => reason,
+            Err(error) if error.is_retryable() && entry.attempt < self.max_attempts => {
+                return Outcome::Retry(error);
+            }
             Err(HandlerError::Reject(reason)) => format!("rejected: {reason}"),
-            Err(error) if entry.attempt < self.max_attempts => return Outcome::Retry(error),
             Err(error) => format!("gave up after {} attempts: {error}", entry.attempt),
         };
         Outcome::DeadLetter(self.dead_letter(entry, plugin, &error))

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::Pipeline;
 use crate::broker::{Ack, Blame};
+use crate::lock::lock;
 use crate::message::{CommitStatus, Entry};
 
 /// Bytes (field names and values) one commit carries at most.
@@ -41,15 +42,15 @@ impl Held {
 
     /// When the batch was last known to be this consumer's.
     pub(super) fn at(&self) -> Instant {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+        *lock(&self.0)
     }
 
     pub(super) fn renewed(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *lock(&self.0) = Instant::now();
     }
 
     fn fresh(&self, claim_idle: Duration) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).elapsed() < claim_idle
+        lock(&self.0).elapsed() < claim_idle
     }
 }
 

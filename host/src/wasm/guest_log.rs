@@ -63,10 +63,9 @@ impl GuestLog {
 
     /// Attributes the following lines to message `id`.
     pub fn set_message(&self, id: &str) {
-        if let Ok(mut current) = self.message_id.lock() {
-            current.clear();
-            current.push_str(id);
-        }
+        let mut current = crate::lock::lock(&self.message_id);
+        current.clear();
+        current.push_str(id);
     }
 
     /// Logs one line, unless the instance is over its rate.
@@ -82,11 +81,7 @@ impl GuestLog {
         let _span = self.span.enter();
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let Identity { digest } = &self.identity;
-        let id = self
-            .message_id
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        let id = crate::lock::lock(&self.message_id).clone();
         if dropped > 0 {
             tracing::warn!(plugin = %digest, dropped, "plugin log over {LINES_PER_SECOND} lines/s: lines were dropped");
         }
