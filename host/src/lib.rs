@@ -30,10 +30,13 @@
 //! - [`telemetry`]: Prometheus metrics.
 //! - [`status`]: each pipeline's live status board (state, backlog, rates, last error).
 //!
-//! [`start`] runs a config, callable from tests; `main.rs` only parses the CLI.
+//! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
+//!
+//! [`start`] runs a config, callable from tests.
 
 pub mod admin;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod invoke;

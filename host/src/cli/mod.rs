@@ -1,0 +1,334 @@
+//! The `sluice` subcommands: their arguments (parsed by `clap` in `main.rs`) and what
+//! each does. `main.rs` only parses and dispatches.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// The config file and the Redis it runs against: shared by `run`, `dev`, `dlq`.
+#[derive(clap::Args, Clone)]
+pub struct Target {
+    /// The config file.
+    #[arg(short, long, default_value = "sluice.toml", global = true)]
+    pub config: PathBuf,
+    /// Redis URL; overrides `[redis] url`. Without either, `run` and `dev` start a
+    /// private redis-server and stop it at exit.
+    #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
+    pub redis: Option<String>,
+}
+
+/// `sluice run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Consumer name in every group; overrides `[redis] consumer`. Each daemon of a
+    /// group needs its own.
+    #[arg(long, env = "SLUICE_CONSUMER")]
+    pub consumer: Option<String>,
+    /// Reload a pipeline's plugin when its file changes.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `sluice dlq`.
+#[derive(clap::Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub action: DlqAction,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// What `sluice dlq` does.
+#[derive(clap::Subcommand)]
+pub enum DlqAction {
+    /// Print dead letters, oldest first.
+    List {
+        /// The pipeline.
+        pipeline: String,
+        /// How many at most.
+        #[arg(long, default_value_t = 50)]
+        count: usize,
+    },
+    /// Send dead letters back to the input with their original fields.
+    Replay {
+        /// The pipeline.
+        pipeline: String,
+        /// Replay only these dead-letter IDs (all when none is given).
+        #[arg(long = "id")]
+        ids: Vec<String>,
+    },
+    /// Delete every dead letter of the pipeline.
+    Purge {
+        /// The pipeline.
+        pipeline: String,
+    },
+}
+
+/// `sluice compile`.
+#[derive(clap::Args)]
+pub struct CompileArgs {
+    /// The config file: its pipelines' plugins, cache directory and fuel setting.
+    #[arg(short, long, default_value = "sluice.toml")]
+    pub config: PathBuf,
+}
+
+/// `sluice new`.
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name: lowercase letters, digits and '-'.
+    pub name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Language,
+    /// Where to create it; default: ./NAME.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The Sluice checkout (its wit/ and guest-sdk/); default: the one holding the
+    /// current directory, else the one this binary was built from.
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+/// `sluice invoke`.
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// The plugin (a `.wasm` component).
+    pub plugin: PathBuf,
+    /// Message fields, in order.
+    #[arg(value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// Message fields as a JSON object (after any NAME=VALUE ones).
+    #[arg(long, value_name = "OBJECT")]
+    pub json: Option<String>,
+    /// What the handler's `config(key)` answers; repeat for more keys.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// The stream the message comes from.
+    #[arg(long, default_value = "INPUT")]
+    pub source: String,
+    /// The message's ID.
+    #[arg(long, default_value = "0-1")]
+    pub id: String,
+    /// The delivery attempt the handler sees.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+    /// Wall-time limit of the call.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub output_json: bool,
+}
+
+impl RunArgs {
+    /// Runs the config until SIGTERM/SIGINT; SIGHUP reloads it.
+    pub async fn run(self) -> Result<ExitCode> {
+        let overrides = Overrides {
+            redis: self.target.redis,
+            consumer: self.consumer,
+            watch: self.watch,
+        };
+        run(self.target.config, overrides).await
+    }
+
+    /// `sluice dev`: `run` with every plugin watched.
+    pub async fn dev(target: Target) -> Result<ExitCode> {
+        let overrides = Overrides {
+            redis: target.redis,
+            consumer: None,
+            watch: true,
+        };
+        run(target.config, overrides).await
+    }
+}
+
+impl NewArgs {
+    /// Creates the plugin project.
+    pub fn run(self) -> Result<ExitCode> {
+        let dir = self.dir.unwrap_or_else(|| PathBuf::from(&self.name));
+        let root = match self.sdk {
+            Some(root) => root,
+            None => crate::scaffold::find_root(&std::env::current_dir()?).context(
+                "cannot find a Sluice checkout (wit/ and guest-sdk/) here or above: pass --sdk PATH",
+            )?,
+        };
+        let lang = self.lang;
+        let made = crate::scaffold::create(&self.name, lang, &dir, &root)?;
+        println!("created {} ({lang:?})", made.dir.display());
+        println!("  build: {}", made.build.display());
+        println!(
+            "  try:   sluice invoke {} greeting=hello",
+            made.wasm.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl InvokeArgs {
+    /// Calls the handler once; exit status 0 with outputs, 2 when the handler failed.
+    pub async fn run(self) -> Result<ExitCode> {
+        let mut call = crate::invoke::Invocation {
+            source: self.source,
+            id: self.id,
+            attempt: self.attempt,
+            ..Default::default()
+        };
+        call.limits.timeout = self.timeout;
+        for pair in &self.fields {
+            let (name, value) = crate::invoke::parse_pair(pair)?;
+            call.fields.push((name, value.into_bytes()));
+        }
+        if let Some(json) = self.json {
+            call.fields.extend(crate::invoke::fields_from_json(&json)?);
+        }
+        for pair in &self.config {
+            let (key, value) = crate::invoke::parse_pair(pair)
+                .map_err(|e| e.context("--config takes KEY=VALUE"))?;
+            call.config.insert(key, value);
+        }
+        let cache = crate::config::PluginsConfig::default().cache_dir();
+        let invoked = crate::invoke::invoke(&self.plugin, cache.as_deref(), call).await?;
+        if self.output_json {
+            println!("{}", crate::invoke::render_json(&invoked.result));
+        } else {
+            print!("{}", crate::invoke::render_text(&invoked.result));
+        }
+        tracing::debug!(digest = %invoked.digest, load = ?invoked.load_time, call = ?invoked.call_time, "invoked");
+        Ok(if invoked.result.is_ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        })
+    }
+}
+
+impl CompileArgs {
+    /// Precompiles every pipeline's plugin into the cache.
+    pub async fn run(self) -> Result<ExitCode> {
+        compile(&self.config).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl DlqArgs {
+    /// Lists, replays or purges dead letters.
+    pub async fn run(self) -> Result<ExitCode> {
+        dlq(self.action, &self.target.config, self.target.redis).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn compile(path: &Path) -> Result<()> {
+    let config = Config::load(path)?;
+    let dir = config.plugins.cache_dir().with_context(|| {
+        format!(
+            "{}: [plugins] cache is off, so there is nothing to precompile into",
+            path.display()
+        )
+    })?;
+    let cache = crate::wasm::Cache::open(&dir)?;
+    // The same engine settings as the daemon: compiled code is only reused by an engine
+    // configured alike (fuel metering changes it).
+    let runtime = crate::wasm::Runtime::new(config.meters_fuel(), Some(cache))?;
+    let mut plugins: Vec<PathBuf> = config.pipelines.iter().map(|p| p.plugin.clone()).collect();
+    plugins.sort();
+    plugins.dedup();
+    for plugin in plugins {
+        let runtime = runtime.clone();
+        let loaded =
+            tokio::task::spawn_blocking(move || crate::wasm::Plugin::load(&runtime, &plugin))
+                .await??;
+        let how = match loaded.source() {
+            crate::wasm::Source::Compiled => "compiled",
+            crate::wasm::Source::Cached => "already cached",
+        };
+        println!(
+            "{how}: {} ({}, {:.0?})",
+            loaded.path().display(),
+            loaded.digest(),
+            loaded.compile_time()
+        );
+    }
+    println!("cache: {}", dir.display());
+    Ok(())
+}
+
+async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()> {
+    let config = Config::load(path)?;
+    let url = redis
+        .or(config.redis.url.clone())
+        .context("sluice dlq needs the Redis the pipelines use: set [redis] url or pass --redis")?;
+    let broker = crate::broker::Broker::connect(&url).await?;
+    let find = |name: &str| {
+        config
+            .pipelines
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .with_context(|| format!("no pipeline named {name:?} in {}", path.display()))
+    };
+    match action {
+        DlqAction::List { pipeline, count } => {
+            let dead = find(&pipeline)?.dead_letter_stream();
+            for (id, fields) in broker.dead_letters(&dead, None, count).await? {
+                println!("{id}");
+                for (name, value) in fields {
+                    println!("  {name} = {}", String::from_utf8_lossy(&value));
+                }
+            }
+        }
+        DlqAction::Replay { pipeline, ids } => {
+            let p = find(&pipeline)?;
+            let meta = crate::message::dead_letter_fields::COUNT;
+            let n = broker
+                .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
+                .await?;
+            let letters = if n == 1 { "letter" } else { "letters" };
+            println!("replayed {n} dead {letters} to {}", p.input);
+        }
+        DlqAction::Purge { pipeline } => {
+            let dead = find(&pipeline)?.dead_letter_stream();
+            let n = broker.purge_dead(&dead).await?;
+            println!("purged {n} dead letters from {dead}");
+        }
+    }
+    Ok(())
+}
+
+/// What the command line says over the config file; applied again on every reload.
+#[derive(Clone)]
+struct Overrides {
+    redis: Option<String>,
+    consumer: Option<String>,
+    watch: bool,
+}
+
+fn load(path: &Path, overrides: &Overrides) -> Result<Config> {
+    let mut config = Config::load(path)?;
+    if overrides.redis.is_some() {
+        config.redis.url.clone_from(&overrides.redis);
+        config.validate()?;
+    }
+    if overrides.consumer.is_some() {
+        config.redis.consumer.clone_from(&overrides.consumer);
+    }
+    config.plugins.watch |= overrides.watch;
+    Ok(config)
+}
+
+/// Runs a config file until SIGTERM/SIGINT; SIGHUP reloads it.
+async fn run(path: PathBuf, overrides: Overrides) -> Result<ExitCode> {
+    let config = load(&path, &overrides)?;
+    let shutdown = CancellationToken::new();
+    crate::shutdown::on_signals(shutdown.clone())?;
+    let mut daemon = crate::start(config, shutdown).await?;
+    daemon.reload_with(Box::new(move || load(&path, &overrides)));
+    crate::shutdown::on_hangup(daemon.reload_handle())?;
+    daemon.wait().await;
+    Ok(ExitCode::SUCCESS)
+}
