@@ -6,10 +6,18 @@
 # C ones (plugins/*-c/*.c) with clang-19 and guest-sdk/c/tool (`sluice-c`).
 # scripts/setup.sh installs the tools. JS, Python and C components are rebuilt only when a
 # source is newer.
+#
+# With --demo, only the two Rust plugins the demo runs (payments, order-status), with
+# cargo's progress shown.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=target/plugins
+if [ "${1:-}" = "--demo" ]; then
+    CARGO_TARGET_DIR=$out cargo build --target wasm32-wasip2 --profile plugin -p payments -p order-status
+    cp "$out"/wasm32-wasip2/plugin/payments.wasm "$out"/wasm32-wasip2/plugin/order_status.wasm "$out"/
+    exit 0
+fi
 packages=()
 for dir in plugins/*/; do
     [ -f "$dir/Cargo.toml" ] && packages+=(-p "$(basename "$dir")")

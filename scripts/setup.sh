@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Sluice's demo and tests need, skipping what is already there:
-# redis-server (Debian), Chromium and Node.js for the dashboard test (Debian),
+# Installs what Sluice's tests need, skipping what is already there. With --demo, only
+# what the demo uses: redis-server and the wasm32-wasip2 Rust target.
+#
+# The full set: redis-server (Debian), Chromium and Node.js for the dashboard test (Debian),
 # playwright-core (npm, pinned by host/tests/browser/package-lock.json), componentize-js
 # (npm, pinned by guest-sdk/js/package-lock.json) and componentize-py 0.25.1 (PyPI) for
 # the JavaScript and Python plugins, clang-19 with wasi-libc (Debian) for the C plugins,
@@ -8,12 +10,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+demo=false
+[ "${1:-}" = "--demo" ] && demo=true
+
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if $demo; then
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "setup: installing ${missing[*]} (apt)"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+    fi
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        echo "setup: adding the wasm32-wasip2 Rust target"
+        rustup target add wasm32-wasip2
+    fi
+    exit 0
+fi
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)

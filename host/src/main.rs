@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sluice::cli::{CompileArgs, DlqArgs, InvokeArgs, NewArgs, RunArgs, Target};
 use tracing_subscriber::EnvFilter;
 
-/// glibc's malloc spent a fifth of the data path's CPU time in allocation and
-/// consolidation under load (perf, see the performance notes); mimalloc is a drop-in.
+/// glibc's malloc spent a fifth of the data path's CPU time in allocation under load
+/// (docs/decisions.md); mimalloc is a drop-in.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -176,7 +176,7 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
         )
         .await
         .expect("replay");
-    assert_eq!(replayed, 1);
+    assert_eq!(replayed.replayed, 1);
     let input = raw(&mut con, "IN").await;
     assert_eq!(input.last().expect("replayed entry").1, original);
 }
@@ -184,12 +184,20 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
 /// Entries of any width settle (Lua's `unpack` stops near 4,000 fields, which must not
 /// decide delivery): 3,900 fields rejected go to the dead-letter stream whole, with the
 /// six metadata fields on top; 10,000 fields echoed reach `OUT` whole; 50,000 fields
-/// dead-lettered replay back to the input whole. Nothing stays pending.
+/// dead-lettered replay back to the input whole. 120,000 fields echoed: the output is
+/// wider than Sluice writes, so the entry is dead-lettered with the reason and, too wide
+/// to copy, a pointer to the original; a replay keeps that letter. Nothing stays pending.
 #[tokio::test]
 async fn entries_of_any_width_settle() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
-    let host = Host::start(&redis, config(&echo_config("max_attempts = 2"))).await;
+    let host = Host::start(
+        &redis,
+        config(&echo_config(
+            "max_attempts = 2\nlimits = { timeout = \"60s\" }",
+        )),
+    )
+    .await;
     let wide = |n: usize, action: Option<&str>| {
         let mut fields: Vec<(String, Vec<u8>)> = (0..n)
             .map(|i| (format!("f{i}"), format!("v{i}").into_bytes()))
@@ -202,11 +210,14 @@ async fn entries_of_any_width_settle() {
     let rejected = wide(3_900, Some("reject"));
     let echoed = wide(10_000, None);
     let huge = wide(50_000, Some("reject"));
-    for fields in [&rejected, &echoed, &huge] {
-        let _: String = con.xadd("IN", "*", fields).await.expect("XADD");
+    let wider = wide(120_000, None);
+    let mut ids = Vec::new();
+    for fields in [&rejected, &echoed, &huge, &wider] {
+        let id: String = con.xadd("IN", "*", fields).await.expect("XADD");
+        ids.push(id);
     }
     wait_len(&con, "OUT", 1).await;
-    wait_len(&con, "IN:dead", 2).await;
+    wait_len(&con, "IN:dead", 3).await;
     let out = entries(&mut con, "OUT").await;
     assert_eq!(out[0].1, echoed, "echoed field for field");
     let dead = entries(&mut con, "IN:dead").await;
@@ -216,24 +227,37 @@ async fn entries_of_any_width_settle() {
         "dead letter keeps every field"
     );
     assert_eq!(&dead[1].1[6..], &huge[..]);
+    assert_eq!(dead[2].1.len(), 6, "metadata only");
+    let reason = String::from_utf8_lossy(&dead[2].1[0].1).into_owned();
+    assert!(
+        reason.contains("has 120000 fields, more than 100000")
+            && reason.contains(&format!("the original is entry {} of \"IN\"", ids[3])),
+        "{reason}"
+    );
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
     let broker = sluice::broker::Broker::connect(&redis.url())
         .await
         .expect("broker");
-    let ids = [dead[1].0.clone()];
+    let letters = [dead[1].0.clone(), dead[2].0.clone()];
     let replayed = broker
         .replay_dead(
             "IN:dead",
             "IN",
             sluice::message::dead_letter_fields::COUNT,
-            &ids,
+            &letters,
         )
         .await
         .expect("replay");
-    assert_eq!(replayed, 1);
+    assert_eq!(replayed.replayed, 1);
+    assert_eq!(
+        replayed.kept,
+        [dead[2].0.clone()],
+        "the pointer letter is kept"
+    );
     let input = entries(&mut con, "IN").await;
     assert_eq!(input.last().expect("replayed entry").1, huge);
+    assert_eq!(len(&mut con, "IN:dead").await, 2);
 }
 
 /// A handler `retry` and a trap both leave their entry pending and unacked, owned by

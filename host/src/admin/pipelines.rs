@@ -207,7 +207,7 @@ pub struct ReplayRequest {
 
 /// `POST /v1/pipelines/{name}/dead/replay`: back to the input with the original fields,
 /// removed from the dead-letter stream, atomically.
-#[utoipa::path(post, path = "/v1/pipelines/{name}/dead/replay", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<ReplayRequest>, description = "ids to replay; all when absent"), security(("bearer" = [])), responses((status = 200, description = "{\"replayed\": n}"), (status = 401), (status = 403), (status = 404)))]
+#[utoipa::path(post, path = "/v1/pipelines/{name}/dead/replay", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<ReplayRequest>, description = "ids to replay; all when absent"), security(("bearer" = [])), responses((status = 200, description = "{\"replayed\": n, \"kept\": [ids of letters without a copy of their entry, left in place]}"), (status = 401), (status = 403), (status = 404)))]
 pub async fn replay(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
@@ -228,7 +228,9 @@ pub async fn replay(
         )
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(serde_json::json!({ "replayed": replayed })))
+    Ok(Json(
+        serde_json::json!({ "replayed": replayed.replayed, "kept": replayed.kept }),
+    ))
 }
 
 /// `DELETE /v1/pipelines/{name}/dead`: drops every dead letter.

@@ -6,14 +6,24 @@ use std::time::Duration;
 use anyhow::Result;
 use redis::Value;
 
-use super::{Broker, reply};
+use super::{Broker, MAX_FIELDS_PER_COMMIT, reply};
 use crate::message::Field;
 
 static REPLAY: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("replay.lua")));
 
 /// Dead letters replayed by one script call at most, so that Redis is never blocked long.
-const REPLAY_CHUNK: usize = 1_000;
+pub const REPLAY_CHUNK: usize = 1_000;
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replayed {
+    /// Letters moved back to the input.
+    pub replayed: usize,
+    /// Letters kept: they hold no copy of their entry (it was too wide to copy; their
+    /// reason names the original's ID in the input stream).
+    pub kept: Vec<String>,
+}
 
 impl Broker {
     /// Up to `count` entries of stream `dead` after ID `after` (`None`: from the start),
@@ -37,46 +47,64 @@ impl Broker {
     }
 
     /// Moves dead letters back to `input` with their original fields and deletes them
-    /// from `dead`, atomically per chunk: the given `ids`, or all when empty. Returns how
-    /// many were replayed. `meta` is how many metadata fields lead each dead letter.
+    /// from `dead`, atomically per call (at most [`REPLAY_CHUNK`] letters and
+    /// [`MAX_FIELDS_PER_COMMIT`] fields each): the given `ids`, or all when empty. `meta`
+    /// is how many metadata fields lead each dead letter. A letter without a copy of its
+    /// entry (too wide to copy) is kept and listed in [`Replayed::kept`].
     pub async fn replay_dead(
         &self,
         dead: &str,
         input: &str,
         meta: usize,
         ids: &[String],
-    ) -> Result<usize> {
-        let mut total = 0;
+    ) -> Result<Replayed> {
+        let mut done = Replayed::default();
         let what = format!("replay from {dead:?}");
-        if ids.is_empty() {
-            loop {
-                let mut call = REPLAY.key(dead);
-                call.key(input).arg(meta).arg(REPLAY_CHUNK);
-                let n: usize = self
-                    .call(
-                        &what,
-                        |mut c| async move { call.invoke_async(&mut c).await },
-                    )
-                    .await?;
-                total += n;
-                if n < REPLAY_CHUNK {
+        let mut after = "-".to_owned();
+        let mut rest = ids;
+        loop {
+            let chunk = &rest[..rest.len().min(REPLAY_CHUNK)];
+            let mut call = REPLAY.key(dead);
+            call.key(input)
+                .arg(meta)
+                .arg(REPLAY_CHUNK)
+                .arg(MAX_FIELDS_PER_COMMIT)
+                .arg(&after)
+                .arg(chunk);
+            let reply: Vec<Value> = self
+                .call(
+                    &what,
+                    |mut c| async move { call.invoke_async(&mut c).await },
+                )
+                .await?;
+            let text = |v: &Value| match v {
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                Value::SimpleString(s) => s.clone(),
+                Value::Int(n) => n.to_string(),
+                _ => String::new(),
+            };
+            let replayed = match reply.first() {
+                Some(Value::Int(n)) => usize::try_from(*n).unwrap_or(0),
+                other => anyhow::bail!("replay script answered {other:?}"),
+            };
+            let last = reply.get(1).map(text).unwrap_or_default();
+            done.replayed += replayed;
+            done.kept.extend(reply.iter().skip(2).map(text));
+            if last.is_empty() {
+                break;
+            }
+            if ids.is_empty() {
+                after = last;
+            } else {
+                // Go on after the last ID looked at.
+                let seen = rest.iter().position(|id| *id == last).map_or(0, |i| i + 1);
+                rest = &rest[seen..];
+                if rest.is_empty() {
                     break;
                 }
             }
-        } else {
-            for chunk in ids.chunks(REPLAY_CHUNK) {
-                let mut call = REPLAY.key(dead);
-                call.key(input).arg(meta).arg(REPLAY_CHUNK).arg(chunk);
-                let n: usize = self
-                    .call(
-                        &what,
-                        |mut c| async move { call.invoke_async(&mut c).await },
-                    )
-                    .await?;
-                total += n;
-            }
         }
-        Ok(total)
+        Ok(done)
     }
 
     /// Deletes the stream `dead`; returns how many entries it held.

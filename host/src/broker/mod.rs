@@ -22,8 +22,9 @@ use std::sync::Arc;
 use redis::aio::MultiplexedConnection;
 use redis::{Client, RedisResult, Value};
 
-pub use commit::{Ack, MAX_FIELDS_PER_OUTPUT};
+pub use commit::{Ack, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, GroupInfo, Lease, Prefetcher, Recreated};
+pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::PendingEntry;

@@ -1,19 +1,26 @@
 -- Sluice dead-letter replay: moves dead letters back to the input stream with their
 -- original fields (the leading `sluice.*` metadata fields dropped), and deletes them
--- from the dead-letter stream, in one atomic step per call.
+-- from the dead-letter stream, in one atomic step per call. A letter that holds no copy
+-- (its entry was too wide to copy: the reason names the original) is kept and reported.
 --
 -- KEYS[1]   the dead-letter stream
 -- KEYS[2]   the input stream
 -- ARGV[1]   how many metadata fields lead each dead letter
--- ARGV[2]   how many to replay at most when no ids are given
--- ARGV[3..] the ids to replay (none: the oldest, up to ARGV[2])
--- Returns the number replayed.
+-- ARGV[2]   how many letters to look at at most
+-- ARGV[3]   how many fields to write at most (a letter is never split: the first one
+--           is replayed whatever its width)
+-- ARGV[4]   with no ids: the ID to start after ('-' for the start)
+-- ARGV[5..] the ids to replay (none: the oldest after ARGV[4])
+-- Returns { replayed, last ID looked at ('' if none), kept IDs... }; with ids, the
+-- letters not looked at (over the field budget) are the ones after the last ID looked at.
 
 -- spread(t, i, j) returns t[i..j] as separate values, like unpack, for any width.
 -- Lua's unpack stops near 8,000 values (LUAI_MAXCSTACK), which must not decide how wide
 -- an entry may be: above 4,000 values, each call level returns 128 of them literally and
--- recurses for the rest. Lua allows ~20,000 nested calls, so ~2.5 million values fit;
--- Sluice writes entries of up to a million fields (MAX_FIELDS_PER_OUTPUT).
+-- recurses for the rest. Each level copies the values below it, so the cost grows with
+-- the square of the width: Sluice writes entries of up to 100,000 fields this way
+-- (MAX_FIELDS_PER_OUTPUT: ~0.2 s more than a plain XADD); Lua's limit of nested calls
+-- (~16,000 here) would allow about 2 million values.
 local function spread(t, i, j)
   if j - i < 4000 then
     return unpack(t, i, j)
@@ -38,8 +45,11 @@ local function spread(t, i, j)
     spread(t, i + 128, j)
 end
 
-local meta, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local meta, limit, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local result = { 0, '' }
+local written = 0
 
+-- Replays one letter; false once the field budget is spent (the letter is left).
 local function replay(entry)
   local id, fields = entry[1], entry[2]
   local args = {}
@@ -50,24 +60,38 @@ local function replay(entry)
       args[#args + 1] = fields[i + 1]
     end
   end
-  if #args > 0 then
-    redis.call('XADD', KEYS[2], '*', spread(args, 1, #args))
+  if written > 0 and written + #args / 2 > budget then
+    return false
   end
+  result[2] = id
+  if #args == 0 then
+    result[#result + 1] = id
+    return true
+  end
+  redis.call('XADD', KEYS[2], '*', spread(args, 1, #args))
   redis.call('XDEL', KEYS[1], id)
-  return 1
+  written = written + #args / 2
+  result[1] = result[1] + 1
+  return true
 end
 
-local replayed = 0
-if #ARGV == 2 then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', limit)) do
-    replayed = replayed + replay(entry)
+if #ARGV == 4 then
+  local start = ARGV[4] == '-' and '-' or '(' .. ARGV[4]
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', limit)) do
+    if not replay(entry) then
+      break
+    end
   end
 else
-  for i = 3, #ARGV do
+  for i = 5, #ARGV do
     local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
     if #found == 1 then
-      replayed = replayed + replay(found[1])
+      if not replay(found[1]) then
+        break
+      end
+    else
+      result[2] = ARGV[i]
     end
   end
 end
-return replayed
+return result

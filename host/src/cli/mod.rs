@@ -285,11 +285,18 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()
         DlqAction::Replay { pipeline, ids } => {
             let p = find(&pipeline)?;
             let meta = crate::message::dead_letter_fields::COUNT;
-            let n = broker
+            let done = broker
                 .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
                 .await?;
+            let n = done.replayed;
             let letters = if n == 1 { "letter" } else { "letters" };
             println!("replayed {n} dead {letters} to {}", p.input);
+            for id in &done.kept {
+                println!(
+                    "kept {id}: it holds no copy of its entry (too wide to copy); its sluice.error names the original in {}",
+                    p.input
+                );
+            }
         }
         DlqAction::Purge { pipeline } => {
             let dead = find(&pipeline)?.dead_letter_stream();

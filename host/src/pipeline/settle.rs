@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Pipeline;
-use crate::broker::{Ack, Blame};
+use crate::broker::{Ack, Blame, MAX_FIELDS_PER_COMMIT};
 use crate::lock::lock;
 use crate::message::{CommitStatus, Entry};
 
@@ -76,7 +76,7 @@ impl Pipeline {
         held: &Held,
     ) -> Vec<Option<CommitStatus>> {
         let mut statuses = Vec::with_capacity(acks.len());
-        for part in parts(acks, MAX_COMMIT_BYTES) {
+        for part in parts(acks, MAX_COMMIT_BYTES, MAX_FIELDS_PER_COMMIT) {
             statuses.extend(self.commit_part(part, entries, held).await);
         }
         statuses
@@ -174,17 +174,19 @@ impl Pipeline {
     }
 }
 
-/// Splits `acks` into runs of at most `max_bytes` (an ack larger than that alone).
-fn parts(acks: &[Ack], max_bytes: usize) -> Vec<&[Ack]> {
+/// Splits `acks` into runs of at most `max_bytes` and `max_fields` (an ack larger than
+/// that alone).
+fn parts(acks: &[Ack], max_bytes: usize, max_fields: usize) -> Vec<&[Ack]> {
     let mut parts = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
+    let (mut start, mut bytes, mut fields) = (0, 0, 0);
     for (i, ack) in acks.iter().enumerate() {
-        let size = ack.size();
-        if i > start && bytes + size > max_bytes {
+        let (size, width) = (ack.size(), ack.fields());
+        if i > start && (bytes + size > max_bytes || fields + width > max_fields) {
             parts.push(&acks[start..i]);
-            (start, bytes) = (i, 0);
+            (start, bytes, fields) = (i, 0, 0);
         }
         bytes += size;
+        fields += width;
     }
     if start < acks.len() {
         parts.push(&acks[start..]);
@@ -211,10 +213,32 @@ mod tests {
     #[test]
     fn commits_are_bounded_in_bytes() {
         let acks: Vec<Ack> = [400, 400, 400, 2_000, 10, 10].map(ack).to_vec();
-        let sizes: Vec<usize> = parts(&acks, 1_000).iter().map(|p| p.len()).collect();
+        let sizes: Vec<usize> = parts(&acks, 1_000, usize::MAX)
+            .iter()
+            .map(|p| p.len())
+            .collect();
         // 400+400 fit; the third starts a part; 2,000 goes alone; the small ones share.
         assert_eq!(sizes, [2, 1, 1, 2]);
-        assert_eq!(parts(&acks, usize::MAX).len(), 1);
-        assert!(parts(&[], 10).is_empty());
+        assert_eq!(parts(&acks, usize::MAX, usize::MAX).len(), 1);
+        assert!(parts(&[], 10, 10).is_empty());
+    }
+
+    /// ... and in fields: a script call's time grows with the fields it writes.
+    #[test]
+    fn commits_are_bounded_in_fields() {
+        let wide = |n: usize| Ack {
+            id: "1-0".into(),
+            outputs: vec![Output {
+                target: "OUT".into(),
+                fields: (0..n).map(|i| (i.to_string(), Vec::new())).collect(),
+                raw_names: None,
+            }],
+        };
+        let acks = vec![wide(60), wide(60), wide(200), wide(1), wide(1)];
+        let sizes: Vec<usize> = parts(&acks, usize::MAX, 100)
+            .iter()
+            .map(|p| p.len())
+            .collect();
+        assert_eq!(sizes, [1, 1, 1, 2]);
     }
 }

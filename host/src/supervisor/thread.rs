@@ -56,8 +56,8 @@ pub(super) fn spawn_pipeline(
     let (ready, started) = oneshot::channel();
     let (ended_tx, ended) = oneshot::channel::<()>();
     let name = config.name.to_string();
-    // Multi-thread even for one worker: a current-thread runtime here measured 97–104k
-    // msg/s against 130–144k, with a worse tail at 10k msg/s (throughput bench).
+    // Multi-thread even for one worker: it moved more and had a better tail than a
+    // current-thread runtime (docs/decisions.md).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.concurrency.max(1))
         .thread_name(format!("sluice-{name}"))
