@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use redis::AsyncCommands;
 use sluice::admin::{DeadPage, PipelineView};
 
 const TOKEN: &str = "ops-token";
@@ -227,20 +228,21 @@ async fn pause_stops_commits_and_resume_continues() {
     host.stop().await;
 }
 
-/// A pause that comes mid-batch holds too: the call in flight finishes and no other
-/// entry of the batch starts until resume; on resume each is handled once, as the same
-/// delivery (attempt 1). While paused, the status shows the backlog.
-#[tokio::test]
-async fn a_pause_mid_batch_stops_between_entries() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
-    let mut config = config(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"ops-midbatch\"\nplugin = \"{plugin:echo}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\nbatch = 50\n",
-    );
+/// An echo pipeline named `name` (batch 50) with the admin API, paused in the middle of a
+/// batch of 30 entries that each take 100 ms: returns the daemon, the admin base URL and
+/// how many entries were handled before the pause held.
+async fn paused_mid_batch(
+    redis: &RedisServer,
+    con: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+) -> (Host, String, usize) {
+    let mut config = config(&format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:echo}}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\nbatch = 50\n"
+    ));
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start(&redis, config).await;
+    let host = Host::start(redis, config).await;
     let base = format!("http://{}", host.admin.expect("admin API"));
     let client = reqwest::Client::new();
     let mut pipe = redis::pipe();
@@ -252,7 +254,7 @@ async fn a_pause_mid_batch_stops_between_entries() {
         )
         .ignore();
     }
-    let () = pipe.query_async(&mut con).await.expect("XADD");
+    let () = pipe.query_async(con).await.expect("XADD");
     // A batch commits at its end: wait until all 30 are read and a few handled.
     eventually("the batch read", Duration::from_secs(10), || {
         let mut con = con.clone();
@@ -261,7 +263,7 @@ async fn a_pause_mid_batch_stops_between_entries() {
     .await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let answered: PipelineView = client
-        .post(format!("{base}/v1/pipelines/ops-midbatch/pause"))
+        .post(format!("{base}/v1/pipelines/{name}/pause"))
         .bearer_auth(TOKEN)
         .send()
         .await
@@ -274,7 +276,7 @@ async fn a_pause_mid_batch_stops_between_entries() {
         let (client, base) = (client.clone(), base.clone());
         async move {
             let v: PipelineView = client
-                .get(format!("{base}/v1/pipelines/ops-midbatch"))
+                .get(format!("{base}/v1/pipelines/{name}"))
                 .send()
                 .await
                 .ok()?
@@ -287,24 +289,40 @@ async fn a_pause_mid_batch_stops_between_entries() {
     .await;
     // What was handled before the pause (the call in flight included) is committed;
     // the rest of the batch (3 s of calls) waits.
-    let handled = len(&mut con, "OUT").await;
+    let handled = len(con, "OUT").await;
     assert!(
         (1..20).contains(&handled),
         "{handled} of 30 handled: the batch ran on after the pause"
     );
     assert_eq!(status.pending, 30 - handled as u64, "{status:?}");
+    (host, base, handled)
+}
+
+async fn resume(base: &str, name: &str) {
+    let resumed = reqwest::Client::new()
+        .post(format!("{base}/v1/pipelines/{name}/resume"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(resumed.status(), 200);
+}
+
+/// A pause that comes mid-batch holds too: the call in flight finishes and no other
+/// entry of the batch starts until resume; on resume each is handled once, as the same
+/// delivery (attempt 1). While paused, the status shows the backlog.
+#[tokio::test]
+async fn a_pause_mid_batch_stops_between_entries() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let (host, base, handled) = paused_mid_batch(&redis, &mut con, "ops-midbatch").await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
         len(&mut con, "OUT").await,
         handled,
         "nothing more while paused"
     );
-    client
-        .post(format!("{base}/v1/pipelines/ops-midbatch/resume"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("POST");
+    resume(&base, "ops-midbatch").await;
     wait_len(&con, "OUT", 30).await;
     let out = entries(&mut con, "OUT").await;
     let mut seen: Vec<&str> = out.iter().map(|(_, f)| field(f, "n").expect("n")).collect();
@@ -315,6 +333,55 @@ async fn a_pause_mid_batch_stops_between_entries() {
         assert_eq!(field(fields, "seen-attempt"), Some("1"), "{fields:?}");
     }
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// Entries held through a pause that another consumer reclaimed meanwhile are its to
+/// handle: on resume the paused daemon does not call its handler on them again (no
+/// commit of it meets one owned by another).
+#[tokio::test]
+async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let name = "ops-reclaimed";
+    let (host, base, handled) = paused_mid_batch(&redis, &mut con, name).await;
+    // Another consumer takes every pending entry, as its reclaim would.
+    let rows: redis::streams::StreamPendingCountReply = con
+        .xpending_count("IN", "G", "-", "+", 100)
+        .await
+        .expect("XPENDING");
+    let ids: Vec<String> = rows.ids.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 30 - handled);
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("IN")
+        .arg("G")
+        .arg("other")
+        .arg(0)
+        .arg(&ids)
+        .arg("JUSTID")
+        .query_async(&mut con)
+        .await
+        .expect("XCLAIM");
+    let calls = |text: &str| metric(text, "sluice_handler_duration_seconds_count", name);
+    let before = calls(
+        &reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text"),
+    );
+    resume(&base, name).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(calls(&text), before, "no handler call on reclaimed entries");
+    assert_eq!(metric(&text, "sluice_commit_conflicts_total", name), 0.0);
+    assert_eq!(len(&mut con, "OUT").await, handled);
     host.stop().await;
 }
 

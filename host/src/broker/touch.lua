@@ -5,16 +5,16 @@
 --
 -- KEYS[1]   the input stream
 -- ARGV      group, consumer, id...
--- Returns the number of entries renewed.
+-- Returns the IDs renewed (those still owned by this consumer).
 
 local group, consumer = ARGV[1], ARGV[2]
-local renewed = 0
+local renewed = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local pending = redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer)
   if #pending == 1 then
     redis.call('XCLAIM', KEYS[1], group, consumer, 0, id, 'JUSTID')
-    renewed = renewed + 1
+    renewed[#renewed + 1] = id
   end
 end
 return renewed

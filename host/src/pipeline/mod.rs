@@ -148,6 +148,7 @@ impl Pipeline {
         // Start-up: this consumer's own pending entries (left by a previous run) first.
         let mut cursor = "0".to_owned();
         while !shutdown.is_cancelled() {
+            self.wait_while_paused(&shutdown).await;
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 read = self.consumer.read_pending(&cursor, self.config.batch) => read,
@@ -170,8 +171,20 @@ impl Pipeline {
         let mut prefetched: Option<Batch> = None;
         while !shutdown.is_cancelled() {
             // Paused: nothing more is handled, including entries already read (held in
-            // `prefetched`, pending in Redis) until resume.
-            self.wait_while_paused(&shutdown).await;
+            // `prefetched`, pending in Redis) until resume. Held entries another
+            // consumer took meanwhile (a pause longer than `claim_idle`) are dropped.
+            if self.wait_while_paused(&shutdown).await {
+                if let Some(batch) = &mut prefetched
+                    && self.keep_owned(&mut batch.entries).await
+                {
+                    batch.read_at = Instant::now();
+                }
+                let mut held = std::mem::take(&mut self.held_back.entries);
+                if self.keep_owned(&mut held).await {
+                    self.held_back.read_at = Instant::now();
+                }
+                self.held_back.entries = held;
+            }
             if shutdown.is_cancelled() {
                 break;
             }
@@ -228,10 +241,10 @@ impl Pipeline {
     }
 
     /// Stops reading while the pipeline is paused (work in flight has finished: this runs
-    /// between batches).
-    async fn wait_while_paused(&mut self, shutdown: &CancellationToken) {
+    /// between batches). Returns whether it was paused.
+    async fn wait_while_paused(&mut self, shutdown: &CancellationToken) -> bool {
         if !*self.paused.borrow() {
-            return;
+            return false;
         }
         tracing::info!("pipeline paused");
         self.board.set_parked(true);
@@ -246,6 +259,39 @@ impl Pipeline {
         }
         self.board.set_parked(false);
         tracing::info!("pipeline resumed");
+        true
+    }
+
+    /// Keeps of `entries` (read, held through a pause) those this consumer still owns,
+    /// renewing their lease; the others were reclaimed by another consumer meanwhile and
+    /// are its to handle. If Redis cannot tell, all are kept: the commit's guard still
+    /// refuses to write for an entry owned by another. Returns whether the leases of
+    /// those kept were renewed.
+    async fn keep_owned(&mut self, entries: &mut Vec<Entry>) -> bool {
+        if entries.is_empty() {
+            return false;
+        }
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        match self.consumer.lease().renew(&ids).await {
+            Ok(owned) => {
+                let before = entries.len();
+                entries.retain(|e| owned.contains(&e.id));
+                if entries.len() < before {
+                    tracing::info!(
+                        dropped = before - entries.len(),
+                        "entries held through the pause were reclaimed by another consumer meanwhile; they are its to handle"
+                    );
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!(
+                    error = format!("{e:#}"),
+                    "cannot check the entries held through the pause"
+                );
+                false
+            }
+        }
     }
 
     /// Refreshes pending and lag for the status and metrics, every couple of seconds.

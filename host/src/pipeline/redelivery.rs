@@ -25,6 +25,9 @@ impl Pipeline {
     /// consumer's pending entries, from a cursor that goes round the list, so an entry
     /// that is due is found within a few checks however many stand before it.
     pub(super) async fn retry_due(&mut self, in_hand: &[Entry]) -> Result<(), Fault> {
+        if *self.paused.borrow() {
+            return Ok(());
+        }
         let now = Instant::now();
         let backoff_cfg = self.config.retry_backoff;
         let known: Vec<PendingEntry> = self
@@ -80,6 +83,9 @@ impl Pipeline {
     /// Takes over entries that other consumers left idle for `claim_idle` (they died,
     /// or lost Redis), once their own retry backoff has passed too, and handles them.
     pub(super) async fn reclaim_due(&mut self) -> Result<(), Fault> {
+        if *self.paused.borrow() {
+            return Ok(());
+        }
         let Some(cursor) = self.schedule.reclaim_scan(Instant::now()) else {
             return Ok(());
         };
@@ -129,6 +135,7 @@ impl Pipeline {
                 tokio::time::sleep(wait).await;
                 match lease.renew(&ids).await {
                     Ok(renewed) => {
+                        let renewed = renewed.len();
                         backoff.reset();
                         wait = every;
                         if renewed == ids.len() {

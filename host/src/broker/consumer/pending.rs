@@ -146,17 +146,17 @@ static TOUCH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("../touch.lua")));
 
 impl Lease {
-    /// Resets the idle time of those of `ids` this consumer still owns; returns how many.
-    pub async fn renew(&mut self, ids: &[String]) -> Result<usize> {
+    /// Resets the idle time of those of `ids` this consumer still owns; returns them.
+    pub async fn renew(&mut self, ids: &[String]) -> Result<Vec<String>> {
         if ids.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut invocation = TOUCH.key(&self.id.stream);
         invocation.arg(&self.id.group).arg(&self.id.name).arg(ids);
         let renewed = self
             .commands
             .call("lease renewal", None, |mut c| async move {
-                invocation.invoke_async::<usize>(&mut c).await
+                invocation.invoke_async::<Vec<String>>(&mut c).await
             })
             .await?;
         Ok(renewed)
