@@ -400,6 +400,52 @@ async fn a_stalled_connection_is_dropped_and_opened_again() {
     host.stop().await;
 }
 
+/// Wide entries on a slow link: a batch's reply takes longer to arrive than a read's
+/// deadline (the proxy passes replies at 400 kB/s; 50 entries of 2,000 fields are
+/// ~2.6 MB). Reads and claims ask for fewer entries after each missed deadline, so every
+/// entry is handled once and nothing stays pending, instead of every read and every claim
+/// of the whole batch missing its deadline for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
+    let redis = RedisServer::start().expect("redis");
+    let mut con = connect(&redis).await;
+    let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    let host = Host::start_at(
+        &proxy.url(None),
+        echo_config(
+            "slow-link",
+            "batch = 50\nretry_backoff = { initial = \"200ms\", max = \"1s\" }\nlimits = { timeout = \"30s\" }",
+        ),
+    )
+    .await;
+    proxy.limit_replies(400_000);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for i in 0..50 {
+        let mut fields: Vec<(String, String)> = (0..2_000)
+            .map(|f| (format!("f{f}"), format!("v{f}")))
+            .collect();
+        fields.push(("n".into(), i.to_string()));
+        pipe.xadd("IN", "*", &fields).ignore();
+    }
+    let () = pipe.query_async(&mut con).await.expect("XADD");
+    let started = Instant::now();
+    eventually("all 50 handled", Duration::from_secs(60), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "OUT").await >= 50).then_some(()) }
+    })
+    .await;
+    println!("50 wide entries handled in {:?}", started.elapsed());
+    stays(&mut con, "OUT", 50).await;
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    let out = entries(&mut con, "OUT").await;
+    let mut seen: Vec<&str> = out.iter().map(|(_, f)| field(f, "n").expect("n")).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 50, "each once");
+    host.stop().await;
+}
+
 /// Case 5: an operator deletes the consumer (`XGROUP DELCONSUMER`) while its handler
 /// runs. The entries it held were pending for nobody: their outputs are written once
 /// (adopted), the status shows it, nothing is lost or doubled.

@@ -2,7 +2,8 @@
 //! connections it carries (they stop moving bytes but stay open, like a dropped network
 //! path), sends new connections to another server (like a name that moved to a new
 //! primary after a failover), and hangs up on requests over a size (like a server that
-//! closes the connection on a value over its `proto-max-bulk-len` without a reply).
+//! closes the connection on a value over its `proto-max-bulk-len` without a reply), and
+//! slows replies down to a rate (like a slow link, on which a large reply takes long).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,6 +27,8 @@ struct Shared {
     max_request: AtomicUsize,
     /// New connections still to be closed at once (like a server that is down).
     refuse: AtomicUsize,
+    /// Bytes per second the server's replies are passed on at (0: as fast as they come).
+    reply_rate: AtomicUsize,
 }
 
 /// One proxied connection's switches.
@@ -47,6 +50,7 @@ impl Proxy {
             connections: Mutex::new(Vec::new()),
             max_request: AtomicUsize::new(0),
             refuse: AtomicUsize::new(0),
+            reply_rate: AtomicUsize::new(0),
         });
         let state = shared.clone();
         let accept = tokio::spawn(async move {
@@ -74,8 +78,8 @@ impl Proxy {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     tokio::join!(
-                        pump(cr, sw, conn.clone(), Some(shared)),
-                        pump(sr, cw, conn, None)
+                        pump(cr, sw, conn.clone(), shared.clone(), true),
+                        pump(sr, cw, conn, shared, false)
                     );
                 });
             }
@@ -126,6 +130,13 @@ impl Proxy {
         self.shared.max_request.store(bytes, Ordering::SeqCst);
     }
 
+    /// From now on, replies reach the client at `bytes_per_second` at most (0: no limit).
+    pub fn limit_replies(&self, bytes_per_second: usize) {
+        self.shared
+            .reply_rate
+            .store(bytes_per_second, Ordering::SeqCst);
+    }
+
     /// New connections go to `target`; open ones stay where they are.
     pub fn redirect(&self, target: SocketAddr) {
         *self.shared.target.lock().expect("target") = target;
@@ -140,15 +151,17 @@ impl Drop for Proxy {
 }
 
 /// Copies bytes from `from` to `to` until either end closes; once frozen, holds both
-/// ends open and moves nothing more. `requests` is set for the client-to-server direction
-/// (which counts unanswered bytes against the size limit).
+/// ends open and moves nothing more. `requests` is true for the client-to-server
+/// direction (which counts unanswered bytes against the size limit); the other is held to
+/// the reply rate.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     conn: Arc<Conn>,
-    requests: Option<Arc<Shared>>,
+    shared: Arc<Shared>,
+    requests: bool,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = tokio::select! {
             read = from.read(&mut buf) => match read {
@@ -157,19 +170,22 @@ async fn pump(
             },
             () = until(&conn) => break,
         };
-        match &requests {
-            Some(shared) => {
-                let limit = shared.max_request.load(Ordering::SeqCst);
-                let sent = conn.unanswered.fetch_add(n, Ordering::SeqCst) + n;
-                if limit > 0 && sent > limit {
-                    conn.cut.store(true, Ordering::SeqCst);
-                    break;
-                }
+        if requests {
+            let limit = shared.max_request.load(Ordering::SeqCst);
+            let sent = conn.unanswered.fetch_add(n, Ordering::SeqCst) + n;
+            if limit > 0 && sent > limit {
+                conn.cut.store(true, Ordering::SeqCst);
+                break;
             }
-            None => conn.unanswered.store(0, Ordering::SeqCst),
+        } else {
+            conn.unanswered.store(0, Ordering::SeqCst);
         }
         if conn.frozen.load(Ordering::SeqCst) || to.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        let rate = shared.reply_rate.load(Ordering::SeqCst);
+        if !requests && rate > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
         }
     }
     if conn.frozen.load(Ordering::SeqCst) {

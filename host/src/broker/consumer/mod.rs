@@ -7,6 +7,7 @@ mod pending;
 mod read;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Value;
 
@@ -36,6 +37,7 @@ impl Consumer {
             user,
             reads: Arc::new(reads),
             commands: Arc::new(commands),
+            size: ReadSize::new(),
         }
     }
 
@@ -52,6 +54,47 @@ pub struct Consumer {
     user: String,
     reads: Arc<Link>,
     commands: Arc<Link>,
+    size: ReadSize,
+}
+
+/// How many entries one read or claim asks for at most. A reply that misses its deadline
+/// may simply be too large to arrive in time (wide entries: a batch of them is many
+/// megabytes), so the next read asks for half as many, down to one; each reply that
+/// arrives doubles it back. Shared with the consumer's [`Prefetcher`]s.
+#[derive(Clone, Debug)]
+pub(super) struct ReadSize(Arc<AtomicUsize>);
+
+impl ReadSize {
+    fn new() -> Self {
+        Self(Arc::new(AtomicUsize::new(usize::MAX)))
+    }
+
+    /// How many of `wanted` to ask for now.
+    pub(super) fn count(&self, wanted: usize) -> usize {
+        wanted.min(self.0.load(Ordering::Relaxed)).max(1)
+    }
+
+    /// Learns from the outcome of a read or claim that asked for `asked`.
+    pub(super) fn learn<T>(&self, asked: usize, outcome: &Result<T, Fault>) {
+        match outcome {
+            Ok(_) => {
+                let cap = self.0.load(Ordering::Relaxed);
+                self.0.store(cap.saturating_mul(2), Ordering::Relaxed);
+            }
+            Err(fault) if fault.code() == "TIMEOUT" => {
+                let cap = (asked / 2).max(1);
+                if cap < asked {
+                    tracing::warn!(
+                        asked,
+                        next = cap,
+                        "a read's reply missed its deadline: the next reads ask for fewer entries (wide entries take long to arrive)"
+                    );
+                }
+                self.0.store(cap, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// The group's state as `XINFO GROUPS` shows it.
@@ -242,6 +285,7 @@ impl Consumer {
         Prefetcher {
             id: self.id.clone(),
             reads: self.reads.clone(),
+            size: self.size.clone(),
         }
     }
 

@@ -78,6 +78,8 @@ impl Consumer {
         if due.is_empty() {
             return Ok(Vec::new());
         }
+        // The rest stay pending: a later scan finds them due still.
+        let due = &due[..self.size.count(due.len())];
         let mut cmd = redis::cmd("XCLAIM");
         cmd.arg(&self.id.stream)
             .arg(&self.id.group)
@@ -86,7 +88,9 @@ impl Consumer {
         for p in due {
             cmd.arg(&p.id);
         }
-        let reply: Value = self.commands.query("XCLAIM", None, &cmd).await?;
+        let reply: Result<Value, Fault> = self.commands.query("XCLAIM", None, &cmd).await;
+        self.size.learn(due.len(), &reply);
+        let reply = reply?;
         let (mut entries, _) =
             reply::entry_list(reply).map_err(|e| Fault::unexpected("XCLAIM", &e))?;
         let deliveries: std::collections::HashMap<&str, u32> =

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use redis::Value;
 
-use super::{Consumer, ConsumerId};
+use super::{Consumer, ConsumerId, ReadSize};
 use crate::broker::link::Link;
 use crate::broker::{BLOCK_MARGIN, Fault, reply};
 use crate::message::Entry;
@@ -17,7 +17,10 @@ impl Consumer {
     /// (`"0"` for all). Entries deleted from the stream while pending are acknowledged
     /// and dropped: there is nothing left to process.
     pub async fn read_pending(&mut self, after: &str, count: usize) -> Result<Vec<Entry>, Fault> {
-        let reply = self.xreadgroup(after, count, None).await?;
+        let count = self.size.count(count);
+        let reply = self.xreadgroup(after, count, None).await;
+        self.size.learn(count, &reply);
+        let reply = reply?;
         let (entries, deleted) =
             reply::stream_entries(reply).map_err(|e| Fault::unexpected("XREADGROUP", &e))?;
         if !deleted.is_empty() {
@@ -39,7 +42,10 @@ impl Consumer {
 
     /// Reads up to `count` entries never delivered to this group, waiting up to `block`.
     pub async fn read_new(&mut self, count: usize, block: Duration) -> Result<Vec<Entry>, Fault> {
-        let reply = self.xreadgroup(">", count, Some(block)).await?;
+        let count = self.size.count(count);
+        let reply = self.xreadgroup(">", count, Some(block)).await;
+        self.size.learn(count, &reply);
+        let reply = reply?;
         Ok(reply::stream_entries(reply)
             .map_err(|e| Fault::unexpected("XREADGROUP", &e))?
             .0)
@@ -86,15 +92,18 @@ impl Consumer {
 pub struct Prefetcher {
     pub(super) id: Arc<ConsumerId>,
     pub(super) reads: Arc<Link>,
+    pub(super) size: ReadSize,
 }
 
 impl Prefetcher {
     /// Reads up to `count` entries never delivered to this group that are already in the
     /// stream; never blocks.
     pub async fn read_available(self, count: usize) -> Result<Vec<Entry>> {
+        let count = self.size.count(count);
         let cmd = xreadgroup(&self.id, ">", count, None);
-        let reply: Value = self.reads.query("XREADGROUP", None, &cmd).await?;
-        Ok(reply::stream_entries(reply)?.0)
+        let reply: Result<Value, Fault> = self.reads.query("XREADGROUP", None, &cmd).await;
+        self.size.learn(count, &reply);
+        Ok(reply::stream_entries(reply?)?.0)
     }
 }
 
