@@ -22,7 +22,9 @@
 //         return true;
 //     }
 //
-// Build: see guest-sdk/c/README.md (clang --target=wasm32-wasip1, then `sluice-c component`).
+// Build: see "Writing a plugin in JavaScript, Python or C" in the repository's README
+// (clang-19 --target=wasm32-wasi, then `sluice-c component`), or run `sluice new NAME
+// --lang c` for a project that builds.
 #ifndef SLUICE_H
 #define SLUICE_H
 

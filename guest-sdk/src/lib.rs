@@ -1,4 +1,5 @@
-//! Write [Sluice](https://github.com/) stream handlers in Rust.
+//! Write Sluice stream handlers in Rust (the repository's README, "Writing a plugin
+//! (Rust)", walks through one).
 //!
 //! A handler receives one stream entry ([`Message`]) and returns the entries to append
 //! downstream ([`Output`]) or a [`Failure`]. Sluice appends the outputs and acknowledges

@@ -96,8 +96,9 @@ pub struct AdminConfig {
 pub struct RedisConfig {
     /// A `redis://` URL. `None` starts an embedded, private `redis-server`.
     pub url: Option<String>,
-    /// The consumer name inside each group; defaults to `<hostname>-<pid>`. It must be
-    /// stable across restarts of one daemon for its pending entries to be re-read first.
+    /// The consumer name inside each group; defaults to `sluice-<hostname>`. It must be
+    /// stable across restarts of one daemon for its pending entries to be re-read first,
+    /// and unique per daemon in a group.
     pub consumer: Option<String>,
 }
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -15,24 +15,26 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n\n[[pipeline]]\nname = \"echo\"\nplugin = \"{}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\nmax_attempts = 1\n",
+    let config = config_file(
+        &dir,
+        &format!(
+            "[redis]\nurl = {:?}\n\n{}{}",
             redis.url(),
-            plugin_wasm("payments").display(),
-            plugin_wasm("echo").display()
+            payments("payments"),
+            echo("echo").with("max_attempts = 1")
         ),
-    )
-    .expect("write config");
+    );
     let log = dir.path().join("sluice.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "--log-format", "json", "-c"])
-        .arg(&config)
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("start sluice");
+    let mut daemon = DaemonProcess::start(
+        &[
+            "run".as_ref(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ],
+        &log,
+    );
     // A panic: the guest writes its message to stderr (from a WASI stream task).
     add(&mut con, "IN", &[("action", "trap")]).await;
     // Rejected by the handler (no amount), which logs a warning.
@@ -56,13 +58,8 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
     }
     wait_len(&con, "PAYMENTS_STREAM", 50).await;
     wait_len(&con, "IN:dead", 1).await;
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
-    let status = eventually("the daemon to exit", Duration::from_secs(15), || {
-        let status = daemon.try_wait().expect("wait");
-        async move { status }
-    })
-    .await;
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait(Duration::from_secs(15));
     assert!(status.success(), "exit status {status}");
     assert_eq!(
         pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await,
@@ -110,23 +107,12 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
 #[tokio::test]
 async fn run_without_url_uses_a_private_redis_and_stops_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[pipeline]]\nname = \"payments\"\nplugin = \"{}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"G\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
-            plugin_wasm("payments").display()
-        ),
-    )
-    .expect("write config");
-    let daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .env_remove("SLUICE_REDIS_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sluice");
-    let pid = daemon.id() as i32;
+    let config = config_file(&dir, &payments("payments").to_string());
+    let mut daemon = DaemonProcess::start(
+        &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
+        &dir.path().join("sluice.log"),
+    );
+    let pid = daemon.pid() as i32;
     // The private server is a child of the daemon.
     let child_redis = eventually("a redis-server child", Duration::from_secs(15), || {
         let found = children_of(pid)
@@ -135,11 +121,10 @@ async fn run_without_url_uses_a_private_redis_and_stops_it() {
         async move { found.map(|(pid, _)| pid) }
     })
     .await;
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let output = daemon.wait_with_output().expect("wait");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait(Duration::from_secs(15));
+    let stderr = daemon.log();
+    assert!(status.success(), "{stderr}");
     assert!(
         stderr.contains("started a private redis-server"),
         "{stderr}"
@@ -179,23 +164,17 @@ async fn dev_watches_and_reloads_the_plugin() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[plugins]\ncache_dir = \"{}\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = \"payments.wasm\"\ninput = \"ORDERS_STREAM\"\ngroup = \"G\"\noutputs = [\"PAYMENTS_STREAM\"]\n",
-            dir.path().join("cache").display()
+    let config = config_file(
+        &dir,
+        &format!(
+            "[plugins]\ncache_dir = {:?}\n\n{}",
+            dir.path().join("cache").display().to_string(),
+            payments("payments").plugin("payments.wasm")
         ),
-    )
-    .expect("write config");
+    );
     let log = dir.path().join("dev.log");
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["dev", "-c"])
-        .arg(&config)
-        .env_remove("SLUICE_REDIS_URL")
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("start sluice dev");
+    let mut daemon =
+        DaemonProcess::start(&["dev".as_ref(), "-c".as_ref(), config.as_os_str()], &log);
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     eventually("the watcher to start", Duration::from_secs(15), || {
         let ready = read_log().contains("watching the plugin for changes");
@@ -240,9 +219,12 @@ async fn dev_watches_and_reloads_the_plugin() {
     );
     let to = value(reloaded, "to=").expect("the new digest");
     assert!(to.starts_with("sha256:") && to != loaded, "{reloaded}");
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
-    assert!(daemon.wait().expect("wait").success(), "{}", read_log());
+    daemon.signal(libc::SIGTERM);
+    assert!(
+        daemon.wait(Duration::from_secs(15)).success(),
+        "{}",
+        read_log()
+    );
 }
 
 /// Runs `sluice invoke ARGS` with its own cache directory; returns (exit code, stdout,

@@ -11,30 +11,11 @@ use redis::AsyncCommands;
 const WAIT: Duration = Duration::from_secs(20);
 
 fn payments_config() -> String {
-    r#"
-[[pipeline]]
-name = "payments"
-plugin = "{plugin:payments}"
-input = "ORDERS_STREAM"
-group = "ORDERS_CON_GROUP"
-outputs = ["PAYMENTS_STREAM"]
-batch = 50
-"#
-    .to_owned()
+    payments("payments").with("batch = 50").to_string()
 }
 
 fn echo_config(extra: &str) -> String {
-    format!(
-        r#"
-[[pipeline]]
-name = "echo"
-plugin = "{{plugin:echo}}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-{extra}
-"#
-    )
+    echo("echo").with(extra).to_string()
 }
 
 /// N seed-shaped orders in give N payments out, field for field, and nothing pending.

@@ -10,17 +10,13 @@ use common::*;
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
 
-const PAYMENTS: &str = r#"
-drain_timeout = "5s"
-[[pipeline]]
-name = "payments"
-plugin = "{plugin:payments}"
-input = "ORDERS_STREAM"
-group = "ORDERS_CON_GROUP"
-outputs = ["PAYMENTS_STREAM"]
-batch = 50
-claim_idle = "1s"
-"#;
+/// The payments pipeline with `batch` entries per read, reclaiming after 1 s.
+fn payments_config(batch: usize) -> String {
+    format!(
+        "drain_timeout = \"5s\"\n{}",
+        payments("payments").with(&format!("batch = {batch}\nclaim_idle = \"1s\""))
+    )
+}
 
 /// Crash loop: 20,000 orders arrive while the daemon is `kill -9`ed at random moments
 /// and restarted, until twelve kills have hit it holding entries it had read but not
@@ -30,7 +26,7 @@ async fn crash_loop_is_exactly_once() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(&dir, PAYMENTS);
+    let config = config_file(&dir, &payments_config(50));
     let producer = tokio::spawn(produce_orders(
         con.clone(),
         20_000,
@@ -89,7 +85,7 @@ async fn survivor_reclaims_a_killed_daemons_entries() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 20"));
+    let config = config_file(&dir, &payments_config(20));
     let producer = tokio::spawn(produce_orders(
         con.clone(),
         6_000,
@@ -153,7 +149,7 @@ async fn daemon_survives_a_redis_restart() {
     let mut redis = RedisServer::start_persistent().expect("redis");
     let con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(&dir, &PAYMENTS.replace("batch = 50", "batch = 10"));
+    let config = config_file(&dir, &payments_config(10));
     produce_orders(con.clone(), 20_000, 2_000, Duration::ZERO).await;
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut c = con.clone();

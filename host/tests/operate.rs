@@ -15,42 +15,13 @@ const TOKEN: &str = "ops-token";
 /// A daemon with the admin API and one payments pipeline named `name` (metric labels are
 /// per process, so each test uses its own name).
 async fn daemon(redis: &RedisServer, name: &str) -> (Host, String) {
-    let mut config = config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n"
-    ));
+    let mut config = payments(name).config(ADMIN);
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
     let host = Host::start(redis, config).await;
-    let base = format!("http://{}", host.admin.expect("admin API"));
+    let base = format!("http://{}", host.admin());
     (host, base)
-}
-
-async fn send_orders(con: &mut redis::aio::MultiplexedConnection, good: usize, bad: usize) {
-    for i in 0..good {
-        add(
-            con,
-            "ORDERS_STREAM",
-            &[
-                ("orderId", &format!("g{i}")),
-                ("orderAmount", "5.00"),
-                ("userId", "u"),
-            ],
-        )
-        .await;
-    }
-    for i in 0..bad {
-        add(
-            con,
-            "ORDERS_STREAM",
-            &[
-                ("orderId", &format!("b{i}")),
-                ("orderAmount", "-1"),
-                ("userId", "u"),
-            ],
-        )
-        .await;
-    }
 }
 
 /// The value of `metric{pipeline="name"...}` in Prometheus text.
@@ -73,7 +44,7 @@ async fn metrics_and_status_match_the_traffic() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let (host, base) = daemon(&redis, "ops-metrics").await;
-    send_orders(&mut con, 40, 3).await;
+    add_orders(&mut con, 40, 3).await;
     wait_len(&con, "PAYMENTS_STREAM", 40).await;
     wait_len(&con, "ORDERS_STREAM:dead", 3).await;
     let text = reqwest::get(format!("{base}/metrics"))
@@ -168,7 +139,7 @@ async fn pause_stops_commits_and_resume_continues() {
     let (host, base) = daemon(&redis, "ops-pause").await;
     let client = reqwest::Client::new();
     // Running, and waiting in a blocking read for more.
-    send_orders(&mut con, 5, 0).await;
+    add_orders(&mut con, 5, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 5).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
@@ -196,7 +167,7 @@ async fn pause_stops_commits_and_resume_continues() {
     );
     // Once pause has answered, nothing added afterwards is handled, not even what the
     // read in flight returns (it stays pending until resume).
-    send_orders(&mut con, 200, 0).await;
+    add_orders(&mut con, 200, 0).await;
     eventually("state paused", Duration::from_secs(5), || {
         let (client, base) = (client.clone(), base.clone());
         async move {
@@ -236,16 +207,16 @@ async fn paused_mid_batch(
     con: &mut redis::aio::MultiplexedConnection,
     name: &str,
 ) -> (Host, String, usize) {
-    let mut config = config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:echo}}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\nbatch = 50\n"
-    ));
+    let mut config = echo(name).with("batch = 50").config(ADMIN);
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
     let host = Host::start(redis, config).await;
     let base = format!("http://{}", host.admin.expect("admin API"));
     let client = reqwest::Client::new();
+    // All 30 at once (MULTI): the blocking read returns them as one batch.
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for i in 0..30 {
         pipe.xadd(
             "IN",
@@ -394,7 +365,7 @@ async fn dead_letters_list_replay_and_purge() {
     let mut con = connect(&redis).await;
     let (host, base) = daemon(&redis, "ops-dead").await;
     let client = reqwest::Client::new();
-    send_orders(&mut con, 0, 3).await;
+    add_orders(&mut con, 0, 3).await;
     wait_len(&con, "ORDERS_STREAM:dead", 3).await;
     let page: DeadPage = reqwest::get(format!("{base}/v1/pipelines/ops-dead/dead?count=2"))
         .await
@@ -530,7 +501,7 @@ async fn dlq_command_line() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let (host, _) = daemon(&redis, "ops-cli").await;
-    send_orders(&mut con, 0, 2).await;
+    add_orders(&mut con, 0, 2).await;
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
     host.stop().await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -622,7 +593,7 @@ async fn dashboard_in_a_real_browser() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let (host, base) = daemon(&redis, "ops-dashboard").await;
-    send_orders(&mut con, 0, 2).await; // two dead letters to show
+    add_orders(&mut con, 0, 2).await; // two dead letters to show
     let producer = tokio::spawn(produce_orders(
         con.clone(),
         2_000,

@@ -16,9 +16,7 @@ use sluice::admin::PipelineView;
 
 /// An echo pipeline named `name` on `IN`/`G` → `OUT`, with the admin API on.
 fn echo_config(name: &str, extra: &str) -> sluice::config::Config {
-    config(&format!(
-        "[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"{name}\"\nplugin = \"{{plugin:echo}}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\n{extra}\n"
-    ))
+    echo(name).with(extra).config(ADMIN)
 }
 
 async fn add_n(con: &mut MultiplexedConnection, n: usize, tag: &str) {

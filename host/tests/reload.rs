@@ -20,27 +20,13 @@ fn reload_config(
     token: Option<&str>,
     max_body: &str,
 ) -> sluice::config::Config {
-    let mut config = config(&format!(
-        r#"
-[plugins]
-watch = true
-cache_dir = "{}"
-
-[admin]
-listen = "127.0.0.1:0"
-max_body = "{max_body}"
-
-[[pipeline]]
-name = "payments"
-plugin = "{}"
-input = "ORDERS_STREAM"
-group = "ORDERS_CON_GROUP"
-outputs = ["PAYMENTS_STREAM"]
-batch = 20
-"#,
-        cache.display(),
-        plugin.display()
-    ));
+    let mut config = payments("payments")
+        .plugin(plugin.display())
+        .with("batch = 20")
+        .config(&format!(
+            "[plugins]\nwatch = true\ncache_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\nmax_body = {max_body:?}\n\n",
+            cache.display().to_string()
+        ));
     if let Some(admin) = &mut config.admin {
         admin.token = token.map(str::to_owned);
     }
@@ -87,11 +73,12 @@ async fn twenty_reloads_under_load_are_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let (daemon, admin) = HostWithAdmin::start(
+    let daemon = Host::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )
     .await;
+    let admin = daemon.admin();
     let producer = tokio::spawn(produce_orders(
         con.clone(),
         20_000,
@@ -151,11 +138,12 @@ async fn broken_versions_leave_the_old_one_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let (daemon, admin) = HostWithAdmin::start(
+    let daemon = Host::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )
     .await;
+    let admin = daemon.admin();
     assert_eq!(serving_tag(&mut con, "first").await, "a");
     let good = std::fs::read(variant("b")).expect("read");
     let broken: [(&str, Vec<u8>, &str); 3] = [
@@ -216,11 +204,12 @@ async fn deploy_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let (daemon, admin) = HostWithAdmin::start(
+    let daemon = Host::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), Some(TOKEN), "1MiB"),
     )
     .await;
+    let admin = daemon.admin();
     let url = format!("http://{admin}/v1/plugins/payments");
     // No kept-alive connections: after refusing an oversized body unread (413) the server
     // closes the connection, and a request sent on it meanwhile would fail.
@@ -315,11 +304,12 @@ async fn deploy_over_http() {
     daemon.stop().await;
 
     // Without a configured token, mutating calls are refused outright.
-    let (daemon, admin) = HostWithAdmin::start(
+    let daemon = Host::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "1MiB"),
     )
     .await;
+    let admin = daemon.admin();
     let refused = client
         .put(format!("http://{admin}/v1/plugins/payments"))
         .bearer_auth(TOKEN)
@@ -343,8 +333,8 @@ async fn warm_cache_skips_compilation_and_corruption_is_rebuilt() {
     let source = |config: sluice::config::Config| {
         let redis = &redis;
         async move {
-            let (daemon, _) = HostWithAdmin::start(redis, config).await;
-            let slot_source = daemon.source();
+            let daemon = Host::start(redis, config).await;
+            let slot_source = source(&daemon);
             daemon.stop().await;
             slot_source
         }
@@ -387,51 +377,13 @@ async fn warm_cache_skips_compilation_and_corruption_is_rebuilt() {
     );
 }
 
-/// An in-process daemon with its admin API.
-struct HostWithAdmin {
-    shutdown: tokio_util::sync::CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
-    registry: std::sync::Arc<sluice::registry::Registry>,
-}
-
-impl HostWithAdmin {
-    async fn start(
-        redis: &RedisServer,
-        mut config: sluice::config::Config,
-    ) -> (Self, std::net::SocketAddr) {
-        config.redis.url = Some(redis.url());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let daemon = sluice::start(config, shutdown.clone())
-            .await
-            .expect("daemon starts");
-        let admin = daemon.admin_addr().expect("admin API on");
-        let registry = daemon.registry().clone();
-        let handle = tokio::spawn(daemon.wait());
-        (
-            Self {
-                shutdown,
-                handle,
-                registry,
-            },
-            admin,
-        )
-    }
-
-    fn source(&self) -> Source {
-        self.registry
-            .get("payments")
-            .expect("slot")
-            .current()
-            .source()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(20), self.handle)
-            .await
-            .expect("drains")
-            .expect("no panic");
-    }
+/// Where the running payments version came from (compiled, or the cache).
+fn source(host: &Host) -> Source {
+    host.registry
+        .get("payments")
+        .expect("slot")
+        .current()
+        .source()
 }
 
 /// Config reload through `POST /v1/reload`: an added pipeline starts, a changed one
@@ -444,11 +396,15 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sluice.toml");
     let payments = |batch: usize| {
-        format!(
-            "[[pipeline]]\nname = \"payments\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\nbatch = {batch}\n"
-        )
+        payments("payments")
+            .with(&format!("batch = {batch}"))
+            .to_string()
     };
-    let status = "[[pipeline]]\nname = \"order-status\"\nplugin = \"{plugin:order-status}\"\ninput = \"PAYMENTS_STREAM\"\ngroup = \"PAYMENTS_CON_GROUP\"\noutputs = [\"ORDER_STATUS_STREAM\"]\n";
+    let status = echo("order-status")
+        .plugin("{plugin:order-status}")
+        .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
+        .writing(&["ORDER_STATUS_STREAM"])
+        .to_string();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
     let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
     write(format!("{admin}{}", payments(10)));
@@ -465,13 +421,8 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
             Ok(config)
         }
     };
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut daemon = sluice::start(load().expect("config"), shutdown.clone())
-        .await
-        .expect("starts");
-    daemon.reload_with(Box::new(load));
-    let addr = daemon.admin_addr().expect("admin");
-    let handle = tokio::spawn(daemon.wait());
+    let daemon = Host::start_reloading(load).await;
+    let addr = daemon.admin();
     let reload = || async move {
         let response = reqwest::Client::new()
             .post(format!("http://{addr}/v1/reload"))
@@ -563,11 +514,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
         3_000,
         "the removed pipeline stopped"
     );
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), handle)
-        .await
-        .expect("drains")
-        .expect("no panic");
+    daemon.stop().await;
 }
 
 /// `sluice run` reloads its config file on SIGHUP.
@@ -576,11 +523,11 @@ async fn sighup_reloads_the_config_file() {
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let one = "[[pipeline]]\nname = \"payments\"\nplugin = \"{plugin:payments}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\noutputs = [\"PAYMENTS_STREAM\"]\n";
+    let one = payments("payments").to_string();
     let two = format!(
         "{one}[[pipeline]]\nname = \"order-status\"\nplugin = \"{{plugin:order-status}}\"\ninput = \"PAYMENTS_STREAM\"\ngroup = \"PAYMENTS_CON_GROUP\"\noutputs = [\"ORDER_STATUS_STREAM\"]\n"
     );
-    let path = config_file(&dir, one);
+    let path = config_file(&dir, &one);
     let mut daemon = DaemonProcess::spawn(&path, &redis, "c1");
     add(
         &mut con,
@@ -617,11 +564,12 @@ async fn a_configmap_style_swap_is_reloaded_every_time() {
     symlink("..v1", dir.path().join("..data")).expect("..data");
     let plugin = dir.path().join("payments.wasm");
     symlink("..data/payments.wasm", &plugin).expect("payments.wasm link");
-    let (daemon, admin) = HostWithAdmin::start(
+    let daemon = Host::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )
     .await;
+    let admin = daemon.admin();
     assert_eq!(serving_tag(&mut con, "o0").await, "a");
     for (n, tag) in [(2, "b"), (3, "a")] {
         let before = plugins(admin).await[0].digest.clone();

@@ -12,26 +12,18 @@ use std::time::{Duration, Instant};
 use common::*;
 use redis::aio::MultiplexedConnection;
 
-const CONFIG: &str = r#"
-drain_timeout = "5s"
-
-[[pipeline]]
-name = "payments"
-plugin = "{plugin:payments}"
-input = "ORDERS_STREAM"
-group = "ORDERS_CON_GROUP"
-outputs = ["PAYMENTS_STREAM"]
-
-[[pipeline]]
-name = "hostile"
-plugin = "{plugin:hostile}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-max_attempts = 2
-retry_backoff = { initial = "50ms", max = "100ms" }
-limits = { memory = "128MiB", timeout = "{timeout}", max_outputs = 1000, max_output_bytes = "16MiB" }
-"#;
+/// A healthy payments pipeline beside the `hostile` plugin (on `IN` → `OUT`) under
+/// `limits.timeout` = `timeout`.
+fn sandbox_config(timeout: &str) -> String {
+    let hostile = echo("hostile")
+        .plugin("{plugin:hostile}")
+        .with("max_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"100ms\" }")
+        .with(&format!("limits = {{ memory = \"128MiB\", timeout = \"{timeout}\", max_outputs = 1000, max_output_bytes = \"16MiB\" }}"));
+    format!(
+        "drain_timeout = \"5s\"\n\n{}{hostile}",
+        payments("payments")
+    )
+}
 
 /// Messages of the attack per round, and rounds: memory may grow in the first rounds
 /// (allocator arenas warm up on each worker thread) but not after.
@@ -94,11 +86,8 @@ async fn contain_within(
     let redis = RedisServer::start().expect("redis");
     let mut con = connect(&redis).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut daemon = DaemonProcess::spawn(
-        &config_file(&dir, &CONFIG.replace("{timeout}", timeout)),
-        &redis,
-        "c1",
-    );
+    let mut daemon =
+        DaemonProcess::spawn(&config_file(&dir, &sandbox_config(timeout)), &redis, "c1");
     let pid = daemon.pid();
 
     // A steady flow of orders: 20 every 25 ms for as long as the test runs.

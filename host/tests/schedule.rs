@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn echo(extra: &str) -> sluice::config::Config {
-    config(&format!(
-        "[redis]\nconsumer = \"worker\"\n\n[[pipeline]]\nname = \"echo\"\nplugin = \"{{plugin:echo}}\"\ninput = \"IN\"\ngroup = \"G\"\noutputs = [\"OUT\"]\n{extra}\n"
-    ))
+/// An echo pipeline whose consumer is named `worker`.
+fn echo_worker(extra: &str) -> sluice::config::Config {
+    echo("echo")
+        .with(extra)
+        .config("[redis]\nconsumer = \"worker\"\n\n")
 }
 
 /// 1,000 failed entries of this consumer wait for long backoffs (delivered 7 times: the
@@ -24,7 +25,7 @@ async fn a_due_retry_is_found_behind_a_thousand_that_are_not_due() {
     let mut con = connect(&redis).await;
     let host = Host::start(
         &redis,
-        echo(
+        echo_worker(
             "batch = 10\nmax_attempts = 20\nretry_backoff = { initial = \"200ms\", max = \"30s\" }",
         ),
     )
@@ -121,7 +122,7 @@ async fn entries_read_ahead_are_handled_once() {
         )
         .await;
     }
-    let host = Host::start(&redis, echo("batch = 10")).await;
+    let host = Host::start(&redis, echo_worker("batch = 10")).await;
     wait_len(&con, "OUT", 30).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let out = entries(&mut con, "OUT").await;

@@ -85,11 +85,134 @@ pub fn config_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
     path
 }
 
-/// A daemon running in-process against `redis`.
+/// The config's `[admin]` table on a free loopback port.
+pub const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+
+/// One `[[pipeline]]` table of a config: the tests' one way to write a pipeline.
+/// `Display` gives its TOML; `{plugin:NAME}` stands for a built plugin (see [`config`]).
+#[derive(Clone, Debug)]
+pub struct PipelineToml {
+    name: String,
+    plugin: String,
+    input: String,
+    group: String,
+    outputs: Vec<String>,
+    settings: Vec<String>,
+}
+
+/// The tutorial's payments pipeline: `ORDERS_STREAM` (group `ORDERS_CON_GROUP`) →
+/// `PAYMENTS_STREAM`, with `plugins/payments`.
+pub fn payments(name: &str) -> PipelineToml {
+    PipelineToml {
+        name: name.to_owned(),
+        plugin: "{plugin:payments}".to_owned(),
+        input: "ORDERS_STREAM".to_owned(),
+        group: "ORDERS_CON_GROUP".to_owned(),
+        outputs: vec!["PAYMENTS_STREAM".to_owned()],
+        settings: Vec::new(),
+    }
+}
+
+/// The test handler `plugins/echo` on `IN` (group `G`) → `OUT`.
+pub fn echo(name: &str) -> PipelineToml {
+    PipelineToml {
+        name: name.to_owned(),
+        plugin: "{plugin:echo}".to_owned(),
+        input: "IN".to_owned(),
+        group: "G".to_owned(),
+        outputs: vec!["OUT".to_owned()],
+        settings: Vec::new(),
+    }
+}
+
+impl PipelineToml {
+    /// Adds settings: TOML lines such as `batch = 50`.
+    pub fn with(mut self, settings: &str) -> Self {
+        if !settings.is_empty() {
+            self.settings.push(settings.to_owned());
+        }
+        self
+    }
+
+    /// Another plugin: `{plugin:NAME}` or a path.
+    pub fn plugin(mut self, plugin: impl std::fmt::Display) -> Self {
+        self.plugin = plugin.to_string();
+        self
+    }
+
+    /// Another input stream and group.
+    pub fn reading(mut self, input: &str, group: &str) -> Self {
+        self.input = input.to_owned();
+        self.group = group.to_owned();
+        self
+    }
+
+    /// Other output streams.
+    pub fn writing(mut self, outputs: &[&str]) -> Self {
+        self.outputs = outputs.iter().map(|o| (*o).to_owned()).collect();
+        self
+    }
+
+    /// A config with this pipeline alone (and `head`, e.g. [`ADMIN`], before it).
+    pub fn config(&self, head: &str) -> Config {
+        config(&format!("{head}{self}"))
+    }
+}
+
+impl std::fmt::Display for PipelineToml {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "[[pipeline]]")?;
+        writeln!(f, "name = {:?}", self.name)?;
+        writeln!(f, "plugin = {:?}", self.plugin)?;
+        writeln!(f, "input = {:?}", self.input)?;
+        writeln!(f, "group = {:?}", self.group)?;
+        writeln!(f, "outputs = {:?}", self.outputs)?;
+        for line in &self.settings {
+            writeln!(f, "{line}")?;
+        }
+        writeln!(f)
+    }
+}
+
+/// Adds `good` valid orders and `bad` ones the payments handler rejects (a negative
+/// amount) to `ORDERS_STREAM`, in one round trip.
+pub async fn add_orders(con: &mut MultiplexedConnection, good: usize, bad: usize) {
+    let mut pipe = redis::pipe();
+    for i in 0..good {
+        pipe.xadd(
+            "ORDERS_STREAM",
+            "*",
+            &[
+                ("orderId", format!("g{i}")),
+                ("orderAmount", "5.00".to_owned()),
+                ("userId", "u".to_owned()),
+            ],
+        )
+        .ignore();
+    }
+    for i in 0..bad {
+        pipe.xadd(
+            "ORDERS_STREAM",
+            "*",
+            &[
+                ("orderId", format!("b{i}")),
+                ("orderAmount", "-1".to_owned()),
+                ("userId", "u".to_owned()),
+            ],
+        )
+        .ignore();
+    }
+    let () = pipe.query_async(con).await.expect("XADD orders");
+}
+
+/// A Sluice daemon run in-process by a test (`sluice::start`), the way an embedder runs
+/// it; `DaemonProcess` runs the real binary.
 pub struct Host {
     pub shutdown: CancellationToken,
     /// Where the admin API listens, if the config turns it on.
     pub admin: Option<std::net::SocketAddr>,
+    /// The daemon's live plugins.
+    pub registry: std::sync::Arc<sluice::registry::Registry>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -107,10 +230,38 @@ impl Host {
             .await
             .expect("daemon starts");
         let admin = daemon.admin_addr();
+        let registry = daemon.registry().clone();
         let handle = tokio::spawn(daemon.wait());
         Host {
             shutdown,
             admin,
+            registry,
+            handle,
+        }
+    }
+
+    /// The admin API's address (the config must turn it on).
+    pub fn admin(&self) -> std::net::SocketAddr {
+        self.admin.expect("the config turns the admin API on")
+    }
+
+    /// Starts the daemon for the config `load` gives, reloading it with `load` on
+    /// `POST /v1/reload` (as `sluice run` reloads its file).
+    pub async fn start_reloading(
+        load: impl Fn() -> anyhow::Result<Config> + Send + Sync + 'static,
+    ) -> Host {
+        let shutdown = CancellationToken::new();
+        let mut daemon = sluice::start(load().expect("config"), shutdown.clone())
+            .await
+            .expect("daemon starts");
+        daemon.reload_with(Box::new(load));
+        let admin = daemon.admin_addr();
+        let registry = daemon.registry().clone();
+        let handle = tokio::spawn(daemon.wait());
+        Host {
+            shutdown,
+            admin,
+            registry,
             handle,
         }
     }
@@ -128,6 +279,21 @@ impl Host {
             .await
             .expect("daemon drains within 20s")
             .expect("daemon task does not panic");
+    }
+}
+
+/// What nearly every test starts with: a redis-server of its own on a free port, and a
+/// plain connection to it for producing and inspecting (like redis-rs's `TestContext`).
+pub struct TestContext {
+    pub redis: RedisServer,
+    pub con: MultiplexedConnection,
+}
+
+impl TestContext {
+    pub async fn new() -> Self {
+        let redis = RedisServer::start().expect("redis-server starts");
+        let con = connect(&redis).await;
+        Self { redis, con }
     }
 }
 
@@ -268,7 +434,8 @@ pub fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str>
         .map(|(_, v)| std::str::from_utf8(v).expect("utf-8 value"))
 }
 
-/// A `sluice run` child process, as an operator runs it; its log goes to a file.
+/// The real `sluice` binary run as a child process, as an operator runs it: any
+/// arguments, signals, exit status; its log (stderr) goes to a file.
 pub struct DaemonProcess {
     child: std::process::Child,
     log: PathBuf,
@@ -280,17 +447,33 @@ impl DaemonProcess {
         static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = config.with_file_name(format!("daemon-{consumer}-{run}.log"));
-        let file = std::fs::File::create(&log).expect("log file");
+        let mut args: Vec<std::ffi::OsString> = vec!["run".into(), "-c".into()];
+        args.push(config.into());
+        args.extend([
+            "--redis".into(),
+            redis.url().into(),
+            "--consumer".into(),
+            consumer.into(),
+        ]);
+        Self::start(&args, &log)
+    }
+
+    /// Starts `sluice ARGS` with its log (stderr) going to `log`; without a Redis URL
+    /// from the environment.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], log: &Path) -> Self {
+        let file = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["run", "-c"])
-            .arg(config)
-            .args(["--redis", &redis.url(), "--consumer", consumer])
+            .args(args)
             .env("SLUICE_LOG", "info")
+            .env_remove("SLUICE_REDIS_URL")
             .stdout(std::process::Stdio::null())
             .stderr(file)
             .spawn()
             .expect("start sluice");
-        Self { child, log }
+        Self {
+            child,
+            log: log.to_owned(),
+        }
     }
 
     /// The daemon's process ID.
