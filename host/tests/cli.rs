@@ -12,8 +12,7 @@ use common::*;
 /// that pipeline's span.
 #[tokio::test]
 async fn run_processes_and_exits_cleanly_on_sigterm() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,

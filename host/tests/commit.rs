@@ -18,8 +18,7 @@ fn payment(n: &str) -> Output {
 /// outputs once; the second commit reports the entry as gone (pending for nobody).
 #[tokio::test]
 async fn repeated_commit_writes_once() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
@@ -54,8 +53,7 @@ async fn repeated_commit_writes_once() {
 /// one by one.
 #[tokio::test]
 async fn commit_of_a_claimed_entry_writes_nothing() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
     let mut a = broker.consumer("IN", "G", "a");
     let mut b = broker.consumer("IN", "G", "b");
@@ -108,8 +106,7 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
 /// no half-committed batch.
 #[tokio::test]
 async fn wrongly_typed_target_fails_the_batch_whole() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
@@ -155,8 +152,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
 /// entries it still owns.
 #[tokio::test]
 async fn ownership_holds_in_a_crowded_range() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
@@ -227,8 +223,7 @@ async fn ownership_holds_in_a_crowded_range() {
 /// (an earlier try of it may have gone through) writes nothing.
 #[tokio::test]
 async fn entries_pending_for_nobody_are_adopted_only_when_allowed() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let broker = Broker::connect(&redis.url()).await.expect("broker");
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");

@@ -180,8 +180,7 @@ async fn every_language_handles_every_fixture_like_rust() {
 /// stream: the payments and the dead letters' reasons agree across languages.
 #[tokio::test]
 async fn every_language_agrees_through_a_live_daemon() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let mut text = String::new();
     for (plugin, language) in LANGUAGES {
         text.push_str(&format!(

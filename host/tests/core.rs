@@ -21,8 +21,7 @@ fn echo_config(extra: &str) -> String {
 /// N seed-shaped orders in give N payments out, field for field, and nothing pending.
 #[tokio::test]
 async fn orders_become_payments() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&payments_config())).await;
     let n = 300;
     for i in 0..n {
@@ -77,8 +76,7 @@ async fn orders_become_payments() {
 /// unchanged, with field order and repeated names kept.
 #[tokio::test]
 async fn binary_values_round_trip() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&echo_config(""))).await;
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let fields: Vec<(String, Vec<u8>)> = vec![
@@ -101,8 +99,7 @@ async fn binary_values_round_trip() {
 /// bytes back to the input.
 #[tokio::test]
 async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&echo_config("max_attempts = 2"))).await;
     let original: Vec<Vec<u8>> = vec![
         vec![0xff],
@@ -170,8 +167,7 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
 /// to copy, a pointer to the original; a replay keeps that letter. Nothing stays pending.
 #[tokio::test]
 async fn entries_of_any_width_settle() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(
         &redis,
         config(&echo_config(
@@ -245,8 +241,7 @@ async fn entries_of_any_width_settle() {
 /// the daemon's consumer, while the entries around them are served.
 #[tokio::test]
 async fn retry_and_trap_stay_pending() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     // A backoff of an hour: nothing is redelivered while the test looks.
     let cfg = echo_config("max_attempts = 3\nretry_backoff = { initial = \"1h\", max = \"1h\" }");
     let host = Host::start(&redis, config(&cfg)).await;
@@ -290,8 +285,7 @@ async fn retry_and_trap_stay_pending() {
 /// with the reason and the original fields, and are acknowledged; nothing else is written.
 #[tokio::test]
 async fn reject_and_undeclared_output_are_dead_lettered() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&echo_config(""))).await;
     let rejected = add(&mut con, "IN", &[("action", "reject"), ("k", "v1")]).await;
     let undeclared = add(&mut con, "IN", &[("action", "undeclared"), ("k", "v2")]).await;
@@ -336,8 +330,7 @@ async fn reject_and_undeclared_output_are_dead_lettered() {
 /// A retried entry comes back after its backoff with a growing `attempt`, and succeeds.
 #[tokio::test]
 async fn retries_are_redelivered_with_attempt_numbers() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo_config("retry_backoff = { initial = \"50ms\", max = \"200ms\" }");
     let host = Host::start(&redis, config(&cfg)).await;
     add(
@@ -357,8 +350,7 @@ async fn retries_are_redelivered_with_attempt_numbers() {
 /// attempts and the last error, and does not block the entries behind it.
 #[tokio::test]
 async fn exhausted_retries_are_dead_lettered() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg =
         echo_config("max_attempts = 3\nretry_backoff = { initial = \"20ms\", max = \"50ms\" }");
     let host = Host::start(&redis, config(&cfg)).await;
@@ -380,8 +372,7 @@ async fn exhausted_retries_are_dead_lettered() {
 /// A handler that spins past `limits.timeout` is stopped, and the daemon keeps serving.
 #[tokio::test]
 async fn spinning_handler_times_out() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo_config("max_attempts = 1\nlimits = { timeout = \"100ms\" }");
     let host = Host::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("action", "spin")]).await;
@@ -398,8 +389,7 @@ async fn spinning_handler_times_out() {
 /// and invalid orders end in the dead-letter stream.
 #[tokio::test]
 async fn chained_pipelines_drain() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = payments_config()
         + r#"
 [[pipeline]]
@@ -474,8 +464,7 @@ outputs = ["ORDER_STATUS_STREAM"]
 /// On start-up a consumer first handles the entries it left pending in an earlier run.
 #[tokio::test]
 async fn own_pending_entries_are_read_first_after_restart() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     // Simulate a crash: consumer "c1" read two entries and died before committing.
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -510,8 +499,7 @@ async fn own_pending_entries_are_read_first_after_restart() {
 /// dead-lettered with Redis's reason, the rest of its batch commits, nothing stays stuck.
 #[tokio::test]
 async fn commit_refused_by_redis_dead_letters_only_that_entry() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let _: () = redis::cmd("SET")
         .arg("OUT")
         .arg("not a stream")
@@ -551,8 +539,7 @@ async fn commit_refused_by_redis_dead_letters_only_that_entry() {
 /// exactly once and nothing stays pending.
 #[tokio::test]
 async fn concurrent_instances_handle_each_entry_once() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = payments_config() + "concurrency = 4\n";
     let host = Host::start(&redis, config(&cfg)).await;
     let n = 400;
@@ -587,8 +574,7 @@ async fn concurrent_instances_handle_each_entry_once() {
 /// With `version_field`, each output names the plugin version that produced it.
 #[tokio::test]
 async fn outputs_can_carry_the_plugin_version() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&echo_config("version_field = \"x-plugin\""))).await;
     add(&mut con, "IN", &[("k", "v")]).await;
     wait_len(&con, "OUT", 1).await;
@@ -606,8 +592,7 @@ async fn outputs_can_carry_the_plugin_version() {
 /// keep consuming behind the embedder's back.
 #[tokio::test]
 async fn dropped_daemon_stops_its_pipelines() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, config(&echo_config(""))).await;
     add(&mut con, "IN", &[("n", "before")]).await;
     wait_len(&con, "OUT", 1).await;

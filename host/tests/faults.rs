@@ -23,8 +23,7 @@ fn payments_config(batch: usize) -> String {
 /// committed; every order ends with exactly one payment and nothing stays pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_is_exactly_once() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(&dir, &payments_config(50));
     let producer = tokio::spawn(produce_orders(
@@ -82,8 +81,7 @@ async fn crash_loop_is_exactly_once() {
 /// reclaims them after `claim_idle` and the run ends exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn survivor_reclaims_a_killed_daemons_entries() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(&dir, &payments_config(20));
     let producer = tokio::spawn(produce_orders(
@@ -199,8 +197,7 @@ async fn daemon_survives_a_redis_restart() {
 /// is dead-lettered after exactly `max_attempts`, with the backoff between deliveries.
 #[tokio::test]
 async fn poison_entry_is_dead_lettered_after_backing_off() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = r#"
 [[pipeline]]
 name = "echo"
@@ -271,8 +268,7 @@ retry_backoff = { initial = "100ms", max = "1s" }
 /// its output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_work() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
@@ -356,8 +352,7 @@ async fn daemon_in_a_slow_call(
     DaemonProcess,
     tempfile::TempDir,
 ) {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
@@ -444,8 +439,7 @@ async fn drain_timeout_stops_a_pipeline_in_a_call() {
 /// retried forever.
 #[tokio::test]
 async fn entry_deleted_while_pending_does_not_loop() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = r#"
 [[pipeline]]
 name = "echo"
@@ -489,8 +483,7 @@ retry_backoff = { initial = "20ms", max = "50ms" }
 /// second daemon does not take the entry over and do it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_handler_keeps_its_lease() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,

@@ -41,8 +41,7 @@ fn metric(text: &str, metric: &str, pipeline: &str) -> f64 {
 /// `/healthz` answer; `/v1/pipelines` shows the pipeline.
 #[tokio::test]
 async fn metrics_and_status_match_the_traffic() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base) = daemon(&redis, "ops-metrics").await;
     add_orders(&mut con, 40, 3).await;
     wait_len(&con, "PAYMENTS_STREAM", 40).await;
@@ -134,8 +133,7 @@ async fn metrics_and_status_match_the_traffic() {
 /// `pausing`, then `paused`), resume drains it; both need the token.
 #[tokio::test]
 async fn pause_stops_commits_and_resume_continues() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base) = daemon(&redis, "ops-pause").await;
     let client = reqwest::Client::new();
     // Running, and waiting in a blocking read for more.
@@ -284,8 +282,7 @@ async fn resume(base: &str, name: &str) {
 /// delivery (attempt 1). While paused, the status shows the backlog.
 #[tokio::test]
 async fn a_pause_mid_batch_stops_between_entries() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base, handled) = paused_mid_batch(&redis, &mut con, "ops-midbatch").await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
@@ -312,8 +309,7 @@ async fn a_pause_mid_batch_stops_between_entries() {
 /// commit of it meets one owned by another).
 #[tokio::test]
 async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let name = "ops-reclaimed";
     let (host, base, handled) = paused_mid_batch(&redis, &mut con, name).await;
     // Another consumer takes every pending entry, as its reclaim would.
@@ -361,8 +357,7 @@ async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
 /// stream; the mutating calls need the token.
 #[tokio::test]
 async fn dead_letters_list_replay_and_purge() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base) = daemon(&redis, "ops-dead").await;
     let client = reqwest::Client::new();
     add_orders(&mut con, 0, 3).await;
@@ -498,8 +493,7 @@ async fn readyz_reports_redis_down() {
 /// `sluice dlq list|replay|purge` against the pipeline's dead-letter stream.
 #[tokio::test]
 async fn dlq_command_line() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, _) = daemon(&redis, "ops-cli").await;
     add_orders(&mut con, 0, 2).await;
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
@@ -590,8 +584,7 @@ async fn openapi_document_lists_every_route() {
 /// `target/test-artifacts/dashboard.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_a_real_browser() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base) = daemon(&redis, "ops-dashboard").await;
     add_orders(&mut con, 0, 2).await; // two dead letters to show
     let producer = tokio::spawn(produce_orders(

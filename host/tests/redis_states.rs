@@ -120,8 +120,7 @@ async fn stays(con: &mut MultiplexedConnection, stream: &str, n: usize) {
 /// status shows the incident.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_consumer_group_is_created_again() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(&redis, echo_config("regroup", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 5, "a").await;
@@ -204,8 +203,7 @@ async fn a_lost_consumer_group_is_created_again() {
 /// start-up as a permission problem.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_permission_holds_entries_until_granted() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let url = user_without_out(&redis, &mut con).await;
     raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
     // A backlog of full batches: while the first commit is held, later batches are
@@ -364,8 +362,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
 /// the stall are handled within seconds, and `/readyz` answers within its own deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_connection_is_dropped_and_opened_again() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     let host = Host::start_at(&proxy.url(None), echo_config("stall", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
@@ -405,8 +402,7 @@ async fn a_stalled_connection_is_dropped_and_opened_again() {
 /// of the whole batch missing its deadline for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     let host = Host::start_at(
         &proxy.url(None),
@@ -449,8 +445,7 @@ async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
 /// (adopted), the status shows it, nothing is lost or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_of_a_deleted_consumer_are_not_lost() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let mut cfg = echo_config("delconsumer", "limits = { timeout = \"5s\" }");
     cfg.redis.consumer = Some("worker".into());
     raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
@@ -497,8 +492,7 @@ async fn entries_of_a_deleted_consumer_are_not_lost() {
 /// a clear error (its dead letter is refused the same way).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_the_server_refuses_is_isolated() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let big = "x".repeat(2 << 20);
     let big_id = add(&mut con, "IN", &[("big", &big)]).await;
     raw(&mut con, &["CONFIG", "SET", "proto-max-bulk-len", "1mb"]).await;
@@ -531,8 +525,7 @@ async fn a_value_the_server_refuses_is_isolated() {
 /// carrying the value is alone; the rest go through, once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_that_always_loses_its_connection_is_split() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     proxy.cut_requests_over(1 << 20);
     add_n(&mut con, 5, "s").await;
@@ -567,8 +560,7 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
 /// connect never do. The entry is committed once, not dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     let host = Host::start_at(
         &proxy.url(None),
@@ -597,8 +589,7 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
 /// `target/test-artifacts/dashboard-error.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_a_pipeline_in_error() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let url = user_without_out(&redis, &mut con).await;
     let host = Host::start_at(&url, echo_config("dash-error", "")).await;
     let base = format!("http://{}", host.admin.expect("admin"));
@@ -634,8 +625,7 @@ async fn the_dashboard_shows_a_pipeline_in_error() {
 /// finds closed instead of reporting Redis down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_connections_are_replaced_at_start_up_and_for_readiness() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     proxy.refuse_next(2);
     let host = Host::start_at(&proxy.url(None), echo_config("reconnects", "")).await;

@@ -68,8 +68,7 @@ async fn serving_tag(con: &mut redis::aio::MultiplexedConnection, order: &str) -
 /// both versions served, nothing is left pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_reloads_under_load_are_exactly_once() {
-    let redis = RedisServer::start().expect("redis");
-    let con = connect(&redis).await;
+    let TestContext { redis, con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
@@ -133,8 +132,7 @@ async fn twenty_reloads_under_load_are_exactly_once() {
 /// shows in `GET /v1/plugins`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_versions_leave_the_old_one_serving() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
@@ -199,8 +197,7 @@ async fn broken_versions_leave_the_old_one_serving() {
 /// untouched each time); accepted with the token, and the new version serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_over_http() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
@@ -391,8 +388,7 @@ fn source(host: &Host) -> Source {
 /// stops, and an invalid config is refused with its error while the old one keeps running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_reload_adds_restarts_and_removes_pipelines() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sluice.toml");
     let payments = |batch: usize| {
@@ -520,8 +516,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
 /// `sluice run` reloads its config file on SIGHUP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_config_file() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let one = payments("payments").to_string();
     let two = format!(
@@ -555,8 +550,7 @@ async fn sighup_reloads_the_config_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_style_swap_is_reloaded_every_time() {
     use std::os::unix::fs::symlink;
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let version = |n: u32| dir.path().join(format!("..v{n}"));
     std::fs::create_dir(version(1)).expect("..v1");

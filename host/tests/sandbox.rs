@@ -83,8 +83,7 @@ async fn contain_within(
     ends_in_dead_letters: bool,
     timeout: &str,
 ) -> Vec<String> {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut daemon =
         DaemonProcess::spawn(&config_file(&dir, &sandbox_config(timeout)), &redis, "c1");
@@ -365,8 +364,7 @@ fn component_with_unprovided_import_is_refused_at_load() {
 /// timeout), and the reason names the budget.
 #[tokio::test]
 async fn fuel_budget_stops_a_loop() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = r#"
 [[pipeline]]
 name = "hostile"
@@ -401,8 +399,7 @@ limits = { timeout = "60s", fuel = 5000000 }
 /// `max_attempts = 1`, any breach charged to a message would dead-letter it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_leak_never_dead_letters_innocent_messages() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = r#"
 [[pipeline]]
 name = "leaky"

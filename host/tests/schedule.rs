@@ -21,8 +21,7 @@ fn echo_worker(extra: &str) -> sluice::config::Config {
 /// instead of looking at the first page of idle entries only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_retry_is_found_behind_a_thousand_that_are_not_due() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let host = Host::start(
         &redis,
         echo_worker(
@@ -84,8 +83,7 @@ async fn a_due_retry_is_found_behind_a_thousand_that_are_not_due() {
 /// taken from it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_read_ahead_are_handled_once() {
-    let redis = RedisServer::start().expect("redis");
-    let mut con = connect(&redis).await;
+    let TestContext { redis, mut con } = TestContext::new().await;
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg("IN")
