@@ -32,26 +32,27 @@
 //!
 //! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
 //!
-//! [`start`] runs a config, callable from tests.
+//! [`start`] runs a config, callable from tests. Public are the modules the binary,
+//! the tests, the benches and the example use; the rest are the daemon's own.
 
 pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod control;
+mod control;
 pub mod invoke;
 mod lock;
 pub mod message;
-pub mod pipeline;
+mod pipeline;
 pub mod redis_server;
 pub mod registry;
-pub mod scaffold;
-pub mod shutdown;
-pub mod status;
-pub mod supervisor;
-pub mod telemetry;
+mod scaffold;
+mod shutdown;
+mod status;
+mod supervisor;
+mod telemetry;
 pub mod wasm;
-pub mod watch;
+mod watch;
 
 pub use control::{ConfigLoader, ReloadHandle, ReloadReport};
 pub use supervisor::{Daemon, start};

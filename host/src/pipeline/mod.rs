@@ -31,7 +31,6 @@ use outcome::Rules;
 pub use outcome::backoff;
 use readahead::Batch;
 use schedule::Schedule;
-pub use settle::MAX_COMMIT_BYTES;
 
 /// A running pipeline: its consumer, its handler instances and its rules.
 pub struct Pipeline {

@@ -3,12 +3,12 @@
 //! Every error names the file, the key and what to do about it. Relative plugin paths are
 //! resolved against the directory of the config file, so a config works from any cwd.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytesize::ByteSize;
 use serde::{Deserialize, Deserializer};
 
@@ -227,60 +227,8 @@ impl Default for LimitsConfig {
     }
 }
 
-mod defaults {
-    use super::*;
-    pub fn yes() -> bool {
-        true
-    }
-    pub fn admin_listen() -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], 9090))
-    }
-    pub fn max_body() -> ByteSize {
-        ByteSize::mib(64)
-    }
-    pub fn drain_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-    pub fn batch() -> usize {
-        100
-    }
-    pub fn concurrency() -> usize {
-        1
-    }
-    pub fn max_attempts() -> u32 {
-        5
-    }
-    pub fn claim_idle() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn backoff_initial() -> Duration {
-        Duration::from_millis(200)
-    }
-    pub fn backoff_max() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn memory() -> ByteSize {
-        ByteSize::mib(64)
-    }
-    pub fn timeout() -> Duration {
-        Duration::from_secs(1)
-    }
-    pub fn instance_reuse() -> u64 {
-        10_000
-    }
-    pub fn throttle_after() -> Duration {
-        Duration::from_millis(100)
-    }
-    pub fn throttle_share() -> f64 {
-        0.25
-    }
-    pub fn max_outputs() -> usize {
-        1_000
-    }
-    pub fn max_output_bytes() -> ByteSize {
-        ByteSize::mib(16)
-    }
-}
+mod defaults;
+mod validate;
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -370,93 +318,5 @@ impl Config {
     /// Whether some pipeline meters fuel (the engine then meters every store).
     pub fn meters_fuel(&self) -> bool {
         self.pipelines.iter().any(|p| p.limits.fuel.is_some())
-    }
-
-    /// Checks the rules that span fields and pipelines.
-    pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.redis.url {
-            // The URL is not quoted back: it may hold a password.
-            redis::Client::open(url.as_str()).context(
-                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\" (or \"redis://user:password@host:6379\")",
-            )?;
-        }
-        let mut names = HashSet::new();
-        for p in &self.pipelines {
-            if !names.insert(&p.name) {
-                bail!(
-                    "pipeline name {:?} is used twice; give each [[pipeline]] a unique name",
-                    p.name.as_str()
-                );
-            }
-            p.validate()
-                .with_context(|| format!("in [[pipeline]] {:?}", p.name.as_str()))?;
-        }
-        Ok(())
-    }
-}
-
-impl PipelineConfig {
-    fn validate(&self) -> Result<()> {
-        if !self.plugin.is_file() {
-            bail!(
-                "plugin file {} does not exist; build the plugin or fix the `plugin` path (relative paths start at the config file's directory)",
-                self.plugin.display()
-            );
-        }
-        let dead = self.dead_letter_stream();
-        for out in &self.outputs {
-            if out == &self.input {
-                bail!(
-                    "output {out:?} is also the input: the pipeline would consume its own outputs forever"
-                );
-            }
-            if out.as_str() == dead {
-                bail!(
-                    "output {out:?} is the dead-letter stream; dead letters are written by Sluice, not by the handler"
-                );
-            }
-        }
-        if dead == self.input.as_str() {
-            bail!("dead_letter {dead:?} is the input stream; pick another stream");
-        }
-        let positive = [("batch", self.batch), ("concurrency", self.concurrency)];
-        for (key, value) in positive {
-            if value == 0 {
-                bail!("`{key}` must be at least 1");
-            }
-        }
-        if self.max_attempts == 0 {
-            bail!("`max_attempts` must be at least 1");
-        }
-        if self.retry_backoff.initial > self.retry_backoff.max {
-            bail!("`retry_backoff.initial` is larger than `retry_backoff.max`");
-        }
-        if self.claim_idle < std::time::Duration::from_millis(100) {
-            bail!(
-                "`claim_idle` must be at least 100ms (entries idle this long are taken from their consumer)"
-            );
-        }
-        if self.limits.timeout.is_zero() {
-            bail!("`limits.timeout` must be longer than zero");
-        }
-        if self.limits.memory.as_u64() < 1024 * 1024 {
-            bail!("`limits.memory` must be at least 1MiB (a component needs a few pages to start)");
-        }
-        if self.limits.fuel == Some(0) {
-            bail!("`limits.fuel` must be at least 1 (leave it out for no fuel metering)");
-        }
-        if self.limits.max_outputs == 0 {
-            bail!("`limits.max_outputs` must be at least 1");
-        }
-        let share = self.limits.throttle_share;
-        if !(share > 0.0 && share <= 1.0) {
-            bail!(
-                "`limits.throttle_share` must be more than 0 and at most 1 (the share of a core a call still running after `throttle_after` may use; 1 turns throttling off), not {share}"
-            );
-        }
-        if self.limits.instance_reuse == 0 {
-            bail!("`limits.instance_reuse` must be at least 1");
-        }
-        Ok(())
     }
 }
