@@ -326,13 +326,13 @@ fn component_for_another_world_is_refused_at_load() {
 #[test]
 fn component_with_unprovided_import_is_refused_at_load() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // wasmtime reads the text format too: a component whose only content is an import.
-    let plugin = dir.path().join("vault.wat");
-    std::fs::write(
-        &plugin,
+    // A component whose only content is an import.
+    let plugin = dir.path().join("vault.wasm");
+    let binary = wat::parse_str(
         r#"(component (import "example:secret/vault" (instance (export "open" (func)))))"#,
     )
-    .expect("write");
+    .expect("valid text format");
+    std::fs::write(&plugin, binary).expect("write");
     let config = config_file(
         &dir,
         &format!(

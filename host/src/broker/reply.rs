@@ -203,3 +203,112 @@ pub fn group_info(reply: Value, group: &str) -> Option<super::GroupInfo> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &[u8]) -> Value {
+        Value::BulkString(s.to_vec())
+    }
+
+    /// RESP2 and RESP3 `XREADGROUP` replies give the same entries, in field order,
+    /// repeated names kept; a pending entry deleted from the stream comes back by ID.
+    #[test]
+    fn stream_replies_keep_order_and_report_deleted_entries() {
+        let entries = Value::Array(vec![
+            Value::Array(vec![
+                bulk(b"1-1"),
+                Value::Array(vec![
+                    bulk(b"b"),
+                    bulk(b"2"),
+                    bulk(b"a"),
+                    bulk(b"\xff"),
+                    bulk(b"b"),
+                    bulk(b"3"),
+                ]),
+            ]),
+            Value::Array(vec![bulk(b"1-2"), Value::Nil]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![bulk(b"IN"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(bulk(b"IN"), entries)]);
+        for reply in [resp2, resp3] {
+            let (read, deleted) = stream_entries(reply).expect("parses");
+            assert_eq!(deleted, ["1-2"]);
+            assert_eq!(read.len(), 1);
+            assert_eq!(read[0].id, "1-1");
+            let names: Vec<&str> = read[0].fields.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names, ["b", "a", "b"]);
+            assert_eq!(read[0].fields[1].1, b"\xff");
+            assert_eq!(read[0].raw_names, None);
+        }
+        assert_eq!(stream_entries(Value::Nil).expect("nil").0, Vec::new());
+        assert!(stream_entries(Value::Int(1)).is_err());
+    }
+
+    /// A name that is not UTF-8 keeps its bytes beside the lossy text.
+    #[test]
+    fn names_that_are_not_utf8_keep_their_bytes() {
+        let list = Value::Array(vec![Value::Array(vec![
+            bulk(b"1-1"),
+            Value::Array(vec![bulk(b"\xff"), bulk(b"a"), bulk(b"ok"), bulk(b"b")]),
+        ])]);
+        let (read, _) = entry_list(list).expect("parses");
+        assert_eq!(
+            read[0].raw_names,
+            Some(vec![b"\xff".to_vec(), b"ok".to_vec()])
+        );
+        let odd = Value::Array(vec![Value::Array(vec![
+            bulk(b"1-1"),
+            Value::Array(vec![bulk(b"a")]),
+        ])]);
+        assert!(entry_list(odd).is_err(), "an odd number of field items");
+    }
+
+    #[test]
+    fn pending_rows_and_group_info_parse() {
+        let rows = Value::Array(vec![Value::Array(vec![
+            bulk(b"5-0"),
+            bulk(b"worker"),
+            Value::Int(1500),
+            Value::Int(3),
+        ])]);
+        assert_eq!(
+            pending_entries(rows).expect("parses"),
+            [PendingEntry {
+                id: "5-0".into(),
+                consumer: "worker".into(),
+                idle_ms: 1500,
+                deliveries: 3
+            }]
+        );
+        assert!(pending_entries(Value::Array(vec![Value::Int(1)])).is_err());
+        let group = |name: &[u8], pending: i64| {
+            vec![
+                bulk(b"name"),
+                bulk(name),
+                bulk(b"pending"),
+                Value::Int(pending),
+                bulk(b"last-delivered-id"),
+                bulk(b"9-1"),
+                bulk(b"lag"),
+                Value::Nil,
+            ]
+        };
+        let resp2 = Value::Array(vec![
+            Value::Array(group(b"other", 1)),
+            Value::Array(group(b"G", 7)),
+        ]);
+        let info = group_info(resp2, "G").expect("listed");
+        assert_eq!((info.pending, info.lag), (7, 0), "a nil lag reads 0");
+        assert_eq!(info.last_delivered, "9-1");
+        let flat = group(b"G", 2);
+        let resp3 = Value::Array(vec![Value::Map(
+            flat.chunks(2)
+                .map(|p| (p[0].clone(), p[1].clone()))
+                .collect(),
+        )]);
+        assert_eq!(group_info(resp3, "G").expect("listed").pending, 2);
+        assert_eq!(group_info(Value::Array(vec![]), "G"), None);
+    }
+}

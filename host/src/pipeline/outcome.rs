@@ -150,6 +150,73 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn output(target: &str, fields: usize) -> Output {
+        Output {
+            target: target.into(),
+            fields: (0..fields).map(|i| (format!("f{i}"), Vec::new())).collect(),
+            raw_names: None,
+        }
+    }
+
+    /// What each handler result comes to: outputs to declared streams are delivered; a
+    /// reject, an undeclared stream, an empty or too wide output are dead-lettered at
+    /// once; other failures are retried until `max_attempts`, then dead-lettered.
+    #[test]
+    fn each_result_has_one_outcome() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = Rules {
+            pipeline: "p",
+            source: "IN",
+            outputs: &outputs,
+            dead_letter: "IN:dead",
+            max_attempts: 3,
+            max_fields: 10,
+        };
+        let entry = |attempt: u32| Entry {
+            id: "1-1".into(),
+            fields: vec![("a".into(), b"1".to_vec())],
+            attempt,
+            raw_names: None,
+        };
+        let reason = |outcome: Outcome| match outcome {
+            Outcome::DeadLetter(letter) => {
+                assert_eq!(letter.target, "IN:dead");
+                String::from_utf8_lossy(&letter.fields[0].1).into_owned()
+            }
+            other => panic!("not dead-lettered: {other:?}"),
+        };
+        assert!(matches!(
+            rules.decide(&entry(1), "d", Ok(vec![output("OUT", 2)])),
+            Outcome::Deliver(o) if o.len() == 1
+        ));
+        assert!(
+            matches!(rules.decide(&entry(1), "d", Ok(Vec::new())), Outcome::Deliver(o) if o.is_empty())
+        );
+        let rejected = rules.decide(&entry(1), "d", Err(HandlerError::Reject("no".into())));
+        assert_eq!(reason(rejected), "rejected: no");
+        let undeclared = rules.decide(&entry(1), "d", Ok(vec![output("ELSEWHERE", 1)]));
+        assert!(reason(undeclared).contains("undeclared stream \"ELSEWHERE\""));
+        assert!(
+            reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 0)]))).contains("no fields")
+        );
+        assert!(
+            reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 11)])))
+                .contains("11 fields, more than 10")
+        );
+        for error in [
+            HandlerError::Retry("later".into()),
+            HandlerError::Trap("boom".into()),
+            HandlerError::Timeout(Duration::from_secs(1)),
+        ] {
+            assert!(matches!(
+                rules.decide(&entry(2), "d", Err(error.clone())),
+                Outcome::Retry(_)
+            ));
+            let gave_up = reason(rules.decide(&entry(3), "d", Err(error)));
+            assert!(gave_up.starts_with("gave up after 3 attempts"), "{gave_up}");
+        }
+    }
+
     /// A dead letter holds a copy of its entry when it fits the widest entry Sluice
     /// writes; a wider entry's letter names where the original stays instead.
     #[test]

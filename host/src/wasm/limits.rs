@@ -100,3 +100,38 @@ impl wasmtime::ResourceLimiter for Limiter {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    const MIB: usize = 1 << 20;
+
+    /// The limit holds for all of an instance's memories together: two memories of
+    /// 6 MiB fit 16 MiB, a third does not; a memory growing counts only its growth.
+    #[test]
+    fn memory_is_limited_across_all_memories() {
+        let mut limiter = Limiter::new(16 * MIB);
+        assert!(limiter.memory_growing(0, 6 * MIB, None).expect("fits"));
+        assert!(limiter.memory_growing(0, 6 * MIB, None).expect("fits"));
+        let refused = limiter.memory_growing(0, 6 * MIB, None);
+        assert!(refused.is_err());
+        let breach = limiter.breach.clone().expect("recorded");
+        assert!(
+            breach.contains("16.0 MiB") && breach.contains("18.0 MiB"),
+            "{breach}"
+        );
+        // Growing the first from 6 to 10 MiB adds 4: 16 in all, which fits.
+        assert!(
+            limiter
+                .memory_growing(6 * MIB, 10 * MIB, None)
+                .expect("fits")
+        );
+        assert!(
+            limiter
+                .memory_growing(10 * MIB, 10 * MIB + 1, None)
+                .is_err()
+        );
+    }
+}
