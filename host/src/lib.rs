@@ -7,12 +7,15 @@
 //! # Layout
 //!
 //! Dependencies point down; `broker` (Redis) and `wasm` (wasmtime) never import each
-//! other, they meet only in `pipeline` through the types of `message`.
+//! other: they share only the types of `message`, and the modules above them
+//! (`pipeline`, `supervisor`, `admin`, `cli`) use both.
 //!
 //! - [`config`]: the TOML file, parsed strictly and validated.
 //! - [`message`]: domain types shared by broker and sandbox.
-//! - [`broker`]: the only user of `redis`: groups, reads, the guarded commit; the one
-//!   classifier of Redis errors ([`broker::fault`]) and connections that heal.
+//! - [`broker`]: the only user of `redis` on the data path (config validation parses a
+//!   URL with it; `redis_server` checks its child with it): groups, reads, the guarded
+//!   commit; the one classifier of Redis errors ([`broker::fault`]) and connections
+//!   that heal.
 //! - [`wasm`]: the only user of `wasmtime`: engine, plugins, instances under limits.
 //! - [`pipeline`]: one consumer loop per pipeline.
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.
@@ -56,12 +59,3 @@ mod watch;
 
 pub use control::{ConfigLoader, ReloadHandle, ReloadReport};
 pub use supervisor::{Daemon, start};
-
-use anyhow::Result;
-use tokio_util::sync::CancellationToken;
-
-/// Runs `config` until `shutdown` is cancelled and in-flight work has drained.
-pub async fn run(config: config::Config, shutdown: CancellationToken) -> Result<()> {
-    start(config, shutdown).await?.wait().await;
-    Ok(())
-}

@@ -6,7 +6,7 @@
 //! when this process dies, so a crashed daemon leaves no orphan behind.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,11 +116,6 @@ impl RedisServer {
     /// The TCP port it listens on.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Its working directory (append-only file, log).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     fn log_path(&self) -> PathBuf {

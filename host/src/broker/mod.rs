@@ -1,4 +1,5 @@
-//! The broker: the only user of `redis`. Consumer groups, reads, and the guarded commit.
+//! The broker: the only user of `redis` on the data path. Consumer groups, reads, and the
+//! guarded commit.
 //!
 //! Each consumer has two connections ([`link::Link`]): a blocking `XREADGROUP` holds its
 //! connection until data arrives, so reads get their own, while commits and bookkeeping
@@ -185,11 +186,6 @@ impl Broker {
                 .unwrap_or_default()
         };
         Ok((get("server"), get("version")))
-    }
-
-    /// The server and its version, as `HELLO` told at start-up (`redis 7.0.15`).
-    pub fn server(&self) -> &str {
-        &self.server
     }
 
     /// A consumer named `consumer` in `group` on `stream`, with its own read and

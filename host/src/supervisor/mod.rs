@@ -115,11 +115,6 @@ impl Daemon {
         &self.url
     }
 
-    /// The broker the daemon uses, for tools that share its connection.
-    pub fn broker(&self) -> &Broker {
-        &self.broker
-    }
-
     /// The live plugins.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
@@ -128,11 +123,6 @@ impl Daemon {
     /// Where the admin API listens, if it is on.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
-    }
-
-    /// Whether the daemon started its own `redis-server`.
-    pub fn owns_redis(&self) -> bool {
-        self.redis.is_some()
     }
 
     /// Lets the daemon reload its config with `loader` (SIGHUP, `POST /v1/reload`).
