@@ -386,10 +386,10 @@ fn compile_precompiles_pipeline_plugins_into_the_cache() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("sluice.toml");
     let pipeline = |name: &str, plugin: &std::path::Path| {
-        format!(
-            "[[pipeline]]\nname = \"{name}\"\nplugin = \"{}\"\ninput = \"IN_{name}\"\ngroup = \"g\"\noutputs = [\"OUT\"]\n\n",
-            plugin.display()
-        )
+        echo(name)
+            .plugin(plugin.display())
+            .reading(&format!("IN_{name}"), "g")
+            .to_string()
     };
     let cache = dir.path().join("cache");
     let plugins = format!("[plugins]\ncache_dir = \"{}\"\n\n", cache.display());

@@ -183,9 +183,14 @@ async fn every_language_agrees_through_a_live_daemon() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let mut text = String::new();
     for (plugin, language) in LANGUAGES {
-        text.push_str(&format!(
-            "[[pipeline]]\nname = \"{language}\"\nplugin = \"{{plugin:{plugin}}}\"\ninput = \"ORDERS\"\ngroup = \"{language}\"\noutputs = [\"PAY_{language}\"]\ndead_letter = \"DEAD_{language}\"\nconfig = {{ payments_stream = \"PAY_{language}\" }}\n\n"
-        ));
+        let pipeline = payments(language)
+            .plugin(format!("{{plugin:{plugin}}}"))
+            .reading("ORDERS", language)
+            .writing(&[&format!("PAY_{language}")])
+            .with(&format!(
+                "dead_letter = \"DEAD_{language}\"\nconfig = {{ payments_stream = \"PAY_{language}\" }}"
+            ));
+        text.push_str(&pipeline.to_string());
     }
     let host = Host::start(&redis, config(&text)).await;
     let fixtures = fixtures();

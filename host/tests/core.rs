@@ -391,14 +391,11 @@ async fn spinning_handler_times_out() {
 async fn chained_pipelines_drain() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = payments_config()
-        + r#"
-[[pipeline]]
-name = "order-status"
-plugin = "{plugin:order-status}"
-input = "PAYMENTS_STREAM"
-group = "PAYMENTS_CON_GROUP"
-outputs = ["ORDER_STATUS_STREAM"]
-"#;
+        + &echo("order-status")
+            .plugin("{plugin:order-status}")
+            .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
+            .writing(&["ORDER_STATUS_STREAM"])
+            .to_string();
     let host = Host::start(&redis, config(&cfg)).await;
     for i in 0..100 {
         add(

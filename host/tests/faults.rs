@@ -198,17 +198,10 @@ async fn daemon_survives_a_redis_restart() {
 #[tokio::test]
 async fn poison_entry_is_dead_lettered_after_backing_off() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = r#"
-[[pipeline]]
-name = "echo"
-plugin = "{plugin:echo}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-max_attempts = 4
-retry_backoff = { initial = "100ms", max = "1s" }
-"#;
-    let host = Host::start(&redis, config(cfg)).await;
+    let cfg = echo("echo")
+        .with("max_attempts = 4\nretry_backoff = { initial = \"100ms\", max = \"1s\" }")
+        .config("");
+    let host = Host::start(&redis, cfg).await;
     let mut pipe = redis::pipe();
     for i in 0..1_000 {
         if i == 500 {
@@ -272,17 +265,10 @@ async fn sigterm_drains_in_flight_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
-        r#"
-drain_timeout = "10s"
-[[pipeline]]
-name = "echo"
-plugin = "{plugin:echo}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-batch = 50
-limits = { timeout = "2s" }
-"#,
+        &format!(
+            "drain_timeout = \"10s\"\n{}",
+            echo("echo").with("batch = 50\nlimits = { timeout = \"2s\" }")
+        ),
     );
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut pipe = redis::pipe();
@@ -357,16 +343,8 @@ async fn daemon_in_a_slow_call(
     let config = config_file(
         &dir,
         &format!(
-            r#"
-drain_timeout = "{drain_timeout}"
-[[pipeline]]
-name = "echo"
-plugin = "{{plugin:echo}}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-limits = {{ timeout = "20s" }}
-"#
+            "drain_timeout = \"{drain_timeout}\"\n{}",
+            echo("echo").with("limits = { timeout = \"20s\" }")
         ),
     );
     let daemon = DaemonProcess::spawn(&config, &redis, "c1");
@@ -440,17 +418,10 @@ async fn drain_timeout_stops_a_pipeline_in_a_call() {
 #[tokio::test]
 async fn entry_deleted_while_pending_does_not_loop() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = r#"
-[[pipeline]]
-name = "echo"
-plugin = "{plugin:echo}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-max_attempts = 1000
-retry_backoff = { initial = "20ms", max = "50ms" }
-"#;
-    let host = Host::start(&redis, config(cfg)).await;
+    let cfg = echo("echo")
+        .with("max_attempts = 1000\nretry_backoff = { initial = \"20ms\", max = \"50ms\" }")
+        .config("");
+    let host = Host::start(&redis, cfg).await;
     let id = add(&mut con, "IN", &[("action", "retry")]).await;
     eventually("the entry to be retried", Duration::from_secs(10), || {
         let mut c = con.clone();
@@ -487,16 +458,9 @@ async fn slow_handler_keeps_its_lease() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
-        r#"
-[[pipeline]]
-name = "echo"
-plugin = "{plugin:echo}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-claim_idle = "300ms"
-limits = { timeout = "10s" }
-"#,
+        &echo("echo")
+            .with("claim_idle = \"300ms\"\nlimits = { timeout = \"10s\" }")
+            .to_string(),
     );
     let a = DaemonProcess::spawn(&config, &redis, "a");
     add(

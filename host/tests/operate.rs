@@ -502,8 +502,9 @@ async fn dlq_command_line() {
     let path = config_file(
         &dir,
         &format!(
-            "[redis]\nurl = \"{}\"\n\n[[pipeline]]\nname = \"ops-cli\"\nplugin = \"{{plugin:payments}}\"\ninput = \"ORDERS_STREAM\"\ngroup = \"ORDERS_CON_GROUP\"\n",
-            redis.url()
+            "[redis]\nurl = {:?}\n\n{}",
+            redis.url(),
+            payments("ops-cli")
         ),
     );
     let sluice = |args: &[&str]| {

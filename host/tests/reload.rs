@@ -520,7 +520,11 @@ async fn sighup_reloads_the_config_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let one = payments("payments").to_string();
     let two = format!(
-        "{one}[[pipeline]]\nname = \"order-status\"\nplugin = \"{{plugin:order-status}}\"\ninput = \"PAYMENTS_STREAM\"\ngroup = \"PAYMENTS_CON_GROUP\"\noutputs = [\"ORDER_STATUS_STREAM\"]\n"
+        "{one}{}",
+        echo("order-status")
+            .plugin("{plugin:order-status}")
+            .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
+            .writing(&["ORDER_STATUS_STREAM"])
     );
     let path = config_file(&dir, &one);
     let mut daemon = DaemonProcess::spawn(&path, &redis, "c1");

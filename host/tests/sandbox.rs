@@ -298,7 +298,7 @@ fn component_for_another_world_is_refused_at_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(
         &dir,
-        "[[pipeline]]\nname = \"other\"\nplugin = \"{plugin:other-world}\"\ninput = \"IN\"\ngroup = \"G\"\n",
+        &echo("other").plugin("{plugin:other-world}").to_string(),
     );
     let redis = RedisServer::start().expect("redis");
     let started = Instant::now();
@@ -333,13 +333,7 @@ fn component_with_unprovided_import_is_refused_at_load() {
     )
     .expect("valid text format");
     std::fs::write(&plugin, binary).expect("write");
-    let config = config_file(
-        &dir,
-        &format!(
-            "[[pipeline]]\nname = \"vault\"\nplugin = \"{}\"\ninput = \"IN\"\ngroup = \"G\"\n",
-            plugin.display()
-        ),
-    );
+    let config = config_file(&dir, &format!("{}", echo("vault").plugin(plugin.display())));
     let redis = RedisServer::start().expect("redis");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "-c"])
@@ -365,17 +359,11 @@ fn component_with_unprovided_import_is_refused_at_load() {
 #[tokio::test]
 async fn fuel_budget_stops_a_loop() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = r#"
-[[pipeline]]
-name = "hostile"
-plugin = "{plugin:hostile}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-max_attempts = 1
-limits = { timeout = "60s", fuel = 5000000 }
-"#;
-    let host = Host::start(&redis, config(cfg)).await;
+    let cfg = echo("hostile")
+        .plugin("{plugin:hostile}")
+        .with("max_attempts = 1\nlimits = { timeout = \"60s\", fuel = 5000000 }")
+        .config("");
+    let host = Host::start(&redis, cfg).await;
     let started = Instant::now();
     add(&mut con, "IN", &[("attack", "loop")]).await;
     wait_len_at_least(&con, "IN:dead", 1).await;
@@ -400,17 +388,11 @@ limits = { timeout = "60s", fuel = 5000000 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_leak_never_dead_letters_innocent_messages() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = r#"
-[[pipeline]]
-name = "leaky"
-plugin = "{plugin:hostile}"
-input = "IN"
-group = "G"
-outputs = ["OUT"]
-max_attempts = 1
-limits = { memory = "16MiB", instance_reuse = 100000 }
-"#;
-    let host = Host::start(&redis, config(cfg)).await;
+    let cfg = echo("leaky")
+        .plugin("{plugin:hostile}")
+        .with("max_attempts = 1\nlimits = { memory = \"16MiB\", instance_reuse = 100000 }")
+        .config("");
+    let host = Host::start(&redis, cfg).await;
     for i in 0..60 {
         add(
             &mut con,
