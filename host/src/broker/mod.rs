@@ -24,11 +24,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{Client, RedisResult, Value};
 
 pub use commit::{Ack, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
-pub use consumer::{Consumer, ConsumerId, GroupInfo, Lease, Prefetcher, Recreated};
+pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
 pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
-pub use reply::PendingEntry;
+pub use reply::{GroupInfo, PendingEntry};
 
 /// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the
 /// retry and reclaim scans) and `XGROUP CREATE ... MKSTREAM` with `XAUTOCLAIM`-era

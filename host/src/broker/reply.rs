@@ -76,6 +76,17 @@ pub fn entry_list(list: Value) -> Result<(Vec<Entry>, Vec<String>)> {
     Ok((entries, deleted))
 }
 
+/// The group's state as `XINFO GROUPS` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// Entries pending in the group (delivered, not acknowledged).
+    pub pending: u64,
+    /// Entries in the stream not yet delivered to the group (0 when Redis cannot tell).
+    pub lag: u64,
+    /// The ID of the last entry delivered to the group.
+    pub last_delivered: String,
+}
+
 /// A row of the extended form of `XPENDING`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingEntry {
@@ -162,7 +173,7 @@ fn text(value: Value) -> Result<String> {
 
 /// Finds `group` in an `XINFO GROUPS` reply: its pending count, lag (0 when Redis cannot
 /// tell) and last delivered ID. `None` if the group is not listed.
-pub fn group_info(reply: Value, group: &str) -> Option<super::GroupInfo> {
+pub fn group_info(reply: Value, group: &str) -> Option<GroupInfo> {
     let Value::Array(groups) = reply else {
         return None;
     };
@@ -192,7 +203,7 @@ pub fn group_info(reply: Value, group: &str) -> Option<super::GroupInfo> {
                 Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
                 _ => 0,
             };
-            return Some(super::GroupInfo {
+            return Some(GroupInfo {
                 pending: number(field("pending")),
                 lag: number(field("lag")),
                 last_delivered: field("last-delivered-id")

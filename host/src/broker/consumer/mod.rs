@@ -97,17 +97,6 @@ impl ReadSize {
     }
 }
 
-/// The group's state as `XINFO GROUPS` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupInfo {
-    /// Entries pending in the group (delivered, not acknowledged).
-    pub pending: u64,
-    /// Entries in the stream not yet delivered to the group (0 when Redis cannot tell).
-    pub lag: u64,
-    /// The ID of the last entry delivered to the group.
-    pub last_delivered: String,
-}
-
 /// Where a consumer group lost at runtime was created again, and why there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recreated {
@@ -256,7 +245,7 @@ impl Consumer {
     }
 
     /// The group's pending count, lag and last delivered ID, from `XINFO GROUPS`.
-    pub async fn group_info(&mut self) -> Result<GroupInfo, Fault> {
+    pub async fn group_info(&mut self) -> Result<reply::GroupInfo, Fault> {
         let reply: Value = self
             .commands
             .query(
