@@ -14,11 +14,20 @@ demo=false
 [ "${1:-}" = "--demo" ] && demo=true
 
 as_root() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "setup: installing packages needs root: run this as root or install sudo ($*)" >&2
+        exit 1
+    fi
 }
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Rust links with the system C compiler (and mimalloc builds C).
+command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
 if $demo; then
     if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: installing ${missing[*]} (apt)"

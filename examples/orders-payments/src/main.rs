@@ -33,9 +33,13 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "info,sluice::pipeline=error".into()),
+                // The handler warns about each invalid order; the summary counts them.
+                .unwrap_or_else(|_| {
+                    "info,sluice::pipeline=error,sluice::wasm::guest_log=error".into()
+                }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match demo().await {
         Ok(()) => ExitCode::SUCCESS,
