@@ -24,6 +24,16 @@ async fn daemon(redis: &RedisServer, name: &str) -> (Host, String) {
     (host, base)
 }
 
+/// `GET /v1/pipelines/{name}`, if it answers.
+async fn pipeline_view(base: &str, name: &str) -> Option<PipelineView> {
+    reqwest::get(format!("{base}/v1/pipelines/{name}"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// The value of `metric{pipeline="name"...}` in Prometheus text.
 fn metric(text: &str, metric: &str, pipeline: &str) -> f64 {
     text.lines()
@@ -167,16 +177,9 @@ async fn pause_stops_commits_and_resume_continues() {
     // read in flight returns (it stays pending until resume).
     add_orders(&mut con, 200, 0).await;
     eventually("state paused", Duration::from_secs(5), || {
-        let (client, base) = (client.clone(), base.clone());
+        let base = base.clone();
         async move {
-            let v: PipelineView = client
-                .get(format!("{base}/v1/pipelines/ops-pause"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = pipeline_view(&base, "ops-pause").await?;
             (v.status.state == "paused").then_some(())
         }
     })
@@ -242,16 +245,9 @@ async fn paused_mid_batch(
         .expect("JSON");
     assert_eq!(answered.status.state, "pausing");
     let status = eventually("state paused", Duration::from_secs(5), || {
-        let (client, base) = (client.clone(), base.clone());
+        let base = base.clone();
         async move {
-            let v: PipelineView = client
-                .get(format!("{base}/v1/pipelines/{name}"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let v = pipeline_view(&base, name).await?;
             (v.status.state == "paused" && v.status.pending > 0).then_some(v.status)
         }
     })

@@ -9,8 +9,12 @@ use super::fault::Fault;
 use super::link::CALL_DEADLINE;
 use crate::message::{CommitStatus, Output, StreamId};
 
-static SCRIPT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("commit.lua")));
+static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(concat!(
+        include_str!("spread.lua"),
+        include_str!("commit.lua")
+    ))
+});
 
 /// The widest entry Sluice writes, in fields. The commit script passes an `XADD`'s
 /// arguments through `spread` (see `commit.lua`), whose cost grows with the square of

@@ -9,8 +9,12 @@ use redis::Value;
 use super::{Broker, MAX_FIELDS_PER_COMMIT, reply};
 use crate::message::Field;
 
-static REPLAY: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("replay.lua")));
+static REPLAY: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(concat!(
+        include_str!("spread.lua"),
+        include_str!("replay.lua")
+    ))
+});
 
 /// Dead letters replayed by one script call at most, so that Redis is never blocked long.
 pub const REPLAY_CHUNK: usize = 1_000;

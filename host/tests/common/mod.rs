@@ -177,27 +177,18 @@ impl std::fmt::Display for PipelineToml {
 /// Adds `good` valid orders and `bad` ones the payments handler rejects (a negative
 /// amount) to `ORDERS_STREAM`, in one round trip.
 pub async fn add_orders(con: &mut MultiplexedConnection, good: usize, bad: usize) {
+    let orders = (0..good)
+        .map(|i| (format!("g{i}"), "5.00"))
+        .chain((0..bad).map(|i| (format!("b{i}"), "-1")));
     let mut pipe = redis::pipe();
-    for i in 0..good {
+    for (id, amount) in orders {
         pipe.xadd(
             "ORDERS_STREAM",
             "*",
             &[
-                ("orderId", format!("g{i}")),
-                ("orderAmount", "5.00".to_owned()),
-                ("userId", "u".to_owned()),
-            ],
-        )
-        .ignore();
-    }
-    for i in 0..bad {
-        pipe.xadd(
-            "ORDERS_STREAM",
-            "*",
-            &[
-                ("orderId", format!("b{i}")),
-                ("orderAmount", "-1".to_owned()),
-                ("userId", "u".to_owned()),
+                ("orderId", id.as_str()),
+                ("orderAmount", amount),
+                ("userId", "u"),
             ],
         )
         .ignore();
@@ -229,6 +220,11 @@ impl Host {
         let daemon = sluice::start(config, shutdown.clone())
             .await
             .expect("daemon starts");
+        Host::running(daemon, shutdown)
+    }
+
+    /// Takes over a started daemon, which runs until `shutdown`.
+    fn running(daemon: sluice::Daemon, shutdown: CancellationToken) -> Host {
         let admin = daemon.admin_addr();
         let registry = daemon.registry().clone();
         let handle = tokio::spawn(daemon.wait());
@@ -255,15 +251,7 @@ impl Host {
             .await
             .expect("daemon starts");
         daemon.reload_with(Box::new(load));
-        let admin = daemon.admin_addr();
-        let registry = daemon.registry().clone();
-        let handle = tokio::spawn(daemon.wait());
-        Host {
-            shutdown,
-            admin,
-            registry,
-            handle,
-        }
+        Host::running(daemon, shutdown)
     }
 
     /// Drops the daemon without a drain, as a panicking embedder would.
