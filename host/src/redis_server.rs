@@ -4,6 +4,8 @@
 //! It listens on a free loopback port, keeps nothing on disk unless asked to, is ready
 //! when it answers PING, and is killed when dropped — and, through `PR_SET_PDEATHSIG`,
 //! when this process dies, so a crashed daemon leaves no orphan behind.
+//!
+//! The binary is `redis-server`, or what [`SERVER_ENV`] names (`valkey-server`, a path).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -12,33 +14,60 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// The environment variable naming the server binary to run instead of `redis-server`
+/// (a name on `PATH` or a path), e.g. Valkey's `valkey-server`.
+pub const SERVER_ENV: &str = "SLUICE_REDIS_SERVER";
+
+/// The server binary: [`SERVER_ENV`], else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "redis-server".to_owned())
+}
+
 /// A running `redis-server` child.
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
     persistent: bool,
+    /// More command-line options (`--tls-port ...`, `--replicaof ...`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts a server with persistence off on a free port.
     pub fn start() -> Result<Self> {
-        Self::spawn(free_port()?, tempfile::tempdir()?, false)
+        Self::start_with::<&str>(&[])
     }
 
     /// Starts a server that keeps an append-only file, so that a [`restart`] keeps data.
     ///
     /// [`restart`]: RedisServer::restart
     pub fn start_persistent() -> Result<Self> {
-        Self::spawn(free_port()?, tempfile::tempdir()?, true)
+        Self::spawn(free_port()?, tempfile::tempdir()?, true, Vec::new())
     }
 
-    fn spawn(port: u16, dir: tempfile::TempDir, persistent: bool) -> Result<Self> {
+    /// Starts a server with more command-line options (`--tls-port`, `--replicaof`,
+    /// `--requirepass`...), persistence off.
+    pub fn start_with<S: AsRef<str>>(options: &[S]) -> Result<Self> {
+        let extra = options.iter().map(|o| o.as_ref().to_owned()).collect();
+        Self::spawn(free_port()?, tempfile::tempdir()?, false, extra)
+    }
+
+    fn spawn(
+        port: u16,
+        dir: tempfile::TempDir,
+        persistent: bool,
+        extra: Vec<String>,
+    ) -> Result<Self> {
         let mut server = Self {
             child: None,
             port,
             dir,
             persistent,
+            extra,
         };
         server.launch()?;
         Ok(server)
@@ -46,7 +75,8 @@ impl RedisServer {
 
     fn launch(&mut self) -> Result<()> {
         let log = self.log_path();
-        let mut cmd = Command::new("redis-server");
+        let binary = server_binary();
+        let mut cmd = Command::new(&binary);
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", ""])
@@ -56,6 +86,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .arg("--logfile")
             .arg(&log)
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -72,9 +103,9 @@ impl RedisServer {
         }
         let child = cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "redis-server is not installed: install it (Debian/Ubuntu: `apt-get install redis-server`) or set [redis] url in the config"
+                "{binary} is not installed: install it (Debian/Ubuntu: `apt-get install redis-server`), point {SERVER_ENV} at a server binary, or set [redis] url in the config"
             ),
-            _ => anyhow::Error::new(e).context("cannot start redis-server"),
+            _ => anyhow::Error::new(e).context(format!("cannot start {binary}")),
         })?;
         self.child = Some(child);
         self.wait_ready()
@@ -118,6 +149,21 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's working directory (its files, its log).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Stops the server with `signal` (`SIGSTOP` freezes it, `SIGCONT` thaws it).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     fn log_path(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
@@ -148,7 +194,8 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> Result<u16> {
+/// A loopback TCP port nobody listens on now.
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }

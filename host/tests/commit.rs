@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use sluice::broker::{Ack, Broker};
+use sluice::broker::Ack;
 use sluice::message::{CommitStatus, Output};
 
 fn payment(n: &str) -> Output {
@@ -19,7 +19,7 @@ fn payment(n: &str) -> Output {
 #[tokio::test]
 async fn repeated_commit_writes_once() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let broker = broker(&redis).await;
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     add(&mut con, "IN", &[("n", "1")]).await;
@@ -54,7 +54,7 @@ async fn repeated_commit_writes_once() {
 #[tokio::test]
 async fn commit_of_a_claimed_entry_writes_nothing() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let broker = broker(&redis).await;
     let mut a = broker.consumer("IN", "G", "a");
     let mut b = broker.consumer("IN", "G", "b");
     a.ensure_group().await.expect("group");
@@ -107,7 +107,7 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
 #[tokio::test]
 async fn wrongly_typed_target_fails_the_batch_whole() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let broker = broker(&redis).await;
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     let _: () = redis::cmd("SET")
@@ -153,7 +153,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
 #[tokio::test]
 async fn ownership_holds_in_a_crowded_range() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let broker = broker(&redis).await;
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     for n in 0..80 {
@@ -224,7 +224,7 @@ async fn ownership_holds_in_a_crowded_range() {
 #[tokio::test]
 async fn entries_pending_for_nobody_are_adopted_only_when_allowed() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let broker = Broker::connect(&redis.url()).await.expect("broker");
+    let broker = broker(&redis).await;
     let mut a = broker.consumer("IN", "G", "a");
     a.ensure_group().await.expect("group");
     add(&mut con, "IN", &[("n", "1")]).await;

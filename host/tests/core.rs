@@ -142,9 +142,7 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
     // A replay puts the same bytes back on the input.
-    let broker = sluice::broker::Broker::connect(&redis.url())
-        .await
-        .expect("broker");
+    let broker = broker(&redis).await;
     let replayed = broker
         .replay_dead(
             "IN:dead",
@@ -213,9 +211,7 @@ async fn entries_of_any_width_settle() {
     );
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
-    let broker = sluice::broker::Broker::connect(&redis.url())
-        .await
-        .expect("broker");
+    let broker = broker(&redis).await;
     let letters = [dead[1].0.clone(), dead[2].0.clone()];
     let replayed = broker
         .replay_dead(

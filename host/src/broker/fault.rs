@@ -94,6 +94,20 @@ impl Fault {
         }
     }
 
+    /// Fewer replicas than `wanted` acknowledged the last commit within `timeout`
+    /// (`WAIT`). The commit stands on the primary; nothing more is handled until they do.
+    pub fn unreplicated(acked: u32, wanted: u32, timeout: Duration) -> Self {
+        Self {
+            blame: Blame::Environment,
+            remedy: Remedy::Wait,
+            code: "WAIT".to_owned(),
+            message: format!(
+                "only {acked} of the {wanted} replicas in [redis] wait_replicas acknowledged the last commit within {timeout:?}; no entry is handled until they do (are the replicas up and connected to the primary? INFO replication on the primary lists them)"
+            ),
+            connecting: false,
+        }
+    }
+
     /// A reply Sluice could not make sense of (a protocol mismatch): the environment's.
     pub fn unexpected(what: &str, error: &anyhow::Error) -> Self {
         Self {

@@ -10,12 +10,14 @@
 //! TCP keepalive and `TCP_USER_TIMEOUT` catch dead peers even on idle connections.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::{TcpSettings, socket2};
-use redis::{AsyncConnectionConfig, Client, RedisResult};
+use redis::{AsyncConnectionConfig, RedisResult};
 
+use super::endpoint::Endpoint;
 use super::fault::{Fault, Remedy};
 
 /// How long opening a connection (TCP, TLS, AUTH) may take.
@@ -42,17 +44,18 @@ pub fn tcp_settings() -> TcpSettings {
 /// One connection to Redis that re-opens itself after faults. Shareable: calls clone the
 /// (multiplexed) connection and run beside each other.
 pub struct Link {
-    client: Client,
-    conn: std::sync::Mutex<Option<MultiplexedConnection>>,
+    endpoint: Arc<Endpoint>,
+    /// The open connection and the endpoint epoch it was opened in.
+    conn: std::sync::Mutex<Option<(MultiplexedConnection, u64)>>,
     /// What the connection is for, in error messages ("stream \"IN\" group \"G\"").
     label: String,
 }
 
 impl Link {
-    /// A link through `client`; nothing is opened until the first call.
-    pub fn new(client: Client, label: String) -> Self {
+    /// A link to `endpoint`; nothing is opened until the first call.
+    pub fn new(endpoint: Arc<Endpoint>, label: String) -> Self {
         Self {
-            client,
+            endpoint,
             conn: std::sync::Mutex::new(None),
             label,
         }
@@ -66,12 +69,8 @@ impl Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(None);
-        let opened = tokio::time::timeout(
-            CONNECT_TIMEOUT + Duration::from_secs(1),
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
+        let epoch = self.endpoint.epoch();
+        let opened = tokio::time::timeout(CONNECT_TIMEOUT * 2, self.endpoint.open(config)).await;
         let conn = match opened {
             Err(_) => {
                 return Err(
@@ -83,13 +82,27 @@ impl Link {
             }
             Ok(Ok(conn)) => conn,
         };
-        *self.slot() = Some(conn.clone());
+        *self.slot() = Some((conn.clone(), epoch));
         Ok(conn)
     }
 
-    /// The connection if it is open (for helpers that run beside the link's owner).
+    /// The connection if it is open and still to the current primary (for helpers that
+    /// run beside the link's owner).
     pub fn open(&self) -> Option<MultiplexedConnection> {
-        self.slot().clone()
+        let mut slot = self.slot();
+        match &*slot {
+            Some((conn, epoch)) if *epoch == self.endpoint.epoch() => Some(conn.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// What the link connects to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Drops the connection; the next call opens a new one.
@@ -97,7 +110,7 @@ impl Link {
         *self.slot() = None;
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<MultiplexedConnection>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(MultiplexedConnection, u64)>> {
         crate::lock::lock(&self.conn)
     }
 

@@ -12,16 +12,21 @@
 mod commit;
 mod consumer;
 mod dead;
+mod endpoint;
 pub mod fault;
 mod link;
 mod reply;
+mod target;
 
 use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
-use redis::{Client, RedisResult, Value};
+use redis::{RedisResult, Value};
+use tokio_util::sync::CancellationToken;
+
+use endpoint::Endpoint;
 
 pub use commit::{Ack, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
@@ -29,6 +34,7 @@ pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
+pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url};
 
 /// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the
 /// retry and reclaim scans) and `XGROUP CREATE ... MKSTREAM` with `XAUTOCLAIM`-era
@@ -38,28 +44,10 @@ pub const MIN_REDIS_VERSION: (u32, u32) = (6, 2);
 /// A handle on one Redis server, shared by every pipeline of a daemon.
 #[derive(Clone)]
 pub struct Broker {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     commands: Arc<link::Link>,
     /// What the server said it is at connection (`redis 7.0.15`).
     server: String,
-}
-
-/// `url` with its password (if any) replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    format!("{scheme}://***@{host}")
-                }
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
 }
 
 /// Parses a server version (`7.0.15`) into (major, minor).
@@ -92,21 +80,15 @@ pub fn check_server(server: &str, version: &str) -> Result<()> {
 }
 
 impl Broker {
-    /// Connects to the server at `url` and checks that it is recent enough.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let shown = redact_url(url);
-        let client = Client::open(url).map_err(|e| {
-            anyhow::anyhow!(
-                "invalid Redis URL {shown:?}: {}",
-                e.to_string().replace(url, &shown)
-            )
-        })?;
-        let info = client
-            .get_connection_info()
-            .clone()
-            .set_tcp_settings(link::tcp_settings());
-        let client = Client::open(info).with_context(|| format!("invalid Redis URL {shown:?}"))?;
-        let commands = Arc::new(link::Link::new(client.clone(), format!("redis at {shown}")));
+    /// Connects to the server `target` names and checks that it is recent enough. With
+    /// Sentinels, a task follows their `+switch-master` announcements until `stop`.
+    pub async fn connect(target: &Target, stop: CancellationToken) -> Result<Self> {
+        let endpoint = Arc::new(Endpoint::new(target)?);
+        let shown = endpoint.shown().to_owned();
+        let commands = Arc::new(link::Link::new(
+            Arc::clone(&endpoint),
+            format!("redis at {shown}"),
+        ));
         // A connection lost while opening (a killed client, a restarting server) is tried
         // again a few times (about 3 s) before start-up fails.
         let mut backoff = Backoff::redis();
@@ -120,11 +102,12 @@ impl Broker {
                 {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                Err(fault) => return Err(connect_error(&fault, &shown, &client)),
+                Err(fault) => return Err(connect_error(&fault, &shown, endpoint.user())),
             }
         }
+        endpoint.watch(stop);
         let mut broker = Self {
-            client,
+            endpoint,
             commands,
             server: String::new(),
         };
@@ -198,18 +181,11 @@ impl Broker {
             group: group.to_owned(),
             name: consumer.to_owned(),
         };
-        let user = self
-            .client
-            .get_connection_info()
-            .redis_settings()
-            .username()
-            .unwrap_or("default")
-            .to_owned();
         Consumer::new(
             id,
-            user,
-            link::Link::new(self.client.clone(), label.clone()),
-            link::Link::new(self.client.clone(), label),
+            self.endpoint.user().to_owned(),
+            link::Link::new(Arc::clone(&self.endpoint), label.clone()),
+            link::Link::new(Arc::clone(&self.endpoint), label),
         )
     }
 
@@ -225,13 +201,18 @@ impl Broker {
 }
 
 /// A connection error at start-up, with what to do about it; never the password.
-fn connect_error(fault: &Fault, shown: &str, client: &Client) -> anyhow::Error {
-    let user = client
-        .get_connection_info()
-        .redis_settings()
-        .username()
-        .unwrap_or("default");
+fn connect_error(fault: &Fault, shown: &str, user: &str) -> anyhow::Error {
+    let text = fault.to_string();
     let hint = match fault.code() {
+        _ if text.contains("CertificateRequired") => {
+            ": the server requires a client certificate: set [redis.tls] cert_file and key_file".to_owned()
+        }
+        _ if text.contains("certificate") || text.contains("Certificate") => {
+            ": the TLS handshake failed on the server's certificate: check [redis.tls] ca_file (the CA that signed it) and server_name (the name in it)".to_owned()
+        }
+        _ if text.contains("received corrupt message") || text.contains("InvalidContentType") => {
+            ": the server does not speak TLS there: use its tls-port, or a redis:// URL for a plain port".to_owned()
+        }
         "WRONGPASS" => format!(
             ": the user {user:?} or its password is wrong (check the URL's user and password, or the ACL user on the server)"
         ),
@@ -247,16 +228,6 @@ fn connect_error(fault: &Fault, shown: &str, client: &Client) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact_url("redis://sluice:secret@host:6379/0"),
-            "redis://sluice:***@host:6379/0"
-        );
-        assert_eq!(redact_url("redis://:secret@host"), "redis://:***@host");
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-    }
 
     #[test]
     fn the_version_floor_is_redis_6_2() {

@@ -260,11 +260,14 @@ async fn compile(path: &Path) -> Result<()> {
 }
 
 async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()> {
-    let config = Config::load(path)?;
-    let url = redis
-        .or(config.redis.url.clone())
-        .context("sluice dlq needs the Redis the pipelines use: set [redis] url or pass --redis")?;
-    let broker = crate::broker::Broker::connect(&url).await?;
+    let mut config = Config::load(path)?;
+    if let Some(url) = redis {
+        config.redis.point_at(url);
+    }
+    let target = config.redis.target()?.context(
+        "sluice dlq needs the Redis the pipelines use: set [redis] url (or sentinels) or pass --redis",
+    )?;
+    let broker = crate::broker::Broker::connect(&target, CancellationToken::new()).await?;
     let find = |name: &str| {
         config
             .pipelines
@@ -317,8 +320,8 @@ struct Overrides {
 
 fn load(path: &Path, overrides: &Overrides) -> Result<Config> {
     let mut config = Config::load(path)?;
-    if overrides.redis.is_some() {
-        config.redis.url.clone_from(&overrides.redis);
+    if let Some(url) = &overrides.redis {
+        config.redis.point_at(url.clone());
         config.validate()?;
     }
     if overrides.consumer.is_some() {

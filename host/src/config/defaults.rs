@@ -55,3 +55,7 @@ pub fn max_outputs() -> usize {
 pub fn max_output_bytes() -> ByteSize {
     ByteSize::mib(16)
 }
+
+pub fn wait_timeout() -> Duration {
+    Duration::from_secs(1)
+}

@@ -90,18 +90,6 @@ pub struct AdminConfig {
     pub token: Option<String>,
 }
 
-/// The `[redis]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisConfig {
-    /// A `redis://` URL. `None` starts an embedded, private `redis-server`.
-    pub url: Option<String>,
-    /// The consumer name inside each group; defaults to `sluice-<hostname>`. It must be
-    /// stable across restarts of one daemon for its pending entries to be re-read first,
-    /// and unique per daemon in a group.
-    pub consumer: Option<String>,
-}
-
 /// One `[[pipeline]]`: a consumer group on an input stream feeding one plugin.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -228,7 +216,10 @@ impl Default for LimitsConfig {
 }
 
 mod defaults;
+mod redis;
 mod validate;
+
+pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig};
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
@@ -306,6 +297,7 @@ impl Config {
                 pipeline.plugin = base.join(&pipeline.plugin);
             }
         }
+        config.redis.resolve_paths(base);
         if let Some(dir) = &mut config.plugins.cache_dir
             && dir.is_relative()
         {

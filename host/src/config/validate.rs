@@ -9,12 +9,7 @@ use super::{Config, PipelineConfig};
 impl Config {
     /// Checks the rules that span fields and pipelines.
     pub fn validate(&self) -> Result<()> {
-        if let Some(url) = &self.redis.url {
-            // The URL is not quoted back: it may hold a password.
-            redis::Client::open(url.as_str()).context(
-                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\" (or \"redis://user:password@host:6379\")",
-            )?;
-        }
+        self.redis.validate()?;
         let mut names = HashSet::new();
         for p in &self.pipelines {
             if !names.insert(&p.name) {

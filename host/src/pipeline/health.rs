@@ -81,6 +81,25 @@ impl Pipeline {
         }
     }
 
+    /// Before the next batch: when fewer replicas than `[redis] wait_replicas` have the
+    /// last commit, asks again until they do, in state `error` meanwhile. Returns at
+    /// shutdown too: the commit stands on the primary either way.
+    pub(super) async fn await_replicas(&mut self, shutdown: &CancellationToken) {
+        let mut short = false;
+        while !shutdown.is_cancelled() {
+            match self.consumer.await_replicas().await {
+                Ok(()) => break,
+                Err(fault) => {
+                    short = true;
+                    self.recover(fault, shutdown).await;
+                }
+            }
+        }
+        if short && !shutdown.is_cancelled() {
+            self.redis_ok();
+        }
+    }
+
     /// Records that Redis answered: ends state `error` if it was on.
     pub(super) fn redis_ok(&mut self) {
         self.redis_backoff.reset();

@@ -148,6 +148,7 @@ impl Pipeline {
         let mut cursor = "0".to_owned();
         while !shutdown.is_cancelled() {
             self.wait_while_paused(&shutdown).await;
+            self.await_replicas(&shutdown).await;
             let read = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 read = self.consumer.read_pending(&cursor, self.config.batch) => read,
@@ -184,6 +185,7 @@ impl Pipeline {
                 }
                 self.held_back.entries = held;
             }
+            self.await_replicas(&shutdown).await;
             if shutdown.is_cancelled() {
                 break;
             }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Target};
 use crate::config::{Config, PipelineConfig};
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadReport, ReloadRequests};
 use crate::redis_server::RedisServer;
@@ -48,16 +48,17 @@ pub struct Daemon {
 /// daemon. Plugins are compiled before anything is read, so a broken plugin fails
 /// start-up instead of a message.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon> {
-    let (redis, url) = match &config.redis.url {
-        Some(url) => (None, url.clone()),
+    let (redis, target) = match config.redis.target()? {
+        Some(target) => (None, target),
         None => {
             let server = tokio::task::spawn_blocking(RedisServer::start).await??;
             let url = server.url();
             tracing::info!(%url, "no [redis] url configured: started a private redis-server (its data is gone at exit)");
-            (Some(server), url)
+            (Some(server), Target::url(url))
         }
     };
-    let broker = Broker::connect(&url).await?;
+    let url = target.shown();
+    let broker = Broker::connect(&target, shutdown.clone()).await?;
     let cache = match config.plugins.cache_dir() {
         Some(dir) => Some(Cache::open(&dir)?),
         None => None,
@@ -110,7 +111,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
 }
 
 impl Daemon {
-    /// The URL of the Redis server in use (the private one, if it was started).
+    /// Where Redis is, without its password: the URL (the private server's, if it was
+    /// started), or the Sentinels and the master's name.
     pub fn redis_url(&self) -> &str {
         &self.url
     }

@@ -223,6 +223,15 @@ impl Host {
         Host::running(daemon, shutdown)
     }
 
+    /// Starts the daemon for `config` as it is (its `[redis]` table says where).
+    pub async fn launch(config: Config) -> Host {
+        let shutdown = CancellationToken::new();
+        let daemon = sluice::start(config, shutdown.clone())
+            .await
+            .expect("daemon starts");
+        Host::running(daemon, shutdown)
+    }
+
     /// Takes over a started daemon, which runs until `shutdown`.
     fn running(daemon: sluice::Daemon, shutdown: CancellationToken) -> Host {
         let admin = daemon.admin_addr();
@@ -292,6 +301,16 @@ pub async fn connect(redis: &RedisServer) -> MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("redis answers")
+}
+
+/// The broker of a daemon, on its own, for tests of the data path below the pipeline.
+pub async fn broker(redis: &RedisServer) -> sluice::broker::Broker {
+    sluice::broker::Broker::connect(
+        &sluice::broker::Target::url(redis.url()),
+        CancellationToken::new(),
+    )
+    .await
+    .expect("broker connects")
 }
 
 /// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
@@ -447,13 +466,25 @@ impl DaemonProcess {
     }
 
     /// Starts `sluice ARGS` with its log (stderr) going to `log`; without a Redis URL
-    /// from the environment.
+    /// or password from the environment.
     pub fn start<S: AsRef<std::ffi::OsStr>>(args: &[S], log: &Path) -> Self {
+        Self::start_env(args, log, &[])
+    }
+
+    /// [`DaemonProcess::start`] with more environment variables (`SLUICE_LOG=debug`,
+    /// `SLUICE_REDIS_PASSWORD=...`).
+    pub fn start_env<S: AsRef<std::ffi::OsStr>>(
+        args: &[S],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let file = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
             .env("SLUICE_LOG", "info")
             .env_remove("SLUICE_REDIS_URL")
+            .env_remove("SLUICE_REDIS_PASSWORD")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(file)
             .spawn()

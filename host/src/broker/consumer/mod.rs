@@ -8,11 +8,12 @@ mod read;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use redis::Value;
 
-use super::link::Link;
-use super::{Ack, Fault, commit, reply};
+use super::link::{CALL_DEADLINE, Link};
+use super::{Ack, Fault, Replication, commit, reply};
 use crate::message::{CommitStatus, StreamId};
 
 pub use pending::Lease;
@@ -38,6 +39,7 @@ impl Consumer {
             reads: Arc::new(reads),
             commands: Arc::new(commands),
             size: ReadSize::new(),
+            unreplicated: None,
         }
     }
 
@@ -55,6 +57,8 @@ pub struct Consumer {
     reads: Arc<Link>,
     commands: Arc<Link>,
     size: ReadSize,
+    /// Replicas that acknowledged the last commit, when fewer than `wait_replicas`.
+    unreplicated: Option<u32>,
 }
 
 /// How many entries one read or claim asks for at most. A reply that misses its deadline
@@ -301,12 +305,59 @@ impl Consumer {
         }
         let invocation =
             commit::invocation(&self.id.stream, &self.id.group, &self.id.name, acks, adopt)?;
-        let statuses: Vec<i64> = self
+        let wait = self.commands.endpoint().replication();
+        let deadline = commit::deadline(acks) + wait.map_or(Duration::ZERO, |w| w.timeout);
+        // WAIT goes on the connection that ran the commit: it counts the replicas that
+        // have this connection's writes (https://redis.io/docs/latest/commands/wait/).
+        let (statuses, acked): (Vec<i64>, Option<u32>) = self
             .commands
-            .call("commit", Some(commit::deadline(acks)), |mut c| async move {
-                invocation.invoke_async(&mut c).await
+            .call("commit", Some(deadline), |mut c| async move {
+                let statuses = invocation.invoke_async(&mut c).await?;
+                let acked = match wait {
+                    Some(w) => Some(wait_command(w).query_async(&mut c).await?),
+                    None => None,
+                };
+                Ok((statuses, acked))
             })
             .await?;
+        if let (Some(w), Some(acked)) = (wait, acked)
+            && acked < w.replicas
+        {
+            self.unreplicated = Some(acked);
+        }
         commit::statuses(statuses, acks.len())
     }
+
+    /// After a commit fewer replicas than `[redis] wait_replicas` acknowledged: asks
+    /// again (`WAIT`, up to `wait_timeout`). `Ok` once they have it (or nothing waits),
+    /// the shortfall as a fault while they do not. A new connection's `WAIT` counts the
+    /// replicas that are connected and in sync, which the commit's then reaches.
+    pub async fn await_replicas(&mut self) -> Result<(), Fault> {
+        let (Some(_), Some(wait)) = (self.unreplicated, self.commands.endpoint().replication())
+        else {
+            return Ok(());
+        };
+        let acked: u32 = self
+            .commands
+            .query(
+                "WAIT",
+                Some(wait.timeout + CALL_DEADLINE),
+                &wait_command(wait),
+            )
+            .await?;
+        if acked >= wait.replicas {
+            self.unreplicated = None;
+            return Ok(());
+        }
+        self.unreplicated = Some(acked);
+        Err(Fault::unreplicated(acked, wait.replicas, wait.timeout))
+    }
+}
+
+/// `WAIT numreplicas timeout-ms`.
+fn wait_command(wait: Replication) -> redis::Cmd {
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(wait.replicas)
+        .arg(u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX));
+    cmd
 }

@@ -1,0 +1,391 @@
+//! Opening connections to the primary a [`Target`] names: a fixed URL (TLS and ACL
+//! credentials included), or the primary a set of Sentinels names at that moment.
+//!
+//! Every TLS file is read and checked when the endpoint is built, so a missing file, a
+//! file without a certificate or a key that does not belong to its certificate fails
+//! start-up with the file's name, not the first connection with a handshake error.
+//!
+//! With Sentinels, each new connection asks them for the primary (redis-rs's
+//! `SentinelClient`, which also checks that the node it names says `ROLE master`), and a
+//! watcher subscribed to `+switch-master` moves the [`Endpoint::epoch`] on: links opened
+//! in an older epoch drop their connection at their next call.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::io::AsyncDNSResolver;
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo,
+    RedisResult, TlsCertificates, TlsMode,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_util::sync::CancellationToken;
+
+use super::fault::Backoff;
+use super::link;
+use super::target::{Nodes, Replication, Target, Tls};
+
+/// Opens connections to the current primary of a [`Target`].
+pub struct Endpoint {
+    opener: Opener,
+    /// The ACL user connections log in as, for messages.
+    user: String,
+    /// Where, for messages (never a password).
+    shown: String,
+    /// Moves on when the primary changes; see the module docs.
+    epoch: AtomicU64,
+    replication: Option<Replication>,
+}
+
+enum Opener {
+    Direct {
+        client: Client,
+        /// With `[redis.tls] server_name`: the host that is really dialled, while the
+        /// connection's host (checked against the certificate) is the server name.
+        dial: Option<Dial>,
+    },
+    Sentinel {
+        sentinels: Vec<ConnectionAddr>,
+        master: String,
+        username: Option<String>,
+        password: Option<String>,
+        certificates: Option<TlsCertificates>,
+    },
+}
+
+/// Resolves every name to one host: how a connection made out to the certificate's
+/// server name reaches the address the URL gives.
+#[derive(Clone)]
+struct Dial {
+    host: String,
+}
+
+impl AsyncDNSResolver for Dial {
+    fn resolve<'a, 'b: 'a>(
+        &'a self,
+        _host: &'b str,
+        port: u16,
+    ) -> redis::RedisFuture<'a, Box<dyn Iterator<Item = SocketAddr> + Send + 'a>> {
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), port))
+                .await?
+                .collect();
+            Ok(Box::new(addrs.into_iter()) as Box<dyn Iterator<Item = SocketAddr> + Send>)
+        })
+    }
+}
+
+impl Endpoint {
+    /// Checks `target` (URL, TLS files) and prepares to connect; opens nothing.
+    pub fn new(target: &Target) -> Result<Self> {
+        // rustls needs a process-wide crypto provider; ring is the one built in. A second
+        // install (another endpoint) is refused harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let shown = target.shown();
+        let certificates = target.tls.as_ref().map(certificates).transpose()?;
+        let (opener, user) = match &target.nodes {
+            Nodes::Url(url) => {
+                let info = url.as_str().into_connection_info().map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid Redis URL {shown:?}: {}",
+                        e.to_string().replace(url, &shown)
+                    )
+                })?;
+                let mut settings = info.redis_settings().clone();
+                if let Some(user) = &target.username {
+                    settings = settings.set_username(user);
+                }
+                if let Some(password) = &target.password {
+                    settings = settings.set_password(password.expose());
+                }
+                let user = settings.username().unwrap_or("default").to_owned();
+                let mut dial = None;
+                let addr = match (info.addr().clone(), &target.tls) {
+                    (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) => {
+                        let name = match &tls.server_name {
+                            Some(name) => {
+                                dial = Some(Dial { host });
+                                name.clone()
+                            }
+                            None => host,
+                        };
+                        ConnectionAddr::TcpTls {
+                            host: name,
+                            port,
+                            insecure: false,
+                            tls_params: None,
+                        }
+                    }
+                    (ConnectionAddr::Tcp(..), Some(_)) => bail!(
+                        "[redis.tls] is set but the URL {shown:?} is not a rediss:// URL: write rediss:// to use TLS, or remove [redis.tls]"
+                    ),
+                    (addr, _) => addr,
+                };
+                let info = info
+                    .set_addr(addr)
+                    .set_redis_settings(settings)
+                    .set_tcp_settings(link::tcp_settings());
+                let client = match &certificates {
+                    Some(certs) => Client::build_with_tls(info, certs.clone()),
+                    None => Client::open(info),
+                }
+                .map_err(|e| anyhow::anyhow!("invalid Redis URL {shown:?}: {e}"))?;
+                (Opener::Direct { client, dial }, user)
+            }
+            Nodes::Sentinel { sentinels, master } => {
+                let sentinels = sentinels
+                    .iter()
+                    .map(|s| sentinel_addr(s, target.tls.is_some()))
+                    .collect::<Result<Vec<_>>>()?;
+                let opener = Opener::Sentinel {
+                    sentinels,
+                    master: master.clone(),
+                    username: target.username.clone(),
+                    password: target.password.as_ref().map(|p| p.expose().to_owned()),
+                    certificates,
+                };
+                (
+                    opener,
+                    target.username.clone().unwrap_or_else(|| "default".into()),
+                )
+            }
+        };
+        Ok(Self {
+            opener,
+            user,
+            shown,
+            epoch: AtomicU64::new(0),
+            replication: target.replication,
+        })
+    }
+
+    /// Where, for messages: the URL without its password, or the Sentinels.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// The ACL user connections log in as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The `WAIT` after each commit, if configured.
+    pub fn replication(&self) -> Option<Replication> {
+        self.replication
+    }
+
+    /// The current epoch; see the module docs.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Opens a connection to the current primary.
+    pub async fn open(&self, config: AsyncConnectionConfig) -> RedisResult<MultiplexedConnection> {
+        match &self.opener {
+            Opener::Direct { client, dial } => {
+                let config = match dial {
+                    Some(dial) => config.set_dns_resolver(dial.clone()),
+                    None => config,
+                };
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+            Opener::Sentinel { .. } => {
+                let client = self.sentinel_client()?.async_get_client().await?;
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+        }
+    }
+
+    fn sentinel_client(&self) -> RedisResult<redis::sentinel::SentinelClient> {
+        let Opener::Sentinel {
+            sentinels,
+            master,
+            username,
+            password,
+            certificates,
+        } = &self.opener
+        else {
+            unreachable!("called for Sentinel endpoints only");
+        };
+        let mut builder =
+            SentinelClientBuilder::new(sentinels.clone(), master, SentinelServerType::Master)?
+                .set_client_to_redis_tcp_settings(link::tcp_settings())
+                .set_client_to_sentinel_tcp_settings(link::tcp_settings());
+        if let Some(user) = username {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(password) = password {
+            builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(certs) = certificates {
+            builder = builder
+                .set_client_to_redis_tls_mode(TlsMode::Secure)
+                .set_client_to_redis_certificates(certs.clone())
+                .set_client_to_sentinel_tls_mode(TlsMode::Secure)
+                .set_client_to_sentinel_certificates(certs.clone());
+        }
+        builder.build()
+    }
+
+    /// For Sentinel endpoints: a task that listens for `+switch-master` on the Sentinels
+    /// and moves the epoch on when it hears one, until `stop`. Nothing for URLs.
+    pub fn watch(self: &Arc<Self>, stop: CancellationToken) {
+        let Opener::Sentinel { master, .. } = &self.opener else {
+            return;
+        };
+        let master = master.clone();
+        let endpoint = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut backoff = Backoff::redis();
+            while !stop.is_cancelled() {
+                let heard = tokio::select! {
+                    () = stop.cancelled() => return,
+                    heard = endpoint.listen(&master) => heard,
+                };
+                if let Err(e) = heard {
+                    tracing::debug!(error = %e, "lost the sentinels' +switch-master channel; subscribing again");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                } else {
+                    backoff = Backoff::redis();
+                }
+            }
+        });
+    }
+
+    /// Subscribes to `+switch-master` on a Sentinel and moves the epoch on at each one
+    /// for `master`; returns when the subscription ends.
+    async fn listen(&self, master: &str) -> RedisResult<()> {
+        let client = self.sentinel_client()?.async_get_sentinel_client().await?;
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe("+switch-master").await?;
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            // "<master name> <old ip> <old port> <new ip> <new port>"
+            let text: String = message.get_payload().unwrap_or_default();
+            if text.split(' ').next() == Some(master) {
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(switch = %text, "sentinel: the primary changed; reconnecting to the new one");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A Sentinel's `host:port`.
+fn sentinel_addr(text: &str, tls: bool) -> Result<ConnectionAddr> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+        .with_context(|| {
+            format!(
+                "[redis] sentinels: {text:?} is not host:port (write it like \"10.0.0.5:26379\")"
+            )
+        })?;
+    Ok(if tls {
+        ConnectionAddr::TcpTls {
+            host: host.to_owned(),
+            port,
+            insecure: false,
+            tls_params: None,
+        }
+    } else {
+        ConnectionAddr::Tcp(host.to_owned(), port)
+    })
+}
+
+/// Reads and checks the PEM files of `[redis.tls]`.
+fn certificates(tls: &Tls) -> Result<TlsCertificates> {
+    let root_cert = match &tls.ca_file {
+        Some(path) => {
+            let pem = read(path, "ca_file")?;
+            let certs = certs(&pem, path, "ca_file")?;
+            let mut store = rustls::RootCertStore::empty();
+            for cert in certs {
+                store.add(cert).map_err(|e| {
+                    anyhow::anyhow!(
+                        "[redis.tls] ca_file {}: a certificate in it cannot be a trust anchor ({e})",
+                        path.display()
+                    )
+                })?;
+            }
+            Some(pem)
+        }
+        None => None,
+    };
+    let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert_path), Some(key_path)) => {
+            let cert_pem = read(cert_path, "cert_file")?;
+            let chain = certs(&cert_pem, cert_path, "cert_file")?;
+            let key_pem = read(key_path, "key_file")?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "[redis.tls] key_file {} holds no private key in PEM ({e}): give the client certificate's key (PKCS#8, PKCS#1 or SEC1)",
+                    key_path.display()
+                )
+            })?;
+            let provider = rustls::crypto::ring::default_provider();
+            let signing = provider.key_provider.load_private_key(key).map_err(|e| {
+                anyhow::anyhow!(
+                    "[redis.tls] key_file {}: the key cannot be used ({e})",
+                    key_path.display()
+                )
+            })?;
+            rustls::sign::CertifiedKey::new(chain, signing)
+                .keys_match()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "[redis.tls] key_file {} is not the key of the certificate in cert_file {} ({e})",
+                        key_path.display(),
+                        cert_path.display()
+                    )
+                })?;
+            Some(ClientTlsConfig {
+                client_cert: cert_pem,
+                client_key: key_pem,
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) => bail!("[redis.tls] cert_file is set without key_file: give both"),
+        (None, Some(_)) => bail!("[redis.tls] key_file is set without cert_file: give both"),
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
+fn read(path: &Path, key: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read [redis.tls] {key} {}", path.display()))
+}
+
+fn certs(pem: &[u8], path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "[redis.tls] {key} {} is not PEM ({e}): give the certificates as PEM (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )
+        })?;
+    if certs.is_empty() {
+        bail!(
+            "[redis.tls] {key} {} holds no certificate: give the certificates as PEM (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}

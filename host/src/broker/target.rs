@@ -1,0 +1,170 @@
+//! Where the Redis primary is and how to reach it: one URL, or a set of Sentinels that
+//! name it; credentials; TLS. [`Endpoint`] turns a [`Target`] into connections.
+//!
+//! Secrets are [`Secret`]s: their `Debug` and `Display` print `***`, so no log line,
+//! error or status page can show one by accident.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A password or other secret. Printing it, in any format, prints `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it (`AUTH`).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which servers to ask for the primary. `Debug` hides a URL's password.
+#[derive(Clone)]
+pub enum Nodes {
+    /// A `redis://` or `rediss://` URL (user, password and database number included).
+    Url(String),
+    /// Sentinels (`host:port`) watching the primary called `master`. The primary's address
+    /// is asked of them at every (re)connection, and a `+switch-master` they announce
+    /// drops every connection so that the next call goes to the new primary.
+    Sentinel {
+        /// `host:port` of each Sentinel.
+        sentinels: Vec<String>,
+        /// The name the Sentinels know the primary by (`sentinel monitor <name> ...`).
+        master: String,
+    },
+}
+
+impl fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Nodes::Url(url) => f.debug_tuple("Url").field(&redact_url(url)).finish(),
+            Nodes::Sentinel { sentinels, master } => f
+                .debug_struct("Sentinel")
+                .field("sentinels", sentinels)
+                .field("master", master)
+                .finish(),
+        }
+    }
+}
+
+/// TLS settings (`[redis.tls]`): files are PEM.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// The CA certificates that sign the server's certificate; the system's roots when
+    /// unset.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate chain, for servers that require one (`tls-auth-clients`).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// The name the server's certificate is checked against, when it differs from the
+    /// host Sluice connects to (an IP address, a load balancer).
+    pub server_name: Option<String>,
+}
+
+/// Durability: after each commit, `WAIT` until this many replicas have it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Replicas that must acknowledge a commit before the next batch is read.
+    pub replicas: u32,
+    /// How long one `WAIT` blocks before it is asked again.
+    pub timeout: Duration,
+}
+
+/// Everything needed to open connections to the primary.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Where the primary is.
+    pub nodes: Nodes,
+    /// The ACL user; overrides the URL's.
+    pub username: Option<String>,
+    /// The password; overrides the URL's.
+    pub password: Option<Secret>,
+    /// TLS, for `rediss://` URLs and for Sentinel set-ups whose nodes speak TLS.
+    pub tls: Option<Tls>,
+    /// `WAIT` after each commit, if set.
+    pub replication: Option<Replication>,
+}
+
+impl Target {
+    /// A plain URL with nothing else set.
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            nodes: Nodes::Url(url.into()),
+            username: None,
+            password: None,
+            tls: None,
+            replication: None,
+        }
+    }
+
+    /// Where the primary is, for messages: the URL without its password, or the
+    /// Sentinels and the master's name.
+    pub fn shown(&self) -> String {
+        match &self.nodes {
+            Nodes::Url(url) => redact_url(url),
+            Nodes::Sentinel { sentinels, master } => {
+                format!("master {master:?} of sentinels {}", sentinels.join(","))
+            }
+        }
+    }
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+                if userinfo.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    format!("{scheme}://***@{host}")
+                }
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("redis://sluice:secret@host:6379/0"),
+            "redis://sluice:***@host:6379/0"
+        );
+        assert_eq!(redact_url("redis://:secret@host"), "redis://:***@host");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        let secret = Secret::new("hunter2");
+        assert_eq!(
+            format!("{secret} {secret:?} {:?}", Some(&secret)),
+            "*** *** Some(***)"
+        );
+        let mut target = Target::url("rediss://u:hunter2@h:1");
+        target.password = Some(secret);
+        assert!(!format!("{target:?} {}", target.shown()).contains("hunter2"));
+    }
+}

@@ -1,0 +1,232 @@
+//! The `[redis]` table: where Redis is, how to log in, TLS and durability; and the
+//! [`Target`] the broker connects to, with the password read from where it is kept.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::{defaults, duration};
+use crate::broker::{Nodes, Replication, Secret, Target, Tls};
+
+/// The environment variable that holds the Redis password, so that it stays out of
+/// config files; it wins over `password_file` and the URL's password.
+pub const PASSWORD_ENV: &str = "SLUICE_REDIS_PASSWORD";
+
+/// The `[redis]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// A `redis://` or `rediss://` (TLS) URL. Without it, and without `sentinels`, Sluice
+    /// starts a private `redis-server`.
+    pub url: Option<String>,
+    /// Sentinels (`"host:port"`) to ask for the primary, instead of `url`.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels know the primary by; required with `sentinels`.
+    pub master: Option<String>,
+    /// The ACL user; overrides the URL's.
+    pub username: Option<String>,
+    /// A file holding the password (one line; a trailing newline is ignored). Relative
+    /// to the config file.
+    pub password_file: Option<PathBuf>,
+    /// TLS: certificates and the server name.
+    pub tls: Option<TlsConfig>,
+    /// Replicas that must have each commit (`WAIT`) before the next batch is read; 0
+    /// (the default) waits for none.
+    #[serde(default)]
+    pub wait_replicas: u32,
+    /// How long one `WAIT` blocks before it is asked again.
+    #[serde(default = "defaults::wait_timeout", deserialize_with = "duration")]
+    pub wait_timeout: Duration,
+    /// The consumer name inside each group; defaults to `sluice-<hostname>`. It must be
+    /// stable across restarts of one daemon for its pending entries to be re-read first,
+    /// and unique per daemon in a group.
+    pub consumer: Option<String>,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            sentinels: Vec::new(),
+            master: None,
+            username: None,
+            password_file: None,
+            tls: None,
+            wait_replicas: 0,
+            wait_timeout: defaults::wait_timeout(),
+            consumer: None,
+        }
+    }
+}
+
+/// The `[redis.tls]` table; files are PEM, relative to the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificates that sign the server's certificate; the system's roots if unset.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate, for servers that require one (`tls-auth-clients yes`).
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// The name to check the server's certificate against, when it is not the host.
+    pub server_name: Option<String>,
+}
+
+impl RedisConfig {
+    /// Makes file paths absolute, relative to the config file's directory `base`.
+    pub(super) fn resolve_paths(&mut self, base: &Path) {
+        let absolute = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        if let Some(path) = &mut self.password_file {
+            absolute(path);
+        }
+        if let Some(tls) = &mut self.tls {
+            for path in [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                .into_iter()
+                .flatten()
+            {
+                absolute(path);
+            }
+        }
+    }
+
+    /// Points at the server at `url` instead (a command-line `--redis`), dropping any
+    /// Sentinels.
+    pub fn point_at(&mut self, url: String) {
+        self.url = Some(url);
+        self.sentinels.clear();
+        self.master = None;
+    }
+
+    /// Whether Sluice is told where Redis is (else it starts a private server).
+    pub fn is_external(&self) -> bool {
+        self.url.is_some() || !self.sentinels.is_empty()
+    }
+
+    pub(super) fn validate(&self) -> Result<()> {
+        if let Some(url) = &self.url {
+            // The URL is not quoted back: it may hold a password.
+            ::redis::Client::open(url.as_str()).context(
+                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\", \"rediss://host:6380\" (TLS) or \"redis://user:password@host:6379\"",
+            )?;
+        }
+        match (&self.url, self.sentinels.is_empty(), &self.master) {
+            (Some(_), false, _) => bail!(
+                "[redis] sets both url and sentinels: give one (url for one server, sentinels + master for a Sentinel set-up)"
+            ),
+            (_, false, None) => bail!(
+                "[redis] sentinels is set without master: add master = \"<name>\", the name in the sentinels' `sentinel monitor <name> ...`"
+            ),
+            (_, true, Some(_)) => bail!(
+                "[redis] master is set without sentinels: add sentinels = [\"host:26379\", ...] (or remove master and give url)"
+            ),
+            _ => {}
+        }
+        if let Some(url) = &self.url
+            && password_in_url(url)
+            && self.password_file.is_some()
+        {
+            bail!(
+                "[redis] the url holds a password and password_file is set too: keep one (password_file keeps it out of the config)"
+            );
+        }
+        if let Some(tls) = &self.tls {
+            if !self.is_external() {
+                bail!(
+                    "[redis.tls] is set but there is no [redis] url or sentinels: the private redis-server speaks plain TCP"
+                );
+            }
+            if let Some(url) = &self.url
+                && !url.starts_with("rediss://")
+            {
+                bail!(
+                    "[redis.tls] is set but [redis] url is not a rediss:// URL: write rediss:// to use TLS, or remove [redis.tls]"
+                );
+            }
+            if tls.server_name.is_some() && !self.sentinels.is_empty() {
+                bail!(
+                    "[redis.tls] server_name cannot be used with sentinels: each node's certificate must name the address the sentinels announce"
+                );
+            }
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                bail!(
+                    "[redis.tls] cert_file and key_file go together: give both for a client certificate, or neither"
+                );
+            }
+        }
+        if self.wait_replicas > 0 && !self.is_external() {
+            bail!(
+                "[redis] wait_replicas = {} but the private redis-server has no replicas: set [redis] url or sentinels, or remove wait_replicas",
+                self.wait_replicas
+            );
+        }
+        if self.wait_timeout.is_zero() {
+            bail!(
+                "[redis] wait_timeout must be more than 0 (WAIT with 0 blocks for ever); write it like \"1s\""
+            );
+        }
+        Ok(())
+    }
+
+    /// Where Redis is and how to log in; `None` for the private server. Reads the
+    /// password from `SLUICE_REDIS_PASSWORD` or `password_file`.
+    pub fn target(&self) -> Result<Option<Target>> {
+        let nodes = match (&self.url, &self.master) {
+            (Some(url), _) => Nodes::Url(url.clone()),
+            (None, Some(master)) if !self.sentinels.is_empty() => Nodes::Sentinel {
+                sentinels: self.sentinels.clone(),
+                master: master.clone(),
+            },
+            _ => return Ok(None),
+        };
+        let password = match (std::env::var(PASSWORD_ENV), &self.password_file) {
+            (Ok(password), _) if !password.is_empty() => Some(Secret::new(password)),
+            (_, Some(path)) => Some(read_password(path)?),
+            _ => None,
+        };
+        Ok(Some(Target {
+            nodes,
+            username: self.username.clone(),
+            password,
+            tls: self.tls.as_ref().map(|tls| Tls {
+                ca_file: tls.ca_file.clone(),
+                cert_file: tls.cert_file.clone(),
+                key_file: tls.key_file.clone(),
+                server_name: tls.server_name.clone(),
+            }),
+            replication: (self.wait_replicas > 0).then_some(Replication {
+                replicas: self.wait_replicas,
+                timeout: self.wait_timeout,
+            }),
+        }))
+    }
+}
+
+fn password_in_url(url: &str) -> bool {
+    ::redis::parse_redis_url(url).is_some_and(|u| u.password().is_some())
+}
+
+/// The password in `path`: its first line, without the line end.
+fn read_password(path: &Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read [redis] password_file {}: create it with the password on one line, readable by this user",
+            path.display()
+        )
+    })?;
+    let password = text.lines().next().unwrap_or("");
+    if password.is_empty() {
+        bail!(
+            "[redis] password_file {} is empty: write the password on its first line",
+            path.display()
+        );
+    }
+    Ok(Secret::new(password))
+}

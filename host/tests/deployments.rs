@@ -1,0 +1,734 @@
+//! The Redis people run: TLS (with client certificates and a server name), ACL users
+//! whose passwords stay secret, a primary with a replica behind `redis-sentinel`, and
+//! `WAIT` for replicas. Real servers on free ports; certificates made by each test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use redis::aio::MultiplexedConnection;
+use sluice::redis_server::free_port;
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// A test PKI: a CA, a server certificate for `names`, a client certificate, and a second
+/// CA that signed nothing here.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new(names: &[&str]) -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ca_pem, ca_issuer) = ca("Sluice test CA");
+        write(dir.path(), "ca.pem", &ca_pem);
+        let (other_ca, _) = ca("Some other CA");
+        write(dir.path(), "other-ca.pem", &other_ca);
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &ca_issuer);
+        write(dir.path(), "server.pem", &cert);
+        write(dir.path(), "server.key", &key);
+        let (cert, key) = leaf(
+            vec!["sluice".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &ca_issuer,
+        );
+        write(dir.path(), "client.pem", &cert);
+        write(dir.path(), "client.key", &key);
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A redis-server with a plain port (for the test's own connection) and a TLS port
+    /// that asks for client certificates if `clients` is "yes".
+    fn server(&self, clients: &str) -> (RedisServer, u16) {
+        let tls_port = free_port().expect("port");
+        let options = [
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            self.path("server.pem").display().to_string(),
+            "--tls-key-file".to_owned(),
+            self.path("server.key").display().to_string(),
+            "--tls-ca-cert-file".to_owned(),
+            self.path("ca.pem").display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            clients.to_owned(),
+        ];
+        (
+            RedisServer::start_with(&options).expect("redis-server with TLS starts"),
+            tls_port,
+        )
+    }
+}
+
+fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let cert = params.self_signed(&key).expect("CA certificate");
+    (cert.pem(), Issuer::new(params, key))
+}
+
+fn leaf(
+    names: Vec<String>,
+    usage: ExtendedKeyUsagePurpose,
+    issuer: &Issuer<'_, KeyPair>,
+) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(names).expect("params");
+    params.extended_key_usages = vec![usage];
+    let cert = params.signed_by(&key, issuer).expect("certificate");
+    (cert.pem(), key.serialize_pem())
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write");
+}
+
+/// A config file in `dir` for the payments pipeline with this `[redis]` table.
+fn payments_config(dir: &Path, redis: &str, settings: &str) -> PathBuf {
+    let text = with_plugins(&format!("{redis}\n{}", payments("payments").with(settings)));
+    let path = dir.join("sluice.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+async fn start_error(config: &Path) -> String {
+    let config = sluice::config::Config::load(config).expect("config loads");
+    match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("the daemon started"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test]
+async fn tls_with_a_client_certificate_carries_every_order() {
+    let pki = Pki::new(&["localhost", "127.0.0.1"]);
+    let (redis, tls_port) = pki.server("yes");
+    let mut con = connect(&redis).await;
+    let config = payments_config(
+        pki.dir.path(),
+        &format!(
+            "[redis]\nurl = \"rediss://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"client.key\"\n"
+        ),
+        "",
+    );
+    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    add_orders(&mut con, 200, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 200).await;
+    // Every connection of the daemon came in over TLS: none on the plain port but ours.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .expect("CLIENT LIST");
+    let plain = clients
+        .lines()
+        .filter(|l| l.contains(&format!("laddr=127.0.0.1:{}", redis.port())))
+        .count();
+    assert_eq!(
+        plain, 1,
+        "only the test's own connection uses the plain port:\n{clients}"
+    );
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn tls_checks_the_certificate_against_server_name() {
+    // The certificate names a DNS name only; Sluice dials an IP address.
+    let pki = Pki::new(&["redis.internal"]);
+    let (redis, tls_port) = pki.server("no");
+    let mut con = connect(&redis).await;
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+
+    let without = payments_config(
+        pki.dir.path(),
+        &format!("[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"),
+        "",
+    );
+    let error = start_error(&without).await;
+    assert!(
+        error.contains("certificate") && error.contains("server_name"),
+        "a name mismatch says so and names the setting: {error}"
+    );
+
+    let with = payments_config(
+        pki.dir.path(),
+        &format!(
+            "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\nserver_name = \"redis.internal\"\n"
+        ),
+        "",
+    );
+    let host = Host::launch(sluice::config::Config::load(&with).expect("config")).await;
+    add_orders(&mut con, 50, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 50).await;
+    host.stop().await;
+
+    // A CA that did not sign the server's certificate is refused, with the fix.
+    let untrusted = payments_config(
+        pki.dir.path(),
+        &format!(
+            "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"other-ca.pem\"\nserver_name = \"redis.internal\"\n"
+        ),
+        "",
+    );
+    let error = start_error(&untrusted).await;
+    assert!(
+        error.contains("certificate") && error.contains("ca_file"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn tls_file_problems_fail_start_up_naming_the_file() {
+    let pki = Pki::new(&["localhost"]);
+    let (_redis, tls_port) = pki.server("yes");
+    let dir = pki.dir.path();
+    write(dir, "garbage.pem", "this is not a certificate\n");
+    let url = format!("rediss://localhost:{tls_port}");
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "ca_file = \"missing.pem\"",
+            &["cannot read [redis.tls] ca_file", "missing.pem"],
+        ),
+        (
+            "ca_file = \"garbage.pem\"",
+            &["ca_file", "garbage.pem", "holds no certificate"],
+        ),
+        (
+            "ca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"server.key\"",
+            &[
+                "server.key",
+                "is not the key of the certificate",
+                "client.pem",
+            ],
+        ),
+        (
+            "ca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"garbage.pem\"",
+            &["key_file", "garbage.pem", "no private key"],
+        ),
+        // The server asks for a client certificate and none is given.
+        ("ca_file = \"ca.pem\"", &["client certificate", "cert_file"]),
+    ];
+    for (tls, expected) in cases {
+        let config = payments_config(
+            dir,
+            &format!("[redis]\nurl = \"{url}\"\n[redis.tls]\n{tls}\n"),
+            "",
+        );
+        let error = start_error(&config).await;
+        for part in expected {
+            assert!(error.contains(part), "[redis.tls] {tls}: {error}");
+        }
+    }
+    // A plain URL with a TLS table is a config error, before any connection.
+    let config = payments_config(
+        dir,
+        &format!(
+            "[redis]\nurl = \"redis://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"
+        ),
+        "",
+    );
+    let error = format!(
+        "{:#}",
+        sluice::config::Config::load(&config).expect_err("refused")
+    );
+    assert!(error.contains("rediss://"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Credentials
+
+const PASSWORD: &str = "pw-9d1f7c3a-secret";
+
+async fn acl_user(con: &mut MultiplexedConnection) {
+    let () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "sluice",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .query_async(con)
+        .await
+        .expect("ACL SETUSER");
+}
+
+#[tokio::test]
+async fn the_password_comes_from_a_file_and_never_shows() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    acl_user(&mut con).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("redis-password"), format!("{PASSWORD}\n")).expect("write");
+    let admin_port = free_port().expect("port");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"redis-password\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let log = dir.path().join("daemon.log");
+    let daemon = DaemonProcess::start_env(
+        &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
+        &log,
+        &[("SLUICE_LOG", "debug")],
+    );
+    add_orders(&mut con, 100, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 100).await;
+    // The daemon is logged in as the ACL user.
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .expect("CLIENT LIST");
+    assert!(clients.contains("user=sluice"), "{clients}");
+    let http = reqwest::Client::new();
+    let mut shown = String::new();
+    for path in ["/v1/pipelines", "/", "/metrics", "/v1/plugins"] {
+        let page = http
+            .get(format!("http://127.0.0.1:{admin_port}{path}"))
+            .send()
+            .await
+            .expect("admin API answers");
+        shown.push_str(&page.text().await.expect("body"));
+    }
+    assert!(
+        shown.contains("payments"),
+        "the pages were read: {shown:.300}"
+    );
+    assert!(
+        !shown.contains(PASSWORD),
+        "the admin API shows the password"
+    );
+    drop(daemon);
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(log.contains("connected to redis"), "{log}");
+    assert!(
+        !log.contains(PASSWORD),
+        "the log shows the password:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn the_password_comes_from_the_environment_and_a_wrong_one_is_named_not_shown() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    acl_user(&mut con).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The URL holds a (stale) password too: SLUICE_REDIS_PASSWORD wins over it.
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nurl = \"redis://sluice:stale-url-password@127.0.0.1:{}\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
+    let log = dir.path().join("good.log");
+    let good = DaemonProcess::start_env(
+        &args,
+        &log,
+        &[("SLUICE_REDIS_PASSWORD", PASSWORD), ("SLUICE_LOG", "debug")],
+    );
+    add_orders(&mut con, 20, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    drop(good);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        !text.contains(PASSWORD) && !text.contains("stale-url-password"),
+        "{text}"
+    );
+
+    let wrong = "wrong-pw-51c0e2";
+    let log = dir.path().join("wrong.log");
+    let mut bad = DaemonProcess::start_env(&args, &log, &[("SLUICE_REDIS_PASSWORD", wrong)]);
+    let status = bad.wait(Duration::from_secs(30));
+    assert!(!status.success(), "a wrong password fails start-up");
+    let text = bad.log();
+    assert!(
+        text.contains("AuthenticationFailed")
+            && text.contains("the user \"sluice\" or its password is wrong"),
+        "the error names the user and the refusal: {text}"
+    );
+    assert!(
+        !text.contains(wrong),
+        "the error shows the password: {text}"
+    );
+}
+
+#[tokio::test]
+async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        (
+            "url = \"redis://u:inline@127.0.0.1:1\"\npassword_file = \"pw\"",
+            "keep one",
+        ),
+        (
+            "url = \"redis://127.0.0.1:1\"\nsentinels = [\"127.0.0.1:2\"]\nmaster = \"m\"",
+            "give one",
+        ),
+        ("sentinels = [\"127.0.0.1:2\"]", "without master"),
+        ("master = \"m\"", "without sentinels"),
+        ("wait_replicas = 1", "no replicas"),
+        (
+            "url = \"redis://127.0.0.1:1\"\nwait_replicas = 1\nwait_timeout = \"0s\"",
+            "wait_timeout",
+        ),
+    ];
+    for (redis, expected) in cases {
+        let config = payments_config(dir.path(), &format!("[redis]\n{redis}\n"), "");
+        let error = format!(
+            "{:#}",
+            sluice::config::Config::load(&config).expect_err("refused")
+        );
+        assert!(error.contains(expected), "[redis] {redis}: {error}");
+        assert!(!error.contains("inline"), "{error}");
+    }
+    // A password file that cannot be read fails start-up, naming it.
+    let config = payments_config(
+        dir.path(),
+        "[redis]\nurl = \"redis://sluice@127.0.0.1:1\"\npassword_file = \"no-such-file\"\n",
+        "",
+    );
+    let error = start_error(&config).await;
+    assert!(
+        error.contains("password_file") && error.contains("no-such-file"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Replicas: WAIT and Sentinel
+
+/// A replica of `primary`, in sync.
+async fn replica_of(primary: &RedisServer) -> RedisServer {
+    let replica = RedisServer::start_with(&[
+        "--replicaof".to_owned(),
+        "127.0.0.1".to_owned(),
+        primary.port().to_string(),
+    ])
+    .expect("replica starts");
+    let mut con = connect(&replica).await;
+    eventually("the replica syncs", Duration::from_secs(20), || {
+        let mut con = con.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut con)
+                .await
+                .ok()?;
+            info.contains("master_link_status:up").then_some(())
+        }
+    })
+    .await;
+    let _: Option<String> = redis::cmd("PING").query_async(&mut con).await.ok();
+    replica
+}
+
+async fn pipeline_state(admin: std::net::SocketAddr) -> serde_json::Value {
+    reqwest::get(format!("http://{admin}/v1/pipelines/payments"))
+        .await
+        .expect("status")
+        .json::<serde_json::Value>()
+        .await
+        .expect("json")
+}
+
+#[tokio::test]
+async fn wait_replicas_holds_the_pipeline_until_a_replica_has_each_commit() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let replica = replica_of(&redis).await;
+    let config = payments("payments").with("batch = 10").config(&format!(
+        "{ADMIN}[redis]\nurl = \"{}\"\nwait_replicas = 1\nwait_timeout = \"200ms\"\n",
+        redis.url()
+    ));
+    let host = Host::launch(config).await;
+    add_orders(&mut con, 50, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 50).await;
+
+    // The replica stops answering: the commit in flight stands, nothing after it.
+    replica.signal(libc::SIGSTOP);
+    produce_orders(con.clone(), 50, 50, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = len(&mut con, "PAYMENTS_STREAM").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        len(&mut con, "PAYMENTS_STREAM").await,
+        stalled,
+        "nothing is committed while no replica acknowledges"
+    );
+    assert!(
+        stalled <= 60,
+        "at most one batch past the replica: {stalled}"
+    );
+    let state = pipeline_state(host.admin()).await;
+    assert_eq!(state["state"], "error", "{state}");
+    assert!(
+        state["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wait_replicas"),
+        "{state}"
+    );
+
+    // It answers again: everything is handled, once.
+    replica.signal(libc::SIGCONT);
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(tally.out, 100);
+    eventually("the pipeline runs again", Duration::from_secs(10), || {
+        let admin = host.admin();
+        async move { (pipeline_state(admin).await["state"] == "running").then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}
+
+/// A `redis-sentinel` watching `primary` as `mymaster` (quorum 1, down after 1 s).
+struct Sentinel {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    async fn start(primary: &RedisServer) -> Sentinel {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port().expect("port");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {dir}/sentinel.log\n\
+                 sentinel monitor mymaster 127.0.0.1 {primary} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\n\
+                 sentinel failover-timeout mymaster 5000\n",
+                dir = dir.path().display(),
+                primary = primary.port()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel starts (apt-get install redis-sentinel)");
+        let sentinel = Sentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        // Ready once it knows the replica (it asks the primary's INFO every 10 s).
+        eventually(
+            "the sentinel sees the replica",
+            Duration::from_secs(30),
+            || async {
+                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+                let mut con = client.get_multiplexed_async_connection().await.ok()?;
+                let replicas: Vec<Vec<String>> = redis::cmd("SENTINEL")
+                    .arg(&["REPLICAS", "mymaster"])
+                    .query_async(&mut con)
+                    .await
+                    .ok()?;
+                replicas
+                    .iter()
+                    .any(|r| r.windows(2).any(|w| w[0] == "flags" && w[1] == "slave"))
+                    .then_some(())
+            },
+        )
+        .await;
+        sentinel
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn sentinel_failover_keeps_every_order_exactly_once() {
+    const ORDERS: usize = 20_000;
+    let mut primary = RedisServer::start().expect("primary starts");
+    let replica = replica_of(&primary).await;
+    let sentinel = Sentinel::start(&primary).await;
+    let mut con = connect(&primary).await;
+    // All orders are in before the crash, and on the replica: the test is about what
+    // Sluice commits, not about orders the producer loses.
+    produce_orders(con.clone(), ORDERS, 1_000, Duration::ZERO).await;
+    let synced: u32 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(10_000)
+        .query_async(&mut con)
+        .await
+        .expect("WAIT");
+    assert_eq!(synced, 1);
+
+    let config = payments("payments")
+        .with("claim_idle = \"5s\"")
+        .with("retry_backoff = { initial = \"1s\", max = \"2s\" }")
+        .config(&format!(
+            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"mymaster\"\n",
+            sentinel.port
+        ));
+    let host = Host::launch(config).await;
+    eventually("payments flow", Duration::from_secs(60), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "PAYMENTS_STREAM").await >= 3_000).then_some(()) }
+    })
+    .await;
+    // Replication is asynchronous: the replica stops taking it for a moment, the primary
+    // takes more commits, and crashes. Those commits are lost with the primary, outputs
+    // and acknowledgements together.
+    replica.signal(libc::SIGSTOP);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let at_crash = len(&mut con, "PAYMENTS_STREAM").await;
+    primary.kill();
+    replica.signal(libc::SIGCONT);
+    let crashed = Instant::now();
+
+    // Sentinel promotes the replica, and closes its clients' connections as it does.
+    eventually(
+        "the replica is promoted",
+        Duration::from_secs(60),
+        || async {
+            let mut con = connect(&replica).await;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut con).await.ok()?;
+            (role.first() == Some(&redis::Value::BulkString(b"master".to_vec()))).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = connect(&replica).await;
+    let kept = len(&mut after.clone(), "PAYMENTS_STREAM").await;
+    assert!(
+        kept < at_crash,
+        "the crash lost commits ({at_crash} payments on the old primary, {kept} on the new one)"
+    );
+    let tally = wait_exactly_once(
+        &after,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(120),
+    )
+    .await;
+    println!(
+        "sentinel failover: {at_crash} payments on the primary at the crash, {kept} of them on the promoted replica ({} lost, delivered again); all {} in {:.1?} after the crash; tally in={} out={} duplicates={} missing={} pending={}",
+        at_crash - kept,
+        tally.out,
+        crashed.elapsed(),
+        tally.input,
+        tally.out,
+        tally.duplicates,
+        tally.missing,
+        tally.pending
+    );
+    assert_eq!(tally.input, ORDERS);
+    assert_eq!(tally.out, ORDERS);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_sentinel_switchover_is_followed_at_once() {
+    let primary = RedisServer::start().expect("primary starts");
+    let replica = replica_of(&primary).await;
+    let sentinel = Sentinel::start(&primary).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"mymaster\"\n",
+            sentinel.port
+        ),
+        "",
+    );
+    let daemon = DaemonProcess::start(
+        &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
+        &dir.path().join("daemon.log"),
+    );
+    let mut con = connect(&primary).await;
+    add_orders(&mut con, 100, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 100).await;
+
+    // A planned switch: both nodes stay up, the replica becomes the primary.
+    let mut sentinel_con = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("sentinel answers");
+    let () = redis::cmd("SENTINEL")
+        .arg(&["FAILOVER", "mymaster"])
+        .query_async(&mut sentinel_con)
+        .await
+        .expect("SENTINEL FAILOVER");
+    eventually(
+        "the daemon hears +switch-master",
+        Duration::from_secs(30),
+        || async {
+            daemon
+                .log()
+                .contains("sentinel: the primary changed")
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "the old primary is a replica",
+        Duration::from_secs(30),
+        || async {
+            let mut con = connect(&primary).await;
+            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut con).await.ok()?;
+            (role.first() == Some(&redis::Value::BulkString(b"slave".to_vec()))).then_some(())
+        },
+    )
+    .await;
+    let con = connect(&replica).await;
+    produce_orders(con.clone(), 100, 100, Duration::ZERO).await;
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(tally.out, 200, "{}", daemon.log());
+}
