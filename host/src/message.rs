@@ -136,6 +136,10 @@ pub enum CommitStatus {
     /// The entry was pending for no consumer and could not be adopted (an earlier try of
     /// the same commit may have gone through): nothing was written.
     Gone,
+    /// The entry was pending for no consumer and its ID is past the group's
+    /// last-delivered ID: the server has no record of delivering it (a failover lost the
+    /// delivery with the old primary). Nothing was written; it is delivered again.
+    Undelivered,
 }
 
 impl fmt::Display for CommitStatus {
@@ -145,6 +149,7 @@ impl fmt::Display for CommitStatus {
             CommitStatus::NotOwned => "not owned",
             CommitStatus::Adopted => "adopted",
             CommitStatus::Gone => "gone",
+            CommitStatus::Undelivered => "undelivered",
         })
     }
 }

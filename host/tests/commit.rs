@@ -266,3 +266,54 @@ async fn entries_pending_for_nobody_are_adopted_only_when_allowed() {
     assert_eq!(len(&mut con, "PAYMENTS").await, 2);
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
 }
+
+/// After a failover, the new primary may not know that an entry was ever delivered (the
+/// old primary crashed before replicating the read): it is pending for nobody and past
+/// the group's last-delivered ID. Adopting it would write its outputs, and then the
+/// group delivers it again: a duplicate. It is reported undelivered, nothing is written,
+/// and the delivery that comes again commits it once.
+#[tokio::test]
+async fn an_entry_whose_delivery_was_lost_is_not_adopted() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let broker = broker(&redis).await;
+    let mut a = broker.consumer("IN", "G", "a");
+    a.ensure_group().await.expect("group");
+    add(&mut con, "IN", &[("n", "1")]).await;
+    let read = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read");
+    assert_eq!(read.len(), 1);
+    // What a replica promoted before the read reached it holds: no pending entry, and
+    // the group's last-delivered ID before the entry.
+    let () = redis::pipe()
+        .cmd("XACK")
+        .arg(&["IN", "G", &read[0].id])
+        .ignore()
+        .cmd("XGROUP")
+        .arg(&["SETID", "IN", "G", "0"])
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .expect("lose the delivery");
+    let acks = [Ack {
+        id: read[0].id.clone(),
+        outputs: vec![payment("1")],
+    }];
+    assert_eq!(
+        a.commit(&acks, true).await.expect("commit"),
+        [CommitStatus::Undelivered]
+    );
+    assert_eq!(len(&mut con, "PAYMENTS").await, 0, "nothing written");
+    let again = a
+        .read_new(10, std::time::Duration::from_millis(100))
+        .await
+        .expect("read again");
+    assert_eq!(again.len(), 1, "the entry is delivered again");
+    assert_eq!(
+        a.commit(&acks, true).await.expect("commit"),
+        [CommitStatus::Committed]
+    );
+    assert_eq!(len(&mut con, "PAYMENTS").await, 1, "written once");
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+}

@@ -600,6 +600,7 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
     assert_eq!(synced, 1);
 
     let config = payments("payments")
+        .with("batch = 20")
         .with("claim_idle = \"5s\"")
         .with("retry_backoff = { initial = \"1s\", max = \"2s\" }")
         .config(&format!(
@@ -612,11 +613,17 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
         async move { (len(&mut con, "PAYMENTS_STREAM").await >= 3_000).then_some(()) }
     })
     .await;
-    // Replication is asynchronous: the replica stops taking it for a moment, the primary
-    // takes more commits, and crashes. Those commits are lost with the primary, outputs
-    // and acknowledgements together.
+    // Replication is asynchronous: the replica loses its link (frozen, then cut: what
+    // the kernel buffered still reaches it), the primary takes more commits, and
+    // crashes. Those commits are lost with it, outputs and acknowledgements together.
     replica.signal(libc::SIGSTOP);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "replica"])
+        .query_async(&mut con)
+        .await
+        .map(|_: i64| ())
+        .expect("CLIENT KILL TYPE replica");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let at_crash = len(&mut con, "PAYMENTS_STREAM").await;
     primary.kill();
     replica.signal(libc::SIGCONT);

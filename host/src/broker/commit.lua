@@ -8,7 +8,10 @@
 -- can be the case: with `adopt` set (no earlier try of this commit may have gone
 -- through, and the entry's lease never lapsed, so no other consumer can have taken it),
 -- its outputs are written and it is reported as 2 (adopted); otherwise nothing is
--- written and it is reported as 3 (gone).
+-- written and it is reported as 3 (gone). An entry past the group's last-delivered ID
+-- was never delivered as far as this server knows (a failover lost the delivery with
+-- the old primary): it will be delivered again, so nothing is written and it is reported
+-- as 4 (undelivered) instead of being adopted.
 --
 -- KEYS[1]      the input stream
 -- KEYS[2..]    every stream an output goes to
@@ -16,7 +19,7 @@
 --              per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
 -- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
--- 3 gone.
+-- 3 gone, 4 undelivered.
 --
 -- All checks run before the first write, so a wrongly typed target key fails the whole
 -- batch with an error instead of leaving it half written.
@@ -50,6 +53,48 @@ for _, p in ipairs(pending) do
 end
 local complete = #pending < page
 
+-- Whether stream ID a comes after b. Both are canonical "ms-seq" decimals (as Redis
+-- returns them), compared as numbers by length first: Lua's doubles would round them.
+local function after(a, b)
+  local a_ms, a_seq = string.match(a, '^(%d+)-(%d+)$')
+  local b_ms, b_seq = string.match(b, '^(%d+)-(%d+)$')
+  if not a_ms or not b_ms then
+    return false
+  end
+  local function greater(x, y)
+    if #x ~= #y then
+      return #x > #y
+    end
+    return x > y
+  end
+  if a_ms ~= b_ms then
+    return greater(a_ms, b_ms)
+  end
+  return greater(a_seq, b_seq)
+end
+
+-- The group's last-delivered ID on this server, looked up once, when needed.
+local last_delivered
+local function delivered(id)
+  if last_delivered == nil then
+    last_delivered = '0-0'
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+      local name, last
+      for k = 1, #g, 2 do
+        if g[k] == 'name' then
+          name = g[k + 1]
+        elseif g[k] == 'last-delivered-id' then
+          last = g[k + 1]
+        end
+      end
+      if name == group and last then
+        last_delivered = last
+      end
+    end
+  end
+  return not after(id, last_delivered)
+end
+
 local owned = {}
 local pos = 7
 local entries = {}
@@ -65,6 +110,8 @@ for e = 1, count do
     owned[e] = 1
   elseif #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
     owned[e] = 0
+  elseif not delivered(id) then
+    owned[e] = 4
   elseif adopt then
     owned[e] = 2
   else

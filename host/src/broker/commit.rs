@@ -149,6 +149,7 @@ pub(super) fn statuses(codes: Vec<i64>, count: usize) -> Result<Vec<CommitStatus
             1 => CommitStatus::Committed,
             2 => CommitStatus::Adopted,
             3 => CommitStatus::Gone,
+            4 => CommitStatus::Undelivered,
             _ => CommitStatus::NotOwned,
         })
         .collect())

@@ -98,6 +98,7 @@ impl Broker {
                 Err(fault)
                     if fault.blame() == Blame::Environment
                         && !fault.is_permission()
+                        && tls_refusal(&fault).is_none()
                         && backoff.failures() < 5 =>
                 {
                     tokio::time::sleep(backoff.next_delay()).await;
@@ -201,17 +202,29 @@ impl Broker {
 }
 
 /// A connection error at start-up, with what to do about it; never the password.
-fn connect_error(fault: &Fault, shown: &str, user: &str) -> anyhow::Error {
+/// What to do about a TLS handshake that failed for good (a certificate refused either
+/// way, a plain port behind a `rediss://` URL): retrying cannot help.
+fn tls_refusal(fault: &Fault) -> Option<&'static str> {
     let text = fault.to_string();
+    if text.contains("CertificateRequired") {
+        Some("the server requires a client certificate: set [redis.tls] cert_file and key_file")
+    } else if text.contains("certificate") || text.contains("Certificate") {
+        Some(
+            "the TLS handshake failed on the server's certificate: check [redis.tls] ca_file (the CA that signed it) and server_name (the name in it)",
+        )
+    } else if text.contains("received corrupt message") || text.contains("InvalidContentType") {
+        Some(
+            "the server does not speak TLS there: use its tls-port, or a redis:// URL for a plain port",
+        )
+    } else {
+        None
+    }
+}
+
+fn connect_error(fault: &Fault, shown: &str, user: &str) -> anyhow::Error {
     let hint = match fault.code() {
-        _ if text.contains("CertificateRequired") => {
-            ": the server requires a client certificate: set [redis.tls] cert_file and key_file".to_owned()
-        }
-        _ if text.contains("certificate") || text.contains("Certificate") => {
-            ": the TLS handshake failed on the server's certificate: check [redis.tls] ca_file (the CA that signed it) and server_name (the name in it)".to_owned()
-        }
-        _ if text.contains("received corrupt message") || text.contains("InvalidContentType") => {
-            ": the server does not speak TLS there: use its tls-port, or a redis:// URL for a plain port".to_owned()
+        _ if tls_refusal(fault).is_some() => {
+            format!(": {}", tls_refusal(fault).unwrap_or_default())
         }
         "WRONGPASS" => format!(
             ": the user {user:?} or its password is wrong (check the URL's user and password, or the ACL user on the server)"

@@ -136,7 +136,7 @@ impl Pipeline {
         let mut latency_ms = 0;
         let statuses = self.commit(&acks, &entries, &held).await;
         lease.abort();
-        let (mut adopted, mut gone) = (Vec::new(), Vec::new());
+        let (mut adopted, mut gone, mut undelivered) = (Vec::new(), Vec::new(), Vec::new());
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
             let Some(status) = status else {
@@ -169,6 +169,10 @@ impl Pipeline {
                     report.conflicts += 1;
                     gone.push(ack.id.as_str());
                 }
+                CommitStatus::Undelivered => {
+                    report.conflicts += 1;
+                    undelivered.push(ack.id.as_str());
+                }
             }
         }
         if !adopted.is_empty() {
@@ -183,6 +187,9 @@ impl Pipeline {
         }
         if !gone.is_empty() {
             tracing::warn!(ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
+        }
+        if !undelivered.is_empty() {
+            tracing::warn!(ids = ?undelivered, "redis has no record of delivering these entries to the group (a failover lost the deliveries with the old primary): nothing written; they are delivered again");
         }
         let m = &self.metrics;
         m.committed.increment(report.delivered as u64);
