@@ -30,8 +30,15 @@ impl Pki {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ca_pem, ca_issuer) = ca("Sluice test CA");
         write(dir.path(), "ca.pem", &ca_pem);
-        let (other_ca, _) = ca("Some other CA");
+        let (other_ca, other_issuer) = ca("Some other CA");
         write(dir.path(), "other-ca.pem", &other_ca);
+        let (cert, key) = leaf(
+            vec!["sluice".into()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &other_issuer,
+        );
+        write(dir.path(), "stranger.pem", &cert);
+        write(dir.path(), "stranger.key", &key);
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &ca_issuer);
         write(dir.path(), "server.pem", &cert);
@@ -204,7 +211,7 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
     let dir = pki.dir.path();
     write(dir, "garbage.pem", "this is not a certificate\n");
     let url = format!("rediss://localhost:{tls_port}");
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 6] = [
         (
             "ca_file = \"missing.pem\"",
             &["cannot read [redis.tls] ca_file", "missing.pem"],
@@ -227,6 +234,11 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
         ),
         // The server asks for a client certificate and none is given.
         ("ca_file = \"ca.pem\"", &["client certificate", "cert_file"]),
+        // A client certificate from a CA the server does not trust.
+        (
+            "ca_file = \"ca.pem\"\ncert_file = \"stranger.pem\"\nkey_file = \"stranger.key\"",
+            &["does not accept the client certificate", "cert_file"],
+        ),
     ];
     for (tls, expected) in cases {
         let config = payments_config(
@@ -370,7 +382,9 @@ async fn the_password_comes_from_the_environment_and_a_wrong_one_is_named_not_sh
     let text = bad.log();
     assert!(
         text.contains("AuthenticationFailed")
-            && text.contains("the user \"sluice\" or its password is wrong"),
+            && text.contains(
+                "the user \"sluice\" or its password (from SLUICE_REDIS_PASSWORD) is wrong"
+            ),
         "the error names the user and the refusal: {text}"
     );
     assert!(
@@ -397,6 +411,25 @@ async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
         (
             "url = \"redis://127.0.0.1:1\"\nwait_replicas = 1\nwait_timeout = \"0s\"",
             "wait_timeout",
+        ),
+        (
+            "url = \"redis://127.0.0.1:1\"\nwait_replicas = 1\nwait_timeout = \"18446744073709551615s\"",
+            "at most 1h",
+        ),
+        // A unix socket URL's password is a query parameter.
+        (
+            "url = \"unix:///tmp/r.sock?pass=inline\"\npassword_file = \"pw\"",
+            "keep one",
+        ),
+        ("username = \"sluice\"", "there is none"),
+        ("password_file = \"pw\"", "there is none"),
+        (
+            "sentinels = [\"127.0.0.1\"]\nmaster = \"m\"",
+            "not host:port",
+        ),
+        (
+            "url = \"rediss://127.0.0.1:1\"\n[redis.tls]\nserver_name = \"not a name!\"",
+            "server_name",
         ),
     ];
     for (redis, expected) in cases {
@@ -738,4 +771,143 @@ async fn a_sentinel_switchover_is_followed_at_once() {
     )
     .await;
     assert_eq!(tally.out, 200, "{}", daemon.log());
+}
+
+#[tokio::test]
+async fn a_wrong_password_names_where_it_came_from() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    acl_user(&mut con).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pw"), "not-the-password\n").expect("write");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let error = start_error(&config).await;
+    assert!(
+        error.contains("password_file") && !error.contains("not-the-password"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_a_start_up_that_waits_for_redis() {
+    let TestContext { redis, .. } = TestContext::new().await;
+    // A server that accepts connections and never answers.
+    redis.signal(libc::SIGSTOP);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = payments_config(
+        dir.path(),
+        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
+        "",
+    );
+    let mut daemon = DaemonProcess::start(
+        &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
+        &dir.path().join("daemon.log"),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    daemon.wait(Duration::from_secs(5));
+    println!("exited {:?} after SIGTERM", asked.elapsed());
+    redis.signal(libc::SIGCONT);
+}
+
+#[tokio::test]
+async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicates_nothing() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let _replica = replica_of(&redis).await;
+    let () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "sluice",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+            "-wait",
+        ])
+        .query_async(&mut con)
+        .await
+        .expect("ACL SETUSER");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("pw"), PASSWORD).expect("write");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\nwait_replicas = 1\nwait_timeout = \"200ms\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let error = start_error(&config).await;
+    assert!(error.contains("ACL SETUSER sluice +wait"), "{error}");
+
+    // Granted at start, refused later: commits that went through are not sent again.
+    let admin_con = con.clone();
+    let grant = |rule: &'static str| {
+        let mut con = admin_con.clone();
+        async move {
+            let () = redis::cmd("ACL")
+                .arg(&["SETUSER", "sluice", rule])
+                .query_async(&mut con)
+                .await
+                .expect("ACL SETUSER");
+        }
+    };
+    grant("+wait").await;
+    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    add_orders(&mut con, 10, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 10).await;
+    grant("-wait").await;
+    produce_orders(con.clone(), 30, 10, Duration::from_millis(100)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tally = Tally::take(
+        &mut con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+    )
+    .await;
+    assert_eq!(tally.duplicates, 0, "{tally}");
+    assert!(
+        tally.out < 40,
+        "nothing more is handled while WAIT is refused: {tally}"
+    );
+    grant("+wait").await;
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(tally.out, 40);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_master_name_says_to_check_master() {
+    let primary = RedisServer::start().expect("primary starts");
+    let _replica = replica_of(&primary).await;
+    let sentinel = Sentinel::start(&primary).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"no-such-master\"\n",
+            sentinel.port
+        ),
+        "",
+    );
+    let error = start_error(&config).await;
+    assert!(error.contains("[redis] master"), "{error}");
 }

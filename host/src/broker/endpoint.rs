@@ -344,15 +344,17 @@ fn certificates(tls: &Tls) -> Result<TlsCertificates> {
                     key_path.display()
                 )
             })?;
-            rustls::sign::CertifiedKey::new(chain, signing)
-                .keys_match()
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "[redis.tls] key_file {} is not the key of the certificate in cert_file {} ({e})",
-                        key_path.display(),
-                        cert_path.display()
-                    )
-                })?;
+            // Only a mismatch is an error here: a certificate webpki cannot parse (an
+            // X.509 v1 one) may still be one the server accepts.
+            if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+                rustls::sign::CertifiedKey::new(chain, signing).keys_match()
+            {
+                bail!(
+                    "[redis.tls] key_file {} is not the key of the certificate in cert_file {}: give the key the certificate was made for",
+                    key_path.display(),
+                    cert_path.display()
+                );
+            }
             Some(ClientTlsConfig {
                 client_cert: cert_pem,
                 client_key: key_pem,

@@ -34,7 +34,7 @@ pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
-pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url};
+pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url, url_password};
 
 /// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the
 /// retry and reclaim scans) and `XGROUP CREATE ... MKSTREAM` with `XAUTOCLAIM`-era
@@ -82,8 +82,22 @@ pub fn check_server(server: &str, version: &str) -> Result<()> {
 impl Broker {
     /// Connects to the server `target` names and checks that it is recent enough. With
     /// Sentinels, a task follows their `+switch-master` announcements until `stop`.
+    /// A shutdown (`stop`) while it connects ends the attempt at once.
     pub async fn connect(target: &Target, stop: CancellationToken) -> Result<Self> {
         let endpoint = Arc::new(Endpoint::new(target)?);
+        let shown = endpoint.shown().to_owned();
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => bail!("stopped while connecting to Redis at {shown}"),
+            broker = Self::open(endpoint, target, stop.clone()) => broker,
+        }
+    }
+
+    async fn open(
+        endpoint: Arc<Endpoint>,
+        target: &Target,
+        stop: CancellationToken,
+    ) -> Result<Self> {
         let shown = endpoint.shown().to_owned();
         let commands = Arc::new(link::Link::new(
             Arc::clone(&endpoint),
@@ -103,7 +117,7 @@ impl Broker {
                 {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                Err(fault) => return Err(connect_error(&fault, &shown, endpoint.user())),
+                Err(fault) => return Err(connect_error(&fault, target, endpoint.user())),
             }
         }
         endpoint.watch(stop);
@@ -119,8 +133,57 @@ impl Broker {
         check_server(&server, &version)
             .with_context(|| format!("Redis at {shown} cannot be used"))?;
         broker.server = format!("{server} {version}");
+        if let Some(wait) = target.replication {
+            broker.check_replication(wait).await?;
+        }
         tracing::info!(url = %shown, server = %broker.server, "connected to redis");
         Ok(broker)
+    }
+
+    /// With `[redis] wait_replicas`: the user may run `WAIT` (or start-up fails), and
+    /// the primary has that many replicas now (or a warning says it holds each batch
+    /// until they come).
+    async fn check_replication(&self, wait: Replication) -> Result<()> {
+        let user = self.endpoint.user().to_owned();
+        let probe = self
+            .call("WAIT", |mut c| async move {
+                redis::cmd("WAIT")
+                    .arg(0)
+                    .arg(1)
+                    .query_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+        match probe {
+            Err(fault) if fault.is_permission() => bail!(
+                "{fault}: [redis] wait_replicas needs the WAIT command; grant it with ACL SETUSER {user} +wait"
+            ),
+            Err(fault) => return Err(fault.into()),
+            Ok(_) => {}
+        }
+        let info: String = self
+            .call("INFO replication", |mut c| async move {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await
+            .unwrap_or_default();
+        let replicas = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|n| n.trim().parse::<u32>().ok());
+        if let Some(found) = replicas
+            && found < wait.replicas
+        {
+            tracing::warn!(
+                connected = found,
+                wait_replicas = wait.replicas,
+                "the primary has fewer replicas than [redis] wait_replicas: each pipeline holds after its first commit until enough replicas connect"
+            );
+        }
+        Ok(())
     }
 
     /// The server's name and version from `HELLO` (needs no ACL permission).
@@ -206,13 +269,26 @@ impl Broker {
 /// way, a plain port behind a `rediss://` URL): retrying cannot help.
 fn tls_refusal(fault: &Fault) -> Option<&'static str> {
     let text = fault.to_string();
-    if text.contains("CertificateRequired") {
+    let has = |s: &str| text.contains(s);
+    if has("CertificateRequired") {
         Some("the server requires a client certificate: set [redis.tls] cert_file and key_file")
-    } else if text.contains("certificate") || text.contains("Certificate") {
+    } else if has("UnknownCA") || has("BadCertificate") || has("alert: DecryptError") {
+        Some(
+            "the server does not accept the client certificate in [redis.tls] cert_file: it must be signed by a CA in the server's tls-ca-cert-file",
+        )
+    } else if has("Expired") || has("NotValidYet") {
+        Some(
+            "the server's certificate is expired or not yet valid: renew it on the server, or check this machine's clock",
+        )
+    } else if has("NotValidForName") {
+        Some(
+            "the server's certificate does not name the host in the URL: connect by a name it holds, or set [redis.tls] server_name to one",
+        )
+    } else if has("certificate") || has("Certificate") || has("UnknownIssuer") {
         Some(
             "the TLS handshake failed on the server's certificate: check [redis.tls] ca_file (the CA that signed it) and server_name (the name in it)",
         )
-    } else if text.contains("received corrupt message") || text.contains("InvalidContentType") {
+    } else if has("received corrupt message") || has("InvalidContentType") {
         Some(
             "the server does not speak TLS there: use its tls-port, or a redis:// URL for a plain port",
         )
@@ -221,19 +297,32 @@ fn tls_refusal(fault: &Fault) -> Option<&'static str> {
     }
 }
 
-fn connect_error(fault: &Fault, shown: &str, user: &str) -> anyhow::Error {
-    let hint = match fault.code() {
-        _ if tls_refusal(fault).is_some() => {
-            format!(": {}", tls_refusal(fault).unwrap_or_default())
+fn connect_error(fault: &Fault, target: &Target, user: &str) -> anyhow::Error {
+    let shown = target.shown();
+    let text = fault.to_string();
+    let sentinels = matches!(target.nodes, Nodes::Sentinel { .. });
+    let hint = if let Some(tls) = tls_refusal(fault) {
+        format!(": {tls}")
+    } else if text.contains("MasterNameNotFoundBySentinel") {
+        ": the sentinels know no primary by that name: check [redis] master against `SENTINEL MASTERS` on a sentinel".to_owned()
+    } else {
+        match fault.code() {
+            "WRONGPASS" => format!(
+                ": the user {user:?} or its password ({}) is wrong; check the password, and the ACL user on the server",
+                target.password_from()
+            ),
+            "NOPERM" => format!(": the ACL user {user:?} may not run the commands Sluice needs"),
+            "IO" | "TIMEOUT" if sentinels => {
+                ": are the sentinels up, and is each [redis] sentinels entry the host:port of one?".to_owned()
+            }
+            "IO" | "TIMEOUT" if target.tls.is_some() => {
+                ": is redis-server running there, and are the URL's host and port right? (a TLS handshake sent to a plain port gets no answer: is it the server's tls-port?)".to_owned()
+            }
+            "IO" | "TIMEOUT" => {
+                ": is redis-server running there, and are the URL's host and port right? (a TLS port needs a rediss:// URL)".to_owned()
+            }
+            _ => String::new(),
         }
-        "WRONGPASS" => format!(
-            ": the user {user:?} or its password is wrong (check the URL's user and password, or the ACL user on the server)"
-        ),
-        "NOPERM" => format!(": the ACL user {user:?} may not run the commands Sluice needs"),
-        "IO" => {
-            ": is redis-server running there, and are the URL's host and port right?".to_owned()
-        }
-        _ => String::new(),
     };
     anyhow::anyhow!("cannot connect to Redis at {shown}: {fault}{hint}")
 }

@@ -98,6 +98,8 @@ pub struct Target {
     pub username: Option<String>,
     /// The password; overrides the URL's.
     pub password: Option<Secret>,
+    /// Where `password` came from, for messages (`SLUICE_REDIS_PASSWORD`).
+    pub password_source: Option<String>,
     /// TLS, for `rediss://` URLs and for Sentinel set-ups whose nodes speak TLS.
     pub tls: Option<Tls>,
     /// `WAIT` after each commit, if set.
@@ -111,8 +113,19 @@ impl Target {
             nodes: Nodes::Url(url.into()),
             username: None,
             password: None,
+            password_source: None,
             tls: None,
             replication: None,
+        }
+    }
+
+    /// Where the password in use came from, for messages.
+    pub fn password_from(&self) -> String {
+        match (&self.password, &self.password_source, &self.nodes) {
+            (Some(_), Some(source), _) => format!("from {source}"),
+            (Some(_), None, _) => "given by the embedding program".to_owned(),
+            (None, _, Nodes::Url(url)) if url_password(url) => "from the URL".to_owned(),
+            (None, _, _) => "none given".to_owned(),
         }
     }
 
@@ -128,22 +141,49 @@ impl Target {
     }
 }
 
-/// `url` with its password (if any) replaced by `***`, for messages.
+/// Whether `url` carries a password, in any form redis-rs reads (`user:pass@`, or a
+/// `pass=` query parameter of a `unix://` URL).
+pub fn url_password(url: &str) -> bool {
+    use redis::IntoConnectionInfo;
+    url.into_connection_info()
+        .is_ok_and(|info| info.redis_settings().password().is_some())
+}
+
+/// `url` with its password (if any) replaced by `***`, for messages: the one in the
+/// user info (`redis://user:***@host`) and `pass`/`password` query parameters
+/// (`unix:///run/redis.sock?pass=***`). The user name is kept.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut shown = match base.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or("", |(user, _)| user);
-                if userinfo.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    format!("{scheme}://***@{host}")
-                }
-            }
-            None => url.to_owned(),
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
         },
-        None => url.to_owned(),
+        None => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((name, _))
+                    if name.eq_ignore_ascii_case("pass")
+                        || name.eq_ignore_ascii_case("password") =>
+                {
+                    format!("{name}=***")
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&params.join("&"));
     }
+    shown
 }
 
 #[cfg(test)]
@@ -158,6 +198,14 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("redis://sluice@host"), "redis://sluice@host");
+        assert_eq!(
+            redact_url("unix:///run/r.sock?db=1&pass=secret"),
+            "unix:///run/r.sock?db=1&pass=***"
+        );
+        assert!(url_password("unix:///run/r.sock?pass=secret"));
+        assert!(url_password("redis://u:secret@host"));
+        assert!(!url_password("redis://u@host"));
         let secret = Secret::new("hunter2");
         assert_eq!(
             format!("{secret} {secret:?} {:?}", Some(&secret)),

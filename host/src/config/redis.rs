@@ -10,12 +10,15 @@ use serde::Deserialize;
 use super::{defaults, duration};
 use crate::broker::{Nodes, Replication, Secret, Target, Tls};
 
+/// The longest one `WAIT` may block (`wait_timeout`).
+pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// The environment variable that holds the Redis password, so that it stays out of
 /// config files; it wins over `password_file` and the URL's password.
 pub const PASSWORD_ENV: &str = "SLUICE_REDIS_PASSWORD";
 
-/// The `[redis]` table.
-#[derive(Debug, Clone, Deserialize)]
+/// The `[redis]` table. `Debug` shows the URL without its password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// A `redis://` or `rediss://` (TLS) URL. Without it, and without `sentinels`, Sluice
@@ -44,6 +47,22 @@ pub struct RedisConfig {
     /// stable across restarts of one daemon for its pending entries to be re-read first,
     /// and unique per daemon in a group.
     pub consumer: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.url.as_deref().map(crate::broker::redact_url))
+            .field("sentinels", &self.sentinels)
+            .field("master", &self.master)
+            .field("username", &self.username)
+            .field("password_file", &self.password_file)
+            .field("tls", &self.tls)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("wait_timeout", &self.wait_timeout)
+            .field("consumer", &self.consumer)
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -130,7 +149,7 @@ impl RedisConfig {
             _ => {}
         }
         if let Some(url) = &self.url
-            && password_in_url(url)
+            && crate::broker::url_password(url)
             && self.password_file.is_some()
         {
             bail!(
@@ -167,9 +186,30 @@ impl RedisConfig {
                 self.wait_replicas
             );
         }
-        if self.wait_timeout.is_zero() {
+        if self.wait_timeout.is_zero() || self.wait_timeout > MAX_WAIT_TIMEOUT {
             bail!(
-                "[redis] wait_timeout must be more than 0 (WAIT with 0 blocks for ever); write it like \"1s\""
+                "[redis] wait_timeout must be more than 0 (WAIT with 0 blocks for ever) and at most {} (one WAIT's wait; it is asked again); write it like \"1s\"",
+                humantime::format_duration(MAX_WAIT_TIMEOUT)
+            );
+        }
+        if !self.is_external() && (self.username.is_some() || self.password_file.is_some()) {
+            bail!(
+                "[redis] username and password_file log in to the Redis in [redis] url or sentinels, and there is none: the private redis-server needs no login; set url (or sentinels), or remove them"
+            );
+        }
+        for sentinel in &self.sentinels {
+            let port = sentinel.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if !matches!(port, Some(Ok(_))) {
+                bail!(
+                    "[redis] sentinels: {sentinel:?} is not host:port; write it like \"10.0.0.5:26379\""
+                );
+            }
+        }
+        if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_ref())
+            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
+        {
+            bail!(
+                "[redis.tls] server_name {name:?} is not a DNS name or an IP address; give the name the server's certificate holds"
             );
         }
         Ok(())
@@ -186,15 +226,21 @@ impl RedisConfig {
             },
             _ => return Ok(None),
         };
-        let password = match (std::env::var(PASSWORD_ENV), &self.password_file) {
-            (Ok(password), _) if !password.is_empty() => Some(Secret::new(password)),
-            (_, Some(path)) => Some(read_password(path)?),
-            _ => None,
+        let (password, password_source) = match (std::env::var(PASSWORD_ENV), &self.password_file) {
+            (Ok(password), _) if !password.is_empty() => {
+                (Some(Secret::new(password)), Some(PASSWORD_ENV.to_owned()))
+            }
+            (_, Some(path)) => (
+                Some(read_password(path)?),
+                Some(format!("[redis] password_file {}", path.display())),
+            ),
+            _ => (None, None),
         };
         Ok(Some(Target {
             nodes,
             username: self.username.clone(),
             password,
+            password_source,
             tls: self.tls.as_ref().map(|tls| Tls {
                 ca_file: tls.ca_file.clone(),
                 cert_file: tls.cert_file.clone(),
@@ -209,10 +255,6 @@ impl RedisConfig {
     }
 }
 
-fn password_in_url(url: &str) -> bool {
-    ::redis::parse_redis_url(url).is_some_and(|u| u.password().is_some())
-}
-
 /// The password in `path`: its first line, without the line end.
 fn read_password(path: &Path) -> Result<Secret> {
     let text = std::fs::read_to_string(path).with_context(|| {
@@ -224,9 +266,27 @@ fn read_password(path: &Path) -> Result<Secret> {
     let password = text.lines().next().unwrap_or("");
     if password.is_empty() {
         bail!(
-            "[redis] password_file {} is empty: write the password on its first line",
+            "[redis] password_file {}: its first line is empty: write the password on the first line (the rest of the file is not read)",
             path.display()
         );
     }
     Ok(Secret::new(password))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_urls_password() {
+        let config = RedisConfig {
+            url: Some("redis://sluice:hunter2@host:6379".into()),
+            ..RedisConfig::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("sluice:***@host") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
 }

@@ -8,7 +8,6 @@ mod read;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use redis::Value;
 
@@ -57,7 +56,7 @@ pub struct Consumer {
     reads: Arc<Link>,
     commands: Arc<Link>,
     size: ReadSize,
-    /// Replicas that acknowledged the last commit, when fewer than `wait_replicas`.
+    /// Set after a commit until `wait_replicas` replicas have it: how many did so far.
     unreplicated: Option<u32>,
 }
 
@@ -305,33 +304,28 @@ impl Consumer {
         }
         let invocation =
             commit::invocation(&self.id.stream, &self.id.group, &self.id.name, acks, adopt)?;
-        let wait = self.commands.endpoint().replication();
-        let deadline = commit::deadline(acks) + wait.map_or(Duration::ZERO, |w| w.timeout);
-        // WAIT goes on the connection that ran the commit: it counts the replicas that
-        // have this connection's writes (https://redis.io/docs/latest/commands/wait/).
-        let (statuses, acked): (Vec<i64>, Option<u32>) = self
+        let statuses: Vec<i64> = self
             .commands
-            .call("commit", Some(deadline), |mut c| async move {
-                let statuses = invocation.invoke_async(&mut c).await?;
-                let acked = match wait {
-                    Some(w) => Some(wait_command(w).query_async(&mut c).await?),
-                    None => None,
-                };
-                Ok((statuses, acked))
+            .call("commit", Some(commit::deadline(acks)), |mut c| async move {
+                invocation.invoke_async(&mut c).await
             })
             .await?;
-        if let (Some(w), Some(acked)) = (wait, acked)
-            && acked < w.replicas
-        {
-            self.unreplicated = Some(acked);
+        if self.commands.endpoint().replication().is_some() {
+            // The replicas are asked before the next batch (`await_replicas`), not here:
+            // a WAIT that fails must not make a commit that went through look failed
+            // (it would be sent again), and a drain must not wait on it.
+            self.unreplicated = Some(0);
         }
         commit::statuses(statuses, acks.len())
     }
 
-    /// After a commit fewer replicas than `[redis] wait_replicas` acknowledged: asks
-    /// again (`WAIT`, up to `wait_timeout`). `Ok` once they have it (or nothing waits),
-    /// the shortfall as a fault while they do not. A new connection's `WAIT` counts the
-    /// replicas that are connected and in sync, which the commit's then reaches.
+    /// After a commit, with `[redis] wait_replicas` set: `WAIT` until that many replicas
+    /// have it (up to `wait_timeout` per call). `Ok` once they do (or when nothing
+    /// waits); the shortfall, or the `WAIT`'s own error, as a fault while they do not.
+    /// `WAIT` counts the replicas that have this connection's writes
+    /// (<https://redis.io/docs/latest/commands/wait/>): the link keeps the connection
+    /// the commit used unless it was lost, and then a new connection's `WAIT` counts the
+    /// replicas that are connected and in sync, which the commit then reaches.
     pub async fn await_replicas(&mut self) -> Result<(), Fault> {
         let (Some(_), Some(wait)) = (self.unreplicated, self.commands.endpoint().replication())
         else {
@@ -341,7 +335,7 @@ impl Consumer {
             .commands
             .query(
                 "WAIT",
-                Some(wait.timeout + CALL_DEADLINE),
+                Some(wait.timeout.saturating_add(CALL_DEADLINE)),
                 &wait_command(wait),
             )
             .await?;
