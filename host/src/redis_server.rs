@@ -102,8 +102,11 @@ impl RedisServer {
             });
         }
         let child = cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound if std::env::var_os(SERVER_ENV).is_some() => anyhow::anyhow!(
+                "{SERVER_ENV} names {binary:?}, which cannot be found: give the server's path, or a name on PATH"
+            ),
             std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "{binary} is not installed: install it (Debian/Ubuntu: `apt-get install redis-server`), point {SERVER_ENV} at a server binary, or set [redis] url in the config"
+                "redis-server is not installed: install it (Debian/Ubuntu: `apt-get install redis-server`), point {SERVER_ENV} at a server binary, or set [redis] url in the config"
             ),
             _ => anyhow::Error::new(e).context(format!("cannot start {binary}")),
         })?;

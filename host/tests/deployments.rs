@@ -911,3 +911,128 @@ async fn an_unknown_master_name_says_to_check_master() {
     let error = start_error(&config).await;
     assert!(error.contains("[redis] master"), "{error}");
 }
+
+#[tokio::test]
+async fn a_user_without_a_password_is_refused_instead_of_running_as_default() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    acl_user(&mut con).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for redis_table in [
+        format!("url = \"redis://sluice@127.0.0.1:{}\"", redis.port()),
+        format!(
+            "url = \"redis://127.0.0.1:{}\"\nusername = \"sluice\"",
+            redis.port()
+        ),
+    ] {
+        let config = payments_config(dir.path(), &format!("[redis]\n{redis_table}\n"), "");
+        let error = start_error(&config).await;
+        assert!(
+            error.contains("the ACL user \"sluice\" has no password"),
+            "{redis_table}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_password_file_is_read_again_on_reconnection() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    acl_user(&mut con).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pw");
+    std::fs::write(&file, PASSWORD).expect("write");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    add_orders(&mut con, 10, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 10).await;
+    // The operator rotates the password: on the server, in the file, and the server
+    // closes the user's connections.
+    let rotated = "rotated-pw-0b1e";
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "sluice", "resetpass", &format!(">{rotated}")])
+        .query_async(&mut con)
+        .await
+        .expect("ACL SETUSER");
+    std::fs::write(&file, format!("{rotated}\n")).expect("write");
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "USER", "sluice"])
+        .query_async(&mut con)
+        .await
+        .expect("CLIENT KILL");
+    produce_orders(con.clone(), 10, 10, Duration::ZERO).await;
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(tally.out, 20);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_a_script_may_not_run_is_a_permission_fault() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "sluice",
+            "on",
+            &format!(">{PASSWORD}"),
+            "~*",
+            "&*",
+            "+@all",
+            "-type",
+        ])
+        .query_async(&mut con)
+        .await
+        .expect("ACL SETUSER");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = payments_config(
+        dir.path(),
+        &format!(
+            "{ADMIN}[redis]\nurl = \"redis://sluice:{PASSWORD}@127.0.0.1:{}\"\n",
+            redis.port()
+        ),
+        "",
+    );
+    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    add_orders(&mut con, 5, 0).await;
+    let admin = host.admin();
+    let state = eventually(
+        "the pipeline shows the fault",
+        Duration::from_secs(20),
+        || async move {
+            let state = pipeline_state(admin).await;
+            (state["state"] == "error").then_some(state)
+        },
+    )
+    .await;
+    let error = state["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("NOPERM"), "{error}");
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "sluice", "+type"])
+        .query_async(&mut con)
+        .await
+        .expect("ACL SETUSER");
+    let tally = wait_exactly_once(
+        &con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(tally.out, 5);
+    host.stop().await;
+}

@@ -11,7 +11,7 @@
 //! in an older epoch drop their connection at their next call.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,8 +21,8 @@ use redis::aio::MultiplexedConnection;
 use redis::io::AsyncDNSResolver;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo,
-    RedisResult, TlsCertificates, TlsMode,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo,
+    IntoConnectionInfo, RedisConnectionInfo, RedisResult, TlsCertificates, TlsMode,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fault::Backoff;
 use super::link;
-use super::target::{Nodes, Replication, Target, Tls};
+use super::target::{Nodes, Replication, Secret, Target, Tls};
 
 /// Opens connections to the current primary of a [`Target`].
 pub struct Endpoint {
@@ -42,11 +42,17 @@ pub struct Endpoint {
     /// Moves on when the primary changes; see the module docs.
     epoch: AtomicU64,
     replication: Option<Replication>,
+    /// The password connections log in with; read again from `password_file` (if set)
+    /// for each new connection, so that a rotated password is picked up.
+    password: std::sync::Mutex<Option<Secret>>,
+    password_file: Option<PathBuf>,
 }
 
 enum Opener {
     Direct {
-        client: Client,
+        /// Where and how, without the password (added at each connection).
+        info: ConnectionInfo,
+        certificates: Option<TlsCertificates>,
         /// With `[redis.tls] server_name`: the host that is really dialled, while the
         /// connection's host (checked against the certificate) is the server name.
         dial: Option<Dial>,
@@ -55,7 +61,6 @@ enum Opener {
         sentinels: Vec<ConnectionAddr>,
         master: String,
         username: Option<String>,
-        password: Option<String>,
         certificates: Option<TlsCertificates>,
     },
 }
@@ -90,6 +95,7 @@ impl Endpoint {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let shown = target.shown();
         let certificates = target.tls.as_ref().map(certificates).transpose()?;
+        let mut password = target.password.clone();
         let (opener, user) = match &target.nodes {
             Nodes::Url(url) => {
                 let info = url.as_str().into_connection_info().map_err(|e| {
@@ -102,10 +108,11 @@ impl Endpoint {
                 if let Some(user) = &target.username {
                     settings = settings.set_username(user);
                 }
-                if let Some(password) = &target.password {
-                    settings = settings.set_password(password.expose());
+                if password.is_none() {
+                    password = settings.password().map(Secret::new);
                 }
                 let user = settings.username().unwrap_or("default").to_owned();
+                let settings = without_password(&settings);
                 let mut dial = None;
                 let addr = match (info.addr().clone(), &target.tls) {
                     (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) => {
@@ -132,12 +139,16 @@ impl Endpoint {
                     .set_addr(addr)
                     .set_redis_settings(settings)
                     .set_tcp_settings(link::tcp_settings());
-                let client = match &certificates {
-                    Some(certs) => Client::build_with_tls(info, certs.clone()),
-                    None => Client::open(info),
-                }
-                .map_err(|e| anyhow::anyhow!("invalid Redis URL {shown:?}: {e}"))?;
-                (Opener::Direct { client, dial }, user)
+                client(&info, password.as_ref(), certificates.as_ref())
+                    .map_err(|e| anyhow::anyhow!("invalid Redis URL {shown:?}: {e}"))?;
+                (
+                    Opener::Direct {
+                        info,
+                        certificates,
+                        dial,
+                    },
+                    user,
+                )
             }
             Nodes::Sentinel { sentinels, master } => {
                 let sentinels = sentinels
@@ -148,7 +159,6 @@ impl Endpoint {
                     sentinels,
                     master: master.clone(),
                     username: target.username.clone(),
-                    password: target.password.as_ref().map(|p| p.expose().to_owned()),
                     certificates,
                 };
                 (
@@ -157,13 +167,42 @@ impl Endpoint {
                 )
             }
         };
+        if user != "default" && password.is_none() {
+            bail!(
+                "the ACL user {user:?} has no password: give it with [redis] password_file, SLUICE_REDIS_PASSWORD or in the URL (redis://{user}:PASSWORD@host); without one, connections would run as the default user"
+            );
+        }
         Ok(Self {
             opener,
             user,
             shown,
             epoch: AtomicU64::new(0),
             replication: target.replication,
+            password: std::sync::Mutex::new(password),
+            password_file: target.password_file.clone(),
         })
+    }
+
+    /// The password for a new connection: `password_file` read again if set (a file that
+    /// cannot be read now keeps the last password, with a warning).
+    fn password(&self) -> Option<Secret> {
+        let mut password = crate::lock::lock(&self.password);
+        if let Some(path) = &self.password_file {
+            match Secret::from_file(path) {
+                Ok(read) => {
+                    if password.as_ref() != Some(&read) {
+                        if password.is_some() {
+                            tracing::info!(file = %path.display(), "the password in [redis] password_file changed; new connections use it");
+                        }
+                        *password = Some(read);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "keeping the last password read");
+                }
+            }
+        }
+        password.clone()
     }
 
     /// Where, for messages: the URL without its password, or the Sentinels.
@@ -189,12 +228,16 @@ impl Endpoint {
     /// Opens a connection to the current primary.
     pub async fn open(&self, config: AsyncConnectionConfig) -> RedisResult<MultiplexedConnection> {
         match &self.opener {
-            Opener::Direct { client, dial } => {
+            Opener::Direct {
+                info,
+                certificates,
+                dial,
+            } => {
                 let config = match dial {
                     Some(dial) => config.set_dns_resolver(dial.clone()),
                     None => config,
                 };
-                client
+                client(info, self.password().as_ref(), certificates.as_ref())?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
             }
@@ -212,7 +255,6 @@ impl Endpoint {
             sentinels,
             master,
             username,
-            password,
             certificates,
         } = &self.opener
         else {
@@ -225,8 +267,8 @@ impl Endpoint {
         if let Some(user) = username {
             builder = builder.set_client_to_redis_username(user);
         }
-        if let Some(password) = password {
-            builder = builder.set_client_to_redis_password(password);
+        if let Some(password) = self.password() {
+            builder = builder.set_client_to_redis_password(password.expose());
         }
         if let Some(certs) = certificates {
             builder = builder
@@ -282,6 +324,34 @@ impl Endpoint {
             }
         }
         Ok(())
+    }
+}
+
+/// `settings` with no password (it is added at each connection).
+fn without_password(settings: &RedisConnectionInfo) -> RedisConnectionInfo {
+    let mut bare = RedisConnectionInfo::default()
+        .set_db(settings.db())
+        .set_protocol(settings.protocol());
+    if let Some(user) = settings.username() {
+        bare = bare.set_username(user);
+    }
+    bare
+}
+
+/// A client for `info` logging in with `password`.
+fn client(
+    info: &ConnectionInfo,
+    password: Option<&Secret>,
+    certificates: Option<&TlsCertificates>,
+) -> RedisResult<Client> {
+    let mut settings = info.redis_settings().clone();
+    if let Some(password) = password {
+        settings = settings.set_password(password.expose());
+    }
+    let info = info.clone().set_redis_settings(settings);
+    match certificates {
+        Some(certs) => Client::build_with_tls(info, certs.clone()),
+        None => Client::open(info),
     }
 }
 

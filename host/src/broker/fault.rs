@@ -64,6 +64,16 @@ impl Fault {
             (Some(code), Some(detail)) => format!("{what}: {code} {detail}"),
             _ => format!("{what}: {error}"),
         };
+        if code == "NOPERM" && error.code() == Some("ERR") {
+            message.push_str(
+                " (NOPERM: the ACL user may not run a command of Sluice's commit script; it needs +@stream +type +evalsha +script|load)",
+            );
+        }
+        if error.kind() == ErrorKind::MasterNameNotFoundBySentinel {
+            message.push_str(
+                " (the sentinels name no reachable primary by [redis] master: a failover in progress, or a name the sentinels do not monitor)",
+            );
+        }
         if error
             .detail()
             .is_some_and(|d| d.starts_with("Protocol error"))
@@ -194,6 +204,11 @@ fn classify(error: &redis::RedisError) -> (Blame, Remedy, String) {
             // length" past `proto-max-bulk-len`; Lua's "too many results to unpack").
             if detail.starts_with("Protocol error") || detail.contains("too many results") {
                 return (Entry, Remedy::Reconnect, code.to_owned());
+            }
+            // A command inside a script that the ACL user may not run: a permission
+            // fault like NOPERM, though Redis answers ERR.
+            if detail.contains("can't run this command") {
+                return (Environment, Remedy::Wait, "NOPERM".to_owned());
             }
             return (Environment, Remedy::Wait, code.to_owned());
         }

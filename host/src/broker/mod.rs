@@ -276,6 +276,10 @@ fn tls_refusal(fault: &Fault) -> Option<&'static str> {
         Some(
             "the server does not accept the client certificate in [redis.tls] cert_file: it must be signed by a CA in the server's tls-ca-cert-file",
         )
+    } else if has("UnsupportedCertVersion") {
+        Some(
+            "a certificate is X.509 version 1, which rustls does not accept: re-issue it as version 3 (with openssl: `openssl x509 -req ... -extfile` with at least a subjectAltName)",
+        )
     } else if has("Expired") || has("NotValidYet") {
         Some(
             "the server's certificate is expired or not yet valid: renew it on the server, or check this machine's clock",

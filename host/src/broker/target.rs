@@ -5,7 +5,7 @@
 //! error or status page can show one by accident.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A password or other secret. Printing it, in any format, prints `***`.
@@ -21,6 +21,26 @@ impl Secret {
     /// The secret itself, for the one place that sends it (`AUTH`).
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// The first line of the file at `path` (`[redis] password_file`), without its line
+    /// end.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read [redis] password_file {}: create it with the password on one line, readable by this user",
+                path.display()
+            )
+        })?;
+        let password = text.lines().next().unwrap_or("");
+        if password.is_empty() {
+            anyhow::bail!(
+                "[redis] password_file {}: its first line is empty: write the password on the first line (the rest of the file is not read)",
+                path.display()
+            );
+        }
+        Ok(Self(password.to_owned()))
     }
 }
 
@@ -100,6 +120,9 @@ pub struct Target {
     pub password: Option<Secret>,
     /// Where `password` came from, for messages (`SLUICE_REDIS_PASSWORD`).
     pub password_source: Option<String>,
+    /// The file `password` was read from: read again for each new connection, so that
+    /// a rotated password is picked up without a restart.
+    pub password_file: Option<PathBuf>,
     /// TLS, for `rediss://` URLs and for Sentinel set-ups whose nodes speak TLS.
     pub tls: Option<Tls>,
     /// `WAIT` after each commit, if set.
@@ -114,6 +137,7 @@ impl Target {
             username: None,
             password: None,
             password_source: None,
+            password_file: None,
             tls: None,
             replication: None,
         }

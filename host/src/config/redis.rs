@@ -133,7 +133,7 @@ impl RedisConfig {
         if let Some(url) = &self.url {
             // The URL is not quoted back: it may hold a password.
             ::redis::Client::open(url.as_str()).context(
-                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\", \"rediss://host:6380\" (TLS) or \"redis://user:password@host:6379\"",
+                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\", \"rediss://host:6380\" (TLS) or \"redis://user:password@host:6379\" (a password with # @ / ? or % in it must be percent-encoded, # as %23; or keep it in password_file)",
             )?;
         }
         match (&self.url, self.sentinels.is_empty(), &self.master) {
@@ -231,7 +231,7 @@ impl RedisConfig {
                 (Some(Secret::new(password)), Some(PASSWORD_ENV.to_owned()))
             }
             (_, Some(path)) => (
-                Some(read_password(path)?),
+                Some(Secret::from_file(path)?),
                 Some(format!("[redis] password_file {}", path.display())),
             ),
             _ => (None, None),
@@ -241,6 +241,10 @@ impl RedisConfig {
             username: self.username.clone(),
             password,
             password_source,
+            password_file: match std::env::var(PASSWORD_ENV) {
+                Ok(password) if !password.is_empty() => None,
+                _ => self.password_file.clone(),
+            },
             tls: self.tls.as_ref().map(|tls| Tls {
                 ca_file: tls.ca_file.clone(),
                 cert_file: tls.cert_file.clone(),
@@ -253,24 +257,6 @@ impl RedisConfig {
             }),
         }))
     }
-}
-
-/// The password in `path`: its first line, without the line end.
-fn read_password(path: &Path) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "cannot read [redis] password_file {}: create it with the password on one line, readable by this user",
-            path.display()
-        )
-    })?;
-    let password = text.lines().next().unwrap_or("");
-    if password.is_empty() {
-        bail!(
-            "[redis] password_file {}: its first line is empty: write the password on the first line (the rest of the file is not read)",
-            path.display()
-        );
-    }
-    Ok(Secret::new(password))
 }
 
 #[cfg(test)]

@@ -51,7 +51,7 @@ impl Pipeline {
         }
         if fault.code() == "WRONGPASS" || fault.code() == "NOAUTH" {
             return Some(fault.explain(
-                "the URL's user or password is not accepted (was the ACL user removed, or its password changed?); fix the user on the server or the URL",
+                "the ACL user or its password is not accepted (was the user removed, or its password changed?); fix the user on the server, or the password where Sluice reads it ([redis] password_file is read again at each reconnection; SLUICE_REDIS_PASSWORD and the URL need a restart)",
             ));
         }
         if fault.code() == "NOPERM" {
@@ -75,7 +75,7 @@ impl Pipeline {
         if repeated {
             tracing::debug!(code = fault.code(), error = %reason, retry, "redis still unusable; retrying");
         } else if fault.is_permission() {
-            tracing::error!(code = fault.code(), error = %reason, "redis refuses this pipeline's user; nothing is dead-lettered, entries stay pending until the permission is granted");
+            tracing::error!(code = fault.code(), error = %reason, "redis refuses this pipeline's user; nothing is dead-lettered, entries stay pending until the user is accepted");
         } else {
             tracing::warn!(code = fault.code(), error = %reason, "redis unusable; retrying (nothing is dead-lettered)");
         }

@@ -53,7 +53,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         None => {
             let server = tokio::task::spawn_blocking(RedisServer::start).await??;
             let url = server.url();
-            tracing::info!(%url, "no [redis] url configured: started a private redis-server (its data is gone at exit)");
+            let binary = crate::redis_server::server_binary();
+            tracing::info!(%url, server = %binary, "no [redis] url configured: started a private server (its data is gone at exit)");
             (Some(server), Target::url(url))
         }
     };
