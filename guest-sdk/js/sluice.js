@@ -10,7 +10,7 @@
 // the message, `throw retry(reason)` leaves it pending for a later delivery. Any other
 // exception traps the instance, which counts as a retry.
 
-import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.0';
+import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.1';
 
 const decoder = new TextDecoder(); // lossy: invalid UTF-8 becomes U+FFFD, as in Rust
 const encoder = new TextEncoder();

@@ -51,6 +51,7 @@ pub mod redis_server;
 pub mod registry;
 mod scaffold;
 mod shutdown;
+pub mod state;
 mod status;
 mod supervisor;
 mod telemetry;

@@ -140,6 +140,12 @@ pub enum CommitStatus {
     /// last-delivered ID: the server has no record of delivering it (a failover lost the
     /// delivery with the old primary). Nothing was written; it is delivered again.
     Undelivered,
+    /// A value the entry's handler read (handler state) changed before the commit:
+    /// nothing was written; the entry is handled again, without counting an attempt.
+    Conflict,
+    /// A hash write of the entry's handler met a key of another type: nothing was
+    /// written; the entry is dead-lettered.
+    StateRefused,
 }
 
 impl fmt::Display for CommitStatus {
@@ -150,6 +156,8 @@ impl fmt::Display for CommitStatus {
             CommitStatus::Adopted => "adopted",
             CommitStatus::Gone => "gone",
             CommitStatus::Undelivered => "undelivered",
+            CommitStatus::Conflict => "conflict",
+            CommitStatus::StateRefused => "state refused",
         })
     }
 }

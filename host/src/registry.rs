@@ -43,6 +43,19 @@ pub struct Streams {
     pub input: String,
     /// The dead-letter stream.
     pub dead_letter: String,
+    /// The key prefixes the pipeline's handler state may use (`state`); empty: none.
+    pub state: Vec<String>,
+}
+
+/// Whether a pipeline whose `state` prefixes are `prefixes` may run `plugin`: a
+/// component that imports the `state` interface needs some.
+pub fn admit(plugin: &Plugin, prefixes: &[String]) -> Result<()> {
+    if plugin.imports_state() && prefixes.is_empty() {
+        anyhow::bail!(
+            "the plugin imports sluice:plugin/state (world stateful-handler) but the pipeline declares no state prefixes: add state = [\"prefix:\"] to its [[pipeline]] (the keys it may read and write), or build the plugin for world handler"
+        );
+    }
+    Ok(())
 }
 
 /// What `GET /v1/plugins` shows of a slot.
@@ -161,6 +174,10 @@ impl Slot {
         let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&rt, &bytes, &path))
             .await
             .context("the compile task failed")?;
+        let compiled = compiled.and_then(|plugin| {
+            admit(&plugin, &self.streams.state)?;
+            Ok(plugin)
+        });
         let plugin = match compiled {
             Ok(plugin) => plugin,
             Err(e) => {

@@ -11,7 +11,10 @@
 //! `sluice_redis_errors_total{code}` (Redis errors by code: `NOPERM`, `READONLY`, `IO`,
 //! `TIMEOUT`...), `sluice_entries_adopted_total` (entries removed from the pending entries
 //! list under this consumer whose outputs were written anyway),
-//! `sluice_consumer_group_recreated_total`.
+//! `sluice_consumer_group_recreated_total`, and for handler state
+//! `sluice_state_reads_total` and `sluice_state_writes_total` (of committed entries) and
+//! `sluice_state_conflicts_total` (entries handled again because a value they read
+//! changed before their commit).
 
 use std::sync::OnceLock;
 
@@ -84,6 +87,12 @@ pub struct PipelineMetrics {
     pub adopted: Counter,
     /// Consumer groups created again after they were lost.
     pub group_recreated: Counter,
+    /// Handler state reads checked by committed entries.
+    pub state_read: Counter,
+    /// Handler state writes applied by committed entries.
+    pub state_written: Counter,
+    /// Entries handled again because state they read changed before their commit.
+    pub state_conflicts: Counter,
 }
 
 impl PipelineMetrics {
@@ -112,6 +121,9 @@ impl PipelineMetrics {
             up: metrics::gauge!("sluice_pipeline_up", "pipeline" => p.clone()),
             adopted: metrics::counter!("sluice_entries_adopted_total", "pipeline" => p.clone()),
             group_recreated: metrics::counter!("sluice_consumer_group_recreated_total", "pipeline" => p.clone()),
+            state_read: metrics::counter!("sluice_state_reads_total", "pipeline" => p.clone()),
+            state_written: metrics::counter!("sluice_state_writes_total", "pipeline" => p.clone()),
+            state_conflicts: metrics::counter!("sluice_state_conflicts_total", "pipeline" => p.clone()),
             pipeline: p,
         }
     }

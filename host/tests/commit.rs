@@ -31,6 +31,7 @@ async fn repeated_commit_writes_once() {
     let acks = [Ack {
         id: read[0].id.clone(),
         outputs: vec![payment("1"), payment("1b")],
+        state: Default::default(),
     }];
     assert_eq!(
         a.commit(&acks, false).await.expect("commit"),
@@ -85,6 +86,7 @@ async fn commit_of_a_claimed_entry_writes_nothing() {
         .map(|e| Ack {
             id: e.id.clone(),
             outputs: vec![payment(&e.id)],
+            state: Default::default(),
         })
         .collect();
     assert_eq!(
@@ -126,6 +128,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
         Ack {
             id: read[0].id.clone(),
             outputs: vec![payment("1")],
+            state: Default::default(),
         },
         Ack {
             id: read[1].id.clone(),
@@ -134,6 +137,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
                 fields: vec![("n".into(), b"2".to_vec())],
                 raw_names: None,
             }],
+            state: Default::default(),
         },
     ];
     let error = a.commit(&acks, false).await.expect_err("commit fails");
@@ -167,6 +171,7 @@ async fn ownership_holds_in_a_crowded_range() {
     let ack = |i: usize| Ack {
         id: read[i].id.clone(),
         outputs: vec![payment(&i.to_string())],
+        state: Default::default(),
     };
     // Entry 40 is committed first; entry 70 is claimed by b.
     assert_eq!(
@@ -246,6 +251,7 @@ async fn entries_pending_for_nobody_are_adopted_only_when_allowed() {
         .map(|e| Ack {
             id: e.id.clone(),
             outputs: vec![payment(&e.id)],
+            state: Default::default(),
         })
         .collect();
     assert_eq!(
@@ -299,6 +305,7 @@ async fn an_entry_whose_delivery_was_lost_is_not_adopted() {
     let acks = [Ack {
         id: read[0].id.clone(),
         outputs: vec![payment("1")],
+        state: Default::default(),
     }];
     assert_eq!(
         a.commit(&acks, true).await.expect("commit"),

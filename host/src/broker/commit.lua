@@ -13,13 +13,25 @@
 -- the old primary): it will be delivered again, so nothing is written and it is reported
 -- as 4 (undelivered) instead of being adopted.
 --
+-- Handler state: an entry may carry reads (what it saw of keys) and writes. Its writes
+-- are applied, with its outputs and acknowledgement, only if every read still holds at
+-- that point of the script (after the batch's earlier entries); else nothing of it is
+-- written and it is reported as 5 (conflict: handled again). A hash write to a key that
+-- holds another type writes nothing of the entry and reports 6 (state refused).
+--
 -- KEYS[1]      the input stream
--- KEYS[2..]    every stream an output goes to
--- ARGV         group, consumer, entry count, lowest ID, highest ID, adopt (0/1), then
---              per entry:
+-- KEYS[2..]    every stream an output goes to, then every state key
+-- ARGV         group, consumer, entry count, lowest ID, highest ID, adopt (0/1), number
+--              of output streams in KEYS, then per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
+--                read count, then per read: kind, key index, then
+--                  1 (GET):     present (0/1) [, value]
+--                  2 (HGET):    field, present [, value]
+--                  3 (HGETALL): field count, f1, v1, ...
+--                write count, then per write: op, key index, then
+--                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field, value
 -- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
--- 3 gone, 4 undelivered.
+-- 3 gone, 4 undelivered, 5 conflict, 6 state refused.
 --
 -- All checks run before the first write, so a wrongly typed target key fails the whole
 -- batch with an error instead of leaving it half written.
@@ -34,8 +46,9 @@ local group, consumer = ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
 local low, high = ARGV[4], ARGV[5]
 local adopt = ARGV[6] == '1'
+local output_keys = tonumber(ARGV[7])
 
-for i = 2, #KEYS do
+for i = 2, 1 + output_keys do
   local kind = redis.call('TYPE', KEYS[i])['ok']
   if kind ~= 'stream' and kind ~= 'none' then
     return redis.error_reply('WRONGTYPE output key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a stream')
@@ -95,8 +108,103 @@ local function delivered(id)
   return not after(id, last_delivered)
 end
 
+-- Whether the reads at ARGV[at..] (n of them) still hold.
+local function holds(at, n)
+  local p = at
+  for _ = 1, n do
+    local kind, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
+    local t = redis.call('TYPE', key)['ok']
+    if kind == '1' then
+      if ARGV[p + 2] == '1' then
+        if t ~= 'string' or redis.call('GET', key) ~= ARGV[p + 3] then
+          return false
+        end
+        p = p + 4
+      else
+        if t ~= 'none' then
+          return false
+        end
+        p = p + 3
+      end
+    elseif kind == '2' then
+      if t ~= 'hash' and t ~= 'none' then
+        return false
+      end
+      local value = redis.call('HGET', key, ARGV[p + 2])
+      if ARGV[p + 3] == '1' then
+        if value ~= ARGV[p + 4] then
+          return false
+        end
+        p = p + 5
+      else
+        if value then
+          return false
+        end
+        p = p + 4
+      end
+    else
+      if t ~= 'hash' and t ~= 'none' then
+        return false
+      end
+      local fields = tonumber(ARGV[p + 2])
+      if redis.call('HLEN', key) ~= fields then
+        return false
+      end
+      for i = 1, fields do
+        if redis.call('HGET', key, ARGV[p + 1 + 2 * i]) ~= ARGV[p + 2 + 2 * i] then
+          return false
+        end
+      end
+      p = p + 3 + 2 * fields
+    end
+  end
+  return true
+end
+
+-- Whether the writes at ARGV[at..] can all be applied: a hash write needs a hash (or
+-- nothing) unless the entry set or deleted the key before.
+local function writable(at, n)
+  local p, replaced = at, {}
+  for _ = 1, n do
+    local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
+    if op == '1' then
+      replaced[key] = true
+      p = p + 3
+    elseif op == '2' then
+      replaced[key] = true
+      p = p + 2
+    else
+      if not replaced[key] then
+        local t = redis.call('TYPE', key)['ok']
+        if t ~= 'hash' and t ~= 'none' then
+          return false
+        end
+      end
+      p = p + 4
+    end
+  end
+  return true
+end
+
+local function apply(at, n)
+  local p = at
+  for _ = 1, n do
+    local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
+    if op == '1' then
+      redis.call('SET', key, ARGV[p + 2])
+      p = p + 3
+    elseif op == '2' then
+      redis.call('DEL', key)
+      p = p + 2
+    else
+      redis.call('HSET', key, ARGV[p + 2], ARGV[p + 3])
+      p = p + 4
+    end
+  end
+end
+
 local owned = {}
-local pos = 7
+local pos = 8
 local entries = {}
 for e = 1, count do
   local id, outputs = ARGV[pos], tonumber(ARGV[pos + 1])
@@ -105,7 +213,33 @@ for e = 1, count do
   for _ = 1, outputs do
     pos = pos + 2 + 2 * tonumber(ARGV[pos + 1])
   end
-  entries[e] = { id, outputs, first }
+  local reads = tonumber(ARGV[pos])
+  pos = pos + 1
+  local reads_at = pos
+  for _ = 1, reads do
+    local kind = ARGV[pos]
+    if kind == '1' then
+      pos = pos + 3 + (ARGV[pos + 2] == '1' and 1 or 0)
+    elseif kind == '2' then
+      pos = pos + 4 + (ARGV[pos + 3] == '1' and 1 or 0)
+    else
+      pos = pos + 3 + 2 * tonumber(ARGV[pos + 2])
+    end
+  end
+  local writes = tonumber(ARGV[pos])
+  pos = pos + 1
+  local writes_at = pos
+  for _ = 1, writes do
+    local op = ARGV[pos]
+    if op == '1' then
+      pos = pos + 3
+    elseif op == '2' then
+      pos = pos + 2
+    else
+      pos = pos + 4
+    end
+  end
+  entries[e] = { id, outputs, first, reads, reads_at, writes, writes_at }
   if mine[id] or (not complete and #redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1) then
     owned[e] = 1
   elseif #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
@@ -122,8 +256,15 @@ end
 local result = {}
 local acks = {}
 for e = 1, count do
+  local entry = entries[e]
+  if (owned[e] == 1 or owned[e] == 2) and not holds(entry[5], entry[4]) then
+    owned[e] = 5
+  elseif (owned[e] == 1 or owned[e] == 2) and not writable(entry[7], entry[6]) then
+    owned[e] = 6
+  end
   if owned[e] == 1 or owned[e] == 2 then
-    local id, outputs, p = entries[e][1], entries[e][2], entries[e][3]
+    local id, outputs, p = entry[1], entry[2], entry[3]
+    apply(entry[7], entry[6])
     for _ = 1, outputs do
       local key, fields = KEYS[tonumber(ARGV[p])], tonumber(ARGV[p + 1])
       redis.call('XADD', key, '*', spread(ARGV, p + 2, p + 1 + 2 * fields))

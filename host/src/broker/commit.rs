@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::fault::Fault;
 use super::link::CALL_DEADLINE;
 use crate::message::{CommitStatus, Output, StreamId};
+use crate::state::{Changes, Read, Write};
 
 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(concat!(
@@ -35,12 +36,16 @@ pub struct Ack {
     pub id: String,
     /// Entries to append, in order, before the acknowledgement.
     pub outputs: Vec<Output>,
+    /// Handler state the entry read (checked) and wrote (applied) at the commit.
+    pub state: Changes,
 }
 
 impl Ack {
     /// How many fields the ack writes.
     pub fn fields(&self) -> usize {
-        self.outputs.iter().map(|o| o.fields.len()).sum()
+        self.outputs.iter().map(|o| o.fields.len()).sum::<usize>()
+            + self.state.reads.len()
+            + self.state.writes.len()
     }
 
     /// Roughly how many bytes the ack adds to a commit: its names and values.
@@ -98,6 +103,21 @@ pub(super) fn invocation(
             invocation.key(&output.target);
         }
     }
+    let output_keys = key_index.len();
+    let state_keys = acks.iter().flat_map(|a| {
+        a.state
+            .reads
+            .iter()
+            .map(Read::key)
+            .chain(a.state.writes.iter().map(Write::key))
+    });
+    for key in state_keys {
+        let next = key_index.len() + 2;
+        if let std::collections::hash_map::Entry::Vacant(slot) = key_index.entry(key) {
+            slot.insert(next);
+            invocation.key(key);
+        }
+    }
     let ids = || acks.iter().map(|a| a.id.as_str());
     let (Some(low), Some(high)) = (ids().min_by_key(order), ids().max_by_key(order)) else {
         unreachable!("the caller commits at least one entry");
@@ -108,7 +128,8 @@ pub(super) fn invocation(
         .arg(acks.len())
         .arg(low)
         .arg(high)
-        .arg(u8::from(adopt));
+        .arg(u8::from(adopt))
+        .arg(output_keys);
     for ack in acks {
         invocation.arg(&ack.id).arg(ack.outputs.len());
         for output in &ack.outputs {
@@ -125,6 +146,49 @@ pub(super) fn invocation(
                     for (name, value) in &output.fields {
                         invocation.arg(name).arg(value);
                     }
+                }
+            }
+        }
+        invocation.arg(ack.state.reads.len());
+        for read in &ack.state.reads {
+            let key = key_index[read.key()];
+            match read {
+                Read::Str { seen, .. } => {
+                    invocation.arg(1).arg(key).arg(u8::from(seen.is_some()));
+                    if let Some(value) = seen {
+                        invocation.arg(value);
+                    }
+                }
+                Read::Field { field, seen, .. } => {
+                    invocation
+                        .arg(2)
+                        .arg(key)
+                        .arg(field)
+                        .arg(u8::from(seen.is_some()));
+                    if let Some(value) = seen {
+                        invocation.arg(value);
+                    }
+                }
+                Read::Hash { seen, .. } => {
+                    invocation.arg(3).arg(key).arg(seen.len());
+                    for (field, value) in seen {
+                        invocation.arg(field).arg(value);
+                    }
+                }
+            }
+        }
+        invocation.arg(ack.state.writes.len());
+        for write in &ack.state.writes {
+            let key = key_index[write.key()];
+            match write {
+                Write::Set { value, .. } => {
+                    invocation.arg(1).arg(key).arg(value);
+                }
+                Write::Delete { .. } => {
+                    invocation.arg(2).arg(key);
+                }
+                Write::HSet { field, value, .. } => {
+                    invocation.arg(3).arg(key).arg(field).arg(value);
                 }
             }
         }
@@ -150,6 +214,8 @@ pub(super) fn statuses(codes: Vec<i64>, count: usize) -> Result<Vec<CommitStatus
             2 => CommitStatus::Adopted,
             3 => CommitStatus::Gone,
             4 => CommitStatus::Undelivered,
+            5 => CommitStatus::Conflict,
+            6 => CommitStatus::StateRefused,
             _ => CommitStatus::NotOwned,
         })
         .collect())

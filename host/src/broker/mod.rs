@@ -16,6 +16,7 @@ mod endpoint;
 pub mod fault;
 mod link;
 mod reply;
+mod state;
 mod target;
 
 use anyhow::{Context, Result, bail};

@@ -336,7 +336,16 @@ async fn run(path: PathBuf, overrides: Overrides) -> Result<ExitCode> {
     let config = load(&path, &overrides)?;
     let shutdown = CancellationToken::new();
     crate::shutdown::on_signals(shutdown.clone())?;
-    let mut daemon = crate::start(config, shutdown).await?;
+    let mut daemon = match crate::start(config, shutdown.clone()).await {
+        Ok(daemon) => daemon,
+        // SIGTERM during start-up (while Redis does not answer, say) is a stop asked
+        // for, not a failure.
+        Err(e) if shutdown.is_cancelled() => {
+            tracing::info!(reason = %format!("{e:#}"), "stopped during start-up");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
     daemon.reload_with(Box::new(move || load(&path, &overrides)));
     crate::shutdown::on_hangup(daemon.reload_handle())?;
     daemon.wait().await;

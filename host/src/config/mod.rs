@@ -105,6 +105,10 @@ pub struct PipelineConfig {
     /// The streams the handler may write to. Any other target fails the message.
     #[serde(default)]
     pub outputs: Vec<Name>,
+    /// Key prefixes the handler may read and write through `sluice:plugin/state`
+    /// (`["order:", "user-total:"]`); empty: no handler state.
+    #[serde(default)]
+    pub state: Vec<String>,
     /// Where rejected and exhausted entries go; defaults to `<input>:dead`.
     pub dead_letter: Option<Name>,
     /// How many entries one read (and one commit) takes at most.

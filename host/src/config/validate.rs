@@ -46,6 +46,23 @@ impl PipelineConfig {
                 );
             }
         }
+        for prefix in &self.state {
+            if prefix.is_empty() {
+                bail!(
+                    "state prefix \"\" would grant every key in Redis; give the prefixes of the handler's own keys, like \"order:\""
+                );
+            }
+            let streams = std::iter::once(self.input.as_str())
+                .chain(self.outputs.iter().map(|o| o.as_str()))
+                .chain(std::iter::once(dead.as_str()));
+            for stream in streams {
+                if stream.starts_with(prefix.as_str()) {
+                    bail!(
+                        "state prefix {prefix:?} covers the stream {stream:?}: handler state must not write the pipeline's streams; use a prefix of its own"
+                    );
+                }
+            }
+        }
         if dead == self.input.as_str() {
             bail!("dead_letter {dead:?} is the input stream; pick another stream");
         }

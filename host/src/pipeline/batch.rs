@@ -59,7 +59,7 @@ impl Pipeline {
         let mut unstarted = Vec::new();
         let mut retries = Vec::new();
         for (entry, handled) in entries.iter().zip(results) {
-            let Some((digest, result)) = handled else {
+            let Some((digest, result, changes)) = handled else {
                 // Not started. Draining: it stays pending for the next delivery. Paused:
                 // it is held, and handled first on resume (as the same delivery).
                 unstarted.push(entry.clone());
@@ -81,6 +81,7 @@ impl Pipeline {
                     acks.push(Ack {
                         id: entry.id.clone(),
                         outputs,
+                        state: changes,
                     })
                 }
                 Outcome::DeadLetter(letter) => {
@@ -88,6 +89,7 @@ impl Pipeline {
                     acks.push(Ack {
                         id: entry.id.clone(),
                         outputs: vec![letter],
+                        state: Default::default(),
                     });
                 }
                 Outcome::Retry(error) => {
@@ -137,6 +139,7 @@ impl Pipeline {
         let statuses = self.commit(&acks, &entries, &held).await;
         lease.abort();
         let (mut adopted, mut gone, mut undelivered) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut conflicted, mut refused) = (Vec::new(), Vec::new());
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
             let is_dead = dead.contains(&index);
             let Some(status) = status else {
@@ -173,6 +176,19 @@ impl Pipeline {
                     report.conflicts += 1;
                     undelivered.push(ack.id.as_str());
                 }
+                CommitStatus::Conflict => {
+                    report.state_conflicts += 1;
+                    conflicted.push(ack.id.as_str());
+                }
+                CommitStatus::StateRefused => refused.push(index),
+            }
+            if matches!(status, CommitStatus::Committed | CommitStatus::Adopted) && !is_dead {
+                self.metrics
+                    .state_read
+                    .increment(ack.state.reads.len() as u64);
+                self.metrics
+                    .state_written
+                    .increment(ack.state.writes.len() as u64);
             }
         }
         if !adopted.is_empty() {
@@ -187,6 +203,42 @@ impl Pipeline {
         }
         if !gone.is_empty() {
             tracing::warn!(ids = ?gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
+        }
+        if !conflicted.is_empty() {
+            // Handled again at once, as the same delivery (no attempt is counted): they
+            // read state that another entry or daemon changed before their commit.
+            self.metrics
+                .state_conflicts
+                .increment(conflicted.len() as u64);
+            tracing::debug!(ids = ?conflicted, "handler state read by these entries changed before their commit; handling them again");
+            let again: Vec<Entry> = entries
+                .iter()
+                .filter(|e| conflicted.contains(&e.id.as_str()))
+                .cloned()
+                .collect();
+            if self.held_back.entries.is_empty() {
+                self.held_back.read_at = held.at();
+            }
+            self.held_back.entries.extend(again);
+        }
+        if !refused.is_empty() {
+            let letters: Vec<Ack> = refused
+                .iter()
+                .map(|&i| {
+                    self.refused_letter(
+                        &acks[i],
+                        &entries,
+                        "a state write (hset) met a key that holds another type than a hash",
+                    )
+                })
+                .collect();
+            tracing::warn!(ids = ?letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), "handler state writes refused (hset on a key that is not a hash): dead-lettering the entries");
+            let statuses = self.commit(&letters, &entries, &held).await;
+            for status in statuses.into_iter().flatten() {
+                if matches!(status, CommitStatus::Committed | CommitStatus::Adopted) {
+                    report.dead_lettered += 1;
+                }
+            }
         }
         if !undelivered.is_empty() {
             tracing::warn!(ids = ?undelivered, "redis has no record of delivering these entries to the group (a failover lost the deliveries with the old primary): nothing written; they are delivered again");
@@ -217,6 +269,7 @@ impl Pipeline {
         Ack {
             id: ack.id.clone(),
             outputs: vec![letter],
+            state: Default::default(),
         }
     }
 

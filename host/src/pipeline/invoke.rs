@@ -6,6 +6,7 @@ use tracing::Instrument;
 
 use super::{Handled, Pipeline};
 use crate::message::Entry;
+use crate::state::Scope;
 use crate::telemetry::CallMetrics;
 use crate::wasm::Instance;
 
@@ -30,14 +31,24 @@ impl Pipeline {
     /// both wait for the calls in flight, not the whole batch.
     pub(super) async fn invoke(&mut self, entries: &mut [Entry]) -> Vec<Option<Handled>> {
         let halt = self.halt();
+        let scope = self.state_scope();
         invoke_on(
             &mut self.instances,
             self.config.input.as_str(),
             entries,
             &halt,
             &self.metrics.calls,
+            scope,
         )
         .await
+    }
+
+    /// A fresh view of handler state for one batch (no writes of earlier entries yet).
+    fn state_scope(&self) -> Option<Scope> {
+        self.state.as_ref().map(|scope| Scope {
+            overlay: Default::default(),
+            ..scope.clone()
+        })
     }
 
     fn halt(&self) -> Halt {
@@ -58,9 +69,11 @@ impl Pipeline {
         let source = self.config.input.to_string();
         let halt = self.halt();
         let calls = self.metrics.calls.clone();
+        let scope = self.state_scope();
         tokio::spawn(
             async move {
-                let results = invoke_on(&mut instances, &source, &mut entries, &halt, &calls).await;
+                let results =
+                    invoke_on(&mut instances, &source, &mut entries, &halt, &calls, scope).await;
                 Invoked {
                     instances,
                     entries,
@@ -85,6 +98,7 @@ async fn invoke_on(
     entries: &mut [Entry],
     halt: &Halt,
     calls: &CallMetrics,
+    scope: Option<Scope>,
 ) -> Vec<Option<Handled>> {
     if instances.len() == 1 || entries.len() == 1 {
         let instance = &mut instances[0];
@@ -95,13 +109,17 @@ async fn invoke_on(
                 continue;
             }
             let started = std::time::Instant::now();
-            let result = instance.handle(source, entry).await;
+            let (result, state) = instance.handle_in(source, entry, scope.as_ref()).await;
             calls.record(started.elapsed(), instance.last_call_throttled());
-            results.push(Some((instance.plugin().digest().clone(), result)));
+            results.push(Some((
+                instance.plugin().digest().clone(),
+                result,
+                state.changes,
+            )));
         }
         return results;
     }
-    invoke_parallel(instances, source, entries, halt, calls.clone()).await
+    invoke_parallel(instances, source, entries, halt, calls.clone(), scope).await
 }
 
 /// Spreads a batch over all instances, each on its own task so that handlers use every
@@ -112,6 +130,7 @@ async fn invoke_parallel(
     entries: &mut [Entry],
     halt: &Halt,
     calls: CallMetrics,
+    scope: Option<Scope>,
 ) -> Vec<Option<Handled>> {
     let n = instances.len();
     let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
@@ -125,6 +144,7 @@ async fn invoke_parallel(
             let source = source.to_owned();
             let halt = halt.clone();
             let calls = calls.clone();
+            let scope = scope.clone();
             tokio::spawn(
                 async move {
                     let mut done = Vec::with_capacity(items.len());
@@ -133,9 +153,11 @@ async fn invoke_parallel(
                             None
                         } else {
                             let started = std::time::Instant::now();
-                            let result = instance.handle(&source, &mut entry).await;
+                            let (result, state) = instance
+                                .handle_in(&source, &mut entry, scope.as_ref())
+                                .await;
                             calls.record(started.elapsed(), instance.last_call_throttled());
-                            Some((instance.plugin().digest().clone(), result))
+                            Some((instance.plugin().digest().clone(), result, state.changes))
                         };
                         done.push((index, entry, result));
                     }

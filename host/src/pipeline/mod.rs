@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
 use crate::message::{Entry, HandlerError, Output, StreamId};
+use crate::state::{Changes, Scope};
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, PluginCell};
@@ -36,6 +37,9 @@ use schedule::Schedule;
 pub struct Pipeline {
     config: PipelineConfig,
     consumer: Consumer,
+    /// With `state` prefixes: what the handler may touch; each batch gets a copy with
+    /// an overlay of its own.
+    state: Option<Scope>,
     instances: Vec<Instance>,
     outputs: HashSet<String>,
     dead_letter: String,
@@ -60,8 +64,9 @@ pub struct Pipeline {
     last_known: Option<String>,
 }
 
-/// A handler's result for one entry, with the digest of the plugin version that ran it.
-type Handled = (Arc<str>, Result<Vec<Output>, HandlerError>);
+/// A handler's result for one entry, with the digest of the plugin version that ran it
+/// and the handler state it read and wrote.
+type Handled = (Arc<str>, Result<Vec<Output>, HandlerError>, Changes);
 
 /// What one batch came to, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +80,9 @@ pub struct BatchReport {
     /// Entries whose commit found them owned by someone else, or pending for nobody
     /// after a try whose reply was lost (nothing written).
     pub conflicts: usize,
+    /// Entries handled again because handler state they read changed before their
+    /// commit (nothing written; no attempt counted).
+    pub state_conflicts: usize,
     /// Entries pending for nobody at commit (removed from the pending entries list under
     /// this consumer) whose outputs were written: counted in `delivered` too.
     pub adopted: usize,
@@ -111,7 +119,13 @@ impl Pipeline {
         let instances = (0..config.concurrency)
             .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
             .collect();
+        let state = (!config.state.is_empty()).then(|| Scope {
+            prefixes: config.state.iter().cloned().collect(),
+            overlay: Default::default(),
+            store: consumer.state_store(),
+        });
         Ok(Self {
+            state,
             outputs: config.outputs.iter().map(|o| o.to_string()).collect(),
             dead_letter: config.dead_letter_stream(),
             schedule: Schedule::new(config.retry_backoff, config.claim_idle),

@@ -207,6 +207,7 @@ mod tests {
                 fields: vec![("f".into(), vec![0; bytes])],
                 raw_names: None,
             }],
+            state: Default::default(),
         }
     }
 
@@ -233,6 +234,7 @@ mod tests {
                 fields: (0..n).map(|i| (i.to_string(), Vec::new())).collect(),
                 raw_names: None,
             }],
+            state: Default::default(),
         };
         let acks = vec![wide(60), wide(60), wide(200), wide(1), wide(1)];
         let sizes: Vec<usize> = parts(&acks, usize::MAX, 100)

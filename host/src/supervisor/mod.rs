@@ -210,6 +210,13 @@ impl Daemon {
         let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
             .await?
             .with_context(|| format!("pipeline {:?} cannot start", name.as_str()))?;
+        crate::registry::admit(&plugin, &pipeline.state).with_context(|| {
+            format!(
+                "pipeline {:?} cannot start with plugin {}",
+                name.as_str(),
+                pipeline.plugin.display()
+            )
+        })?;
         tracing::info!(pipeline = %name, plugin = %plugin.digest(), compile_ms = plugin.compile_time().as_millis() as u64, cached = plugin.source() == Source::Cached, "plugin loaded");
         Ok(plugin)
     }
@@ -219,6 +226,7 @@ impl Daemon {
         let streams = Streams {
             input: config.input.to_string(),
             dead_letter: config.dead_letter_stream(),
+            state: config.state.clone(),
         };
         let cell = self.registry.add(&name, &config.plugin, streams, plugin);
         let board = self

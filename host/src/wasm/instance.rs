@@ -15,6 +15,7 @@ use super::host::HostState;
 use super::limits::{Limiter, Limits};
 use super::{Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};
+use crate::state::{EntryState, Finished, Scope, StateError};
 
 /// The call ran past its deadline (raised from the epoch callback).
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +81,26 @@ impl Instance {
         source: &str,
         entry: &mut Entry,
     ) -> Result<Vec<Output>, HandlerError> {
+        self.handle_in(source, entry, None).await.0
+    }
+
+    /// [`Instance::handle`] with handler state in `scope`: also what the entry read and
+    /// wrote. A failed state call fails the entry whatever the handler returns (a key
+    /// outside the prefixes or of another type: rejected; Redis unreadable: retried),
+    /// and only an entry that succeeds leaves its writes for the batch's later entries.
+    pub async fn handle_in(
+        &mut self,
+        source: &str,
+        entry: &mut Entry,
+        scope: Option<&Scope>,
+    ) -> (Result<Vec<Output>, HandlerError>, Finished) {
         let reused = self.live.as_ref().is_some_and(|l| l.handled > 0);
-        match self.handle_once(source, entry).await {
-            Err(HandlerError::Limit(breach)) if reused && breach.starts_with("limits.memory") => {
+        match self.handle_once(source, entry, scope).await {
+            (Err(HandlerError::Limit(breach)), _)
+                if reused && breach.starts_with("limits.memory") =>
+            {
                 tracing::debug!(id = %entry.id, breach = %breach, "memory limit reached on a reused instance; calling once more on a fresh one");
-                self.handle_once(source, entry).await
+                self.handle_once(source, entry, scope).await
             }
             other => other,
         }
@@ -94,6 +110,29 @@ impl Instance {
         &mut self,
         source: &str,
         entry: &mut Entry,
+        scope: Option<&Scope>,
+    ) -> (Result<Vec<Output>, HandlerError>, Finished) {
+        let mut state = scope.map(Scope::entry);
+        let result = self.call(source, entry, &mut state).await;
+        let Some(state) = state else {
+            return (result, Finished::default());
+        };
+        let finished = state.finish(result.is_ok());
+        let result = match (&finished.failure, result) {
+            (Some(StateError::Unavailable(reason)), _) => Err(HandlerError::Retry(format!(
+                "handler state could not be read: {reason}"
+            ))),
+            (Some(failure), _) => Err(HandlerError::Reject(failure.to_string())),
+            (None, result) => result,
+        };
+        (result, finished)
+    }
+
+    async fn call(
+        &mut self,
+        source: &str,
+        entry: &mut Entry,
+        state: &mut Option<EntryState>,
     ) -> Result<Vec<Output>, HandlerError> {
         self.throttled = false;
         if let Some(raw) = &entry.raw_names {
@@ -138,6 +177,7 @@ impl Instance {
         data.throttle_from = now + self.limits.throttle_after;
         data.throttled = false;
         data.log.set_message(&entry.id);
+        data.state = state.take();
         if let Some(fuel) = self.limits.fuel {
             // Cannot fail: fuel is on in the engine whenever a pipeline sets a budget.
             let _ = live.store.set_fuel(fuel);
@@ -156,6 +196,7 @@ impl Instance {
             Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
         };
         self.throttled = live.store.data().throttled;
+        *state = live.store.data_mut().state.take();
         entry.id = message.id;
         entry.fields = message.fields;
         match result {
@@ -250,6 +291,7 @@ impl Instance {
             deadline: Instant::now() + self.limits.timeout,
             throttle_from: Instant::now() + self.limits.throttle_after,
             throttled: false,
+            state: None,
         };
         let mut store = Store::new(self.plugin.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);

@@ -20,6 +20,8 @@ pub struct Plugin {
     path: PathBuf,
     compile_time: Duration,
     source: Source,
+    /// Whether the component imports `sluice:plugin/state`.
+    imports_state: bool,
 }
 
 impl Plugin {
@@ -44,11 +46,15 @@ impl Plugin {
         };
         let (component, source) = compiled.context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
         let compile_time = started.elapsed();
+        let imports_state = component
+            .component_type()
+            .imports(runtime.engine())
+            .any(|(name, _)| name.starts_with("sluice:plugin/state@"));
         let instance_pre = runtime
             .linker()
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("the component imports something the host does not provide (Sluice grants `sluice:plugin/host` and WASI 0.2 without files, env or sockets)")?;
+            .context("the component imports something the host does not provide (Sluice grants `sluice:plugin/host`, `sluice:plugin/state` and WASI 0.2 without files, env or sockets)")?;
         let pre = HandlerPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
@@ -59,7 +65,14 @@ impl Plugin {
             path: path.to_owned(),
             compile_time,
             source,
+            imports_state,
         })
+    }
+
+    /// Whether the component imports the `state` interface (world `stateful-handler`):
+    /// only pipelines that declare `state` prefixes may run it.
+    pub fn imports_state(&self) -> bool {
+        self.imports_state
     }
 
     /// The content digest, `sha256:<hex>`: names this exact version in dead letters and logs.

@@ -319,6 +319,13 @@ impl Consumer {
         commit::statuses(statuses, acks.len())
     }
 
+    /// Committed handler state, read on this consumer's command connection.
+    pub fn state_store(&self) -> Arc<dyn crate::state::Store> {
+        Arc::new(super::state::RedisStore {
+            link: Arc::clone(&self.commands),
+        })
+    }
+
     /// After a commit, with `[redis] wait_replicas` set: `WAIT` until that many replicas
     /// have it (up to `wait_timeout` per call). `Ok` once they do (or when nothing
     /// waits); the shortfall, or the `WAIT`'s own error, as a fault while they do not.

@@ -1,0 +1,71 @@
+//! Committed handler state, read from Redis for [`crate::state`]: `GET`, `HGET` and
+//! `HGETALL` on the consumer's command connection, under the usual deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::fault::Blame;
+use super::link::Link;
+use crate::state::{Bytes, StateError, Store};
+
+/// The bottom layer of handler state: Redis.
+pub struct RedisStore {
+    pub(super) link: Arc<Link>,
+}
+
+impl RedisStore {
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        key: &str,
+        cmd: redis::Cmd,
+    ) -> Result<T, StateError> {
+        self.link.query(what, None, &cmd).await.map_err(|fault| {
+            if fault.code() == "WRONGTYPE" || fault.blame() == Blame::Entry {
+                StateError::WrongType(format!("state key {key:?}: {fault}"))
+            } else {
+                StateError::Unavailable(fault.to_string())
+            }
+        })
+    }
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StateError>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(key);
+            self.query("GET", key, cmd).await
+        })
+    }
+
+    fn hget<'a>(
+        &'a self,
+        key: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Bytes>, StateError>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(key).arg(field);
+            self.query("HGET", key, cmd).await
+        })
+    }
+
+    fn hgetall<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Bytes>, StateError>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("HGETALL");
+            cmd.arg(key);
+            let pairs: std::collections::HashMap<Vec<u8>, Bytes> =
+                self.query("HGETALL", key, cmd).await?;
+            Ok(pairs
+                .into_iter()
+                .map(|(f, v)| (String::from_utf8_lossy(&f).into_owned(), v))
+                .collect())
+        })
+    }
+}
