@@ -31,7 +31,7 @@ mod output;
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "handler",
+        world: "stateful-handler",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -80,6 +80,77 @@ pub mod log {
     /// Logs at error level.
     pub fn error(message: &str) {
         host::log(Level::Error, message);
+    }
+}
+
+/// Handler state: keys in Redis read and written with the entry's commit (WIT
+/// `sluice:plugin/state`). Only pipelines that declare `state` prefixes run a handler
+/// that calls these; a handler that never calls them does not import the interface.
+///
+/// Every function fails the entry on error, whatever the handler then returns: a key
+/// outside the prefixes or of another type dead-letters it, an unreadable Redis retries
+/// it. The `?` operator turns an error into the matching [`Failure`].
+///
+/// ```ignore
+/// use sluice_sdk::state;
+/// state::hset(&format!("order:{id}"), "orderStatusCode", b"3")?;
+/// let total = state::incr(&format!("user-total:{user}"), cents)?;
+/// ```
+pub mod state {
+    use crate::Failure;
+    use crate::bindings::sluice::plugin::state as wit;
+    pub use wit::StateError;
+
+    impl From<StateError> for Failure {
+        fn from(error: StateError) -> Self {
+            match error {
+                StateError::Unavailable(reason) => Failure::Retry(reason),
+                StateError::Forbidden(reason) | StateError::WrongType(reason) => {
+                    Failure::Reject(reason)
+                }
+            }
+        }
+    }
+
+    /// The string value of `key` (`GET`); `None` when absent.
+    pub fn get(key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        wit::get(key)
+    }
+
+    /// The value of `key` as UTF-8 text; `None` when absent.
+    pub fn get_text(key: &str) -> Result<Option<String>, StateError> {
+        Ok(wit::get(key)?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sets `key` to `value` (`SET`), applied with the entry's commit.
+    pub fn set(key: &str, value: impl AsRef<[u8]>) -> Result<(), StateError> {
+        wit::set(key, value.as_ref())
+    }
+
+    /// Removes `key` (`DEL`), applied with the entry's commit.
+    pub fn delete(key: &str) -> Result<(), StateError> {
+        wit::delete(key)
+    }
+
+    /// Adds `delta` to the integer in `key` (0 when absent) and returns the sum
+    /// (`INCRBY`).
+    pub fn incr(key: &str, delta: i64) -> Result<i64, StateError> {
+        wit::incr(key, delta)
+    }
+
+    /// The value of `field` in the hash `key` (`HGET`); `None` when absent.
+    pub fn hget(key: &str, field: &str) -> Result<Option<Vec<u8>>, StateError> {
+        wit::hget(key, field)
+    }
+
+    /// Sets `field` of the hash `key` (`HSET`), applied with the entry's commit.
+    pub fn hset(key: &str, field: &str, value: impl AsRef<[u8]>) -> Result<(), StateError> {
+        wit::hset(key, field, value.as_ref())
+    }
+
+    /// Every field of the hash `key`, sorted by name (`HGETALL`).
+    pub fn hgetall(key: &str) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        wit::hgetall(key)
     }
 }
 

@@ -66,7 +66,8 @@ async fn demo() -> Result<()> {
         .await?;
 
     let started = Instant::now();
-    let invalid = send_orders(&mut con, orders).await?;
+    let sent = send_orders(&mut con, orders).await?;
+    let invalid = sent.invalid;
     let valid = orders - invalid;
     println!("sent {orders} orders to ORDERS_STREAM ({invalid} of them invalid)");
 
@@ -83,8 +84,10 @@ async fn demo() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed();
+    let state = check_state(&mut con, &sent).await;
     shutdown.cancel();
     daemon.wait().await;
+    let (hashes, users) = state?;
 
     println!();
     println!("  orders in                 {:>6}", summary.orders);
@@ -101,9 +104,15 @@ async fn demo() -> Result<()> {
         summary.dead
     );
     println!("  pending left              {:>6}", summary.pending);
+    println!(
+        "  order records             {hashes:>6}   (hash order:<orderId>: orderStatusCode 3, paymentId)"
+    );
+    println!(
+        "  user totals               {users:>6}   (counter user-total:<userId>, in cents)"
+    );
     println!();
     println!(
-        "checked: every valid order paid once and its status updated, every invalid order dead-lettered, nothing pending"
+        "checked: every valid order paid once, its status updated and recorded, every user's total the exact sum of its paid orders, every invalid order dead-lettered, nothing pending"
     );
     println!(
         "drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
@@ -116,30 +125,90 @@ async fn demo() -> Result<()> {
     Ok(())
 }
 
-/// Sends the orders; returns how many are invalid (negative, non-numeric or missing
-/// amounts, as a buggy producer would send).
-async fn send_orders(con: &mut redis::aio::MultiplexedConnection, orders: usize) -> Result<usize> {
+/// What was sent: how many orders are invalid, and what the valid ones must leave in
+/// Redis.
+struct Sent {
+    invalid: usize,
+    /// Valid order IDs.
+    paid: Vec<String>,
+    /// Each user's total of valid orders, in cents.
+    totals: std::collections::BTreeMap<String, i64>,
+}
+
+/// Sends the orders, from a few hundred users; some are invalid (negative, non-numeric
+/// or missing amounts, as a buggy producer would send).
+async fn send_orders(con: &mut redis::aio::MultiplexedConnection, orders: usize) -> Result<Sent> {
     let mut rng = rand::rng();
+    let users: Vec<String> = (0..(orders / 20).max(1))
+        .map(|_| format!("USR_{}", uuid_like(&mut rng)))
+        .collect();
     let mut pipe = redis::pipe();
-    let mut invalid = 0;
+    let mut sent = Sent {
+        invalid: 0,
+        paid: Vec::new(),
+        totals: Default::default(),
+    };
     for i in 0..orders {
         let order_id = ulid_like(&mut rng);
-        let user_id = format!("USR_{}", uuid_like(&mut rng));
-        let amount = format!("{:.2}", rng.random_range(5.0..500.0));
-        let mut fields = vec![("orderId", order_id), ("userId", user_id)];
+        let user_id = users[rng.random_range(0..users.len())].clone();
+        let cents: i64 = rng.random_range(500..50_000);
+        let amount = format!("{}.{:02}", cents / 100, cents % 100);
+        let mut fields = vec![("orderId", order_id.clone()), ("userId", user_id.clone())];
         match i % 100 {
             17 => fields.push(("orderAmount", "-12.00".into())),
             53 => fields.push(("orderAmount", "twelve".into())),
             89 => {}
-            _ => fields.push(("orderAmount", amount)),
+            _ => {
+                fields.push(("orderAmount", amount));
+                sent.paid.push(order_id);
+                *sent.totals.entry(user_id).or_default() += cents;
+            }
         }
         if matches!(i % 100, 17 | 53 | 89) {
-            invalid += 1;
+            sent.invalid += 1;
         }
         pipe.xadd("ORDERS_STREAM", "*", &fields).ignore();
     }
     let () = pipe.query_async(con).await?;
-    Ok(invalid)
+    Ok(sent)
+}
+
+/// Checks the order-status pipeline's handler state: every paid order's hash holds
+/// status 3 and its payment's ID, every user's counter the exact sum of its paid orders.
+/// Returns how many of each it checked.
+async fn check_state(
+    con: &mut redis::aio::MultiplexedConnection,
+    sent: &Sent,
+) -> Result<(usize, usize)> {
+    let payments: redis::streams::StreamRangeReply = con.xrange_all("PAYMENTS_STREAM").await?;
+    let payment_ids: std::collections::HashMap<String, String> = payments
+        .ids
+        .iter()
+        .filter_map(|e| Some((e.get::<String>("orderId")?, e.get::<String>("paymentId")?)))
+        .collect();
+    let mut pipe = redis::pipe();
+    for order in &sent.paid {
+        pipe.hgetall(format!("order:{order}"));
+    }
+    let records: Vec<std::collections::HashMap<String, String>> = pipe.query_async(con).await?;
+    for (order, record) in sent.paid.iter().zip(&records) {
+        let status = record.get("orderStatusCode").map(String::as_str);
+        let payment = record.get("paymentId");
+        if status != Some("3") || payment.is_none() || payment != payment_ids.get(order) {
+            bail!("order:{order} holds {record:?}, not status 3 and its payment's ID");
+        }
+    }
+    let mut pipe = redis::pipe();
+    for user in sent.totals.keys() {
+        pipe.get(format!("user-total:{user}"));
+    }
+    let totals: Vec<Option<i64>> = pipe.query_async(con).await?;
+    for ((user, want), got) in sent.totals.iter().zip(&totals) {
+        if *got != Some(*want) {
+            bail!("user-total:{user} is {got:?}, not {want} (the sum of its paid orders, in cents)");
+        }
+    }
+    Ok((records.len(), totals.len()))
 }
 
 #[derive(Debug)]
