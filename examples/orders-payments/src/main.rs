@@ -107,9 +107,7 @@ async fn demo() -> Result<()> {
     println!(
         "  order records             {hashes:>6}   (hash order:<orderId>: orderStatusCode 3, paymentId)"
     );
-    println!(
-        "  user totals               {users:>6}   (counter user-total:<userId>, in cents)"
-    );
+    println!("  user totals               {users:>6}   (counter user-total:<userId>, in cents)");
     println!();
     println!(
         "checked: every valid order paid once, its status updated and recorded, every user's total the exact sum of its paid orders, every invalid order dead-lettered, nothing pending"
@@ -205,7 +203,9 @@ async fn check_state(
     let totals: Vec<Option<i64>> = pipe.query_async(con).await?;
     for ((user, want), got) in sent.totals.iter().zip(&totals) {
         if *got != Some(*want) {
-            bail!("user-total:{user} is {got:?}, not {want} (the sum of its paid orders, in cents)");
+            bail!(
+                "user-total:{user} is {got:?}, not {want} (the sum of its paid orders, in cents)"
+            );
         }
     }
     Ok((records.len(), totals.len()))

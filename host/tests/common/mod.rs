@@ -26,6 +26,8 @@ const PLUGINS: &[&str] = &[
     "echo",
     "hostile",
     "other-world",
+    "stateful",
+    "legacy-0-1-0",
 ];
 
 /// The workspace root.

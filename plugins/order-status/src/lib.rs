@@ -60,7 +60,11 @@ fn cents(amount: &str) -> Option<i64> {
     if fraction.len() > 2 || units.is_empty() && fraction.is_empty() {
         return None;
     }
-    let units: i64 = if units.is_empty() { 0 } else { units.parse().ok()? };
+    let units: i64 = if units.is_empty() {
+        0
+    } else {
+        units.parse().ok()?
+    };
     let fraction: i64 = if fraction.is_empty() {
         0
     } else {

@@ -1,0 +1,384 @@
+//! Handler state against a real redis-server: what a handler reads and writes is
+//! committed with its outputs and acknowledgement, all or nothing, and serialised among
+//! concurrent writers; the order-status pipeline keeps exact records through `kill -9`s.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::Rng;
+use redis::aio::MultiplexedConnection;
+
+/// The test handler `plugins/stateful` on `IN` (group `G`) → `OUT`, granted `k:`.
+fn stateful(name: &str) -> PipelineToml {
+    echo(name)
+        .plugin("{plugin:stateful}")
+        .with("state = [\"k:\"]")
+}
+
+/// The tutorial's two pipelines: payments, then order-status with its state.
+fn orders_pipelines(settings: &str) -> String {
+    format!(
+        "drain_timeout = \"5s\"\n{}{}",
+        payments("payments").with(settings),
+        echo("order-status")
+            .plugin("{plugin:order-status}")
+            .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
+            .writing(&["ORDER_STATUS_STREAM"])
+            .with("state = [\"order:\", \"user-total:\"]")
+            .with(settings)
+    )
+}
+
+/// `n` orders `o0..` from 17 users with amounts in cents that differ, 250 at a time,
+/// `pause` apart; returns each user's total.
+async fn send_orders(
+    mut con: MultiplexedConnection,
+    n: usize,
+    pause: Duration,
+) -> BTreeMap<String, i64> {
+    let mut totals = BTreeMap::new();
+    for start in (0..n).step_by(250) {
+        tokio::time::sleep(pause).await;
+        let mut pipe = redis::pipe();
+        for i in start..(start + 250).min(n) {
+            let user = format!("u{}", i % 17);
+            let cents = 100 + (i as i64 * 37) % 9_000;
+            *totals.entry(user.clone()).or_default() += cents;
+            pipe.xadd(
+                "ORDERS_STREAM",
+                "*",
+                &[
+                    ("orderId", format!("o{i}")),
+                    ("orderAmount", format!("{}.{:02}", cents / 100, cents % 100)),
+                    ("userId", user),
+                ],
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.expect("XADD orders");
+    }
+    totals
+}
+
+/// Every order's record holds status 3 and its payment's ID, and every user's counter
+/// the exact sum of its orders; fails with what differs.
+async fn check_records(
+    con: &mut MultiplexedConnection,
+    orders: usize,
+    totals: &BTreeMap<String, i64>,
+) {
+    let payments = entries(con, "PAYMENTS_STREAM").await;
+    let payment_of: std::collections::HashMap<String, String> = payments
+        .iter()
+        .filter_map(|(_, f)| {
+            Some((
+                field(f, "orderId")?.to_owned(),
+                field(f, "paymentId")?.to_owned(),
+            ))
+        })
+        .collect();
+    let mut pipe = redis::pipe();
+    for i in 0..orders {
+        pipe.hgetall(format!("order:o{i}"));
+    }
+    let records: Vec<BTreeMap<String, String>> = pipe.query_async(con).await.expect("HGETALL");
+    for (i, record) in records.iter().enumerate() {
+        let order = format!("o{i}");
+        assert_eq!(
+            (
+                record.get("orderStatusCode").map(String::as_str),
+                record.get("paymentId")
+            ),
+            (Some("3"), payment_of.get(&order)),
+            "order:{order}"
+        );
+    }
+    for (user, want) in totals {
+        let got: Option<i64> = redis::cmd("GET")
+            .arg(format!("user-total:{user}"))
+            .query_async(con)
+            .await
+            .expect("GET");
+        assert_eq!(
+            got,
+            Some(*want),
+            "user-total:{user}: no increment lost, none twice"
+        );
+    }
+}
+
+async fn wait_orders_done(con: &MultiplexedConnection, orders: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut c = con.clone();
+        let statuses = len(&mut c, "ORDER_STATUS_STREAM").await;
+        let pending = pending_or_zero(&mut c, "ORDERS_STREAM", "ORDERS_CON_GROUP").await
+            + pending_or_zero(&mut c, "PAYMENTS_STREAM", "PAYMENTS_CON_GROUP").await;
+        assert!(statuses <= orders, "duplicate status updates: {statuses}");
+        if statuses == orders && pending == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done after {timeout:?}: {statuses} of {orders} status updates, {pending} pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn order_status_keeps_order_records_and_user_totals() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let host = Host::start(&redis, config(&orders_pipelines(""))).await;
+    let totals = send_orders(con.clone(), 1_000, Duration::ZERO).await;
+    wait_orders_done(&con, 1_000, Duration::from_secs(60)).await;
+    check_records(&mut con, 1_000, &totals).await;
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn an_entry_writes_all_its_state_or_none() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let config = stateful("s").with("max_attempts = 1").config("");
+    let host = Host::start(&redis, config).await;
+    let cases: [&[(&str, &str)]; 6] = [
+        &[("n", "retry"), ("set", "k:retry 1"), ("fail", "retry")],
+        &[("n", "reject"), ("incr", "k:reject 5"), ("fail", "reject")],
+        &[("n", "trap"), ("hset", "k:trap f v"), ("fail", "trap")],
+        // A key outside the prefixes fails the entry even if the handler goes on.
+        &[
+            ("n", "forbidden"),
+            ("ignore-errors", "1"),
+            ("set", "k:forbidden 1"),
+            ("set", "other:x 1"),
+        ],
+        // A hash write to a string key: refused at the commit, the entry dead-lettered.
+        &[
+            ("n", "typed"),
+            ("set", "k:typed-ok 1"),
+            ("hset", "k:string f v"),
+        ],
+        &[("n", "good"), ("set", "k:good yes"), ("incr", "k:count 2")],
+    ];
+    let () = redis::cmd("SET")
+        .arg(&["k:string", "text"])
+        .query_async(&mut con)
+        .await
+        .expect("SET");
+    for fields in cases {
+        add(&mut con, "IN", fields).await;
+    }
+    wait_len(&con, "OUT", 1).await;
+    eventually(
+        "the failures are dead-lettered",
+        Duration::from_secs(20),
+        || {
+            let mut con = con.clone();
+            async move { (len(&mut con, "IN:dead").await == 5).then_some(()) }
+        },
+    )
+    .await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:*")
+        .query_async(&mut con)
+        .await
+        .expect("KEYS");
+    let mut keys: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| !k.starts_with("IN"))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["k:count", "k:good", "k:string"],
+        "only the entry that succeeded wrote (the string key was there before)"
+    );
+    let dead = entries(&mut con, "IN:dead").await;
+    let reason = |n: &str| {
+        dead.iter()
+            .find(|(_, f)| field(f, "n") == Some(n))
+            .and_then(|(_, f)| field(f, "sluice.error").map(str::to_owned))
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("forbidden")
+            .contains("\"other:x\" starts with none of the pipeline's state prefixes"),
+        "{}",
+        reason("forbidden")
+    );
+    assert!(
+        reason("typed").contains("another type than a hash"),
+        "{}",
+        reason("typed")
+    );
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn later_entries_of_a_batch_see_earlier_ones() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    // The entries are in Redis before the daemon starts: one batch reads them all.
+    for _ in 0..5 {
+        add(&mut con, "IN", &[("incr", "k:c 1"), ("hset", "k:h f x")]).await;
+    }
+    add(&mut con, "IN", &[("get", "k:c"), ("hgetall", "k:h")]).await;
+    let host = Host::start(&redis, stateful("s").config("")).await;
+    wait_len(&con, "OUT", 6).await;
+    let out = entries(&mut con, "OUT").await;
+    let sums: Vec<&str> = out
+        .iter()
+        .filter_map(|(_, f)| field(f, "incr:k:c"))
+        .collect();
+    assert_eq!(sums, ["1", "2", "3", "4", "5"]);
+    assert_eq!(field(&out[5].1, "get:k:c"), Some("5"));
+    assert_eq!(field(&out[5].1, "hgetall:k:h"), Some("f=x"));
+    host.stop().await;
+}
+
+/// Writers of one counter side by side — four instances of one daemon and a second
+/// daemon — each read it and write the sum: conflicts are handled again and the final
+/// count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_of_one_key_are_serialised() {
+    const N: usize = 600;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let text = stateful("s")
+        .with("concurrency = 4")
+        .with("batch = 20")
+        .to_string();
+    let a = Host::start(
+        &redis,
+        config(&format!("[redis]\nconsumer = \"a\"\n{text}")),
+    )
+    .await;
+    let b = Host::start(
+        &redis,
+        config(&format!("[redis]\nconsumer = \"b\"\n{text}")),
+    )
+    .await;
+    for start in (0..N).step_by(100) {
+        let mut pipe = redis::pipe();
+        for i in start..start + 100 {
+            pipe.xadd(
+                "IN",
+                "*",
+                &[("n", i.to_string().as_str()), ("incr", "k:hot 1")],
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut con).await.expect("XADD");
+    }
+    wait_len(&con, "OUT", N).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let total: i64 = redis::cmd("GET")
+        .arg("k:hot")
+        .query_async(&mut con)
+        .await
+        .expect("GET");
+    assert_eq!(total, N as i64, "no increment lost, none applied twice");
+    assert_eq!(len(&mut con, "OUT").await, N);
+    // Every sum a handler saw was committed once: the outputs hold 1..=N exactly.
+    let mut sums: Vec<i64> = entries(&mut con, "OUT")
+        .await
+        .iter()
+        .filter_map(|(_, f)| field(f, "incr:k:hot")?.parse().ok())
+        .collect();
+    sums.sort_unstable();
+    assert_eq!(sums, (1..=N as i64).collect::<Vec<_>>());
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_component_that_imports_state_needs_state_prefixes() {
+    let TestContext { redis, .. } = TestContext::new().await;
+    let mut config = echo("s").plugin("{plugin:stateful}").config("");
+    config.redis.url = Some(redis.url());
+    let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        error.contains("imports sluice:plugin/state") && error.contains("state = ["),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_built_against_0_1_0_runs_unchanged() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let host = Host::start(
+        &redis,
+        echo("old").plugin("{plugin:legacy-0-1-0}").config(""),
+    )
+    .await;
+    add(&mut con, "IN", &[("n", "1")]).await;
+    wait_len(&con, "OUT", 1).await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(field(&out[0].1, "built-against"), Some("0.1.0"));
+    host.stop().await;
+}
+
+/// The order-status pipeline through a crash loop of `kill -9`s: every order's record
+/// and every user's total come out exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_loop_keeps_state_exact() {
+    const ORDERS: usize = 8_000;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(&dir, &orders_pipelines("batch = 50\nclaim_idle = \"1s\""));
+    let producer = tokio::spawn(send_orders(con.clone(), ORDERS, Duration::from_millis(100)));
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    let mut rng = rand::rng();
+    let mut kills = 0;
+    while kills < 12 && len(&mut con, "ORDER_STATUS_STREAM").await < ORDERS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(100..400))).await;
+        daemon.kill9();
+        kills += 1;
+        println!(
+            "kill {kills}: {} status updates so far",
+            len(&mut con, "ORDER_STATUS_STREAM").await
+        );
+        daemon = DaemonProcess::spawn(&config, &redis, "c1");
+    }
+    let totals = producer.await.expect("producer");
+    wait_orders_done(&con, ORDERS, Duration::from_secs(120)).await;
+    check_records(&mut con, ORDERS, &totals).await;
+    println!(
+        "state after {kills} kills: {ORDERS} order records and {} user totals exact",
+        totals.len()
+    );
+    assert!(
+        kills >= 6,
+        "the run ended before the daemon was killed enough: {kills}"
+    );
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(15)).success());
+}
+
+/// Two daemons share the groups; one is `kill -9`ed while it works; the survivor
+/// reclaims its entries and the records come out exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemons_state_work_is_taken_over_exactly() {
+    const ORDERS: usize = 3_000;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(&dir, &orders_pipelines("batch = 20\nclaim_idle = \"1s\""));
+    let totals = send_orders(con.clone(), ORDERS, Duration::ZERO).await;
+    let mut a = DaemonProcess::spawn(&config, &redis, "a");
+    let b = DaemonProcess::spawn(&config, &redis, "b");
+    eventually("a works", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move { (len(&mut con, "ORDER_STATUS_STREAM").await >= 300).then_some(()) }
+    })
+    .await;
+    a.kill9();
+    wait_orders_done(&con, ORDERS, Duration::from_secs(120)).await;
+    check_records(&mut con, ORDERS, &totals).await;
+    drop(b);
+}
