@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::config::LimitsConfig;
 use crate::message::{Entry, HandlerError, Output};
+use crate::state::{Changes, MemoryStore, Scope, Write};
 use crate::wasm::{Cache, Instance, Plugin, PluginCell, Runtime};
 
 /// The message and settings of one call.
@@ -27,6 +28,10 @@ pub struct Invocation {
     pub config: BTreeMap<String, String>,
     /// The limits the call runs under.
     pub limits: LimitsConfig,
+    /// Handler state before the call (`--state FILE.json`); empty if `None`.
+    pub state: Option<MemoryStore>,
+    /// The key prefixes the handler may use; empty: every key.
+    pub state_prefixes: Vec<String>,
 }
 
 impl Default for Invocation {
@@ -38,6 +43,8 @@ impl Default for Invocation {
             fields: Vec::new(),
             config: BTreeMap::new(),
             limits: LimitsConfig::default(),
+            state: None,
+            state_prefixes: Vec::new(),
         }
     }
 }
@@ -53,6 +60,8 @@ pub struct Invoked {
     pub call_time: Duration,
     /// The handler's outputs, or why there are none.
     pub result: Result<Vec<Output>, HandlerError>,
+    /// The handler state it read and the writes its commit would apply.
+    pub state: Changes,
 }
 
 /// Loads the plugin at `path` (through the compiled-code cache in `cache_dir`, if any)
@@ -67,6 +76,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         .context("the plugin loader failed")??;
     let load_time = started.elapsed();
     let digest = plugin.digest().clone();
+    let imports_state = plugin.imports_state();
     let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
     let mut instance = Instance::new(cell, Arc::new(call.config), call.limits.to_limits());
     let mut entry = Entry {
@@ -75,12 +85,30 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         attempt: call.attempt,
         raw_names: None,
     };
+    // A component that imports state gets it: the `--state` values, every key granted
+    // unless prefixes are given.
+    let scope = imports_state.then(|| Scope {
+        prefixes: if call.state_prefixes.is_empty() {
+            vec![String::new()].into()
+        } else {
+            call.state_prefixes.clone().into()
+        },
+        overlay: Default::default(),
+        store: Arc::new(call.state.unwrap_or_default()),
+    });
     let started = Instant::now();
-    let result = instance.handle(&call.source, &mut entry).await;
+    let (result, finished) = instance
+        .handle_in(&call.source, &mut entry, scope.as_ref())
+        .await;
     Ok(Invoked {
         digest,
         load_time,
         call_time: started.elapsed(),
+        state: if result.is_ok() {
+            finished.changes
+        } else {
+            Changes::default()
+        },
         result,
     })
 }
@@ -169,4 +197,47 @@ fn reason(error: &HandlerError) -> String {
         HandlerError::Retry(reason) | HandlerError::Reject(reason) => reason.clone(),
         other => other.to_string(),
     }
+}
+
+/// The writes a call's commit would apply, one per line (`SET key = value`), after a
+/// heading; nothing when there are none.
+pub fn render_state_text(state: &Changes) -> String {
+    if state.writes.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("state writes (applied with the outputs at the commit):\n");
+    for write in &state.writes {
+        text.push_str(&match write {
+            Write::Set { key, value } => format!("  SET {key} = {}\n", show(value)),
+            Write::Delete { key } => format!("  DEL {key}\n"),
+            Write::HSet { key, field, value } => {
+                format!("  HSET {key} {field} = {}\n", show(value))
+            }
+        });
+    }
+    text
+}
+
+/// The writes as JSON: `[{"op": "set"|"del"|"hset", "key", "field"?, "value"?}]`.
+pub fn render_state_json(state: &Changes) -> serde_json::Value {
+    use serde_json::json;
+    let value = |v: &[u8]| match std::str::from_utf8(v) {
+        Ok(text) => json!(text),
+        Err(_) => json!(v),
+    };
+    state
+        .writes
+        .iter()
+        .map(|write| match write {
+            Write::Set { key, value: v } => json!({"op": "set", "key": key, "value": value(v)}),
+            Write::Delete { key } => json!({"op": "del", "key": key}),
+            Write::HSet {
+                key,
+                field,
+                value: v,
+            } => {
+                json!({"op": "hset", "key": key, "field": field, "value": value(v)})
+            }
+        })
+        .collect()
 }

@@ -490,7 +490,7 @@ impl EntryState {
 
 /// State kept in memory, for `sluice invoke --state FILE.json` and tests: a JSON object
 /// whose values are strings (Redis strings) or objects of strings (hashes).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MemoryStore(BTreeMap<String, Known>);
 
 impl MemoryStore {

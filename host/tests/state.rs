@@ -382,3 +382,99 @@ async fn a_killed_daemons_state_work_is_taken_over_exactly() {
     check_records(&mut con, ORDERS, &totals).await;
     drop(b);
 }
+
+#[tokio::test]
+async fn invoke_prints_the_writes_a_commit_would_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    std::fs::write(
+        &state,
+        r#"{"user-total:u1": "250", "order:o1": {"note": "x"}}"#,
+    )
+    .expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("invoke")
+        .arg(plugin_wasm("order-status"))
+        .args([
+            "orderId=o1",
+            "paymentId=p1",
+            "orderStatusCode=3",
+            "userId=u1",
+            "paidAmount=9.99",
+            "--output-json",
+            "--state",
+        ])
+        .arg(&state)
+        .output()
+        .expect("sluice invoke");
+    assert!(output.status.success(), "{output:?}");
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        json["state"],
+        serde_json::json!([
+            {"op": "hset", "key": "order:o1", "field": "orderStatusCode", "value": "3"},
+            {"op": "hset", "key": "order:o1", "field": "paymentId", "value": "p1"},
+            {"op": "set", "key": "user-total:u1", "value": "1249"},
+        ]),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_reads_a_declared_key_with_the_token() {
+    const TOKEN: &str = "state-test-token";
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let mut config = stateful("s").config(ADMIN);
+    if let Some(admin) = &mut config.admin {
+        admin.token = Some(TOKEN.to_owned());
+    }
+    let host = Host::start(&redis, config).await;
+    add(&mut con, "IN", &[("hset", "k:h f v"), ("incr", "k:n 3")]).await;
+    wait_len(&con, "OUT", 1).await;
+    let base = format!("http://{}/v1/pipelines/s/state", host.admin());
+    let http = reqwest::Client::new();
+    let get = |key: &str, token: Option<&str>| {
+        let mut request = http.get(format!("{base}/{key}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(get("k:h", None).await.expect("answers").status(), 401);
+    let hash: serde_json::Value = get("k:h", Some(TOKEN))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        hash,
+        serde_json::json!({"key": "k:h", "type": "hash", "value": {"f": "v"}})
+    );
+    let counter: serde_json::Value = get("k:n", Some(TOKEN))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(counter["value"], "3");
+    assert_eq!(
+        get("other:x", Some(TOKEN)).await.expect("answers").status(),
+        403
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", host.admin()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("pipeline=\"s\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value("sluice_state_writes_total"), Some(2.0), "{metrics}");
+    assert_eq!(value("sluice_state_reads_total"), Some(1.0), "{metrics}");
+    host.stop().await;
+}

@@ -67,6 +67,10 @@ pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
             get(pipelines::dead).delete(pipelines::purge),
         )
         .route("/v1/pipelines/{name}/dead/replay", post(pipelines::replay))
+        .route(
+            "/v1/pipelines/{name}/state/{key}",
+            get(pipelines::state_key),
+        )
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
@@ -81,6 +85,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             list_plugins, show_plugin, deploy_plugin, reload_config,
             pipelines::metrics, pipelines::ready, pipelines::list, pipelines::show,
             pipelines::pause, pipelines::resume, pipelines::dead, pipelines::replay, pipelines::purge,
+            pipelines::state_key,
         ),
         modifiers(&BearerAuth)
     )]

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::{AdminState, ApiError, authorize};
+use crate::broker::StateValue;
 use crate::message::dead_letter_fields;
 use crate::registry::Slot;
 use crate::status::BoardView;
@@ -248,4 +249,54 @@ pub async fn purge(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "purged": purged })))
+}
+
+/// `GET /v1/pipelines/{name}/state/{key}`: a key of the pipeline's handler state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct StateView {
+    /// The key.
+    pub key: String,
+    /// `string`, `hash` or `none`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A string's value, or a hash's fields (name to value), as text (bytes that are
+    /// not UTF-8 replaced); absent for `none`.
+    pub value: Option<serde_json::Value>,
+}
+
+/// `GET /v1/pipelines/{name}/state/{key}`: the value of a key the pipeline's `state`
+/// prefixes cover, now. Needs the bearer token: it reads data.
+#[utoipa::path(get, path = "/v1/pipelines/{name}/state/{key}", tag = "pipelines", params(("name" = String, Path, description = "pipeline"), ("key" = String, Path, description = "a key under one of the pipeline's state prefixes")), security(("bearer" = [])), responses((status = 200, body = StateView), (status = 401), (status = 403, description = "no token configured, or the key is outside the pipeline's state prefixes"), (status = 404)))]
+pub async fn state_key(
+    State(state): State<Arc<AdminState>>,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<StateView>, ApiError> {
+    authorize(&state, &headers)?;
+    let slot = slot(&state, &name)?;
+    let prefixes = &slot.streams().state;
+    if !prefixes.iter().any(|p| key.starts_with(p.as_str())) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("key {key:?} is not under pipeline {name:?}'s state prefixes {prefixes:?}"),
+        ));
+    }
+    let text = |v: &[u8]| serde_json::Value::String(String::from_utf8_lossy(v).into_owned());
+    let value = state
+        .broker
+        .state_value(&key)
+        .await
+        .map_err(ApiError::internal)?;
+    let (kind, value) = match value {
+        StateValue::Absent => ("none".to_owned(), None),
+        StateValue::Str(v) => ("string".to_owned(), Some(text(&v))),
+        StateValue::Hash(fields) => (
+            "hash".to_owned(),
+            Some(serde_json::Value::Object(
+                fields.iter().map(|(f, v)| (f.clone(), text(v))).collect(),
+            )),
+        ),
+        StateValue::Other(kind) => (kind, None),
+    };
+    Ok(Json(StateView { key, kind, value }))
 }

@@ -35,6 +35,7 @@ pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
+pub use state::StateValue;
 pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url, url_password};
 
 /// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the

@@ -69,3 +69,54 @@ impl Store for RedisStore {
         })
     }
 }
+
+/// A key of handler state as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateValue {
+    /// No such key.
+    Absent,
+    /// A string.
+    Str(Bytes),
+    /// A hash, fields sorted.
+    Hash(BTreeMap<String, Bytes>),
+    /// Another type (a list, a stream...), by name.
+    Other(String),
+}
+
+impl super::Broker {
+    /// The value of handler-state `key` now (`TYPE`, then `GET` or `HGETALL`).
+    pub async fn state_value(&self, key: &str) -> anyhow::Result<StateValue> {
+        let kind: String = self
+            .call("TYPE", |mut c| {
+                let key = key.to_owned();
+                async move { redis::cmd("TYPE").arg(key).query_async(&mut c).await }
+            })
+            .await?;
+        Ok(match kind.as_str() {
+            "none" => StateValue::Absent,
+            "string" => {
+                let value: Option<Bytes> = self
+                    .call("GET", |mut c| {
+                        let key = key.to_owned();
+                        async move { redis::cmd("GET").arg(key).query_async(&mut c).await }
+                    })
+                    .await?;
+                value.map_or(StateValue::Absent, StateValue::Str)
+            }
+            "hash" => {
+                let all: std::collections::HashMap<Vec<u8>, Bytes> = self
+                    .call("HGETALL", |mut c| {
+                        let key = key.to_owned();
+                        async move { redis::cmd("HGETALL").arg(key).query_async(&mut c).await }
+                    })
+                    .await?;
+                StateValue::Hash(
+                    all.into_iter()
+                        .map(|(f, v)| (String::from_utf8_lossy(&f).into_owned(), v))
+                        .collect(),
+                )
+            }
+            other => StateValue::Other(other.to_owned()),
+        })
+    }
+}

@@ -121,6 +121,14 @@ pub struct InvokeArgs {
     /// Wall-time limit of the call.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// Handler state before the call, as a JSON object: `{"key": "value", "hash":
+    /// {"field": "value"}}`. The writes the call's commit would apply are printed.
+    #[arg(long, value_name = "FILE.json")]
+    pub state: Option<PathBuf>,
+    /// The key prefixes the handler may use, as a pipeline's `state`; repeat for more.
+    /// Without any, every key is allowed.
+    #[arg(long = "state-prefix", value_name = "PREFIX")]
+    pub state_prefixes: Vec<String>,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub output_json: bool,
@@ -192,12 +200,24 @@ impl InvokeArgs {
                 .map_err(|e| e.context("--config takes KEY=VALUE"))?;
             call.config.insert(key, value);
         }
+        if let Some(path) = &self.state {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --state {}", path.display()))?;
+            call.state = Some(
+                crate::state::MemoryStore::from_json(&text)
+                    .with_context(|| format!("--state {} is not valid", path.display()))?,
+            );
+        }
+        call.state_prefixes = self.state_prefixes;
         let cache = crate::config::PluginsConfig::default().cache_dir();
         let invoked = crate::invoke::invoke(&self.plugin, cache.as_deref(), call).await?;
         if self.output_json {
-            println!("{}", crate::invoke::render_json(&invoked.result));
+            let mut json = crate::invoke::render_json(&invoked.result);
+            json["state"] = crate::invoke::render_state_json(&invoked.state);
+            println!("{json}");
         } else {
             print!("{}", crate::invoke::render_text(&invoked.result));
+            print!("{}", crate::invoke::render_state_text(&invoked.state));
         }
         tracing::debug!(digest = %invoked.digest, load = ?invoked.load_time, call = ?invoked.call_time, "invoked");
         Ok(if invoked.result.is_ok() {
