@@ -94,7 +94,7 @@ pub mod log {
 /// ```ignore
 /// use sluice_sdk::state;
 /// state::hset(&format!("order:{id}"), "orderStatusCode", b"3")?;
-/// let total = state::incr(&format!("user-total:{user}"), cents)?;
+/// state::add(&format!("user-total:{user}"), cents)?;
 /// ```
 pub mod state {
     use crate::Failure;
@@ -136,6 +136,12 @@ pub mod state {
     /// (`INCRBY`).
     pub fn incr(key: &str, delta: i64) -> Result<i64, StateError> {
         wit::incr(key, delta)
+    }
+
+    /// Adds `delta` to the integer in `key` at the commit (`INCRBY`), unread: no round
+    /// trip to Redis and no conflicts. For counters that many entries bump.
+    pub fn add(key: &str, delta: i64) -> Result<(), StateError> {
+        wit::add(key, delta)
     }
 
     /// The value of `field` in the hash `key` (`HGET`); `None` when absent.

@@ -213,12 +213,14 @@ pub fn render_state_text(state: &Changes) -> String {
             Write::HSet { key, field, value } => {
                 format!("  HSET {key} {field} = {}\n", show(value))
             }
+            Write::Add { key, delta } => format!("  INCRBY {key} {delta}\n"),
         });
     }
     text
 }
 
-/// The writes as JSON: `[{"op": "set"|"del"|"hset", "key", "field"?, "value"?}]`.
+/// The writes as JSON: `[{"op": "set"|"del"|"hset"|"incrby", "key", "field"?,
+/// "value"?, "delta"?}]`.
 pub fn render_state_json(state: &Changes) -> serde_json::Value {
     use serde_json::json;
     let value = |v: &[u8]| match std::str::from_utf8(v) {
@@ -238,6 +240,7 @@ pub fn render_state_json(state: &Changes) -> serde_json::Value {
             } => {
                 json!({"op": "hset", "key": key, "field": field, "value": value(v)})
             }
+            Write::Add { key, delta } => json!({"op": "incrby", "key": key, "delta": delta}),
         })
         .collect()
 }

@@ -27,6 +27,8 @@ pub enum Known {
     Absent,
     /// A string.
     Str(Bytes),
+    /// An integer the layers below hold, plus this (blind `add`s).
+    Delta(i64),
     /// A hash's fields; `complete` when they are all of them, else the layers below may
     /// hold more.
     Hash {
@@ -89,13 +91,23 @@ pub enum Write {
         /// The value.
         value: Bytes,
     },
+    /// `INCRBY key delta`, unread.
+    Add {
+        /// The key.
+        key: String,
+        /// What to add.
+        delta: i64,
+    },
 }
 
 impl Write {
     /// The key written.
     pub fn key(&self) -> &str {
         match self {
-            Write::Set { key, .. } | Write::Delete { key } | Write::HSet { key, .. } => key,
+            Write::Set { key, .. }
+            | Write::Delete { key }
+            | Write::HSet { key, .. }
+            | Write::Add { key, .. } => key,
         }
     }
 }
@@ -197,6 +209,18 @@ impl Overlay {
                     fields,
                     complete: true,
                 },
+                (Some(Known::Str(below)), Known::Delta(delta)) => {
+                    match integer(&below).and_then(|n| n.checked_add(delta)) {
+                        Some(sum) => Known::Str(sum.to_string().into_bytes()),
+                        None => Known::Delta(delta),
+                    }
+                }
+                (Some(Known::Delta(below)), Known::Delta(delta)) => {
+                    Known::Delta(below.saturating_add(delta))
+                }
+                (Some(Known::Absent), Known::Delta(delta)) => {
+                    Known::Str(delta.to_string().into_bytes())
+                }
                 (_, known) => known,
             };
             layer.insert(key, merged);
@@ -305,12 +329,30 @@ impl EntryState {
             Some(Known::Absent) => return Ok(None),
             Some(Known::Str(value)) => return Ok(Some(value.clone())),
             Some(Known::Hash { .. }) => return self.wrong_type(key, "hash", "string"),
+            Some(Known::Delta(delta)) => {
+                let delta = *delta;
+                let below = self.below(key).await?;
+                return self.plus(key, below, delta).map(Some);
+            }
             None => {}
         }
+        self.below(key).await
+    }
+
+    /// A string key as the batch's earlier entries leave it (the overlay over Redis),
+    /// recorded for the commit to check.
+    async fn below(&mut self, key: &str) -> Result<Option<Bytes>, StateError> {
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => None,
             Some(Known::Str(value)) => Some(value),
             Some(Known::Hash { .. }) => return self.wrong_type(key, "hash", "string"),
+            Some(Known::Delta(delta)) => {
+                let stored = match self.scope.store.get(key).await {
+                    Ok(value) => value,
+                    Err(e) => return self.fail(e),
+                };
+                Some(self.plus(key, stored, delta)?)
+            }
             None => match self.scope.store.get(key).await {
                 Ok(value) => value,
                 Err(e) => return self.fail(e),
@@ -321,6 +363,53 @@ impl EntryState {
             seen: seen.clone(),
         });
         Ok(seen)
+    }
+
+    /// `value` (absent: 0) plus `delta`, as text.
+    fn plus(&mut self, key: &str, value: Option<Bytes>, delta: i64) -> Result<Bytes, StateError> {
+        let current = match &value {
+            None => 0,
+            Some(bytes) => match integer(bytes) {
+                Some(n) => n,
+                None => {
+                    return self.fail(StateError::WrongType(format!(
+                        "state key {key:?} holds {:?}, not a decimal 64-bit integer",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+                    )));
+                }
+            },
+        };
+        match current.checked_add(delta) {
+            Some(sum) => Ok(sum.to_string().into_bytes()),
+            None => self.fail(StateError::WrongType(format!(
+                "adding {delta} to state key {key:?} overflows 64 bits (it holds {current})"
+            ))),
+        }
+    }
+
+    /// `INCRBY key delta` at the commit, unread.
+    pub fn add(&mut self, key: &str, delta: i64) -> Result<(), StateError> {
+        self.check(key)?;
+        let next = match self.own.get(key).cloned() {
+            Some(Known::Hash { .. }) => return self.wrong_type(key, "hash", "counter"),
+            Some(Known::Str(value)) => Known::Str(self.plus(key, Some(value), delta)?),
+            Some(Known::Absent) => Known::Str(delta.to_string().into_bytes()),
+            Some(Known::Delta(before)) => match before.checked_add(delta) {
+                Some(sum) => Known::Delta(sum),
+                None => {
+                    return self.fail(StateError::WrongType(format!(
+                        "adding {delta} to state key {key:?} overflows 64 bits"
+                    )));
+                }
+            },
+            None => Known::Delta(delta),
+        };
+        self.own.insert(key.to_owned(), next);
+        self.changes.writes.push(Write::Add {
+            key: key.to_owned(),
+            delta,
+        });
+        Ok(())
     }
 
     /// `SET key value`.
@@ -347,33 +436,14 @@ impl EntryState {
     /// `INCRBY key delta`: reads the integer (0 if absent), writes the sum.
     pub async fn incr(&mut self, key: &str, delta: i64) -> Result<i64, StateError> {
         self.check(key)?;
-        let current = match self.string(key).await? {
-            None => 0,
-            Some(bytes) => match std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|t| t.parse::<i64>().ok())
-            {
-                Some(n) => n,
-                None => {
-                    return self.fail(StateError::WrongType(format!(
-                        "state key {key:?} holds {:?}, not a decimal 64-bit integer",
-                        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
-                    )));
-                }
-            },
-        };
-        let Some(sum) = current.checked_add(delta) else {
-            return self.fail(StateError::WrongType(format!(
-                "incr of state key {key:?} by {delta} overflows 64 bits (it holds {current})"
-            )));
-        };
-        self.own
-            .insert(key.to_owned(), Known::Str(sum.to_string().into_bytes()));
+        let current = self.string(key).await?;
+        let sum = self.plus(key, current, delta)?;
+        self.own.insert(key.to_owned(), Known::Str(sum.clone()));
         self.changes.writes.push(Write::Set {
             key: key.to_owned(),
-            value: sum.to_string().into_bytes(),
+            value: sum.clone(),
         });
-        Ok(sum)
+        Ok(integer(&sum).unwrap_or_default())
     }
 
     /// `HGET key field` through the layers.
@@ -381,7 +451,7 @@ impl EntryState {
         self.check(key)?;
         match self.own.get(key) {
             Some(Known::Absent) => return Ok(None),
-            Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(Known::Hash { fields, complete }) => {
                 if let Some(value) = fields.get(field) {
                     return Ok(Some(value.clone()));
@@ -394,7 +464,7 @@ impl EntryState {
         }
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => None,
-            Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(Known::Hash { fields, complete }) if fields.contains_key(field) || complete => {
                 fields.get(field).cloned()
             }
@@ -415,10 +485,12 @@ impl EntryState {
     pub fn hset(&mut self, key: &str, field: &str, value: Bytes) -> Result<(), StateError> {
         self.check(key)?;
         let below_absent = match self.own.get(key) {
-            Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(_) => false,
             None => match self.scope.overlay.known(key) {
-                Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+                Some(Known::Str(_) | Known::Delta(_)) => {
+                    return self.wrong_type(key, "string", "hash");
+                }
                 Some(Known::Absent) => true,
                 _ => false,
             },
@@ -437,7 +509,7 @@ impl EntryState {
             Known::Hash { fields, .. } => {
                 fields.insert(field.to_owned(), value.clone());
             }
-            Known::Str(_) => unreachable!("refused above"),
+            Known::Str(_) | Known::Delta(_) => unreachable!("refused above"),
         }
         self.changes.writes.push(Write::HSet {
             key: key.to_owned(),
@@ -452,7 +524,7 @@ impl EntryState {
         self.check(key)?;
         let mine = match self.own.get(key) {
             Some(Known::Absent) => return Ok(BTreeMap::new()),
-            Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(Known::Hash {
                 fields,
                 complete: true,
@@ -462,7 +534,7 @@ impl EntryState {
         };
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => BTreeMap::new(),
-            Some(Known::Str(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(Known::Hash {
                 fields,
                 complete: true,
@@ -486,6 +558,11 @@ impl EntryState {
         all.extend(mine);
         Ok(all)
     }
+}
+
+/// `bytes` as a decimal 64-bit integer, as Redis `INCRBY` reads it.
+fn integer(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
 }
 
 /// State kept in memory, for `sluice invoke --state FILE.json` and tests: a JSON object
@@ -536,6 +613,7 @@ impl Store for MemoryStore {
             match self.0.get(key) {
                 None | Some(Known::Absent) => Ok(None),
                 Some(Known::Str(v)) => Ok(Some(v.clone())),
+                Some(Known::Delta(d)) => Ok(Some(d.to_string().into_bytes())),
                 Some(Known::Hash { .. }) => Err(StateError::WrongType(format!(
                     "state key {key:?} holds a hash, not a string"
                 ))),
@@ -552,7 +630,7 @@ impl Store for MemoryStore {
             match self.0.get(key) {
                 None | Some(Known::Absent) => Ok(None),
                 Some(Known::Hash { fields, .. }) => Ok(fields.get(field).cloned()),
-                Some(Known::Str(_)) => Err(StateError::WrongType(format!(
+                Some(Known::Str(_) | Known::Delta(_)) => Err(StateError::WrongType(format!(
                     "state key {key:?} holds a string, not a hash"
                 ))),
             }
@@ -567,7 +645,7 @@ impl Store for MemoryStore {
             match self.0.get(key) {
                 None | Some(Known::Absent) => Ok(BTreeMap::new()),
                 Some(Known::Hash { fields, .. }) => Ok(fields.clone()),
-                Some(Known::Str(_)) => Err(StateError::WrongType(format!(
+                Some(Known::Str(_) | Known::Delta(_)) => Err(StateError::WrongType(format!(
                     "state key {key:?} holds a string, not a hash"
                 ))),
             }

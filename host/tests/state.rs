@@ -144,7 +144,7 @@ async fn an_entry_writes_all_its_state_or_none() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let config = stateful("s").with("max_attempts = 1").config("");
     let host = Host::start(&redis, config).await;
-    let cases: [&[(&str, &str)]; 6] = [
+    let cases: [&[(&str, &str)]; 7] = [
         &[("n", "retry"), ("set", "k:retry 1"), ("fail", "retry")],
         &[("n", "reject"), ("incr", "k:reject 5"), ("fail", "reject")],
         &[("n", "trap"), ("hset", "k:trap f v"), ("fail", "trap")],
@@ -162,6 +162,12 @@ async fn an_entry_writes_all_its_state_or_none() {
             ("hset", "k:string f v"),
         ],
         &[("n", "good"), ("set", "k:good yes"), ("incr", "k:count 2")],
+        // A blind add to a key that is not an integer at the commit: dead-lettered.
+        &[
+            ("n", "not-integer"),
+            ("set", "k:typed-too 1"),
+            ("add", "k:string 1"),
+        ],
     ];
     let () = redis::cmd("SET")
         .arg(&["k:string", "text"])
@@ -177,7 +183,7 @@ async fn an_entry_writes_all_its_state_or_none() {
         Duration::from_secs(20),
         || {
             let mut con = con.clone();
-            async move { (len(&mut con, "IN:dead").await == 5).then_some(()) }
+            async move { (len(&mut con, "IN:dead").await == 6).then_some(()) }
         },
     )
     .await;
@@ -210,11 +216,13 @@ async fn an_entry_writes_all_its_state_or_none() {
         "{}",
         reason("forbidden")
     );
-    assert!(
-        reason("typed").contains("another type than a hash"),
-        "{}",
-        reason("typed")
-    );
+    for n in ["typed", "not-integer"] {
+        assert!(
+            reason(n).contains("state write was refused"),
+            "{n}: {}",
+            reason(n)
+        );
+    }
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
 }
@@ -224,9 +232,19 @@ async fn later_entries_of_a_batch_see_earlier_ones() {
     let TestContext { redis, mut con } = TestContext::new().await;
     // The entries are in Redis before the daemon starts: one batch reads them all.
     for _ in 0..5 {
-        add(&mut con, "IN", &[("incr", "k:c 1"), ("hset", "k:h f x")]).await;
+        add(
+            &mut con,
+            "IN",
+            &[("incr", "k:c 1"), ("hset", "k:h f x"), ("add", "k:blind 2")],
+        )
+        .await;
     }
-    add(&mut con, "IN", &[("get", "k:c"), ("hgetall", "k:h")]).await;
+    add(
+        &mut con,
+        "IN",
+        &[("get", "k:c"), ("hgetall", "k:h"), ("get", "k:blind")],
+    )
+    .await;
     let host = Host::start(&redis, stateful("s").config("")).await;
     wait_len(&con, "OUT", 6).await;
     let out = entries(&mut con, "OUT").await;
@@ -237,6 +255,11 @@ async fn later_entries_of_a_batch_see_earlier_ones() {
     assert_eq!(sums, ["1", "2", "3", "4", "5"]);
     assert_eq!(field(&out[5].1, "get:k:c"), Some("5"));
     assert_eq!(field(&out[5].1, "hgetall:k:h"), Some("f=x"));
+    assert_eq!(
+        field(&out[5].1, "get:k:blind"),
+        Some("10"),
+        "blind adds are seen too"
+    );
     host.stop().await;
 }
 
@@ -290,6 +313,48 @@ async fn concurrent_writers_of_one_key_are_serialised() {
         .collect();
     sums.sort_unstable();
     assert_eq!(sums, (1..=N as i64).collect::<Vec<_>>());
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Blind adds from two daemons with four instances each: no conflict, exact sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_adds_never_conflict_and_sum_exactly() {
+    const N: usize = 600;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let text = stateful("s")
+        .with("concurrency = 4")
+        .with("batch = 20")
+        .to_string();
+    let a = Host::start(
+        &redis,
+        config(&format!("[redis]\nconsumer = \"a\"\n{text}")),
+    )
+    .await;
+    let b = Host::start(
+        &redis,
+        config(&format!("[redis]\nconsumer = \"b\"\n{text}")),
+    )
+    .await;
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        pipe.xadd(
+            "IN",
+            "*",
+            &[("n", i.to_string().as_str()), ("add", "k:sum 3")],
+        )
+        .ignore();
+    }
+    let () = pipe.query_async(&mut con).await.expect("XADD");
+    wait_len(&con, "OUT", N).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let total: i64 = redis::cmd("GET")
+        .arg("k:sum")
+        .query_async(&mut con)
+        .await
+        .expect("GET");
+    assert_eq!(total, 3 * N as i64);
+    assert_eq!(len(&mut con, "OUT").await, N);
     a.stop().await;
     b.stop().await;
 }
@@ -414,7 +479,7 @@ async fn invoke_prints_the_writes_a_commit_would_apply() {
         serde_json::json!([
             {"op": "hset", "key": "order:o1", "field": "orderStatusCode", "value": "3"},
             {"op": "hset", "key": "order:o1", "field": "paymentId", "value": "p1"},
-            {"op": "set", "key": "user-total:u1", "value": "1249"},
+            {"op": "incrby", "key": "user-total:u1", "delta": 999},
         ]),
         "{json}"
     );
@@ -424,14 +489,14 @@ async fn invoke_prints_the_writes_a_commit_would_apply() {
 async fn the_admin_api_reads_a_declared_key_with_the_token() {
     const TOKEN: &str = "state-test-token";
     let TestContext { redis, mut con } = TestContext::new().await;
-    let mut config = stateful("s").config(ADMIN);
+    let mut config = stateful("admin").config(ADMIN);
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
     let host = Host::start(&redis, config).await;
     add(&mut con, "IN", &[("hset", "k:h f v"), ("incr", "k:n 3")]).await;
     wait_len(&con, "OUT", 1).await;
-    let base = format!("http://{}/v1/pipelines/s/state", host.admin());
+    let base = format!("http://{}/v1/pipelines/admin/state", host.admin());
     let http = reqwest::Client::new();
     let get = |key: &str, token: Option<&str>| {
         let mut request = http.get(format!("{base}/{key}"));
@@ -471,7 +536,7 @@ async fn the_admin_api_reads_a_declared_key_with_the_token() {
     let value = |name: &str| {
         metrics
             .lines()
-            .find(|l| l.starts_with(name) && l.contains("pipeline=\"s\""))
+            .find(|l| l.starts_with(name) && l.contains("pipeline=\"admin\""))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
     assert_eq!(value("sluice_state_writes_total"), Some(2.0), "{metrics}");

@@ -29,7 +29,8 @@
 --                  2 (HGET):    field, present [, value]
 --                  3 (HGETALL): field count, f1, v1, ...
 --                write count, then per write: op, key index, then
---                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field, value
+--                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field, value;
+--                  4 (INCRBY): delta (the key must then hold an integer, or nothing)
 -- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
 -- 3 gone, 4 undelivered, 5 conflict, 6 state refused.
 --
@@ -173,6 +174,27 @@ local function writable(at, n)
     elseif op == '2' then
       replaced[key] = true
       p = p + 2
+    elseif op == '4' then
+      local delta = tonumber(ARGV[p + 2])
+      local current = 0
+      if not replaced[key] then
+        local t = redis.call('TYPE', key)['ok']
+        if t == 'string' then
+          local value = redis.call('GET', key)
+          if not string.match(value, '^%-?%d+$') then
+            return false
+          end
+          current = tonumber(value)
+        elseif t ~= 'none' then
+          return false
+        end
+      end
+      -- INCRBY fails past 64 bits, and a failed command would stop the script after
+      -- earlier writes: refuse well before (doubles are exact enough at this margin).
+      if math.abs(current) + math.abs(delta) >= 9.2e18 then
+        return false
+      end
+      p = p + 3
     else
       if not replaced[key] then
         local t = redis.call('TYPE', key)['ok']
@@ -196,6 +218,9 @@ local function apply(at, n)
     elseif op == '2' then
       redis.call('DEL', key)
       p = p + 2
+    elseif op == '4' then
+      redis.call('INCRBY', key, ARGV[p + 2])
+      p = p + 3
     else
       redis.call('HSET', key, ARGV[p + 2], ARGV[p + 3])
       p = p + 4
@@ -231,7 +256,7 @@ for e = 1, count do
   local writes_at = pos
   for _ = 1, writes do
     local op = ARGV[pos]
-    if op == '1' then
+    if op == '1' or op == '4' then
       pos = pos + 3
     elseif op == '2' then
       pos = pos + 2

@@ -190,6 +190,9 @@ pub(super) fn invocation(
                 Write::HSet { field, value, .. } => {
                     invocation.arg(3).arg(key).arg(field).arg(value);
                 }
+                Write::Add { delta, .. } => {
+                    invocation.arg(4).arg(key).arg(delta);
+                }
             }
         }
     }

@@ -228,11 +228,11 @@ impl Pipeline {
                     self.refused_letter(
                         &acks[i],
                         &entries,
-                        "a state write (hset) met a key that holds another type than a hash",
+                        "a state write was refused at the commit: hset on a key that is not a hash, or add on a key that does not hold a 64-bit integer (or would overflow)",
                     )
                 })
                 .collect();
-            tracing::warn!(ids = ?letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), "handler state writes refused (hset on a key that is not a hash): dead-lettering the entries");
+            tracing::warn!(ids = ?letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), "handler state writes refused at the commit (hset on a key that is not a hash, add on one that is not an integer): dead-lettering the entries");
             let statuses = self.commit(&letters, &entries, &held).await;
             for status in statuses.into_iter().flatten() {
                 if matches!(status, CommitStatus::Committed | CommitStatus::Adopted) {

@@ -96,6 +96,10 @@ impl plugin::state::Host for HostState {
             .map_err(wit_error)
     }
 
+    async fn add(&mut self, key: String, delta: i64) -> Result<(), WitStateError> {
+        self.entry_state()?.add(&key, delta).map_err(wit_error)
+    }
+
     async fn hget(&mut self, key: String, field: String) -> Result<Option<Vec<u8>>, WitStateError> {
         self.entry_state()?
             .hget(&key, &field)

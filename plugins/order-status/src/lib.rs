@@ -43,7 +43,7 @@ impl Guest for OrderStatus {
         let order = format!("order:{}", payment.order_id);
         state::hset(&order, "orderStatusCode", &payment.order_status_code)?;
         state::hset(&order, "paymentId", &payment.payment_id)?;
-        state::incr(&format!("user-total:{}", payment.user_id), cents)?;
+        state::add(&format!("user-total:{}", payment.user_id), cents)?;
         let update = StatusUpdate {
             order_id: &payment.order_id,
             payment_id: &payment.payment_id,

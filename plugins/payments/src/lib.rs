@@ -82,9 +82,23 @@ fn pay(msg: &Message) -> HandlerResult {
         order_status_code: PAYMENT_SUCCESSFUL,
         user_id: &order.user_id,
     };
+    #[cfg(feature = "with-state")]
+    record(&payment, amount)?;
     let target = sluice_sdk::config_or("payments_stream", "PAYMENTS_STREAM");
     let output = Output::from_struct(target, &payment)?;
     Ok(vec![tagged(output)])
+}
+
+/// The benchmark variant's handler state: the order's record and its user's total.
+#[cfg(feature = "with-state")]
+fn record(payment: &Payment, amount: &str) -> Result<(), Failure> {
+    use sluice_sdk::state;
+    let order = format!("order:{}", payment.order_id);
+    state::hset(&order, "orderStatusCode", payment.order_status_code)?;
+    state::hset(&order, "paymentId", &payment.payment_id)?;
+    let cents = (amount.trim().parse::<f64>().unwrap_or(0.0) * 100.0).round() as i64;
+    state::add(&format!("user-total:{}", payment.user_id), cents)?;
+    Ok(())
 }
 
 /// Test builds (features `tag-a`, `tag-b`) mark their outputs, so that hot-reload tests

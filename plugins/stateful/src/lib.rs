@@ -2,6 +2,7 @@
 //! order, and the results go to `OUT` (config `target`).
 //!
 //! - `incr` = `KEY DELTA`: adds; the output gets `incr:KEY` = the sum;
+//! - `add` = `KEY DELTA`: adds at the commit, unread;
 //! - `set` = `KEY VALUE`, `delete` = `KEY`, `hset` = `KEY FIELD VALUE`;
 //! - `get` = `KEY`: the output gets `get:KEY` = the value (or `(nil)`);
 //! - `hgetall` = `KEY`: the output gets `hgetall:KEY` = `f=v,f=v`;
@@ -36,6 +37,13 @@ impl Guest for Stateful {
                         out.fields
                             .push((format!("incr:{key}"), sum.to_string().into_bytes()));
                     })
+                }
+                "add" => {
+                    let key = arg();
+                    let delta: i64 = arg()
+                        .parse()
+                        .map_err(|_| Failure::reject("add needs KEY DELTA"))?;
+                    state::add(&key, delta)
                 }
                 "set" => {
                     let key = arg();
