@@ -5,7 +5,8 @@
 //!
 //! Per run: N seed-shaped orders from 500 users preloaded, then drained by an in-process
 //! daemon. Rate = payments over the span of their stream IDs (start-up not counted);
-//! daemon CPU = this process's user + system time over the drain, per message.
+//! daemon CPU = this process's user + system time over the drain, per message; redis
+//! CPU the same for the redis-server (from /proc).
 //!
 //! Run: `cargo bench -p sluice --bench state -- [--orders N] [--rounds R]`
 
@@ -20,6 +21,7 @@ use sluice::redis_server::RedisServer;
 struct Run {
     rate: f64,
     cpu_us: f64,
+    redis_us: f64,
 }
 
 #[tokio::main]
@@ -58,8 +60,15 @@ async fn main() -> Result<()> {
         let ratio = stateful.rate / plain.rate;
         let extra = stateful.cpu_us - plain.cpu_us;
         println!(
-            "{round:<6} {:>14.0} {:>14.0} {:>8.2} {:>15.2} µs {:>15.2} µs {:>11.2} µs",
-            plain.rate, stateful.rate, ratio, plain.cpu_us, stateful.cpu_us, extra
+            "{round:<6} {:>12.0} {:>10.0} {:>7.2} {:>13.2} µs {:>9.2} µs {:>11.2} µs {:>8.2} µs ({:+.2})",
+            plain.rate,
+            stateful.rate,
+            ratio,
+            plain.cpu_us,
+            stateful.cpu_us,
+            extra,
+            stateful.redis_us,
+            stateful.redis_us - plain.redis_us
         );
         ratios.push(ratio);
         extras.push(extra);
@@ -109,6 +118,8 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
     let shutdown = tokio_util::sync::CancellationToken::new();
     let daemon = sluice::start(config, shutdown.clone()).await?;
     let cpu_before = cpu_seconds();
+    let redis_pid = redis.pid().context("redis-server runs")?;
+    let redis_before = process_cpu(redis_pid)?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let done: usize = con.xlen("PAYMENTS_STREAM").await?;
@@ -121,6 +132,7 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu = cpu_seconds() - cpu_before;
+    let redis_cpu = process_cpu(redis_pid)? - redis_before;
     shutdown.cancel();
     daemon.wait().await;
     let first: redis::streams::StreamRangeReply =
@@ -145,6 +157,7 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
     Ok(Run {
         rate: orders as f64 / span,
         cpu_us: cpu * 1e6 / orders as f64,
+        redis_us: redis_cpu * 1e6 / orders as f64,
     })
 }
 
@@ -158,4 +171,15 @@ fn cpu_seconds() -> f64 {
     };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// A process's user + system CPU time from /proc/PID/stat, in seconds.
+fn process_cpu(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').context("stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
 }

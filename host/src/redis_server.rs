@@ -152,6 +152,11 @@ impl RedisServer {
         self.port
     }
 
+    /// The server's process ID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's working directory (its files, its log).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

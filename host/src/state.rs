@@ -178,6 +178,16 @@ impl Overlay {
         crate::lock::lock(&self.0).get(key).cloned()
     }
 
+    /// Whether the overlay holds `key` as a string (or a counter), and whether as
+    /// absent, without copying it.
+    fn kind(&self, key: &str) -> (bool, bool) {
+        match crate::lock::lock(&self.0).get(key) {
+            Some(Known::Str(_) | Known::Delta(_)) => (true, false),
+            Some(Known::Absent) => (false, true),
+            _ => (false, false),
+        }
+    }
+
     /// Adds an entry's writes (its own layer) on top.
     fn absorb(&self, own: HashMap<String, Known>) {
         let mut layer = crate::lock::lock(&self.0);
@@ -487,12 +497,9 @@ impl EntryState {
         let below_absent = match self.own.get(key) {
             Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(_) => false,
-            None => match self.scope.overlay.known(key) {
-                Some(Known::Str(_) | Known::Delta(_)) => {
-                    return self.wrong_type(key, "string", "hash");
-                }
-                Some(Known::Absent) => true,
-                _ => false,
+            None => match self.scope.overlay.kind(key) {
+                (true, _) => return self.wrong_type(key, "string", "hash"),
+                (false, absent) => absent,
             },
         };
         let entry = self.own.entry(key.to_owned()).or_insert(Known::Hash {

@@ -29,7 +29,8 @@
 --                  2 (HGET):    field, present [, value]
 --                  3 (HGETALL): field count, f1, v1, ...
 --                write count, then per write: op, key index, then
---                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field, value;
+--                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field count, f1,
+--                  v1, ... (an entry's consecutive fields of one hash, one HSET);
 --                  4 (INCRBY): delta (the key must then hold an integer, or nothing)
 -- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
 -- 3 gone, 4 undelivered, 5 conflict, 6 state refused.
@@ -165,7 +166,9 @@ end
 -- Whether the writes at ARGV[at..] can all be applied: a hash write needs a hash (or
 -- nothing) unless the entry set or deleted the key before.
 local function writable(at, n)
-  local p, replaced = at, {}
+  -- replaced: keys the entry set or deleted first; hashes: keys already found writable
+  -- as a hash (an entry usually writes several fields of one hash).
+  local p, replaced, hashes = at, {}, {}
   for _ = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     if op == '1' then
@@ -178,15 +181,15 @@ local function writable(at, n)
       local delta = tonumber(ARGV[p + 2])
       local current = 0
       if not replaced[key] then
-        local t = redis.call('TYPE', key)['ok']
-        if t == 'string' then
-          local value = redis.call('GET', key)
+        -- One call: GET answers nil for no key, an error (not raised) for another type.
+        local value = redis.pcall('GET', key)
+        if type(value) == 'table' then
+          return false
+        elseif value then
           if not string.match(value, '^%-?%d+$') then
             return false
           end
           current = tonumber(value)
-        elseif t ~= 'none' then
-          return false
         end
       end
       -- INCRBY fails past 64 bits, and a failed command would stop the script after
@@ -196,13 +199,14 @@ local function writable(at, n)
       end
       p = p + 3
     else
-      if not replaced[key] then
+      if not replaced[key] and not hashes[key] then
         local t = redis.call('TYPE', key)['ok']
         if t ~= 'hash' and t ~= 'none' then
           return false
         end
+        hashes[key] = true
       end
-      p = p + 4
+      p = p + 3 + 2 * tonumber(ARGV[p + 2])
     end
   end
   return true
@@ -222,8 +226,9 @@ local function apply(at, n)
       redis.call('INCRBY', key, ARGV[p + 2])
       p = p + 3
     else
-      redis.call('HSET', key, ARGV[p + 2], ARGV[p + 3])
-      p = p + 4
+      local fields = tonumber(ARGV[p + 2])
+      redis.call('HSET', key, unpack(ARGV, p + 3, p + 2 + 2 * fields))
+      p = p + 3 + 2 * fields
     end
   end
 end
@@ -261,7 +266,7 @@ for e = 1, count do
     elseif op == '2' then
       pos = pos + 2
     else
-      pos = pos + 4
+      pos = pos + 3 + 2 * tonumber(ARGV[pos + 2])
     end
   end
   entries[e] = { id, outputs, first, reads, reads_at, writes, writes_at }

@@ -177,8 +177,26 @@ pub(super) fn invocation(
                 }
             }
         }
-        invocation.arg(ack.state.writes.len());
+        // Consecutive fields of one hash go in one HSET (an entry usually writes
+        // several fields of one record).
+        let mut writes: Vec<(&Write, Vec<(&str, &[u8])>)> = Vec::new();
         for write in &ack.state.writes {
+            if let Write::HSet { key, field, value } = write
+                && let Some((Write::HSet { key: last, .. }, fields)) = writes.last_mut()
+                && last == key
+                && fields.len() < 1_000
+            {
+                fields.push((field, value));
+                continue;
+            }
+            let fields = match write {
+                Write::HSet { field, value, .. } => vec![(field.as_str(), value.as_slice())],
+                _ => Vec::new(),
+            };
+            writes.push((write, fields));
+        }
+        invocation.arg(writes.len());
+        for (write, fields) in writes {
             let key = key_index[write.key()];
             match write {
                 Write::Set { value, .. } => {
@@ -187,8 +205,11 @@ pub(super) fn invocation(
                 Write::Delete { .. } => {
                     invocation.arg(2).arg(key);
                 }
-                Write::HSet { field, value, .. } => {
-                    invocation.arg(3).arg(key).arg(field).arg(value);
+                Write::HSet { .. } => {
+                    invocation.arg(3).arg(key).arg(fields.len());
+                    for (field, value) in fields {
+                        invocation.arg(field).arg(value);
+                    }
                 }
                 Write::Add { delta, .. } => {
                     invocation.arg(4).arg(key).arg(delta);
