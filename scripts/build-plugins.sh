@@ -51,9 +51,13 @@ for dir in plugins/*-js/; do
     name=$(basename "$dir" | tr - _)
     # The entry module is named after the plugin: plugins/payments-js/payments.js.
     main="$dir$(basename "$dir" -js).js"
-    if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/sluice.js wit/*.wit; then
-        echo "build-plugins: $name (componentize-js)"
-        guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name handler \
+    # A plugin that uses handler state (imports guest-sdk/js/state.js) is built for the
+    # world that imports it; the others import only what every handler gets.
+    world=handler
+    grep -q "guest-sdk/js/state.js" "$dir"*.js && world=stateful-handler
+    if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/*.js wit/*.wit; then
+        echo "build-plugins: $name (componentize-js, world $world)"
+        guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name "$world" \
             --disable http fetch-event -o "$out/$name.wasm" >/dev/null
     fi
 done
@@ -61,10 +65,12 @@ done
 for dir in plugins/*-python/; do
     [ -d "$dir" ] || continue
     name=$(basename "$dir" | tr - _)
+    world=handler
+    grep -q "import sluice_state" "$dir"*.py && world=stateful-handler
     if stale "$out/$name.wasm" "$dir"*.py guest-sdk/python/*.py wit/*.wit; then
-        echo "build-plugins: $name (componentize-py)"
+        echo "build-plugins: $name (componentize-py, world $world)"
         python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
-            -d wit -w handler componentize app -p "$dir" -p guest-sdk/python \
+            -d wit -w "$world" componentize app -p "$dir" -p guest-sdk/python \
             -o "$out/$name.wasm" >/dev/null
     fi
 done

@@ -282,3 +282,106 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for GuestLogs {
         self.0.lock().expect("log lock").push(line);
     }
 }
+
+/// The order-status handler with its handler state in every language that has state
+/// helpers: the same outputs, the same failures and the same state writes for the same
+/// payments, from the same initial state.
+#[tokio::test]
+async fn every_language_writes_the_same_state() {
+    const STATEFUL: [(&str, &str); 3] = [
+        ("order-status", "rust"),
+        ("order-status-js", "javascript"),
+        ("order-status-python", "python"),
+    ];
+    let cache = tempfile::tempdir().expect("cache dir");
+    let payment = |order: &str, user: &str, paid: &str| -> Fields {
+        [
+            ("orderId", order),
+            ("paymentId", "65f0c0ffee0000000000beef"),
+            ("orderStatusCode", "3"),
+            ("userId", user),
+            ("paidAmount", paid),
+        ]
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+        .collect()
+    };
+    let initial = sluice::state::MemoryStore::from_json(
+        r#"{"user-total:U1": "1000", "order:O-3": "not a hash"}"#,
+    )
+    .expect("state");
+    let fixtures: Vec<(&str, Fields, Vec<String>)> = vec![
+        ("cents", payment("O-1", "U1", "12.34"), vec![]),
+        ("whole", payment("O-2", "U2", "5"), vec![]),
+        ("one decimal", payment("O-1", "U1", "9.9"), vec![]),
+        ("too many decimals", payment("O-1", "U1", "1.234"), vec![]),
+        ("negative", payment("O-1", "U1", "-1.00"), vec![]),
+        (
+            "a record that is a string",
+            payment("O-3", "U1", "1.00"),
+            vec![],
+        ),
+        (
+            "outside the prefixes",
+            payment("O-1", "U1", "1.00"),
+            vec!["order:".into()],
+        ),
+        (
+            "missing field",
+            payment("O-1", "U1", "1.00")[..3].to_vec(),
+            vec![],
+        ),
+    ];
+    let mut results: Vec<Vec<String>> = Vec::new();
+    for (plugin, language) in STATEFUL {
+        let path = plugin_wasm(plugin);
+        let mut row = Vec::new();
+        for (name, fields, prefixes) in &fixtures {
+            let call = Invocation {
+                source: "PAYMENTS_STREAM".into(),
+                fields: fields.clone(),
+                state: Some(initial.clone()),
+                state_prefixes: prefixes.clone(),
+                ..Default::default()
+            };
+            let invoked = invoke(&path, Some(cache.path()), call)
+                .await
+                .unwrap_or_else(|e| panic!("{language}: {name}: {e:#}"));
+            row.push(format!(
+                "{} state={}",
+                sluice::invoke::render_json(&invoked.result),
+                sluice::invoke::render_state_json(&invoked.state)
+            ));
+        }
+        results.push(row);
+    }
+    for (l, (_, language)) in STATEFUL.iter().enumerate().skip(1) {
+        for (f, (name, ..)) in fixtures.iter().enumerate() {
+            assert_eq!(
+                results[l][f], results[0][f],
+                "{language} differs from rust on fixture {name:?}"
+            );
+        }
+    }
+    let at = |name: &str| &results[0][fixtures.iter().position(|(n, ..)| *n == name).expect(name)];
+    assert!(
+        at("cents").contains(r#"{"delta":1234,"key":"user-total:U1","op":"incrby"}"#),
+        "{}",
+        at("cents")
+    );
+    assert!(
+        at("one decimal").contains(r#""delta":990"#),
+        "{}",
+        at("one decimal")
+    );
+    assert!(
+        at("too many decimals").contains("\"reject\"")
+            && at("too many decimals").ends_with("state=[]")
+    );
+    // HSET is a blind write: a key of another type is refused at the commit (the entry
+    // is then dead-lettered), not at the call.
+    assert!(at("a record that is a string").contains(r#""op":"hset""#));
+    assert!(
+        at("outside the prefixes").contains("starts with none of the pipeline's state prefixes")
+    );
+}

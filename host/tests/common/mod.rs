@@ -23,6 +23,8 @@ const PLUGINS: &[&str] = &[
     "payments-python",
     "payments-c",
     "order-status",
+    "order-status-js",
+    "order-status-python",
     "echo",
     "hostile",
     "other-world",
