@@ -179,7 +179,7 @@ pub(super) fn invocation(
         }
         // Consecutive fields of one hash go in one HSET (an entry usually writes
         // several fields of one record).
-        let mut writes: Vec<(&Write, Vec<(&str, &[u8])>)> = Vec::new();
+        let mut writes: Vec<(&Write, HashFields)> = Vec::new();
         for write in &ack.state.writes {
             if let Write::HSet { key, field, value } = write
                 && let Some((Write::HSet { key: last, .. }, fields)) = writes.last_mut()
@@ -219,6 +219,9 @@ pub(super) fn invocation(
     }
     Ok(invocation)
 }
+
+/// Fields written to one hash with one `HSET`: (field, value).
+type HashFields<'a> = Vec<(&'a str, &'a [u8])>;
 
 /// The script's answer, one status per entry.
 pub(super) fn statuses(codes: Vec<i64>, count: usize) -> Result<Vec<CommitStatus>, Fault> {
