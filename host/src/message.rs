@@ -100,6 +100,10 @@ pub enum HandlerError {
     /// The instance could not be created (a broken plugin, out of memory...).
     #[error("handler could not be instantiated: {0}")]
     Instantiate(String),
+    /// A handler-state call failed on writes of the batch's earlier entries, not yet
+    /// committed: the entry is handled again after their commit, no attempt counted.
+    #[error("handler state changed under the call: {0}")]
+    Conflict(String),
 }
 
 impl HandlerError {
@@ -117,6 +121,7 @@ impl HandlerError {
             HandlerError::Timeout(_) => "timeout",
             HandlerError::Limit(_) => "limit",
             HandlerError::Instantiate(_) => "instantiate",
+            HandlerError::Conflict(_) => "conflict",
         }
     }
 }

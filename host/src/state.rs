@@ -149,6 +149,11 @@ pub enum StateError {
     /// Redis could not be read now.
     #[error("{0}")]
     Unavailable(String),
+    /// The call failed on what the batch's earlier entries wrote, which are not
+    /// committed yet: the entry is handled again after their commit (no attempt
+    /// counted). The guest sees `unavailable`.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// Redis, the bottom layer: committed values.
@@ -322,6 +327,14 @@ impl EntryState {
         )))
     }
 
+    /// A call the batch's earlier (uncommitted) writes would fail: decided after their
+    /// commit instead.
+    fn overlay_conflict<T>(&mut self, key: &str) -> Result<T, StateError> {
+        self.fail(StateError::Conflict(format!(
+            "state key {key:?} is of another type after this batch's earlier entries; handled again after their commit"
+        )))
+    }
+
     fn wrong_type<T>(&mut self, key: &str, is: &str, wanted: &str) -> Result<T, StateError> {
         self.fail(StateError::WrongType(format!(
             "state key {key:?} holds a {is}, not a {wanted}"
@@ -355,7 +368,7 @@ impl EntryState {
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => None,
             Some(Known::Str(value)) => Some(value),
-            Some(Known::Hash { .. }) => return self.wrong_type(key, "hash", "string"),
+            Some(Known::Hash { .. }) => return self.overlay_conflict(key),
             Some(Known::Delta(delta)) => {
                 let stored = match self.scope.store.get(key).await {
                     Ok(value) => value,
@@ -474,7 +487,7 @@ impl EntryState {
         }
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => None,
-            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.overlay_conflict(key),
             Some(Known::Hash { fields, complete }) if fields.contains_key(field) || complete => {
                 fields.get(field).cloned()
             }
@@ -497,9 +510,11 @@ impl EntryState {
         let below_absent = match self.own.get(key) {
             Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
             Some(_) => false,
+            // What earlier entries of the batch wrote is not committed yet: a string
+            // there is decided after their commit; absence is not relied on.
             None => match self.scope.overlay.kind(key) {
-                (true, _) => return self.wrong_type(key, "string", "hash"),
-                (false, absent) => absent,
+                (true, _) => return self.overlay_conflict(key),
+                (false, _) => false,
             },
         };
         let entry = self.own.entry(key.to_owned()).or_insert(Known::Hash {
@@ -541,7 +556,7 @@ impl EntryState {
         };
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => BTreeMap::new(),
-            Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.overlay_conflict(key),
             Some(Known::Hash {
                 fields,
                 complete: true,
@@ -567,9 +582,19 @@ impl EntryState {
     }
 }
 
-/// `bytes` as a decimal 64-bit integer, as Redis `INCRBY` reads it.
+/// `bytes` as a decimal 64-bit integer, as Redis `INCRBY` reads it (`string2ll`): an
+/// optional `-`, no `+`, no leading zero, not `-0`.
 fn integer(bytes: &[u8]) -> Option<i64> {
-    std::str::from_utf8(bytes).ok()?.parse().ok()
+    let text = std::str::from_utf8(bytes).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let canonical = text == "0"
+        || (!digits.is_empty()
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit()));
+    if !canonical {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// State kept in memory, for `sluice invoke --state FILE.json` and tests: a JSON object

@@ -136,3 +136,23 @@ fn sluice_run_refuses_invalid_configs() {
         );
     }
 }
+
+/// A state prefix may not cover any pipeline's streams: its handler would overwrite them.
+#[test]
+fn a_state_prefix_over_another_pipelines_stream_is_refused() {
+    let text = format!(
+        "{}{}",
+        echo("s")
+            .plugin("{plugin:stateful}")
+            .with("state = [\"k:\"]"),
+        echo("s2").reading("k:in2", "G2").writing(&["OUT2"])
+    );
+    let error = format!(
+        "{:#}",
+        sluice::config::Config::parse(&with_plugins(&text), &workspace()).expect_err("refused")
+    );
+    assert!(
+        error.contains("state prefix \"k:\" covers the stream \"k:in2\" of pipeline \"s2\""),
+        "{error}"
+    );
+}

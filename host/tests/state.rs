@@ -144,7 +144,7 @@ async fn an_entry_writes_all_its_state_or_none() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let config = stateful("s").with("max_attempts = 1").config("");
     let host = Host::start(&redis, config).await;
-    let cases: [&[(&str, &str)]; 7] = [
+    let cases: [&[(&str, &str)]; 8] = [
         &[("n", "retry"), ("set", "k:retry 1"), ("fail", "retry")],
         &[("n", "reject"), ("incr", "k:reject 5"), ("fail", "reject")],
         &[("n", "trap"), ("hset", "k:trap f v"), ("fail", "trap")],
@@ -168,6 +168,12 @@ async fn an_entry_writes_all_its_state_or_none() {
             ("set", "k:typed-too 1"),
             ("add", "k:string 1"),
         ],
+        // The same when the refused write is the entry's first.
+        &[
+            ("n", "first-refused"),
+            ("hset", "k:string f v"),
+            ("set", "k:after 1"),
+        ],
     ];
     let () = redis::cmd("SET")
         .arg(&["k:string", "text"])
@@ -183,7 +189,7 @@ async fn an_entry_writes_all_its_state_or_none() {
         Duration::from_secs(20),
         || {
             let mut con = con.clone();
-            async move { (len(&mut con, "IN:dead").await == 6).then_some(()) }
+            async move { (len(&mut con, "IN:dead").await == 7).then_some(()) }
         },
     )
     .await;
@@ -216,7 +222,7 @@ async fn an_entry_writes_all_its_state_or_none() {
         "{}",
         reason("forbidden")
     );
-    for n in ["typed", "not-integer"] {
+    for n in ["typed", "not-integer", "first-refused"] {
         assert!(
             reason(n).contains("state write was refused"),
             "{n}: {}",
@@ -541,5 +547,182 @@ async fn the_admin_api_reads_a_declared_key_with_the_token() {
     };
     assert_eq!(value("sluice_state_writes_total"), Some(2.0), "{metrics}");
     assert_eq!(value("sluice_state_reads_total"), Some(1.0), "{metrics}");
+    host.stop().await;
+}
+
+/// Adds Redis itself would refuse (a value it does not read as an integer, a sum past 64
+/// bits, across several adds of one entry) write nothing of the entry; a sum that comes
+/// back into range is taken.
+#[tokio::test]
+async fn adds_redis_would_refuse_write_nothing_of_the_entry() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    for (key, value) in [
+        ("k:zero-led", "007"),
+        ("k:minus-zero", "-0"),
+        ("k:big", "4000000000000000000"),
+        ("k:back", "5000000000000000000"),
+    ] {
+        let () = redis::cmd("SET")
+            .arg(&[key, value])
+            .query_async(&mut con)
+            .await
+            .expect("SET");
+    }
+    let cases: [&[(&str, &str)]; 5] = [
+        &[
+            ("n", "zero-led"),
+            ("add", "k:a1 1"),
+            ("add", "k:zero-led 1"),
+        ],
+        &[
+            ("n", "minus-zero"),
+            ("add", "k:a2 1"),
+            ("add", "k:minus-zero 1"),
+        ],
+        &[
+            ("n", "plus"),
+            ("add", "k:a3 1"),
+            ("set", "k:p +5"),
+            ("add", "k:p 1"),
+        ],
+        &[
+            ("n", "overflow"),
+            ("add", "k:a4 1"),
+            ("add", "k:big 3000000000000000000"),
+            ("add", "k:big 3000000000000000000"),
+        ],
+        &[("n", "back"), ("add", "k:back -5000000000000000000")],
+    ];
+    for fields in cases {
+        add(&mut con, "IN", fields).await;
+    }
+    let host = Host::start(&redis, stateful("s").config("")).await;
+    wait_len(&con, "OUT", 1).await;
+    eventually(
+        "the refused entries are dead-lettered",
+        Duration::from_secs(20),
+        || {
+            let mut con = con.clone();
+            async move { (len(&mut con, "IN:dead").await == 4).then_some(()) }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let get = |key: &'static str| {
+        let mut con = con.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(key)
+                .query_async::<Option<String>>(&mut con)
+                .await
+                .expect("GET")
+        }
+    };
+    for key in ["k:a1", "k:a2", "k:a3", "k:a4", "k:p"] {
+        assert_eq!(
+            get(key).await,
+            None,
+            "{key}: nothing of a refused entry is written"
+        );
+    }
+    assert_eq!(get("k:big").await.as_deref(), Some("4000000000000000000"));
+    assert_eq!(get("k:back").await.as_deref(), Some("0"));
+    assert_eq!(len(&mut con, "OUT").await, 1, "each output written once");
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// A hash whose field name is not UTF-8 cannot be read by a handler (names are strings):
+/// the entry is dead-lettered, not handled again for ever.
+#[tokio::test]
+async fn a_hash_field_name_that_is_not_utf8_is_refused() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let () = redis::cmd("HSET")
+        .arg("k:h")
+        .arg(&b"\xff\xfe"[..])
+        .arg("v")
+        .query_async(&mut con)
+        .await
+        .expect("HSET");
+    add(&mut con, "IN", &[("n", "1"), ("hgetall", "k:h")]).await;
+    let host = Host::start(&redis, stateful("s").config("")).await;
+    eventually(
+        "the entry is dead-lettered",
+        Duration::from_secs(10),
+        || {
+            let mut con = con.clone();
+            async move { (len(&mut con, "IN:dead").await == 1).then_some(()) }
+        },
+    )
+    .await;
+    let dead = entries(&mut con, "IN:dead").await;
+    assert!(
+        field(&dead[0].1, "sluice.error").is_some_and(|e| e.contains("not UTF-8")),
+        "{dead:?}"
+    );
+    host.stop().await;
+}
+
+/// What the batch's earlier entries wrote decides nothing a later entry relies on
+/// unless it is committed: an earlier entry refused at the commit leaves later ones
+/// handled on what Redis really holds.
+#[tokio::test]
+async fn a_later_entry_does_not_rely_on_an_earlier_entrys_uncommitted_writes() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let () = redis::pipe()
+        .cmd("HSET")
+        .arg(&["k:h", "g", "1"])
+        .ignore()
+        .cmd("SET")
+        .arg(&["k:bad", "str"])
+        .ignore()
+        .cmd("HSET")
+        .arg(&["k:h2", "a", "1"])
+        .ignore()
+        .query_async(&mut con)
+        .await
+        .expect("set up");
+    // A: deletes k:h and makes k:h2 a string, then is refused at the commit.
+    add(
+        &mut con,
+        "IN",
+        &[
+            ("n", "A"),
+            ("delete", "k:h"),
+            ("set", "k:h2 x"),
+            ("hset", "k:bad f v"),
+        ],
+    )
+    .await;
+    add(
+        &mut con,
+        "IN",
+        &[("n", "B"), ("hset", "k:h f 2"), ("hgetall", "k:h")],
+    )
+    .await;
+    add(&mut con, "IN", &[("n", "C"), ("hset", "k:h2 b 2")]).await;
+    let host = Host::start(&redis, stateful("s").config("")).await;
+    wait_len(&con, "OUT", 2).await;
+    let out = entries(&mut con, "OUT").await;
+    let b = out
+        .iter()
+        .find(|(_, f)| field(f, "n") == Some("B"))
+        .expect("B committed");
+    assert_eq!(
+        field(&b.1, "hgetall:k:h"),
+        Some("f=2,g=1"),
+        "B saw what Redis holds"
+    );
+    assert!(
+        out.iter().any(|(_, f)| field(f, "n") == Some("C")),
+        "C committed"
+    );
+    let h2: BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg("k:h2")
+        .query_async(&mut con)
+        .await
+        .expect("HGETALL");
+    assert_eq!(h2.len(), 2, "{h2:?}");
+    assert_eq!(len(&mut con, "IN:dead").await, 1, "only A is dead-lettered");
     host.stop().await;
 }

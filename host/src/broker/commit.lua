@@ -163,74 +163,120 @@ local function holds(at, n)
   return true
 end
 
--- Whether the writes at ARGV[at..] can all be applied: a hash write needs a hash (or
--- nothing) unless the entry set or deleted the key before.
+-- The integer Redis's INCRBY reads from a string (its string2ll): digits with an
+-- optional '-', no leading zero, not "-0", at most 20 characters; nil if it is none.
+-- A double holds it closely enough for the limit below.
+local function redis_integer(value)
+  if value == '0' then
+    return 0
+  end
+  if #value > 20 or not string.match(value, '^%-?[1-9]%d*$') then
+    return nil
+  end
+  return tonumber(value)
+end
+
+-- Sums at or past this are refused: 2^63 less a margin for doubles' rounding at this
+-- size (INCRBY itself fails past 2^63 - 1).
+local LIMIT = 9223372036854771712
+
+-- Whether the writes at ARGV[at..] can all be applied, checked against what each key
+-- holds then, the entry's own earlier writes included: a hash write needs a hash (or
+-- nothing), an add an integer (or nothing) and a sum within 64 bits. A command that
+-- failed later would stop the script after earlier writes, which a script cannot undo.
 local function writable(at, n)
-  -- replaced: keys the entry set or deleted first; hashes: keys already found writable
-  -- as a hash (an entry usually writes several fields of one hash).
-  local p, replaced, hashes = at, {}, {}
+  -- kinds[key]: 'int' (with values[key]), 'str', 'hash', 'none' or another type.
+  local p, kinds, values = at, {}, {}
+  local function kind(key, for_hash)
+    if kinds[key] == nil then
+      if for_hash then
+        kinds[key] = redis.call('TYPE', key)['ok']
+      else
+        -- One call: GET answers nil for no key, an error (not raised) for other types.
+        local value = redis.pcall('GET', key)
+        if type(value) == 'table' then
+          kinds[key] = 'other'
+        elseif not value then
+          kinds[key] = 'none'
+        else
+          local number = redis_integer(value)
+          if number then
+            kinds[key], values[key] = 'int', number
+          else
+            kinds[key] = 'str'
+          end
+        end
+      end
+    end
+    return kinds[key]
+  end
   for _ = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     if op == '1' then
-      replaced[key] = true
+      local number = redis_integer(ARGV[p + 2])
+      if number then
+        kinds[key], values[key] = 'int', number
+      else
+        kinds[key] = 'str'
+      end
       p = p + 3
     elseif op == '2' then
-      replaced[key] = true
+      kinds[key] = 'none'
       p = p + 2
     elseif op == '4' then
-      local delta = tonumber(ARGV[p + 2])
+      local k = kind(key, false)
       local current = 0
-      if not replaced[key] then
-        -- One call: GET answers nil for no key, an error (not raised) for another type.
-        local value = redis.pcall('GET', key)
-        if type(value) == 'table' then
-          return false
-        elseif value then
-          if not string.match(value, '^%-?%d+$') then
-            return false
-          end
-          current = tonumber(value)
-        end
-      end
-      -- INCRBY fails past 64 bits, and a failed command would stop the script after
-      -- earlier writes: refuse well before (doubles are exact enough at this margin).
-      if math.abs(current) + math.abs(delta) >= 9.2e18 then
+      if k == 'int' then
+        current = values[key]
+      elseif k ~= 'none' then
         return false
       end
+      local sum = current + tonumber(ARGV[p + 2])
+      if math.abs(sum) >= LIMIT then
+        return false
+      end
+      kinds[key], values[key] = 'int', sum
       p = p + 3
     else
-      if not replaced[key] and not hashes[key] then
-        local t = redis.call('TYPE', key)['ok']
-        if t ~= 'hash' and t ~= 'none' then
-          return false
-        end
-        hashes[key] = true
+      local k = kind(key, true)
+      if k ~= 'hash' and k ~= 'none' then
+        return false
       end
+      kinds[key] = 'hash'
       p = p + 3 + 2 * tonumber(ARGV[p + 2])
     end
   end
   return true
 end
 
+-- Applies the checked writes. Each runs under pcall as a last guard: should one still
+-- fail, the script stops writing this entry and reports it refused instead of raising
+-- (which would leave the writes before it and have the whole commit sent again).
 local function apply(at, n)
   local p = at
   for _ = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
+    local reply
     if op == '1' then
-      redis.call('SET', key, ARGV[p + 2])
+      reply = redis.pcall('SET', key, ARGV[p + 2])
       p = p + 3
     elseif op == '2' then
-      redis.call('DEL', key)
+      reply = redis.pcall('DEL', key)
       p = p + 2
     elseif op == '4' then
-      redis.call('INCRBY', key, ARGV[p + 2])
+      reply = redis.pcall('INCRBY', key, ARGV[p + 2])
       p = p + 3
     else
       local fields = tonumber(ARGV[p + 2])
-      redis.call('HSET', key, unpack(ARGV, p + 3, p + 2 + 2 * fields))
+      reply = redis.pcall('HSET', key, unpack(ARGV, p + 3, p + 2 + 2 * fields))
       p = p + 3 + 2 * fields
     end
+    if type(reply) == 'table' and reply.err then
+      redis.log(redis.LOG_WARNING, 'sluice: a checked state write failed: ' .. reply.err)
+      return false
+    end
   end
+  return true
 end
 
 local owned = {}
@@ -292,9 +338,11 @@ for e = 1, count do
   elseif (owned[e] == 1 or owned[e] == 2) and not writable(entry[7], entry[6]) then
     owned[e] = 6
   end
+  if (owned[e] == 1 or owned[e] == 2) and not apply(entry[7], entry[6]) then
+    owned[e] = 6
+  end
   if owned[e] == 1 or owned[e] == 2 then
     local id, outputs, p = entry[1], entry[2], entry[3]
-    apply(entry[7], entry[6])
     for _ = 1, outputs do
       local key, fields = KEYS[tonumber(ARGV[p])], tonumber(ARGV[p + 1])
       redis.call('XADD', key, '*', spread(ARGV, p + 2, p + 1 + 2 * fields))

@@ -50,7 +50,31 @@ impl Ack {
 
     /// Roughly how many bytes the ack adds to a commit: its names and values.
     pub fn size(&self) -> usize {
+        let state: usize = self
+            .state
+            .reads
+            .iter()
+            .map(|read| match read {
+                Read::Str { key, seen } => key.len() + seen.as_ref().map_or(0, Vec::len) + 16,
+                Read::Field { key, field, seen } => {
+                    key.len() + field.len() + seen.as_ref().map_or(0, Vec::len) + 16
+                }
+                Read::Hash { key, seen } => {
+                    key.len()
+                        + seen
+                            .iter()
+                            .map(|(f, v)| f.len() + v.len() + 16)
+                            .sum::<usize>()
+                }
+            })
+            .chain(self.state.writes.iter().map(|write| match write {
+                Write::Set { key, value } => key.len() + value.len() + 16,
+                Write::HSet { key, field, value } => key.len() + field.len() + value.len() + 16,
+                Write::Delete { key } | Write::Add { key, .. } => key.len() + 24,
+            }))
+            .sum();
         self.id.len()
+            + state
             + self
                 .outputs
                 .iter()

@@ -62,10 +62,18 @@ impl Store for RedisStore {
             cmd.arg(key);
             let pairs: std::collections::HashMap<Vec<u8>, Bytes> =
                 self.query("HGETALL", key, cmd).await?;
-            Ok(pairs
-                .into_iter()
-                .map(|(f, v)| (String::from_utf8_lossy(&f).into_owned(), v))
-                .collect())
+            let mut fields = BTreeMap::new();
+            for (name, value) in pairs {
+                // Handlers see field names as strings; a lossy name would never match
+                // the hash again at the commit.
+                let Ok(name) = String::from_utf8(name) else {
+                    return Err(StateError::WrongType(format!(
+                        "state key {key:?} is a hash with a field name that is not UTF-8: handlers see field names as strings"
+                    )));
+                };
+                fields.insert(name, value);
+            }
+            Ok(fields)
         })
     }
 }

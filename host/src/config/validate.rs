@@ -21,6 +21,25 @@ impl Config {
             p.validate()
                 .with_context(|| format!("in [[pipeline]] {:?}", p.name.as_str()))?;
         }
+        // Handler state must not write any pipeline's streams, not only its own.
+        for p in &self.pipelines {
+            for other in &self.pipelines {
+                let streams = std::iter::once(other.input.to_string())
+                    .chain(other.outputs.iter().map(|o| o.to_string()))
+                    .chain(std::iter::once(other.dead_letter_stream()));
+                for stream in streams {
+                    if let Some(prefix) =
+                        p.state.iter().find(|pre| stream.starts_with(pre.as_str()))
+                    {
+                        bail!(
+                            "in [[pipeline]] {:?}: state prefix {prefix:?} covers the stream {stream:?} of pipeline {:?}: handler state must not write a pipeline's streams; use a prefix of its own",
+                            p.name.as_str(),
+                            other.name.as_str()
+                        );
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use super::settle::Held;
 use super::{BatchReport, Handled, Pipeline};
 use crate::broker::Ack;
-use crate::message::{CommitStatus, Entry, StreamId};
+use crate::message::{CommitStatus, Entry, HandlerError, StreamId};
 
 use super::outcome::Outcome;
 
@@ -23,6 +23,10 @@ pub(super) struct Prepared {
     /// Since when the batch is known to be this consumer's.
     held: Held,
 }
+
+/// Times in a row an entry is handled again at once because its handler state changed
+/// under it, before it waits for its retry backoff instead.
+const MAX_RERUNS: u32 = 16;
 
 impl Pipeline {
     /// Handles a batch just read or claimed and commits it; returns what became of its
@@ -57,6 +61,7 @@ impl Pipeline {
         let mut acks = Vec::with_capacity(entries.len());
         let mut dead = Vec::new();
         let mut unstarted = Vec::new();
+        let mut again = Vec::new();
         let mut retries = Vec::new();
         for (entry, handled) in entries.iter().zip(results) {
             let Some((digest, result, changes)) = handled else {
@@ -65,6 +70,12 @@ impl Pipeline {
                 unstarted.push(entry.clone());
                 continue;
             };
+            if let Err(HandlerError::Conflict(reason)) = &result {
+                tracing::debug!(id = %entry.id, reason = %reason, "handler state call met the batch's uncommitted writes; handling the entry again after the commit");
+                report.state_conflicts += 1;
+                again.push(entry.clone());
+                continue;
+            }
             if let Err(error) = &result {
                 self.metrics.failure(error.kind());
                 self.board.set_error(format!("{}: {error}", entry.id));
@@ -106,6 +117,7 @@ impl Pipeline {
             let wait = super::backoff(backoff_cfg.initial, backoff_cfg.max, &id, attempt);
             self.schedule.retry_at(&id, attempt, now + wait);
         }
+        self.handle_again(again, held.at());
         if !unstarted.is_empty() && !self.shutdown.is_cancelled() {
             let since = if self.held_back.entries.is_empty() {
                 held.at()
@@ -182,6 +194,9 @@ impl Pipeline {
                 }
                 CommitStatus::StateRefused => refused.push(index),
             }
+            if status != CommitStatus::Conflict {
+                self.reruns.remove(&ack.id);
+            }
             if matches!(status, CommitStatus::Committed | CommitStatus::Adopted) && !is_dead {
                 self.metrics
                     .state_read
@@ -216,10 +231,7 @@ impl Pipeline {
                 .filter(|e| conflicted.contains(&e.id.as_str()))
                 .cloned()
                 .collect();
-            if self.held_back.entries.is_empty() {
-                self.held_back.read_at = held.at();
-            }
-            self.held_back.entries.extend(again);
+            self.handle_again(again, held.at());
         }
         if !refused.is_empty() {
             let letters: Vec<Ack> = refused
@@ -251,6 +263,41 @@ impl Pipeline {
         self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(?report, "batch done");
         report
+    }
+
+    /// Holds `entries` (their handler state changed under them) to be handled again
+    /// first, as the same delivery. One that conflicted [`MAX_RERUNS`] times in a row
+    /// waits for its retry backoff instead, like a failure (its next delivery counts an
+    /// attempt), so that a hot key cannot spin the pipeline.
+    fn handle_again(&mut self, entries: Vec<Entry>, read_at: Instant) {
+        if entries.is_empty() {
+            return;
+        }
+        if self.reruns.len() > 10_000 {
+            self.reruns.clear();
+        }
+        let now = Instant::now();
+        let backoff_cfg = self.config.retry_backoff;
+        for entry in entries {
+            let runs = self.reruns.entry(entry.id.clone()).or_insert(0);
+            *runs += 1;
+            if *runs > MAX_RERUNS {
+                self.reruns.remove(&entry.id);
+                tracing::warn!(id = %entry.id, reruns = MAX_RERUNS, "handler state read by this entry kept changing before its commit; it waits for its retry backoff");
+                let wait = super::backoff(
+                    backoff_cfg.initial,
+                    backoff_cfg.max,
+                    &entry.id,
+                    entry.attempt,
+                );
+                self.schedule.retry_at(&entry.id, entry.attempt, now + wait);
+                continue;
+            }
+            if self.held_back.entries.is_empty() {
+                self.held_back.read_at = read_at;
+            }
+            self.held_back.entries.push(entry);
+        }
     }
 
     /// A dead letter for an entry whose commit Redis refused, with Redis's reason.

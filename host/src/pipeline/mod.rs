@@ -59,6 +59,9 @@ pub struct Pipeline {
     /// Entries read but not started because a pause came mid-batch: handled first on
     /// resume, as the same delivery.
     held_back: Batch,
+    /// Entries handled again because their handler state changed under them, and how
+    /// many times in a row.
+    reruns: std::collections::HashMap<String, u32>,
     /// The last entry ID known delivered to the group (read by this consumer, or the
     /// group's last-delivered-id): where a lost group is created again.
     last_known: Option<String>,
@@ -137,6 +140,7 @@ impl Pipeline {
             redis_backoff: Backoff::redis(),
             loading_since: None,
             last_known: None,
+            reruns: Default::default(),
             held_back: Batch {
                 entries: Vec::new(),
                 read_at: Instant::now(),

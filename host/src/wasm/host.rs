@@ -72,7 +72,9 @@ fn wit_error(error: StateError) -> WitStateError {
     match error {
         StateError::Forbidden(reason) => WitStateError::Forbidden(reason),
         StateError::WrongType(reason) => WitStateError::WrongType(reason),
-        StateError::Unavailable(reason) => WitStateError::Unavailable(reason),
+        StateError::Unavailable(reason) | StateError::Conflict(reason) => {
+            WitStateError::Unavailable(reason)
+        }
     }
 }
 

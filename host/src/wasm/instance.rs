@@ -122,6 +122,7 @@ impl Instance {
             (Some(StateError::Unavailable(reason)), _) => Err(HandlerError::Retry(format!(
                 "handler state could not be read: {reason}"
             ))),
+            (Some(StateError::Conflict(reason)), _) => Err(HandlerError::Conflict(reason.clone())),
             (Some(failure), _) => Err(HandlerError::Reject(failure.to_string())),
             (None, result) => result,
         };
