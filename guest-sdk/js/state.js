@@ -22,6 +22,13 @@ function bytes(value) {
   return encoder.encode(String(value));
 }
 
+// An s64 from a number or a BigInt; anything else is the handler's mistake: reject.
+function s64(value, what) {
+  if (typeof value === 'bigint') return value;
+  if (Number.isSafeInteger(value)) return BigInt(value);
+  throw reject(`${what} needs an integer, not ${String(value)}`);
+}
+
 function text(value) {
   return value === undefined || value === null ? undefined : decoder.decode(value);
 }
@@ -48,14 +55,25 @@ export const state = Object.freeze({
   set: (key, value) => call(() => wit.set(key, bytes(value))),
   /** Removes `key` (DEL), applied with the entry's commit. */
   delete: (key) => call(() => wit.delete(key)),
-  /** Adds `delta` to the integer in `key` and returns the sum (INCRBY, read and checked). */
-  incr: (key, delta) => Number(call(() => wit.incr(key, BigInt(delta)))),
+  /**
+   * Adds `delta` (an integer Number or a BigInt) to the integer in `key` and returns the
+   * sum (INCRBY, read and checked): a Number when it is a safe integer, else a BigInt.
+   */
+  incr: (key, delta) => {
+    const sum = call(() => wit.incr(key, s64(delta, 'state.incr')));
+    return sum >= BigInt(Number.MIN_SAFE_INTEGER) && sum <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(sum)
+      : sum;
+  },
   /** Adds `delta` to the integer in `key` at the commit, unread: no conflicts. */
-  add: (key, delta) => call(() => wit.add(key, BigInt(delta))),
+  add: (key, delta) => call(() => wit.add(key, s64(delta, 'state.add'))),
   /** Field `field` of the hash `key` as text (HGET); undefined when absent. */
   hget: (key, field) => text(call(() => wit.hget(key, field))),
   /** Sets `field` of the hash `key` (HSET), applied with the entry's commit. */
   hset: (key, field, value) => call(() => wit.hset(key, field, bytes(value))),
-  /** Every field of the hash `key` as text, sorted by name (HGETALL). */
-  hgetall: (key) => Object.fromEntries(call(() => wit.hgetall(key)).map(([f, v]) => [f, text(v)])),
+  /**
+   * Every field of the hash `key` as text, in a Map sorted by name (HGETALL). (A Map,
+   * not an object: objects put number-like names first.)
+   */
+  hgetall: (key) => new Map(call(() => wit.hgetall(key)).map(([f, v]) => [f, text(v)])),
 });

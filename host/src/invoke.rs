@@ -87,6 +87,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
     };
     // A component that imports state gets it: the `--state` values, every key granted
     // unless prefixes are given.
+    let initial = call.state.unwrap_or_default();
     let scope = imports_state.then(|| Scope {
         prefixes: if call.state_prefixes.is_empty() {
             vec![String::new()].into()
@@ -94,12 +95,22 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
             call.state_prefixes.clone().into()
         },
         overlay: Default::default(),
-        store: Arc::new(call.state.unwrap_or_default()),
+        store: Arc::new(initial.clone()),
     });
     let started = Instant::now();
     let (result, finished) = instance
         .handle_in(&call.source, &mut entry, scope.as_ref())
         .await;
+    // What the commit would refuse (a hash write to a string...), said now.
+    let result = match result {
+        Ok(outputs) => match initial.check_writes(&finished.changes.writes) {
+            Ok(()) => Ok(outputs),
+            Err(reason) => Err(HandlerError::Reject(format!(
+                "a state write would be refused at the commit (the entry would be dead-lettered): {reason}"
+            ))),
+        },
+        Err(error) => Err(error),
+    };
     Ok(Invoked {
         digest,
         load_time,

@@ -639,6 +639,52 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Whether the guarded commit would apply `writes` to these values: a hash write
+    /// needs a hash (or nothing), an add an integer (or nothing) and a sum within 64
+    /// bits, each after the writes before it. The reason if not.
+    pub fn check_writes(&self, writes: &[Write]) -> Result<(), String> {
+        let mut known: HashMap<&str, Known> = HashMap::new();
+        for write in writes {
+            let key = write.key();
+            let current = known
+                .get(key)
+                .cloned()
+                .or_else(|| self.0.get(key).cloned())
+                .unwrap_or(Known::Absent);
+            let next = match (write, current) {
+                (Write::Set { value, .. }, _) => Known::Str(value.clone()),
+                (Write::Delete { .. }, _) => Known::Absent,
+                (Write::HSet { .. }, Known::Absent | Known::Hash { .. }) => Known::Hash {
+                    fields: BTreeMap::new(),
+                    complete: false,
+                },
+                (Write::HSet { .. }, _) => {
+                    return Err(format!("HSET on {key:?}, which is not a hash"));
+                }
+                (Write::Add { delta, .. }, Known::Absent) => {
+                    Known::Str(delta.to_string().into_bytes())
+                }
+                (Write::Add { delta, .. }, Known::Str(value)) => {
+                    match integer(&value).and_then(|n| n.checked_add(*delta)) {
+                        Some(sum) => Known::Str(sum.to_string().into_bytes()),
+                        None => {
+                            return Err(format!(
+                                "INCRBY {key:?} {delta}: it does not hold a 64-bit integer, or the sum overflows"
+                            ));
+                        }
+                    }
+                }
+                (Write::Add { .. }, _) => {
+                    return Err(format!("INCRBY on {key:?}, which is not a string"));
+                }
+            };
+            known.insert(key, next);
+        }
+        Ok(())
+    }
+}
+
 impl Store for MemoryStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StateError>> {
         Box::pin(async move {

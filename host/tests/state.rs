@@ -726,3 +726,43 @@ async fn a_later_entry_does_not_rely_on_an_earlier_entrys_uncommitted_writes() {
     assert_eq!(len(&mut con, "IN:dead").await, 1, "only A is dead-lettered");
     host.stop().await;
 }
+
+/// `sluice invoke` says what the commit would refuse, and `sluice compile` refuses what
+/// the daemon would: the tools agree with the daemon.
+#[tokio::test]
+async fn the_tools_refuse_what_the_daemon_refuses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, r#"{"order:o9": "plain"}"#).expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("invoke")
+        .arg(plugin_wasm("order-status"))
+        .args([
+            "orderId=o9",
+            "paymentId=p",
+            "orderStatusCode=3",
+            "userId=u",
+            "paidAmount=1.00",
+            "--state",
+        ])
+        .arg(&state)
+        .output()
+        .expect("sluice invoke");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("would be refused at the commit") && stdout.contains("order:o9"),
+        "{stdout}"
+    );
+
+    let config = config_file(&dir, &echo("s").plugin("{plugin:stateful}").to_string());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["compile", "-c"])
+        .arg(&config)
+        .env("XDG_CACHE_HOME", dir.path())
+        .output()
+        .expect("sluice compile");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("declares no state prefixes"), "{stderr}");
+}

@@ -24,7 +24,9 @@ impl RedisStore {
     ) -> Result<T, StateError> {
         self.link.query(what, None, &cmd).await.map_err(|fault| {
             if fault.code() == "WRONGTYPE" || fault.blame() == Blame::Entry {
-                StateError::WrongType(format!("state key {key:?}: {fault}"))
+                StateError::WrongType(format!(
+                    "state key {key:?} holds another type than {what} reads (WRONGTYPE)"
+                ))
             } else {
                 StateError::Unavailable(fault.to_string())
             }

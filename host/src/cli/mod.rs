@@ -261,9 +261,16 @@ async fn compile(path: &Path) -> Result<()> {
     plugins.dedup();
     for plugin in plugins {
         let runtime = runtime.clone();
+        let path = plugin.clone();
         let loaded =
-            tokio::task::spawn_blocking(move || crate::wasm::Plugin::load(&runtime, &plugin))
+            tokio::task::spawn_blocking(move || crate::wasm::Plugin::load(&runtime, &path))
                 .await??;
+        // The same admission the daemon makes: a plugin that imports handler state only
+        // in pipelines that declare state prefixes.
+        for pipeline in config.pipelines.iter().filter(|p| p.plugin == plugin) {
+            crate::registry::admit(&loaded, &pipeline.state)
+                .with_context(|| format!("pipeline {:?}", pipeline.name.as_str()))?;
+        }
         let how = match loaded.source() {
             crate::wasm::Source::Compiled => "compiled",
             crate::wasm::Source::Cached => "already cached",

@@ -8,8 +8,12 @@ cd "$here"
 # build in build/ with the sources and Sluice's sluice.js side by side.
 mkdir -p build
 cp ./*.js build/
-cp "$sdk/guest-sdk/js/sluice.js" build/sluice.js
+cp "$sdk/guest-sdk/js/sluice.js" "$sdk/guest-sdk/js/state.js" build/
+# A handler that imports ./state.js (handler state) is built for the world that has it;
+# its pipeline must then declare `state` prefixes.
+world=handler
+grep -q "state.js" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
-    --world-name handler --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
+    --world-name "$world" --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
 echo "built {{file}}.wasm"

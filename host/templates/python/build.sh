@@ -4,7 +4,11 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 sdk="$here/{{sdk}}"
 cd "$here"
+# A handler that imports sluice_state (handler state) is built for the world that has
+# it; its pipeline must then declare `state` prefixes.
+world=handler
+grep -q "import sluice_state" ./*.py && world=stateful-handler
 python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
-    -d "$sdk/wit" -w handler componentize app -p . -p "$sdk/guest-sdk/python" \
+    -d "$sdk/wit" -w "$world" componentize app -p . -p "$sdk/guest-sdk/python" \
     -o {{file}}.wasm >/dev/null
 echo "built {{file}}.wasm"
