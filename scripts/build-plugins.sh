@@ -82,10 +82,12 @@ if [ -d "${c_dirs[0]}" ]; then
     CARGO_TARGET_DIR=$out/tools cargo build --quiet -p sluice-c
     tool=$out/tools/debug/sluice-c
     bindings=$out/c-bindings
-    "$tool" bindings --wit wit --world handler --out "$bindings"
+    # The stateful world, named `handler` (the C SDK's names): clang and wasm-ld drop the
+    # state imports of a plugin that never calls them.
+    "$tool" bindings --wit wit --world stateful-handler --as handler --out "$bindings"
     for dir in "${c_dirs[@]}"; do
         name=$(basename "$dir" | tr - _)
-        if stale "$out/$name.wasm" "$dir"*.c guest-sdk/c/sluice.[ch] wit/*.wit; then
+        if stale "$out/$name.wasm" "$dir"*.c guest-sdk/c/sluice.[ch] guest-sdk/c/tool/src/*.rs wit/*.wit; then
             echo "build-plugins: $name (clang)"
             "$cc" --target=wasm32-wasi -mexec-model=reactor -O2 -s -Wall -Wextra -Werror \
                 -I "$bindings" -I guest-sdk/c -o "$bindings/$name.core.wasm" \

@@ -199,3 +199,92 @@ char *sluice_quote(const char *text, size_t len) {
     quoted[w] = '\0';
     return quoted;
 }
+
+// --- Handler state ------------------------------------------------------------------------
+
+static handler_string_t borrow(const char *text) {
+    handler_string_t s = {(uint8_t *)text, strlen(text)};
+    return s;
+}
+
+static handler_list_u8_t borrow_bytes(const char *text) {
+    handler_list_u8_t s = {(uint8_t *)text, strlen(text)};
+    return s;
+}
+
+// Turns a state error into the entry's failure; returns false.
+static bool state_failed(sluice_failure_t *err, sluice_plugin_state_state_error_t *e) {
+    handler_string_t *reason = &e->val.forbidden; // every case carries a string
+    bool ok = e->tag == SLUICE_PLUGIN_STATE_STATE_ERROR_UNAVAILABLE
+                  ? sluice_retry(err, "%.*s", (int)reason->len, (const char *)reason->ptr)
+                  : sluice_reject(err, "%.*s", (int)reason->len, (const char *)reason->ptr);
+    sluice_plugin_state_state_error_free(e);
+    return ok;
+}
+
+static char *take_text(handler_option_list_u8_t *value) {
+    if (!value->is_some) return NULL;
+    char *text = checked(malloc(value->val.len + 1));
+    memcpy(text, value->val.ptr, value->val.len);
+    text[value->val.len] = '\0';
+    handler_list_u8_free(&value->val);
+    return text;
+}
+
+bool sluice_state_get(sluice_failure_t *err, const char *key, char **value) {
+    handler_string_t k = borrow(key);
+    handler_option_list_u8_t ret;
+    sluice_plugin_state_state_error_t e;
+    if (!sluice_plugin_state_get(&k, &ret, &e)) return state_failed(err, &e);
+    *value = take_text(&ret);
+    return true;
+}
+
+bool sluice_state_set(sluice_failure_t *err, const char *key, const char *value) {
+    handler_string_t k = borrow(key);
+    handler_list_u8_t v = borrow_bytes(value);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_set(&k, &v, &e) || state_failed(err, &e);
+}
+
+bool sluice_state_delete(sluice_failure_t *err, const char *key) {
+    handler_string_t k = borrow(key);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_delete(&k, &e) || state_failed(err, &e);
+}
+
+bool sluice_state_incr(sluice_failure_t *err, const char *key, int64_t delta, int64_t *sum) {
+    handler_string_t k = borrow(key);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_incr(&k, delta, sum, &e) || state_failed(err, &e);
+}
+
+bool sluice_state_add(sluice_failure_t *err, const char *key, int64_t delta) {
+    handler_string_t k = borrow(key);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_add(&k, delta, &e) || state_failed(err, &e);
+}
+
+bool sluice_state_hget(sluice_failure_t *err, const char *key, const char *field, char **value) {
+    handler_string_t k = borrow(key), f = borrow(field);
+    handler_option_list_u8_t ret;
+    sluice_plugin_state_state_error_t e;
+    if (!sluice_plugin_state_hget(&k, &f, &ret, &e)) return state_failed(err, &e);
+    *value = take_text(&ret);
+    return true;
+}
+
+bool sluice_state_hset(sluice_failure_t *err, const char *key, const char *field,
+                       const char *value) {
+    handler_string_t k = borrow(key), f = borrow(field);
+    handler_list_u8_t v = borrow_bytes(value);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_hset(&k, &f, &v, &e) || state_failed(err, &e);
+}
+
+bool sluice_state_hgetall(sluice_failure_t *err, const char *key,
+                          handler_list_tuple2_string_list_u8_t *fields) {
+    handler_string_t k = borrow(key);
+    sluice_plugin_state_state_error_t e;
+    return sluice_plugin_state_hgetall(&k, fields, &e) || state_failed(err, &e);
+}

@@ -104,6 +104,31 @@ char *sluice_config(const char *key);
 // The `[config]` value for `key`, or a malloc'ed copy of `fallback` when it is absent.
 char *sluice_config_or(const char *key, const char *fallback);
 
+// --- Handler state ------------------------------------------------------------------------
+// Keys in Redis read and written with the entry's commit (WIT `sluice:plugin/state`; see
+// the README, "Handler state"). The bindings are generated for the world
+// `stateful-handler` (named `handler`): a plugin that calls none of these does not import
+// the interface and runs in any pipeline; one that does needs `state` prefixes.
+//
+// Each returns true on success; on failure it fills `err` (reject for a key outside the
+// prefixes or of another type, retry when Redis cannot be read) and returns false, so
+// `if (!sluice_state_hset(err, ...)) return false;` fails the entry. Strings are
+// NUL-terminated; values read are malloc'ed (free them), NULL when absent.
+
+bool sluice_state_get(sluice_failure_t *err, const char *key, char **value);
+bool sluice_state_set(sluice_failure_t *err, const char *key, const char *value);
+bool sluice_state_delete(sluice_failure_t *err, const char *key);
+// INCRBY, read and checked at the commit: `*sum` gets the new value.
+bool sluice_state_incr(sluice_failure_t *err, const char *key, int64_t delta, int64_t *sum);
+// INCRBY at the commit, unread: no round trip, no conflicts.
+bool sluice_state_add(sluice_failure_t *err, const char *key, int64_t delta);
+bool sluice_state_hget(sluice_failure_t *err, const char *key, const char *field, char **value);
+bool sluice_state_hset(sluice_failure_t *err, const char *key, const char *field,
+                       const char *value);
+// Every field, sorted by name; free with handler_list_tuple2_string_list_u8_free.
+bool sluice_state_hgetall(sluice_failure_t *err, const char *key,
+                          handler_list_tuple2_string_list_u8_t *fields);
+
 // --- Text helpers ---------------------------------------------------------------------
 
 // `len` bytes of UTF-8 `text` quoted and escaped as Rust's `{:?}` writes a string (for

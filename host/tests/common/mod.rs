@@ -25,6 +25,7 @@ const PLUGINS: &[&str] = &[
     "order-status",
     "order-status-js",
     "order-status-python",
+    "order-status-c",
     "echo",
     "hostile",
     "other-world",

@@ -36,6 +36,10 @@ enum Command {
         /// The world to generate.
         #[arg(long, default_value = "handler")]
         world: String,
+        /// Name the generated files and types after this instead of the world (the C SDK
+        /// is written against `handler`, which `stateful-handler` includes).
+        #[arg(long = "as", value_name = "NAME")]
+        rename: Option<String>,
         /// Where to write the files (created if missing).
         #[arg(long)]
         out: PathBuf,
@@ -53,12 +57,17 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Bindings { wit, world, out } => bindings(&wit, &world, &out),
+        Command::Bindings {
+            wit,
+            world,
+            rename,
+            out,
+        } => bindings(&wit, &world, rename, &out),
         Command::Component { module, output } => component(&module, &output),
     }
 }
 
-fn bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
+fn bindings(wit: &Path, world: &str, rename: Option<String>, out: &Path) -> Result<()> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve
         .push_path(wit)
@@ -67,8 +76,11 @@ fn bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
         .select_world(&[package], Some(world))
         .with_context(|| format!("no world {world:?} in {}", wit.display()))?;
     let mut files = Files::default();
-    wit_bindgen_c::Opts::default()
-        .build()
+    let opts = wit_bindgen_c::Opts {
+        rename_world: rename,
+        ..Default::default()
+    };
+    opts.build()
         .generate(&mut resolve, world, &mut files)
         .context("generating the C bindings")?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
