@@ -210,9 +210,14 @@ local function writable(at, n)
     end
     return kinds[key]
   end
-  for _ = 1, n do
+  for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
-    if op == '1' then
+    if i == 1 and op == '3' then
+      -- The entry's first write, an HSET, is not checked: `apply` runs it under pcall,
+      -- and a refused HSET changes nothing, so nothing of the entry is written then.
+      kinds[key] = 'hash'
+      p = p + 3 + 2 * tonumber(ARGV[p + 2])
+    elseif op == '1' then
       local number = redis_integer(ARGV[p + 2])
       if number then
         kinds[key], values[key] = 'int', number
@@ -249,12 +254,13 @@ local function writable(at, n)
   return true
 end
 
--- Applies the checked writes. Each runs under pcall as a last guard: should one still
+-- Applies the checked writes. Each runs under pcall: the first, if refused, leaves
+-- nothing written (an HSET that `writable` did not check); should a later one still
 -- fail, the script stops writing this entry and reports it refused instead of raising
 -- (which would leave the writes before it and have the whole commit sent again).
 local function apply(at, n)
   local p = at
-  for _ = 1, n do
+  for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     local reply
     if op == '1' then
@@ -272,7 +278,9 @@ local function apply(at, n)
       p = p + 3 + 2 * fields
     end
     if type(reply) == 'table' and reply.err then
-      redis.log(redis.LOG_WARNING, 'sluice: a checked state write failed: ' .. reply.err)
+      if i > 1 then
+        redis.log(redis.LOG_WARNING, 'sluice: a checked state write failed: ' .. reply.err)
+      end
       return false
     end
   end
