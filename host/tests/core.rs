@@ -391,6 +391,7 @@ async fn chained_pipelines_drain() {
             .plugin("{plugin:order-status}")
             .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
             .writing(&["ORDER_STATUS_STREAM"])
+            .with("state = [\"order:\", \"user-total:\"]")
             .to_string();
     let host = Host::start(&redis, config(&cfg)).await;
     for i in 0..100 {

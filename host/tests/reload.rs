@@ -400,6 +400,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
         .plugin("{plugin:order-status}")
         .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
         .writing(&["ORDER_STATUS_STREAM"])
+        .with("state = [\"order:\", \"user-total:\"]")
         .to_string();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
     let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
@@ -525,6 +526,7 @@ async fn sighup_reloads_the_config_file() {
             .plugin("{plugin:order-status}")
             .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
             .writing(&["ORDER_STATUS_STREAM"])
+            .with("state = [\"order:\", \"user-total:\"]")
     );
     let path = config_file(&dir, &one);
     let mut daemon = DaemonProcess::spawn(&path, &redis, "c1");
