@@ -272,21 +272,28 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
 const PASSWORD: &str = "pw-9d1f7c3a-secret";
 
 async fn acl_user(con: &mut MultiplexedConnection) {
+    acl_user_without(con, &[]).await;
+}
+
+/// The ACL user `sluice` with every permission but `denied` (`-wait`, `-type`).
+async fn acl_user_without(con: &mut MultiplexedConnection, denied: &[&str]) {
+    let password = format!(">{PASSWORD}");
+    let mut rules = vec![
+        "SETUSER",
+        "sluice",
+        "on",
+        password.as_str(),
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    rules.extend_from_slice(denied);
     let () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "sluice",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-        ])
+        .arg(&rules)
         .query_async(con)
         .await
         .expect("ACL SETUSER");
 }
-
 #[tokio::test]
 async fn the_password_comes_from_a_file_and_never_shows() {
     let TestContext { redis, mut con } = TestContext::new().await;
@@ -530,15 +537,7 @@ async fn wait_replicas_holds_the_pipeline_until_a_replica_has_each_commit() {
 
     // It answers again: everything is handled, once.
     replica.signal(libc::SIGCONT);
-    let tally = wait_exactly_once(
-        &con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(30),
-    )
-    .await;
+    let tally = wait_payments_once(&con, Duration::from_secs(30)).await;
     assert_eq!(tally.out, 100);
     eventually("the pipeline runs again", Duration::from_secs(10), || {
         let admin = host.admin();
@@ -680,15 +679,7 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
         kept < at_crash,
         "the crash lost commits ({at_crash} payments on the old primary, {kept} on the new one)"
     );
-    let tally = wait_exactly_once(
-        &after,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(120),
-    )
-    .await;
+    let tally = wait_payments_once(&after, Duration::from_secs(120)).await;
     println!(
         "sentinel failover: {at_crash} payments on the primary at the crash, {kept} of them on the promoted replica ({} lost, delivered again); all {} in {:.1?} after the crash; tally in={} out={} duplicates={} missing={} pending={}",
         at_crash - kept,
@@ -761,15 +752,7 @@ async fn a_sentinel_switchover_is_followed_at_once() {
     .await;
     let con = connect(&replica).await;
     produce_orders(con.clone(), 100, 100, Duration::ZERO).await;
-    let tally = wait_exactly_once(
-        &con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(60),
-    )
-    .await;
+    let tally = wait_payments_once(&con, Duration::from_secs(60)).await;
     assert_eq!(tally.out, 200, "{}", daemon.log());
 }
 
@@ -821,20 +804,7 @@ async fn sigterm_ends_a_start_up_that_waits_for_redis() {
 async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicates_nothing() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let _replica = replica_of(&redis).await;
-    let () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "sluice",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-            "-wait",
-        ])
-        .query_async(&mut con)
-        .await
-        .expect("ACL SETUSER");
+    acl_user_without(&mut con, &["-wait"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pw"), PASSWORD).expect("write");
     let config = payments_config(
@@ -881,15 +851,7 @@ async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicate
         "nothing more is handled while WAIT is refused: {tally}"
     );
     grant("+wait").await;
-    let tally = wait_exactly_once(
-        &con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(30),
-    )
-    .await;
+    let tally = wait_payments_once(&con, Duration::from_secs(30)).await;
     assert_eq!(tally.out, 40);
     host.stop().await;
 }
@@ -966,15 +928,7 @@ async fn a_rotated_password_file_is_read_again_on_reconnection() {
         .await
         .expect("CLIENT KILL");
     produce_orders(con.clone(), 10, 10, Duration::ZERO).await;
-    let tally = wait_exactly_once(
-        &con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(30),
-    )
-    .await;
+    let tally = wait_payments_once(&con, Duration::from_secs(30)).await;
     assert_eq!(tally.out, 20);
     host.stop().await;
 }
@@ -982,20 +936,7 @@ async fn a_rotated_password_file_is_read_again_on_reconnection() {
 #[tokio::test]
 async fn a_command_a_script_may_not_run_is_a_permission_fault() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let () = redis::cmd("ACL")
-        .arg(&[
-            "SETUSER",
-            "sluice",
-            "on",
-            &format!(">{PASSWORD}"),
-            "~*",
-            "&*",
-            "+@all",
-            "-type",
-        ])
-        .query_async(&mut con)
-        .await
-        .expect("ACL SETUSER");
+    acl_user_without(&mut con, &["-type"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let config = payments_config(
         dir.path(),
@@ -1024,15 +965,7 @@ async fn a_command_a_script_may_not_run_is_a_permission_fault() {
         .query_async(&mut con)
         .await
         .expect("ACL SETUSER");
-    let tally = wait_exactly_once(
-        &con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
-        Duration::from_secs(30),
-    )
-    .await;
+    let tally = wait_payments_once(&con, Duration::from_secs(30)).await;
     assert_eq!(tally.out, 5);
     host.stop().await;
 }

@@ -32,6 +32,15 @@ fn orders_pipelines(settings: &str) -> String {
     )
 }
 
+/// Two daemons (consumers `a` and `b`) running the pipelines of `text`.
+async fn two_daemons(redis: &RedisServer, text: &str) -> (Host, Host) {
+    let daemon = |name: &str| config(&format!("[redis]\nconsumer = \"{name}\"\n{text}"));
+    (
+        Host::start(redis, daemon("a")).await,
+        Host::start(redis, daemon("b")).await,
+    )
+}
+
 /// `n` orders `o0..` from 17 users with amounts in cents that differ, 250 at a time,
 /// `pause` apart; returns each user's total.
 async fn send_orders(
@@ -280,16 +289,7 @@ async fn concurrent_writers_of_one_key_are_serialised() {
         .with("concurrency = 4")
         .with("batch = 20")
         .to_string();
-    let a = Host::start(
-        &redis,
-        config(&format!("[redis]\nconsumer = \"a\"\n{text}")),
-    )
-    .await;
-    let b = Host::start(
-        &redis,
-        config(&format!("[redis]\nconsumer = \"b\"\n{text}")),
-    )
-    .await;
+    let (a, b) = two_daemons(&redis, &text).await;
     for start in (0..N).step_by(100) {
         let mut pipe = redis::pipe();
         for i in start..start + 100 {
@@ -332,16 +332,7 @@ async fn blind_adds_never_conflict_and_sum_exactly() {
         .with("concurrency = 4")
         .with("batch = 20")
         .to_string();
-    let a = Host::start(
-        &redis,
-        config(&format!("[redis]\nconsumer = \"a\"\n{text}")),
-    )
-    .await;
-    let b = Host::start(
-        &redis,
-        config(&format!("[redis]\nconsumer = \"b\"\n{text}")),
-    )
-    .await;
+    let (a, b) = two_daemons(&redis, &text).await;
     let mut pipe = redis::pipe();
     for i in 0..N {
         pipe.xadd(

@@ -651,6 +651,20 @@ pub async fn wait_exactly_once(
     }
 }
 
+/// [`wait_exactly_once`] for the payments pipeline: every order of `ORDERS_STREAM`
+/// (group `ORDERS_CON_GROUP`) paid once in `PAYMENTS_STREAM`, matched by `orderId`.
+pub async fn wait_payments_once(con: &MultiplexedConnection, timeout: Duration) -> Tally {
+    wait_exactly_once(
+        con,
+        "ORDERS_STREAM",
+        "ORDERS_CON_GROUP",
+        "PAYMENTS_STREAM",
+        "orderId",
+        timeout,
+    )
+    .await
+}
+
 /// Sends `n` seed-shaped orders with ids `o0..` to `ORDERS_STREAM`, in chunks of
 /// `chunk`, `pause` apart.
 pub async fn produce_orders(
