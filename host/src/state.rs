@@ -179,18 +179,13 @@ pub trait Store: Send + Sync {
 pub struct Overlay(std::sync::Mutex<HashMap<String, Known>>);
 
 impl Overlay {
-    fn known(&self, key: &str) -> Option<Known> {
-        crate::lock::lock(&self.0).get(key).cloned()
+    /// What `f` makes of the overlay's `key`, under the lock (no copy of a whole hash).
+    fn with<T>(&self, key: &str, f: impl FnOnce(Option<&Known>) -> T) -> T {
+        f(crate::lock::lock(&self.0).get(key))
     }
 
-    /// Whether the overlay holds `key` as a string (or a counter), and whether as
-    /// absent, without copying it.
-    fn kind(&self, key: &str) -> (bool, bool) {
-        match crate::lock::lock(&self.0).get(key) {
-            Some(Known::Str(_) | Known::Delta(_)) => (true, false),
-            Some(Known::Absent) => (false, true),
-            _ => (false, false),
-        }
+    fn known(&self, key: &str) -> Option<Known> {
+        self.with(key, |known| known.cloned())
     }
 
     /// Adds an entry's writes (its own layer) on top.
@@ -485,13 +480,20 @@ impl EntryState {
             }
             None => {}
         }
-        let seen = match self.scope.overlay.known(key) {
-            Some(Known::Absent) => None,
-            Some(Known::Str(_) | Known::Delta(_)) => return self.overlay_conflict(key),
-            Some(Known::Hash { fields, complete }) if fields.contains_key(field) || complete => {
-                fields.get(field).cloned()
+        // The field as the overlay knows it: Some(value) when it decides, None when
+        // Redis must; Err for a string there.
+        let below = self.scope.overlay.with(key, |known| match known {
+            Some(Known::Absent) => Ok(Some(None)),
+            Some(Known::Str(_) | Known::Delta(_)) => Err(()),
+            Some(Known::Hash { fields, complete }) if *complete || fields.contains_key(field) => {
+                Ok(Some(fields.get(field).cloned()))
             }
-            _ => match self.scope.store.hget(key, field).await {
+            _ => Ok(None),
+        });
+        let seen = match below {
+            Err(()) => return self.overlay_conflict(key),
+            Ok(Some(value)) => value,
+            Ok(None) => match self.scope.store.hget(key, field).await {
                 Ok(value) => value,
                 Err(e) => return self.fail(e),
             },
@@ -507,19 +509,24 @@ impl EntryState {
     /// `HSET key field value`.
     pub fn hset(&mut self, key: &str, field: &str, value: Bytes) -> Result<(), StateError> {
         self.check(key)?;
-        let below_absent = match self.own.get(key) {
+        match self.own.get(key) {
             Some(Known::Str(_) | Known::Delta(_)) => return self.wrong_type(key, "string", "hash"),
-            Some(_) => false,
+            Some(_) => {}
             // What earlier entries of the batch wrote is not committed yet: a string
-            // there is decided after their commit; absence is not relied on.
-            None => match self.scope.overlay.kind(key) {
-                (true, _) => return self.overlay_conflict(key),
-                (false, _) => false,
-            },
-        };
+            // there is decided after their commit, and absence is not relied on (the
+            // hash stays incomplete: its other fields are read below).
+            None => {
+                let string = self.scope.overlay.with(key, |known| {
+                    matches!(known, Some(Known::Str(_) | Known::Delta(_)))
+                });
+                if string {
+                    return self.overlay_conflict(key);
+                }
+            }
+        }
         let entry = self.own.entry(key.to_owned()).or_insert(Known::Hash {
             fields: BTreeMap::new(),
-            complete: below_absent,
+            complete: false,
         });
         match entry {
             Known::Absent => {

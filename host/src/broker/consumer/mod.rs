@@ -38,7 +38,7 @@ impl Consumer {
             reads: Arc::new(reads),
             commands: Arc::new(commands),
             size: ReadSize::new(),
-            unreplicated: None,
+            awaiting_replicas: false,
         }
     }
 
@@ -56,8 +56,8 @@ pub struct Consumer {
     reads: Arc<Link>,
     commands: Arc<Link>,
     size: ReadSize,
-    /// Set after a commit until `wait_replicas` replicas have it: how many did so far.
-    unreplicated: Option<u32>,
+    /// Set after a commit until `wait_replicas` replicas have it.
+    awaiting_replicas: bool,
 }
 
 /// How many entries one read or claim asks for at most. A reply that misses its deadline
@@ -314,7 +314,7 @@ impl Consumer {
             // The replicas are asked before the next batch (`await_replicas`), not here:
             // a WAIT that fails must not make a commit that went through look failed
             // (it would be sent again), and a drain must not wait on it.
-            self.unreplicated = Some(0);
+            self.awaiting_replicas = true;
         }
         commit::statuses(statuses, acks.len())
     }
@@ -334,10 +334,12 @@ impl Consumer {
     /// the commit used unless it was lost, and then a new connection's `WAIT` counts the
     /// replicas that are connected and in sync, which the commit then reaches.
     pub async fn await_replicas(&mut self) -> Result<(), Fault> {
-        let (Some(_), Some(wait)) = (self.unreplicated, self.commands.endpoint().replication())
-        else {
+        let Some(wait) = self.commands.endpoint().replication() else {
             return Ok(());
         };
+        if !self.awaiting_replicas {
+            return Ok(());
+        }
         let acked: u32 = self
             .commands
             .query(
@@ -347,10 +349,9 @@ impl Consumer {
             )
             .await?;
         if acked >= wait.replicas {
-            self.unreplicated = None;
+            self.awaiting_replicas = false;
             return Ok(());
         }
-        self.unreplicated = Some(acked);
         Err(Fault::unreplicated(acked, wait.replicas, wait.timeout))
     }
 }
