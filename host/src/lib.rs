@@ -46,6 +46,7 @@ mod control;
 pub mod invoke;
 mod lock;
 pub mod message;
+pub mod partition;
 mod pipeline;
 pub mod redis_server;
 pub mod registry;

@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use sluice::cli::{CompileArgs, DlqArgs, InvokeArgs, NewArgs, RunArgs, Target};
+use sluice::cli::{
+    CompileArgs, DlqArgs, InvokeArgs, NewArgs, PartitionArgs, RunArgs, SendArgs, Target,
+};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's malloc spent a fifth of the data path's CPU time in allocation under load
@@ -57,6 +59,15 @@ enum Command {
     ///
     /// Example: `sluice new order-audit --lang python` (then `order-audit/build.sh`).
     New(NewArgs),
+    /// Add an entry to a pipeline's input; with --key, to the partition of that key.
+    ///
+    /// Example: `sluice send payments --key user-7 orderId=1 orderAmount=9.5 userId=user-7`
+    Send(SendArgs),
+    /// Print the partition of each key: zlib CRC-32 of the key's bytes modulo N (what
+    /// producers compute to keep one key's entries in order).
+    ///
+    /// Example: `sluice partition --partitions 16 user-7`
+    Partition(PartitionArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +95,8 @@ fn main() -> ExitCode {
             Command::Invoke(args) => args.run().await,
             Command::Compile(args) => args.run().await,
             Command::New(args) => args.run(),
+            Command::Send(args) => args.run().await,
+            Command::Partition(args) => args.run(),
         }
     });
     done.unwrap_or_else(|e| {

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::lock::lock;
@@ -31,8 +31,9 @@ pub struct Board {
     paused: watch::Sender<bool>,
     /// Whether the pipeline has stopped for the pause (nothing in flight).
     parked: std::sync::atomic::AtomicBool,
-    pending: AtomicU64,
-    lag: AtomicU64,
+    /// Pending and lag per partition (`None`: an unpartitioned pipeline) this daemon
+    /// runs.
+    backlog: Mutex<std::collections::BTreeMap<Option<u32>, (u64, u64)>>,
     last_error: Mutex<Option<String>>,
     /// Why the pipeline cannot reach or use Redis now, and since when (Unix seconds).
     fault: Mutex<Option<(String, u64)>>,
@@ -60,6 +61,11 @@ pub struct BoardView {
     pub pending: u64,
     /// Entries in the stream not yet delivered to the group.
     pub lag: u64,
+    /// For a partitioned pipeline: the partitions this daemon runs (all of them with
+    /// `ordering = "none"`; those it holds the lease of with `"per-key"`); `pending` and
+    /// `lag` are their sums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<Vec<u32>>,
     /// Entries committed per second over the last minute.
     pub throughput: f64,
     /// Mean end-to-end latency (commit time minus entry time) over the last minute, ms.
@@ -73,8 +79,7 @@ impl Default for Board {
         Self {
             paused: watch::Sender::new(false),
             parked: std::sync::atomic::AtomicBool::new(false),
-            pending: AtomicU64::new(0),
-            lag: AtomicU64::new(0),
+            backlog: Mutex::new(Default::default()),
             last_error: Mutex::new(None),
             fault: Mutex::new(None),
             incidents: Mutex::new(VecDeque::new()),
@@ -99,10 +104,14 @@ impl Board {
         self.paused.subscribe()
     }
 
-    /// Records the group's pending count and lag.
-    pub fn set_backlog(&self, pending: u64, lag: u64) {
-        self.pending.store(pending, Ordering::Relaxed);
-        self.lag.store(lag, Ordering::Relaxed);
+    /// Records the group's pending count and lag on `partition`'s stream.
+    pub fn set_backlog(&self, partition: Option<u32>, pending: u64, lag: u64) {
+        lock(&self.backlog).insert(partition, (pending, lag));
+    }
+
+    /// Forgets `partition` (this daemon no longer runs it).
+    pub fn drop_partition(&self, partition: Option<u32>) {
+        lock(&self.backlog).remove(&partition);
     }
 
     /// Records an error for the status.
@@ -167,6 +176,7 @@ impl Board {
             .filter(|(s, _, _)| s + WINDOW_SECONDS > now)
             .fold((0, 0), |(c, l), (_, n, ms)| (c + n, l + ms));
         let fault = lock(&self.fault).clone();
+        let backlog = lock(&self.backlog).clone();
         BoardView {
             state: if fault.is_some() {
                 "error"
@@ -184,8 +194,9 @@ impl Board {
             error: fault.as_ref().map(|(reason, _)| reason.clone()),
             error_since: fault.map(|(_, since)| since),
             incidents: lock(&self.incidents).iter().cloned().collect(),
-            pending: self.pending.load(Ordering::Relaxed),
-            lag: self.lag.load(Ordering::Relaxed),
+            pending: backlog.values().map(|(p, _)| p).sum(),
+            lag: backlog.values().map(|(_, l)| l).sum(),
+            partitions: backlog.keys().copied().collect::<Option<Vec<u32>>>(),
             throughput: count as f64 / WINDOW_SECONDS as f64,
             latency_ms: if count == 0 {
                 0.0

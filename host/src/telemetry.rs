@@ -59,6 +59,16 @@ impl CallMetrics {
     }
 }
 
+/// A gauge of `pipeline` (and `partition`).
+fn gauge(name: &'static str, pipeline: &str, partition: Option<u32>) -> Gauge {
+    match partition {
+        Some(p) => {
+            metrics::gauge!(name, "pipeline" => pipeline.to_owned(), "partition" => p.to_string())
+        }
+        None => metrics::gauge!(name, "pipeline" => pipeline.to_owned()),
+    }
+}
+
 /// One pipeline's instruments, created once so the hot path only touches atomics.
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -96,8 +106,9 @@ pub struct PipelineMetrics {
 }
 
 impl PipelineMetrics {
-    /// The instruments of `pipeline`.
-    pub fn new(pipeline: &str) -> Self {
+    /// The instruments of `pipeline`, with its gauges (`pending`, `lag`, `up`) labelled
+    /// with the `partition` too for a partition of a partitioned pipeline.
+    pub fn new(pipeline: &str, partition: Option<u32>) -> Self {
         prometheus();
         let p = pipeline.to_owned();
         // Counted by the registry when a plugin version is deployed or refused;
@@ -116,9 +127,9 @@ impl PipelineMetrics {
                 throttled: metrics::counter!("sluice_handler_throttled_total", "pipeline" => p.clone()),
             },
             end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
-            pending: metrics::gauge!("sluice_pending", "pipeline" => p.clone()),
-            lag: metrics::gauge!("sluice_lag", "pipeline" => p.clone()),
-            up: metrics::gauge!("sluice_pipeline_up", "pipeline" => p.clone()),
+            pending: gauge("sluice_pending", &p, partition),
+            lag: gauge("sluice_lag", &p, partition),
+            up: gauge("sluice_pipeline_up", &p, partition),
             adopted: metrics::counter!("sluice_entries_adopted_total", "pipeline" => p.clone()),
             group_recreated: metrics::counter!("sluice_consumer_group_recreated_total", "pipeline" => p.clone()),
             state_read: metrics::counter!("sluice_state_reads_total", "pipeline" => p.clone()),

@@ -22,7 +22,8 @@
 -- KEYS[1]      the input stream
 -- KEYS[2..]    every stream an output goes to, then every state key
 -- ARGV         group, consumer, entry count, lowest ID, highest ID, adopt (0/1), number
---              of output streams in KEYS, then per entry:
+--              of output streams in KEYS, the index in KEYS of a partition lease key
+--              (0: none) and the value this consumer holds it with, then per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
 --                read count, then per read: kind, key index, then
 --                  1 (GET):     present (0/1) [, value]
@@ -49,6 +50,19 @@ local count = tonumber(ARGV[3])
 local low, high = ARGV[4], ARGV[5]
 local adopt = ARGV[6] == '1'
 local output_keys = tonumber(ARGV[7])
+local lease = tonumber(ARGV[8])
+
+-- A partition leased to this daemon (ordering = "per-key"): unless the lease key still
+-- holds this daemon's value (its name and fencing token), the lease lapsed or another
+-- daemon took it, and this commit is fenced off: nothing is written, and every entry is
+-- reported as owned by another consumer.
+if lease > 0 and redis.call('GET', KEYS[lease]) ~= ARGV[9] then
+  local fenced = {}
+  for e = 1, count do
+    fenced[e] = 0
+  end
+  return fenced
+end
 
 for i = 2, 1 + output_keys do
   local kind = redis.call('TYPE', KEYS[i])['ok']
@@ -288,7 +302,7 @@ local function apply(at, n)
 end
 
 local owned = {}
-local pos = 8
+local pos = 10
 local entries = {}
 for e = 1, count do
   local id, outputs = ARGV[pos], tonumber(ARGV[pos + 1])

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use super::consumer::ConsumerId;
 use super::fault::Fault;
 use super::link::CALL_DEADLINE;
 use crate::message::{CommitStatus, Output, StreamId};
@@ -99,12 +100,13 @@ fn order(id: &&str) -> StreamId {
 /// The script call for `acks`; an output too wide for one `XADD` in Lua is the entry's
 /// fault.
 pub(super) fn invocation(
-    stream: &str,
-    group: &str,
-    consumer: &str,
+    id: &ConsumerId,
+    keys: &KeyMap,
+    fence: Option<&Fence>,
     acks: &[Ack],
     adopt: bool,
 ) -> Result<redis::ScriptInvocation<'static>, Fault> {
+    let (stream, group, consumer) = (&id.stream, &id.group, &id.name);
     let mut invocation = SCRIPT.key(stream);
     let mut key_index: HashMap<&str, usize> = HashMap::new();
     for output in acks.iter().flat_map(|a| &a.outputs) {
@@ -139,9 +141,16 @@ pub(super) fn invocation(
         let next = key_index.len() + 2;
         if let std::collections::hash_map::Entry::Vacant(slot) = key_index.entry(key) {
             slot.insert(next);
-            invocation.key(key);
+            invocation.key(keys.stored(key).as_ref());
         }
     }
+    let lease = match fence {
+        Some(fence) => {
+            invocation.key(&fence.key);
+            key_index.len() + 2
+        }
+        None => 0,
+    };
     let ids = || acks.iter().map(|a| a.id.as_str());
     let (Some(low), Some(high)) = (ids().min_by_key(order), ids().max_by_key(order)) else {
         unreachable!("the caller commits at least one entry");
@@ -153,7 +162,9 @@ pub(super) fn invocation(
         .arg(low)
         .arg(high)
         .arg(u8::from(adopt))
-        .arg(output_keys);
+        .arg(output_keys)
+        .arg(lease)
+        .arg(fence.map_or("", |f| f.value.as_str()));
     for ack in acks {
         invocation.arg(&ack.id).arg(ack.outputs.len());
         for output in &ack.outputs {
@@ -270,4 +281,42 @@ pub(super) fn statuses(codes: Vec<i64>, count: usize) -> Result<Vec<CommitStatus
             _ => CommitStatus::NotOwned,
         })
         .collect())
+}
+
+/// Where the handler's state keys live in Redis: each rule maps a prefix the handler
+/// uses to the prefix stored (a partition's keys carry its `{p}` tag). Keys no rule
+/// covers are stored as they are.
+#[derive(Debug, Clone, Default)]
+pub struct KeyMap {
+    /// (handler prefix, stored prefix), longest handler prefix first.
+    rules: Vec<(String, String)>,
+}
+
+impl KeyMap {
+    /// A map from (handler prefix, stored prefix) pairs.
+    pub fn new(mut rules: Vec<(String, String)>) -> Self {
+        rules.retain(|(from, to)| from != to);
+        rules.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        Self { rules }
+    }
+
+    /// The Redis key of the handler's `key`.
+    pub fn stored<'a>(&self, key: &'a str) -> std::borrow::Cow<'a, str> {
+        for (from, to) in &self.rules {
+            if let Some(rest) = key.strip_prefix(from.as_str()) {
+                return std::borrow::Cow::Owned(format!("{to}{rest}"));
+            }
+        }
+        std::borrow::Cow::Borrowed(key)
+    }
+}
+
+/// A partition lease this consumer commits under: the lease key and the value it holds
+/// it with (`<daemon>/<fencing token>`). Commits check it (`commit.lua`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The lease key (in the partition's hash slot).
+    pub key: String,
+    /// What the key holds while this daemon has the lease.
+    pub value: String,
 }

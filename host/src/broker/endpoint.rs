@@ -5,6 +5,11 @@
 //! file without a certificate or a key that does not belong to its certificate fails
 //! start-up with the file's name, not the first connection with a handshake error.
 //!
+//! With `[redis] cluster = true`, each connection is redis-rs's cluster connection,
+//! built from the seed nodes: it learns the slot layout, sends each command to the
+//! primary of its key's slot, and follows `MOVED` (a slot moved for good: it refreshes the
+//! layout) and `ASK` (a slot being migrated) redirections.
+//!
 //! With Sentinels, each new connection asks them for the primary (redis-rs's
 //! `SentinelClient`, which also checks that the node it names says `ROLE master`), and a
 //! watcher subscribed to `+switch-master` moves the [`Endpoint::epoch`] on: links opened
@@ -17,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClientBuilder;
 use redis::io::AsyncDNSResolver;
 use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
@@ -28,6 +33,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
 
+use super::conn::Conn;
 use super::fault::Backoff;
 use super::link;
 use super::target::{Nodes, Replication, Secret, Target, Tls};
@@ -63,7 +69,19 @@ enum Opener {
         username: Option<String>,
         certificates: Option<TlsCertificates>,
     },
+    Cluster {
+        /// The seed nodes, without passwords.
+        seeds: Vec<ConnectionInfo>,
+        username: Option<String>,
+        tls: bool,
+        certificates: Option<TlsCertificates>,
+    },
 }
+
+/// How long one cluster request may take inside redis-rs: long, because every call of a
+/// [`link::Link`] has its own deadline (a blocking read's is its `BLOCK` plus a margin),
+/// which is what bounds it.
+const CLUSTER_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Resolves every name to one host: how a connection made out to the certificate's
 /// server name reaches the address the URL gives.
@@ -166,6 +184,46 @@ impl Endpoint {
                     target.username.clone().unwrap_or_else(|| "default".into()),
                 )
             }
+            Nodes::Cluster(urls) => {
+                let mut seeds = Vec::new();
+                let mut username = target.username.clone();
+                let mut tls = false;
+                for url in urls {
+                    let shown = super::target::redact_url(url);
+                    let info = url.as_str().into_connection_info().map_err(|e| {
+                        anyhow::anyhow!(
+                            "invalid Redis URL {shown:?}: {}",
+                            e.to_string().replace(url, &shown)
+                        )
+                    })?;
+                    let settings = info.redis_settings().clone();
+                    if username.is_none() {
+                        username = settings.username().map(str::to_owned);
+                    }
+                    if password.is_none() {
+                        password = settings.password().map(Secret::new);
+                    }
+                    tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+                    let settings = without_password(&settings);
+                    seeds.push(
+                        info.set_redis_settings(settings)
+                            .set_tcp_settings(link::tcp_settings()),
+                    );
+                }
+                if target.tls.is_some() && !tls {
+                    bail!(
+                        "[redis.tls] is set but the cluster's URLs are not rediss:// URLs: write rediss:// to use TLS, or remove [redis.tls]"
+                    );
+                }
+                let user = username.clone().unwrap_or_else(|| "default".into());
+                let opener = Opener::Cluster {
+                    seeds,
+                    username,
+                    tls,
+                    certificates,
+                };
+                (opener, user)
+            }
         };
         if user != "default" && password.is_none() {
             bail!(
@@ -225,8 +283,14 @@ impl Endpoint {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Opens a connection to the current primary.
-    pub async fn open(&self, config: AsyncConnectionConfig) -> RedisResult<MultiplexedConnection> {
+    /// Whether connections go to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.opener, Opener::Cluster { .. })
+    }
+
+    /// Opens a connection to the current primary (for a cluster: to the primaries that
+    /// serve its slots).
+    pub async fn open(&self, config: AsyncConnectionConfig) -> RedisResult<Conn> {
         match &self.opener {
             Opener::Direct {
                 info,
@@ -240,12 +304,43 @@ impl Endpoint {
                 client(info, self.password().as_ref(), certificates.as_ref())?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
+                    .map(Conn::Node)
             }
             Opener::Sentinel { .. } => {
                 let client = self.sentinel_client()?.async_get_client().await?;
                 client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await
+                    .map(Conn::Node)
+            }
+            Opener::Cluster {
+                seeds,
+                username,
+                tls,
+                certificates,
+            } => {
+                let mut builder = ClusterClientBuilder::new(seeds.clone())
+                    .connection_timeout(link::CONNECT_TIMEOUT)
+                    .response_timeout(CLUSTER_RESPONSE_TIMEOUT)
+                    .overall_response_timeout(None)
+                    .tcp_settings(link::tcp_settings());
+                if let Some(user) = username {
+                    builder = builder.username(user);
+                }
+                if let Some(password) = self.password() {
+                    builder = builder.password(password.expose());
+                }
+                if *tls {
+                    builder = builder.tls(TlsMode::Secure);
+                }
+                if let Some(certs) = certificates {
+                    builder = builder.certs(certs.clone());
+                }
+                builder
+                    .build()?
+                    .get_async_connection()
+                    .await
+                    .map(Conn::Cluster)
             }
         }
     }

@@ -13,10 +13,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::io::tcp::{TcpSettings, socket2};
 use redis::{AsyncConnectionConfig, RedisResult};
 
+use super::conn::Conn;
 use super::endpoint::Endpoint;
 use super::fault::{Fault, Remedy};
 
@@ -41,12 +41,13 @@ pub fn tcp_settings() -> TcpSettings {
     settings
 }
 
-/// One connection to Redis that re-opens itself after faults. Shareable: calls clone the
-/// (multiplexed) connection and run beside each other.
+/// One connection to Redis (to one node, or to a whole cluster) that re-opens itself
+/// after faults. Shareable: calls clone the (multiplexed) connection and run beside each
+/// other.
 pub struct Link {
     endpoint: Arc<Endpoint>,
     /// The open connection and the endpoint epoch it was opened in.
-    conn: std::sync::Mutex<Option<(MultiplexedConnection, u64)>>,
+    conn: std::sync::Mutex<Option<(Conn, u64)>>,
     /// What the connection is for, in error messages ("stream \"IN\" group \"G\"").
     label: String,
 }
@@ -62,7 +63,7 @@ impl Link {
     }
 
     /// The open connection, opening it if need be.
-    pub async fn connection(&self) -> Result<MultiplexedConnection, Fault> {
+    pub async fn connection(&self) -> Result<Conn, Fault> {
         if let Some(conn) = self.open() {
             return Ok(conn);
         }
@@ -88,7 +89,7 @@ impl Link {
 
     /// The connection if it is open and still to the current primary (for helpers that
     /// run beside the link's owner).
-    pub fn open(&self) -> Option<MultiplexedConnection> {
+    pub fn open(&self) -> Option<Conn> {
         let mut slot = self.slot();
         match &*slot {
             Some((conn, epoch)) if *epoch == self.endpoint.epoch() => Some(conn.clone()),
@@ -110,7 +111,7 @@ impl Link {
         *self.slot() = None;
     }
 
-    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(MultiplexedConnection, u64)>> {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Conn, u64)>> {
         crate::lock::lock(&self.conn)
     }
 
@@ -137,7 +138,7 @@ impl Link {
         call: F,
     ) -> Result<T, Fault>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let conn = self.connection().await?;

@@ -10,12 +10,15 @@
 //! [`Broker`] connection (admin API, tools) is a link of the same kind.
 
 mod commit;
+mod conn;
 mod consumer;
 mod dead;
 mod endpoint;
 pub mod fault;
+mod lease;
 mod link;
 mod reply;
+pub mod slot;
 mod state;
 mod target;
 
@@ -23,16 +26,18 @@ use anyhow::{Context, Result, bail};
 use std::future::Future;
 use std::sync::Arc;
 
-use redis::aio::MultiplexedConnection;
 use redis::{RedisResult, Value};
 use tokio_util::sync::CancellationToken;
 
 use endpoint::Endpoint;
 
-pub use commit::{Ack, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
+pub use conn::Conn;
+
+pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
 pub use dead::Replayed;
 pub use fault::{Backoff, Blame, Fault, Remedy};
+pub use lease::LeaseKeys;
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
 pub use state::StateValue;
@@ -135,6 +140,11 @@ impl Broker {
         check_server(&server, &version)
             .with_context(|| format!("Redis at {shown} cannot be used"))?;
         broker.server = format!("{server} {version}");
+        if !broker.is_cluster() && broker.cluster_enabled().await {
+            bail!(
+                "Redis at {shown} is a node of a Redis Cluster, which serves only its own hash slots: set [redis] cluster = true (with this URL as a seed node) so that each command goes to the node that holds its key"
+            );
+        }
         if let Some(wait) = target.replication {
             broker.check_replication(wait).await?;
         }
@@ -186,6 +196,17 @@ impl Broker {
             );
         }
         Ok(())
+    }
+
+    /// Whether the server says it is a cluster node (`INFO cluster`); `false` if it
+    /// does not answer (an ACL user without `INFO`).
+    async fn cluster_enabled(&self) -> bool {
+        let info: Result<String, Fault> = self
+            .call("INFO cluster", |mut c| async move {
+                redis::cmd("INFO").arg("cluster").query_async(&mut c).await
+            })
+            .await;
+        info.is_ok_and(|info| info.lines().any(|l| l.trim() == "cluster_enabled:1"))
     }
 
     /// The server's name and version from `HELLO` (needs no ACL permission).
@@ -255,11 +276,16 @@ impl Broker {
         )
     }
 
+    /// Whether the server is a Redis Cluster (`[redis] cluster = true`).
+    pub fn is_cluster(&self) -> bool {
+        self.endpoint.is_cluster()
+    }
+
     /// Runs `call` on the daemon-wide connection, under the usual deadline; `what` names
     /// the command in errors. For commands off the data path (admin API, tools).
     pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, Fault>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.commands.call(what, None, call).await

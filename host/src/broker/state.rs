@@ -13,6 +13,8 @@ use crate::state::{Bytes, StateError, Store};
 /// The bottom layer of handler state: Redis.
 pub struct RedisStore {
     pub(super) link: Arc<Link>,
+    /// Where the handler's keys live (a partition's tag).
+    pub(super) keys: Arc<super::commit::KeyMap>,
 }
 
 impl RedisStore {
@@ -38,7 +40,7 @@ impl Store for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StateError>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("GET");
-            cmd.arg(key);
+            cmd.arg(self.keys.stored(key).as_ref());
             self.query("GET", key, cmd).await
         })
     }
@@ -50,7 +52,7 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, Result<Option<Bytes>, StateError>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("HGET");
-            cmd.arg(key).arg(field);
+            cmd.arg(self.keys.stored(key).as_ref()).arg(field);
             self.query("HGET", key, cmd).await
         })
     }
@@ -61,7 +63,7 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, Result<BTreeMap<String, Bytes>, StateError>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("HGETALL");
-            cmd.arg(key);
+            cmd.arg(self.keys.stored(key).as_ref());
             let pairs: std::collections::HashMap<Vec<u8>, Bytes> =
                 self.query("HGETALL", key, cmd).await?;
             let mut fields = BTreeMap::new();

@@ -70,6 +70,10 @@ pub enum Nodes {
         /// The name the Sentinels know the primary by (`sentinel monitor <name> ...`).
         master: String,
     },
+    /// Seed nodes of a Redis Cluster (`redis://` or `rediss://` URLs): any one that
+    /// answers tells the cluster's layout, and each command goes to the primary of its
+    /// key's hash slot.
+    Cluster(Vec<String>),
 }
 
 impl fmt::Debug for Nodes {
@@ -80,6 +84,10 @@ impl fmt::Debug for Nodes {
                 .debug_struct("Sentinel")
                 .field("sentinels", sentinels)
                 .field("master", master)
+                .finish(),
+            Nodes::Cluster(seeds) => f
+                .debug_tuple("Cluster")
+                .field(&seeds.iter().map(|s| redact_url(s)).collect::<Vec<_>>())
                 .finish(),
         }
     }
@@ -130,6 +138,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// Whether the nodes are a Redis Cluster (keys of one script must then share a hash
+    /// slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.nodes, Nodes::Cluster(_))
+    }
+}
+
+impl Target {
     /// A plain URL with nothing else set.
     pub fn url(url: impl Into<String>) -> Self {
         Self {
@@ -149,6 +165,9 @@ impl Target {
             (Some(_), Some(source), _) => format!("from {source}"),
             (Some(_), None, _) => "given by the embedding program".to_owned(),
             (None, _, Nodes::Url(url)) if url_password(url) => "from the URL".to_owned(),
+            (None, _, Nodes::Cluster(seeds)) if seeds.iter().any(|s| url_password(s)) => {
+                "from the URL".to_owned()
+            }
             (None, _, _) => "none given".to_owned(),
         }
     }
@@ -161,6 +180,14 @@ impl Target {
             Nodes::Sentinel { sentinels, master } => {
                 format!("master {master:?} of sentinels {}", sentinels.join(","))
             }
+            Nodes::Cluster(seeds) => format!(
+                "cluster {}",
+                seeds
+                    .iter()
+                    .map(|s| redact_url(s))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         }
     }
 }

@@ -9,6 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+mod send;
+pub use send::{PartitionArgs, SendArgs};
+
 /// The config file and the Redis it runs against: shared by `run`, `dev`, `dlq`.
 #[derive(clap::Args, Clone)]
 pub struct Target {
@@ -287,14 +290,7 @@ async fn compile(path: &Path) -> Result<()> {
 }
 
 async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()> {
-    let mut config = Config::load(path)?;
-    if let Some(url) = redis {
-        config.redis.point_at(url);
-    }
-    let target = config.redis.target()?.context(
-        "sluice dlq needs the Redis the pipelines use: set [redis] url (or sentinels) or pass --redis",
-    )?;
-    let broker = crate::broker::Broker::connect(&target, CancellationToken::new()).await?;
+    let (config, broker) = connect(path, redis, "sluice dlq").await?;
     let find = |name: &str| {
         config
             .pipelines
@@ -302,39 +298,74 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()
             .find(|p| p.name.as_str() == name)
             .with_context(|| format!("no pipeline named {name:?} in {}", path.display()))
     };
+    // A partitioned pipeline's dead letters are in one stream per partition.
+    let parts = |name: &str| -> Result<Vec<crate::config::PipelineConfig>> {
+        let p = find(name)?;
+        Ok(match p.partitions {
+            Some(n) => (0..n).map(|i| p.partition(i)).collect(),
+            None => vec![p.clone()],
+        })
+    };
     match action {
         DlqAction::List { pipeline, count } => {
-            let dead = find(&pipeline)?.dead_letter_stream();
-            for (id, fields) in broker.dead_letters(&dead, None, count).await? {
-                println!("{id}");
-                for (name, value) in fields {
-                    println!("  {name} = {}", String::from_utf8_lossy(&value));
+            let mut left = count;
+            for p in parts(&pipeline)? {
+                let dead = p.dead_letter_stream();
+                for (id, fields) in broker.dead_letters(&dead, None, left).await? {
+                    left -= 1;
+                    println!("{id} ({dead})");
+                    for (name, value) in fields {
+                        println!("  {name} = {}", String::from_utf8_lossy(&value));
+                    }
                 }
             }
         }
         DlqAction::Replay { pipeline, ids } => {
-            let p = find(&pipeline)?;
-            let meta = crate::message::dead_letter_fields::COUNT;
-            let done = broker
-                .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
-                .await?;
-            let n = done.replayed;
-            let letters = if n == 1 { "letter" } else { "letters" };
-            println!("replayed {n} dead {letters} to {}", p.input);
-            for id in &done.kept {
-                println!(
-                    "kept {id}: it holds no copy of its entry (too wide to copy); its sluice.error names the original in {}",
-                    p.input
-                );
+            for p in parts(&pipeline)? {
+                let meta = crate::message::dead_letter_fields::COUNT;
+                let done = broker
+                    .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
+                    .await?;
+                let n = done.replayed;
+                let letters = if n == 1 { "letter" } else { "letters" };
+                println!("replayed {n} dead {letters} to {}", p.input);
+                for id in &done.kept {
+                    println!(
+                        "kept {id}: it holds no copy of its entry (too wide to copy); its sluice.error names the original in {}",
+                        p.input
+                    );
+                }
             }
         }
         DlqAction::Purge { pipeline } => {
-            let dead = find(&pipeline)?.dead_letter_stream();
-            let n = broker.purge_dead(&dead).await?;
-            println!("purged {n} dead letters from {dead}");
+            for p in parts(&pipeline)? {
+                let dead = p.dead_letter_stream();
+                let n = broker.purge_dead(&dead).await?;
+                println!("purged {n} dead letters from {dead}");
+            }
         }
     }
     Ok(())
+}
+
+/// The config at `path` (its Redis overridden by `redis`) and a connection to its
+/// Redis, for the tools (`what` names the tool in errors).
+async fn connect(
+    path: &Path,
+    redis: Option<String>,
+    what: &str,
+) -> Result<(Config, crate::broker::Broker)> {
+    let mut config = Config::load(path)?;
+    if let Some(url) = redis {
+        config.redis.point_at(url);
+    }
+    let target = config.redis.target()?.with_context(|| {
+        format!(
+            "{what} needs the Redis the pipelines use: set [redis] url (or sentinels, or cluster nodes) or pass --redis"
+        )
+    })?;
+    let broker = crate::broker::Broker::connect(&target, CancellationToken::new()).await?;
+    Ok((config, broker))
 }
 
 /// What the command line says over the config file; applied again on every reload.

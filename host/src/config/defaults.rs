@@ -59,3 +59,7 @@ pub fn max_output_bytes() -> ByteSize {
 pub fn wait_timeout() -> Duration {
     Duration::from_secs(1)
 }
+
+pub fn lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}

@@ -135,6 +135,38 @@ pub struct PipelineConfig {
     /// Values the handler reads with `host.config(key)`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Split the pipeline into this many partitions: streams `NAME:{0}` .. `NAME:{N-1}`
+    /// for its input, outputs and dead letters, and state keys tagged alike (see
+    /// `partition`); unset: one stream each, as named.
+    pub partitions: Option<u32>,
+    /// `"none"` (every daemon reads every partition through the group) or `"per-key"`
+    /// (each partition is handled by one daemon at a time, in stream order); per-key
+    /// needs `partitions`.
+    #[serde(default)]
+    pub ordering: Ordering,
+    /// With `ordering = "per-key"`: how long a daemon's lease on a partition lasts
+    /// without renewal (it renews every third of it); a dead daemon's partitions are
+    /// taken over after this.
+    #[serde(default = "defaults::lease_ttl", deserialize_with = "duration")]
+    pub lease_ttl: Duration,
+    /// In a Redis Cluster, allow outputs in other hash slots than the input: they are
+    /// written first, once per input entry (a marker in their slot), then the guarded
+    /// commit acknowledges the input.
+    #[serde(default)]
+    pub cross_slot: bool,
+}
+
+/// How the entries of a partitioned pipeline are ordered among daemons.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// Entries of a partition are spread over every daemon's consumer (no order).
+    #[default]
+    None,
+    /// Each partition is leased to one daemon, which handles its entries one after the
+    /// other in stream order; a failing entry holds back the partition until it
+    /// succeeds or is dead-lettered.
+    PerKey,
 }
 
 /// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with equal jitter (see `pipeline::backoff`).
@@ -281,6 +313,45 @@ impl PipelineConfig {
             Some(name) => name.to_string(),
             None => format!("{}:dead", self.input),
         }
+    }
+
+    /// The partition numbers this pipeline runs: `0..partitions`, or just `[None]`.
+    pub fn partition_numbers(&self) -> Vec<Option<u32>> {
+        match self.partitions {
+            Some(n) => (0..n).map(Some).collect(),
+            None => vec![None],
+        }
+    }
+
+    /// Partition `p` of this pipeline as a pipeline of its own: its streams tagged
+    /// `{p}` (see [`crate::partition`]). State prefixes stay as the handler sees them;
+    /// [`PipelineConfig::state_keys`] says where they live.
+    pub fn partition(&self, p: u32) -> PipelineConfig {
+        let tag = |name: &str| Name(crate::partition::tagged(name, p));
+        PipelineConfig {
+            input: tag(self.input.as_str()),
+            outputs: self.outputs.iter().map(|o| tag(o.as_str())).collect(),
+            dead_letter: Some(tag(&self.dead_letter_stream())),
+            partitions: None,
+            // Partitions run side by side (`concurrency` of them at once), each handling
+            // its batch on one instance.
+            concurrency: 1,
+            ..self.clone()
+        }
+    }
+
+    /// Where each state prefix lives in Redis in partition `p`: (prefix, Redis prefix).
+    pub fn state_keys(&self, p: Option<u32>) -> Vec<(String, String)> {
+        self.state
+            .iter()
+            .map(|prefix| {
+                let stored = match p {
+                    Some(p) => crate::partition::state_prefix(prefix, p),
+                    None => prefix.clone(),
+                };
+                (prefix.clone(), stored)
+            })
+            .collect()
     }
 }
 

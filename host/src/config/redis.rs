@@ -24,6 +24,14 @@ pub struct RedisConfig {
     /// A `redis://` or `rediss://` (TLS) URL. Without it, and without `sentinels`, Sluice
     /// starts a private `redis-server`.
     pub url: Option<String>,
+    /// `url` (and `nodes`) are seed nodes of a Redis Cluster: commands go to the primary
+    /// of their keys' hash slot, and `MOVED`/`ASK` redirections are followed.
+    #[serde(default)]
+    pub cluster: bool,
+    /// More seed nodes of the cluster (`redis://host:port` URLs), beside `url`; with
+    /// `cluster = true` only.
+    #[serde(default)]
+    pub nodes: Vec<String>,
     /// Sentinels (`"host:port"`) to ask for the primary, instead of `url`.
     #[serde(default)]
     pub sentinels: Vec<String>,
@@ -53,6 +61,15 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.url.as_deref().map(crate::broker::redact_url))
+            .field("cluster", &self.cluster)
+            .field(
+                "nodes",
+                &self
+                    .nodes
+                    .iter()
+                    .map(|n| crate::broker::redact_url(n))
+                    .collect::<Vec<_>>(),
+            )
             .field("sentinels", &self.sentinels)
             .field("master", &self.master)
             .field("username", &self.username)
@@ -69,6 +86,8 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: None,
+            cluster: false,
+            nodes: Vec::new(),
             sentinels: Vec::new(),
             master: None,
             username: None,
@@ -120,13 +139,15 @@ impl RedisConfig {
     /// Sentinels.
     pub fn point_at(&mut self, url: String) {
         self.url = Some(url);
+        self.nodes.clear();
+        self.cluster = false;
         self.sentinels.clear();
         self.master = None;
     }
 
     /// Whether Sluice is told where Redis is (else it starts a private server).
     pub fn is_external(&self) -> bool {
-        self.url.is_some() || !self.sentinels.is_empty()
+        self.url.is_some() || !self.sentinels.is_empty() || !self.nodes.is_empty()
     }
 
     pub(super) fn validate(&self) -> Result<()> {
@@ -135,6 +156,46 @@ impl RedisConfig {
             ::redis::Client::open(url.as_str()).context(
                 "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\", \"rediss://host:6380\" (TLS) or \"redis://user:password@host:6379\" (a password with # @ / ? or % in it must be percent-encoded, # as %23; or keep it in password_file)",
             )?;
+        }
+        for node in &self.nodes {
+            ::redis::Client::open(node.as_str()).with_context(|| {
+                format!(
+                    "[redis] nodes: {:?} is not a valid Redis URL; write each like \"redis://10.0.0.5:6379\"",
+                    crate::broker::redact_url(node)
+                )
+            })?;
+        }
+        if self.cluster {
+            if !self.sentinels.is_empty() {
+                bail!(
+                    "[redis] cluster = true and sentinels are set: a Redis Cluster fails over by itself; give its nodes in url or nodes, and remove sentinels and master"
+                );
+            }
+            if self.url.is_none() && self.nodes.is_empty() {
+                bail!(
+                    "[redis] cluster = true needs at least one node of the cluster: set url = \"redis://host:port\" or nodes = [\"redis://host:port\", ...]"
+                );
+            }
+            if self.tls.as_ref().is_some_and(|t| t.server_name.is_some()) {
+                bail!(
+                    "[redis.tls] server_name cannot be used with cluster = true: each node's certificate must name the address the cluster announces"
+                );
+            }
+            let schemes: std::collections::BTreeSet<bool> = self
+                .url
+                .iter()
+                .chain(&self.nodes)
+                .map(|u| u.starts_with("rediss://"))
+                .collect();
+            if schemes.len() > 1 {
+                bail!(
+                    "[redis] the cluster's node URLs mix redis:// and rediss://: a cluster speaks TLS on every node or on none; write them all alike"
+                );
+            }
+        } else if !self.nodes.is_empty() {
+            bail!(
+                "[redis] nodes is set without cluster = true: nodes lists seed nodes of a Redis Cluster; add cluster = true, or give one server in url"
+            );
         }
         match (&self.url, self.sentinels.is_empty(), &self.master) {
             (Some(_), false, _) => bail!(
@@ -219,6 +280,9 @@ impl RedisConfig {
     /// password from `SLUICE_REDIS_PASSWORD` or `password_file`.
     pub fn target(&self) -> Result<Option<Target>> {
         let nodes = match (&self.url, &self.master) {
+            _ if self.cluster => {
+                Nodes::Cluster(self.url.iter().chain(&self.nodes).cloned().collect())
+            }
             (Some(url), _) => Nodes::Url(url.clone()),
             (None, Some(master)) if !self.sentinels.is_empty() => Nodes::Sentinel {
                 sentinels: self.sentinels.clone(),

@@ -123,6 +123,91 @@ impl PipelineConfig {
         if self.limits.instance_reuse == 0 {
             bail!("`limits.instance_reuse` must be at least 1");
         }
+        self.validate_partitions()
+    }
+
+    fn validate_partitions(&self) -> Result<()> {
+        let max = crate::partition::MAX_PARTITIONS;
+        match self.partitions {
+            Some(n) if n == 0 || n > max => bail!(
+                "`partitions` must be from 1 to {max}, not {n} (each partition is a stream of its own)"
+            ),
+            Some(_) => {
+                let dead = self.dead_letter_stream();
+                let names = std::iter::once(self.input.as_str())
+                    .chain(self.outputs.iter().map(|o| o.as_str()))
+                    .chain(std::iter::once(dead.as_str()))
+                    .chain(self.state.iter().map(String::as_str));
+                for name in names {
+                    if name.contains(['{', '}']) {
+                        bail!(
+                            "{name:?} has a {{hash tag}}, and `partitions` gives each partition's keys the tag {{p}}: name streams and state prefixes without braces in a partitioned pipeline"
+                        );
+                    }
+                }
+            }
+            None if self.ordering == super::Ordering::PerKey => bail!(
+                "`ordering = \"per-key\"` needs `partitions = N`: order is kept per partition, and a producer puts all entries of one key in one partition (see `sluice partition`)"
+            ),
+            None => {}
+        }
+        if self.lease_ttl < std::time::Duration::from_secs(1) {
+            bail!(
+                "`lease_ttl` must be at least 1s (a daemon renews its partition leases every third of it)"
+            );
+        }
         Ok(())
+    }
+}
+
+impl PipelineConfig {
+    /// In a Redis Cluster: whether one guarded commit can write every key this pipeline
+    /// commits together (input, outputs, dead letters, state, partition lease) — they
+    /// must share a hash slot — or, with `cross_slot`, at least all but the outputs.
+    /// The error names each key, its slot and the fix.
+    pub fn check_slots(&self) -> Result<()> {
+        use crate::broker::slot::{hashed_part, key_slot};
+        let (part, config) = match self.partitions {
+            Some(_) => (Some(0), self.partition(0)),
+            None => (None, self.clone()),
+        };
+        let mut keys: Vec<(&str, String)> = vec![("input", config.input.to_string())];
+        if !self.cross_slot {
+            keys.extend(config.outputs.iter().map(|o| ("output", o.to_string())));
+        }
+        keys.push(("dead letter stream", config.dead_letter_stream()));
+        let mut untagged = Vec::new();
+        for (_, stored) in self.state_keys(part) {
+            if hashed_part(stored.as_bytes()).len() == stored.len() {
+                untagged.push(stored);
+            } else {
+                keys.push(("state prefix", stored));
+            }
+        }
+        let slot = key_slot(config.input.as_str().as_bytes());
+        let apart = keys.iter().any(|(_, key)| key_slot(key.as_bytes()) != slot);
+        if !apart && untagged.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = keys
+            .iter()
+            .map(|(role, key)| format!("{role} {key:?} (slot {})", key_slot(key.as_bytes())))
+            .collect();
+        let state_note = if untagged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; state prefix {} has no {{hash tag}}, so its keys fall in every slot: give it the input's tag (like \"{{shop}}:order:\")",
+                untagged
+                    .iter()
+                    .map(|p| format!("{p:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        bail!(
+            "in a Redis Cluster, the guarded commit writes a pipeline's keys in one script, so they must share a hash slot, and these do not: {}{state_note}. Fix: give them a common hash tag, the part in braces that alone is hashed (input = \"{{shop}}:orders\", outputs = [\"{{shop}}:payments\"]); or split the pipeline with partitions = N (each partition's keys share the tag {{p}}); or, for outputs only, set cross_slot = true (outputs in other slots are written once per entry before the commit)",
+            listed.join(", ")
+        )
     }
 }

@@ -44,7 +44,7 @@ impl Pipeline {
     }
 
     /// A fresh view of handler state for one batch (no writes of earlier entries yet).
-    fn state_scope(&self) -> Option<Scope> {
+    pub(super) fn state_scope(&self) -> Option<Scope> {
         self.state.as_ref().map(|scope| Scope {
             overlay: Default::default(),
             ..scope.clone()

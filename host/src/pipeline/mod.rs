@@ -7,6 +7,7 @@
 mod batch;
 mod health;
 mod invoke;
+mod ordered;
 mod outcome;
 mod readahead;
 mod redelivery;
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Backoff, Broker, Consumer, MAX_FIELDS_PER_OUTPUT};
+use crate::broker::{Backoff, Broker, Consumer, KeyMap, MAX_FIELDS_PER_OUTPUT};
 use crate::config::PipelineConfig;
 use crate::message::{Entry, HandlerError, Output, StreamId};
 use crate::state::{Changes, Scope};
@@ -28,6 +29,7 @@ use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::wasm::{Instance, PluginCell};
 
+pub use ordered::LeaseClock;
 use outcome::Rules;
 pub use outcome::backoff;
 use readahead::Batch;
@@ -65,6 +67,8 @@ pub struct Pipeline {
     /// The last entry ID known delivered to the group (read by this consumer, or the
     /// group's last-delivered-id): where a lost group is created again.
     last_known: Option<String>,
+    /// Which partition of a partitioned pipeline this is.
+    partition: Option<u32>,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it
@@ -96,14 +100,27 @@ impl Pipeline {
     /// and creates its consumer group. A Redis user that may not use the input stream
     /// fails here, with the permission to grant; a Redis that is down does not (the
     /// pipeline starts in state `error` and keeps trying).
+    ///
+    /// For a partitioned pipeline, `partition` says which partition: `config` is the
+    /// whole pipeline's, and the partition's streams and state keys are derived from it.
     pub async fn new(
         config: PipelineConfig,
+        partition: Option<u32>,
         plugin: PluginCell,
         broker: &Broker,
         consumer: &str,
         board: Arc<Board>,
     ) -> Result<Self> {
-        let mut consumer = broker.consumer(config.input.as_str(), config.group.as_str(), consumer);
+        let keys = KeyMap::new(config.state_keys(partition));
+        // Outputs as the handler names them (a partition's are tagged at the commit).
+        let outputs = config.outputs.iter().map(|o| o.to_string()).collect();
+        let config = match partition {
+            Some(p) => config.partition(p),
+            None => config,
+        };
+        let mut consumer = broker
+            .consumer(config.input.as_str(), config.group.as_str(), consumer)
+            .with_state_keys(keys);
         if let Err(fault) = consumer.ensure_group().await
             && fault.is_permission()
         {
@@ -129,17 +146,18 @@ impl Pipeline {
         });
         Ok(Self {
             state,
-            outputs: config.outputs.iter().map(|o| o.to_string()).collect(),
+            outputs,
             dead_letter: config.dead_letter_stream(),
             schedule: Schedule::new(config.retry_backoff, config.claim_idle),
             shutdown: CancellationToken::new(),
-            metrics: PipelineMetrics::new(config.name.as_str()),
+            metrics: PipelineMetrics::new(config.name.as_str(), partition),
             paused: board.paused(),
             board,
             last_batch_time: Duration::ZERO,
             redis_backoff: Backoff::redis(),
             loading_since: None,
             last_known: None,
+            partition,
             reruns: Default::default(),
             held_back: Batch {
                 entries: Vec::new(),
@@ -320,7 +338,8 @@ impl Pipeline {
         }
         match self.consumer.group_info().await {
             Ok(info) => {
-                self.board.set_backlog(info.pending, info.lag);
+                self.board
+                    .set_backlog(self.partition, info.pending, info.lag);
                 self.metrics.pending.set(info.pending as f64);
                 self.metrics.lag.set(info.lag as f64);
                 self.saw_id(&info.last_delivered);
@@ -365,6 +384,7 @@ impl Pipeline {
             dead_letter: &self.dead_letter,
             max_attempts: self.config.max_attempts,
             max_fields: MAX_FIELDS_PER_OUTPUT,
+            partition: self.partition,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct Rules<'a> {
     pub max_attempts: u32,
     /// Largest number of fields one output may have.
     pub max_fields: usize,
+    /// For a partition of a partitioned pipeline: its number. The handler names its
+    /// outputs as declared (`payments`); they go to the partition's (`payments:{3}`).
+    pub partition: Option<u32>,
 }
 
 impl Rules<'_> {
@@ -75,6 +78,12 @@ impl Rules<'_> {
                     output.fields.len(),
                     self.max_fields
                 ));
+            }
+        }
+        let mut outputs = outputs;
+        if let Some(p) = self.partition {
+            for output in &mut outputs {
+                output.target = crate::partition::tagged(&output.target, p);
             }
         }
         Ok(outputs)
@@ -171,6 +180,7 @@ mod tests {
             dead_letter: "IN:dead",
             max_attempts: 3,
             max_fields: 10,
+            partition: None,
         };
         let entry = |attempt: u32| Entry {
             id: "1-1".into(),
@@ -229,6 +239,7 @@ mod tests {
             dead_letter: "IN:dead",
             max_attempts: 1,
             max_fields: 10,
+            partition: None,
         };
         let entry = |n: usize| Entry {
             id: "1-1".into(),

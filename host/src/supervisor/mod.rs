@@ -2,6 +2,7 @@
 //! pipelines start, removed ones drain and stop, changed ones restart), and drains
 //! everything at shutdown.
 
+mod partitions;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -181,6 +182,11 @@ impl Daemon {
         let mut plugins = BTreeMap::new();
         for name in report.starting() {
             let pipeline = wanted.get(name).context("planned from the wanted list")?;
+            if self.broker.is_cluster() {
+                pipeline
+                    .check_slots()
+                    .with_context(|| format!("pipeline {name:?} cannot start"))?;
+            }
             plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
         }
         let stopping: Vec<Running> = report
@@ -223,6 +229,11 @@ impl Daemon {
 
     async fn start_pipeline(&mut self, config: PipelineConfig, plugin: Plugin) -> Result<()> {
         let name = config.name.to_string();
+        if self.broker.is_cluster() {
+            config
+                .check_slots()
+                .with_context(|| format!("pipeline {name:?} cannot start"))?;
+        }
         let streams = Streams {
             input: config.input.to_string(),
             dead_letter: config.dead_letter_stream(),

@@ -9,7 +9,9 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::partitions::Partitions;
 use crate::broker::Broker;
+use crate::config::Ordering;
 use crate::config::PipelineConfig;
 use crate::pipeline::Pipeline;
 
@@ -77,22 +79,62 @@ pub(super) fn spawn_pipeline(
             let span = tracing::info_span!("pipeline", pipeline = %name);
             let work = runtime.spawn(
                 async move {
-                let pipeline = match Pipeline::new(config, cell, &broker, &consumer, board).await
-                {
-                    Ok(pipeline) => pipeline,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                tokio::select! {
-                    result = pipeline.run(stop) => {
-                        if let Err(e) = result {
-                            tracing::error!(error = format!("{e:#}"), "pipeline failed");
+                let partitions = Partitions { config, cell, broker, consumer, board };
+                match (partitions.config.partitions, partitions.config.ordering) {
+                    (None, _) => {
+                        let p = &partitions;
+                        let pipeline = match Pipeline::new(p.config.clone(), None, p.cell.clone(), &p.broker, &p.consumer, p.board.clone()).await {
+                            Ok(pipeline) => pipeline,
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready.send(Ok(()));
+                        tokio::select! {
+                            result = pipeline.run(stop) => {
+                                if let Err(e) = result {
+                                    tracing::error!(error = format!("{e:#}"), "pipeline failed");
+                                }
+                            }
+                            () = kill.cancelled() => {}
                         }
                     }
-                    () = kill.cancelled() => {}
+                    (Some(_), Ordering::None) => {
+                        let pipelines = match partitions.open_all().await {
+                            Ok(pipelines) => pipelines,
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready.send(Ok(()));
+                        let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
+                            let stop = stop.clone();
+                            async move {
+                                if let Err(e) = pipeline.run(stop).await {
+                                    tracing::error!(partition = p, error = format!("{e:#}"), "partition failed");
+                                }
+                            }
+                        });
+                        tokio::select! {
+                            _ = futures::future::join_all(runs) => {}
+                            () = kill.cancelled() => {}
+                        }
+                    }
+                    (Some(_), Ordering::PerKey) => {
+                        // Permissions and the group are checked on one partition before
+                        // the start counts as done.
+                        if let Err(e) = partitions.open_all_checked().await {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                        let _ = ready.send(Ok(()));
+                        tokio::select! {
+                            () = partitions.run_leased(stop) => {}
+                            () = kill.cancelled() => {}
+                        }
+                    }
                 }
             }
                 .instrument(span),

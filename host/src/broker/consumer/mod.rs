@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use redis::Value;
 
+use super::commit::{Fence, KeyMap};
 use super::link::{CALL_DEADLINE, Link};
 use super::{Ack, Fault, Replication, commit, reply};
 use crate::message::{CommitStatus, StreamId};
@@ -39,7 +40,20 @@ impl Consumer {
             commands: Arc::new(commands),
             size: ReadSize::new(),
             awaiting_replicas: false,
+            keys: Arc::new(KeyMap::default()),
+            fence: None,
         }
+    }
+
+    /// Stores the handler's state keys where `keys` says (a partition's tag).
+    pub fn with_state_keys(mut self, keys: KeyMap) -> Self {
+        self.keys = Arc::new(keys);
+        self
+    }
+
+    /// Commits only while `fence` holds (a partition lease); `None`: always.
+    pub fn set_fence(&mut self, fence: Option<Fence>) {
+        self.fence = fence;
     }
 
     /// Who this consumer is.
@@ -58,6 +72,10 @@ pub struct Consumer {
     size: ReadSize,
     /// Set after a commit until `wait_replicas` replicas have it.
     awaiting_replicas: bool,
+    /// Where handler state keys live.
+    keys: Arc<KeyMap>,
+    /// The partition lease commits are made under, if any.
+    fence: Option<Fence>,
 }
 
 /// How many entries one read or claim asks for at most. A reply that misses its deadline
@@ -303,7 +321,7 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let invocation =
-            commit::invocation(&self.id.stream, &self.id.group, &self.id.name, acks, adopt)?;
+            commit::invocation(&self.id, &self.keys, self.fence.as_ref(), acks, adopt)?;
         let statuses: Vec<i64> = self
             .commands
             .call("commit", Some(commit::deadline(acks)), |mut c| async move {
@@ -323,6 +341,7 @@ impl Consumer {
     pub fn state_store(&self) -> Arc<dyn crate::state::Store> {
         Arc::new(super::state::RedisStore {
             link: Arc::clone(&self.commands),
+            keys: Arc::clone(&self.keys),
         })
     }
 

@@ -29,6 +29,51 @@ impl Consumer {
         reply::pending_entries(reply).map_err(|e| Fault::unexpected("XPENDING", &e))
     }
 
+    /// Moves every entry pending in the group, whoever holds it, to this consumer
+    /// (`XAUTOCLAIM ... 0 ... JUSTID`, which counts no delivery), so that it handles
+    /// them first and in order. For a partition this daemon has just leased: whoever
+    /// held them before is fenced off. Returns how many were taken.
+    pub async fn take_over(&mut self) -> Result<usize, Fault> {
+        let mut cursor = "0-0".to_owned();
+        let mut taken = 0;
+        loop {
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(&self.id.stream)
+                .arg(&self.id.group)
+                .arg(&self.id.name)
+                .arg(0)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("JUSTID");
+            let (next, ids, _deleted): (String, Vec<String>, Value) = match self
+                .commands
+                .query::<Value>("XAUTOCLAIM", None, &cmd)
+                .await?
+            {
+                Value::Array(items) if items.len() >= 2 => {
+                    let mut items = items.into_iter();
+                    let next = redis::from_redis_value(items.next().unwrap_or(Value::Nil))
+                        .map_err(|e| Fault::unexpected("XAUTOCLAIM", &anyhow::anyhow!("{e}")))?;
+                    let ids = redis::from_redis_value(items.next().unwrap_or(Value::Nil))
+                        .map_err(|e| Fault::unexpected("XAUTOCLAIM", &anyhow::anyhow!("{e}")))?;
+                    (next, ids, items.next().unwrap_or(Value::Nil))
+                }
+                other => {
+                    return Err(Fault::unexpected(
+                        "XAUTOCLAIM",
+                        &anyhow::anyhow!("unexpected reply {other:?}"),
+                    ));
+                }
+            };
+            taken += ids.len();
+            if next == "0-0" {
+                return Ok(taken);
+            }
+            cursor = next;
+        }
+    }
+
     /// This consumer's pending entries idle for at least `min_idle`, in ID order, scanning
     /// from `after` (exclusive; `"-"` for the start) at most `count` rows. Returns them and
     /// where the next scan should start (`"-"` once the end was reached).

@@ -1,0 +1,163 @@
+//! Partition leases (`ordering = "per-key"`): which daemon handles a partition now.
+//!
+//! A lease is a key in the partition's hash slot holding `<daemon>/<fencing token>`, with
+//! an expiry. A daemon takes a free lease with a fresh token (one more than the last one
+//! given for that partition), renews it well within its expiry, and gives it back when
+//! it stops. Every commit it makes for the partition checks that the key still holds its
+//! value (`commit.lua`): a daemon that lost its lease (paused past the expiry, cut off
+//! from Redis) can no longer commit, even if it does not know yet.
+//!
+//! Daemons also announce themselves in a sorted set per pipeline (scored by when their
+//! announcement lapses, in Redis's clock), so that each knows how many share the
+//! partitions and takes no more than its even share.
+
+use std::time::Duration;
+
+use redis::Script;
+use std::sync::LazyLock;
+
+use super::commit::Fence;
+use super::{Broker, Fault};
+
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held then
+  if string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. '/' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return held
+  end
+  return false
+end
+local value = ARGV[1] .. '/' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value
+",
+    )
+});
+
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+",
+    )
+});
+
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+static ANNOUNCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+else
+  redis.call('ZREM', KEYS[1], ARGV[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('PEXPIRE', KEYS[1], math.max(ttl, 1000) * 3)
+return redis.call('ZCARD', KEYS[1])
+",
+    )
+});
+
+/// The keys of one partition's lease.
+#[derive(Debug, Clone)]
+pub struct LeaseKeys {
+    /// Holds `<daemon>/<token>` while leased.
+    pub lease: String,
+    /// The last fencing token given for the partition.
+    pub token: String,
+}
+
+impl LeaseKeys {
+    /// The lease keys of the partition whose input stream is `stream` (`orders:{3}`), for
+    /// consumer group `group`: in the stream's hash slot.
+    pub fn new(stream: &str, group: &str) -> Self {
+        Self {
+            lease: format!("{stream}:lease:{group}"),
+            token: format!("{stream}:lease-token:{group}"),
+        }
+    }
+}
+
+impl Broker {
+    /// Takes the lease of `keys` for `daemon` for `ttl` if it is free (or already
+    /// `daemon`'s, from an earlier run); the fence its commits must then pass.
+    pub async fn acquire_lease(
+        &self,
+        keys: &LeaseKeys,
+        daemon: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, Fault> {
+        let mut call = ACQUIRE.key(&keys.lease);
+        call.key(&keys.token)
+            .arg(daemon)
+            .arg(ttl.as_millis() as u64);
+        let value: Option<String> = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        Ok(value.map(|value| Fence {
+            key: keys.lease.clone(),
+            value,
+        }))
+    }
+
+    /// Extends a lease held with `fence` by `ttl`; `false` if it is no longer held.
+    pub async fn renew_lease(&self, fence: &Fence, ttl: Duration) -> Result<bool, Fault> {
+        let mut call = RENEW.key(&fence.key);
+        call.arg(&fence.value).arg(ttl.as_millis() as u64);
+        let renewed: i64 = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives a lease back (if still held with `fence`), so another daemon may take it
+    /// at once.
+    pub async fn release_lease(&self, fence: &Fence) -> Result<(), Fault> {
+        let mut call = RELEASE.key(&fence.key);
+        call.arg(&fence.value);
+        let _: i64 = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Announces `daemon` in `members` for `ttl` (a zero `ttl` withdraws it); how many
+    /// daemons are announced now.
+    pub async fn announce(&self, members: &str, daemon: &str, ttl: Duration) -> Result<u32, Fault> {
+        let mut call = ANNOUNCE.key(members);
+        call.arg(daemon).arg(ttl.as_millis() as u64);
+        self.call("announce", |mut c| async move {
+            call.invoke_async(&mut c).await
+        })
+        .await
+    }
+}

@@ -1,0 +1,249 @@
+//! Running a partitioned pipeline on a daemon: with `ordering = "none"`, a consumer on
+//! every partition; with `"per-key"`, the partitions whose lease this daemon holds, an
+//! even share of them, taken over from daemons that die.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::broker::{Broker, Fence, LeaseKeys};
+use crate::config::PipelineConfig;
+use crate::pipeline::{LeaseClock, Pipeline};
+use crate::status::Board;
+use crate::wasm::PluginCell;
+
+/// What a pipeline's thread needs to start partitions.
+pub(super) struct Partitions {
+    pub config: PipelineConfig,
+    pub cell: PluginCell,
+    pub broker: Broker,
+    pub consumer: String,
+    pub board: Arc<Board>,
+}
+
+impl Partitions {
+    async fn open(&self, p: u32) -> Result<Pipeline> {
+        Pipeline::new(
+            self.config.clone(),
+            Some(p),
+            self.cell.clone(),
+            &self.broker,
+            &self.consumer,
+            self.board.clone(),
+        )
+        .await
+    }
+
+    /// `ordering = "none"`: opens every partition (a failure fails the start), then runs
+    /// them all until `stop`.
+    pub async fn open_all(&self) -> Result<Vec<Pipeline>> {
+        let mut pipelines = Vec::new();
+        for p in 0..self.config.partitions.unwrap_or(1) {
+            pipelines.push(self.open(p).await?);
+        }
+        Ok(pipelines)
+    }
+
+    /// `ordering = "per-key"`, before the start counts as done: the user may use the
+    /// partitions' streams (checked on the first), and their groups exist.
+    pub async fn open_all_checked(&self) -> Result<()> {
+        self.open(0).await.map(drop)
+    }
+
+    /// `ordering = "per-key"`: holds an even share of the partitions' leases and runs
+    /// those partitions, until `stop`; then drains them and gives their leases back.
+    pub async fn run_leased(self, stop: CancellationToken) {
+        let ttl = self.config.lease_ttl;
+        let every = ttl / 3;
+        let n = self.config.partitions.unwrap_or(1);
+        let members = format!(
+            "{}:daemons:{}",
+            self.config.input.as_str(),
+            self.config.group.as_str()
+        );
+        let mut held: BTreeMap<u32, Leased> = BTreeMap::new();
+        // Partitions stopped (lost, or over this daemon's share) whose lease is given
+        // back once their work in flight has committed.
+        let mut releasing: Vec<(Leased, u32)> = Vec::new();
+        // Where this daemon starts looking for free partitions: spread over daemons.
+        let offset = crate::partition::of(self.consumer.as_bytes(), n);
+        loop {
+            let live = match self.broker.announce(&members, &self.consumer, ttl).await {
+                Ok(live) => live.max(1),
+                Err(fault) => {
+                    tracing::warn!(error = %fault, "cannot announce this daemon for the partition leases; keeping the leases it has");
+                    0
+                }
+            };
+            // Renew what is held; a lease lost stops its partition at once.
+            for (p, leased) in std::mem::take(&mut held) {
+                let sent = Instant::now();
+                match self.broker.renew_lease(&leased.fence, ttl).await {
+                    Ok(true) => {
+                        leased.clock.extend(valid_until(sent, ttl));
+                        if leased.task.is_finished() {
+                            releasing.push((leased, p));
+                        } else {
+                            held.insert(p, leased);
+                        }
+                    }
+                    Ok(false) => {
+                        tracing::warn!(
+                            partition = p,
+                            "the partition's lease was lost (it lapsed, and another daemon took it); stopping the partition"
+                        );
+                        leased.clock.expire();
+                        leased.stop.cancel();
+                        leased.task.abort();
+                        self.board.drop_partition(Some(p));
+                    }
+                    Err(fault) => {
+                        tracing::warn!(partition = p, error = %fault, "cannot renew the partition's lease; the partition stops when it runs out");
+                        if leased.task.is_finished() {
+                            releasing.push((leased, p));
+                        } else {
+                            held.insert(p, leased);
+                        }
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            // Over this daemon's share (another daemon joined): drain some and give them
+            // back.
+            if live > 0 {
+                let share = n.div_ceil(live) as usize;
+                while held.len() > share {
+                    let Some((p, leased)) = held.pop_last() else {
+                        break;
+                    };
+                    tracing::info!(
+                        partition = p,
+                        daemons = live,
+                        share,
+                        "handing the partition over to another daemon"
+                    );
+                    leased.stop.cancel();
+                    releasing.push((leased, p));
+                }
+                for i in 0..n {
+                    if held.len() >= share || stop.is_cancelled() {
+                        break;
+                    }
+                    let p = (offset + i) % n;
+                    if held.contains_key(&p) || releasing.iter().any(|(_, q)| *q == p) {
+                        continue;
+                    }
+                    if let Some(leased) = self.take(p, ttl, &stop).await {
+                        held.insert(p, leased);
+                    }
+                }
+            }
+            self.release_finished(&mut releasing).await;
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+        // Drain: every partition finishes its work in flight, then its lease goes back.
+        for (p, leased) in held {
+            leased.stop.cancel();
+            releasing.push((leased, p));
+        }
+        for (leased, _) in &mut releasing {
+            let _ = (&mut leased.task).await;
+        }
+        self.release_finished(&mut releasing).await;
+        let _ = self
+            .broker
+            .announce(&members, &self.consumer, Duration::ZERO)
+            .await;
+    }
+
+    /// Takes partition `p`'s lease if it is free, and starts the partition.
+    async fn take(&self, p: u32, ttl: Duration, stop: &CancellationToken) -> Option<Leased> {
+        let stream = crate::partition::tagged(self.config.input.as_str(), p);
+        let keys = LeaseKeys::new(&stream, self.config.group.as_str());
+        let sent = Instant::now();
+        let fence = match self.broker.acquire_lease(&keys, &self.consumer, ttl).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return None,
+            Err(fault) => {
+                tracing::warn!(partition = p, error = %fault, "cannot take the partition's lease");
+                return None;
+            }
+        };
+        let mut pipeline = match self.open(p).await {
+            Ok(pipeline) => pipeline,
+            Err(e) => {
+                tracing::error!(
+                    partition = p,
+                    error = format!("{e:#}"),
+                    "cannot start the partition"
+                );
+                let _ = self.broker.release_lease(&fence).await;
+                return None;
+            }
+        };
+        pipeline.set_fence(fence.clone());
+        let clock = Arc::new(LeaseClock::new(valid_until(sent, ttl)));
+        let partition_stop = stop.child_token();
+        let span = tracing::info_span!("partition", partition = p);
+        let task = tokio::spawn(
+            {
+                let clock = clock.clone();
+                let stop = partition_stop.clone();
+                async move {
+                    if let Err(e) = pipeline.run_ordered(stop, clock).await {
+                        tracing::error!(error = format!("{e:#}"), "partition failed");
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        tracing::info!(partition = p, lease = %fence.value, "took the partition's lease");
+        Some(Leased {
+            fence,
+            clock,
+            stop: partition_stop,
+            task,
+        })
+    }
+
+    /// Gives back the leases of stopped partitions whose work in flight has committed.
+    async fn release_finished(&self, releasing: &mut Vec<(Leased, u32)>) {
+        let mut still = Vec::new();
+        for (leased, p) in releasing.drain(..) {
+            if !leased.task.is_finished() {
+                still.push((leased, p));
+                continue;
+            }
+            self.board.drop_partition(Some(p));
+            if let Err(fault) = self.broker.release_lease(&leased.fence).await {
+                tracing::warn!(partition = p, error = %fault, "cannot give the partition's lease back; it lapses by itself");
+            }
+        }
+        *releasing = still;
+    }
+}
+
+/// A partition this daemon holds.
+struct Leased {
+    fence: Fence,
+    clock: Arc<LeaseClock>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Until when a lease renewed (or taken) at `sent` for `ttl` is surely still this
+/// daemon's: Redis started its `ttl` after `sent`; a tenth is kept back for clocks that
+/// run at slightly different rates.
+fn valid_until(sent: Instant, ttl: Duration) -> Instant {
+    sent + ttl - ttl / 10
+}

@@ -1,0 +1,583 @@
+//! Redis Cluster: a real local cluster made with `redis-cli --cluster create`, the
+//! daemon's cluster connection through a reshard and a primary failover, the hash-slot
+//! check, partitioned pipelines and per-key order across daemon processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use redis::AsyncCommands;
+use redis::cluster_async::ClusterConnection;
+use sluice::broker::slot::key_slot;
+use sluice::redis_server::RedisCluster;
+
+/// A connection to the whole cluster, for producing and inspecting.
+async fn connect_cluster(cluster: &RedisCluster) -> ClusterConnection {
+    redis::cluster::ClusterClient::new(cluster.urls())
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("connect to the cluster")
+}
+
+/// The `[redis]` table for `cluster`, with one seed node in `url` and the rest in `nodes`.
+fn cluster_table(cluster: &RedisCluster) -> String {
+    let urls = cluster.urls();
+    format!(
+        "[redis]\ncluster = true\nurl = {:?}\nnodes = {:?}\n\n",
+        urls[0],
+        &urls[1..]
+    )
+}
+
+/// Every entry of `stream`: (id, fields).
+async fn entries(
+    con: &mut ClusterConnection,
+    stream: &str,
+) -> Vec<(String, HashMap<String, String>)> {
+    let reply: redis::streams::StreamRangeReply = con.xrange_all(stream).await.expect("XRANGE");
+    reply
+        .ids
+        .into_iter()
+        .map(|e| {
+            let fields = e
+                .map
+                .iter()
+                .map(|(k, v)| {
+                    let v: String = redis::from_redis_value(v.clone()).unwrap_or_default();
+                    (k.clone(), v)
+                })
+                .collect();
+            (e.id, fields)
+        })
+        .collect()
+}
+
+/// Entries pending in `group` of `stream` (0 if there is no such group yet).
+async fn pending(con: &mut ClusterConnection, stream: &str, group: &str) -> usize {
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(con)
+        .await;
+    match reply {
+        Ok(redis::Value::Array(items)) => items
+            .first()
+            .and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok())
+            .unwrap_or(0) as usize,
+        _ => 0,
+    }
+}
+
+/// Where a partitioned run stands: orders in `ORDERS:{p}`, payments in `PAYMENTS:{p}`.
+#[derive(Debug)]
+struct Run {
+    orders: usize,
+    payments: usize,
+    duplicates: usize,
+    missing: usize,
+    pending: usize,
+    /// Users whose payments are not in the order of their orders.
+    out_of_order: Vec<String>,
+    /// Payments written to another partition than their order's.
+    misplaced: usize,
+}
+
+impl Run {
+    async fn take(con: &mut ClusterConnection, streams: &[(String, String)], group: &str) -> Run {
+        let mut orders = Vec::new();
+        let mut paid: Vec<(String, String)> = Vec::new();
+        let mut pending_total = 0;
+        let mut misplaced = 0;
+        for (input, output) in streams {
+            let inputs = entries(con, input).await;
+            let outputs = entries(con, output).await;
+            let here: std::collections::HashSet<&str> = inputs
+                .iter()
+                .filter_map(|(_, f)| f.get("orderId").map(String::as_str))
+                .collect();
+            for (_, f) in &outputs {
+                let order = f.get("orderId").cloned().unwrap_or_default();
+                if !here.contains(order.as_str()) {
+                    misplaced += 1;
+                }
+                paid.push((order, f.get("userId").cloned().unwrap_or_default()));
+            }
+            orders.extend(inputs.into_iter().map(|(_, f)| f));
+            pending_total += pending(con, input, group).await;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let duplicates = paid.iter().filter(|(o, _)| !seen.insert(o.clone())).count();
+        let missing = orders
+            .iter()
+            .filter(|f| !seen.contains(f.get("orderId").map_or("", String::as_str)))
+            .count();
+        // Payments of one user, in the order they were written (one partition's output
+        // stream holds all of a user's), must follow the order numbers.
+        let mut last: HashMap<String, u64> = HashMap::new();
+        let mut out_of_order = Vec::new();
+        for (order, user) in &paid {
+            let n: u64 = order.trim_start_matches('o').parse().unwrap_or(0);
+            if let Some(before) = last.insert(user.clone(), n)
+                && before > n
+                && !out_of_order.contains(user)
+            {
+                out_of_order.push(user.clone());
+            }
+        }
+        Run {
+            orders: orders.len(),
+            payments: paid.len(),
+            duplicates,
+            missing,
+            pending: pending_total,
+            out_of_order,
+            misplaced,
+        }
+    }
+
+    fn done(&self, expected: usize) -> bool {
+        self.orders == expected
+            && self.duplicates == 0
+            && self.missing == 0
+            && self.pending == 0
+            && self.payments == expected
+    }
+}
+
+/// Partition streams of the payments pipeline below: (input, output) per partition.
+fn partition_streams(n: u32) -> Vec<(String, String)> {
+    (0..n)
+        .map(|p| (format!("ORDERS:{{{p}}}"), format!("PAYMENTS:{{{p}}}")))
+        .collect()
+}
+
+/// Produces `n` orders `o0..` of `users` users (user `u{i % users}`), each into the
+/// partition of its user, `chunk` per round trip, `pause` apart.
+async fn produce_partitioned(
+    mut con: ClusterConnection,
+    n: usize,
+    users: usize,
+    partitions: u32,
+    chunk: usize,
+    pause: Duration,
+) {
+    for start in (0..n).step_by(chunk) {
+        for i in start..(start + chunk).min(n) {
+            let user = format!("u{}", i % users);
+            let p = sluice::partition::of(user.as_bytes(), partitions);
+            let _: String = con
+                .xadd(
+                    format!("ORDERS:{{{p}}}"),
+                    "*",
+                    &[
+                        ("orderId", format!("o{i}")),
+                        ("orderAmount", "9.99".to_owned()),
+                        ("userId", user),
+                    ],
+                )
+                .await
+                .expect("XADD order");
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The partitioned payments pipeline.
+fn partitioned_payments(partitions: u32, ordering: &str) -> PipelineToml {
+    payments("payments")
+        .reading("ORDERS", "G")
+        .writing(&["PAYMENTS"])
+        .with(&format!(
+            "partitions = {partitions}\nordering = {ordering:?}\nlease_ttl = \"2s\"\nclaim_idle = \"2s\"\nconfig = {{ payments_stream = \"PAYMENTS\" }}"
+        ))
+}
+
+async fn wait_run(
+    con: &mut ClusterConnection,
+    streams: &[(String, String)],
+    expected: usize,
+    timeout: Duration,
+) -> Run {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let run = Run::take(con, streams, "G").await;
+        assert_eq!(run.duplicates, 0, "duplicate payments: {run:?}");
+        assert_eq!(run.misplaced, 0, "payments in another partition: {run:?}");
+        if run.done(expected) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every order paid exactly once after {timeout:?}: {run:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The case: a pipeline pointed at a 3-primary cluster, 20 entries in its input.
+/// Before cluster support the daemon retried "cannot create consumer group" for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_consumes_from_a_three_primary_cluster() {
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut con = connect_cluster(&cluster).await;
+    for i in 0..20 {
+        let _: String = con
+            .xadd("{shop}:IN", "*", &[("n", i.to_string())])
+            .await
+            .expect("XADD");
+    }
+    let config = echo("echo")
+        .reading("{shop}:IN", "G")
+        .writing(&["{shop}:OUT"])
+        .with("config = { target = \"{shop}:OUT\" }")
+        .config(&cluster_table(&cluster));
+    let host = Host::launch(config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while entries(&mut con, "{shop}:OUT").await.len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the echo pipeline did not copy 20 entries"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending(&mut con, "{shop}:IN", "G").await, 0);
+    host.stop().await;
+}
+
+/// Keys of one commit in different hash slots are refused at start-up, naming each key,
+/// its slot and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_different_slots_are_refused_with_the_fix() {
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let config = payments("payments").config(&cluster_table(&cluster));
+    let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("a pipeline whose keys span slots started on a cluster"),
+        Err(e) => format!("{e:#}"),
+    };
+    let orders = key_slot(b"ORDERS_STREAM");
+    let payments = key_slot(b"PAYMENTS_STREAM");
+    for wanted in [
+        format!("input \"ORDERS_STREAM\" (slot {orders})"),
+        format!("output \"PAYMENTS_STREAM\" (slot {payments})"),
+        "hash tag".to_owned(),
+        "partitions".to_owned(),
+        "cross_slot".to_owned(),
+    ] {
+        assert!(error.contains(&wanted), "{wanted:?} not in: {error}");
+    }
+    // The same pipeline on one server is fine: the check is for clusters only.
+}
+
+/// A reshard (the pipeline's slot moves to another primary while entries flow: `ASK`,
+/// then `MOVED`) and a primary failover (`kill -9` of the slot's primary; its replica
+/// takes over) ride through: every order is paid exactly once, nothing stays pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_and_a_primary_failover_ride_through() {
+    let mut cluster = RedisCluster::start(3, 1).expect("cluster starts");
+    let con = connect_cluster(&cluster).await;
+    let config = payments("payments")
+        .reading("{shop}:ORDERS", "G")
+        .writing(&["{shop}:PAYMENTS"])
+        .with("claim_idle = \"2s\"\nconfig = { payments_stream = \"{shop}:PAYMENTS\" }")
+        .config(&cluster_table(&cluster));
+    let host = Host::launch(config).await;
+    let slot = key_slot(b"{shop}");
+    let produce = |con: ClusterConnection, from: usize, n: usize| async move {
+        let mut con = con;
+        for i in from..from + n {
+            let _: String = con
+                .xadd(
+                    "{shop}:ORDERS",
+                    "*",
+                    &[
+                        ("orderId", format!("o{i}")),
+                        ("orderAmount", "1.00".to_owned()),
+                        ("userId", "u".to_owned()),
+                    ],
+                )
+                .await
+                .expect("XADD");
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // Reshard while orders flow.
+    let flow = tokio::spawn(produce(con.clone(), 0, 1500));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let from = cluster.primary_of(slot).expect("slot's primary");
+    let to = (0..3).find(|&i| i != from).expect("another primary");
+    tokio::task::block_in_place(|| cluster.move_slot(slot, to)).expect("slot moves");
+    assert_eq!(cluster.primary_of(slot).expect("slot's primary"), to);
+    flow.await.expect("producer");
+    // Fail the slot's primary over: kill -9, its replica is promoted.
+    let dead = cluster.primary_of(slot).expect("slot's primary");
+    cluster.nodes[dead].kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster.primary_of(slot).ok().is_none_or(|p| p == dead) {
+        assert!(
+            Instant::now() < deadline,
+            "no replica took over slot {slot}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut con2 = connect_cluster(&cluster).await;
+    produce(con2.clone(), 1500, 500).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let orders = entries(&mut con2, "{shop}:ORDERS").await;
+        let paid = entries(&mut con2, "{shop}:PAYMENTS").await;
+        let mut seen = std::collections::HashSet::new();
+        let duplicates = paid
+            .iter()
+            .filter(|(_, f)| !seen.insert(f.get("orderId").cloned().unwrap_or_default()))
+            .count();
+        assert_eq!(duplicates, 0, "duplicate payments");
+        let pending = pending(&mut con2, "{shop}:ORDERS", "G").await;
+        // Entries acknowledged by the killed primary but not yet replicated can be
+        // lost with it (asynchronous replication): what the new primary holds is what
+        // must be paid exactly once.
+        let missing = orders
+            .iter()
+            .filter(|(_, f)| !seen.contains(f.get("orderId").map_or("", String::as_str)))
+            .count();
+        if missing == 0 && pending == 0 && orders.len() >= 500 {
+            println!(
+                "orders={} payments={} (after a reshard and a failover)",
+                orders.len(),
+                paid.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders={} payments={} missing={missing} pending={pending}",
+            orders.len(),
+            paid.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(con);
+    host.stop().await;
+}
+
+/// 3 daemon processes on a 3-primary cluster, 16 partitions, 30,000 orders; one daemon
+/// is killed with `kill -9` twice (and started again after the first). Every order is
+/// paid exactly once in its own partition, nothing stays pending, and with per-key
+/// order each user's payments follow the order of that user's orders.
+async fn three_daemons_two_kills(ordering: &str) {
+    const PARTITIONS: u32 = 16;
+    const ORDERS: usize = 30_000;
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut con = connect_cluster(&cluster).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table = cluster_table(&cluster);
+    let path = config_file(
+        &dir,
+        &format!(
+            "{table}drain_timeout = \"5s\"\n{}",
+            partitioned_payments(PARTITIONS, ordering)
+        ),
+    );
+    let start = |name: &str| {
+        DaemonProcess::start(
+            &[
+                "run".as_ref(),
+                "-c".as_ref(),
+                path.as_os_str(),
+                "--consumer".as_ref(),
+                name.as_ref(),
+            ],
+            &path.with_file_name(format!("{name}-{}.log", rand_suffix())),
+        )
+    };
+    let mut daemons: Vec<DaemonProcess> = ["d0", "d1", "d2"].iter().map(|n| start(n)).collect();
+    let producer = tokio::spawn(produce_partitioned(
+        con.clone(),
+        ORDERS,
+        50,
+        PARTITIONS,
+        500,
+        Duration::from_millis(40),
+    ));
+    let streams = partition_streams(PARTITIONS);
+    // First kill once a quarter is paid, second once half is (after a restart).
+    for (round, share) in [(0, 4), (1, 2)] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let run = Run::take(&mut con, &streams, "G").await;
+            if run.payments >= ORDERS / share {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stalled before kill {round}: {run:?}\n{}",
+                daemons[0].log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        daemons[0].kill9();
+        println!("kill -9 of d0 ({round})");
+        if round == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            daemons[0] = start("d0");
+        }
+    }
+    producer.await.expect("producer");
+    let run = wait_run(&mut con, &streams, ORDERS, Duration::from_secs(180)).await;
+    println!("{ordering}: {run:?}");
+    if ordering == "per-key" {
+        assert!(
+            run.out_of_order.is_empty(),
+            "payments out of order for users {:?}",
+            run.out_of_order
+        );
+    }
+    for d in &mut daemons[1..] {
+        assert!(d.is_running(), "a daemon died: {}", d.log());
+    }
+}
+
+fn rand_suffix() -> u32 {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_daemons_sixteen_partitions_survive_two_kills() {
+    three_daemons_two_kills("none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_across_three_daemons_and_two_kills() {
+    three_daemons_two_kills("per-key").await;
+}
+
+/// With per-key order, an entry that fails with a retry holds back its partition: the
+/// entries after it are handled only once it succeeds (here on its third delivery),
+/// and entries of other partitions go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_entry_holds_back_its_partition_only() {
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut con = connect_cluster(&cluster).await;
+    let config = echo("echo")
+        .reading("IN", "G")
+        .writing(&["OUT"])
+        .with(
+            "partitions = 2\nordering = \"per-key\"\nlease_ttl = \"2s\"\nretry_backoff = { initial = \"300ms\", max = \"300ms\" }\nconfig = { target = \"OUT\" }",
+        )
+        .config(&cluster_table(&cluster));
+    let host = Host::launch(config).await;
+    let add = |stream: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut con = con.clone();
+        async move {
+            let _: String = con.xadd(stream, "*", &fields).await.expect("XADD");
+        }
+    };
+    add(
+        "IN:{0}",
+        vec![("n", "1"), ("action", "succeed-on"), ("attempt", "3")],
+    )
+    .await;
+    add("IN:{0}", vec![("n", "2")]).await;
+    add("IN:{0}", vec![("n", "3")]).await;
+    add("IN:{1}", vec![("n", "10")]).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out0 = entries(&mut con, "OUT:{0}").await;
+        let out1 = entries(&mut con, "OUT:{1}").await;
+        if out0.len() == 3 {
+            let order: Vec<&str> = out0.iter().map(|(_, f)| f["n"].as_str()).collect();
+            assert_eq!(order, ["1", "2", "3"], "partition 0's outputs out of order");
+            assert_eq!(out0[0].1["seen-attempt"], "3");
+            assert_eq!(out1.len(), 1);
+            break;
+        }
+        // While entry 1 waits for its third delivery, nothing after it is written.
+        assert!(out0.is_empty() || out0[0].1["n"] == "1", "{out0:?}");
+        assert!(
+            Instant::now() < deadline,
+            "partition 0 did not finish: {out0:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Partition 1 was not held back by partition 0's retries.
+    let first1 = entries(&mut con, "OUT:{1}").await;
+    assert_eq!(first1.len(), 1);
+    host.stop().await;
+}
+
+/// `sluice partition` prints zlib's CRC-32 of each key modulo N, and `sluice send --key`
+/// adds the entry to that partition's stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_a_key_goes_to_the_keys_partition() {
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut con = connect_cluster(&cluster).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(
+        &dir,
+        &format!(
+            "{}{}",
+            cluster_table(&cluster),
+            partitioned_payments(16, "per-key")
+        ),
+    );
+    let sluice = env!("CARGO_BIN_EXE_sluice");
+    let out = std::process::Command::new(sluice)
+        .args(["partition", "--partitions", "16", "user-1", "123456789"])
+        .output()
+        .expect("sluice partition");
+    assert!(out.status.success());
+    // Python: zlib.crc32(b"user-1") % 16 == 4, zlib.crc32(b"123456789") % 16 == 6.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "user-1 4\n123456789 6\n"
+    );
+    let out = std::process::Command::new(sluice)
+        .arg("send")
+        .arg("payments")
+        .args(["--key", "user-1", "-c"])
+        .arg(&path)
+        .args(["orderId=1", "orderAmount=2.5", "userId=user-1"])
+        .env_remove("SLUICE_REDIS_URL")
+        .output()
+        .expect("sluice send");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ORDERS:{4} "), "{stdout}");
+    let added = entries(&mut con, "ORDERS:{4}").await;
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].1["userId"], "user-1");
+    // Without --key, a partitioned pipeline's send is refused with what to do.
+    let out = std::process::Command::new(sluice)
+        .arg("send")
+        .arg("payments")
+        .arg("-c")
+        .arg(&path)
+        .arg("orderId=2")
+        .output()
+        .expect("sluice send");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--key"));
+}
+
+/// A cluster node given as a plain `url` (no `cluster = true`) fails start-up with the
+/// fix, instead of retrying "cannot create consumer group" for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_node_without_cluster_true_is_refused_with_the_fix() {
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut config = echo("echo").config("");
+    config.redis.url = Some(cluster.urls()[0].clone());
+    let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("started against a cluster node as if it were one server"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("cluster = true"), "{error}");
+}
