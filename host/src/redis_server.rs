@@ -232,6 +232,10 @@ impl RedisCluster {
                 "2000".to_owned(),
                 "--cluster-port".to_owned(),
                 bus.to_string(),
+                // A replica's first sync starts at once (the default waits 5 s for more
+                // replicas to share a diskless transfer).
+                "--repl-diskless-sync-delay".to_owned(),
+                "0".to_owned(),
             ])?);
         }
         if primaries < 3 {
@@ -281,7 +285,63 @@ impl RedisCluster {
         }
         let cluster = Self { nodes };
         cluster.wait_ok(Duration::from_secs(30))?;
+        cluster.wait_synced(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// Waits until every running replica has its primary's data: its link is up and its
+    /// replication offset has reached the primary's. A replica that never synced refuses
+    /// to be promoted ("Disconnected from master for longer than allowed",
+    /// `cluster-replica-validity-factor`), so a failover test must wait for this first.
+    pub fn wait_synced(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let field = |info: &str, name: &str| -> Option<String> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        loop {
+            let mut behind = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.pid().is_none() {
+                    continue;
+                }
+                let info: String = self.cmd(i, &["INFO", "replication"])?;
+                if field(&info, "role:").as_deref() != Some("slave") {
+                    continue;
+                }
+                let primary_port = field(&info, "master_port:").unwrap_or_default();
+                let Some(p) = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.port().to_string() == primary_port && n.pid().is_some())
+                else {
+                    continue;
+                };
+                // The primary's offset first: the replica must reach at least that.
+                let primary: String = self.cmd(p, &["INFO", "replication"])?;
+                let target: i64 = field(&primary, "master_repl_offset:")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let info: String = self.cmd(i, &["INFO", "replication"])?;
+                let up = field(&info, "master_link_status:").as_deref() == Some("up");
+                let offset: i64 = field(&info, "slave_repl_offset:")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(-1);
+                if !up || offset < target {
+                    behind.push(node.port());
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "replicas {behind:?} did not catch up with their primaries within {timeout:?}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Every node's URL.
@@ -391,7 +451,43 @@ impl RedisCluster {
                 let _ = self.cmd::<()>(i, &["CLUSTER", "SETSLOT", &s, "NODE", &to_id]);
             }
         }
-        Ok(())
+        self.wait_agreed(Duration::from_secs(30))
+    }
+
+    /// Waits until every running node sees the same owner and config epoch for every
+    /// primary. After `SETSLOT ... NODE` the new owner bumps its config epoch; until its
+    /// own replicas hear of it, an election they start is refused by the other primaries
+    /// ("slot ... epoch ... > reqEpoch"), so a failover right after a reshard would stall
+    /// where `redis-cli --cluster check` would have reported the disagreement.
+    pub fn wait_agreed(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut views = Vec::new();
+            for (i, node) in self.nodes.iter().enumerate() {
+                if node.pid().is_none() {
+                    continue;
+                }
+                let nodes: String = self.cmd(i, &["CLUSTER", "NODES"])?;
+                let mut view: Vec<String> = nodes
+                    .lines()
+                    .filter_map(|line| {
+                        let f: Vec<&str> = line.split(' ').collect();
+                        // <id> <addr> <flags> <master> <ping> <pong> <epoch> <link> <slot>...
+                        (f.len() >= 8 && f[2].contains("master") && !f[2].contains("fail"))
+                            .then(|| format!("{} {} {}", f[0], f[6], f[8..].join(" ")))
+                    })
+                    .collect();
+                view.sort();
+                views.push(view);
+            }
+            if views.windows(2).all(|w| w[0] == w[1]) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster's nodes did not agree on slots and epochs within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod endpoint;
 pub mod fault;
 mod lease;
 mod link;
+mod once;
 mod reply;
 pub mod slot;
 mod state;

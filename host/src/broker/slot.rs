@@ -27,6 +27,14 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed_part(key)) % SLOTS
 }
 
+/// A hash tag (`{...}`) that puts a key in the slot of `key`: `{tag}` where `tag` is the
+/// part of `key` that is hashed. `None` when no tag can (the hashed part holds a `}`,
+/// as in a key `a}b` without a tag of its own).
+pub fn tag_of(key: &str) -> Option<String> {
+    let part = std::str::from_utf8(hashed_part(key.as_bytes())).ok()?;
+    (!part.is_empty() && !part.contains('}')).then(|| format!("{{{part}}}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +51,19 @@ mod tests {
         assert_eq!(hashed_part(b"foo{{bar}}zap"), b"{bar");
         assert_eq!(hashed_part(b"foo{bar}{zap}"), b"bar");
         assert_eq!(hashed_part(b"no-close{here"), b"no-close{here");
+        for key in [
+            "payments",
+            "{shop}:payments",
+            "no-close{here",
+            "a{}b",
+            "x{y}z{w}",
+        ] {
+            let tag = tag_of(key).expect("a tag");
+            assert_eq!(
+                key_slot(format!("m:{tag}:1-0").as_bytes()),
+                key_slot(key.as_bytes())
+            );
+        }
+        assert_eq!(tag_of("a}b"), None);
     }
 }

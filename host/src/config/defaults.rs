@@ -28,6 +28,9 @@ pub fn max_attempts() -> u32 {
 pub fn claim_idle() -> Duration {
     Duration::from_secs(30)
 }
+pub fn cross_slot_marker_ttl() -> Duration {
+    Duration::from_secs(600)
+}
 pub fn backoff_initial() -> Duration {
     Duration::from_millis(200)
 }

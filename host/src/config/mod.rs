@@ -151,9 +151,18 @@ pub struct PipelineConfig {
     pub lease_ttl: Duration,
     /// In a Redis Cluster, allow outputs in other hash slots than the input: they are
     /// written first, once per input entry (a marker in their slot), then the guarded
-    /// commit acknowledges the input.
+    /// commit acknowledges the input. Not with `state` (state reads are checked by the
+    /// guarded commit, after such outputs were written).
     #[serde(default)]
     pub cross_slot: bool,
+    /// With `cross_slot`: how long an entry's marker lasts in each other slot. A commit
+    /// repeated later than this (the entry handled again after all its consumers were
+    /// down this long) writes those outputs again. Longer than `claim_idle`.
+    #[serde(
+        default = "defaults::cross_slot_marker_ttl",
+        deserialize_with = "duration"
+    )]
+    pub cross_slot_marker_ttl: Duration,
 }
 
 /// How the entries of a partitioned pipeline are ordered among daemons.

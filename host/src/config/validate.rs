@@ -151,6 +151,18 @@ impl PipelineConfig {
             ),
             None => {}
         }
+        if self.cross_slot && !self.state.is_empty() {
+            bail!(
+                "`cross_slot = true` cannot be combined with `state`: outputs in other hash slots are written before the guarded commit checks what the handler read, so a conflict would leave outputs of a run that is then handled again; give the outputs the input's {{hash tag}} instead"
+            );
+        }
+        if self.cross_slot && self.cross_slot_marker_ttl <= self.claim_idle {
+            bail!(
+                "`cross_slot_marker_ttl` ({}) must be longer than `claim_idle` ({}): an entry of a daemon that died before its commit is handled again after `claim_idle`, and its outputs must still be marked as written then",
+                humantime::format_duration(self.cross_slot_marker_ttl),
+                humantime::format_duration(self.claim_idle)
+            );
+        }
         if self.lease_ttl < std::time::Duration::from_secs(1) {
             bail!(
                 "`lease_ttl` must be at least 1s (a daemon renews its partition leases every third of it)"
@@ -166,7 +178,7 @@ impl PipelineConfig {
     /// must share a hash slot — or, with `cross_slot`, at least all but the outputs.
     /// The error names each key, its slot and the fix.
     pub fn check_slots(&self) -> Result<()> {
-        use crate::broker::slot::{hashed_part, key_slot};
+        use crate::broker::slot::{hashed_part, key_slot, tag_of};
         let (part, config) = match self.partitions {
             Some(_) => (Some(0), self.partition(0)),
             None => (None, self.clone()),
@@ -185,6 +197,17 @@ impl PipelineConfig {
             }
         }
         let slot = key_slot(config.input.as_str().as_bytes());
+        if self.cross_slot {
+            for output in &config.outputs {
+                if key_slot(output.as_str().as_bytes()) != slot && tag_of(output.as_str()).is_none()
+                {
+                    bail!(
+                        "output {:?} is in another hash slot than the input, and with cross_slot its entries are marked as written by a key in its slot, which no key can share (its name holds a `}}` outside a hash tag): give it a {{hash tag}}, like \"{{audit}}:payments\"",
+                        output.as_str()
+                    );
+                }
+            }
+        }
         let apart = keys.iter().any(|(_, key)| key_slot(key.as_bytes()) != slot);
         if !apart && untagged.is_empty() {
             return Ok(());

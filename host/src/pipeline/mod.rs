@@ -121,6 +121,9 @@ impl Pipeline {
         let mut consumer = broker
             .consumer(config.input.as_str(), config.group.as_str(), consumer)
             .with_state_keys(keys);
+        if config.cross_slot && broker.is_cluster() {
+            consumer = consumer.with_cross_slot(config.cross_slot_marker_ttl);
+        }
         if let Err(fault) = consumer.ensure_group().await
             && fault.is_permission()
         {

@@ -13,6 +13,7 @@ use redis::Value;
 
 use super::commit::{Fence, KeyMap};
 use super::link::{CALL_DEADLINE, Link};
+use super::once::CrossSlot;
 use super::{Ack, Fault, Replication, commit, reply};
 use crate::message::{CommitStatus, StreamId};
 
@@ -42,7 +43,16 @@ impl Consumer {
             awaiting_replicas: false,
             keys: Arc::new(KeyMap::default()),
             fence: None,
+            cross_slot: None,
         }
+    }
+
+    /// Writes outputs in other hash slots than the input apart from the guarded commit,
+    /// once per entry, with markers that expire after `marker_ttl` (`cross_slot = true`
+    /// in a Redis Cluster; see `broker::once`).
+    pub fn with_cross_slot(mut self, marker_ttl: std::time::Duration) -> Self {
+        self.cross_slot = Some(Arc::new(CrossSlot::new(&self.id.stream, marker_ttl)));
+        self
     }
 
     /// Stores the handler's state keys where `keys` says (a partition's tag).
@@ -76,6 +86,8 @@ pub struct Consumer {
     keys: Arc<KeyMap>,
     /// The partition lease commits are made under, if any.
     fence: Option<Fence>,
+    /// How outputs in other hash slots are written, if they may be.
+    cross_slot: Option<Arc<CrossSlot>>,
 }
 
 /// How many entries one read or claim asks for at most. A reply that misses its deadline
@@ -320,6 +332,25 @@ impl Consumer {
         if acks.is_empty() {
             return Ok(Vec::new());
         }
+        let local;
+        let acks = match self.cross_slot.clone() {
+            Some(cross) => {
+                let (kept, calls) = cross.split(&self.id, acks)?;
+                for invocation in calls {
+                    let _written: i64 = self
+                        .commands
+                        .call(
+                            "cross-slot outputs",
+                            Some(commit::deadline(acks)),
+                            |mut c| async move { invocation.invoke_async(&mut c).await },
+                        )
+                        .await?;
+                }
+                local = kept;
+                &local[..]
+            }
+            None => acks,
+        };
         let invocation =
             commit::invocation(&self.id, &self.keys, self.fence.as_ref(), acks, adopt)?;
         let statuses: Vec<i64> = self
