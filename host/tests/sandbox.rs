@@ -146,8 +146,12 @@ async fn contain_within(
     println!(
         "{attack}: RSS {rss_start} KiB at start, after each round {rss_after_round:?} KiB; longest gap between payments {gap:?}"
     );
+    // One instance's worth of linear memory may be resident on top (a trapped instance's
+    // memory is unmapped while its replacement already runs: seen once as +51 MiB in
+    // the last round of "big"); a leak of the attack's outputs grows by PER_ROUND times
+    // their size (150 MiB for "big") every round.
     assert!(
-        last <= before_last + 32 * 1024,
+        last <= before_last + 64 * 1024,
         "{attack}: memory still growing in round {ROUNDS}: {rss_after_round:?} KiB"
     );
     assert!(
