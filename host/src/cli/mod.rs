@@ -18,7 +18,8 @@ pub struct Target {
     /// The config file.
     #[arg(short, long, default_value = "sluice.toml", global = true)]
     pub config: PathBuf,
-    /// Redis URL; overrides `[redis] url`. Without either, `run` and `dev` start a
+    /// Redis URL; overrides `[redis] url` (and `nodes`, `sentinels`; with `cluster =
+    /// true` it is the one seed node). Without either, `run` and `dev` start a
     /// private redis-server and stop it at exit.
     #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
     pub redis: Option<String>,

@@ -136,11 +136,11 @@ impl RedisConfig {
     }
 
     /// Points at the server at `url` instead (a command-line `--redis`), dropping any
-    /// Sentinels.
+    /// Sentinels. With `cluster = true`, `url` becomes the one seed node: the
+    /// pipelines' keys still live in a cluster, which a plain connection could not use.
     pub fn point_at(&mut self, url: String) {
         self.url = Some(url);
         self.nodes.clear();
-        self.cluster = false;
         self.sentinels.clear();
         self.master = None;
     }
@@ -338,5 +338,19 @@ mod tests {
             shown.contains("sluice:***@host") && !shown.contains("hunter2"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_command_line_url_keeps_cluster_mode() {
+        let mut config = RedisConfig {
+            cluster: true,
+            url: Some("redis://a:7000".into()),
+            nodes: vec!["redis://b:7000".into()],
+            ..RedisConfig::default()
+        };
+        config.point_at("redis://c:7000".into());
+        assert!(config.cluster, "--redis on a cluster config is a seed node");
+        assert_eq!(config.url.as_deref(), Some("redis://c:7000"));
+        assert!(config.nodes.is_empty());
     }
 }
