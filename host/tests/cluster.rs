@@ -287,7 +287,8 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
     let broker = Broker::connect(&target, tokio_util::sync::CancellationToken::new())
         .await
         .expect("broker connects");
-    let ttl = Duration::from_secs(60);
+    // Markers short-lived enough to outlive here (a pause, a long outage).
+    let ttl = Duration::from_millis(1500);
     let mut a = broker.consumer("{a}:IN", "G", "a").with_cross_slot(ttl);
     let mut b = broker.consumer("{a}:IN", "G", "b").with_cross_slot(ttl);
     a.ensure_group().await.expect("group");
@@ -342,12 +343,159 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
         b.commit(&second, false).await.expect("commit"),
         [CommitStatus::Committed]
     );
+    // The third is taken over and committed by b while a is paused past the marker's
+    // life; a, resumed, finds it no longer its own and writes nothing anywhere.
+    let _: String = con.xadd("{a}:IN", "*", &[("n", "3")]).await.expect("XADD");
+    let read = a
+        .read_new(10, Duration::from_millis(100))
+        .await
+        .expect("read");
+    let third = [ack(&read[0].id, "3")];
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("{a}:IN")
+        .arg("G")
+        .arg("b")
+        .arg(0)
+        .arg(&read[0].id)
+        .query_async(&mut con)
+        .await
+        .expect("XCLAIM");
+    assert_eq!(
+        b.commit(&third, false).await.expect("commit"),
+        [CommitStatus::Committed]
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    assert_eq!(
+        a.commit(&third, false).await.expect("commit"),
+        [CommitStatus::Gone]
+    );
     let out = entries(&mut con, "{b}:OUT").await;
     let local = entries(&mut con, "{a}:LOCAL").await;
     let ns: Vec<&str> = out.iter().map(|(_, f)| f["n"].as_str()).collect();
-    assert_eq!(ns, ["1", "2"], "cross-slot outputs, once each");
-    assert_eq!(local.len(), 2, "outputs in the input's slot, once each");
+    assert_eq!(ns, ["1", "2", "3"], "cross-slot outputs, once each");
+    assert_eq!(local.len(), 3, "outputs in the input's slot, once each");
     assert_eq!(pending(&mut con, "{a}:IN", "G").await, 0);
+}
+
+/// `cross_slot`: the input's node refuses the guarded commit (the ACL user lost XACK
+/// there) for longer than the markers live; the commit, tried again once it is granted,
+/// does not write the cross-slot outputs a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_slot_commit_retried_after_its_markers_expired_writes_once() {
+    use sluice::broker::{Ack, Broker, Nodes, Secret, Target};
+    use sluice::message::{CommitStatus, Output};
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    for i in 0..3 {
+        cluster
+            .cmd::<()>(
+                i,
+                &["ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all"],
+            )
+            .expect("ACL SETUSER");
+    }
+    let mut con = connect_cluster(&cluster).await;
+    let mut target = Target::url("");
+    target.nodes = Nodes::Cluster(cluster.urls());
+    target.username = Some("u".into());
+    target.password = Some(Secret::new("pw"));
+    let broker = Broker::connect(&target, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect("broker connects");
+    let ttl = Duration::from_millis(1000);
+    let mut a = broker.consumer("{a}:IN", "G", "a").with_cross_slot(ttl);
+    a.ensure_group().await.expect("group");
+    let _: String = con.xadd("{a}:IN", "*", &[("n", "1")]).await.expect("XADD");
+    let read = a
+        .read_new(10, Duration::from_millis(100))
+        .await
+        .expect("read");
+    let acks = [Ack {
+        id: read[0].id.clone(),
+        outputs: vec![Output {
+            target: "{b}:OUT".into(),
+            fields: vec![("n".into(), b"1".to_vec())],
+            raw_names: None,
+        }],
+        state: Default::default(),
+    }];
+    let input_node = cluster.primary_of(key_slot(b"{a}:IN")).expect("primary");
+    cluster
+        .cmd::<()>(input_node, &["ACL", "SETUSER", "u", "-xack"])
+        .expect("ACL SETUSER");
+    let refused = a.commit(&acks, false).await;
+    assert!(refused.is_err(), "{refused:?}");
+    tokio::time::sleep(ttl + Duration::from_millis(300)).await;
+    assert!(a.commit(&acks, false).await.is_err(), "still refused");
+    cluster
+        .cmd::<()>(input_node, &["ACL", "SETUSER", "u", "+xack"])
+        .expect("ACL SETUSER");
+    assert_eq!(
+        a.commit(&acks, false).await.expect("commit"),
+        [CommitStatus::Committed]
+    );
+    assert_eq!(entries(&mut con, "{b}:OUT").await.len(), 1, "written once");
+    assert_eq!(pending(&mut con, "{a}:IN", "G").await, 0);
+}
+
+/// A lease is taken only from exactly its holder: a daemon named `d` does not take over
+/// the lease of one named `d/x` (held as `d/x/<token>`), which would let both commit.
+#[tokio::test]
+async fn a_lease_is_not_taken_by_a_daemon_whose_name_is_a_prefix() {
+    use sluice::broker::LeaseKeys;
+    let redis = sluice::redis_server::RedisServer::start().expect("redis-server");
+    let broker = broker(&redis).await;
+    let keys = LeaseKeys::new("IN:{0}", "G");
+    let ttl = Duration::from_secs(10);
+    let held = broker
+        .acquire_lease(&keys, "d/x", ttl)
+        .await
+        .expect("acquire");
+    assert!(held.is_some());
+    let taken = broker
+        .acquire_lease(&keys, "d", ttl)
+        .await
+        .expect("acquire");
+    assert_eq!(taken, None, "d took d/x's lease");
+    // The holder itself gets it back (a restart), with the same token.
+    assert_eq!(
+        broker
+            .acquire_lease(&keys, "d/x", ttl)
+            .await
+            .expect("acquire"),
+        held
+    );
+}
+
+/// `ordering = "per-key"`: an ACL user that may not use one partition's keys fails
+/// start-up naming the key, instead of that partition silently never being handled.
+#[tokio::test]
+async fn a_per_key_pipeline_checks_every_partitions_permissions() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~ORDERS:{0}*",
+            "~ORDERS:{1}*",
+            "~ORDERS:{3}*",
+            "~ORDERS:dead:*",
+            "~ORDERS:daemons:*",
+            "~PAYMENTS:*",
+            "&*",
+            "+@all",
+        ])
+        .query_async(&mut con)
+        .await
+        .expect("ACL SETUSER");
+    let mut config = partitioned_payments(4, "per-key").config("");
+    config.redis.url = Some(redis.url().replace("redis://", "redis://sluice:pw@"));
+    let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
+        Ok(_) => panic!("started without permission on partition 2"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("ORDERS:{2}"), "{error}");
 }
 
 /// A whole pipeline with `cross_slot = true` whose output lives on another primary.

@@ -24,7 +24,9 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local held = redis.call('GET', KEYS[1])
 if held then
-  if string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. '/' then
+  -- Ours only if it is exactly <this daemon>/<token>: a daemon named `d` must not take
+  -- the lease of one named `d/x` (held as `d/x/7`).
+  if string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. '/' and string.match(string.sub(held, #ARGV[1] + 2), '^%d+$') then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return held
   end

@@ -4,22 +4,33 @@
 //! an output stream that lives elsewhere. Such outputs are written first, per slot, by
 //! `once.lua`: each input entry leaves a marker key in that slot (`SET NX PX`), and an
 //! entry whose marker is there already writes nothing. Then the guarded commit writes the
-//! rest and acknowledges the input. However often the commit is repeated (a lost reply, a
-//! daemon that died before its guarded commit, another consumer that took the entry over
-//! and handled it again), each output slot gets an entry's outputs once — as long as the
-//! repeat comes within the marker's expiry. The first try's outputs are the ones kept.
+//! rest and acknowledges the input.
 //!
-//! Cost: per batch, one more script call for each other slot its outputs go to, and per
-//! entry a marker of ~100 bytes in each such slot for the marker's lifetime.
+//! Three things keep each output slot at one copy of an entry's outputs:
+//! - the marker, for a repeat by anyone within its lifetime (a lost reply, a daemon that
+//!   died between the two steps, another consumer that took the entry over);
+//! - an ownership check just before the write (`XPENDING` over the batch's range): an
+//!   entry no longer pending for this consumer — taken over and committed by another
+//!   while this one was paused or cut off — is not written at all, however long ago its
+//!   marker expired;
+//! - a memory of what this consumer wrote: a commit tried again (Redis refused the
+//!   guarded part for a while) does not write those outputs again.
+//!
+//! The marker of entry `id` of group `G` on input `IN`, in slot `s`, is
+//! `sluice:once:{n}:G:IN:id`, where `{n}` is [`tag_for`]`(s)`. The first try's outputs
+//! are the ones kept.
+//!
+//! Cost: per batch, one `XPENDING` and one more script call for each other slot its
+//! outputs go to, and per entry a marker of ~100 bytes in each such slot for the
+//! marker's lifetime.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::commit::Ack;
 use super::consumer::ConsumerId;
-use super::fault::Fault;
-use super::slot::{key_slot, tag_of};
+use super::slot::{key_slot, tag_for};
 use crate::message::Output;
 
 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
@@ -29,16 +40,34 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     ))
 });
 
+/// Entries whose outputs this consumer wrote to a slot, awaiting their guarded commit:
+/// (slot, entry ID). Bounded: past this, it is cleared (the markers still hold).
+const MAX_REMEMBERED: usize = 100_000;
+
 /// How a consumer writes outputs outside its input's slot.
 #[derive(Debug, Clone)]
 pub struct CrossSlot {
     input_slot: u16,
     marker_ttl: Duration,
+    written: HashSet<(u16, String)>,
 }
 
-/// The marker of entry `id` of `group` on `input`, in the slot whose keys take `tag`.
-pub fn marker(tag: &str, id: &ConsumerId, entry: &str) -> String {
-    format!("sluice:once:{tag}:{}:{}:{entry}", id.group, id.stream)
+/// One `once.lua` call: what it writes, and the script invocation.
+pub(super) struct SlotWrite {
+    /// (slot, entry ID) of each entry written.
+    pub entries: Vec<(u16, String)>,
+    /// The call.
+    pub invocation: redis::ScriptInvocation<'static>,
+}
+
+/// The marker of entry `entry` of consumer `id`'s group and stream, in `slot`.
+pub fn marker(slot: u16, id: &ConsumerId, entry: &str) -> String {
+    format!(
+        "sluice:once:{}:{}:{}:{entry}",
+        tag_for(slot),
+        id.group,
+        id.stream
+    )
 }
 
 impl CrossSlot {
@@ -47,17 +76,26 @@ impl CrossSlot {
         Self {
             input_slot: key_slot(input.as_bytes()),
             marker_ttl,
+            written: HashSet::new(),
         }
     }
 
+    /// Whether any output of `acks` lives in another slot than the input.
+    pub(super) fn any_apart(&self, acks: &[Ack]) -> bool {
+        acks.iter()
+            .flat_map(|a| &a.outputs)
+            .any(|o| key_slot(o.target.as_bytes()) != self.input_slot)
+    }
+
     /// Splits `acks` into what the guarded commit writes (outputs in the input's slot)
-    /// and one `once.lua` call per other slot. An output stream no marker can share a
-    /// slot with (see [`tag_of`]; refused at start-up) is the entry's fault.
+    /// and one `once.lua` call per other slot, for the entries in `writable` whose
+    /// outputs to that slot this consumer has not written yet.
     pub(super) fn split(
         &self,
         id: &ConsumerId,
         acks: &[Ack],
-    ) -> Result<(Vec<Ack>, Vec<redis::ScriptInvocation<'static>>), Fault> {
+        writable: &HashSet<&str>,
+    ) -> (Vec<Ack>, Vec<SlotWrite>) {
         let mut local = Vec::with_capacity(acks.len());
         // slot -> per entry: (entry ID, its outputs in that slot)
         let mut apart: BTreeMap<u16, Vec<(&str, Vec<&Output>)>> = BTreeMap::new();
@@ -72,8 +110,12 @@ impl CrossSlot {
                     elsewhere.entry(slot).or_default().push(output);
                 }
             }
-            for (slot, outputs) in elsewhere {
-                apart.entry(slot).or_default().push((&ack.id, outputs));
+            if writable.contains(ack.id.as_str()) {
+                for (slot, outputs) in elsewhere {
+                    if !self.written.contains(&(slot, ack.id.clone())) {
+                        apart.entry(slot).or_default().push((&ack.id, outputs));
+                    }
+                }
             }
             local.push(Ack {
                 id: ack.id.clone(),
@@ -81,42 +123,54 @@ impl CrossSlot {
                 state: ack.state.clone(),
             });
         }
-        let calls = apart
-            .into_values()
-            .map(|entries| self.invocation(id, &entries))
-            .collect::<Result<_, _>>()?;
-        Ok((local, calls))
+        let writes = apart
+            .into_iter()
+            .map(|(slot, entries)| SlotWrite {
+                entries: entries
+                    .iter()
+                    .map(|(entry, _)| (slot, (*entry).to_owned()))
+                    .collect(),
+                invocation: self.invocation(id, slot, &entries),
+            })
+            .collect();
+        (local, writes)
     }
 
-    /// The `once.lua` call for `entries`, whose outputs all live in one slot.
+    /// Notes that `write` went through.
+    pub(super) fn wrote(&mut self, write: SlotWrite) {
+        if self.written.len() > MAX_REMEMBERED {
+            self.written.clear();
+        }
+        self.written.extend(write.entries);
+    }
+
+    /// Forgets the entries of `acks`: their guarded commit answered.
+    pub(super) fn settled(&mut self, acks: &[Ack]) {
+        if self.written.is_empty() {
+            return;
+        }
+        let ids: HashSet<&str> = acks.iter().map(|a| a.id.as_str()).collect();
+        self.written.retain(|(_, id)| !ids.contains(id.as_str()));
+    }
+
+    /// The `once.lua` call for `entries`, whose outputs all live in `slot`.
     fn invocation(
         &self,
         id: &ConsumerId,
+        slot: u16,
         entries: &[(&str, Vec<&Output>)],
-    ) -> Result<redis::ScriptInvocation<'static>, Fault> {
-        let first = &entries[0].1[0].target;
-        let Some(tag) = tag_of(first) else {
-            return Err(Fault::from_redis(
-                &redis::make_extension_error(
-                    "WRONGTYPE".into(),
-                    Some(format!(
-                        "output {first:?} is in another hash slot than the input, and no marker key can share its slot: give it a {{hash tag}}"
-                    )),
-                ),
-                "cross-slot outputs",
-            ));
-        };
+    ) -> redis::ScriptInvocation<'static> {
         let mut invocation = SCRIPT.prepare_invoke();
         for (entry, _) in entries {
-            invocation.key(marker(&tag, id, entry));
+            invocation.key(marker(slot, id, entry));
         }
         let mut index: HashMap<&str, usize> = HashMap::new();
         for output in entries.iter().flat_map(|(_, outputs)| outputs) {
             let next = entries.len() + index.len() + 1;
-            if let std::collections::hash_map::Entry::Vacant(slot) =
+            if let std::collections::hash_map::Entry::Vacant(free) =
                 index.entry(output.target.as_str())
             {
-                slot.insert(next);
+                free.insert(next);
                 invocation.key(&output.target);
             }
         }
@@ -135,6 +189,6 @@ impl CrossSlot {
                 }
             }
         }
-        Ok(invocation)
+        invocation
     }
 }

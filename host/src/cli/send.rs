@@ -63,7 +63,11 @@ impl SendArgs {
                 "pipeline {:?} has {n} partitions: give --key, the key whose entries must stay in order (a user ID, an order ID), to pick one",
                 self.pipeline
             ),
-            (None, _) => pipeline.input.to_string(),
+            (None, Some(_)) => bail!(
+                "pipeline {:?} is not partitioned, so --key picks nothing: leave it out (or set partitions = N on the pipeline)",
+                self.pipeline
+            ),
+            (None, None) => pipeline.input.to_string(),
         };
         let mut fields = Vec::new();
         for field in &self.fields {

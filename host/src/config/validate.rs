@@ -163,9 +163,18 @@ impl PipelineConfig {
                 humantime::format_duration(self.claim_idle)
             );
         }
-        if self.lease_ttl < std::time::Duration::from_secs(1) {
+        if self.lease_ttl < std::time::Duration::from_secs(1)
+            || self.lease_ttl > std::time::Duration::from_secs(3600)
+        {
             bail!(
-                "`lease_ttl` must be at least 1s (a daemon renews its partition leases every third of it)"
+                "`lease_ttl` must be from 1s to 1h (a daemon renews its partition leases every third of it, and a dead daemon's partitions wait this long), not {}",
+                humantime::format_duration(self.lease_ttl)
+            );
+        }
+        if self.cross_slot_marker_ttl > std::time::Duration::from_secs(7 * 24 * 3600) {
+            bail!(
+                "`cross_slot_marker_ttl` must be at most 7d (markers of every entry are kept this long), not {}",
+                humantime::format_duration(self.cross_slot_marker_ttl)
             );
         }
         Ok(())
@@ -178,7 +187,7 @@ impl PipelineConfig {
     /// must share a hash slot — or, with `cross_slot`, at least all but the outputs.
     /// The error names each key, its slot and the fix.
     pub fn check_slots(&self) -> Result<()> {
-        use crate::broker::slot::{hashed_part, key_slot, tag_of};
+        use crate::broker::slot::{hashed_part, key_slot};
         let (part, config) = match self.partitions {
             Some(_) => (Some(0), self.partition(0)),
             None => (None, self.clone()),
@@ -197,17 +206,6 @@ impl PipelineConfig {
             }
         }
         let slot = key_slot(config.input.as_str().as_bytes());
-        if self.cross_slot {
-            for output in &config.outputs {
-                if key_slot(output.as_str().as_bytes()) != slot && tag_of(output.as_str()).is_none()
-                {
-                    bail!(
-                        "output {:?} is in another hash slot than the input, and with cross_slot its entries are marked as written by a key in its slot, which no key can share (its name holds a `}}` outside a hash tag): give it a {{hash tag}}, like \"{{audit}}:payments\"",
-                        output.as_str()
-                    );
-                }
-            }
-        }
         let apart = keys.iter().any(|(_, key)| key_slot(key.as_bytes()) != slot);
         if !apart && untagged.is_empty() {
             return Ok(());
@@ -229,8 +227,13 @@ impl PipelineConfig {
             )
         };
         bail!(
-            "in a Redis Cluster, the guarded commit writes a pipeline's keys in one script, so they must share a hash slot, and these do not: {}{state_note}. Fix: give them a common hash tag, the part in braces that alone is hashed (input = \"{{shop}}:orders\", outputs = [\"{{shop}}:payments\"]); or split the pipeline with partitions = N (each partition's keys share the tag {{p}}); or, for outputs only, set cross_slot = true (outputs in other slots are written once per entry before the commit)",
-            listed.join(", ")
+            "in a Redis Cluster, the guarded commit writes a pipeline's keys in one script, so they must share a hash slot, and these do not: {}{state_note}. Fix: give them a common hash tag, the part in braces that alone is hashed (input = \"{{shop}}:orders\", outputs = [\"{{shop}}:payments\"]); or split the pipeline with partitions = N (each partition's keys share the tag {{p}}){}",
+            listed.join(", "),
+            if self.cross_slot {
+                " (cross_slot = true is set: it lets only outputs live elsewhere)"
+            } else {
+                "; or, for outputs only, set cross_slot = true (outputs in other slots are written once per entry before the commit)"
+            }
         )
     }
 }

@@ -52,7 +52,29 @@ impl Partitions {
     /// `ordering = "per-key"`, before the start counts as done: the user may use the
     /// partitions' streams (checked on the first), and their groups exist.
     pub async fn open_all_checked(&self) -> Result<()> {
-        self.open(0).await.map(drop)
+        self.open(0).await.map(drop)?;
+        // Every partition's keys, not only the first's: a partition the ACL user may not
+        // use would otherwise just never be handled.
+        let n = self.config.partitions.unwrap_or(1);
+        let mut keys = Vec::new();
+        for p in 0..n {
+            let part = self.config.partition(p);
+            let lease = LeaseKeys::new(part.input.as_str(), part.group.as_str());
+            keys.push(part.input.to_string());
+            keys.extend(part.outputs.iter().map(|o| o.to_string()));
+            keys.push(part.dead_letter_stream());
+            keys.push(lease.lease);
+            keys.push(lease.token);
+        }
+        let mut probe = self.broker.consumer(
+            &crate::partition::tagged(self.config.input.as_str(), 0),
+            self.config.group.as_str(),
+            &self.consumer,
+        );
+        if let Some(missing) = probe.missing_permission(&keys).await {
+            anyhow::bail!("redis refuses this pipeline's user on a partition's keys: {missing}");
+        }
+        Ok(())
     }
 
     /// `ordering = "per-key"`: holds an even share of the partitions' leases and runs
@@ -72,12 +94,16 @@ impl Partitions {
         let mut releasing: Vec<(Leased, u32)> = Vec::new();
         // Where this daemon starts looking for free partitions: spread over daemons.
         let offset = crate::partition::of(self.consumer.as_bytes(), n);
+        // How many daemons share the partitions, as last announced: an announcement that
+        // fails (the node holding the members key is down, out of memory, or denies it)
+        // leaves the count as it was, so leases of dead daemons are still taken over.
+        let mut live = 1;
         loop {
-            let live = match self.broker.announce(&members, &self.consumer, ttl).await {
-                Ok(live) => live.max(1),
+            let round = Instant::now();
+            match self.broker.announce(&members, &self.consumer, ttl).await {
+                Ok(count) => live = count.max(1),
                 Err(fault) => {
-                    tracing::warn!(error = %fault, "cannot announce this daemon for the partition leases; keeping the leases it has");
-                    0
+                    tracing::warn!(error = %fault, daemons = live, members = %members, "cannot announce this daemon for the partition leases; counting the daemons as last seen");
                 }
             };
             // Renew what is held; a lease lost stops its partition at once.
@@ -117,7 +143,7 @@ impl Partitions {
             }
             // Over this daemon's share (another daemon joined): drain some and give them
             // back.
-            if live > 0 {
+            {
                 let share = n.div_ceil(live) as usize;
                 while held.len() > share {
                     let Some((p, leased)) = held.pop_last() else {
@@ -133,7 +159,9 @@ impl Partitions {
                     releasing.push((leased, p));
                 }
                 for i in 0..n {
-                    if held.len() >= share || stop.is_cancelled() {
+                    // Taking many leases takes a while: stop in time to renew those
+                    // held (the next round goes on from here).
+                    if held.len() >= share || stop.is_cancelled() || round.elapsed() >= every {
                         break;
                     }
                     let p = (offset + i) % n;
@@ -148,7 +176,7 @@ impl Partitions {
             self.release_finished(&mut releasing).await;
             tokio::select! {
                 () = stop.cancelled() => {}
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(every.saturating_sub(round.elapsed())) => {}
             }
         }
         // Drain: every partition finishes its work in flight, then its lease goes back.
@@ -174,6 +202,10 @@ impl Partitions {
         let fence = match self.broker.acquire_lease(&keys, &self.consumer, ttl).await {
             Ok(Some(fence)) => fence,
             Ok(None) => return None,
+            Err(fault) if fault.is_permission() => {
+                tracing::error!(partition = p, key = %keys.lease, error = %fault, "the ACL user may not use the partition's lease key: the partition is not handled until it may; grant it (see README, Scaling out: Keys and permissions)");
+                return None;
+            }
             Err(fault) => {
                 tracing::warn!(partition = p, error = %fault, "cannot take the partition's lease");
                 return None;

@@ -51,7 +51,7 @@ impl Consumer {
     /// once per entry, with markers that expire after `marker_ttl` (`cross_slot = true`
     /// in a Redis Cluster; see `broker::once`).
     pub fn with_cross_slot(mut self, marker_ttl: std::time::Duration) -> Self {
-        self.cross_slot = Some(Arc::new(CrossSlot::new(&self.id.stream, marker_ttl)));
+        self.cross_slot = Some(CrossSlot::new(&self.id.stream, marker_ttl));
         self
     }
 
@@ -87,7 +87,7 @@ pub struct Consumer {
     /// The partition lease commits are made under, if any.
     fence: Option<Fence>,
     /// How outputs in other hash slots are written, if they may be.
-    cross_slot: Option<Arc<CrossSlot>>,
+    cross_slot: Option<CrossSlot>,
 }
 
 /// How many entries one read or claim asks for at most. A reply that misses its deadline
@@ -333,23 +333,18 @@ impl Consumer {
             return Ok(Vec::new());
         }
         let local;
-        let acks = match self.cross_slot.clone() {
-            Some(cross) => {
-                let (kept, calls) = cross.split(&self.id, acks)?;
-                for invocation in calls {
-                    let _written: i64 = self
-                        .commands
-                        .call(
-                            "cross-slot outputs",
-                            Some(commit::deadline(acks)),
-                            |mut c| async move { invocation.invoke_async(&mut c).await },
-                        )
-                        .await?;
-                }
-                local = kept;
+        let all = acks;
+        let acks = match self.cross_slot.take() {
+            Some(mut cross) if cross.any_apart(acks) => {
+                let written = self.write_apart(&mut cross, acks, adopt).await;
+                self.cross_slot = Some(cross);
+                local = written?;
                 &local[..]
             }
-            None => acks,
+            cross => {
+                self.cross_slot = cross;
+                acks
+            }
         };
         let invocation =
             commit::invocation(&self.id, &self.keys, self.fence.as_ref(), acks, adopt)?;
@@ -365,7 +360,58 @@ impl Consumer {
             // (it would be sent again), and a drain must not wait on it.
             self.awaiting_replicas = true;
         }
+        if let Some(cross) = &mut self.cross_slot {
+            cross.settled(all);
+        }
         commit::statuses(statuses, acks.len())
+    }
+
+    /// `cross_slot`: writes the outputs of `acks` that live in other slots than the
+    /// input, for the entries still this consumer's (or, with `adopt`, pending for
+    /// nobody), and returns the acks with the rest for the guarded commit. See
+    /// `broker::once`.
+    async fn write_apart(
+        &mut self,
+        cross: &mut CrossSlot,
+        acks: &[Ack],
+        adopt: bool,
+    ) -> Result<Vec<Ack>, Fault> {
+        let ids = || acks.iter().map(|a| a.id.as_str());
+        let order = |id: &&str| StreamId::parse(id);
+        let (Some(low), Some(high)) = (ids().min_by_key(order), ids().max_by_key(order)) else {
+            return Ok(Vec::new());
+        };
+        let page = 2 * acks.len() + 16;
+        let rows = self
+            .xpending(vec![low.to_owned(), high.to_owned(), page.to_string()])
+            .await?;
+        let owner: std::collections::HashMap<&str, &str> = rows
+            .iter()
+            .map(|r| (r.id.as_str(), r.consumer.as_str()))
+            .collect();
+        // A full page may have been cut short: an entry not on it counts as this
+        // consumer's (its marker still guards it).
+        let complete = rows.len() < page;
+        let writable = ids()
+            .filter(|id| match owner.get(id) {
+                Some(consumer) => *consumer == self.id.name,
+                None => adopt || !complete,
+            })
+            .collect();
+        let (local, writes) = cross.split(&self.id, acks, &writable);
+        for write in writes {
+            let invocation = &write.invocation;
+            let _written_now: i64 = self
+                .commands
+                .call(
+                    "cross-slot outputs",
+                    Some(commit::deadline(acks)),
+                    |mut c| async move { invocation.invoke_async(&mut c).await },
+                )
+                .await?;
+            cross.wrote(write);
+        }
+        Ok(local)
     }
 
     /// Committed handler state, read on this consumer's command connection.
