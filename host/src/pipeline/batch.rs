@@ -257,6 +257,7 @@ impl Pipeline {
         }
         let m = &self.metrics;
         m.committed.increment(report.delivered as u64);
+        self.committed_total += (report.delivered + report.dead_lettered) as u64;
         m.dead_lettered.increment(report.dead_lettered as u64);
         m.retried.increment(report.retried as u64);
         m.conflicts.increment(report.conflicts as u64);

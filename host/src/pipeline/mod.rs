@@ -4,6 +4,7 @@
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
 //! delivered again, so nothing is lost whatever stops the loop.
 
+pub mod backlog;
 mod batch;
 mod health;
 mod invoke;
@@ -64,6 +65,11 @@ pub struct Pipeline {
     /// Entries handled again because their handler state changed under them, and how
     /// many times in a row.
     reruns: std::collections::HashMap<String, u32>,
+    /// The group's delivery count (or this consumer's commits) over time: the rate its
+    /// backlog drains at.
+    rate: backlog::Rate,
+    /// Entries this pipeline committed (handler outputs or dead letters).
+    committed_total: u64,
     /// The last entry ID known delivered to the group (read by this consumer, or the
     /// group's last-delivered-id): where a lost group is created again.
     last_known: Option<String>,
@@ -162,6 +168,8 @@ impl Pipeline {
             last_known: None,
             partition,
             reruns: Default::default(),
+            rate: backlog::Rate::default(),
+            committed_total: 0,
             held_back: Batch {
                 entries: Vec::new(),
                 read_at: Instant::now(),
@@ -334,17 +342,40 @@ impl Pipeline {
         }
     }
 
-    /// Refreshes pending and lag for the status and metrics, every couple of seconds.
+    /// Refreshes pending, lag, backlog and drain time for the status and metrics,
+    /// every couple of seconds (see [`backlog`]).
     async fn refresh_backlog(&mut self) {
-        if !self.schedule.backlog_refresh(Instant::now()) {
+        let now = Instant::now();
+        if !self.schedule.backlog_refresh(now) {
             return;
         }
         match self.consumer.group_info().await {
-            Ok(info) => {
+            Ok(mut info) => {
+                if !info.lag_known
+                    && let Ok(Some((length, oldest, newest))) = self.consumer.stream_extent().await
+                {
+                    info.lag =
+                        backlog::estimate_lag(length, &oldest, &newest, &info.last_delivered);
+                }
+                let total = info.pending + info.lag;
+                let (exact, estimated) = if info.lag_known {
+                    (total, 0)
+                } else {
+                    (0, total)
+                };
+                match info.entries_read {
+                    Some(read) => self.rate.record(now, read),
+                    None => self.rate.record(now, self.committed_total),
+                }
                 self.board
                     .set_backlog(self.partition, info.pending, info.lag);
                 self.metrics.pending.set(info.pending as f64);
                 self.metrics.lag.set(info.lag as f64);
+                self.metrics.backlog_exact.set(exact as f64);
+                self.metrics.backlog_estimated.set(estimated as f64);
+                self.metrics
+                    .drain
+                    .set(backlog::drain_seconds(total, self.rate.per_second()));
                 self.saw_id(&info.last_delivered);
             }
             Err(e) => {

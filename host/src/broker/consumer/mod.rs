@@ -301,6 +301,35 @@ impl Consumer {
         })
     }
 
+    /// The stream's length and its oldest and newest entry IDs (`XLEN`, `XRANGE - +
+    /// COUNT 1`, `XREVRANGE + - COUNT 1`), for estimating the lag when Redis cannot
+    /// tell it. `None` for an empty or missing stream.
+    pub async fn stream_extent(&mut self) -> Result<Option<(u64, String, String)>, Fault> {
+        let length: u64 = self
+            .commands
+            .query("XLEN", None, redis::cmd("XLEN").arg(&self.id.stream))
+            .await?;
+        let oldest: Value = self
+            .commands
+            .query(
+                "XRANGE",
+                None,
+                redis::cmd("XRANGE")
+                    .arg(&self.id.stream)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(1),
+            )
+            .await?;
+        let (oldest, _) = reply::entry_list(oldest).map_err(|e| Fault::unexpected("XRANGE", &e))?;
+        let newest = self.newest_id().await?;
+        Ok(match (oldest.into_iter().next(), newest) {
+            (Some(first), Some(last)) if length > 0 => Some((length, first.id, last)),
+            _ => None,
+        })
+    }
+
     /// A handle that reads new entries beside this consumer's commits (on the read
     /// connection, if open), so the next batch can be fetched while this one is handled.
     pub fn prefetcher(&mut self) -> Prefetcher {
