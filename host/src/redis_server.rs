@@ -221,8 +221,10 @@ impl RedisCluster {
     /// cluster serves every slot.
     pub fn start(primaries: usize, replicas: usize) -> Result<Self> {
         let mut nodes = Vec::new();
+        let mut buses = Vec::new();
         for _ in 0..primaries * (1 + replicas) {
             let bus = free_port()?;
+            buses.push(bus.to_string());
             nodes.push(RedisServer::start_with(&[
                 "--cluster-enabled".to_owned(),
                 "yes".to_owned(),
@@ -257,8 +259,10 @@ impl RedisCluster {
                 cluster.cmd::<()>(i, &["CLUSTER", "ADDSLOTSRANGE", &low, &high])?;
                 for j in 0..primaries {
                     if j != i {
+                        // The bus port too: without it, MEET assumes port + 10000.
                         let port = cluster.nodes[j].port().to_string();
-                        cluster.cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port])?;
+                        cluster
+                            .cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port, &buses[j]])?;
                     }
                 }
             }

@@ -498,6 +498,78 @@ async fn a_per_key_pipeline_checks_every_partitions_permissions() {
     assert!(error.contains("ORDERS:{2}"), "{error}");
 }
 
+/// A chain of partitioned pipelines with the same N (payments, then order status with
+/// handler state) keeps each partition's work in its partition: every order's payment,
+/// status update and order record carry the order's partition tag, in one slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_with_the_same_partitions_stays_in_each_partition() {
+    const PARTITIONS: u32 = 4;
+    let cluster = RedisCluster::start(3, 0).expect("cluster starts");
+    let mut con = connect_cluster(&cluster).await;
+    let partitioned = format!("partitions = {PARTITIONS}");
+    let text = format!(
+        "{}{}{}",
+        cluster_table(&cluster),
+        payments("payments")
+            .reading("ORDERS", "G")
+            .writing(&["PAYMENTS"])
+            .with(&partitioned)
+            .with("config = { payments_stream = \"PAYMENTS\" }"),
+        echo("order-status")
+            .plugin("{plugin:order-status}")
+            .reading("PAYMENTS", "G")
+            .writing(&["STATUS"])
+            .with(&partitioned)
+            .with("state = [\"order:\", \"user-total:\"]")
+            .with("config = { status_stream = \"STATUS\" }"),
+    );
+    let host = Host::launch(config(&text)).await;
+    produce_partitioned(con.clone(), 200, 10, PARTITIONS, 50, Duration::ZERO).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut statuses = 0;
+        for p in 0..PARTITIONS {
+            statuses += entries(&mut con, &format!("STATUS:{{{p}}}")).await.len();
+        }
+        if statuses == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{statuses} of 200 status updates"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for p in 0..PARTITIONS {
+        let orders: std::collections::BTreeSet<String> =
+            entries(&mut con, &format!("ORDERS:{{{p}}}"))
+                .await
+                .into_iter()
+                .map(|(_, f)| f["orderId"].clone())
+                .collect();
+        for stream in ["PAYMENTS", "STATUS"] {
+            let here: std::collections::BTreeSet<String> =
+                entries(&mut con, &format!("{stream}:{{{p}}}"))
+                    .await
+                    .into_iter()
+                    .map(|(_, f)| f["orderId"].clone())
+                    .collect();
+            assert_eq!(
+                here, orders,
+                "{stream}:{{{p}}} holds another partition's orders"
+            );
+        }
+        for order in &orders {
+            let code: Option<String> = con
+                .hget(format!("order:{{{p}}}:{order}"), "orderStatusCode")
+                .await
+                .expect("HGET");
+            assert!(code.is_some(), "no record order:{{{p}}}:{order}");
+        }
+    }
+    host.stop().await;
+}
+
 /// A whole pipeline with `cross_slot = true` whose output lives on another primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_slot_pipeline_runs_on_a_cluster() {
