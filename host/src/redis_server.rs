@@ -257,12 +257,11 @@ impl RedisCluster {
                 }
                 .to_string();
                 cluster.cmd::<()>(i, &["CLUSTER", "ADDSLOTSRANGE", &low, &high])?;
-                for j in 0..primaries {
+                for (j, (node, bus)) in cluster.nodes.iter().zip(&buses).enumerate() {
                     if j != i {
                         // The bus port too: without it, MEET assumes port + 10000.
-                        let port = cluster.nodes[j].port().to_string();
-                        cluster
-                            .cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port, &buses[j]])?;
+                        let port = node.port().to_string();
+                        cluster.cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port, bus])?;
                     }
                 }
             }
