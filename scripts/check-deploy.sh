@@ -35,8 +35,11 @@ drain = int(drain[:-1])
 sts = kube.get(("StatefulSet", "sluice")) or fail("no StatefulSet sluice")
 pod = sts["spec"]["template"]["spec"]
 grace = pod["terminationGracePeriodSeconds"]
-if grace <= drain:
-    fail(f"terminationGracePeriodSeconds {grace} is not longer than drain_timeout {drain}s")
+# After the drain, the daemon waits up to 5 s more for its background tasks.
+if grace < drain + 5 + 2:
+    fail(f"terminationGracePeriodSeconds {grace} leaves no margin over drain_timeout {drain}s + 5 s")
+if "replicas" in sts["spec"]:
+    fail("the StatefulSet sets replicas, which every kubectl apply would reset under the autoscaler")
 container = pod["containers"][0]
 env = {e["name"]: e for e in container.get("env", [])}
 if env.get("SLUICE_CONSUMER", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
@@ -47,6 +50,16 @@ if container["livenessProbe"]["httpGet"]["path"] != "/healthz":
     fail("the liveness probe must ask /healthz")
 if container["readinessProbe"]["httpGet"]["path"] != "/readyz":
     fail("the readiness probe must ask /readyz")
+if "startupProbe" not in container:
+    fail("no startupProbe: liveness would count while plugins compile")
+mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+for pipeline in toml.get("pipeline", []):
+    plugin = pipeline["plugin"]
+    if not (plugin.startswith("/opt/sluice/plugins/") or any(plugin.startswith(m + "/") for m in mounts)):
+        fail(f"pipeline {pipeline['name']!r}: plugin {plugin} is neither in the image (/opt/sluice/plugins) nor under a mounted volume")
+for (kind, name), doc in kube.items():
+    if kind == "Secret" and (doc.get("data") or doc.get("stringData")):
+        fail(f"Secret {name} ships values: kubectl apply would overwrite the real ones; document kubectl create secret instead")
 listen = toml.get("admin", {}).get("listen", "")
 if not listen.startswith("0.0.0.0:"):
     fail(f"[admin] listen {listen!r} is not reachable by the kubelet's probes: listen on 0.0.0.0")
@@ -62,6 +75,8 @@ for path in sorted(pathlib.Path("deploy/keda").glob("*.yaml")):
         meta = trigger["metadata"]
         if trigger["type"] != "prometheus" or not all(k in meta for k in ("serverAddress", "query", "threshold")):
             fail(f"{path}: a trigger lacks type prometheus, serverAddress, query or threshold")
+        if "drain_seconds" in meta["query"] and trigger.get("metricType") != "Value":
+            fail(f"{path}: a drain-time trigger needs metricType: Value (it falls as pods are added)")
         float(meta["threshold"])
 
 for path in sorted(pathlib.Path("deploy/grafana").glob("*.json")):
