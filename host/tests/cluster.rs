@@ -71,6 +71,20 @@ async fn pending(con: &mut ClusterConnection, stream: &str, group: &str) -> usiz
     }
 }
 
+/// `XCLAIM` of entry `id` of `stream` (group `G`) for consumer `to`, at any idle time:
+/// what another daemon's reclaim does.
+async fn claim(con: &mut ClusterConnection, stream: &str, to: &str, id: &str) {
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(stream)
+        .arg("G")
+        .arg(to)
+        .arg(0)
+        .arg(id)
+        .query_async(con)
+        .await
+        .expect("XCLAIM");
+}
+
 /// Where a partitioned run stands: orders in `ORDERS:{p}`, payments in `PAYMENTS:{p}`.
 #[derive(Debug)]
 struct Run {
@@ -326,15 +340,7 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
     // cross-slot output, then finds the entry no longer its own; b handles it again and
     // commits, and its cross-slot output is not written a second time.
     let second = [ack(&read[1].id, "2")];
-    let _: redis::Value = redis::cmd("XCLAIM")
-        .arg("{a}:IN")
-        .arg("G")
-        .arg("b")
-        .arg(0)
-        .arg(&read[1].id)
-        .query_async(&mut con)
-        .await
-        .expect("XCLAIM");
+    claim(&mut con, "{a}:IN", "b", &read[1].id).await;
     assert_eq!(
         a.commit(&second, false).await.expect("commit"),
         [CommitStatus::NotOwned]
@@ -351,15 +357,7 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
         .await
         .expect("read");
     let third = [ack(&read[0].id, "3")];
-    let _: redis::Value = redis::cmd("XCLAIM")
-        .arg("{a}:IN")
-        .arg("G")
-        .arg("b")
-        .arg(0)
-        .arg(&read[0].id)
-        .query_async(&mut con)
-        .await
-        .expect("XCLAIM");
+    claim(&mut con, "{a}:IN", "b", &read[0].id).await;
     assert_eq!(
         b.commit(&third, false).await.expect("commit"),
         [CommitStatus::Committed]
