@@ -84,6 +84,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         fields: call.fields,
         attempt: call.attempt,
         raw_names: None,
+        trace: None,
     };
     // A component that imports state gets it: the `--state` values, every key granted
     // unless prefixes are given.

@@ -12,6 +12,8 @@
 //!
 //! - [`config`]: the TOML file, parsed strictly and validated.
 //! - [`message`]: domain types shared by broker and sandbox.
+//! - [`trace_context`]: W3C Trace Context in entries (`traceparent`, `tracestate`),
+//!   a domain type like `message`'s.
 //! - [`broker`]: the only user of `redis` on the data path (config validation parses a
 //!   URL with it; `redis_server` checks its child with it): groups, reads, the guarded
 //!   commit; the one classifier of Redis errors ([`broker::fault`]) and connections
@@ -30,7 +32,8 @@
 //! - [`shutdown`]: signals to a cancellation token.
 //! - [`supervisor`]: starts pipelines (each on a thread of its own), carries out reload
 //!   plans, drains at shutdown.
-//! - [`telemetry`]: Prometheus metrics.
+//! - [`telemetry`]: Prometheus metrics, and OpenTelemetry traces exported over OTLP
+//!   (the only user of `opentelemetry`).
 //! - [`status`]: each pipeline's live status board (state, backlog, rates, last error).
 //!
 //! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
@@ -56,6 +59,7 @@ pub mod state;
 mod status;
 mod supervisor;
 mod telemetry;
+pub mod trace_context;
 pub mod wasm;
 mod watch;
 

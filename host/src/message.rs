@@ -46,6 +46,9 @@ pub struct Entry {
     /// `fields` holds them with invalid bytes replaced, and the entry is not handed to a
     /// handler: WIT names are strings). `None` when every name is UTF-8.
     pub raw_names: Option<Vec<Vec<u8>>>,
+    /// This delivery's trace, when the pipeline traces the entry (its `traceparent`
+    /// field, or a new trace): set by the pipeline once the entry is read.
+    pub trace: Option<crate::trace_context::EntryTrace>,
 }
 
 /// An entry to append to a stream.

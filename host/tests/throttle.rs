@@ -45,6 +45,7 @@ async fn spin(throttle_share: f64) -> (Duration, Duration) {
         fields: vec![("attack".into(), b"loop".to_vec())],
         attempt: 1,
         raw_names: None,
+        trace: None,
     };
     let (cpu, wall) = (process_cpu(), Instant::now());
     let result = instance.handle("IN", &mut entry).await;

@@ -37,5 +37,6 @@ pub fn order_entry() -> sluice::message::Entry {
         ],
         attempt: 1,
         raw_names: None,
+        trace: None,
     }
 }

@@ -155,6 +155,7 @@ fn entry(id: String, raw: Vec<(Vec<u8>, Vec<u8>)>) -> Entry {
         fields,
         attempt: 1,
         raw_names,
+        trace: None,
     }
 }
 

@@ -66,3 +66,7 @@ pub fn wait_timeout() -> Duration {
 pub fn lease_ttl() -> Duration {
     Duration::from_secs(10)
 }
+
+pub fn sample_ratio() -> f64 {
+    1.0
+}

@@ -30,6 +30,57 @@ pub struct Config {
     /// How long shutdown waits for in-flight messages to finish and commit.
     #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
     pub drain_timeout: Duration,
+    /// Traces: which entries get one, and where spans are exported (OTLP).
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// The `[telemetry]` table: OpenTelemetry traces of the entries handled.
+///
+/// Spans are exported over OTLP/HTTP (protobuf) when `otlp_endpoint` is set, or the
+/// standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+/// variables are (<https://opentelemetry.io/docs/specs/otel/protocol/exporter/>); nothing
+/// is exported otherwise, nor with `OTEL_SDK_DISABLED=true`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Which entries are traced (each pipeline may say otherwise with its own `traces`).
+    /// Default: `"always"` when spans are exported, `"when-present"` when not.
+    pub traces: Option<TraceMode>,
+    /// The collector's OTLP/HTTP base URL, e.g. `http://otel-collector:4318`; spans go
+    /// to `{otlp_endpoint}/v1/traces`. Overrides the `OTEL_EXPORTER_OTLP_*` variables.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of the spans; default `OTEL_SERVICE_NAME`, else `sluice`.
+    pub service_name: Option<String>,
+    /// The share of new traces (entries without a `traceparent`, with `traces =
+    /// "always"`) that are sampled, in [0, 1]; default 1. A child span follows its
+    /// parent's `sampled` flag.
+    #[serde(default = "defaults::sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            traces: None,
+            otlp_endpoint: None,
+            service_name: None,
+            sample_ratio: defaults::sample_ratio(),
+        }
+    }
+}
+
+/// Which entries a pipeline traces.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceMode {
+    /// None: no spans, and outputs get no trace context.
+    Off,
+    /// Those with a valid `traceparent` field: each is handled in a child span of it, and
+    /// its outputs carry that span as their `traceparent`.
+    WhenPresent,
+    /// Every entry: one without a `traceparent` starts a new trace.
+    Always,
 }
 
 /// The `[plugins]` table.
@@ -163,6 +214,8 @@ pub struct PipelineConfig {
         deserialize_with = "duration"
     )]
     pub cross_slot_marker_ttl: Duration,
+    /// Which entries this pipeline traces; default: the `[telemetry]` table's `traces`.
+    pub traces: Option<TraceMode>,
 }
 
 /// How the entries of a partitioned pipeline are ordered among daemons.

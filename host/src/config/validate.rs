@@ -4,12 +4,13 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Config, PipelineConfig};
+use super::{Config, PipelineConfig, TelemetryConfig};
 
 impl Config {
     /// Checks the rules that span fields and pipelines.
     pub fn validate(&self) -> Result<()> {
         self.redis.validate()?;
+        self.telemetry.validate().context("in [telemetry]")?;
         let mut names = HashSet::new();
         for p in &self.pipelines {
             if !names.insert(&p.name) {
@@ -39,6 +40,32 @@ impl Config {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl TelemetryConfig {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.sample_ratio) {
+            bail!(
+                "`sample_ratio` = {} is not in [0, 1]: it is the share of new traces sampled (1 samples all)",
+                self.sample_ratio
+            );
+        }
+        if let Some(url) = &self.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!(
+                "`otlp_endpoint` {url:?} is not an http:// or https:// URL: Sluice exports OTLP over HTTP (protobuf), e.g. \"http://otel-collector:4318\" (the collector's OTLP/HTTP port, not its gRPC port 4317)"
+            );
+        }
+        if self
+            .service_name
+            .as_deref()
+            .is_some_and(|n| n.trim().is_empty())
+        {
+            bail!("`service_name` is empty; name the service, or leave the key out for \"sluice\"");
         }
         Ok(())
     }

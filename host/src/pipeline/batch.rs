@@ -1,12 +1,15 @@
 //! One batch's way from handler results to Redis: what each entry comes to (outputs, a
 //! dead letter, a retry), its commit, and the accounting (metrics, status, logs).
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use super::settle::Held;
 use super::{BatchReport, Handled, Pipeline};
 use crate::broker::Ack;
 use crate::message::{CommitStatus, Entry, HandlerError, StreamId};
+use crate::telemetry::traces::Ended;
+use crate::trace_context;
 
 use super::outcome::Outcome;
 
@@ -22,6 +25,9 @@ pub(super) struct Prepared {
     lease: tokio::task::JoinHandle<()>,
     /// Since when the batch is known to be this consumer's.
     held: Held,
+    /// The traced entries committed: index into `entries`, into `acks`, and the digest
+    /// of the plugin that handled it.
+    traced: Vec<(usize, usize, Arc<str>)>,
 }
 
 /// Times in a row an entry is handled again at once because its handler state changed
@@ -42,6 +48,7 @@ impl Pipeline {
         read_at: Instant,
     ) -> BatchReport {
         self.metrics.read.increment(entries.len() as u64);
+        self.traces.begin(&mut entries, wall_time(read_at));
         let (lease, held) = self.keep_leases(&entries, read_at);
         let results = self.invoke(&mut entries).await;
         let prepared = self.prepare(entries, results, lease, held);
@@ -63,7 +70,8 @@ impl Pipeline {
         let mut unstarted = Vec::new();
         let mut again = Vec::new();
         let mut retries = Vec::new();
-        for (entry, handled) in entries.iter().zip(results) {
+        let mut traced = Vec::new();
+        for (index, (entry, handled)) in entries.iter().zip(results).enumerate() {
             let Some((digest, result, changes)) = handled else {
                 // Not started. Draining: it stays pending for the next delivery. Paused:
                 // it is held, and handled first on resume (as the same delivery).
@@ -80,13 +88,33 @@ impl Pipeline {
                 self.metrics.failure(error.kind());
                 self.board.set_error(format!("{}: {error}", entry.id));
             }
-            match rules.decide(entry, &digest, result) {
+            let outcome = rules.decide(entry, &digest, result);
+            if entry.trace.is_some() {
+                match &outcome {
+                    Outcome::Retry(error) => self.traces.end(
+                        entry,
+                        &digest,
+                        None,
+                        &Ended::Retry(format!("{}: {error}", error.kind())),
+                    ),
+                    _ => traced.push((index, acks.len(), digest.clone())),
+                }
+            }
+            match outcome {
                 Outcome::Deliver(mut outputs) => {
                     if let Some(name) = &self.config.version_field {
                         for output in &mut outputs {
                             output
                                 .fields
                                 .push((name.clone(), digest.as_bytes().to_vec()));
+                        }
+                    }
+                    // The next consumer goes on with this delivery's span (W3C Trace
+                    // Context in the entry's fields).
+                    if let Some(trace) = &entry.trace {
+                        let context = trace.output_fields();
+                        for output in &mut outputs {
+                            trace_context::inject(&mut output.fields, context.clone());
                         }
                     }
                     acks.push(Ack {
@@ -134,6 +162,7 @@ impl Pipeline {
             report,
             lease,
             held,
+            traced,
         }
     }
 
@@ -146,10 +175,34 @@ impl Pipeline {
             mut report,
             lease,
             held,
+            traced,
         } = prepared;
         let mut latency_ms = 0;
+        let commit_started = SystemTime::now();
         let statuses = self.commit(&acks, &entries, &held).await;
+        let commit_times = (commit_started, SystemTime::now());
         lease.abort();
+        for (entry, ack, digest) in traced {
+            let ended = match statuses[ack] {
+                Some(CommitStatus::Committed | CommitStatus::Adopted) if dead.contains(&ack) => {
+                    Ended::DeadLettered(
+                        String::from_utf8_lossy(&acks[ack].outputs[0].fields[0].1).into_owned(),
+                    )
+                }
+                Some(CommitStatus::Committed | CommitStatus::Adopted) => Ended::Committed,
+                // Handled again as the same delivery, in the same span.
+                Some(CommitStatus::Conflict) => continue,
+                Some(CommitStatus::StateRefused) => {
+                    Ended::DeadLettered("a state write was refused at the commit".into())
+                }
+                Some(CommitStatus::NotOwned) => Ended::NotCommitted("not-owned"),
+                Some(CommitStatus::Gone) => Ended::NotCommitted("gone"),
+                Some(CommitStatus::Undelivered) => Ended::NotCommitted("undelivered"),
+                None => Ended::NotCommitted("pending"),
+            };
+            self.traces
+                .end(&entries[entry], &digest, Some(commit_times), &ended);
+        }
         let (mut adopted, mut gone, mut undelivered) = (Vec::new(), Vec::new(), Vec::new());
         let (mut conflicted, mut refused) = (Vec::new(), Vec::new());
         for (index, (ack, status)) in acks.iter().zip(statuses).enumerate() {
@@ -333,4 +386,11 @@ impl Pipeline {
         self.metrics.end_to_end.record(ms as f64 / 1e3);
         ms
     }
+}
+
+/// The wall-clock time of `instant` (spans are in wall time).
+pub(super) fn wall_time(instant: Instant) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(instant.elapsed())
+        .unwrap_or_else(SystemTime::now)
 }

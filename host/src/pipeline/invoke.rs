@@ -1,5 +1,7 @@
 //! Running the handler over a batch, on one instance or spread over several.
 
+use std::time::{Instant, SystemTime};
+
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -92,6 +94,24 @@ pub(super) struct Invoked {
     pub results: Vec<Option<Handled>>,
 }
 
+/// One handler call on `entry`, timed for the metrics and the entry's trace.
+pub(super) async fn call(
+    instance: &mut Instance,
+    source: &str,
+    entry: &mut Entry,
+    scope: Option<&Scope>,
+    calls: &CallMetrics,
+) -> Handled {
+    let (started, wall) = (Instant::now(), SystemTime::now());
+    let (result, state) = instance.handle_in(source, entry, scope).await;
+    let took = started.elapsed();
+    calls.record(took, instance.last_call_throttled());
+    if let Some(trace) = &mut entry.trace {
+        trace.handled = Some((wall, wall + took));
+    }
+    (instance.plugin().digest().clone(), result, state.changes)
+}
+
 async fn invoke_on(
     instances: &mut Vec<Instance>,
     source: &str,
@@ -108,14 +128,9 @@ async fn invoke_on(
                 results.push(None);
                 continue;
             }
-            let started = std::time::Instant::now();
-            let (result, state) = instance.handle_in(source, entry, scope.as_ref()).await;
-            calls.record(started.elapsed(), instance.last_call_throttled());
-            results.push(Some((
-                instance.plugin().digest().clone(),
-                result,
-                state.changes,
-            )));
+            results.push(Some(
+                call(instance, source, entry, scope.as_ref(), calls).await,
+            ));
         }
         return results;
     }
@@ -152,12 +167,10 @@ async fn invoke_parallel(
                         let result = if halt.now() {
                             None
                         } else {
-                            let started = std::time::Instant::now();
-                            let (result, state) = instance
-                                .handle_in(&source, &mut entry, scope.as_ref())
-                                .await;
-                            calls.record(started.elapsed(), instance.last_call_throttled());
-                            Some((instance.plugin().digest().clone(), result, state.changes))
+                            Some(
+                                call(&mut instance, &source, &mut entry, scope.as_ref(), &calls)
+                                    .await,
+                            )
                         };
                         done.push((index, entry, result));
                     }

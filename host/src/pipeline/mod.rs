@@ -28,6 +28,7 @@ use crate::message::{Entry, HandlerError, Output, StreamId};
 use crate::state::{Changes, Scope};
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
+use crate::telemetry::traces::{PipelineNames, Traces, Tracing};
 use crate::wasm::{Instance, PluginCell};
 
 pub use ordered::LeaseClock;
@@ -75,6 +76,8 @@ pub struct Pipeline {
     last_known: Option<String>,
     /// Which partition of a partitioned pipeline this is.
     partition: Option<u32>,
+    /// Which entries get a trace, and where their spans go.
+    traces: Traces,
 }
 
 /// A handler's result for one entry, with the digest of the plugin version that ran it
@@ -116,6 +119,7 @@ impl Pipeline {
         broker: &Broker,
         consumer: &str,
         board: Arc<Board>,
+        tracing: &Tracing,
     ) -> Result<Self> {
         let keys = KeyMap::new(config.state_keys(partition));
         // Outputs as the handler names them (a partition's are tagged at the commit).
@@ -153,7 +157,17 @@ impl Pipeline {
             overlay: Default::default(),
             store: consumer.state_store(),
         });
+        let traces = tracing.pipeline(
+            config.traces,
+            PipelineNames {
+                pipeline: config.name.to_string(),
+                input: config.input.to_string(),
+                group: config.group.to_string(),
+                partition,
+            },
+        );
         Ok(Self {
+            traces,
             state,
             outputs,
             dead_letter: config.dead_letter_stream(),

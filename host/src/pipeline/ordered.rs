@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
+use super::invoke::call;
 use super::{BatchReport, Handled, Pipeline};
 use crate::broker::{Fence, PendingEntry};
 use crate::message::{Entry, StreamId};
@@ -206,6 +207,8 @@ impl Pipeline {
         mut entries: Vec<Entry>,
     ) -> (BatchReport, Vec<Entry>, Option<Duration>) {
         self.metrics.read.increment(entries.len() as u64);
+        self.traces
+            .begin(&mut entries, std::time::SystemTime::now());
         let (lease, held) = self.keep_leases(&entries, Instant::now());
         let scope = self.state_scope();
         let source = self.config.input.to_string();
@@ -218,22 +221,21 @@ impl Pipeline {
                 results.push(None);
                 continue;
             }
-            let started = Instant::now();
-            let (result, state) = instance.handle_in(&source, entry, scope.as_ref()).await;
-            self.metrics
-                .calls
-                .record(started.elapsed(), instance.last_call_throttled());
-            if let Err(error) = &result
+            let handled = call(
+                instance,
+                &source,
+                entry,
+                scope.as_ref(),
+                &self.metrics.calls,
+            )
+            .await;
+            if let Err(error) = &handled.1
                 && error.is_retryable()
                 && entry.attempt < max_attempts
             {
                 failed = Some((entry.id.clone(), entry.attempt));
             }
-            results.push(Some((
-                instance.plugin().digest().clone(),
-                result,
-                state.changes,
-            )));
+            results.push(Some(handled));
         }
         let prepared = self.prepare(entries.clone(), results, lease, held);
         let report = self.finish(prepared).await;

@@ -187,6 +187,7 @@ mod tests {
             fields: vec![("a".into(), b"1".to_vec())],
             attempt,
             raw_names: None,
+            trace: None,
         };
         let reason = |outcome: Outcome| match outcome {
             Outcome::DeadLetter(letter) => {
@@ -246,6 +247,7 @@ mod tests {
             fields: (0..n).map(|i| (format!("f{i}"), b"v".to_vec())).collect(),
             attempt: 1,
             raw_names: None,
+            trace: None,
         };
         let fits = rules.dead_letter(&entry(4), "plugin", "rejected: no");
         assert_eq!(fits.fields.len(), dead_letter_fields::COUNT + 4);

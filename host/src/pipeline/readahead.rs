@@ -33,6 +33,8 @@ impl Pipeline {
         let mut committing: Option<Prepared> = None;
         loop {
             self.metrics.read.increment(current.len() as u64);
+            self.traces
+                .begin(&mut current, super::batch::wall_time(read_at));
             let prefetch_at = Instant::now();
             let prefetch = self.should_prefetch(current.len()).then(|| {
                 tokio::spawn(

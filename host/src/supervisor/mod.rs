@@ -19,8 +19,10 @@ use crate::config::{Config, PipelineConfig};
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadReport, ReloadRequests};
 use crate::redis_server::RedisServer;
 use crate::registry::{Registry, Streams};
+use crate::telemetry::traces::Tracing;
 use crate::wasm::{Cache, Plugin, Runtime, Source};
 use crate::{admin, watch};
+use partitions::Partitions;
 use thread::{Running, spawn_pipeline, stop_all};
 
 /// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
@@ -41,6 +43,9 @@ pub struct Daemon {
     loader: Option<ConfigLoader>,
     reloads: ReloadRequests,
     reload_handle: ReloadHandle,
+    /// Traces: the default mode, and the span exporter if there is one (its `[telemetry]`
+    /// is read at start-up; a reload does not change it).
+    tracing: Tracing,
 }
 
 /// Starts every pipeline of `config`; they run until `shutdown` is cancelled.
@@ -67,16 +72,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     };
     let runtime = Runtime::new(config.meters_fuel(), cache)?;
     let (reload_handle, reloads) = control::reload_channel();
+    let consumer = config
+        .redis
+        .consumer
+        .clone()
+        .unwrap_or_else(default_consumer_name);
+    let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
     let mut daemon = Daemon {
+        tracing,
         redis,
         url,
         broker,
         runtime,
-        consumer: config
-            .redis
-            .consumer
-            .clone()
-            .unwrap_or_else(default_consumer_name),
+        consumer,
         registry: Arc::new(Registry::default()),
         pipelines: BTreeMap::new(),
         shutdown: shutdown.clone(),
@@ -156,6 +164,9 @@ impl Daemon {
         }
         let running = std::mem::take(&mut self.pipelines);
         stop_all(running.into_values().collect(), self.drain_timeout).await;
+        // The spans of the last entries handled go out before the exit.
+        let traces = self.tracing.clone();
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown(Duration::from_secs(5))).await;
         self.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drop(self.redis);
@@ -247,16 +258,16 @@ impl Daemon {
             .context("slot added above")?;
         let stop = self.shutdown.child_token();
         let kill = CancellationToken::new();
-        let (started, ended) = spawn_pipeline(
-            config.clone(),
+        let partitions = Partitions {
+            config: config.clone(),
             cell,
-            self.broker.clone(),
-            self.consumer.clone(),
+            broker: self.broker.clone(),
+            consumer: self.consumer.clone(),
             board,
-            stop.clone(),
-            kill.clone(),
-        )
-        .with_context(|| format!("pipeline {name:?} cannot start"))?;
+            tracing: self.tracing.clone(),
+        };
+        let (started, ended) = spawn_pipeline(partitions, stop.clone(), kill.clone())
+            .with_context(|| format!("pipeline {name:?} cannot start"))?;
         let running = Running {
             config,
             stop,

@@ -15,6 +15,7 @@ use crate::broker::{Broker, Fence, LeaseKeys};
 use crate::config::PipelineConfig;
 use crate::pipeline::{LeaseClock, Pipeline};
 use crate::status::Board;
+use crate::telemetry::traces::Tracing;
 use crate::wasm::PluginCell;
 
 /// What a pipeline's thread needs to start partitions.
@@ -24,6 +25,7 @@ pub(super) struct Partitions {
     pub broker: Broker,
     pub consumer: String,
     pub board: Arc<Board>,
+    pub tracing: Tracing,
 }
 
 impl Partitions {
@@ -35,6 +37,7 @@ impl Partitions {
             &self.broker,
             &self.consumer,
             self.board.clone(),
+            &self.tracing,
         )
         .await
     }

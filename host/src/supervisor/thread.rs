@@ -1,7 +1,6 @@
 //! Each pipeline on a thread of its own: starting it, and stopping it within the drain
 //! timeout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::partitions::Partitions;
-use crate::broker::Broker;
 use crate::config::Ordering;
 use crate::config::PipelineConfig;
 use crate::pipeline::Pipeline;
@@ -47,21 +45,17 @@ impl Drop for Running {
 /// blocking threads, and a pipeline must never hold its caller's runtime hostage.
 /// Returns whether it started, and a receiver that resolves when the thread has ended.
 pub(super) fn spawn_pipeline(
-    config: PipelineConfig,
-    cell: crate::wasm::PluginCell,
-    broker: Broker,
-    consumer: String,
-    board: Arc<crate::status::Board>,
+    partitions: Partitions,
     stop: CancellationToken,
     kill: CancellationToken,
 ) -> Result<(oneshot::Receiver<Result<()>>, oneshot::Receiver<()>)> {
     let (ready, started) = oneshot::channel();
     let (ended_tx, ended) = oneshot::channel::<()>();
-    let name = config.name.to_string();
+    let name = partitions.config.name.to_string();
     // Multi-thread even for one worker: it moved more and had a better tail than a
     // current-thread runtime (docs/decisions.md).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.concurrency.max(1))
+        .worker_threads(partitions.config.concurrency.max(1))
         .thread_name(format!("sluice-{name}"))
         .enable_all()
         .build()
@@ -79,11 +73,10 @@ pub(super) fn spawn_pipeline(
             let span = tracing::info_span!("pipeline", pipeline = %name);
             let work = runtime.spawn(
                 async move {
-                let partitions = Partitions { config, cell, broker, consumer, board };
                 match (partitions.config.partitions, partitions.config.ordering) {
                     (None, _) => {
                         let p = &partitions;
-                        let pipeline = match Pipeline::new(p.config.clone(), None, p.cell.clone(), &p.broker, &p.consumer, p.board.clone()).await {
+                        let pipeline = match Pipeline::new(p.config.clone(), None, p.cell.clone(), &p.broker, &p.consumer, p.board.clone(), &p.tracing).await {
                             Ok(pipeline) => pipeline,
                             Err(e) => {
                                 let _ = ready.send(Err(e));

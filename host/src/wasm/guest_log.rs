@@ -1,5 +1,6 @@
 //! Where a guest's words go: host `log` calls and WASI stdout/stderr become `tracing`
-//! events attributed to plugin digest and message id (in the pipeline's span), rate-limited per instance
+//! events attributed to plugin digest and message id, and to the message's `trace_id`
+//! and `span_id` when it is traced (in the pipeline's span), rate-limited per instance
 //! so that a chatty or hostile plugin cannot flood the daemon's log.
 
 use std::num::NonZeroU32;
@@ -10,7 +11,10 @@ use std::task::{Context, Poll};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::io::AsyncWrite;
+use tracing::field::display;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use crate::trace_context::SpanContext;
 
 /// Which plugin version is running: attached to every log line of the guest (the
 /// pipeline is named by the `pipeline` span the call runs in).
@@ -18,6 +22,13 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 pub struct Identity {
     /// The plugin's content digest.
     pub digest: Arc<str>,
+}
+
+/// The message being handled, and its trace and span IDs if it is traced.
+#[derive(Debug, Clone, Default)]
+struct Current {
+    id: String,
+    trace: Option<(String, String)>,
 }
 
 /// Lines per second a single instance may log, and the burst it may save up.
@@ -42,7 +53,7 @@ pub struct GuestLog {
     /// The span the instance was created in (the pipeline's): WASI stdout and stderr are
     /// written from tasks of their own, outside it.
     span: tracing::Span,
-    message_id: Mutex<String>,
+    message: Mutex<Current>,
     limiter: DefaultDirectRateLimiter,
     dropped: AtomicU64,
 }
@@ -55,17 +66,19 @@ impl GuestLog {
         Arc::new(Self {
             identity,
             span: tracing::Span::current(),
-            message_id: Mutex::new(String::new()),
+            message: Mutex::new(Current::default()),
             limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             dropped: AtomicU64::new(0),
         })
     }
 
-    /// Attributes the following lines to message `id`.
-    pub fn set_message(&self, id: &str) {
-        let mut current = crate::lock::lock(&self.message_id);
-        current.clear();
-        current.push_str(id);
+    /// Attributes the following lines to message `id` and, when it is traced, to its
+    /// trace and span (`trace_id`, `span_id`: W3C hex, as trace backends show them).
+    pub fn set_message(&self, id: &str, trace: Option<&SpanContext>) {
+        let mut current = crate::lock::lock(&self.message);
+        current.id.clear();
+        current.id.push_str(id);
+        current.trace = trace.map(|t| (t.trace_id_hex(), t.span_id_hex()));
     }
 
     /// Logs one line, unless the instance is over its rate.
@@ -81,25 +94,29 @@ impl GuestLog {
         let _span = self.span.enter();
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         let Identity { digest } = &self.identity;
-        let id = crate::lock::lock(&self.message_id).clone();
+        let Current { id, trace } = crate::lock::lock(&self.message).clone();
+        let (trace_id, span_id) = match &trace {
+            Some((t, s)) => (Some(display(t)), Some(display(s))),
+            None => (None, None),
+        };
         if dropped > 0 {
             tracing::warn!(plugin = %digest, dropped, "plugin log over {LINES_PER_SECOND} lines/s: lines were dropped");
         }
         match severity {
             Severity::Trace => {
-                tracing::trace!(plugin = %digest, message_id = %id, source, "{text}")
+                tracing::trace!(plugin = %digest, message_id = %id, trace_id, span_id, source, "{text}")
             }
             Severity::Debug => {
-                tracing::debug!(plugin = %digest, message_id = %id, source, "{text}")
+                tracing::debug!(plugin = %digest, message_id = %id, trace_id, span_id, source, "{text}")
             }
             Severity::Info => {
-                tracing::info!(plugin = %digest, message_id = %id, source, "{text}")
+                tracing::info!(plugin = %digest, message_id = %id, trace_id, span_id, source, "{text}")
             }
             Severity::Warn => {
-                tracing::warn!(plugin = %digest, message_id = %id, source, "{text}")
+                tracing::warn!(plugin = %digest, message_id = %id, trace_id, span_id, source, "{text}")
             }
             Severity::Error => {
-                tracing::error!(plugin = %digest, message_id = %id, source, "{text}")
+                tracing::error!(plugin = %digest, message_id = %id, trace_id, span_id, source, "{text}")
             }
         }
     }

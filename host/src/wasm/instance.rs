@@ -177,7 +177,8 @@ impl Instance {
         data.deadline = now + self.limits.timeout;
         data.throttle_from = now + self.limits.throttle_after;
         data.throttled = false;
-        data.log.set_message(&entry.id);
+        data.log
+            .set_message(&entry.id, entry.trace.as_ref().map(|t| &t.span));
         data.state = state.take();
         if let Some(fuel) = self.limits.fuel {
             // Cannot fail: fuel is on in the engine whenever a pipeline sets a budget.

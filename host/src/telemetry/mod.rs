@@ -1,4 +1,5 @@
-//! Metrics: the Prometheus recorder and each pipeline's instruments.
+//! Metrics (the Prometheus recorder and each pipeline's instruments) and traces
+//! ([`traces`]: OpenTelemetry spans of the entries handled, exported over OTLP).
 //!
 //! Names (every one labelled `pipeline`):
 //! `sluice_messages_read_total`, `sluice_messages_committed_total`,
@@ -18,6 +19,8 @@
 //! `sluice_state_reads_total` and `sluice_state_writes_total` (of committed entries) and
 //! `sluice_state_conflicts_total` (entries handled again because a value they read
 //! changed before their commit).
+
+pub mod traces;
 
 use std::sync::OnceLock;
 
