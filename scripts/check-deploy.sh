@@ -46,6 +46,11 @@ if env.get("SLUICE_CONSUMER", {}).get("valueFrom", {}).get("fieldRef", {}).get("
     fail("SLUICE_CONSUMER must come from the pod's name (fieldRef metadata.name)")
 if "secretKeyRef" not in env.get("SLUICE_ADMIN_TOKEN", {}).get("valueFrom", {}):
     fail("SLUICE_ADMIN_TOKEN must come from a Secret")
+otlp = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value")
+if otlp is not None and (not otlp.startswith(("http://", "https://")) or otlp.rstrip("/").endswith(":4317")):
+    fail(f"OTEL_EXPORTER_OTLP_ENDPOINT {otlp!r}: Sluice exports OTLP over HTTP: an http(s):// URL of the collector's OTLP/HTTP port (4318), not gRPC's 4317")
+if env.get("OTEL_EXPORTER_OTLP_PROTOCOL", {}).get("value", "http/protobuf") != "http/protobuf":
+    fail("OTEL_EXPORTER_OTLP_PROTOCOL: Sluice speaks http/protobuf only")
 if container["livenessProbe"]["httpGet"]["path"] != "/healthz":
     fail("the liveness probe must ask /healthz")
 if container["readinessProbe"]["httpGet"]["path"] != "/readyz":

@@ -493,6 +493,7 @@ async fn a_collector_that_is_down_costs_no_entry() {
         .expect("a free port")
         .port();
     let cfg = format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\n\n")
+        + ADMIN
         + &payments("payments").to_string();
     let host = Host::start(&redis, config(&cfg)).await;
     add_orders(&mut con, 200, 0).await;
@@ -500,6 +501,19 @@ async fn a_collector_that_is_down_costs_no_entry() {
     for (_, fields) in entries(&mut con, "PAYMENTS_STREAM").await {
         assert!(field(&fields, "traceparent").is_some());
     }
+    // 800 spans: a full batch of 512 is sent at once, and fails, which the metrics say.
+    let metrics = format!("http://{}/metrics", host.admin());
+    eventually(
+        "the failed export counted",
+        Duration::from_secs(10),
+        || async {
+            let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+            text.lines()
+                .any(|l| l.starts_with("sluice_span_export_failures_total") && !l.ends_with(" 0"))
+                .then_some(())
+        },
+    )
+    .await;
     let started = std::time::Instant::now();
     host.stop().await;
     assert!(

@@ -18,7 +18,8 @@
 //! `sluice_consumer_group_recreated_total`, and for handler state
 //! `sluice_state_reads_total` and `sluice_state_writes_total` (of committed entries) and
 //! `sluice_state_conflicts_total` (entries handled again because a value they read
-//! changed before their commit).
+//! changed before their commit); for traces, `sluice_spans_exported_total` and
+//! `sluice_span_export_failures_total` (spans the OTLP exporter sent, or could not).
 
 pub mod traces;
 

@@ -23,8 +23,9 @@ use opentelemetry::trace::{
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor,
+    BatchSpanProcessor, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor,
 };
 
 use crate::config::{TelemetryConfig, TraceMode};
@@ -117,7 +118,7 @@ impl Tracing {
                 KeyValue::new("service.instance.id", consumer.to_owned()),
             ])
             .build();
-        let mut processor = BatchSpanProcessor::builder(exporter).build();
+        let mut processor = BatchSpanProcessor::builder(Counted(exporter)).build();
         processor.set_resource(&resource);
         tracing::info!(
             endpoint = url.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*"),
@@ -165,6 +166,37 @@ impl Tracing {
             name: format!("process {}", names.input).into(),
             common: common.into(),
         }
+    }
+}
+
+/// The OTLP exporter, counting the spans it sent and those it could not
+/// (`sluice_spans_exported_total`, `sluice_span_export_failures_total`): a collector
+/// that is down shows in the metrics, not only in the SDK's log line per failed batch.
+#[derive(Debug)]
+struct Counted<E>(E);
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len() as u64;
+        let result = self.0.export(batch).await;
+        let name = match result {
+            Ok(()) => "sluice_spans_exported_total",
+            Err(_) => "sluice_span_export_failures_total",
+        };
+        metrics::counter!(name).increment(spans);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.0.set_resource(resource);
     }
 }
 
