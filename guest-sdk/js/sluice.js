@@ -53,7 +53,8 @@ export class Message {
   /** Every field as text, keyed by name (the last value wins). */
   fields() {
     const object = {};
-    for (const [name, value] of this.raw) object[name] = decoder.decode(value);
+    const raw = this.raw;
+    for (let i = 0; i < raw.length; i += 1) object[raw[i][0]] = decoder.decode(raw[i][1]);
     return object;
   }
 
@@ -80,8 +81,8 @@ export function retry(reason) {
 }
 
 function toBytes(value) {
-  if (value instanceof Uint8Array) return value;
   if (typeof value === 'string') return encoder.encode(value);
+  if (value instanceof Uint8Array) return value;
   return encoder.encode(JSON.stringify(value));
 }
 
@@ -91,8 +92,10 @@ function toBytes(value) {
  */
 export function output(target, object = {}) {
   const fields = [];
-  for (const [name, value] of Object.entries(object)) {
-    if (value !== null && value !== undefined) fields.push([name, toBytes(value)]);
+  const names = Object.keys(object);
+  for (let i = 0; i < names.length; i += 1) {
+    const value = object[names[i]];
+    if (value !== null && value !== undefined) fields.push([names[i], toBytes(value)]);
   }
   return { target, fields };
 }
@@ -108,9 +111,17 @@ export const log = Object.freeze({
 
 /** The pipeline's `config` value for `key`, or `fallback`. */
 export function config(key, fallback = undefined) {
-  const value = hostConfig(key);
-  return value === undefined || value === null ? fallback : value;
+  let value = configCache.get(key);
+  if (value === undefined && !configCache.has(key)) {
+    value = hostConfig(key) ?? undefined;
+    configCache.set(key, value);
+  }
+  return value === undefined ? fallback : value;
 }
+
+// An instance lives within one pipeline's config (a changed config restarts the
+// pipeline, with new instances): each key is asked of the host once.
+const configCache = new Map();
 
 /** Wraps `fn(message)` as the component's `handle` export. */
 export function handler(fn) {

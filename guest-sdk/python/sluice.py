@@ -93,8 +93,16 @@ def output(target: str, /, **fields) -> types.Output:
 
 def config(key: str, fallback: Optional[str] = None) -> Optional[str]:
     """The pipeline's `config` value for `key`, or `fallback`."""
-    value = host.config(key)
+    try:
+        value = _config_cache[key]
+    except KeyError:
+        value = _config_cache[key] = host.config(key)
     return fallback if value is None else value
+
+
+# An instance lives within one pipeline's config (a changed config restarts the pipeline,
+# with new instances): each key is asked of the host once.
+_config_cache: Dict[str, Optional[str]] = {}
 
 
 class _Log:

@@ -386,3 +386,46 @@ async fn every_language_writes_the_same_state() {
         at("outside the prefixes").contains("starts with none of the pipeline's state prefixes")
     );
 }
+
+/// Plugins that embed an interpreter are told apart by their `producers` sections, and
+/// get an instance per core by default (up to 4); compiled ones keep one (outputs in
+/// input order). Rust and C have no interpreter; the JavaScript and Python builds do.
+#[tokio::test]
+async fn interpreted_plugins_get_an_instance_per_core_by_default() {
+    let runtime = sluice::wasm::Runtime::new(false, None).expect("runtime");
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    for (plugin, language) in LANGUAGES {
+        let path = plugin_wasm(plugin);
+        let loaded = tokio::task::spawn_blocking({
+            let runtime = runtime.clone();
+            move || sluice::wasm::Plugin::load(&runtime, &path)
+        })
+        .await
+        .expect("load task")
+        .expect("plugin loads");
+        let expected = match *language {
+            "javascript" => Some("JavaScript"),
+            "python" => Some("Python"),
+            _ => None,
+        };
+        assert_eq!(loaded.interpreter(), expected, "{plugin}");
+        let config = payments("p")
+            .plugin(format!("{{plugin:{plugin}}}"))
+            .config("");
+        let pipeline = &config.pipelines[0];
+        let instances = pipeline.resolve_concurrency(loaded.interpreter().is_some());
+        assert_eq!(
+            instances,
+            if expected.is_some() { cores } else { 1 },
+            "{plugin}"
+        );
+        // Set, it wins.
+        let set = payments("p")
+            .plugin(format!("{{plugin:{plugin}}}"))
+            .with("concurrency = 1")
+            .config("");
+        assert_eq!(set.pipelines[0].resolve_concurrency(true), 1);
+    }
+}

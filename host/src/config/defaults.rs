@@ -19,9 +19,6 @@ pub fn drain_timeout() -> Duration {
 pub fn batch() -> usize {
     100
 }
-pub fn concurrency() -> usize {
-    1
-}
 pub fn max_attempts() -> u32 {
     5
 }

@@ -165,9 +165,10 @@ pub struct PipelineConfig {
     /// How many entries one read (and one commit) takes at most.
     #[serde(default = "defaults::batch")]
     pub batch: usize,
-    /// How many handler instances run the entries of a batch side by side.
-    #[serde(default = "defaults::concurrency")]
-    pub concurrency: usize,
+    /// How many handler instances run the entries of a batch side by side. Unset: 1,
+    /// or for a plugin that embeds an interpreter (JavaScript, Python) one per core, up to
+    /// 4 (see [`PipelineConfig::resolve_concurrency`]).
+    pub concurrency: Option<usize>,
     /// Deliveries after which a failing entry is dead-lettered.
     #[serde(default = "defaults::max_attempts")]
     pub max_attempts: u32,
@@ -385,6 +386,23 @@ impl PipelineConfig {
         }
     }
 
+    /// The handler instances of this pipeline: `concurrency` as set; unset, one per core
+    /// (up to 4) when the plugin embeds an interpreter (`interpreted`: JavaScript and
+    /// Python run one call at a time per instance, 10-100x slower than compiled code, so
+    /// a core each pays), else 1 (a compiled handler's call is microseconds: one instance
+    /// keeps up with Redis and keeps outputs in input order).
+    pub fn resolve_concurrency(&self, interpreted: bool) -> usize {
+        self.concurrency.unwrap_or_else(|| {
+            if interpreted {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .clamp(1, 4)
+            } else {
+                1
+            }
+        })
+    }
+
     /// Partition `p` of this pipeline as a pipeline of its own: its streams tagged
     /// `{p}` (see [`crate::partition`]). State prefixes stay as the handler sees them;
     /// [`PipelineConfig::state_keys`] says where they live.
@@ -397,7 +415,7 @@ impl PipelineConfig {
             partitions: None,
             // Partitions run side by side (`concurrency` of them at once), each handling
             // its batch on one instance.
-            concurrency: 1,
+            concurrency: Some(1),
             ..self.clone()
         }
     }

@@ -112,7 +112,10 @@ impl PipelineConfig {
         if dead == self.input.as_str() {
             bail!("dead_letter {dead:?} is the input stream; pick another stream");
         }
-        let positive = [("batch", self.batch), ("concurrency", self.concurrency)];
+        let positive = [
+            ("batch", self.batch),
+            ("concurrency", self.concurrency.unwrap_or(1)),
+        ];
         for (key, value) in positive {
             if value == 0 {
                 bail!("`{key}` must be at least 1");

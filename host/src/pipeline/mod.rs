@@ -149,7 +149,7 @@ impl Pipeline {
         }
         let limits = config.limits.to_limits();
         let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
-        let instances = (0..config.concurrency)
+        let instances = (0..config.concurrency.unwrap_or(1))
             .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
             .collect();
         let state = (!config.state.is_empty()).then(|| Scope {

@@ -250,6 +250,15 @@ impl Daemon {
             dead_letter: config.dead_letter_stream(),
             state: config.state.clone(),
         };
+        // The running config keeps `concurrency` as written (a reload compares them);
+        // the pipeline gets it resolved for its plugin.
+        let mut resolved = config.clone();
+        resolved.concurrency = Some(config.resolve_concurrency(plugin.interpreter().is_some()));
+        if config.concurrency.is_none()
+            && let Some(language) = plugin.interpreter()
+        {
+            tracing::info!(pipeline = %name, concurrency = resolved.concurrency, "the plugin embeds a {language} interpreter: one instance per core (set `concurrency` to choose; 1 keeps outputs in input order)");
+        }
         let cell = self.registry.add(&name, &config.plugin, streams, plugin);
         let board = self
             .registry
@@ -259,7 +268,7 @@ impl Daemon {
         let stop = self.shutdown.child_token();
         let kill = CancellationToken::new();
         let partitions = Partitions {
-            config: config.clone(),
+            config: resolved,
             cell,
             broker: self.broker.clone(),
             consumer: self.consumer.clone(),

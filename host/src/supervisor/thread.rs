@@ -55,7 +55,7 @@ pub(super) fn spawn_pipeline(
     // Multi-thread even for one worker: it moved more and had a better tail than a
     // current-thread runtime (docs/decisions.md).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(partitions.config.concurrency.max(1))
+        .worker_threads(partitions.config.concurrency.unwrap_or(1).max(1))
         .thread_name(format!("sluice-{name}"))
         .enable_all()
         .build()

@@ -63,6 +63,7 @@ impl Runtime {
             // Component-model async is unused: it costs ~1.3 µs per call when on.
             .concurrency_support(false)
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.profiler(profiler()?);
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
@@ -96,6 +97,20 @@ impl Runtime {
     fn linker(&self) -> &Linker<HostState> {
         &self.inner.linker
     }
+}
+
+/// `SLUICE_WASM_PROFILER=perfmap` (or `jitdump`) names guest functions for `perf`:
+/// `perf record -k mono -p PID`, then `perf report` (after `perf inject --jit` for
+/// jitdump). Off by default.
+fn profiler() -> Result<wasmtime::ProfilingStrategy> {
+    Ok(match std::env::var("SLUICE_WASM_PROFILER").as_deref() {
+        Err(_) | Ok("") | Ok("none") => wasmtime::ProfilingStrategy::None,
+        Ok("perfmap") => wasmtime::ProfilingStrategy::PerfMap,
+        Ok("jitdump") => wasmtime::ProfilingStrategy::JitDump,
+        Ok(other) => anyhow::bail!(
+            "SLUICE_WASM_PROFILER={other:?}: use \"perfmap\" or \"jitdump\" (or unset it)"
+        ),
+    })
 }
 
 /// Ticks for as long as the engine lives — stores hold it too, so a guest still running

@@ -22,6 +22,8 @@ pub struct Plugin {
     source: Source,
     /// Whether the component imports `sluice:plugin/state`.
     imports_state: bool,
+    /// The language whose interpreter it embeds, if any.
+    interpreter: Option<&'static str>,
 }
 
 impl Plugin {
@@ -66,11 +68,18 @@ impl Plugin {
             compile_time,
             source,
             imports_state,
+            interpreter: interpreter(bytes),
         })
     }
 
     /// Whether the component imports the `state` interface (world `stateful-handler`):
     /// only pipelines that declare `state` prefixes may run it.
+    /// The language whose interpreter the component embeds (`"JavaScript"` for
+    /// componentize-js, `"Python"` for componentize-py), if it does.
+    pub fn interpreter(&self) -> Option<&'static str> {
+        self.interpreter
+    }
+
     pub fn imports_state(&self) -> bool {
         self.imports_state
     }
@@ -94,4 +103,35 @@ impl Plugin {
     pub fn source(&self) -> Source {
         self.source
     }
+}
+
+/// Which interpreter a component embeds, from the `producers` sections of it and its
+/// modules (<https://github.com/WebAssembly/tool-conventions/blob/main/ProducersSection.md>):
+/// componentize-js records `processed-by ComponentizeJS` and `language JavaScript`;
+/// componentize-py, `processed-by component-init-transform` (its pre-initializer).
+fn interpreter(bytes: &[u8]) -> Option<&'static str> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(payload) = payload else { break };
+        let wasmparser::Payload::CustomSection(section) = payload else {
+            continue;
+        };
+        let wasmparser::KnownCustom::Producers(fields) = section.as_known() else {
+            continue;
+        };
+        for field in fields.into_iter().flatten() {
+            for value in field.values.into_iter().flatten() {
+                match (field.name, value.name) {
+                    ("language", "JavaScript") | ("processed-by", "ComponentizeJS") => {
+                        return Some("JavaScript");
+                    }
+                    ("language", "Python")
+                    | ("processed-by", "componentize-py" | "component-init-transform") => {
+                        return Some("Python");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    None
 }
