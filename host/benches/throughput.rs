@@ -1,26 +1,33 @@
 //! Throughput and latency benchmark: the same orders → payments work done by
 //!
-//! - **native**: a hand-written Rust consumer with the same batching (XREADGROUP COUNT b,
-//!   build the payment, XADD + XACK per batch in one MULTI) — the ceiling for any wrapper;
-//! - **sluice-rust**: the `sluice` daemon (a child process) with `plugins/payments`
-//!   (epoch interruption and the memory limiter on, as shipped);
+//! - **native** and **native-1000**: a hand-written Rust consumer (redis-rs), a process of
+//!   its own like every contender (this binary run again), reading COUNT 100 (the
+//!   daemon's batch) or COUNT 1000, building the payment, XADD + XACK per batch in one
+//!   MULTI — the ceiling for any wrapper;
+//! - **sluice-rust**, **sluice-c**, **sluice-js**, **sluice-python**: the `sluice` daemon
+//!   (a child process) with the payments plugin of each language, on the pipeline's
+//!   defaults (limits on as shipped; concurrency 1 for compiled plugins, one instance
+//!   per core for interpreted ones) and a warm compiled-code cache;
 //! - **seed-node**: the tutorial's node-redis v4 consumer, installed from npm here;
 //!
-//! each on a fresh redis-server (persistence off), side by side in one run.
+//! each on a fresh redis-server (persistence off), in `--rounds` interleaved rounds (every
+//! contender once per round, so that the shared machine's load falls on all alike); each
+//! run is printed, then the median, the range, and the ratios of the medians.
 //!
 //! 1. **Saturation**: N seed-shaped orders preloaded, then drained. Rate = outputs over
 //!    the span of their stream IDs (first to last payment: start-up is not counted); CPU
-//!    seconds per 100k messages of the consumer and of redis-server over that span (from
-//!    /proc); the consumer's peak RSS; ratio to native.
+//!    per message of the consumer and of redis-server over that span (from /proc); the
+//!    consumer's peak RSS; the date and the load average as the rounds went.
 //! 2. **Latency at a fixed rate**: an open-loop producer sends orders on a schedule (10,000
-//!    msg/s, then 50% of the contender's saturation rate); a sink reads the payments and
-//!    records, per message, the time from its *scheduled* send to its output being read
-//!    (so a stalled consumer cannot hide its backlog: no coordinated omission) in an
-//!    HdrHistogram. The first second is warm-up and discarded.
+//!    msg/s where the contender sustains it, then 50% of its saturation rate); a sink
+//!    reads the payments and records, per message, the time from its *scheduled* send to
+//!    its output being read (so a stalled consumer cannot hide its backlog: no
+//!    coordinated omission) in an HdrHistogram. The first second is warm-up and
+//!    discarded.
 //! 3. **Handler cost**: calls into a reused instance, on the `wasm` module alone.
 //!
 //! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--batch B]
-//! [--rate R] [--seconds S] [--only NAME] [--no-latency]`
+//! [--rate R] [--seconds S] [--rounds R] [--only NAME] [--no-latency]`
 
 mod support;
 
@@ -41,7 +48,17 @@ const GROUP: &str = "ORDERS_CON_GROUP";
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let options = Options::parse()?;
+    // The native contenders run as processes of their own, like the others: this
+    // binary, called again.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--native-consumer") {
+        let arg = |k: usize| {
+            args.get(i + k)
+                .context("--native-consumer URL ORDERS BATCH")
+        };
+        return native(arg(1)?.clone(), arg(2)?.parse()?, arg(3)?.parse()?).await;
+    }
+    let mut options = Options::parse()?;
     let root = support::build_plugins()?;
     let seed = root.join("host/benches/seed-node");
     if !seed.join("node_modules/redis").is_dir() {
@@ -54,16 +71,23 @@ async fn main() -> Result<()> {
         }
     }
     let mut contenders = vec![
-        Contender::Native,
+        Contender::Native {
+            name: "native",
+            batch: options.batch,
+        },
+        Contender::Native {
+            name: "native-1000",
+            batch: 1000,
+        },
         Contender::Sluice {
             name: "sluice-rust",
             plugin: root.join("target/plugins/payments.wasm"),
         },
     ];
     for (name, file) in [
+        ("sluice-c", "payments_c.wasm"),
         ("sluice-js", "payments_js.wasm"),
         ("sluice-python", "payments_python.wasm"),
-        ("sluice-c", "payments_c.wasm"),
     ] {
         let plugin = root.join("target/plugins").join(file);
         if plugin.is_file() {
@@ -72,56 +96,132 @@ async fn main() -> Result<()> {
     }
     contenders.push(Contender::SeedNode(seed));
     contenders.retain(|c| options.only.as_deref().is_none_or(|only| c.name() == only));
+    // Plugins come from a warm compiled-code cache (as after `sluice compile` at deploy
+    // time): a run measures handling, not compiling a 12-18 MB component.
+    let cache = tempfile::tempdir()?;
+    options.cache = cache.path().to_owned();
+    for contender in &contenders {
+        if let Contender::Sluice { plugin, .. } = contender {
+            let config = cache.path().join("compile.toml");
+            std::fs::write(&config, sluice_config(plugin, &options))?;
+            let ok = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["compile", "-c"])
+                .arg(&config)
+                .env("SLUICE_LOG", "warn")
+                .status()?;
+            if !ok.success() {
+                bail!("sluice compile {} failed", plugin.display());
+            }
+        }
+    }
 
     let redis_version = Command::new("redis-server").arg("--version").output()?;
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()?;
     println!(
-        "throughput: {} orders, batch {}, concurrency 1, {} cores, redis {}, limits on (epoch interruption, 64 MiB memory limiter)",
+        "throughput: {} orders, batch {}, {} rounds interleaved, pipeline defaults (concurrency: 1 compiled, 1 per core interpreted), {} cores, redis {}, limits on; {}; load average {}",
         options.orders,
         options.batch,
+        options.rounds,
         std::thread::available_parallelism()?,
         String::from_utf8_lossy(&redis_version.stdout)
             .split_whitespace()
             .nth(2)
             .unwrap_or("?")
-            .trim_start_matches("v=")
+            .trim_start_matches("v="),
+        String::from_utf8_lossy(&date.stdout).trim(),
+        load_average()
     );
     println!(
-        "{:<14} {:>10} {:>12} {:>14} {:>10} {:>10}",
-        "contender", "msg/s", "cpu s/100k", "redis s/100k", "peak RSS", "vs native"
+        "{:<6} {:<14} {:>10} {:>13} {:>14} {:>10}",
+        "round", "contender", "msg/s", "cpu µs/msg", "redis µs/msg", "peak RSS"
     );
-    let mut saturation = Vec::new();
-    for contender in &contenders {
-        let measured = saturate(contender, &options).await?;
-        let native = saturation
-            .first()
-            .map_or(measured.rate, |(_, m): &(&Contender, Measured)| m.rate);
-        println!(
-            "{:<14} {:>10.0} {:>12.3} {:>14.3} {:>7.1} MB {:>10.2}",
-            contender.name(),
-            measured.rate,
-            measured.cpu * 1e5 / options.orders as f64,
-            measured.redis_cpu * 1e5 / options.orders as f64,
-            measured.peak_rss as f64 / 1e6,
-            measured.rate / native
-        );
-        saturation.push((contender, measured));
+    let mut runs: Vec<Vec<Measured>> = contenders.iter().map(|_| Vec::new()).collect();
+    let mut loads = vec![load_average()];
+    for round in 1..=options.rounds {
+        for (contender, runs) in contenders.iter().zip(&mut runs) {
+            let measured = saturate(contender, &options).await?;
+            println!(
+                "{:<6} {:<14} {:>10.0} {:>13.2} {:>14.2} {:>7.1} MB",
+                round,
+                contender.name(),
+                measured.rate,
+                measured.cpu * 1e6 / options.orders as f64,
+                measured.redis_cpu * 1e6 / options.orders as f64,
+                measured.peak_rss as f64 / 1e6,
+            );
+            runs.push(measured);
+        }
+        loads.push(load_average());
     }
-    let rate_of = |name: &str| {
-        saturation
-            .iter()
-            .find(|(c, _)| c.name() == name)
-            .map(|(_, m)| m.rate)
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
-    if let (Some(native), Some(sluice), Some(node)) = (
-        rate_of("native"),
-        rate_of("sluice-rust"),
-        rate_of("seed-node"),
-    ) {
+    let rate_of = |name: &str| {
+        contenders
+            .iter()
+            .zip(&runs)
+            .find(|(c, _)| c.name() == name)
+            .map(|(_, r)| median(r.iter().map(|m| m.rate).collect()))
+    };
+    println!(
+        "\nmedian of {} rounds (range); load average over the rounds: {}",
+        options.rounds,
+        loads.join(" → ")
+    );
+    println!(
+        "{:<14} {:>10} {:>19} {:>11} {:>13} {:>9} {:>10} {:>10}",
+        "contender",
+        "msg/s",
+        "range",
+        "cpu µs/msg",
+        "redis µs/msg",
+        "peak RSS",
+        "vs native",
+        "vs seed"
+    );
+    for (contender, runs) in contenders.iter().zip(&runs) {
+        let rate = median(runs.iter().map(|m| m.rate).collect());
+        let (low, high) = runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| {
+            (lo.min(m.rate), hi.max(m.rate))
+        });
+        let per_msg = |f: fn(&Measured) -> f64| {
+            median(runs.iter().map(f).collect()) * 1e6 / options.orders as f64
+        };
+        let ratio =
+            |other: Option<f64>| other.map_or("-".to_owned(), |o| format!("{:.2}", rate / o));
         println!(
-            "sluice-rust / native = {:.2} (target >= 0.85); sluice-rust / seed-node = {:.1} (target >= 10)",
-            sluice / native,
-            sluice / node
+            "{:<14} {:>10.0} {:>19} {:>11.2} {:>13.2} {:>6.0} MB {:>10} {:>10}",
+            contender.name(),
+            rate,
+            format!("{low:.0}–{high:.0}"),
+            per_msg(|m| m.cpu),
+            per_msg(|m| m.redis_cpu),
+            runs.iter().map(|m| m.peak_rss).max().unwrap_or(0) as f64 / 1e6,
+            ratio(rate_of("native")),
+            ratio(rate_of("seed-node")),
         );
+    }
+    if let Some(node) = rate_of("seed-node") {
+        for (name, goal) in [("sluice-js", 1.0), ("sluice-python", 2.0)] {
+            if let Some(rate) = rate_of(name) {
+                println!(
+                    "{name} / seed-node = {:.2} (goal >= {goal:.1})",
+                    rate / node
+                );
+            }
+        }
+    }
+    let first_sluice = contenders.iter().zip(&runs).find_map(|(c, _)| match c {
+        Contender::Sluice { name, .. } => Some(*name),
+        _ => None,
+    });
+    if let (Some(native), Some(name)) = (rate_of("native"), first_sluice)
+        && let Some(rate) = rate_of(name)
+    {
+        println!("{name} / native = {:.2}", rate / native);
     }
 
     if options.latency {
@@ -133,9 +233,14 @@ async fn main() -> Result<()> {
             "{:<14} {:>8} {:>9} {:>9} {:>9} {:>9}",
             "contender", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
         );
-        for (contender, measured) in &saturation {
-            let half = (measured.rate / 2.0).round() as u64;
-            let mut rates = vec![options.rate];
+        for (contender, runs) in contenders.iter().zip(&runs) {
+            let saturation = median(runs.iter().map(|m| m.rate).collect());
+            let half = (saturation / 2.0).round() as u64;
+            let mut rates = Vec::new();
+            // A fixed rate the contender cannot keep up with only measures its backlog.
+            if (options.rate as f64) < saturation * 0.8 {
+                rates.push(options.rate);
+            }
             if half != options.rate {
                 rates.push(half);
             }
@@ -160,13 +265,32 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The 1-minute load average, from `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The daemon's config for one contender: the pipeline's defaults but the batch.
+fn sluice_config(plugin: &Path, options: &Options) -> String {
+    format!(
+        "[plugins]\ncache = true\ncache_dir = {:?}\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {}\n",
+        options.cache, options.batch
+    )
+}
+
 struct Options {
     orders: usize,
     batch: usize,
     rate: u64,
     seconds: u64,
+    rounds: usize,
     only: Option<String>,
     latency: bool,
+    /// The compiled-code cache the daemons share (warmed before the first round).
+    cache: PathBuf,
 }
 
 impl Options {
@@ -176,8 +300,10 @@ impl Options {
             batch: 100,
             rate: 10_000,
             seconds: 5,
+            rounds: 3,
             only: None,
             latency: true,
+            cache: PathBuf::new(),
         };
         let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
         while let Some(flag) = it.next() {
@@ -191,50 +317,62 @@ impl Options {
                 "--batch" => o.batch = value.parse()?,
                 "--rate" => o.rate = value.parse()?,
                 "--seconds" => o.seconds = value.parse()?,
+                "--rounds" => o.rounds = value.parse()?,
                 "--only" => o.only = Some(value),
                 other => bail!(
-                    "unknown option {other}; use --orders N --batch B --rate R --seconds S --only NAME --no-latency"
+                    "unknown option {other}; use --orders N --batch B --rate R --seconds S --rounds R --only NAME --no-latency"
                 ),
             }
         }
         if o.seconds < 2 {
             bail!("--seconds must be at least 2 (the first second is warm-up)");
         }
+        if o.rounds < 1 {
+            bail!("--rounds must be at least 1");
+        }
         Ok(o)
     }
 }
 
 enum Contender {
-    Native,
-    Sluice { name: &'static str, plugin: PathBuf },
+    /// The hand-written consumer, a process of its own, reading `batch` at a time.
+    Native {
+        name: &'static str,
+        batch: usize,
+    },
+    Sluice {
+        name: &'static str,
+        plugin: PathBuf,
+    },
     SeedNode(PathBuf),
 }
 
 impl Contender {
     fn name(&self) -> &'static str {
         match self {
-            Contender::Native => "native",
-            Contender::Sluice { name, .. } => name,
+            Contender::Native { name, .. } | Contender::Sluice { name, .. } => name,
             Contender::SeedNode(_) => "seed-node",
         }
     }
 
     /// Starts consuming until `orders` payments exist.
-    async fn start(&self, url: &str, orders: usize, batch: usize) -> Result<Running> {
+    async fn start(&self, url: &str, orders: usize, options: &Options) -> Result<Running> {
         Ok(match self {
-            Contender::Native => {
-                let url = url.to_owned();
-                Running::Task(tokio::spawn(native(url, orders, batch)))
+            Contender::Native { batch, .. } => {
+                let child = tokio::process::Command::new(std::env::current_exe()?)
+                    .arg("--native-consumer")
+                    .arg(url)
+                    .arg(orders.to_string())
+                    .arg(batch.to_string())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("starting the native consumer")?;
+                Running::Child(child)
             }
             Contender::Sluice { plugin, .. } => {
                 let dir = tempfile::tempdir()?;
                 let config = dir.path().join("sluice.toml");
-                std::fs::write(
-                    &config,
-                    format!(
-                        "[plugins]\ncache = false\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {batch}\n"
-                    ),
-                )?;
+                std::fs::write(&config, sluice_config(plugin, options))?;
                 let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
                     .arg("run")
                     .arg("-c")
@@ -266,7 +404,6 @@ impl Contender {
 }
 
 enum Running {
-    Task(tokio::task::JoinHandle<Result<()>>),
     /// The daemon, and the directory of its config.
     Daemon(tokio::process::Child, tempfile::TempDir),
     /// A consumer that exits by itself once done.
@@ -274,19 +411,18 @@ enum Running {
 }
 
 impl Running {
-    fn pid(&self) -> String {
+    fn pid(&self) -> Result<String> {
         match self {
-            Running::Task(_) => "self".to_owned(),
-            Running::Daemon(child, _) | Running::Child(child) => {
-                child.id().map_or("self".to_owned(), |p| p.to_string())
-            }
+            Running::Daemon(child, _) | Running::Child(child) => child
+                .id()
+                .map(|p| p.to_string())
+                .context("the consumer exited at once"),
         }
     }
 
     /// Waits for the consumer to end (a daemon is asked to stop).
     async fn finish(self) -> Result<()> {
         match self {
-            Running::Task(task) => task.await?,
             Running::Daemon(mut child, _dir) => {
                 if let Some(pid) = child.id() {
                     // SAFETY: kill(2) on our own child's pid.
@@ -334,10 +470,8 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
         let () = pipe.query_async(&mut con).await?;
     }
     let redis_pid = redis_pid(&redis)?.to_string();
-    // Peak RSS of this process (the native contender) counts from here.
-    std::fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")?;
-    let running = contender.start(&redis.url(), orders, options.batch).await?;
-    let pid = running.pid();
+    let running = contender.start(&redis.url(), orders, options).await?;
+    let pid = running.pid()?;
     // Sample CPU from the first payment to the last.
     let mut first = None;
     let mut peak_rss = 0;
@@ -392,7 +526,7 @@ async fn latency(contender: &Contender, options: &Options, rate: u64) -> Result<
     let warmup = rate as usize;
     let redis = RedisServer::start()?;
     let client = redis::Client::open(redis.url())?;
-    let running = contender.start(&redis.url(), orders, options.batch).await?;
+    let running = contender.start(&redis.url(), orders, options).await?;
     // Let the consumer create its group and start reading before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let period = Duration::from_secs_f64(1.0 / rate as f64);
