@@ -35,9 +35,10 @@ drain = int(drain[:-1])
 sts = kube.get(("StatefulSet", "sluice")) or fail("no StatefulSet sluice")
 pod = sts["spec"]["template"]["spec"]
 grace = pod["terminationGracePeriodSeconds"]
-# After the drain, the daemon waits up to 5 s more for its background tasks.
-if grace < drain + 5 + 2:
-    fail(f"terminationGracePeriodSeconds {grace} leaves no margin over drain_timeout {drain}s + 5 s")
+# After the drain, the daemon takes up to 2 s to send the spans still queued and 5 s
+# more for its background tasks (supervisor/mod.rs: SPAN_FLUSH, Daemon::wait).
+if grace < drain + 2 + 5 + 2:
+    fail(f"terminationGracePeriodSeconds {grace} leaves no margin over drain_timeout {drain}s + 2 s + 5 s")
 if "replicas" in sts["spec"]:
     fail("the StatefulSet sets replicas, which every kubectl apply would reset under the autoscaler")
 container = pod["containers"][0]

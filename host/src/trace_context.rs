@@ -35,37 +35,40 @@ impl SpanContext {
     /// 55 with a `-` after the flags if longer (its extra parts ignored), and neither ID
     /// all zeros. `None` for anything else: then the entry has no parent.
     pub fn parse(value: &[u8]) -> Option<Self> {
-        let text = std::str::from_utf8(value).ok()?;
-        if text.len() < 55 {
+        // Bytes, not text: every valid value is ASCII, and slicing text at the spec's
+        // byte offsets would split a multi-byte character of an invalid one.
+        let b = value;
+        if b.len() < 55 {
             return None;
         }
-        let version = hex_byte(&text[0..2])?;
+        let version = hex_byte(&b[0..2])?;
         match version {
             0xff => return None,
-            0x00 if text.len() != 55 => return None,
-            _ if text.len() > 55 && text.as_bytes()[55] != b'-' => return None,
+            0x00 if b.len() != 55 => return None,
+            _ if b.len() > 55 && b[55] != b'-' => return None,
             _ => {}
         }
-        let b = text.as_bytes();
         if b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
             return None;
         }
         let mut trace_id = [0u8; 16];
         for (i, byte) in trace_id.iter_mut().enumerate() {
-            *byte = hex_byte(&text[3 + 2 * i..5 + 2 * i])?;
+            *byte = hex_byte(&b[3 + 2 * i..5 + 2 * i])?;
         }
         let mut span_id = [0u8; 8];
         for (i, byte) in span_id.iter_mut().enumerate() {
-            *byte = hex_byte(&text[36 + 2 * i..38 + 2 * i])?;
+            *byte = hex_byte(&b[36 + 2 * i..38 + 2 * i])?;
         }
-        let flags = hex_byte(&text[53..55])?;
+        let flags = hex_byte(&b[53..55])?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return None;
         }
         Some(Self {
             trace_id,
             span_id,
-            flags,
+            // Version 00 defines only `sampled` (bit 0); the spec (§3.2.2.5) has unknown
+            // flags zeroed, not passed on.
+            flags: flags & FLAG_SAMPLED,
         })
     }
 
@@ -99,8 +102,10 @@ impl fmt::Display for SpanContext {
     }
 }
 
-fn hex_byte(pair: &str) -> Option<u8> {
-    let b = pair.as_bytes();
+/// The trace flag `sampled` (W3C Trace Context §3.2.2.5), the only one version 00 defines.
+const FLAG_SAMPLED: u8 = 0x01;
+
+fn hex_byte(b: &[u8]) -> Option<u8> {
     let digit = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
@@ -164,46 +169,74 @@ impl EntryTrace {
         }
     }
 
-    /// The fields every output of this delivery gets: `traceparent` naming this span,
-    /// and the entry's `tracestate` if it had one.
-    pub fn output_fields(&self) -> Vec<(String, Vec<u8>)> {
-        let mut fields = vec![(TRACEPARENT.to_owned(), self.span.to_string().into_bytes())];
-        if let Some(state) = &self.state {
-            fields.push((TRACESTATE.to_owned(), state.clone()));
-        }
-        fields
+    /// The trace context every output of this delivery gets: `traceparent` naming this
+    /// span, and the entry's `tracestate` if it had one that is passed on (none: any the
+    /// handler wrote is removed, as the spec has an invalid one discarded).
+    pub fn output_fields(&self) -> [(&'static str, Option<Vec<u8>>); 2] {
+        [
+            (TRACEPARENT, Some(self.span.to_string().into_bytes())),
+            (TRACESTATE, self.state.clone()),
+        ]
     }
 }
 
-/// The trace context an entry carries: its `traceparent` (the first such field, if valid)
-/// and `tracestate` (if short enough to pass on).
-pub fn extract(fields: &[(String, Vec<u8>)]) -> (Option<SpanContext>, Option<Vec<u8>>) {
-    let value = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-    let parent = value(TRACEPARENT).and_then(|v| SpanContext::parse(v));
-    let state = value(TRACESTATE)
-        .filter(|v| !v.is_empty() && v.len() <= MAX_TRACESTATE && std::str::from_utf8(v).is_ok())
-        .cloned();
-    (parent, state)
+/// The trace context an entry carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// Its `traceparent`, when it has exactly one and that one is valid.
+    pub parent: Option<SpanContext>,
+    /// Its `tracestate`, when it is well-formed and short enough to pass on.
+    pub state: Option<Vec<u8>>,
+    /// It has a `traceparent` field that is not valid (malformed, or more than one: the
+    /// W3C test suite's `test_traceparent_duplicated` has a second one restart the trace).
+    pub invalid: bool,
 }
 
-/// Sets `fields`' trace context: each named field replaced in place (the first of its
-/// name; any later ones removed), or appended.
-pub fn inject(fields: &mut Vec<(String, Vec<u8>)>, context: Vec<(String, Vec<u8>)>) {
+/// The trace context in `fields`.
+pub fn extract(fields: &[(String, Vec<u8>)]) -> Carried {
+    let mut parents = fields.iter().filter(|(n, _)| n == TRACEPARENT);
+    let (first, second) = (parents.next(), parents.next());
+    let parent = match (first, second) {
+        (Some((_, v)), None) => SpanContext::parse(v),
+        _ => None,
+    };
+    let state = fields
+        .iter()
+        .find(|(n, _)| n == TRACESTATE)
+        .map(|(_, v)| v)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_TRACESTATE
+                && std::str::from_utf8(v)
+                    .is_ok_and(|s| s.parse::<opentelemetry::trace::TraceState>().is_ok())
+        })
+        .cloned();
+    Carried {
+        parent,
+        state,
+        invalid: first.is_some() && parent.is_none(),
+    }
+}
+
+/// Sets `fields`' trace context: each named field with a value replaced in place (the
+/// first of its name; any later ones removed) or appended; each named without one removed
+/// (a `tracestate` the handler copied from an entry whose own was not passed on).
+pub fn inject(fields: &mut Vec<(String, Vec<u8>)>, context: &[(&str, Option<Vec<u8>>)]) {
     for (name, value) in context {
         let mut seen = false;
         fields.retain_mut(|(n, v)| {
-            if *n != name {
+            if n != name {
                 return true;
             }
-            if seen {
+            let Some(value) = value.as_ref().filter(|_| !seen) else {
                 return false;
-            }
+            };
             seen = true;
-            *v = value.clone();
+            v.clone_from(value);
             true
         });
-        if !seen {
-            fields.push((name, value));
+        if let Some(value) = value.as_ref().filter(|_| !seen) {
+            fields.push(((*name).to_owned(), value.clone()));
         }
     }
 }
@@ -278,7 +311,7 @@ mod tests {
             ("b".to_owned(), b"2".to_vec()),
             (TRACEPARENT.to_owned(), b"older".to_vec()),
         ];
-        inject(&mut fields, vec![(TRACEPARENT.to_owned(), b"new".to_vec())]);
+        inject(&mut fields, &[(TRACEPARENT, Some(b"new".to_vec()))]);
         assert_eq!(
             fields,
             vec![
@@ -287,19 +320,56 @@ mod tests {
                 ("b".to_owned(), b"2".to_vec()),
             ]
         );
-        inject(&mut fields, vec![(TRACESTATE.to_owned(), b"s".to_vec())]);
+        inject(&mut fields, &[(TRACESTATE, Some(b"s".to_vec()))]);
         assert_eq!(fields.last().expect("a field").0, TRACESTATE);
+        inject(&mut fields, &[(TRACESTATE, None)]);
+        assert!(fields.iter().all(|(n, _)| n != TRACESTATE), "removed");
     }
 
     #[test]
-    fn extract_takes_the_first_traceparent_and_a_bounded_tracestate() {
-        let fields = vec![
-            (TRACEPARENT.to_owned(), EXAMPLE.as_bytes().to_vec()),
-            (TRACEPARENT.to_owned(), b"garbage".to_vec()),
-            (TRACESTATE.to_owned(), vec![b'x'; MAX_TRACESTATE + 1]),
-        ];
-        let (parent, state) = extract(&fields);
-        assert_eq!(parent.expect("parsed").to_string(), EXAMPLE);
-        assert_eq!(state, None);
+    fn extract_refuses_repeated_traceparents_and_bad_tracestates() {
+        let one = vec![(TRACEPARENT.to_owned(), EXAMPLE.as_bytes().to_vec())];
+        let carried = extract(&one);
+        assert_eq!(carried.parent.expect("parsed").to_string(), EXAMPLE);
+        assert!(!carried.invalid);
+        let mut two = one.clone();
+        two.push((TRACEPARENT.to_owned(), EXAMPLE.as_bytes().to_vec()));
+        let carried = extract(&two);
+        assert_eq!(carried.parent, None, "two traceparents: invalid");
+        assert!(carried.invalid);
+        assert!(!extract(&[]).invalid, "none is not invalid");
+        for state in [vec![b'x'; MAX_TRACESTATE + 1], b"!!!junk,,==,=\t".to_vec()] {
+            let mut fields = one.clone();
+            fields.push((TRACESTATE.to_owned(), state.clone()));
+            assert_eq!(extract(&fields).state, None, "{state:?}");
+        }
+        let mut fields = one;
+        fields.push((TRACESTATE.to_owned(), b"congo=t61rcWkgMzE".to_vec()));
+        assert_eq!(
+            extract(&fields).state.as_deref(),
+            Some(&b"congo=t61rcWkgMzE"[..])
+        );
+    }
+
+    #[test]
+    fn multi_byte_characters_at_the_specs_offsets_are_invalid_not_a_panic() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for bad in [
+            format!("€-{id}-00f067aa0ba902b7-01"),
+            format!("00-4é{}-00f067aa0ba902b7-01", &id[..29]),
+            format!("00-{id}-00f067aa0ba902b7-é"),
+            format!("00-{id}-00f067aa0ba902é-01"),
+        ] {
+            assert!(bad.len() >= 55, "{bad:?} is long enough to be looked at");
+            assert_eq!(SpanContext::parse(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_flags_are_zeroed() {
+        let value = EXAMPLE.replace("-01", "-ff");
+        let span = SpanContext::parse(value.as_bytes()).expect("valid");
+        assert_eq!(span.flags, 0x01);
+        assert!(span.to_string().ends_with("-01"));
     }
 }

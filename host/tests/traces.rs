@@ -418,7 +418,15 @@ async fn guest_log_lines_carry_the_trace_id() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = config_file(&dir, &payments("payments").to_string());
+    // The file says elsewhere: the environment wins (a deployment points a packaged
+    // config at its own collector).
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let file = format!(
+        "[telemetry]\notlp_endpoint = \"http://{nobody}\"\nservice_name = \"from-file\"\n\n"
+    ) + &payments("payments").to_string();
+    let cfg = config_file(&dir, &file);
     let log = dir.path().join("sluice.log");
     let mut daemon = DaemonProcess::start_env(
         &[
@@ -458,6 +466,17 @@ async fn guest_log_lines_carry_the_trace_id() {
     assert!(
         line.contains(&format!("trace_id={}", parent.trace_id_hex())),
         "{line}"
+    );
+    let started = daemon
+        .log()
+        .lines()
+        .find(|l| l.contains("exporting traces"))
+        .map(str::to_owned)
+        .expect("the start-up line");
+    assert!(
+        started.contains(&format!("{}/v1/traces", collector.url()))
+            && started.contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "the start-up line names the URL and where it came from: {started}"
     );
     daemon.signal(libc::SIGTERM);
     assert!(daemon.wait(Duration::from_secs(20)).success());
@@ -568,5 +587,156 @@ async fn a_wrong_exporter_setting_is_refused_with_the_fix() {
     assert!(
         log.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && log.contains("http/protobuf"),
         "{log}"
+    );
+}
+
+/// Trace context an entry carries that is not valid — malformed, repeated, with
+/// characters of more than one byte where the spec's fields are — is ignored and counted,
+/// never fatal: the entry is handled, in a trace of its own; and a `tracestate` the
+/// handler copied from such an entry does not go on.
+#[tokio::test]
+async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let collector = Collector::start().await;
+    let cfg = format!("[telemetry]\notlp_endpoint = {:?}\n\n", collector.url())
+        + ADMIN
+        + &echo("echo").to_string();
+    let host = Host::start(&redis, config(&cfg)).await;
+    let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let bad = [
+        // 55 bytes with a multi-byte character at the spec's offsets.
+        format!("€-{id}-00f067aa0ba902b7-01"),
+        format!("00-4é{}-00f067aa0ba902b7-01", &id[..29]),
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01".to_owned(),
+        "garbage".to_owned(),
+    ];
+    for (n, value) in bad.iter().enumerate() {
+        add(
+            &mut con,
+            "IN",
+            &[
+                ("n", &n.to_string()),
+                ("traceparent", value),
+                ("tracestate", "congo=t61rcWkgMzE"),
+            ],
+        )
+        .await;
+    }
+    // Two valid traceparents are one too many (the W3C test suite's
+    // test_traceparent_duplicated).
+    add(
+        &mut con,
+        "IN",
+        &[("n", "4"), ("traceparent", PARENT), ("traceparent", PARENT)],
+    )
+    .await;
+    // And an entry after them all, with a valid one, is handled too.
+    add(&mut con, "IN", &[("n", "5"), ("traceparent", PARENT)]).await;
+    wait_len(&con, "OUT", 6).await;
+    let parent = SpanContext::parse(PARENT.as_bytes()).expect("valid");
+    for (_, fields) in entries(&mut con, "OUT").await {
+        let n = field(&fields, "n").expect("n");
+        let out = traceparent(&fields);
+        let parents = fields.iter().filter(|(n, _)| n == "traceparent").count();
+        assert_eq!(parents, 1, "one traceparent on output {n}");
+        if n == "5" {
+            assert_eq!(out.trace_id, parent.trace_id, "the valid one is followed");
+        } else {
+            assert_ne!(
+                out.trace_id, parent.trace_id,
+                "output {n} starts a new trace"
+            );
+            assert_eq!(
+                field(&fields, "tracestate"),
+                None,
+                "no tracestate without a valid traceparent (output {n})"
+            );
+        }
+    }
+    let metrics = format!("http://{}/metrics", host.admin());
+    let text = reqwest::get(&metrics)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let invalid = text
+        .lines()
+        .find(|l| l.starts_with("sluice_trace_context_invalid_total{pipeline=\"echo\"}"))
+        .unwrap_or_default();
+    assert!(invalid.ends_with(" 5"), "{invalid}\n{text}");
+    let pipelines: serde_json::Value =
+        reqwest::get(format!("http://{}/v1/pipelines/echo", host.admin()))
+            .await
+            .expect("pipelines")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(pipelines["state"], "running", "{pipelines}");
+    host.stop().await;
+}
+
+/// Spans that do not fit the export queue are dropped a delivery at a time and counted;
+/// with the collector down, every span is either a failed export or a drop.
+#[tokio::test]
+async fn spans_over_the_queue_are_dropped_and_counted() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let collector = Collector::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let cfg = config_file(
+        &dir,
+        &(format!("[admin]\nlisten = \"{admin}\"\n\n")
+            + &payments("payments").with("batch = 50").to_string()),
+    );
+    let log = dir.path().join("sluice.log");
+    let mut daemon = DaemonProcess::start_env(
+        &[
+            "run".as_ref(),
+            "-c".as_ref(),
+            cfg.as_os_str(),
+            "--redis".as_ref(),
+            std::ffi::OsStr::new(&redis.url()),
+        ],
+        &log,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url().as_str()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "8"),
+            // Exports only when the queue holds a full batch (8): never on a timer.
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    );
+    add_orders(&mut con, 200, 0).await;
+    wait_len(&con, "PAYMENTS_STREAM", 200).await;
+    let metrics = format!("http://{admin}/metrics");
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // 200 deliveries of 4 spans: what is not exported is dropped, and counted.
+    let (exported, dropped) = eventually(
+        "every span exported or dropped",
+        Duration::from_secs(20),
+        || async {
+            let text = reqwest::get(&metrics).await.ok()?.text().await.ok()?;
+            let exported = value(&text, "sluice_spans_exported_total");
+            let dropped = value(&text, "sluice_spans_dropped_total");
+            (exported + dropped + 8 >= 800).then_some((exported, dropped))
+        },
+    )
+    .await;
+    assert!(dropped > 0, "a queue of 8 drops spans: {exported} exported");
+    assert_eq!(dropped % 4, 0, "a delivery's spans are dropped together");
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(20)).success());
+    let received = collector.all().len() as u64;
+    assert!(
+        received >= exported,
+        "{received} received, {exported} exported"
     );
 }

@@ -84,7 +84,7 @@ pub enum TraceMode {
 }
 
 /// The `[plugins]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Keep compiled plugins on disk so that restarts and reloads of a known version
@@ -125,7 +125,7 @@ impl PluginsConfig {
 }
 
 /// The `[admin]` table: the HTTP API for plugins and status.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to listen on; loopback by default. Mutating calls need the bearer token

@@ -114,7 +114,7 @@ impl Pipeline {
                     if let Some(trace) = &entry.trace {
                         let context = trace.output_fields();
                         for output in &mut outputs {
-                            trace_context::inject(&mut output.fields, context.clone());
+                            trace_context::inject(&mut output.fields, &context);
                         }
                     }
                     acks.push(Ack {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Broker, Target};
-use crate::config::{Config, PipelineConfig};
+use crate::config::{AdminConfig, Config, PipelineConfig, PluginsConfig, TelemetryConfig};
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadReport, ReloadRequests};
 use crate::redis_server::RedisServer;
 use crate::registry::{Registry, Streams};
@@ -46,7 +46,19 @@ pub struct Daemon {
     /// Traces: the default mode, and the span exporter if there is one (its `[telemetry]`
     /// is read at start-up; a reload does not change it).
     tracing: Tracing,
+    /// The daemon-wide sections as started, which a reload does not change.
+    started: Started,
 }
+
+/// The sections of the config a reload does not apply (see [`Daemon::reload`]).
+struct Started {
+    telemetry: TelemetryConfig,
+    plugins: PluginsConfig,
+    admin: Option<AdminConfig>,
+}
+
+/// How long the spans still queued at exit get to reach the collector.
+const SPAN_FLUSH: Duration = Duration::from_secs(2);
 
 /// Starts every pipeline of `config`; they run until `shutdown` is cancelled.
 ///
@@ -78,7 +90,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         .clone()
         .unwrap_or_else(default_consumer_name);
     let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
+    let started = Started {
+        telemetry: config.telemetry.clone(),
+        plugins: config.plugins.clone(),
+        admin: config.admin.clone(),
+    };
     let mut daemon = Daemon {
+        started,
         tracing,
         redis,
         url,
@@ -166,7 +184,7 @@ impl Daemon {
         stop_all(running.into_values().collect(), self.drain_timeout).await;
         // The spans of the last entries handled go out before the exit.
         let traces = self.tracing.clone();
-        let _ = tokio::task::spawn_blocking(move || traces.shutdown(Duration::from_secs(5))).await;
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown(SPAN_FLUSH)).await;
         self.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drop(self.redis);
@@ -178,6 +196,17 @@ impl Daemon {
             .as_ref()
             .context("this daemon was started without a config file to reload")?;
         let config = loader()?;
+        for (section, changed) in [
+            ("[telemetry]", config.telemetry != self.started.telemetry),
+            ("[plugins]", config.plugins != self.started.plugins),
+            ("[admin]", config.admin != self.started.admin),
+        ] {
+            if changed {
+                tracing::warn!(
+                    "{section} changed: it is read at start-up only, so the running settings stay until the daemon restarts"
+                );
+            }
+        }
         let running: BTreeMap<String, PipelineConfig> = self
             .pipelines
             .iter()

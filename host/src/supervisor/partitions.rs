@@ -19,6 +19,7 @@ use crate::telemetry::traces::Tracing;
 use crate::wasm::PluginCell;
 
 /// What a pipeline's thread needs to start partitions.
+#[derive(Clone)]
 pub(super) struct Partitions {
     pub config: PipelineConfig,
     pub cell: PluginCell,

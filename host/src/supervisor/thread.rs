@@ -71,71 +71,43 @@ pub(super) fn spawn_pipeline(
             // calls).
             // Every line the pipeline logs, its handlers' included, carries its name.
             let span = tracing::info_span!("pipeline", pipeline = %name);
-            let work = runtime.spawn(
-                async move {
-                match (partitions.config.partitions, partitions.config.ordering) {
-                    (None, _) => {
-                        let p = &partitions;
-                        let pipeline = match Pipeline::new(p.config.clone(), None, p.cell.clone(), &p.broker, &p.consumer, p.board.clone(), &p.tracing).await {
-                            Ok(pipeline) => pipeline,
-                            Err(e) => {
-                                let _ = ready.send(Err(e));
-                                return;
-                            }
-                        };
-                        let _ = ready.send(Ok(()));
-                        tokio::select! {
-                            result = pipeline.run(stop) => {
-                                if let Err(e) = result {
-                                    tracing::error!(error = format!("{e:#}"), "pipeline failed");
-                                }
-                            }
-                            () = kill.cancelled() => {}
-                        }
-                    }
-                    (Some(_), Ordering::None) => {
-                        let pipelines = match partitions.open_all().await {
-                            Ok(pipelines) => pipelines,
-                            Err(e) => {
-                                let _ = ready.send(Err(e));
-                                return;
-                            }
-                        };
-                        let _ = ready.send(Ok(()));
-                        let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
-                            let stop = stop.clone();
-                            async move {
-                                if let Err(e) = pipeline.run(stop).await {
-                                    tracing::error!(partition = p, error = format!("{e:#}"), "partition failed");
-                                }
-                            }
-                        });
-                        tokio::select! {
-                            _ = futures::future::join_all(runs) => {}
-                            () = kill.cancelled() => {}
-                        }
-                    }
-                    (Some(_), Ordering::PerKey) => {
-                        // Permissions and the group are checked on one partition before
-                        // the start counts as done.
-                        if let Err(e) = partitions.open_all_checked().await {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                        let _ = ready.send(Ok(()));
-                        tokio::select! {
-                            () = partitions.run_leased(stop) => {}
-                            () = kill.cancelled() => {}
-                        }
-                    }
+            let board = partitions.board.clone();
+            let mut ready = Some(ready);
+            let mut restarts = 0u32;
+            loop {
+                let work = runtime.spawn(
+                    run(partitions.clone(), ready.take(), stop.clone(), kill.clone())
+                        .instrument(span.clone()),
+                );
+                let Err(e) = runtime.block_on(work) else { break };
+                if !e.is_panic() {
+                    break;
                 }
-            }
-                .instrument(span),
-            );
-            if let Err(e) = runtime.block_on(work)
-                && e.is_panic()
-            {
-                tracing::error!(pipeline = %name, "pipeline panicked; its entries stay pending and will be delivered again");
+                // A bug in Sluice, not in the handler (a guest cannot panic the host):
+                // the entries in flight stay pending, and the pipeline starts again, so
+                // that one bug does not stop it for good while it looks alive.
+                let panic = panic_message(e.into_panic());
+                if stop.is_cancelled() || kill.is_cancelled() {
+                    tracing::error!(pipeline = %name, panic = %panic, "pipeline panicked while stopping; its entries stay pending and will be delivered again");
+                    break;
+                }
+                restarts += 1;
+                let wait = RESTART_BACKOFF_MAX.min(RESTART_BACKOFF * 2u32.saturating_pow(restarts.min(16) - 1));
+                metrics::counter!("sluice_pipeline_restarts_total", "pipeline" => name.clone()).increment(1);
+                let reason = format!("the pipeline panicked (a bug in Sluice: please report it with the log line): {panic}; restarting it in {wait:?}");
+                tracing::error!(pipeline = %name, panic = %panic, restart_in = ?wait, restarts, "pipeline panicked; its entries stay pending and will be delivered again; restarting it");
+                board.set_fault(reason.clone());
+                board.incident(reason);
+                let stopped = runtime.block_on(async {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => false,
+                        () = stop.cancelled() => true,
+                        () = kill.cancelled() => true,
+                    }
+                });
+                if stopped {
+                    break;
+                }
             }
             // Tasks it spawned (a prefetch, a handler call) are dropped here; a guest in
             // a call gives its worker back within an epoch tick.
@@ -143,6 +115,107 @@ pub(super) fn spawn_pipeline(
         })
         .context("cannot start the pipeline's thread")?;
     Ok((started, ended))
+}
+
+/// The first wait before a panicked pipeline starts again; doubled at each panic.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait before a panicked pipeline starts again.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// The text of a panic's payload.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".into())
+}
+
+/// Runs the pipeline (its partitions) until `stop`, or `kill`; `ready` (on the first
+/// start only) hears whether it started.
+async fn run(
+    partitions: Partitions,
+    ready: Option<oneshot::Sender<Result<()>>>,
+    stop: CancellationToken,
+    kill: CancellationToken,
+) {
+    let ready = |result: Result<()>| {
+        if let Some(ready) = ready {
+            let _ = ready.send(result);
+        } else if let Err(e) = result {
+            tracing::error!(error = format!("{e:#}"), "the pipeline cannot start again");
+        }
+    };
+    match (partitions.config.partitions, partitions.config.ordering) {
+        (None, _) => {
+            let p = &partitions;
+            let pipeline = match Pipeline::new(
+                p.config.clone(),
+                None,
+                p.cell.clone(),
+                &p.broker,
+                &p.consumer,
+                p.board.clone(),
+                &p.tracing,
+            )
+            .await
+            {
+                Ok(pipeline) => pipeline,
+                Err(e) => {
+                    ready(Err(e));
+                    return;
+                }
+            };
+            ready(Ok(()));
+            tokio::select! {
+                result = pipeline.run(stop) => {
+                    if let Err(e) = result {
+                        tracing::error!(error = format!("{e:#}"), "pipeline failed");
+                    }
+                }
+                () = kill.cancelled() => {}
+            }
+        }
+        (Some(_), Ordering::None) => {
+            let pipelines = match partitions.open_all().await {
+                Ok(pipelines) => pipelines,
+                Err(e) => {
+                    ready(Err(e));
+                    return;
+                }
+            };
+            ready(Ok(()));
+            let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
+                let stop = stop.clone();
+                async move {
+                    if let Err(e) = pipeline.run(stop).await {
+                        tracing::error!(
+                            partition = p,
+                            error = format!("{e:#}"),
+                            "partition failed"
+                        );
+                    }
+                }
+            });
+            tokio::select! {
+                _ = futures::future::join_all(runs) => {}
+                () = kill.cancelled() => {}
+            }
+        }
+        (Some(_), Ordering::PerKey) => {
+            // Permissions and the group are checked on one partition before
+            // the start counts as done.
+            if let Err(e) = partitions.open_all_checked().await {
+                ready(Err(e));
+                return;
+            }
+            ready(Ok(()));
+            tokio::select! {
+                () = partitions.run_leased(stop) => {}
+                () = kill.cancelled() => {}
+            }
+        }
+    }
 }
 
 /// Asks `pipelines` to stop, gives them `drain_timeout` to finish the calls in flight and
