@@ -55,6 +55,8 @@ for dir in plugins/*-js/; do
     # world that imports it; the others import only what every handler gets.
     world=handler
     grep -q "guest-sdk/js/state.js" "$dir"*.js && world=stateful-handler
+    # One that exports handleBatch (the SDK's `batch`) takes a batch in one call.
+    grep -q "export const handleBatch" "$dir"*.js && world=batch-handler
     if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/*.js wit/*.wit; then
         echo "build-plugins: $name (componentize-js, world $world)"
         guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name "$world" \
@@ -65,7 +67,9 @@ done
 for dir in plugins/*-python/; do
     [ -d "$dir" ] || continue
     name=$(basename "$dir" | tr - _)
-    world=handler
+    # The SDK's Handler implements handle-batch too: a plugin without state takes a batch
+    # in one call.
+    world=batch-handler
     grep -q "import sluice_state" "$dir"*.py && world=stateful-handler
     if stale "$out/$name.wasm" "$dir"*.py guest-sdk/python/*.py wit/*.wit; then
         echo "build-plugins: $name (componentize-py, world $world)"

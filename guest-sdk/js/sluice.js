@@ -1,6 +1,6 @@
 // Sluice SDK for JavaScript handlers, built into a component with componentize-js.
 //
-//   import { handler, reject, output, config } from '../../guest-sdk/js/sluice.js';
+//   import { handler, batch, reject, output, config } from '../../guest-sdk/js/sluice.js';
 //   export const handle = handler((msg) => {
 //     const order = msg.require('orderId', 'userId');   // rejects if one is missing
 //     return [output(config('target', 'OUT'), { orderId: order.orderId })];
@@ -10,7 +10,7 @@
 // the message, `throw retry(reason)` leaves it pending for a later delivery. Any other
 // exception traps the instance, which counts as a retry.
 
-import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.1';
+import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.2';
 
 const decoder = new TextDecoder(); // lossy: invalid UTF-8 becomes U+FFFD, as in Rust
 const encoder = new TextEncoder();
@@ -126,4 +126,34 @@ const configCache = new Map();
 /** Wraps `fn(message)` as the component's `handle` export. */
 export function handler(fn) {
   return (raw) => fn(new Message(raw)) ?? [];
+}
+
+/**
+ * Wraps a `handle` export as `handleBatch` (world `batch-handler`, sluice:plugin@0.1.2):
+ * one call for a share of a batch, each message's result what `handle` gives for it.
+ * Entering and leaving a JavaScript component costs more than a small handler's own
+ * work; a batch pays it once.
+ *
+ *   export const handle = handler((msg) => ...);
+ *   export const handleBatch = batch(handle);
+ *
+ * `reject`/`retry` thrown for one message fail that message only; any other exception
+ * fails the call, and the host then calls `handle` on each message alone.
+ */
+export function batch(handle) {
+  return (raws) => {
+    const results = new Array(raws.length);
+    for (let i = 0; i < raws.length; i += 1) {
+      try {
+        results[i] = { tag: 'ok', val: handle(raws[i]) };
+      } catch (failure) {
+        if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) {
+          results[i] = { tag: 'err', val: failure };
+        } else {
+          throw failure;
+        }
+      }
+    }
+    return results;
+  };
 }

@@ -622,3 +622,62 @@ async fn dropped_daemon_stops_its_pipelines() {
         "nothing read after the drop"
     );
 }
+
+/// A plugin with the batch export (world `batch-handler`, here in JavaScript) gets a
+/// batch in one call; an entry that traps fails that call, and the host handles the
+/// batch's entries one at a time, so that only the poison entry fails (retried, then
+/// dead-lettered) while a reject dead-letters its entry alone.
+#[tokio::test]
+async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    for i in 0..10 {
+        add(&mut con, "IN", &[("n", &i.to_string())]).await;
+    }
+    let pipeline = echo("batched").plugin("{plugin:echo-js}").with(
+        "batch = 50\nconcurrency = 1\nmax_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"50ms\" }",
+    );
+    let host = Host::start(&redis, pipeline.config("")).await;
+    wait_len(&con, "OUT", 10).await;
+    for (_, fields) in entries(&mut con, "OUT").await {
+        assert_eq!(field(&fields, "via"), Some("handle-batch"), "{fields:?}");
+    }
+    // Ten more in one MULTI (so that one read takes them all): the fourth traps.
+    let mut add_all = redis::pipe();
+    add_all.atomic();
+    for i in 10..20 {
+        let action = match i {
+            13 => "trap",
+            16 => "reject",
+            _ => "echo",
+        };
+        add_all
+            .cmd("XADD")
+            .arg("IN")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .arg("action")
+            .arg(action)
+            .ignore();
+    }
+    let () = add_all.query_async(&mut con).await.expect("XADD");
+    wait_len(&con, "OUT", 18).await;
+    wait_len(&con, "IN:dead", 2).await;
+    let outs = entries(&mut con, "OUT").await;
+    let ns: Vec<&str> = outs.iter().filter_map(|(_, f)| field(f, "n")).collect();
+    for n in ["13", "16"] {
+        assert!(!ns.contains(&n), "entry {n} has no output: {ns:?}");
+    }
+    let dead = entries(&mut con, "IN:dead").await;
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|(_, f)| field(f, "sluice.error").unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("rejected entry")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("trap")), "{reasons:?}");
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}

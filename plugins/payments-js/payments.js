@@ -3,7 +3,7 @@
 //
 // Build: scripts/build-plugins.sh (componentize-js; see guest-sdk/js/README.md).
 
-import { handler, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
+import { handler, batch, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
 
 const PAYMENT_SUCCESSFUL = '3';
 
@@ -18,6 +18,9 @@ export const handle = handler((msg) => {
     throw failure;
   }
 });
+
+// A batch in one call (world batch-handler): the per-call cost of the runtime paid once.
+export const handleBatch = batch(handle);
 
 function pay(msg) {
   const order = msg.require('orderId', 'userId');

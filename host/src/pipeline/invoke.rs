@@ -112,6 +112,39 @@ pub(super) async fn call(
     (instance.plugin().digest().clone(), result, state.changes)
 }
 
+/// Handler calls on `entries` through `handle-batch`, timed for the metrics (each entry
+/// its share of the call) and the entries' traces (the call).
+pub(super) async fn call_batch(
+    instance: &mut Instance,
+    source: &str,
+    entries: &mut [Entry],
+    calls: &CallMetrics,
+) -> Vec<Handled> {
+    let (started, wall) = (Instant::now(), SystemTime::now());
+    let results = instance.handle_batch(source, entries).await;
+    let took = started.elapsed();
+    let each = took / u32::try_from(entries.len().max(1)).unwrap_or(u32::MAX);
+    let throttled = instance.last_call_throttled();
+    for entry in entries.iter_mut() {
+        calls.record(each, throttled);
+        if let Some(trace) = &mut entry.trace {
+            trace.handled = Some((wall, wall + took));
+        }
+    }
+    let digest = instance.plugin().digest().clone();
+    results
+        .into_iter()
+        .map(|result| (digest.clone(), result, Default::default()))
+        .collect()
+}
+
+/// Whether `instance` takes a share of a batch in one call: a plugin that exports
+/// `handle-batch`, in a pipeline without handler state (whose reads and writes are per
+/// entry).
+fn batched(instance: &Instance, scope: &Option<Scope>) -> bool {
+    scope.is_none() && instance.plugin().handles_batches()
+}
+
 async fn invoke_on(
     instances: &mut Vec<Instance>,
     source: &str,
@@ -122,6 +155,13 @@ async fn invoke_on(
 ) -> Vec<Option<Handled>> {
     if instances.len() == 1 || entries.len() == 1 {
         let instance = &mut instances[0];
+        if batched(instance, &scope) {
+            if halt.now() {
+                return entries.iter().map(|_| None).collect();
+            }
+            let results = call_batch(instance, source, entries, calls).await;
+            return results.into_iter().map(Some).collect();
+        }
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries.iter_mut() {
             if halt.now() {
@@ -163,6 +203,24 @@ async fn invoke_parallel(
             tokio::spawn(
                 async move {
                     let mut done = Vec::with_capacity(items.len());
+                    if batched(&instance, &scope) {
+                        let (indices, mut share): (Vec<usize>, Vec<Entry>) =
+                            items.into_iter().unzip();
+                        let results = if halt.now() || share.is_empty() {
+                            share.iter().map(|_| None).collect()
+                        } else {
+                            call_batch(&mut instance, &source, &mut share, &calls)
+                                .await
+                                .into_iter()
+                                .map(Some)
+                                .collect::<Vec<_>>()
+                        };
+                        for ((index, entry), result) in indices.into_iter().zip(share).zip(results)
+                        {
+                            done.push((index, entry, result));
+                        }
+                        return (instance, done);
+                    }
                     for (index, mut entry) in items {
                         let result = if halt.now() {
                             None

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use wasmtime::component::Func;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
@@ -38,6 +39,8 @@ pub struct Instance {
 struct Live {
     store: Store<HostState>,
     handler: Handler,
+    /// The `handle-batch` export, when the plugin has one of the right type.
+    handle_batch: Option<Func>,
     handled: u64,
 }
 
@@ -150,26 +153,10 @@ impl Instance {
                 index + 1
             )));
         }
-        // A reload swapped the version: the next message runs on the new one.
-        let current = self.cell.load();
-        if !Arc::ptr_eq(&current, &self.plugin) {
-            self.plugin = arc_swap::Guard::into_inner(current);
-            self.identity.digest = self.plugin.digest().clone();
-            self.live = None;
-        }
-        if self
-            .live
-            .as_ref()
-            .is_some_and(|l| l.handled >= self.limits.instance_reuse)
-        {
-            self.live = None;
-        }
-        if self.live.is_none() {
-            let live = self.instantiate().await?;
-            self.live = Some(live);
-        }
+        self.follow_reload();
+        self.ensure_live().await?;
         let Some(live) = self.live.as_mut() else {
-            unreachable!("instantiated just above");
+            unreachable!("made live just above");
         };
         live.handled += 1;
         let data = live.store.data_mut();
@@ -222,6 +209,158 @@ impl Instance {
                 Err(self.classify(error, breach))
             }
         }
+    }
+
+    /// A reload swapped the version: the next call runs on the new one.
+    fn follow_reload(&mut self) {
+        let current = self.cell.load();
+        if !Arc::ptr_eq(&current, &self.plugin) {
+            self.plugin = arc_swap::Guard::into_inner(current);
+            self.identity.digest = self.plugin.digest().clone();
+            self.live = None;
+        }
+    }
+
+    /// Makes sure there is a live instance: made anew if there is none or it has had
+    /// its `instance_reuse` calls.
+    async fn ensure_live(&mut self) -> Result<(), HandlerError> {
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.handled >= self.limits.instance_reuse)
+        {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            let live = self.instantiate().await?;
+            self.live = Some(live);
+        }
+        Ok(())
+    }
+
+    /// Calls `handle-batch` once for all of `entries` (a plugin of world `batch-handler`,
+    /// in a pipeline without state): one result per entry, in order, each what
+    /// [`Instance::handle`] would give. The call's limits are the per-entry ones times
+    /// the number of entries. A call that fails as a whole — a trap, the timeout, a
+    /// limit, a wrong number of results — is made again an entry at a time with
+    /// `handle` on a fresh instance, so that only the entry at fault fails (handlers
+    /// without state have no side effects to repeat). A plugin without the export, or an
+    /// entry whose field names are not UTF-8, goes an entry at a time from the start.
+    pub async fn handle_batch(
+        &mut self,
+        source: &str,
+        entries: &mut [Entry],
+    ) -> Vec<Result<Vec<Output>, HandlerError>> {
+        self.follow_reload();
+        let whole = entries.len() > 1
+            && self.plugin.handles_batches()
+            && entries.iter().all(|e| e.raw_names.is_none());
+        if whole {
+            match self.call_batch(source, entries).await {
+                Ok(results) => return results,
+                Err(error) => {
+                    tracing::debug!(entries = entries.len(), error = %error, "handle-batch failed as a whole; calling handle on each entry");
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(entries.len());
+        for entry in entries.iter_mut() {
+            results.push(self.handle(source, entry).await);
+        }
+        results
+    }
+
+    async fn call_batch(
+        &mut self,
+        source: &str,
+        entries: &mut [Entry],
+    ) -> Result<Vec<Result<Vec<Output>, HandlerError>>, HandlerError> {
+        self.throttled = false;
+        let n = entries.len();
+        let limits = self.limits;
+        self.ensure_live().await?;
+        let Some(live) = self.live.as_mut() else {
+            unreachable!("made live just above");
+        };
+        let Some(func) = live.handle_batch else {
+            return Err(HandlerError::Trap("no handle-batch export".into()));
+        };
+        live.handled += n as u64;
+        let scale = u32::try_from(n).unwrap_or(u32::MAX);
+        let data = live.store.data_mut();
+        let now = Instant::now();
+        let timeout = limits.timeout.saturating_mul(scale);
+        data.deadline = now + timeout;
+        data.throttle_from = now + limits.throttle_after.saturating_mul(scale);
+        data.throttled = false;
+        // Log lines of the call go to its first entry.
+        data.log.set_message(&entries[0].id, None);
+        data.state = None;
+        if let Some(fuel) = limits.fuel {
+            let _ = live.store.set_fuel(fuel.saturating_mul(n as u64));
+        }
+        let messages: Vec<Message> = entries
+            .iter_mut()
+            .map(|entry| Message {
+                source: source.to_owned(),
+                id: std::mem::take(&mut entry.id),
+                fields: std::mem::take(&mut entry.fields),
+                attempt: entry.attempt,
+            })
+            .collect();
+        // Checked at instantiation: cannot fail.
+        let typed = func
+            .typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&live.store)
+            .map_err(|e| HandlerError::Trap(format!("{e:#}")))?;
+        let call = typed.call_async(&mut live.store, (&messages,));
+        let result = match tokio::time::timeout(timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
+        };
+        self.throttled = live.store.data().throttled;
+        for (entry, message) in entries.iter_mut().zip(messages) {
+            entry.id = message.id;
+            entry.fields = message.fields;
+        }
+        let results = match result {
+            Ok((results,)) if results.len() == n => results,
+            Ok((results,)) => {
+                self.live = None;
+                return Err(HandlerError::Trap(format!(
+                    "handle-batch returned {} results for {n} messages",
+                    results.len()
+                )));
+            }
+            Err(error) => {
+                let breach = self
+                    .live
+                    .take()
+                    .and_then(|mut l| l.store.data_mut().limiter.breach.take());
+                return Err(self.classify(error, breach));
+            }
+        };
+        let mut replace = false;
+        let results = results
+            .into_iter()
+            .map(|result| match result {
+                Ok(outputs) => {
+                    let outputs: Vec<Output> = outputs.into_iter().map(Output::from).collect();
+                    self.check_outputs(&outputs)
+                        .map(|()| outputs)
+                        .map_err(|breach| {
+                            replace = true;
+                            HandlerError::Limit(breach)
+                        })
+                }
+                Err(Failure::Retry(reason)) => Err(HandlerError::Retry(reason)),
+                Err(Failure::Reject(reason)) => Err(HandlerError::Reject(reason)),
+            })
+            .collect();
+        if replace {
+            // An instance that produced too much may be in a bad way: replace it.
+            self.live = None;
+        }
+        Ok(results)
     }
 
     fn check_outputs(&self, outputs: &[Output]) -> Result<(), String> {
@@ -331,18 +470,28 @@ impl Instance {
             }
         });
         store.set_epoch_deadline(1);
-        let handler = self
-            .plugin
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| match self.classify(e, None) {
-                HandlerError::Trap(reason) => HandlerError::Instantiate(reason),
-                other => other,
-            })?;
+        let pre = self.plugin.pre.instance_pre().clone();
+        let instance = pre.instantiate_async(&mut store).await;
+        let instantiate = |e| match self.classify(e, None) {
+            HandlerError::Trap(reason) => HandlerError::Instantiate(reason),
+            other => other,
+        };
+        let instance = instance.map_err(instantiate)?;
+        let handler = Handler::new(&mut store, &instance).map_err(instantiate)?;
+        let handle_batch = self.plugin.handle_batch.and_then(|index| {
+            let func = instance.get_func(&mut store, index)?;
+            match func.typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&store) {
+                Ok(_) => Some(func),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the plugin's handle-batch export is not the batch-handler world's (sluice:plugin@0.1.2); calling handle for each entry instead");
+                    None
+                }
+            }
+        });
         Ok(Live {
             store,
             handler,
+            handle_batch,
             handled: 0,
         })
     }

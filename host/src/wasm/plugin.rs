@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, ComponentExportIndex};
 
 use super::bindings::HandlerPre;
 use super::host::HostState;
@@ -24,6 +24,8 @@ pub struct Plugin {
     imports_state: bool,
     /// The language whose interpreter it embeds, if any.
     interpreter: Option<&'static str>,
+    /// Its `handle-batch` export (world `batch-handler`, 0.1.2), if it has one.
+    pub(super) handle_batch: Option<ComponentExportIndex>,
 }
 
 impl Plugin {
@@ -60,7 +62,22 @@ impl Plugin {
         let pre = HandlerPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
+        let handle_batch = component
+            .get_export_index(None, "handle-batch")
+            .filter(|_| {
+                component
+                    .component_type()
+                    .exports(runtime.engine())
+                    .any(|(name, item)| {
+                        name == "handle-batch"
+                            && matches!(
+                                item.ty,
+                                wasmtime::component::types::ComponentItem::ComponentFunc(_)
+                            )
+                    })
+            });
         Ok(Self {
+            handle_batch,
             runtime: runtime.clone(),
             pre,
             digest,
@@ -72,16 +89,22 @@ impl Plugin {
         })
     }
 
-    /// Whether the component imports the `state` interface (world `stateful-handler`):
-    /// only pipelines that declare `state` prefixes may run it.
     /// The language whose interpreter the component embeds (`"JavaScript"` for
     /// componentize-js, `"Python"` for componentize-py), if it does.
     pub fn interpreter(&self) -> Option<&'static str> {
         self.interpreter
     }
 
+    /// Whether the component imports the `state` interface (world `stateful-handler`):
+    /// only pipelines that declare `state` prefixes may run it.
     pub fn imports_state(&self) -> bool {
         self.imports_state
+    }
+
+    /// Whether the component exports `handle-batch` (world `batch-handler`): pipelines
+    /// without `state` then hand each instance its share of a batch in one call.
+    pub fn handles_batches(&self) -> bool {
+        self.handle_batch.is_some()
     }
 
     /// The content digest, `sha256:<hex>`: names this exact version in dead letters and logs.

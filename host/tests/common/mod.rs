@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 const PLUGINS: &[&str] = &[
     "payments",
     "payments-js",
+    "echo-js",
     "payments-python",
     "payments-c",
     "order-status",
