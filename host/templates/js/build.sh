@@ -11,7 +11,9 @@ cp ./*.js build/
 cp "$sdk/guest-sdk/js/sluice.js" "$sdk/guest-sdk/js/state.js" build/
 # A handler that imports ./state.js (handler state) is built for the world that has it;
 # its pipeline must then declare `state` prefixes.
+# One that exports handleBatch (the SDK's `batch`) takes a share of a batch in one call.
 world=handler
+grep -q "export const handleBatch" ./*.js && world=batch-handler
 grep -q "state.js" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \

@@ -6,7 +6,9 @@ sdk="$here/{{sdk}}"
 cd "$here"
 # A handler that imports sluice_state (handler state) is built for the world that has
 # it; its pipeline must then declare `state` prefixes.
-world=handler
+# The others take a share of a batch in one call (world batch-handler: the SDK's Handler
+# implements handle_batch).
+world=batch-handler
 grep -q "import sluice_state" ./*.py && world=stateful-handler
 python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
     -d "$sdk/wit" -w "$world" componentize app -p . -p "$sdk/guest-sdk/python" \
