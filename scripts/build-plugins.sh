@@ -53,10 +53,11 @@ for dir in plugins/*-js/; do
     main="$dir$(basename "$dir" -js).js"
     # A plugin that uses handler state (imports guest-sdk/js/state.js) is built for the
     # world that imports it; the others import only what every handler gets.
+    # One that exports handleBatch (the SDK's `batch`) takes a batch in one call; state
+    # wins (pipelines with state call `handle` per entry).
     world=handler
+    grep -Eq "export (const|function|async function) handleBatch" "$dir"*.js && world=batch-handler
     grep -q "guest-sdk/js/state.js" "$dir"*.js && world=stateful-handler
-    # One that exports handleBatch (the SDK's `batch`) takes a batch in one call.
-    grep -q "export const handleBatch" "$dir"*.js && world=batch-handler
     if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/*.js wit/*.wit; then
         echo "build-plugins: $name (componentize-js, world $world)"
         guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name "$world" \

@@ -144,16 +144,38 @@ export function batch(handle) {
   return (raws) => {
     const results = new Array(raws.length);
     for (let i = 0; i < raws.length; i += 1) {
+      let value;
       try {
-        results[i] = { tag: 'ok', val: handle(raws[i]) };
+        value = handle(raws[i]);
       } catch (failure) {
-        if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) {
-          results[i] = { tag: 'err', val: failure };
-        } else {
-          throw failure;
-        }
+        results[i] = failed(failure);
+        continue;
       }
+      // An async handler: the rest of the batch goes through the event loop (the host
+      // awaits the returned promise), one message after the other.
+      if (value && typeof value.then === 'function') return settleFrom(handle, raws, results, i, value);
+      results[i] = { tag: 'ok', val: value ?? [] };
     }
     return results;
   };
+}
+
+// A message's failure as its result: `reject`/`retry` fail it alone; anything else
+// fails the call (the host then calls `handle` on each message by itself).
+function failed(failure) {
+  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) {
+    return { tag: 'err', val: failure };
+  }
+  throw failure;
+}
+
+async function settleFrom(handle, raws, results, from, pending) {
+  for (let i = from; i < raws.length; i += 1) {
+    try {
+      results[i] = { tag: 'ok', val: (await (i === from ? pending : handle(raws[i]))) ?? [] };
+    } catch (failure) {
+      results[i] = failed(failure);
+    }
+  }
+  return results;
 }

@@ -150,9 +150,7 @@ class Handler(wit_world.WitWorld):
         results = []
         for msg in msgs:
             try:
-                results.append(Ok(self.on_message(Message(msg)) or []))
-            except Reject as e:
-                results.append(Err(types.Failure_Reject(str(e))))
-            except Retry as e:
-                results.append(Err(types.Failure_Retry(str(e))))
+                results.append(Ok(self.handle(msg)))
+            except Err as e:
+                results.append(e)
         return results

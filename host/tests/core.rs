@@ -634,18 +634,20 @@ async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone
         add(&mut con, "IN", &[("n", &i.to_string())]).await;
     }
     let pipeline = echo("batched").plugin("{plugin:echo-js}").with(
-        "batch = 50\nconcurrency = 1\nmax_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"50ms\" }",
+        "batch = 50\nconcurrency = 1\nmax_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"50ms\" }\nlimits = { timeout = \"1s\" }",
     );
     let host = Host::start(&redis, pipeline.config("")).await;
     wait_len(&con, "OUT", 10).await;
     for (_, fields) in entries(&mut con, "OUT").await {
         assert_eq!(field(&fields, "via"), Some("handle-batch"), "{fields:?}");
     }
-    // Ten more in one MULTI (so that one read takes them all): the fourth traps.
+    // Ten more in one MULTI (so that one read takes them all): the second spins (the
+    // batch call times out), the fourth traps, the seventh is rejected.
     let mut add_all = redis::pipe();
     add_all.atomic();
     for i in 10..20 {
         let action = match i {
+            11 => "spin",
             13 => "trap",
             16 => "reject",
             _ => "echo",
@@ -661,11 +663,23 @@ async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone
             .ignore();
     }
     let () = add_all.query_async(&mut con).await.expect("XADD");
-    wait_len(&con, "OUT", 18).await;
-    wait_len(&con, "IN:dead", 2).await;
+    // A spinning entry holds the batch call for two timeouts at most (not ten), then
+    // fails alone.
+    let started = std::time::Instant::now();
+    wait_len(&con, "OUT", 17).await;
+    wait_len(&con, "IN:dead", 3).await;
+    // Two timeouts for the batch call, one for the spinning entry alone and one for its
+    // retry, and fresh instances: ~6 s here; with the timeout times the ten entries it
+    // would be 14 s or more.
+    let took = started.elapsed();
+    eprintln!("the poison entries settled in {took:?}");
+    assert!(
+        took < Duration::from_secs(11),
+        "the poison entries took {took:?}"
+    );
     let outs = entries(&mut con, "OUT").await;
     let ns: Vec<&str> = outs.iter().filter_map(|(_, f)| field(f, "n")).collect();
-    for n in ["13", "16"] {
+    for n in ["11", "13", "16"] {
         assert!(!ns.contains(&n), "entry {n} has no output: {ns:?}");
     }
     let dead = entries(&mut con, "IN:dead").await;
@@ -678,6 +692,7 @@ async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone
         "{reasons:?}"
     );
     assert!(reasons.iter().any(|r| r.contains("trap")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("timeout")), "{reasons:?}");
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
 }

@@ -1,7 +1,7 @@
 // A test handler in JavaScript with the batch export (world batch-handler): each entry's
 // fields go to config `target` (default `OUT`) with `via` = `handle-batch` or `handle`,
 // the export that handled it; `action` = `reject` rejects the entry, `trap` throws an
-// Error (the call traps).
+// Error (the call traps), `spin` never returns (the call times out).
 //
 // Build: scripts/build-plugins.sh (componentize-js).
 
@@ -13,6 +13,7 @@ export const handle = handler((msg) => {
   const action = msg.text('action');
   if (action === 'reject') throw reject(`rejected entry ${msg.id}`);
   if (action === 'trap') throw new Error(`trap on entry ${msg.id}`);
+  if (action === 'spin') for (;;);
   const fields = {};
   for (const [name, value] of msg.raw) fields[name] = value;
   fields.via = via;

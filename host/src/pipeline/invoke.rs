@@ -113,29 +113,49 @@ pub(super) async fn call(
 }
 
 /// Handler calls on `entries` through `handle-batch`, timed for the metrics (each entry
-/// its share of the call) and the entries' traces (the call).
+/// its share of the call; a throttled call counted once) and the entries' traces (the
+/// call). A call that fails as a whole is counted, and the entries are handled one at a
+/// time with [`call`], each recorded on its own, none started once `halt` says so.
 pub(super) async fn call_batch(
     instance: &mut Instance,
     source: &str,
     entries: &mut [Entry],
+    halt: &Halt,
     calls: &CallMetrics,
-) -> Vec<Handled> {
+) -> Vec<Option<Handled>> {
     let (started, wall) = (Instant::now(), SystemTime::now());
-    let results = instance.handle_batch(source, entries).await;
-    let took = started.elapsed();
-    let each = took / u32::try_from(entries.len().max(1)).unwrap_or(u32::MAX);
-    let throttled = instance.last_call_throttled();
-    for entry in entries.iter_mut() {
-        calls.record(each, throttled);
-        if let Some(trace) = &mut entry.trace {
-            trace.handled = Some((wall, wall + took));
+    match instance.handle_batch(source, entries).await {
+        Ok(results) => {
+            let took = started.elapsed();
+            let each = took / u32::try_from(entries.len().max(1)).unwrap_or(u32::MAX);
+            calls.record(each, instance.last_call_throttled());
+            for _ in 1..entries.len() {
+                calls.record(each, false);
+            }
+            for entry in entries.iter_mut() {
+                if let Some(trace) = &mut entry.trace {
+                    trace.handled = Some((wall, wall + took));
+                }
+            }
+            let digest = instance.plugin().digest().clone();
+            results
+                .into_iter()
+                .map(|result| Some((digest.clone(), result, Default::default())))
+                .collect()
+        }
+        Err(error) => {
+            calls.batch_fallback(entries.len(), &error);
+            let mut results = Vec::with_capacity(entries.len());
+            for entry in entries.iter_mut() {
+                if halt.now() {
+                    results.push(None);
+                    continue;
+                }
+                results.push(Some(call(instance, source, entry, None, calls).await));
+            }
+            results
         }
     }
-    let digest = instance.plugin().digest().clone();
-    results
-        .into_iter()
-        .map(|result| (digest.clone(), result, Default::default()))
-        .collect()
 }
 
 /// Whether `instance` takes a share of a batch in one call: a plugin that exports
@@ -159,8 +179,7 @@ async fn invoke_on(
             if halt.now() {
                 return entries.iter().map(|_| None).collect();
             }
-            let results = call_batch(instance, source, entries, calls).await;
-            return results.into_iter().map(Some).collect();
+            return call_batch(instance, source, entries, halt, calls).await;
         }
         let mut results = Vec::with_capacity(entries.len());
         for entry in entries.iter_mut() {
@@ -209,11 +228,7 @@ async fn invoke_parallel(
                         let results = if halt.now() || share.is_empty() {
                             share.iter().map(|_| None).collect()
                         } else {
-                            call_batch(&mut instance, &source, &mut share, &calls)
-                                .await
-                                .into_iter()
-                                .map(Some)
-                                .collect::<Vec<_>>()
+                            call_batch(&mut instance, &source, &mut share, &halt, &calls).await
                         };
                         for ((index, entry), result) in indices.into_iter().zip(share).zip(results)
                         {

@@ -54,6 +54,10 @@ pub struct CallMetrics {
     duration: Histogram,
     /// Calls that ran past `limits.throttle_after` and were throttled.
     throttled: Counter,
+    /// `handle-batch` calls that failed as a whole (their entries then went one at a
+    /// time), and when that was last logged.
+    batch_fallbacks: Counter,
+    fallback_logged: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl CallMetrics {
@@ -62,6 +66,21 @@ impl CallMetrics {
         self.duration.record(elapsed.as_secs_f64());
         if throttled {
             self.throttled.increment(1);
+        }
+    }
+
+    /// Counts a `handle-batch` call of `entries` that failed as a whole with `error`, and
+    /// logs it at WARN at most once a minute: a batch export that keeps failing costs a
+    /// fresh instance and a call per entry each time.
+    pub fn batch_fallback(&self, entries: usize, error: &dyn std::fmt::Display) {
+        self.batch_fallbacks.increment(1);
+        let mut logged = self
+            .fallback_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
+            *logged = Some(std::time::Instant::now());
+            tracing::warn!(entries, error = %error, "handle-batch failed as a whole; its entries are handled one at a time (counted in sluice_batch_fallbacks_total; logged at most once a minute)");
         }
     }
 }
@@ -153,6 +172,8 @@ impl PipelineMetrics {
             calls: CallMetrics {
                 duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
                 throttled: metrics::counter!("sluice_handler_throttled_total", "pipeline" => p.clone()),
+                batch_fallbacks: metrics::counter!("sluice_batch_fallbacks_total", "pipeline" => p.clone()),
+                fallback_logged: Default::default(),
             },
             end_to_end: metrics::histogram!("sluice_end_to_end_latency_seconds", "pipeline" => p.clone()),
             pending: gauge("sluice_pending", &p, partition),

@@ -18,6 +18,9 @@ use super::{Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};
 use crate::state::{EntryState, Finished, Scope, StateError};
 
+/// At most this many per-entry timeouts for one `handle-batch` call.
+pub const BATCH_TIMEOUT_FACTOR: u32 = 2;
+
 /// The call ran past its deadline (raised from the epoch callback).
 #[derive(Debug, thiserror::Error)]
 #[error("deadline exceeded")]
@@ -240,34 +243,36 @@ impl Instance {
 
     /// Calls `handle-batch` once for all of `entries` (a plugin of world `batch-handler`,
     /// in a pipeline without state): one result per entry, in order, each what
-    /// [`Instance::handle`] would give. The call's limits are the per-entry ones times
-    /// the number of entries. A call that fails as a whole — a trap, the timeout, a
-    /// limit, a wrong number of results — is made again an entry at a time with
-    /// `handle` on a fresh instance, so that only the entry at fault fails (handlers
-    /// without state have no side effects to repeat). A plugin without the export, or an
-    /// entry whose field names are not UTF-8, goes an entry at a time from the start.
+    /// [`Instance::handle`] would give. The call gets the per-entry fuel times the number
+    /// of entries, and the per-entry timeout times that number but at most
+    /// [`BATCH_TIMEOUT_FACTOR`] timeouts (a spinning entry holds the instance for two
+    /// timeouts, not a hundred). `Err` when the call failed as a whole — a trap, the
+    /// timeout, a limit, a wrong number of results — or cannot be made (no export, more
+    /// entries than `instance_reuse`, a field name that is not UTF-8): the caller then
+    /// handles the entries one at a time with [`Instance::handle`] (handlers without
+    /// state have no side effects to repeat), so that only the entry at fault fails.
     pub async fn handle_batch(
         &mut self,
         source: &str,
         entries: &mut [Entry],
-    ) -> Vec<Result<Vec<Output>, HandlerError>> {
+    ) -> Result<Vec<Result<Vec<Output>, HandlerError>>, HandlerError> {
         self.follow_reload();
-        let whole = entries.len() > 1
-            && self.plugin.handles_batches()
-            && entries.iter().all(|e| e.raw_names.is_none());
-        if whole {
-            match self.call_batch(source, entries).await {
-                Ok(results) => return results,
-                Err(error) => {
-                    tracing::debug!(entries = entries.len(), error = %error, "handle-batch failed as a whole; calling handle on each entry");
-                }
-            }
+        if !self.plugin.handles_batches() {
+            return Err(HandlerError::Trap(
+                "the plugin has no handle-batch export".into(),
+            ));
         }
-        let mut results = Vec::with_capacity(entries.len());
-        for entry in entries.iter_mut() {
-            results.push(self.handle(source, entry).await);
+        if entries.len() as u64 > self.limits.instance_reuse {
+            return Err(HandlerError::Trap(format!(
+                "{} entries are more than limits.instance_reuse ({})",
+                entries.len(),
+                self.limits.instance_reuse
+            )));
         }
-        results
+        if entries.iter().any(|e| e.raw_names.is_some()) {
+            return Err(HandlerError::Trap("a field name is not UTF-8".into()));
+        }
+        self.call_batch(source, entries).await
     }
 
     async fn call_batch(
@@ -278,6 +283,14 @@ impl Instance {
         self.throttled = false;
         let n = entries.len();
         let limits = self.limits;
+        // The share must fit in what is left of the instance's `instance_reuse`.
+        if self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.handled + n as u64 > limits.instance_reuse)
+        {
+            self.live = None;
+        }
         self.ensure_live().await?;
         let Some(live) = self.live.as_mut() else {
             unreachable!("made live just above");
@@ -286,15 +299,23 @@ impl Instance {
             return Err(HandlerError::Trap("no handle-batch export".into()));
         };
         live.handled += n as u64;
-        let scale = u32::try_from(n).unwrap_or(u32::MAX);
+        // Checked at instantiation: cannot fail; before the entries are lent to the call.
+        let typed = func
+            .typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&live.store)
+            .map_err(|e| HandlerError::Trap(format!("{e:#}")))?;
+        let scale = u32::try_from(n)
+            .unwrap_or(u32::MAX)
+            .min(BATCH_TIMEOUT_FACTOR);
         let data = live.store.data_mut();
         let now = Instant::now();
         let timeout = limits.timeout.saturating_mul(scale);
         data.deadline = now + timeout;
-        data.throttle_from = now + limits.throttle_after.saturating_mul(scale);
+        // Throttling is about one long call, whatever it handles.
+        data.throttle_from = now + limits.throttle_after;
         data.throttled = false;
-        // Log lines of the call go to its first entry.
-        data.log.set_message(&entries[0].id, None);
+        // Log lines of the call go to its first entry (and its trace).
+        data.log
+            .set_message(&entries[0].id, entries[0].trace.as_ref().map(|t| &t.span));
         data.state = None;
         if let Some(fuel) = limits.fuel {
             let _ = live.store.set_fuel(fuel.saturating_mul(n as u64));
@@ -308,10 +329,6 @@ impl Instance {
                 attempt: entry.attempt,
             })
             .collect();
-        // Checked at instantiation: cannot fail.
-        let typed = func
-            .typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&live.store)
-            .map_err(|e| HandlerError::Trap(format!("{e:#}")))?;
         let call = typed.call_async(&mut live.store, (&messages,));
         let result = match tokio::time::timeout(timeout, call).await {
             Ok(result) => result,

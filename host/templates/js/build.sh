@@ -13,7 +13,7 @@ cp "$sdk/guest-sdk/js/sluice.js" "$sdk/guest-sdk/js/state.js" build/
 # its pipeline must then declare `state` prefixes.
 # One that exports handleBatch (the SDK's `batch`) takes a share of a batch in one call.
 world=handler
-grep -q "export const handleBatch" ./*.js && world=batch-handler
+grep -Eq "export (const|function|async function) handleBatch" ./*.js && world=batch-handler
 grep -q "state.js" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
