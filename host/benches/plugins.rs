@@ -36,14 +36,23 @@ async fn main() -> Result<()> {
         .filter(|p| {
             let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             p.extension().is_some_and(|e| e == "wasm")
-                && (name == "payments" || name.starts_with("payments_") && !name.contains("tag"))
+                && (name == "payments"
+                    || name.starts_with("payments_")
+                        && !name.contains("tag")
+                        && !name.contains("state"))
         })
         .collect();
     plugins.sort();
 
     println!(
-        "\n{:<18} {:>9} {:>13} {:>10} {:>13} {:>12}",
-        "plugin", "size", "cold compile", "warm load", "reused call", "fresh call"
+        "\n{:<18} {:>9} {:>13} {:>10} {:>13} {:>12} {:>16}",
+        "plugin",
+        "size",
+        "cold compile",
+        "warm load",
+        "reused call",
+        "fresh call",
+        "batch of 50/entry"
     );
     for path in plugins {
         let name = language(&path);
@@ -54,13 +63,14 @@ async fn main() -> Result<()> {
             .await
             .with_context(|| format!("measuring {}", path.display()))?;
         println!(
-            "{:<18} {:>9} {:>13} {:>10} {:>13} {:>12}",
+            "{:<18} {:>9} {:>13} {:>10} {:>13} {:>12} {:>16}",
             name,
             bytesize::ByteSize(m.size).display().si().to_string(),
             format!("{:.2} s", m.cold.as_secs_f64()),
             format!("{:.1} ms", m.warm.as_secs_f64() * 1e3),
             micros(m.reused),
             micros(m.fresh),
+            m.batched.map_or_else(|| "(no export)".to_owned(), micros),
         );
     }
     println!(
@@ -76,6 +86,8 @@ struct Measured {
     warm: Duration,
     reused: Duration,
     fresh: Duration,
+    /// Per entry, through `handle-batch` with 50 entries a call, if the plugin has it.
+    batched: Option<Duration>,
 }
 
 async fn measure(path: &Path) -> Result<Measured> {
@@ -114,7 +126,13 @@ async fn measure(path: &Path) -> Result<Measured> {
 
     let reused = per_call(&cell, u64::MAX, Duration::from_secs(2)).await?;
     let fresh = per_call(&cell, 1, Duration::from_secs(2)).await?;
+    let batched = if cell.load().handles_batches() {
+        Some(per_entry_in_batches(&cell, 50, Duration::from_secs(2)).await?)
+    } else {
+        None
+    };
     Ok(Measured {
+        batched,
         size,
         cold,
         warm: warm[warm.len() / 2],
@@ -161,6 +179,43 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
         calls += 1;
     }
     Ok(started.elapsed() / calls)
+}
+
+/// Mean time per entry of `handle-batch` calls of `n` entries over about `budget`, after
+/// a warm-up, on a reused instance. Checks every entry produced the payment.
+async fn per_entry_in_batches(cell: &PluginCell, n: usize, budget: Duration) -> Result<Duration> {
+    let limits = Limits {
+        memory: 256 << 20,
+        timeout: Duration::from_secs(5),
+        ..sluice::config::LimitsConfig::default().to_limits()
+    };
+    let mut instance = Instance::new(cell.clone(), Default::default(), limits);
+    let mut entries: Vec<_> = (0..n).map(|_| support::order_entry()).collect();
+    let mut call = async || -> Result<()> {
+        let results = instance
+            .handle_batch("ORDERS_STREAM", &mut entries)
+            .await
+            .map_err(anyhow::Error::from)?;
+        for result in results {
+            let outputs = result.map_err(anyhow::Error::from)?;
+            anyhow::ensure!(
+                outputs.len() == 1 && outputs[0].fields.len() == 6,
+                "unexpected outputs {outputs:?}"
+            );
+        }
+        Ok(())
+    };
+    let warm_up = Instant::now();
+    while warm_up.elapsed() < budget / 4 {
+        call().await?;
+    }
+    let started = Instant::now();
+    let mut calls = 0u32;
+    while started.elapsed() < budget {
+        call().await?;
+        calls += 1;
+    }
+    Ok(started.elapsed() / (calls * n as u32))
 }
 
 fn micros(d: Duration) -> String {
