@@ -83,6 +83,12 @@ export function retry(reason) {
 function toBytes(value) {
   if (typeof value === 'string') return encoder.encode(value);
   if (value instanceof Uint8Array) return value;
+  // The bindings' byte lists may come from another realm, where `instanceof` says no:
+  // any typed array or DataView (or ArrayBuffer) is bytes.
+  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value instanceof ArrayBuffer || Object.prototype.toString.call(value) === '[object ArrayBuffer]') {
+    return new Uint8Array(value);
+  }
   return encoder.encode(JSON.stringify(value));
 }
 

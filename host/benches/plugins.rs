@@ -195,7 +195,8 @@ async fn per_entry_in_batches(cell: &PluginCell, n: usize, budget: Duration) -> 
         let results = instance
             .handle_batch("ORDERS_STREAM", &mut entries)
             .await
-            .map_err(anyhow::Error::from)?;
+            .map_err(anyhow::Error::from)?
+            .context("the plugin takes no batch")?;
         for result in results {
             let outputs = result.map_err(anyhow::Error::from)?;
             anyhow::ensure!(

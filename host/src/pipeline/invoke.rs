@@ -124,8 +124,8 @@ pub(super) async fn call_batch(
     calls: &CallMetrics,
 ) -> Vec<Option<Handled>> {
     let (started, wall) = (Instant::now(), SystemTime::now());
-    match instance.handle_batch(source, entries).await {
-        Ok(results) => {
+    let failed = match instance.handle_batch(source, entries).await {
+        Ok(Some(results)) => {
             let took = started.elapsed();
             let each = took / u32::try_from(entries.len().max(1)).unwrap_or(u32::MAX);
             calls.record(each, instance.last_call_throttled());
@@ -138,24 +138,27 @@ pub(super) async fn call_batch(
                 }
             }
             let digest = instance.plugin().digest().clone();
-            results
+            return results
                 .into_iter()
                 .map(|result| Some((digest.clone(), result, Default::default())))
-                .collect()
+                .collect();
         }
-        Err(error) => {
-            calls.batch_fallback(entries.len(), &error);
-            let mut results = Vec::with_capacity(entries.len());
-            for entry in entries.iter_mut() {
-                if halt.now() {
-                    results.push(None);
-                    continue;
-                }
-                results.push(Some(call(instance, source, entry, None, calls).await));
-            }
-            results
-        }
+        // Not a share for one call: no failure to count.
+        Ok(None) => None,
+        Err(error) => Some(error),
+    };
+    if let Some(error) = failed {
+        calls.batch_fallback(entries.len(), &error);
     }
+    let mut results = Vec::with_capacity(entries.len());
+    for entry in entries.iter_mut() {
+        if halt.now() {
+            results.push(None);
+            continue;
+        }
+        results.push(Some(call(instance, source, entry, None, calls).await));
+    }
+    results
 }
 
 /// Whether `instance` takes a share of a batch in one call: a plugin that exports

@@ -246,33 +246,25 @@ impl Instance {
     /// [`Instance::handle`] would give. The call gets the per-entry fuel times the number
     /// of entries, and the per-entry timeout times that number but at most
     /// [`BATCH_TIMEOUT_FACTOR`] timeouts (a spinning entry holds the instance for two
-    /// timeouts, not a hundred). `Err` when the call failed as a whole — a trap, the
-    /// timeout, a limit, a wrong number of results — or cannot be made (no export, more
-    /// entries than `instance_reuse`, a field name that is not UTF-8): the caller then
-    /// handles the entries one at a time with [`Instance::handle`] (handlers without
-    /// state have no side effects to repeat), so that only the entry at fault fails.
+    /// timeouts, not a hundred). `Ok(None)` when the share is not for one call (no
+    /// export, more entries than `instance_reuse`, a field name that is not UTF-8), `Err`
+    /// when the call failed as a whole — a trap, the timeout, a limit, a wrong number of
+    /// results: either way the caller then handles the entries one at a time with
+    /// [`Instance::handle`] (handlers without state have no side effects to repeat), so
+    /// that only the entry at fault fails.
     pub async fn handle_batch(
         &mut self,
         source: &str,
         entries: &mut [Entry],
-    ) -> Result<Vec<Result<Vec<Output>, HandlerError>>, HandlerError> {
+    ) -> Result<Option<Vec<Result<Vec<Output>, HandlerError>>>, HandlerError> {
         self.follow_reload();
-        if !self.plugin.handles_batches() {
-            return Err(HandlerError::Trap(
-                "the plugin has no handle-batch export".into(),
-            ));
+        let batchable = self.plugin.handles_batches()
+            && entries.len() as u64 <= self.limits.instance_reuse
+            && entries.iter().all(|e| e.raw_names.is_none());
+        if !batchable {
+            return Ok(None);
         }
-        if entries.len() as u64 > self.limits.instance_reuse {
-            return Err(HandlerError::Trap(format!(
-                "{} entries are more than limits.instance_reuse ({})",
-                entries.len(),
-                self.limits.instance_reuse
-            )));
-        }
-        if entries.iter().any(|e| e.raw_names.is_some()) {
-            return Err(HandlerError::Trap("a field name is not UTF-8".into()));
-        }
-        self.call_batch(source, entries).await
+        self.call_batch(source, entries).await.map(Some)
     }
 
     async fn call_batch(
@@ -353,7 +345,11 @@ impl Instance {
                     .live
                     .take()
                     .and_then(|mut l| l.store.data_mut().limiter.breach.take());
-                return Err(self.classify(error, breach));
+                return Err(match self.classify(error, breach) {
+                    // The call's own budget, not the per-entry one.
+                    HandlerError::Timeout(_) => HandlerError::Timeout(timeout),
+                    other => other,
+                });
             }
         };
         let mut replace = false;
