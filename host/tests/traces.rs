@@ -18,6 +18,26 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use prost::Message;
 use sluice::trace_context::SpanContext;
 
+/// The real binary running `cfg` against `redis`, logging to `log`, with `env` set.
+fn run_daemon(
+    cfg: &std::path::Path,
+    redis: &RedisServer,
+    log: &std::path::Path,
+    env: &[(&str, &str)],
+) -> DaemonProcess {
+    DaemonProcess::start_env(
+        &[
+            "run".as_ref(),
+            "-c".as_ref(),
+            cfg.as_os_str(),
+            "--redis".as_ref(),
+            std::ffi::OsStr::new(&redis.url()),
+        ],
+        log,
+        env,
+    )
+}
+
 /// What the receiver got: each span with its resource's attributes.
 type Received = Arc<Mutex<Vec<(Vec<KeyValue>, Span)>>>;
 
@@ -428,14 +448,9 @@ async fn guest_log_lines_carry_the_trace_id() {
     ) + &payments("payments").to_string();
     let cfg = config_file(&dir, &file);
     let log = dir.path().join("sluice.log");
-    let mut daemon = DaemonProcess::start_env(
-        &[
-            "run".as_ref(),
-            "-c".as_ref(),
-            cfg.as_os_str(),
-            "--redis".as_ref(),
-            std::ffi::OsStr::new(&redis.url()),
-        ],
+    let mut daemon = run_daemon(
+        &cfg,
+        &redis,
         &log,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url().as_str()),
@@ -568,14 +583,9 @@ async fn a_wrong_exporter_setting_is_refused_with_the_fix() {
     let TestContext { redis, .. } = TestContext::new().await;
     let cfg = config_file(&dir, &payments("payments").to_string());
     let log = dir.path().join("sluice.log");
-    let mut daemon = DaemonProcess::start_env(
-        &[
-            "run".as_ref(),
-            "-c".as_ref(),
-            cfg.as_os_str(),
-            "--redis".as_ref(),
-            std::ffi::OsStr::new(&redis.url()),
-        ],
+    let mut daemon = run_daemon(
+        &cfg,
+        &redis,
         &log,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"),
@@ -692,14 +702,9 @@ async fn spans_over_the_queue_are_dropped_and_counted() {
             + &payments("payments").with("batch = 50").to_string()),
     );
     let log = dir.path().join("sluice.log");
-    let mut daemon = DaemonProcess::start_env(
-        &[
-            "run".as_ref(),
-            "-c".as_ref(),
-            cfg.as_os_str(),
-            "--redis".as_ref(),
-            std::ffi::OsStr::new(&redis.url()),
-        ],
+    let mut daemon = run_daemon(
+        &cfg,
+        &redis,
         &log,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url().as_str()),
