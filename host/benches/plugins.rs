@@ -146,28 +146,30 @@ async fn blocking_load(runtime: &Runtime, path: &Path) -> Result<Plugin> {
     tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path)).await?
 }
 
-/// Mean time per `handle` call over about `budget`, after a warm-up, on instances
-/// replaced every `reuse` messages. Checks every call produced the payment.
-async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Duration> {
-    let limits = Limits {
+/// The limits the calls run under: roomy, with instances replaced every `reuse` calls.
+fn limits(reuse: u64) -> Limits {
+    Limits {
         memory: 256 << 20,
         timeout: Duration::from_secs(5),
         instance_reuse: reuse,
         ..sluice::config::LimitsConfig::default().to_limits()
-    };
-    let mut instance = Instance::new(cell.clone(), Default::default(), limits);
-    let mut entry = support::order_entry();
-    let mut call = async || -> Result<()> {
-        let outputs = instance
-            .handle("ORDERS_STREAM", &mut entry)
-            .await
-            .map_err(anyhow::Error::from)?;
-        anyhow::ensure!(
-            outputs.len() == 1 && outputs[0].fields.len() == 6,
-            "unexpected outputs {outputs:?}"
-        );
-        Ok(())
-    };
+    }
+}
+
+/// Checks a call produced the payment.
+fn check_payment(outputs: &[sluice::message::Output]) -> Result<()> {
+    anyhow::ensure!(
+        outputs.len() == 1 && outputs[0].fields.len() == 6,
+        "unexpected outputs {outputs:?}"
+    );
+    Ok(())
+}
+
+/// Mean time of `call` over about `budget`, after a warm-up of a quarter of it.
+async fn mean_time(
+    budget: Duration,
+    mut call: impl AsyncFnMut() -> Result<()>,
+) -> Result<Duration> {
     let warm_up = Instant::now();
     while warm_up.elapsed() < budget / 4 {
         call().await?;
@@ -181,42 +183,32 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
     Ok(started.elapsed() / calls)
 }
 
-/// Mean time per entry of `handle-batch` calls of `n` entries over about `budget`, after
-/// a warm-up, on a reused instance. Checks every entry produced the payment.
+/// Mean time per `handle` call over about `budget`, on instances replaced every `reuse`
+/// messages. Checks every call produced the payment.
+async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Duration> {
+    let mut instance = Instance::new(cell.clone(), Default::default(), limits(reuse));
+    let mut entry = support::order_entry();
+    mean_time(budget, async || {
+        let outputs = instance.handle("ORDERS_STREAM", &mut entry).await?;
+        check_payment(&outputs)
+    })
+    .await
+}
+
+/// Mean time per entry of `handle-batch` calls of `n` entries over about `budget`, on a
+/// reused instance. Checks every entry produced the payment.
 async fn per_entry_in_batches(cell: &PluginCell, n: usize, budget: Duration) -> Result<Duration> {
-    let limits = Limits {
-        memory: 256 << 20,
-        timeout: Duration::from_secs(5),
-        ..sluice::config::LimitsConfig::default().to_limits()
-    };
-    let mut instance = Instance::new(cell.clone(), Default::default(), limits);
+    let mut instance = Instance::new(cell.clone(), Default::default(), limits(u64::MAX));
     let mut entries: Vec<_> = (0..n).map(|_| support::order_entry()).collect();
-    let mut call = async || -> Result<()> {
+    let per_call = mean_time(budget, async || {
         let results = instance
             .handle_batch("ORDERS_STREAM", &mut entries)
-            .await
-            .map_err(anyhow::Error::from)?
+            .await?
             .context("the plugin takes no batch")?;
-        for result in results {
-            let outputs = result.map_err(anyhow::Error::from)?;
-            anyhow::ensure!(
-                outputs.len() == 1 && outputs[0].fields.len() == 6,
-                "unexpected outputs {outputs:?}"
-            );
-        }
-        Ok(())
-    };
-    let warm_up = Instant::now();
-    while warm_up.elapsed() < budget / 4 {
-        call().await?;
-    }
-    let started = Instant::now();
-    let mut calls = 0u32;
-    while started.elapsed() < budget {
-        call().await?;
-        calls += 1;
-    }
-    Ok(started.elapsed() / (calls * n as u32))
+        results.into_iter().try_for_each(|r| check_payment(&r?))
+    })
+    .await?;
+    Ok(per_call / n as u32)
 }
 
 fn micros(d: Duration) -> String {

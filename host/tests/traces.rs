@@ -18,6 +18,13 @@ use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use prost::Message;
 use sluice::trace_context::SpanContext;
 
+/// A local address nobody listens on (a port just freed).
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
 /// The real binary running `cfg` against `redis`, logging to `log`, with `env` set.
 fn run_daemon(
     cfg: &std::path::Path,
@@ -440,9 +447,7 @@ async fn guest_log_lines_carry_the_trace_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The file says elsewhere: the environment wins (a deployment points a packaged
     // config at its own collector).
-    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let nobody = free_addr();
     let file = format!(
         "[telemetry]\notlp_endpoint = \"http://{nobody}\"\nservice_name = \"from-file\"\n\n"
     ) + &payments("payments").to_string();
@@ -522,10 +527,7 @@ async fn guest_log_lines_carry_the_trace_id() {
 async fn a_collector_that_is_down_costs_no_entry() {
     let TestContext { redis, mut con } = TestContext::new().await;
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_addr().port();
     let cfg = format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\n\n")
         + ADMIN
         + &payments("payments").to_string();
@@ -693,9 +695,7 @@ async fn spans_over_the_queue_are_dropped_and_counted() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let admin = free_addr();
     let cfg = config_file(
         &dir,
         &(format!("[admin]\nlisten = \"{admin}\"\n\n")

@@ -115,7 +115,7 @@ pub(super) async fn call(
 /// Handler calls on `entries` through `handle-batch`, timed for the metrics (each entry
 /// its share of the call; a throttled call counted once) and the entries' traces (the
 /// call). A call that fails as a whole is counted, and the entries are handled one at a
-/// time with [`call`], each recorded on its own, none started once `halt` says so.
+/// time with [`call`], each recorded on its own; none is started once `halt` says so.
 pub(super) async fn call_batch(
     instance: &mut Instance,
     source: &str,
@@ -123,6 +123,9 @@ pub(super) async fn call_batch(
     halt: &Halt,
     calls: &CallMetrics,
 ) -> Vec<Option<Handled>> {
+    if entries.is_empty() || halt.now() {
+        return entries.iter().map(|_| None).collect();
+    }
     let (started, wall) = (Instant::now(), SystemTime::now());
     let failed = match instance.handle_batch(source, entries).await {
         Ok(Some(results)) => {
@@ -179,9 +182,6 @@ async fn invoke_on(
     if instances.len() == 1 || entries.len() == 1 {
         let instance = &mut instances[0];
         if batched(instance, &scope) {
-            if halt.now() {
-                return entries.iter().map(|_| None).collect();
-            }
             return call_batch(instance, source, entries, halt, calls).await;
         }
         let mut results = Vec::with_capacity(entries.len());
@@ -228,11 +228,8 @@ async fn invoke_parallel(
                     if batched(&instance, &scope) {
                         let (indices, mut share): (Vec<usize>, Vec<Entry>) =
                             items.into_iter().unzip();
-                        let results = if halt.now() || share.is_empty() {
-                            share.iter().map(|_| None).collect()
-                        } else {
-                            call_batch(&mut instance, &source, &mut share, &halt, &calls).await
-                        };
+                        let results =
+                            call_batch(&mut instance, &source, &mut share, &halt, &calls).await;
                         for ((index, entry), result) in indices.into_iter().zip(share).zip(results)
                         {
                             done.push((index, entry, result));

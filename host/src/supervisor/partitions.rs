@@ -30,10 +30,11 @@ pub(super) struct Partitions {
 }
 
 impl Partitions {
-    async fn open(&self, p: u32) -> Result<Pipeline> {
+    /// Opens partition `p` of the pipeline (`None`: the unpartitioned pipeline).
+    pub async fn open(&self, p: Option<u32>) -> Result<Pipeline> {
         Pipeline::new(
             self.config.clone(),
-            Some(p),
+            p,
             self.cell.clone(),
             &self.broker,
             &self.consumer,
@@ -48,7 +49,7 @@ impl Partitions {
     pub async fn open_all(&self) -> Result<Vec<Pipeline>> {
         let mut pipelines = Vec::new();
         for p in 0..self.config.partitions.unwrap_or(1) {
-            pipelines.push(self.open(p).await?);
+            pipelines.push(self.open(Some(p)).await?);
         }
         Ok(pipelines)
     }
@@ -56,7 +57,7 @@ impl Partitions {
     /// `ordering = "per-key"`, before the start counts as done: the user may use the
     /// partitions' streams (checked on the first), and their groups exist.
     pub async fn open_all_checked(&self) -> Result<()> {
-        self.open(0).await.map(drop)?;
+        self.open(Some(0)).await.map(drop)?;
         // Every partition's keys, not only the first's: a partition the ACL user may not
         // use would otherwise just never be handled.
         let n = self.config.partitions.unwrap_or(1);
@@ -215,7 +216,7 @@ impl Partitions {
                 return None;
             }
         };
-        let mut pipeline = match self.open(p).await {
+        let mut pipeline = match self.open(Some(p)).await {
             Ok(pipeline) => pipeline,
             Err(e) => {
                 tracing::error!(

@@ -11,7 +11,6 @@ use tracing::Instrument;
 use super::partitions::Partitions;
 use crate::config::Ordering;
 use crate::config::PipelineConfig;
-use crate::pipeline::Pipeline;
 
 /// How long a pipeline dropped after its drain timeout gets to end its thread.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -148,18 +147,7 @@ async fn run(
     };
     match (partitions.config.partitions, partitions.config.ordering) {
         (None, _) => {
-            let p = &partitions;
-            let pipeline = match Pipeline::new(
-                p.config.clone(),
-                None,
-                p.cell.clone(),
-                &p.broker,
-                &p.consumer,
-                p.board.clone(),
-                &p.tracing,
-            )
-            .await
-            {
+            let pipeline = match partitions.open(None).await {
                 Ok(pipeline) => pipeline,
                 Err(e) => {
                     ready(Err(e));

@@ -157,7 +157,7 @@ impl Instance {
             )));
         }
         self.follow_reload();
-        self.ensure_live().await?;
+        self.ensure_live(1).await?;
         let Some(live) = self.live.as_mut() else {
             unreachable!("made live just above");
         };
@@ -224,13 +224,13 @@ impl Instance {
         }
     }
 
-    /// Makes sure there is a live instance: made anew if there is none or it has had
-    /// its `instance_reuse` calls.
-    async fn ensure_live(&mut self) -> Result<(), HandlerError> {
+    /// Makes sure there is a live instance for the next `n` messages: made anew if there
+    /// is none or they would take it past its `instance_reuse`.
+    async fn ensure_live(&mut self, n: u64) -> Result<(), HandlerError> {
         if self
             .live
             .as_ref()
-            .is_some_and(|l| l.handled >= self.limits.instance_reuse)
+            .is_some_and(|l| l.handled + n > self.limits.instance_reuse)
         {
             self.live = None;
         }
@@ -276,14 +276,7 @@ impl Instance {
         let n = entries.len();
         let limits = self.limits;
         // The share must fit in what is left of the instance's `instance_reuse`.
-        if self
-            .live
-            .as_ref()
-            .is_some_and(|l| l.handled + n as u64 > limits.instance_reuse)
-        {
-            self.live = None;
-        }
-        self.ensure_live().await?;
+        self.ensure_live(n as u64).await?;
         let Some(live) = self.live.as_mut() else {
             unreachable!("made live just above");
         };
