@@ -53,12 +53,18 @@ for dir in plugins/*-js/; do
     main="$dir$(basename "$dir" -js).js"
     # A plugin that uses handler state (imports guest-sdk/js/state.js) is built for the
     # world that imports it; the others import only what every handler gets.
-    # One that exports handleBatch (the SDK's `batch`) takes a batch in one call; state
-    # wins (pipelines with state call `handle` per entry).
+    # One that exports handlePacked (the SDK's `packed`) or handleBatch (`batch`) takes a
+    # batch in one call, packed first; state wins (pipelines with state call `handle` per
+    # entry).
     world=handler
-    grep -Eq "export (const|function|async function) handleBatch" "$dir"*.js && world=batch-handler
+    exports() { grep -Eq "export (const|function|async function) $1\b|export \{[^}]*\b$1\b" "$dir"*.js; }
+    if exports handlePacked; then world=packed-batch-handler
+    elif exports handleBatch; then world=batch-handler
+    fi
     grep -q "guest-sdk/js/state.js" "$dir"*.js && world=stateful-handler
-    if stale "$out/$name.wasm" "$dir"*.js guest-sdk/js/*.js wit/*.wit; then
+    # A module may re-export another plugin's (plugins/echo-lists-js): that one counts too.
+    mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9-]*\.js" "$dir"*.js | sed "s#^\.\./#plugins/#")
+    if stale "$out/$name.wasm" "$dir"*.js "${deps[@]}" guest-sdk/js/*.js wit/*.wit; then
         echo "build-plugins: $name (componentize-js, world $world)"
         guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name "$world" \
             --disable http fetch-event -o "$out/$name.wasm" >/dev/null

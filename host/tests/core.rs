@@ -623,23 +623,65 @@ async fn dropped_daemon_stops_its_pipelines() {
     );
 }
 
-/// A plugin with the batch export (world `batch-handler`, here in JavaScript) gets a
-/// batch in one call; an entry that traps fails that call, and the host handles the
-/// batch's entries one at a time, so that only the poison entry fails (retried, then
-/// dead-lettered) while a reject dead-letters its entry alone.
+/// A plugin with the packed batch export (world `packed-batch-handler`, here in
+/// JavaScript) gets a batch in one call; an entry that traps fails that call, and the host
+/// handles the batch's entries one at a time, so that only the poison entry fails
+/// (retried, then dead-lettered) while a reject dead-letters its entry alone.
+#[tokio::test]
+async fn a_packed_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone() {
+    batch_export_case("{plugin:echo-js}", "handle-packed").await;
+}
+
+/// The same with the batch export of lists of records (world `batch-handler`).
 #[tokio::test]
 async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone() {
+    batch_export_case("{plugin:echo-lists-js}", "handle-batch").await;
+}
+
+/// A packed batch call that returns bytes outside the encoding fails as a whole: its
+/// entries are handled by `handle`, each once, and nothing is lost.
+#[tokio::test]
+async fn a_malformed_packed_result_falls_back_to_handle_per_entry() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let mut add_all = redis::pipe();
+    add_all.atomic();
+    for i in 0..5 {
+        let action = if i == 2 { "garble" } else { "echo" };
+        add_all
+            .cmd("XADD")
+            .arg("IN")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .arg("action")
+            .arg(action)
+            .ignore();
+    }
+    let () = add_all.query_async(&mut con).await.expect("XADD");
+    let pipeline = echo("garbled")
+        .plugin("{plugin:echo-js}")
+        .with("batch = 50\nconcurrency = 1");
+    let host = Host::start(&redis, pipeline.config("")).await;
+    wait_len(&con, "OUT", 5).await;
+    for (_, fields) in entries(&mut con, "OUT").await {
+        assert_eq!(field(&fields, "via"), Some("handle"), "{fields:?}");
+    }
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    host.stop().await;
+}
+
+async fn batch_export_case(plugin: &str, via: &str) {
     let TestContext { redis, mut con } = TestContext::new().await;
     for i in 0..10 {
         add(&mut con, "IN", &[("n", &i.to_string())]).await;
     }
-    let pipeline = echo("batched").plugin("{plugin:echo-js}").with(
+    let pipeline = echo("batched").plugin(plugin).with(
         "batch = 50\nconcurrency = 1\nmax_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"50ms\" }\nlimits = { timeout = \"1s\" }",
     );
     let host = Host::start(&redis, pipeline.config("")).await;
     wait_len(&con, "OUT", 10).await;
     for (i, (_, fields)) in entries(&mut con, "OUT").await.iter().enumerate() {
-        assert_eq!(field(fields, "via"), Some("handle-batch"), "{fields:?}");
+        assert_eq!(field(fields, "via"), Some(via), "{fields:?}");
         // The values come back byte for byte (the SDK once JSON-encoded byte lists).
         assert_eq!(
             field(fields, "n"),

@@ -1,11 +1,14 @@
-// A test handler in JavaScript with the batch export (world batch-handler): each entry's
-// fields go to config `target` (default `OUT`) with `via` = `handle-batch` or `handle`,
-// the export that handled it; `action` = `reject` rejects the entry, `trap` throws an
-// Error (the call traps), `spin` never returns (the call times out).
+// A test handler in JavaScript with both batch exports: built for the world
+// packed-batch-handler (handle-packed); plugins/echo-lists-js re-exports it for the world
+// batch-handler (handle-batch). Each entry's fields go to config `target` (default `OUT`)
+// with `via` = `handle-packed`, `handle-batch` or `handle`, the export that handled it;
+// `action` = `reject` rejects the entry, `trap` throws an Error (the call traps), `spin`
+// never returns (the call times out), `garble` makes handle-packed return bytes that are
+// not in the encoding (the call fails; `handle` then handles the entry).
 //
 // Build: scripts/build-plugins.sh (componentize-js).
 
-import { handler, batch, reject, output, config } from '../../guest-sdk/js/sluice.js';
+import { handler, batch, packed, reject, output, config } from '../../guest-sdk/js/sluice.js';
 
 let via = 'handle';
 
@@ -20,13 +23,25 @@ export const handle = handler((msg) => {
   return [output(config('target', 'OUT'), fields)];
 });
 
-const each = batch(handle);
-
-export const handleBatch = (messages) => {
-  via = 'handle-batch';
+const through = (name, call) => (messages) => {
+  via = name;
   try {
-    return each(messages);
+    return call(messages);
   } finally {
     via = 'handle';
   }
+};
+
+export const handleBatch = through('handle-batch', batch(handle));
+
+const each = through('handle-packed', packed(handle));
+
+export const handlePacked = (bytes) => {
+  const results = each(bytes);
+  // "garble" anywhere in the input: a result count of 0xffffffff and nothing else.
+  const garble = new TextEncoder().encode('garble');
+  for (let i = 0; i + garble.length <= bytes.length; i += 1) {
+    if (garble.every((b, j) => bytes[i + j] === b)) return new Uint8Array([255, 255, 255, 255]);
+  }
+  return results;
 };

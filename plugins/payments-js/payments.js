@@ -3,7 +3,7 @@
 //
 // Build: scripts/build-plugins.sh (componentize-js; see guest-sdk/js/README.md).
 
-import { handler, batch, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
+import { handler, packed, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
 
 const PAYMENT_SUCCESSFUL = '3';
 
@@ -19,8 +19,9 @@ export const handle = handler((msg) => {
   }
 });
 
-// A batch in one call (world batch-handler): the per-call cost of the runtime paid once.
-export const handleBatch = batch(handle);
+// A batch in one call, as one byte string each way (world packed-batch-handler): the
+// runtime's cost of a call, and of lifting and lowering each field, paid once.
+export const handlePacked = packed(handle);
 
 function pay(msg) {
   const order = msg.require('orderId', 'userId');

@@ -14,7 +14,8 @@ use super::guest_log::Identity;
 use super::guest_log::{GuestLog, GuestOutput};
 use super::host::HostState;
 use super::limits::{Limiter, Limits};
-use super::{Plugin, PluginCell};
+use super::packed;
+use super::{BatchExport, Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};
 use crate::state::{EntryState, Finished, Scope, StateError};
 
@@ -42,8 +43,8 @@ pub struct Instance {
 struct Live {
     store: Store<HostState>,
     handler: Handler,
-    /// The `handle-batch` export, when the plugin has one of the right type.
-    handle_batch: Option<Func>,
+    /// The batch export, when the plugin has one of the right type.
+    batch: Option<(BatchExport, Func)>,
     handled: u64,
 }
 
@@ -280,14 +281,10 @@ impl Instance {
         let Some(live) = self.live.as_mut() else {
             unreachable!("made live just above");
         };
-        let Some(func) = live.handle_batch else {
-            return Err(HandlerError::Trap("no handle-batch export".into()));
+        let Some((kind, func)) = live.batch else {
+            return Err(HandlerError::Trap("no batch export".into()));
         };
         live.handled += n as u64;
-        // Checked at instantiation: cannot fail; before the entries are lent to the call.
-        let typed = func
-            .typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&live.store)
-            .map_err(|e| HandlerError::Trap(format!("{e:#}")))?;
         let scale = u32::try_from(n)
             .unwrap_or(u32::MAX)
             .min(BATCH_TIMEOUT_FACTOR);
@@ -305,33 +302,18 @@ impl Instance {
         if let Some(fuel) = limits.fuel {
             let _ = live.store.set_fuel(fuel.saturating_mul(n as u64));
         }
-        let messages: Vec<Message> = entries
-            .iter_mut()
-            .map(|entry| Message {
-                source: source.to_owned(),
-                id: std::mem::take(&mut entry.id),
-                fields: std::mem::take(&mut entry.fields),
-                attempt: entry.attempt,
-            })
-            .collect();
-        let call = typed.call_async(&mut live.store, (&messages,));
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(result) => result,
-            Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
+        let called = match kind {
+            BatchExport::Lists => call_lists(func, &mut live.store, source, entries, timeout).await,
+            BatchExport::Packed => {
+                call_packed(func, &mut live.store, source, entries, timeout).await
+            }
         };
         self.throttled = live.store.data().throttled;
-        for (entry, message) in entries.iter_mut().zip(messages) {
-            entry.id = message.id;
-            entry.fields = message.fields;
-        }
-        let results = match result {
-            Ok((results,)) if results.len() == n => results,
-            Ok((results,)) => {
+        let results = match called {
+            Ok(Ok(results)) => results,
+            Ok(Err(malformed)) => {
                 self.live = None;
-                return Err(HandlerError::Trap(format!(
-                    "handle-batch returned {} results for {n} messages",
-                    results.len()
-                )));
+                return Err(HandlerError::Trap(malformed));
             }
             Err(error) => {
                 let breach = self
@@ -350,7 +332,6 @@ impl Instance {
             .into_iter()
             .map(|result| match result {
                 Ok(outputs) => {
-                    let outputs: Vec<Output> = outputs.into_iter().map(Output::from).collect();
                     self.check_outputs(&outputs)
                         .map(|()| outputs)
                         .map_err(|breach| {
@@ -484,12 +465,16 @@ impl Instance {
         };
         let instance = instance.map_err(instantiate)?;
         let handler = Handler::new(&mut store, &instance).map_err(instantiate)?;
-        let handle_batch = self.plugin.handle_batch.and_then(|index| {
+        let batch = self.plugin.batch.and_then(|(kind, index)| {
             let func = instance.get_func(&mut store, index)?;
-            match func.typed::<(&[Message],), (Vec<Result<Vec<bindings::Output>, Failure>>,)>(&store) {
-                Ok(_) => Some(func),
+            let typed = match kind {
+                BatchExport::Lists => func.typed::<ListsParams<'_>, ListsResults>(&store).map(drop),
+                BatchExport::Packed => func.typed::<PackedParams<'_>, PackedResults>(&store).map(drop),
+            };
+            match typed {
+                Ok(()) => Some((kind, func)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "the plugin's handle-batch export is not the batch-handler world's (sluice:plugin@0.1.2); calling handle for each entry instead");
+                    tracing::warn!(error = %e, export = kind.name(), "the plugin's batch export does not have the type of its world (sluice:plugin@0.1.3); calling handle for each entry instead");
                     None
                 }
             }
@@ -497,10 +482,80 @@ impl Instance {
         Ok(Live {
             store,
             handler,
-            handle_batch,
+            batch,
             handled: 0,
         })
     }
+}
+
+type ListsParams<'a> = (&'a [Message],);
+type ListsResults = (Vec<Result<Vec<bindings::Output>, Failure>>,);
+type PackedParams<'a> = (&'a [u8],);
+type PackedResults = (Vec<u8>,);
+
+/// A batch call's results: `Err` when the call failed (a trap, the deadline), `Ok(Err)`
+/// when it returned something that is not one result per entry (the reason).
+type BatchCall = wasmtime::Result<Result<Vec<Result<Vec<Output>, Failure>>, String>>;
+
+/// Calls `handle-batch` (world `batch-handler`): the entries' IDs and fields are lent to
+/// the call and given back after it.
+async fn call_lists(
+    func: Func,
+    store: &mut Store<HostState>,
+    source: &str,
+    entries: &mut [Entry],
+    timeout: std::time::Duration,
+) -> BatchCall {
+    let n = entries.len();
+    // Checked at instantiation: cannot fail.
+    let typed = func.typed::<ListsParams<'_>, ListsResults>(&*store)?;
+    let messages: Vec<Message> = entries
+        .iter_mut()
+        .map(|entry| Message {
+            source: source.to_owned(),
+            id: std::mem::take(&mut entry.id),
+            fields: std::mem::take(&mut entry.fields),
+            attempt: entry.attempt,
+        })
+        .collect();
+    let call = typed.call_async(&mut *store, (&messages,));
+    let result = match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
+    };
+    for (entry, message) in entries.iter_mut().zip(messages) {
+        entry.id = message.id;
+        entry.fields = message.fields;
+    }
+    let (results,) = result?;
+    if results.len() != n {
+        return Ok(Err(format!(
+            "handle-batch returned {} results for {n} messages",
+            results.len()
+        )));
+    }
+    Ok(Ok(results
+        .into_iter()
+        .map(|r| r.map(|outputs| outputs.into_iter().map(Output::from).collect()))
+        .collect()))
+}
+
+/// Calls `handle-packed` (world `packed-batch-handler`): the entries go encoded.
+async fn call_packed(
+    func: Func,
+    store: &mut Store<HostState>,
+    source: &str,
+    entries: &mut [Entry],
+    timeout: std::time::Duration,
+) -> BatchCall {
+    let typed = func.typed::<PackedParams<'_>, PackedResults>(&*store)?;
+    let messages = packed::encode(source, entries);
+    let call = typed.call_async(&mut *store, (&messages,));
+    let (results,) = match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result?,
+        Err(_) => return Err(wasmtime::Error::new(DeadlineExceeded)),
+    };
+    Ok(packed::decode(&results, entries.len()).map_err(|e| e.to_string()))
 }
 
 // The generated output type carries the same data as the domain type.

@@ -11,6 +11,7 @@ mod guest_log;
 mod host;
 mod instance;
 mod limits;
+mod packed;
 mod plugin;
 
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use wasmtime::{Config, Engine};
 pub use cache::{Cache, Source, write_atomically};
 pub use instance::Instance;
 pub use limits::Limits;
-pub use plugin::Plugin;
+pub use plugin::{BatchExport, Plugin};
 
 use host::HostState;
 

@@ -24,8 +24,29 @@ pub struct Plugin {
     imports_state: bool,
     /// The language whose interpreter it embeds, if any.
     interpreter: Option<&'static str>,
-    /// Its `handle-batch` export (world `batch-handler`, 0.1.2), if it has one.
-    pub(super) handle_batch: Option<ComponentExportIndex>,
+    /// Its export that takes a batch in one call, if it has one.
+    pub(super) batch: Option<(BatchExport, ComponentExportIndex)>,
+}
+
+/// How a component takes a batch in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchExport {
+    /// `handle-batch: func(list<message>) -> list<result<...>>` (world `batch-handler`,
+    /// 0.1.2).
+    Lists,
+    /// `handle-packed: func(list<u8>) -> list<u8>` (world `packed-batch-handler`, 0.1.3;
+    /// the encoding in [`super::packed`]).
+    Packed,
+}
+
+impl BatchExport {
+    /// The export's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchExport::Lists => "handle-batch",
+            BatchExport::Packed => "handle-packed",
+        }
+    }
 }
 
 impl Plugin {
@@ -62,22 +83,24 @@ impl Plugin {
         let pre = HandlerPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
-        let handle_batch = component
-            .get_export_index(None, "handle-batch")
-            .filter(|_| {
-                component
-                    .component_type()
-                    .exports(runtime.engine())
-                    .any(|(name, item)| {
-                        name == "handle-batch"
+        // A component with both takes the packed one: it is the cheaper to call.
+        let batch = [BatchExport::Packed, BatchExport::Lists]
+            .into_iter()
+            .find_map(|kind| {
+                let is_func = component.component_type().exports(runtime.engine()).any(
+                    |(name, item)| {
+                        name == kind.name()
                             && matches!(
                                 item.ty,
                                 wasmtime::component::types::ComponentItem::ComponentFunc(_)
                             )
-                    })
+                    },
+                );
+                let index = component.get_export_index(None, kind.name())?;
+                is_func.then_some((kind, index))
             });
         Ok(Self {
-            handle_batch,
+            batch,
             runtime: runtime.clone(),
             pre,
             digest,
@@ -101,10 +124,16 @@ impl Plugin {
         self.imports_state
     }
 
-    /// Whether the component exports `handle-batch` (world `batch-handler`): pipelines
-    /// without `state` then hand each instance its share of a batch in one call.
+    /// Whether the component exports `handle-batch` (world `batch-handler`) or
+    /// `handle-packed` (world `packed-batch-handler`): pipelines without `state` then hand
+    /// each instance its share of a batch in one call.
     pub fn handles_batches(&self) -> bool {
-        self.handle_batch.is_some()
+        self.batch.is_some()
+    }
+
+    /// Which batch export the component has, if any.
+    pub fn batch_export(&self) -> Option<BatchExport> {
+        self.batch.map(|(kind, _)| kind)
     }
 
     /// The content digest, `sha256:<hex>`: names this exact version in dead letters and logs.

@@ -11,9 +11,14 @@ cp ./*.js build/
 cp "$sdk/guest-sdk/js/sluice.js" "$sdk/guest-sdk/js/state.js" build/
 # A handler that imports ./state.js (handler state) is built for the world that has it;
 # its pipeline must then declare `state` prefixes.
-# One that exports handleBatch (the SDK's `batch`) takes a share of a batch in one call.
+# One that exports handlePacked (the SDK's `packed`) or handleBatch (`batch`) takes a share
+# of a batch in one call.
 world=handler
-grep -Eq "export (const|function|async function) handleBatch" ./*.js && world=batch-handler
+if grep -Eq "export (const|function|async function) handlePacked" ./*.js; then
+    world=packed-batch-handler
+elif grep -Eq "export (const|function|async function) handleBatch" ./*.js; then
+    world=batch-handler
+fi
 grep -q "state.js" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \

@@ -5,7 +5,7 @@
 //
 // Build: ./build.sh (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
 // build.sh puts Sluice's guest-sdk/js/sluice.js beside this file in build/.
-import { batch, config, handler, log, output, reject } from "./sluice.js";
+import { config, handler, log, output, packed, reject } from "./sluice.js";
 
 export const handle = handler((msg) => {
   if (msg.raw.length === 0) {
@@ -15,6 +15,7 @@ export const handle = handler((msg) => {
   return [output(config("target", "OUT"), { ...msg.fields(), handledBy: "{{name}}" })];
 });
 
-// A share of a batch in one call (world batch-handler): the runtime's cost of a call is
-// paid once per share instead of once per message.
-export const handleBatch = batch(handle);
+// A share of a batch in one call, as one byte string each way (world
+// packed-batch-handler): the runtime's cost of a call, and of lifting and lowering each
+// field, is paid once per share instead of once per message and field.
+export const handlePacked = packed(handle);
