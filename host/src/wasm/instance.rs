@@ -331,14 +331,13 @@ impl Instance {
         let results = results
             .into_iter()
             .map(|result| match result {
-                Ok(outputs) => {
-                    self.check_outputs(&outputs)
-                        .map(|()| outputs)
-                        .map_err(|breach| {
-                            replace = true;
-                            HandlerError::Limit(breach)
-                        })
-                }
+                Ok(outputs) => self
+                    .check_outputs(&outputs)
+                    .map(|()| outputs)
+                    .map_err(|breach| {
+                        replace = true;
+                        HandlerError::Limit(breach)
+                    }),
                 Err(Failure::Retry(reason)) => Err(HandlerError::Retry(reason)),
                 Err(Failure::Reject(reason)) => Err(HandlerError::Reject(reason)),
             })

@@ -44,7 +44,10 @@ pub fn encode(source: &str, entries: &[Entry]) -> Vec<u8> {
 }
 
 /// The results in `bytes`, which must be exactly `expected` of them.
-pub fn decode(bytes: &[u8], expected: usize) -> Result<Vec<Result<Vec<Output>, Failure>>, Malformed> {
+pub fn decode(
+    bytes: &[u8],
+    expected: usize,
+) -> Result<Vec<Result<Vec<Output>, Failure>>, Malformed> {
     let mut reader = Reader { bytes, at: 0 };
     let count = reader.len()?;
     if count != expected {
@@ -197,9 +200,15 @@ mod tests {
         ];
         let bytes = encode("S", &entries);
         let mut want = vec![2, 0, 0, 0];
-        want.extend([1, 0, 0, 0, 1, 0, 0, 0, b'S', 3, 0, 0, 0, b'1', b'-', b'0', 2, 0, 0, 0]);
-        want.extend([1, 0, 0, 0, b'a', 2, 0, 0, 0, 0, 0xff, 1, 0, 0, 0, b'a', 0, 0, 0, 0]);
-        want.extend([3, 0, 0, 0, 1, 0, 0, 0, b'S', 3, 0, 0, 0, b'2', b'-', b'0', 0, 0, 0, 0]);
+        want.extend([
+            1, 0, 0, 0, 1, 0, 0, 0, b'S', 3, 0, 0, 0, b'1', b'-', b'0', 2, 0, 0, 0,
+        ]);
+        want.extend([
+            1, 0, 0, 0, b'a', 2, 0, 0, 0, 0, 0xff, 1, 0, 0, 0, b'a', 0, 0, 0, 0,
+        ]);
+        want.extend([
+            3, 0, 0, 0, 1, 0, 0, 0, b'S', 3, 0, 0, 0, b'2', b'-', b'0', 0, 0, 0, 0,
+        ]);
         assert_eq!(bytes, want);
     }
 

@@ -87,15 +87,17 @@ impl Plugin {
         let batch = [BatchExport::Packed, BatchExport::Lists]
             .into_iter()
             .find_map(|kind| {
-                let is_func = component.component_type().exports(runtime.engine()).any(
-                    |(name, item)| {
-                        name == kind.name()
-                            && matches!(
-                                item.ty,
-                                wasmtime::component::types::ComponentItem::ComponentFunc(_)
-                            )
-                    },
-                );
+                let is_func =
+                    component
+                        .component_type()
+                        .exports(runtime.engine())
+                        .any(|(name, item)| {
+                            name == kind.name()
+                                && matches!(
+                                    item.ty,
+                                    wasmtime::component::types::ComponentItem::ComponentFunc(_)
+                                )
+                        });
                 let index = component.get_export_index(None, kind.name())?;
                 is_func.then_some((kind, index))
             });

@@ -21,6 +21,7 @@ const PLUGINS: &[&str] = &[
     "payments",
     "payments-js",
     "echo-js",
+    "echo-lists-js",
     "payments-python",
     "payments-c",
     "order-status",
