@@ -228,8 +228,8 @@ mod tests {
             .u8(2)
             .bytes(b"bad")
             .0;
-        let results = decode(&bytes, 3).unwrap();
-        let outputs = results[0].as_ref().unwrap();
+        let results = decode(&bytes, 3).expect("well-formed");
+        let outputs = results[0].as_ref().expect("ok");
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].target, "OUT");
         assert_eq!(
@@ -254,9 +254,9 @@ mod tests {
             (Results::new(1).u8(0).u32(u32::MAX).0, 1, "inside a length"),
         ];
         for (bytes, expected, what) in cases {
-            let error = decode(&bytes, expected).unwrap_err().to_string();
+            let error = decode(&bytes, expected).expect_err("malformed").to_string();
             assert!(error.contains(what), "{error} (wanted {what:?})");
         }
-        assert_eq!(decode(&ok_empty(1).0, 1).unwrap().len(), 1);
+        assert_eq!(decode(&ok_empty(1).0, 1).expect("well-formed").len(), 1);
     }
 }
