@@ -51,16 +51,22 @@ def debug(text):
 
 
 def payment_id(order_id):
-    """A 24-hex-digit payment ID derived from the order ID (two FNV-1a hashes), as in Rust."""
+    """A 24-hex-digit payment ID derived from the order ID (two FNV-1a hashes), as in Rust.
+
+    Both hashes in one pass; the second is kept to its low 32 bits, which are all it
+    shows (they depend only on the low 32 bits of each product). The products are reduced
+    modulo 2^64 once per 16 bytes, not per byte: the low bits do not depend on the high
+    ones, and the numbers stay small."""
     data = order_id.encode("utf-8")
-
-    def fnv(seed):
-        h = seed
-        for b in data:
-            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-        return h
-
-    return f"{fnv(0xCBF29CE484222325):016x}{fnv(0x84222325CBF29CE4) & 0xFFFFFFFF:08x}"
+    high = 0xCBF29CE484222325
+    low = 0xCBF29CE4
+    for start in range(0, len(data), 16):
+        for b in data[start : start + 16]:
+            high = (high ^ b) * 0x100000001B3
+            low = (low ^ b) * 0x1B3
+        high &= 0xFFFFFFFFFFFFFFFF
+        low &= 0xFFFFFFFF
+    return f"{high:016x}{low:08x}"
 
 
 class WitWorld(sluice.Handler):
