@@ -643,21 +643,7 @@ async fn a_batch_export_takes_a_batch_in_one_call_and_a_poison_entry_fails_alone
 #[tokio::test]
 async fn a_malformed_packed_result_falls_back_to_handle_per_entry() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let mut add_all = redis::pipe();
-    add_all.atomic();
-    for i in 0..5 {
-        let action = if i == 2 { "garble" } else { "echo" };
-        add_all
-            .cmd("XADD")
-            .arg("IN")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .arg("action")
-            .arg(action)
-            .ignore();
-    }
-    let () = add_all.query_async(&mut con).await.expect("XADD");
+    add_in_one_multi(&mut con, 0..5, |i| if i == 2 { "garble" } else { "echo" }).await;
     let pipeline = echo("garbled")
         .plugin("{plugin:echo-js}")
         .with("batch = 50\nconcurrency = 1");
@@ -668,6 +654,29 @@ async fn a_malformed_packed_result_falls_back_to_handle_per_entry() {
     }
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
+}
+
+/// Appends entries `n` = i, `action` = `action(i)` to `IN` in one MULTI, so that one read
+/// takes them all.
+async fn add_in_one_multi(
+    con: &mut redis::aio::MultiplexedConnection,
+    ns: std::ops::Range<u32>,
+    action: impl Fn(u32) -> &'static str,
+) {
+    let mut add_all = redis::pipe();
+    add_all.atomic();
+    for i in ns {
+        add_all
+            .cmd("XADD")
+            .arg("IN")
+            .arg("*")
+            .arg("n")
+            .arg(i)
+            .arg("action")
+            .arg(action(i))
+            .ignore();
+    }
+    let () = add_all.query_async(con).await.expect("XADD");
 }
 
 async fn batch_export_case(plugin: &str, via: &str) {
@@ -691,26 +700,13 @@ async fn batch_export_case(plugin: &str, via: &str) {
     }
     // Ten more in one MULTI (so that one read takes them all): the second spins (the
     // batch call times out), the fourth traps, the seventh is rejected.
-    let mut add_all = redis::pipe();
-    add_all.atomic();
-    for i in 10..20 {
-        let action = match i {
-            11 => "spin",
-            13 => "trap",
-            16 => "reject",
-            _ => "echo",
-        };
-        add_all
-            .cmd("XADD")
-            .arg("IN")
-            .arg("*")
-            .arg("n")
-            .arg(i)
-            .arg("action")
-            .arg(action)
-            .ignore();
-    }
-    let () = add_all.query_async(&mut con).await.expect("XADD");
+    add_in_one_multi(&mut con, 10..20, |i| match i {
+        11 => "spin",
+        13 => "trap",
+        16 => "reject",
+        _ => "echo",
+    })
+    .await;
     // A spinning entry holds the batch call for two timeouts at most (not ten), then
     // fails alone.
     let started = std::time::Instant::now();

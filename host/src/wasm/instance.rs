@@ -496,6 +496,16 @@ type PackedResults = (Vec<u8>,);
 /// when it returned something that is not one result per entry (the reason).
 type BatchCall = wasmtime::Result<Result<Vec<Result<Vec<Output>, Failure>>, String>>;
 
+/// `call`, failed with [`DeadlineExceeded`] if it runs past `timeout`.
+async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(wasmtime::Error::new(DeadlineExceeded)))
+}
+
 /// Calls `handle-batch` (world `batch-handler`): the entries' IDs and fields are lent to
 /// the call and given back after it.
 async fn call_lists(
@@ -517,11 +527,7 @@ async fn call_lists(
             attempt: entry.attempt,
         })
         .collect();
-    let call = typed.call_async(&mut *store, (&messages,));
-    let result = match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result,
-        Err(_) => Err(wasmtime::Error::new(DeadlineExceeded)),
-    };
+    let result = within(timeout, typed.call_async(&mut *store, (&messages,))).await;
     for (entry, message) in entries.iter_mut().zip(messages) {
         entry.id = message.id;
         entry.fields = message.fields;
@@ -549,11 +555,7 @@ async fn call_packed(
 ) -> BatchCall {
     let typed = func.typed::<PackedParams<'_>, PackedResults>(&*store)?;
     let messages = packed::encode(source, entries);
-    let call = typed.call_async(&mut *store, (&messages,));
-    let (results,) = match tokio::time::timeout(timeout, call).await {
-        Ok(result) => result?,
-        Err(_) => return Err(wasmtime::Error::new(DeadlineExceeded)),
-    };
+    let (results,) = within(timeout, typed.call_async(&mut *store, (&messages,))).await?;
     Ok(packed::decode(&results, entries.len()).map_err(|e| e.to_string()))
 }
 
