@@ -115,7 +115,8 @@ export function output(target, object = {}) {
   const names = Object.keys(object);
   for (let i = 0; i < names.length; i += 1) {
     const value = object[names[i]];
-    if (value !== null && value !== undefined) fields.push([names[i], toValue(value)]);
+    if (typeof value === 'string') fields.push([names[i], value]);
+    else if (value !== null && value !== undefined) fields.push([names[i], toValue(value)]);
   }
   return { target, fields };
 }
@@ -258,18 +259,11 @@ function unpack(bytes) {
   const count = view.getUint32(at, true);
   at += 4;
   const messages = new Array(count);
-  let source = '';
-  let sourceBytes;
   for (let i = 0; i < count; i += 1) {
     const attempt = view.getUint32(at, true);
     let len = view.getUint32(at + 4, true);
     at += 8;
-    // A batch comes from one stream: its name is decoded once.
-    const raw = bytes.subarray(at, at + len);
-    if (sourceBytes === undefined || !sameBytes(raw, sourceBytes)) {
-      source = decoder.decode(raw);
-      sourceBytes = raw;
-    }
+    const source = decoder.decode(bytes.subarray(at, at + len));
     at += len;
     len = view.getUint32(at, true);
     const id = decoder.decode(bytes.subarray(at + 4, at + 4 + len));
@@ -290,16 +284,11 @@ function unpack(bytes) {
   return messages;
 }
 
-function sameBytes(a, b) {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 // The results' encoding, into a buffer kept across calls (the bindings copy the returned
 // bytes out before the next call): u8 0, u32 output count, (str target, u32 field count,
 // (str name, bytes value) per field) per output; or u8 1 (retry) / 2 (reject), str reason.
 let packBuffer = new Uint8Array(1 << 16);
+const NUL4 = '\0\0\0\0';
 
 class Packer {
   constructor() {
@@ -350,6 +339,7 @@ class Packer {
     for (let i = 0; i < outputs.length; i += 1) {
       const { target, fields } = outputs[i];
       if (typeof target !== 'string') throw new TypeError(`an output's target is not a string: ${target}`);
+      if (this.ascii(target, fields)) continue;
       this.value(target);
       this.u32(fields.length);
       for (let j = 0; j < fields.length; j += 1) {
@@ -359,6 +349,36 @@ class Packer {
         this.value(fields[j][1]);
       }
     }
+  }
+
+  // An output of strings only, in one `encodeInto` (each call into the runtime costs
+  // more than the bytes it copies): the output as one string with four NULs for each
+  // u32, which are filled in after if the string was ASCII (one byte per code unit, so
+  // every offset is known). Otherwise nothing is kept and the caller encodes each part.
+  ascii(target, fields) {
+    let text = NUL4 + target + NUL4;
+    for (let j = 0; j < fields.length; j += 1) {
+      const field = fields[j];
+      if (typeof field[0] !== 'string' || typeof field[1] !== 'string') return false;
+      text += NUL4 + field[0] + NUL4 + field[1];
+    }
+    this.room(text.length * 3);
+    if (encoder.encodeInto(text, this.buf.subarray(this.at)).written !== text.length) return false;
+    const view = this.view;
+    let at = this.at;
+    view.setUint32(at, target.length, true);
+    at += 4 + target.length;
+    view.setUint32(at, fields.length, true);
+    at += 4;
+    for (let j = 0; j < fields.length; j += 1) {
+      const field = fields[j];
+      view.setUint32(at, field[0].length, true);
+      at += 4 + field[0].length;
+      view.setUint32(at, field[1].length, true);
+      at += 4 + field[1].length;
+    }
+    this.at = at;
+    return true;
   }
 
   failure(failure) {

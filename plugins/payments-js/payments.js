@@ -50,14 +50,23 @@ function pay(msg) {
 // plugins accept exactly the same amounts.
 const WHITE = '[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
 const TRIM = new RegExp(`^${WHITE}+|${WHITE}+$`, 'g');
-const FLOAT = /^[+-]?(?:(inf|infinity|nan)|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$/i;
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const SPECIAL = /^[+-]?(inf|infinity|nan)$/i;
+
+// Every White_Space character is U+0020 or below, or U+0085 or above.
+const mayBeWhite = (code) => code <= 0x20 || code >= 0x85;
 
 function parseAmount(text) {
-  const trimmed = text.replace(TRIM, '');
-  const match = FLOAT.exec(trimmed);
-  if (!match) return undefined;
-  if (match[1]) return match[1].toLowerCase() === 'nan' ? NaN : Infinity;
-  return Number(trimmed);
+  // The regular expression scans every position: most amounts need no trim, and two
+  // character codes tell.
+  const trimmed =
+    text.length > 0 && (mayBeWhite(text.charCodeAt(0)) || mayBeWhite(text.charCodeAt(text.length - 1)))
+      ? text.replace(TRIM, '')
+      : text;
+  if (DECIMAL.test(trimmed)) return Number(trimmed);
+  const special = SPECIAL.exec(trimmed);
+  if (!special) return undefined;
+  return special[1].toLowerCase() === 'nan' ? NaN : Infinity;
 }
 
 // Rust's `{:?}` of a string, for the reasons.
@@ -78,24 +87,34 @@ function debug(text) {
 
 // A 24-hex-digit payment ID derived from the order ID (two FNV-1a hashes), as in Rust.
 // 64-bit FNV-1a in two 32-bit halves held in plain numbers: the prime is 2^40 + 0x1b3,
-// so h * prime = (h << 40) + h * 0x1b3 (mod 2^64). BigInt, the obvious way, allocates
-// at every step and cost this handler a third of its time in the interpreter.
-function fnv1a(bytes, hi, lo) {
-  for (let i = 0; i < bytes.length; i += 1) {
-    lo = (lo ^ bytes[i]) >>> 0;
-    const product = lo * 0x1b3; // below 2^41: exact in a double
-    hi = (Math.imul(hi, 0x1b3) + (lo << 8) + Math.floor(product / 0x100000000)) >>> 0;
-    lo = product >>> 0;
-  }
-  return [hi, lo];
-}
-
-const hex8 = (n) => n.toString(16).padStart(8, '0');
-const encoder = new TextEncoder();
-
+// so h * prime = (h << 40) + h * 0x1b3 (mod 2^64). Written for an interpreter (a
+// component has no JIT): BigInt, the obvious way, allocates at every step; here both
+// hashes share one pass over the bytes, with no call per byte (every term is an integer
+// below 2^42 in magnitude, exact in a double; `>>> 0` floors the carry and reduces the
+// sum mod 2^32), and an
+// ASCII ID is read with charCodeAt instead of being encoded first.
 function paymentId(orderId) {
-  const bytes = encoder.encode(orderId);
-  const [hi, lo] = fnv1a(bytes, 0xcbf29ce4, 0x84222325);
-  const [, low] = fnv1a(bytes, 0x84222325, 0xcbf29ce4);
-  return hex8(hi) + hex8(lo) + hex8(low);
+  let ah = 0xcbf29ce4;
+  let al = 0x84222325;
+  let bh = 0x84222325;
+  let bl = 0xcbf29ce4;
+  const bytes = ASCII.test(orderId) ? undefined : encoder.encode(orderId);
+  const n = bytes ? bytes.length : orderId.length;
+  for (let i = 0; i < n; i += 1) {
+    const b = bytes ? bytes[i] : orderId.charCodeAt(i);
+    al = (al ^ b) >>> 0;
+    let p = al * 0x1b3;
+    ah = (ah * 0x1b3 + (al << 8) + ((p / 0x100000000) >>> 0)) >>> 0;
+    al = p >>> 0;
+    bl = (bl ^ b) >>> 0;
+    p = bl * 0x1b3;
+    bh = (bh * 0x1b3 + (bl << 8) + ((p / 0x100000000) >>> 0)) >>> 0;
+    bl = p >>> 0;
+  }
+  return hex8(ah) + hex8(al) + hex8(bl);
 }
+
+const ASCII = /^[\x00-\x7f]*$/;
+const encoder = new TextEncoder();
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+const hex8 = (n) => HEX[n >>> 24] + HEX[(n >>> 16) & 0xff] + HEX[(n >>> 8) & 0xff] + HEX[n & 0xff];
