@@ -57,11 +57,12 @@ for dir in plugins/*-js/; do
     # batch in one call, packed first; state wins (pipelines with state call `handle` per
     # entry).
     world=handler
-    exports() { grep -Eq "export (const|function|async function) $1\b|export \{[^}]*\b$1\b" "$dir"*.js; }
+    # Comments do not count: only export and import statements are looked for.
+    exports() { grep -Eq "^\s*export\s+((const|let|var|function|async\s+function)\s+$1\b|\{[^}]*\b$1\b)" "$dir"*.js; }
     if exports handlePacked; then world=packed-batch-handler
     elif exports handleBatch; then world=batch-handler
     fi
-    grep -q "guest-sdk/js/state.js" "$dir"*.js && world=stateful-handler
+    grep -Eq "^\s*import\b.*['\"][./]*guest-sdk/js/state\.js['\"]" "$dir"*.js && world=stateful-handler
     # A module may re-export another plugin's (plugins/echo-lists-js): that one counts too.
     mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9-]*\.js" "$dir"*.js | sed "s#^\.\./#plugins/#")
     if stale "$out/$name.wasm" "$dir"*.js "${deps[@]}" guest-sdk/js/*.js wit/*.wit; then

@@ -158,17 +158,45 @@ const configCache = new Map();
 
 /** Wraps `fn(message)` as the component's `handle` export. */
 export function handler(fn) {
-  const handle = (raw) => {
+  const run = (raw) => {
     const value = fn(new Message(raw));
     if (value && typeof value.then === 'function') return value.then((v) => lowered(v ?? []));
     return lowered(value ?? []);
   };
-  // `packed` calls `fn` itself, with outputs it encodes from strings directly.
+  const handle = (raw) => {
+    let value;
+    try {
+      value = run(raw);
+    } catch (failure) {
+      throw unexpected(failure, raw);
+    }
+    if (value && typeof value.then === 'function') {
+      return value.then(undefined, (failure) => {
+        throw unexpected(failure, raw);
+      });
+    }
+    return value;
+  };
+  // `packed` calls `fn` itself, with outputs it encodes from strings directly; `batch`
+  // calls `run`, which does not log what it throws.
   handle[HANDLER] = fn;
+  handle[RUN] = run;
   return handle;
 }
 
 const HANDLER = Symbol('sluice.handler');
+const RUN = Symbol('sluice.run');
+
+// What a handler threw: `reject`/`retry` as they are; anything else (a bug, which traps
+// the instance and counts as a retry) is logged first at ERROR with its stack, since the
+// trap itself carries no message. Batch calls do not log it: a failed batch call is made
+// again entry by entry through `handle`, which does.
+function unexpected(failure, raw) {
+  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) return failure;
+  const stack = failure && typeof failure.stack === 'string' && failure.stack ? `\n${failure.stack}` : '';
+  hostLog('error', `the handler threw on entry ${raw.id}: ${String(failure)}${stack}`);
+  return failure;
+}
 
 /**
  * Wraps a `handle` export as `handleBatch` (world `batch-handler`, sluice:plugin@0.1.2):
@@ -182,7 +210,8 @@ const HANDLER = Symbol('sluice.handler');
  * `reject`/`retry` thrown for one message fail that message only; any other exception
  * fails the call, and the host then calls `handle` on each message alone.
  */
-export function batch(handle) {
+export function batch(exported) {
+  const handle = exported[RUN] ?? exported;
   return (raws) => {
     const results = new Array(raws.length);
     for (let i = 0; i < raws.length; i += 1) {

@@ -429,3 +429,35 @@ async fn interpreted_plugins_get_an_instance_per_core_by_default() {
         assert_eq!(set.pipelines[0].resolve_concurrency(true), 1);
     }
 }
+
+/// A JavaScript handler that throws an Error (a bug, not a `reject`) traps, and the trap
+/// carries no message: the SDK logs the error with its text first, once, attributed to
+/// the entry — the dead letter's "trapped" is then explained in the logs.
+#[tokio::test]
+async fn a_thrown_error_is_logged_with_its_text_before_the_trap() {
+    let logs = GuestLogs::default();
+    let _capture =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
+    let call = Invocation {
+        source: "IN".into(),
+        id: "1700000000000-7".into(),
+        fields: vec![("action".into(), b"trap".to_vec())],
+        ..Default::default()
+    };
+    let invoked = invoke(&plugin_wasm("echo-js"), None, call)
+        .await
+        .expect("invoke");
+    let error = invoked.result.expect_err("a thrown Error traps");
+    assert!(error.to_string().contains("trap"), "{error}");
+    let lines = logs.take();
+    let thrown: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("the handler threw on entry 1700000000000-7"))
+        .collect();
+    assert_eq!(thrown.len(), 1, "one line for the error: {lines:?}");
+    assert!(
+        thrown[0].starts_with("ERROR")
+            && thrown[0].contains("Error: trap on entry 1700000000000-7"),
+        "{lines:?}"
+    );
+}

@@ -172,7 +172,13 @@ impl NewArgs {
         };
         let lang = self.lang;
         let made = crate::scaffold::create(&self.name, lang, &dir, &root)?;
-        println!("created {} ({lang:?})", made.dir.display());
+        let language = match lang {
+            crate::scaffold::Language::Rust => "Rust",
+            crate::scaffold::Language::Js => "JavaScript",
+            crate::scaffold::Language::Python => "Python",
+            crate::scaffold::Language::C => "C",
+        };
+        println!("created {} ({language})", made.dir.display());
         println!("  build: {}", made.build.display());
         println!(
             "  try:   sluice invoke {} greeting=hello",

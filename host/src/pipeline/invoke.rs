@@ -151,7 +151,11 @@ pub(super) async fn call_batch(
         Err(error) => Some(error),
     };
     if let Some(error) = failed {
-        calls.batch_fallback(entries.len(), &error);
+        let export = instance
+            .plugin()
+            .batch_export()
+            .map_or("the batch export", |e| e.name());
+        calls.batch_fallback(export, entries.len(), &error);
     }
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries.iter_mut() {

@@ -288,6 +288,19 @@ impl Daemon {
         {
             tracing::info!(pipeline = %name, concurrency = resolved.concurrency, "the plugin embeds a {language} interpreter: one instance per core (set `concurrency` to choose; 1 keeps outputs in input order)");
         }
+        // Which export takes the entries (the rule is `pipeline::invoke::batched`).
+        let export = match plugin.batch_export() {
+            Some(e) if config.state.is_empty() => format!(
+                "{} (each instance's share of a batch in one call)",
+                e.name()
+            ),
+            Some(e) => format!(
+                "handle per entry (the pipeline has state; {} is not used)",
+                e.name()
+            ),
+            None => "handle per entry (the component has no batch export)".to_owned(),
+        };
+        tracing::info!(pipeline = %name, "entries go to {export}");
         let cell = self.registry.add(&name, &config.plugin, streams, plugin);
         let board = self
             .registry

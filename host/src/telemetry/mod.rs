@@ -69,10 +69,11 @@ impl CallMetrics {
         }
     }
 
-    /// Counts a `handle-batch` call of `entries` that failed as a whole with `error`, and
-    /// logs it at WARN at most once a minute: a batch export that keeps failing costs a
-    /// fresh instance and a call per entry each time.
-    pub fn batch_fallback(&self, entries: usize, error: &dyn std::fmt::Display) {
+    /// Counts a call of batch export `export` (`handle-batch` or `handle-packed`) with
+    /// `entries` that failed as a whole with `error`, and logs it at WARN at most once a
+    /// minute: a batch export that keeps failing costs a fresh instance and a call per
+    /// entry each time.
+    pub fn batch_fallback(&self, export: &str, entries: usize, error: &dyn std::fmt::Display) {
         self.batch_fallbacks.increment(1);
         let mut logged = self
             .fallback_logged
@@ -80,7 +81,7 @@ impl CallMetrics {
             .unwrap_or_else(|e| e.into_inner());
         if logged.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60)) {
             *logged = Some(std::time::Instant::now());
-            tracing::warn!(entries, error = %error, "handle-batch failed as a whole; its entries are handled one at a time (counted in sluice_batch_fallbacks_total; logged at most once a minute)");
+            tracing::warn!(entries, error = %error, "{export} failed as a whole; its entries are handled one at a time with handle (counted in sluice_batch_fallbacks_total; logged at most once a minute)");
         }
     }
 }

@@ -13,14 +13,16 @@ cp "$sdk/guest-sdk/js/sluice.js" "$sdk/guest-sdk/js/state.js" build/
 # its pipeline must then declare `state` prefixes.
 # One that exports handlePacked (the SDK's `packed`) or handleBatch (`batch`) takes a share
 # of a batch in one call.
+# Comments do not count: only export and import statements are looked for.
+exports() { grep -Eq "^\s*export\s+((const|let|var|function|async\s+function)\s+$1\b|\{[^}]*\b$1\b)" ./*.js; }
 world=handler
-if grep -Eq "export (const|function|async function) handlePacked" ./*.js; then
+if exports handlePacked; then
     world=packed-batch-handler
-elif grep -Eq "export (const|function|async function) handleBatch" ./*.js; then
+elif exports handleBatch; then
     world=batch-handler
 fi
-grep -q "state.js" ./*.js && world=stateful-handler
+grep -Eq "^\s*import\b.*['\"]\./state\.js['\"]" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
     --world-name "$world" --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
-echo "built {{file}}.wasm"
+echo "built {{file}}.wasm (world $world)"
