@@ -121,17 +121,26 @@ export function output(target, object = {}) {
   return { target, fields };
 }
 
-// Outputs as the `list<output>` bindings take them: every value bytes.
+// Outputs as the `list<output>` bindings take them: every value bytes, in new arrays (the
+// handler's may be frozen). Anything but a list (or nothing) fails the call, as in
+// `handle-packed`: the bindings would take it for an empty list and lose the outputs.
 function lowered(outputs) {
+  if (outputs === null || outputs === undefined) return [];
+  if (!Array.isArray(outputs)) throw new TypeError(`a handler returned ${describe(outputs)}, not a list of outputs`);
+  const lists = new Array(outputs.length);
   for (let i = 0; i < outputs.length; i += 1) {
-    const fields = outputs[i].fields;
+    const { target, fields } = outputs[i];
+    const bytes = new Array(fields.length);
     for (let j = 0; j < fields.length; j += 1) {
       const value = fields[j][1];
-      if (!(value instanceof Uint8Array)) fields[j] = [fields[j][0], toBytes(value)];
+      bytes[j] = [fields[j][0], value instanceof Uint8Array ? value : toBytes(value)];
     }
+    lists[i] = { target, fields: bytes };
   }
-  return outputs;
+  return lists;
 }
+
+const describe = (value) => (Array.isArray(value) ? 'a list' : value && typeof value === 'object' ? 'an object' : typeof value);
 
 /** Logs through the host, tagged with the pipeline, plugin and message. */
 export const log = Object.freeze({
@@ -160,8 +169,9 @@ const configCache = new Map();
 export function handler(fn) {
   const run = (raw) => {
     const value = fn(new Message(raw));
-    if (value && typeof value.then === 'function') return value.then((v) => lowered(v ?? []));
-    return lowered(value ?? []);
+    // Any thenable, as `await` takes it (`handle-packed` awaits).
+    if (value && typeof value.then === 'function') return Promise.resolve(value).then(lowered);
+    return lowered(value);
   };
   const handle = (raw) => {
     let value;
@@ -171,7 +181,7 @@ export function handler(fn) {
       throw unexpected(failure, raw);
     }
     if (value && typeof value.then === 'function') {
-      return value.then(undefined, (failure) => {
+      return Promise.resolve(value).then(undefined, (failure) => {
         throw unexpected(failure, raw);
       });
     }
@@ -192,7 +202,9 @@ const RUN = Symbol('sluice.run');
 // trap itself carries no message. Batch calls do not log it: a failed batch call is made
 // again entry by entry through `handle`, which does.
 function unexpected(failure, raw) {
-  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) return failure;
+  // A failure built by hand may carry a reason that is not a string: as `handle-packed`
+  // (and `reject`/`retry`) take it.
+  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) return { tag: failure.tag, val: String(failure.val) };
   const stack = failure && typeof failure.stack === 'string' && failure.stack ? `\n${failure.stack}` : '';
   hostLog('error', `the handler threw on entry ${raw.id}: ${String(failure)}${stack}`);
   return failure;
@@ -242,7 +254,7 @@ export function batch(exported) {
  *   export const handle = handler((msg) => ...);
  *   export const handlePacked = packed(handle);
  *
- * Field values reach the handler as views into the call's input (no copy per field).
+ * Field values reach the handler as copies of their bytes, as through `handle`.
  */
 export function packed(handle) {
   const fn = handle[HANDLER];
@@ -305,7 +317,9 @@ function unpack(bytes) {
       const name = decoder.decode(bytes.subarray(at + 4, at + 4 + len));
       at += 4 + len;
       len = view.getUint32(at, true);
-      fields[j] = [name, bytes.subarray(at + 4, at + 4 + len)];
+      // A copy, not a view: a view's `.buffer` would be the whole batch, and would keep
+      // it alive as long as the handler keeps the value.
+      fields[j] = [name, bytes.slice(at + 4, at + 4 + len)];
       at += 4 + len;
     }
     messages[i] = { source, id, fields, attempt };
@@ -321,6 +335,9 @@ const NUL4 = '\0\0\0\0';
 
 class Packer {
   constructor() {
+    // The last call's bytes were copied out when it returned: a buffer grown for a large
+    // result is not kept for the instance's lifetime.
+    if (packBuffer.length > 1 << 20) packBuffer = new Uint8Array(1 << 16);
     this.buf = packBuffer;
     this.view = new DataView(this.buf.buffer);
     this.at = 0;
@@ -344,9 +361,14 @@ class Packer {
 
   value(value) {
     if (typeof value === 'string') {
-      // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-      this.room(4 + value.length * 3);
-      const { written } = encoder.encodeInto(value, this.buf.subarray(this.at + 4));
+      // Room for ASCII first; then, if that was not all of it, for the most UTF-8 can
+      // take (3 bytes per UTF-16 code unit): a large ASCII value does not reserve 3x.
+      this.room(4 + value.length);
+      let { read, written } = encoder.encodeInto(value, this.buf.subarray(this.at + 4));
+      if (read < value.length) {
+        this.room(4 + value.length * 3);
+        ({ written } = encoder.encodeInto(value, this.buf.subarray(this.at + 4)));
+      }
       this.view.setUint32(this.at, written, true);
       this.at += 4 + written;
     } else {
@@ -391,8 +413,9 @@ class Packer {
       if (typeof field[0] !== 'string' || typeof field[1] !== 'string') return false;
       text += NUL4 + field[0] + NUL4 + field[1];
     }
-    this.room(text.length * 3);
-    if (encoder.encodeInto(text, this.buf.subarray(this.at)).written !== text.length) return false;
+    this.room(text.length);
+    const { read, written } = encoder.encodeInto(text, this.buf.subarray(this.at));
+    if (read !== text.length || written !== text.length) return false;
     const view = this.view;
     let at = this.at;
     view.setUint32(at, target.length, true);

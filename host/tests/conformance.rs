@@ -461,3 +461,39 @@ async fn a_thrown_error_is_logged_with_its_text_before_the_trap() {
         "{lines:?}"
     );
 }
+
+/// Results a JavaScript handler may shape oddly are taken by `handle` as `handle-packed`
+/// takes them (the daemon falls back from one to the other, and `sluice invoke` calls
+/// `handle`): an output without its list fails the call instead of losing the output, a
+/// frozen list and a thenable that is not a Promise are outputs, and a hand-built reject
+/// with a number for its reason rejects with that number as text.
+#[tokio::test]
+async fn odd_javascript_results_are_taken_alike_by_every_export() {
+    let cache = tempfile::tempdir().expect("cache dir");
+    let call = |action: &str| Invocation {
+        source: "IN".into(),
+        id: "1700000000000-8".into(),
+        fields: vec![("action".into(), action.as_bytes().to_vec())],
+        ..Default::default()
+    };
+    let result = async |action: &str| {
+        let invoked = invoke(&plugin_wasm("echo-js"), Some(cache.path()), call(action))
+            .await
+            .expect("invoke");
+        sluice::invoke::render_json(&invoked.result).to_string()
+    };
+    let lost = result("not-a-list").await;
+    assert!(lost.contains("trap"), "not-a-list: {lost}");
+    for action in ["frozen", "thenable"] {
+        let out = result(action).await;
+        assert!(
+            out.contains("\"outputs\"") && out.contains(action) && out.contains("\"OUT\""),
+            "{action}: {out}"
+        );
+    }
+    let reason = result("reason-number").await;
+    assert!(
+        reason.contains("\"reject\"") && reason.contains("42"),
+        "{reason}"
+    );
+}

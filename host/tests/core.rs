@@ -691,6 +691,9 @@ async fn batch_export_case(plugin: &str, via: &str) {
     wait_len(&con, "OUT", 10).await;
     for (i, (_, fields)) in entries(&mut con, "OUT").await.iter().enumerate() {
         assert_eq!(field(fields, "via"), Some(via), "{fields:?}");
+        // Each value the handler got is bytes of its own: not a view whose `.buffer` is
+        // the whole batch (and keeps it alive).
+        assert_eq!(field(fields, "own"), Some("true"), "{fields:?}");
         // The values come back byte for byte (the SDK once JSON-encoded byte lists).
         assert_eq!(
             field(fields, "n"),

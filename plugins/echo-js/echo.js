@@ -4,7 +4,12 @@
 // with `via` = `handle-packed`, `handle-batch` or `handle`, the export that handled it;
 // `action` = `reject` rejects the entry, `trap` throws an Error (the call traps), `spin`
 // never returns (the call times out), `garble` makes handle-packed return bytes that are
-// not in the encoding (the call fails; `handle` then handles the entry).
+// not in the encoding (the call fails; `handle` then handles the entry). Results shaped
+// the way a handler may get them wrong or unusual, which every export must take alike:
+// `not-a-list` returns an output without its list (the call fails), `frozen` a frozen
+// list of frozen outputs, `thenable` a thenable that is not a Promise, `reason-number`
+// throws a hand-built reject with a number for its reason. `own` = `true` when every
+// value the handler got is bytes of its own (not a view into a larger buffer).
 //
 // Build: scripts/build-plugins.sh (componentize-js).
 
@@ -17,10 +22,20 @@ export const handle = handler((msg) => {
   if (action === 'reject') throw reject(`rejected entry ${msg.id}`);
   if (action === 'trap') throw new Error(`trap on entry ${msg.id}`);
   if (action === 'spin') for (;;);
+  if (action === 'reason-number') throw { tag: 'reject', val: 42 };
   const fields = {};
   for (const [name, value] of msg.raw) fields[name] = value;
   fields.via = via;
-  return [output(config('target', 'OUT'), fields)];
+  fields.own = String(msg.raw.every(([, v]) => v.byteOffset === 0 && v.buffer.byteLength === v.byteLength));
+  const out = output(config('target', 'OUT'), fields);
+  if (action === 'not-a-list') return out;
+  if (action === 'frozen') {
+    out.fields.forEach(Object.freeze);
+    Object.freeze(out.fields);
+    return Object.freeze([Object.freeze(out)]);
+  }
+  if (action === 'thenable') return { then: (resolve) => resolve([out]) };
+  return [out];
 });
 
 const through = (name, call) => (messages) => {
