@@ -62,7 +62,7 @@ for dir in plugins/*-js/; do
     if exports handlePacked; then world=packed-batch-handler
     elif exports handleBatch; then world=batch-handler
     fi
-    grep -Eq "^\s*import\b.*['\"][./]*guest-sdk/js/state\.js['\"]" "$dir"*.js && world=stateful-handler
+    grep -Eq "^[^/]*\bfrom\s*['\"][./]*guest-sdk/js/state\.js['\"]|^\s*import\s*['\"][./]*guest-sdk/js/state\.js['\"]" "$dir"*.js && world=stateful-handler
     # A module may re-export another plugin's (plugins/echo-lists-js): that one counts too.
     mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9-]*\.js" "$dir"*.js | sed "s#^\.\./#plugins/#")
     if stale "$out/$name.wasm" "$dir"*.js "${deps[@]}" guest-sdk/js/*.js wit/*.wit; then

@@ -12,7 +12,9 @@
 
 import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.3';
 
-const decoder = new TextDecoder(); // lossy: invalid UTF-8 becomes U+FFFD, as in Rust
+// Lossy (invalid UTF-8 becomes U+FFFD) and keeping a leading U+FEFF, as Rust's
+// `String::from_utf8_lossy` does (a WHATWG decoder drops it unless told not to).
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
 const encoder = new TextEncoder();
 
 /** One stream entry: its source stream, ID, delivery attempt (1 first) and fields. */
@@ -449,7 +451,7 @@ class Packer {
 // fails the call (the host then calls `handle` on each message by itself).
 function failed(failure) {
   if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) {
-    return { tag: 'err', val: failure };
+    return { tag: 'err', val: { tag: failure.tag, val: String(failure.val) } };
   }
   throw failure;
 }

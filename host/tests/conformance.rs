@@ -88,6 +88,10 @@ fn fixtures() -> Vec<(&'static str, Fields)> {
             "unicode",
             order("Ö-6 ✓".as_bytes(), Some(b"4.20"), "用户".as_bytes()),
         ),
+        (
+            "byte order mark",
+            order(b"\xef\xbb\xbfO-8", Some(b"5"), b"\xef\xbb\xbfUSR_8"),
+        ),
         ("repeated amount", repeated),
         ("extra field", extra),
     ]
@@ -171,6 +175,8 @@ async fn every_language_handles_every_fixture_like_rust() {
     ));
     assert!(at("nul and control").contains(r#"not a number: \"12\\0\\u{1}\""#));
     assert!(at("unicode space").starts_with("{\"outputs\""));
+    // A leading U+FEFF is text like any other (Rust's from_utf8_lossy keeps it).
+    assert!(at("byte order mark").contains("\u{feff}O-8"));
     assert!(at("cut and surrogate utf-8").contains("order O-7\u{fffd} has an orderAmount"));
     assert!(at("cut and surrogate utf-8").contains("2\u{fffd}\u{fffd}\u{fffd}"));
     assert_eq!(rejects, 3 * 16, "fixtures rejected by the reference");

@@ -21,7 +21,7 @@ if exports handlePacked; then
 elif exports handleBatch; then
     world=batch-handler
 fi
-grep -Eq "^\s*import\b.*['\"]\./state\.js['\"]" ./*.js && world=stateful-handler
+grep -Eq "^[^/]*\bfrom\s*['\"]\./state\.js['\"]|^\s*import\s*['\"]\./state\.js['\"]" ./*.js && world=stateful-handler
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
     --world-name "$world" --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
