@@ -50,17 +50,19 @@ impl Cache {
     }
 
     /// The compiled component for `bytes`, from the cache when a sound entry exists,
-    /// compiled (and stored) otherwise.
+    /// compiled (and stored) otherwise, calling `on_compile` first.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &str,
+        on_compile: impl FnOnce(),
     ) -> Result<(Component, Source)> {
         let path = self.entry(engine, digest);
         if let Some(component) = self.read(engine, &path) {
             return Ok((component, Source::Cached));
         }
+        on_compile();
         let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
         if let Err(e) = self.write(&component, &path) {
             tracing::warn!(path = %path.display(), error = format!("{e:#}"), "cannot store the compiled plugin in the cache");

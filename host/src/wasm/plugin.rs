@@ -49,6 +49,19 @@ impl BatchExport {
     }
 }
 
+/// Says that a component is being compiled: at INFO for one large enough to take seconds
+/// (a JavaScript or Python interpreter inside), so that a first start or `sluice invoke`
+/// is not silent meanwhile; at DEBUG otherwise.
+fn announce_compile(path: &Path, size: usize) {
+    const LARGE: usize = 1 << 20;
+    let size_text = bytesize::ByteSize(size as u64).display().si().to_string();
+    if size >= LARGE {
+        tracing::info!(plugin = %path.display(), size = %size_text, "compiling the component (seconds for an embedded interpreter; once per version where the compiled-code cache is on)");
+    } else {
+        tracing::debug!(plugin = %path.display(), size = %size_text, "compiling the component");
+    }
+}
+
 impl Plugin {
     /// Reads and compiles the component at `path`. This is CPU-heavy (tens of ms for a
     /// Rust handler, seconds for a JS or Python one): call it off the async runtime.
@@ -63,11 +76,15 @@ impl Plugin {
     pub fn from_bytes(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Self> {
         let digest: Arc<str> = format!("sha256:{}", hex::encode(Sha256::digest(bytes))).into();
         let started = Instant::now();
+        let announce = || announce_compile(path, bytes.len());
         let compiled = match runtime.cache() {
-            Some(cache) => cache.load_or_compile(runtime.engine(), bytes, &digest),
-            None => Component::new(runtime.engine(), bytes)
-                .map(|c| (c, Source::Compiled))
-                .map_err(anyhow::Error::from),
+            Some(cache) => cache.load_or_compile(runtime.engine(), bytes, &digest, announce),
+            None => {
+                announce();
+                Component::new(runtime.engine(), bytes)
+                    .map(|c| (c, Source::Compiled))
+                    .map_err(anyhow::Error::from)
+            }
         };
         let (component, source) = compiled.context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
         let compile_time = started.elapsed();
