@@ -338,6 +338,14 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
     assert!(out.starts_with("→ GREETINGS\n"), "{out}");
     assert!(out.contains("  greeting = hello"), "{out}");
     assert!(out.contains(&format!("  handledBy = {name}")), "{out}");
+    // A component with an interpreter inside takes seconds to compile (here, with an
+    // empty cache): that is said, not silent; a compiled language's takes milliseconds.
+    let interpreted = matches!(lang, "js" | "python");
+    assert_eq!(
+        err.contains("compiling the component"),
+        interpreted,
+        "{lang}: {err}"
+    );
 
     let (code, out, err) = invoke(&[wasm, "--id", "7-0"]);
     assert_eq!(code, 2, "{out}{err}");
