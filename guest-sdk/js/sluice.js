@@ -96,15 +96,8 @@ function toValue(value) {
 }
 
 function toBytes(value) {
-  if (typeof value === 'string') return encoder.encode(value);
-  if (value instanceof Uint8Array) return value;
-  // The bindings' byte lists may come from another realm, where `instanceof` says no:
-  // any typed array or DataView (or ArrayBuffer) is bytes.
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  if (value instanceof ArrayBuffer || Object.prototype.toString.call(value) === '[object ArrayBuffer]') {
-    return new Uint8Array(value);
-  }
-  return encoder.encode(JSON.stringify(value));
+  const converted = toValue(value);
+  return converted instanceof Uint8Array ? converted : encoder.encode(converted);
 }
 
 /**
@@ -204,9 +197,8 @@ const RUN = Symbol('sluice.run');
 // trap itself carries no message. Batch calls do not log it: a failed batch call is made
 // again entry by entry through `handle`, which does.
 function unexpected(failure, raw) {
-  // A failure built by hand may carry a reason that is not a string: as `handle-packed`
-  // (and `reject`/`retry`) take it.
-  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) return { tag: failure.tag, val: String(failure.val) };
+  const known = asFailure(failure);
+  if (known) return known;
   const stack = failure && typeof failure.stack === 'string' && failure.stack ? `\n${failure.stack}` : '';
   hostLog('error', `the handler threw on entry ${raw.id}: ${String(failure)}${stack}`);
   return failure;
@@ -384,7 +376,7 @@ class Packer {
 
   outputs(outputs) {
     // As the bindings of `handle` would: anything but a list fails the call.
-    if (!Array.isArray(outputs)) throw new TypeError(`a handler returned ${typeof outputs}, not a list of outputs`);
+    if (!Array.isArray(outputs)) throw new TypeError(`a handler returned ${describe(outputs)}, not a list of outputs`);
     this.room(5);
     this.buf[this.at] = 0;
     this.at += 1;
@@ -439,7 +431,7 @@ class Packer {
     this.room(1);
     this.buf[this.at] = failure.val.tag === 'retry' ? 1 : 2;
     this.at += 1;
-    this.value(String(failure.val.val));
+    this.value(failure.val.val);
   }
 
   done() {
@@ -450,10 +442,17 @@ class Packer {
 // A message's failure as its result: `reject`/`retry` fail it alone; anything else
 // fails the call (the host then calls `handle` on each message by itself).
 function failed(failure) {
-  if (failure && (failure.tag === 'reject' || failure.tag === 'retry')) {
-    return { tag: 'err', val: { tag: failure.tag, val: String(failure.val) } };
-  }
+  const known = asFailure(failure);
+  if (known) return { tag: 'err', val: known };
   throw failure;
+}
+
+// `failure` as the WIT `failure` if it is a `reject` or `retry`: a failure built by hand
+// may carry a reason that is not a string, which every export takes as its text (as
+// `reject` and `retry` do). Anything else: undefined.
+function asFailure(failure) {
+  if (!failure || (failure.tag !== 'reject' && failure.tag !== 'retry')) return undefined;
+  return { tag: failure.tag, val: String(failure.val) };
 }
 
 async function settleFrom(handle, raws, results, from, pending) {
