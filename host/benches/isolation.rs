@@ -144,7 +144,7 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
         (cpu_seconds() - cpu_start) / wall
     );
     shutdown.cancel();
-    daemon.wait().await;
+    daemon.wait().await.expect("the daemon stopped on its own");
     Ok(rate)
 }
 

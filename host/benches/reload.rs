@@ -114,6 +114,6 @@ async fn measure(variants: &[PathBuf; 2], cached: bool) -> Result<Vec<Duration>>
     }
     producer.abort();
     shutdown.cancel();
-    daemon.wait().await;
+    daemon.wait().await.expect("the daemon stopped on its own");
     Ok(times)
 }

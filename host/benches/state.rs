@@ -134,7 +134,7 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
     let cpu = cpu_seconds() - cpu_before;
     let redis_cpu = process_cpu(redis_pid)? - redis_before;
     shutdown.cancel();
-    daemon.wait().await;
+    daemon.wait().await.expect("the daemon stopped on its own");
     let first: redis::streams::StreamRangeReply =
         con.xrange_count("PAYMENTS_STREAM", "-", "+", 1).await?;
     let last: redis::streams::StreamRangeReply =

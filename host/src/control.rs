@@ -78,6 +78,25 @@ impl ReloadReport {
     }
 }
 
+/// In words, for the log: `added a, b; restarted c` or `no pipeline changed`.
+impl std::fmt::Display for ReloadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("restarted", &self.restarted),
+        ]
+        .into_iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(what, names)| format!("{what} {}", names.join(", ")))
+        .collect();
+        match parts.is_empty() {
+            true => f.write_str("no pipeline changed"),
+            false => f.write_str(&parts.join("; ")),
+        }
+    }
+}
+
 /// The plan of a reload from the `running` pipelines (by name) to the `wanted` ones: a
 /// pipeline whose settings are unchanged keeps running untouched; one whose settings
 /// changed in any way restarts. Names are listed in name order.
@@ -103,6 +122,17 @@ pub fn plan(running: &BTreeMap<String, PipelineConfig>, wanted: &[PipelineConfig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_reads_as_words() {
+        let report = ReloadReport {
+            added: vec!["a".into(), "b".into()],
+            removed: vec![],
+            restarted: vec!["c".into()],
+        };
+        assert_eq!(report.to_string(), "added a, b; restarted c");
+        assert_eq!(ReloadReport::default().to_string(), "no pipeline changed");
+    }
 
     fn pipelines(toml: &str) -> Vec<PipelineConfig> {
         crate::config::Config::parse(toml, std::path::Path::new("."))

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sluice::cli::{
-    CompileArgs, DlqArgs, InvokeArgs, NewArgs, PartitionArgs, RunArgs, SendArgs, Target,
+    CompileArgs, DevArgs, DlqArgs, InvokeArgs, NewArgs, PartitionArgs, RunArgs, SendArgs,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -21,11 +21,6 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
-    /// Threads of the shared runtime (supervision, reloads, the admin API); default: 2,
-    /// or 1 on a single CPU. Pipelines do not run here: each has threads of its own (as
-    /// many as its `concurrency`).
-    #[arg(long, global = true, env = "SLUICE_WORKER_THREADS")]
-    worker_threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,13 +44,14 @@ enum Command {
     Invoke(InvokeArgs),
     /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
     /// private redis-server unless a URL is given.
-    Dev(Target),
+    Dev(DevArgs),
     /// Precompile every pipeline's plugin into the compiled-code cache (at deploy time,
     /// so that the daemon's first start loads them in milliseconds instead of compiling
     /// for seconds), checking each against the handler world.
     Compile(CompileArgs),
-    /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm and
-    /// passes `sluice invoke` as it is.
+    /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm, with
+    /// '-' in NAME written '_' (`my-audit` builds `my-audit/my_audit.wasm`), and passes
+    /// `sluice invoke` as it is.
     ///
     /// Example: `sluice new order-audit --lang python` (then `order-audit/build.sh`).
     New(NewArgs),
@@ -73,8 +69,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    let workers = cli
-        .worker_threads
+    let threads = match &cli.command {
+        Command::Run(args) => args.threads.worker_threads,
+        Command::Dev(args) => args.threads.worker_threads,
+        _ => None,
+    };
+    let workers = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
     let done = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => args.run().await,
-            Command::Dev(target) => RunArgs::dev(target).await,
+            Command::Dev(args) => args.run().await,
             Command::Dlq(args) => args.run().await,
             Command::Invoke(args) => args.run().await,
             Command::Compile(args) => args.run().await,

@@ -33,6 +33,9 @@ pub struct Slot {
 struct SlotState {
     loaded_at: SystemTime,
     last_error: Option<String>,
+    /// The digest of the last version refused: the same bytes again are refused at once,
+    /// without another compile, warning or count.
+    refused: Option<Arc<str>>,
     reloads: u64,
 }
 
@@ -89,6 +92,7 @@ impl Registry {
             path: path.to_owned(),
             cell: cell.clone(),
             state: Mutex::new(SlotState {
+                refused: None,
                 loaded_at: SystemTime::now(),
                 last_error: None,
                 reloads: 0,
@@ -169,6 +173,15 @@ impl Slot {
         bytes: Vec<u8>,
         origin: Origin,
     ) -> Result<(Arc<Plugin>, bool)> {
+        let current = self.current();
+        let digest = crate::wasm::digest_of(&bytes);
+        if **current.digest() == *digest {
+            self.lock().last_error = None;
+            return Ok((current, false));
+        }
+        if let Some(reason) = self.refused_again(&digest) {
+            anyhow::bail!(reason);
+        }
         let rt = runtime.clone();
         let path = self.path.clone();
         let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&rt, &bytes, &path))
@@ -182,17 +195,15 @@ impl Slot {
             Ok(plugin) => plugin,
             Err(e) => {
                 let reason = format!("{e:#}");
-                tracing::warn!(pipeline = %self.pipeline, ?origin, error = %reason, "new plugin version refused; the running version keeps serving");
-                self.lock().last_error = Some(reason);
+                tracing::warn!(pipeline = %self.pipeline, ?origin, version = %digest, error = %reason, "new plugin version refused; the running version keeps serving");
+                let mut state = self.lock();
+                state.last_error = Some(reason);
+                state.refused = Some(digest);
+                drop(state);
                 metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone()).increment(1);
                 return Err(e);
             }
         };
-        let current = self.current();
-        if current.digest() == plugin.digest() {
-            self.lock().last_error = None;
-            return Ok((current, false));
-        }
         let plugin = Arc::new(plugin);
         tracing::info!(
             pipeline = %self.pipeline,
@@ -211,6 +222,15 @@ impl Slot {
         state.last_error = None;
         state.reloads += 1;
         Ok((plugin, true))
+    }
+
+    /// The reason `digest` was refused, if it is the version refused last.
+    fn refused_again(&self, digest: &str) -> Option<String> {
+        let state = self.lock();
+        match &state.refused {
+            Some(refused) if **refused == *digest => state.last_error.clone(),
+            _ => None,
+        }
     }
 
     /// Reads the plugin file and deploys it.

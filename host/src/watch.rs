@@ -36,6 +36,11 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(PathBuf, Duration)>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
+            // Reading the file (as a reload does) is an event too: acting on it would
+            // read the file again, every DEBOUNCE, for ever.
+            if is_read(&event.kind) {
+                return;
+            }
             let wait = if is_complete(&event.kind) {
                 SETTLE
             } else {
@@ -161,6 +166,13 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Whether an event is only an access that changes nothing: an open, a read, a close
+/// after reading.
+fn is_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    matches!(kind, EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
 }
 
 /// Whether an event says the file is whole: closed after writing, or renamed into place.

@@ -138,21 +138,6 @@ async fn run_without_url_uses_a_private_redis_and_stops_it() {
     .await;
 }
 
-/// (pid, command name) of the processes whose parent is `parent`.
-fn children_of(parent: i32) -> Vec<(i32, String)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
-            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == parent).then(|| (pid, name.to_owned()))
-        })
-        .collect()
-}
-
 /// `sluice dev` with no Redis URL runs on a private redis-server, watches the plugin and
 /// reports a reload with the new version and its compile time.
 #[tokio::test]

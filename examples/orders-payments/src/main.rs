@@ -66,29 +66,110 @@ async fn demo() -> Result<()> {
         .await?;
 
     let started = Instant::now();
-    let sent = send_orders(&mut con, orders).await?;
-    let invalid = sent.invalid;
-    let valid = orders - invalid;
-    println!("sent {orders} orders to ORDERS_STREAM ({invalid} of them invalid)");
+    let mut sent = Sent::default();
+    send_orders(&mut con, 0..orders, &mut sent).await?;
+    println!(
+        "sent {orders} orders to ORDERS_STREAM ({} of them invalid)",
+        sent.invalid
+    );
+    let summary = drain(&mut con, &sent).await?;
+    let elapsed = started.elapsed();
+    let live = live_phase(&mut con, orders, &mut sent).await;
+    let state = match live {
+        Ok(_) => check_state(&mut con, &sent).await,
+        Err(e) => Err(e),
+    };
+    shutdown.cancel();
+    daemon.wait().await?;
+    let (hashes, users) = state?;
+    let (live, latency) = live?;
+    print_summary(&summary, hashes, users);
+    println!(
+        "drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
+        elapsed.as_secs_f64() * 1e3,
+        orders as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "live: {live} more orders over {} s at {LIVE_RATE}/s, each paid once; order to payment {latency}",
+        LIVE.as_secs()
+    );
+    for reason in &summary.reasons {
+        println!("  dead letter: {reason}");
+    }
+    Ok(())
+}
 
-    let drain_limit = Duration::from_secs(60 + orders as u64 / 1_000);
+/// How long the live phase sends orders: longer than any idle timer inside the daemon
+/// (tokio retires idle blocking threads after 10 s; the private redis-server once died
+/// with one), so that the demo fails if something dies after start-up.
+const LIVE: Duration = Duration::from_secs(15);
+
+/// Orders per second in the live phase.
+const LIVE_RATE: usize = 50;
+
+/// Waits until every order sent so far is handled: paid and its status updated, or
+/// dead-lettered, with nothing pending.
+async fn drain(con: &mut redis::aio::MultiplexedConnection, sent: &Sent) -> Result<Summary> {
+    let valid = sent.paid.len();
+    let drain_limit = Duration::from_secs(60 + sent.total as u64 / 1_000);
     let deadline = Instant::now() + drain_limit;
-    let summary = loop {
-        let s = Summary::read(&mut con).await?;
-        if s.payments == valid && s.statuses == valid && s.dead == invalid && s.pending == 0 {
-            break s;
+    loop {
+        let s = Summary::read(con).await?;
+        if s.payments == valid && s.statuses == valid && s.dead == sent.invalid && s.pending == 0
+        {
+            return Ok(s);
         }
         if Instant::now() > deadline {
             bail!("the pipelines did not drain within {drain_limit:?}: {s:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let elapsed = started.elapsed();
-    let state = check_state(&mut con, &sent).await;
-    shutdown.cancel();
-    daemon.wait().await;
-    let (hashes, users) = state?;
+    }
+}
 
+/// Sends orders at [`LIVE_RATE`] for [`LIVE`], as producers do, then waits for them
+/// all; returns how many it sent and the latency from each order's entry to its
+/// payment's (the difference of their entry IDs' milliseconds).
+async fn live_phase(
+    con: &mut redis::aio::MultiplexedConnection,
+    first: usize,
+    sent: &mut Sent,
+) -> Result<(usize, String)> {
+    let tick = Duration::from_millis(100);
+    let per_tick = LIVE_RATE / 10;
+    let mut ticker = tokio::time::interval(tick);
+    let (mut next, end) = (first, Instant::now() + LIVE);
+    let paid_before = sent.paid.len();
+    while Instant::now() < end {
+        ticker.tick().await;
+        send_orders(con, next..next + per_tick, sent).await?;
+        next += per_tick;
+    }
+    drain(con, sent).await?;
+    let payments: redis::streams::StreamRangeReply = con.xrange_all("PAYMENTS_STREAM").await?;
+    let paid_at: std::collections::HashMap<String, u64> = payments
+        .ids
+        .iter()
+        .filter_map(|e| Some((e.get::<String>("orderId")?, entry_ms(&e.id))))
+        .collect();
+    let mut latencies: Vec<u64> = sent.paid[paid_before..]
+        .iter()
+        .filter_map(|order| Some(paid_at.get(order)?.saturating_sub(*sent.at.get(order)?)))
+        .collect();
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let latency = match latencies.is_empty() {
+        true => "not measured".to_owned(),
+        false => format!("p50 {} ms, p99 {} ms", at(0.5), at(0.99)),
+    };
+    Ok((next - first, latency))
+}
+
+/// The milliseconds part of a stream entry ID.
+fn entry_ms(id: &str) -> u64 {
+    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+}
+
+fn print_summary(summary: &Summary, hashes: usize, users: usize) {
     println!();
     println!("  orders in                 {:>6}", summary.orders);
     println!(
@@ -112,63 +193,73 @@ async fn demo() -> Result<()> {
     println!(
         "checked: every valid order paid once, its status updated and recorded, every user's total the exact sum of its paid orders, every invalid order dead-lettered, nothing pending"
     );
-    println!(
-        "drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
-        elapsed.as_secs_f64() * 1e3,
-        orders as f64 / elapsed.as_secs_f64()
-    );
-    for reason in &summary.reasons {
-        println!("  dead letter: {reason}");
-    }
-    Ok(())
 }
 
 /// What was sent: how many orders are invalid, and what the valid ones must leave in
 /// Redis.
+#[derive(Default)]
 struct Sent {
+    total: usize,
     invalid: usize,
+    /// When each valid order's entry was added (its ID's milliseconds).
+    at: std::collections::HashMap<String, u64>,
     /// Valid order IDs.
     paid: Vec<String>,
     /// Each user's total of valid orders, in cents.
     totals: std::collections::BTreeMap<String, i64>,
+    /// The users orders come from.
+    users: Vec<String>,
 }
 
-/// Sends the orders, from a few hundred users; some are invalid (negative, non-numeric
-/// or missing amounts, as a buggy producer would send).
-async fn send_orders(con: &mut redis::aio::MultiplexedConnection, orders: usize) -> Result<Sent> {
+/// Sends orders number `range` (every hundred has three invalid ones: negative,
+/// non-numeric and missing amounts, as a buggy producer would send), from a few hundred
+/// users, in one pipeline of XADDs.
+async fn send_orders(
+    con: &mut redis::aio::MultiplexedConnection,
+    range: std::ops::Range<usize>,
+    sent: &mut Sent,
+) -> Result<()> {
     let mut rng = rand::rng();
-    let users: Vec<String> = (0..(orders / 20).max(1))
-        .map(|_| format!("USR_{}", uuid_like(&mut rng)))
-        .collect();
+    if sent.users.is_empty() {
+        let users = (range.len() / 20).max(1);
+        sent.users = (0..users)
+            .map(|_| format!("USR_{}", uuid_like(&mut rng)))
+            .collect();
+    }
     let mut pipe = redis::pipe();
-    let mut sent = Sent {
-        invalid: 0,
-        paid: Vec::new(),
-        totals: Default::default(),
-    };
-    for i in 0..orders {
+    // Per order sent, its ID when it is valid.
+    let mut valid: Vec<Option<String>> = Vec::new();
+    for i in range {
         let order_id = ulid_like(&mut rng);
-        let user_id = users[rng.random_range(0..users.len())].clone();
+        let user_id = sent.users[rng.random_range(0..sent.users.len())].clone();
         let cents: i64 = rng.random_range(500..50_000);
         let amount = format!("{}.{:02}", cents / 100, cents % 100);
         let mut fields = vec![("orderId", order_id.clone()), ("userId", user_id.clone())];
+        sent.total += 1;
         match i % 100 {
             17 => fields.push(("orderAmount", "-12.00".into())),
             53 => fields.push(("orderAmount", "twelve".into())),
             89 => {}
             _ => {
                 fields.push(("orderAmount", amount));
-                sent.paid.push(order_id);
                 *sent.totals.entry(user_id).or_default() += cents;
+                valid.push(Some(order_id));
+                pipe.xadd("ORDERS_STREAM", "*", &fields);
+                continue;
             }
         }
-        if matches!(i % 100, 17 | 53 | 89) {
-            sent.invalid += 1;
-        }
-        pipe.xadd("ORDERS_STREAM", "*", &fields).ignore();
+        sent.invalid += 1;
+        valid.push(None);
+        pipe.xadd("ORDERS_STREAM", "*", &fields);
     }
-    let () = pipe.query_async(con).await?;
-    Ok(sent)
+    let ids: Vec<String> = pipe.query_async(con).await?;
+    for (order, id) in valid.into_iter().zip(&ids) {
+        if let Some(order) = order {
+            sent.at.insert(order.clone(), entry_ms(id));
+            sent.paid.push(order);
+        }
+    }
+    Ok(())
 }
 
 /// Checks the order-status pipeline's handler state: every paid order's hash holds

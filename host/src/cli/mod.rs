@@ -32,11 +32,32 @@ pub struct RunArgs {
     pub target: Target,
     /// Consumer name in every group; overrides `[redis] consumer`. Each daemon of a
     /// group needs its own.
-    #[arg(long, env = "SLUICE_CONSUMER")]
+    #[arg(long, env = "SLUICE_CONSUMER", value_parser = |s: &str| crate::config::consumer_name(s).map_err(|e| e.to_string()))]
     pub consumer: Option<String>,
     /// Reload a pipeline's plugin when its file changes.
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub threads: Threads,
+}
+
+/// `sluice dev`.
+#[derive(clap::Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub threads: Threads,
+}
+
+/// The shared runtime's threads, for the commands that run a daemon.
+#[derive(clap::Args, Clone, Copy)]
+pub struct Threads {
+    /// Threads of the shared runtime (supervision, reloads, the admin API); default: 2,
+    /// or 1 on a single CPU. Pipelines do not run here: each has threads of its own (as
+    /// many as its `concurrency`).
+    #[arg(long, env = "SLUICE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
 }
 
 /// `sluice dlq`.
@@ -149,14 +170,17 @@ impl RunArgs {
         run(self.target.config, overrides).await
     }
 
+}
+
+impl DevArgs {
     /// `sluice dev`: `run` with every plugin watched.
-    pub async fn dev(target: Target) -> Result<ExitCode> {
+    pub async fn run(self) -> Result<ExitCode> {
         let overrides = Overrides {
-            redis: target.redis,
+            redis: self.target.redis,
             consumer: None,
             watch: true,
         };
-        run(target.config, overrides).await
+        run(self.target.config, overrides).await
     }
 }
 
@@ -362,17 +386,62 @@ async fn connect(
     redis: Option<String>,
     what: &str,
 ) -> Result<(Config, crate::broker::Broker)> {
+    let config = tool_config(path, redis)?;
+    let broker = connect_to(&config, path, what).await?;
+    Ok((config, broker))
+}
+
+/// The config at `path`, its Redis overridden by `redis`.
+fn tool_config(path: &Path, redis: Option<String>) -> Result<Config> {
     let mut config = Config::load(path)?;
     if let Some(url) = redis {
         config.redis.point_at(url);
     }
-    let target = config.redis.target()?.with_context(|| {
+    Ok(config)
+}
+
+/// A connection to `config`'s Redis (read from `path`); without one in the config, the
+/// private server of a daemon running the same file, if there is one.
+async fn connect_to(config: &Config, path: &Path, what: &str) -> Result<crate::broker::Broker> {
+    let mut redis = config.redis.clone();
+    if redis.target()?.is_none()
+        && let Some(found) = crate::redis_server::announce::find(path)
+    {
+        eprintln!(
+            "{what}: using the private redis-server of the daemon running {} (pid {}): {}",
+            path.display(),
+            found.pid,
+            found.url
+        );
+        redis.point_at(found.url);
+    }
+    let target = redis.target()?.with_context(|| {
         format!(
-            "{what} needs the Redis the pipelines use: set [redis] url (or sentinels, or cluster nodes) or pass --redis"
+            "{what} needs the Redis the pipelines use: set [redis] url (or sentinels, or cluster nodes), pass --redis, or start `sluice dev -c {}` first (its private server is found)",
+            path.display()
         )
     })?;
-    let broker = crate::broker::Broker::connect(&target, CancellationToken::new()).await?;
-    Ok((config, broker))
+    crate::broker::Broker::connect(&target, CancellationToken::new()).await
+}
+
+/// The pipeline named `name` in `config` (read from `path`); the error lists the names.
+fn find_pipeline<'a>(
+    config: &'a Config,
+    path: &Path,
+    name: &str,
+) -> Result<&'a crate::config::PipelineConfig> {
+    config
+        .pipelines
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .with_context(|| {
+            let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "no pipeline named {name:?} in {}; its pipelines: {}",
+                path.display(),
+                names.join(", ")
+            )
+        })
 }
 
 /// What the command line says over the config file; applied again on every reload.
@@ -411,8 +480,37 @@ async fn run(path: PathBuf, overrides: Overrides) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    let _announced = announce_private_redis(&daemon, &path);
     daemon.reload_with(Box::new(move || load(&path, &overrides)));
     crate::shutdown::on_hangup(daemon.reload_handle())?;
-    daemon.wait().await;
+    daemon.wait().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// With a private redis-server: says how to reach it, and announces it for the tools
+/// run with the same config (`send`, `dlq`) for as long as the guard lives.
+fn announce_private_redis(
+    daemon: &crate::Daemon,
+    path: &Path,
+) -> Option<crate::redis_server::announce::Announced> {
+    if !daemon.runs_private_redis() {
+        return None;
+    }
+    let url = daemon.redis_url();
+    let pipeline = daemon
+        .pipeline_names()
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "PIPELINE".to_owned());
+    tracing::info!(
+        "send entries with `sluice send {pipeline} -c {} NAME=VALUE...` (it finds this server), or from anything else at {url}",
+        path.display()
+    );
+    match crate::redis_server::announce::announce(path, url) {
+        Ok(announced) => Some(announced),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot announce the private server: `sluice send` and `sluice dlq` need --redis {url}");
+            None
+        }
+    }
 }

@@ -37,23 +37,10 @@ pub struct PartitionArgs {
 impl SendArgs {
     /// Adds the entry with `XADD`; prints the stream and the entry's ID.
     pub async fn run(self) -> Result<ExitCode> {
-        let (config, broker) = super::connect(
-            &self.target.config,
-            self.target.redis.clone(),
-            "sluice send",
-        )
-        .await?;
-        let pipeline = config
-            .pipelines
-            .iter()
-            .find(|p| p.name.as_str() == self.pipeline)
-            .with_context(|| {
-                format!(
-                    "no pipeline named {:?} in {}",
-                    self.pipeline,
-                    self.target.config.display()
-                )
-            })?;
+        let path = &self.target.config;
+        let config = super::tool_config(path, self.target.redis.clone())?;
+        // Everything that can be checked is checked before connecting.
+        let pipeline = super::find_pipeline(&config, path, &self.pipeline)?;
         let stream = match (pipeline.partitions, &self.key) {
             (Some(n), Some(key)) => crate::partition::tagged(
                 pipeline.input.as_str(),
@@ -76,6 +63,7 @@ impl SendArgs {
                 .with_context(|| format!("field {field:?} is not NAME=VALUE"))?;
             fields.push((name.to_owned(), value.to_owned()));
         }
+        let broker = super::connect_to(&config, path, "sluice send").await?;
         let id: String = broker
             .call("XADD", |mut c| {
                 let mut cmd = redis::cmd("XADD");

@@ -318,7 +318,7 @@ mod defaults;
 mod redis;
 mod validate;
 
-pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig};
+pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig, consumer_name};
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]

@@ -218,7 +218,7 @@ impl Pipeline {
                     }
                     report.dead_lettered += 1;
                     let reason = String::from_utf8_lossy(&ack.outputs[0].fields[0].1);
-                    tracing::debug!(id = %ack.id, stream = %self.dead_letter, reason = %reason, "entry dead-lettered");
+                    self.dead_log.record(&ack.id, &reason);
                 }
                 CommitStatus::Committed => {
                     report.delivered += 1;

@@ -6,6 +6,7 @@
 
 pub mod backlog;
 mod batch;
+mod dead_log;
 mod health;
 mod invoke;
 mod ordered;
@@ -47,6 +48,7 @@ pub struct Pipeline {
     instances: Vec<Instance>,
     outputs: HashSet<String>,
     dead_letter: String,
+    dead_log: dead_log::DeadLog,
     /// When to scan for retries and reclaims and refresh the backlog.
     schedule: Schedule,
     /// Cancelled when the daemon drains: no new handler call starts.
@@ -171,6 +173,7 @@ impl Pipeline {
             state,
             outputs,
             dead_letter: config.dead_letter_stream(),
+            dead_log: dead_log::DeadLog::new(config.name.as_str(), &config.dead_letter_stream()),
             schedule: Schedule::new(config.retry_backoff, config.claim_idle),
             shutdown: CancellationToken::new(),
             metrics: PipelineMetrics::new(config.name.as_str(), partition),

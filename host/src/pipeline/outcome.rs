@@ -60,9 +60,13 @@ impl Rules<'_> {
             if !self.outputs.contains(&output.target) {
                 let mut declared: Vec<_> = self.outputs.iter().map(String::as_str).collect();
                 declared.sort_unstable();
+                let declared = match declared.is_empty() {
+                    true => "none".to_owned(),
+                    false => format!("{declared:?}"),
+                };
                 return Err(format!(
-                    "output to undeclared stream {:?} (declared outputs: {declared:?}); nothing was written",
-                    output.target
+                    "output to undeclared stream {:?} (declared outputs: {declared}); nothing was written: add {:?} to `outputs` of pipeline {:?}, or fix the handler's stream name",
+                    output.target, output.target, self.pipeline
                 ));
             }
             if output.fields.is_empty() {
@@ -206,7 +210,12 @@ mod tests {
         let rejected = rules.decide(&entry(1), "d", Err(HandlerError::Reject("no".into())));
         assert_eq!(reason(rejected), "rejected: no");
         let undeclared = rules.decide(&entry(1), "d", Ok(vec![output("ELSEWHERE", 1)]));
-        assert!(reason(undeclared).contains("undeclared stream \"ELSEWHERE\""));
+        let undeclared = reason(undeclared);
+        assert!(undeclared.contains("undeclared stream \"ELSEWHERE\""));
+        assert!(
+            undeclared.contains("add \"ELSEWHERE\" to `outputs` of pipeline"),
+            "the fix: {undeclared}"
+        );
         assert!(
             reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 0)]))).contains("no fields")
         );

@@ -48,6 +48,8 @@ pub struct Daemon {
     tracing: Tracing,
     /// The daemon-wide sections as started, which a reload does not change.
     started: Started,
+    /// Why the daemon stopped on its own (the private Redis died), if it did.
+    failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The sections of the config a reload does not apply (see [`Daemon::reload`]).
@@ -114,6 +116,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         loader: None,
         reloads,
         reload_handle,
+        failure: Arc::default(),
     };
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
@@ -135,6 +138,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         let addr = admin::start(config, state, &daemon.background, shutdown).await?;
         daemon.admin_addr = Some(addr);
     }
+    daemon.watch_private_server();
     Ok(daemon)
 }
 
@@ -143,6 +147,16 @@ impl Daemon {
     /// started), or the Sentinels and the master's name.
     pub fn redis_url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether Redis is the private server this daemon started.
+    pub fn runs_private_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// The names of the running pipelines.
+    pub fn pipeline_names(&self) -> Vec<String> {
+        self.pipelines.keys().cloned().collect()
     }
 
     /// The live plugins.
@@ -165,9 +179,38 @@ impl Daemon {
         self.reload_handle.clone()
     }
 
+    /// Ends the daemon when its private Redis ends: nothing can be read or committed
+    /// again, and the server's data is gone with it, so the pipelines stop at once and
+    /// [`Daemon::wait`] returns the error, with the server's last log lines.
+    fn watch_private_server(&self) {
+        let Some(server) = &self.redis else { return };
+        let Some(mut exit) = server.exit() else {
+            return;
+        };
+        let log = server.log_file();
+        let (shutdown, failure) = (self.shutdown.clone(), self.failure.clone());
+        self.background.spawn(async move {
+            let status = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                status = exit.wait_for(Option::is_some) => match status {
+                    Ok(status) => status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+                    Err(_) => return,
+                },
+            };
+            let tail = crate::redis_server::log_tail(&log, 10);
+            let message = format!(
+                "the private redis-server ended on its own ({status}); its data is gone, so the daemon stops. Its last log lines:\n{tail}\nTo keep data across such failures, run your own Redis and set [redis] url"
+            );
+            tracing::error!("{message}");
+            *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
+            shutdown.cancel();
+        });
+    }
+
     /// Serves reload requests until shutdown, then gives in-flight work `drain_timeout`
-    /// to commit; stops the private Redis, if any, at the end.
-    pub async fn wait(mut self) {
+    /// to commit; stops the private Redis, if any, at the end. An error when the daemon
+    /// stopped on its own (its private Redis ended).
+    pub async fn wait(mut self) -> Result<()> {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
@@ -180,14 +223,28 @@ impl Daemon {
                 }
             }
         }
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        // With the private Redis gone there is nothing to commit to: no drain.
+        let drain = match failure {
+            Some(_) => Duration::ZERO,
+            None => self.drain_timeout,
+        };
         let running = std::mem::take(&mut self.pipelines);
-        stop_all(running.into_values().collect(), self.drain_timeout).await;
+        stop_all(running.into_values().collect(), drain).await;
         // The spans of the last entries handled go out before the exit.
         let traces = self.tracing.clone();
         let _ = tokio::task::spawn_blocking(move || traces.shutdown(SPAN_FLUSH)).await;
         self.background.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drop(self.redis);
+        match failure {
+            Some(message) => Err(anyhow::anyhow!(message)),
+            None => Ok(()),
+        }
     }
 
     async fn reload(&mut self) -> Result<ReloadReport> {
@@ -245,7 +302,7 @@ impl Daemon {
             self.start_pipeline(pipeline, plugin).await?;
         }
         self.restart_watcher()?;
-        tracing::info!(?report, "config reloaded");
+        tracing::info!("config reloaded: {report}");
         Ok(report)
     }
 

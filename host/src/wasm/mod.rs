@@ -24,7 +24,7 @@ use wasmtime::{Config, Engine};
 pub use cache::{Cache, Source, write_atomically};
 pub use instance::Instance;
 pub use limits::Limits;
-pub use plugin::{BatchExport, Plugin};
+pub use plugin::{BatchExport, Plugin, digest_of};
 
 use host::HostState;
 

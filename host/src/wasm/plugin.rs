@@ -74,7 +74,8 @@ impl Plugin {
 
     /// Compiles a component from its bytes; `path` names it in messages.
     pub fn from_bytes(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Self> {
-        let digest: Arc<str> = format!("sha256:{}", hex::encode(Sha256::digest(bytes))).into();
+        check_header(bytes)?;
+        let digest = digest_of(bytes);
         let started = Instant::now();
         let announce = || announce_compile(path, bytes.len());
         let compiled = match runtime.cache() {
@@ -205,4 +206,32 @@ fn interpreter(bytes: &[u8]) -> Option<&'static str> {
         }
     }
     None
+}
+
+/// The content digest of a plugin's bytes, `sha256:<hex>`, as [`Plugin::digest`] gives it.
+pub fn digest_of(bytes: &[u8]) -> Arc<str> {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes))).into()
+}
+
+/// Refuses, in words, what is not a WebAssembly component before the engine does (its
+/// error for a text file is a debug dump of byte arrays).
+fn check_header(bytes: &[u8]) -> Result<()> {
+    const MAGIC: &[u8] = b"\0asm";
+    const COMPONENT: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
+    if bytes.is_empty() {
+        anyhow::bail!("the file is empty: build the plugin into it (a .wasm component)");
+    }
+    let head = &bytes[..bytes.len().min(8)];
+    if !head.starts_with(MAGIC) {
+        let shown = String::from_utf8_lossy(&head[..head.len().min(4)]).into_owned();
+        anyhow::bail!(
+            "not a WebAssembly file: it starts with {shown:?}, not the bytes \"\\0asm\" (is it the plugin's source, or a text file?); build the plugin for wasm32-wasip2 and point at the .wasm"
+        );
+    }
+    if head.len() == 8 && head[4..8] != COMPONENT {
+        anyhow::bail!(
+            "a core WebAssembly module, not a component: build for wasm32-wasip2 (not wasm32-wasip1 or wasm32-unknown-unknown), or wrap it with `wasm-tools component new`"
+        );
+    }
+    Ok(())
 }

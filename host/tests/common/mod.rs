@@ -211,7 +211,7 @@ pub struct Host {
     pub admin: Option<std::net::SocketAddr>,
     /// The daemon's live plugins.
     pub registry: std::sync::Arc<sluice::registry::Registry>,
-    handle: tokio::task::JoinHandle<()>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Host {
@@ -282,7 +282,8 @@ impl Host {
         tokio::time::timeout(Duration::from_secs(20), self.handle)
             .await
             .expect("daemon drains within 20s")
-            .expect("daemon task does not panic");
+            .expect("daemon task does not panic")
+            .expect("the daemon stopped because it was asked to");
     }
 }
 
@@ -446,6 +447,21 @@ pub fn field<'a>(fields: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str>
         .iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| std::str::from_utf8(v).expect("utf-8 value"))
+}
+
+/// (pid, command name) of the processes whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<(i32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (name, rest) = stat.split_once(" (")?.1.rsplit_once(") ")?;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then(|| (pid, name.to_owned()))
+        })
+        .collect()
 }
 
 /// The real `sluice` binary run as a child process, as an operator runs it: any
