@@ -86,7 +86,12 @@ async fn dev_keeps_its_private_redis_for_longer_than_a_minute() {
         })
         .await
         .expect("send");
-        assert_eq!(code, 0, "sluice send at {:?}: {out}{err}", started.elapsed());
+        assert_eq!(
+            code,
+            0,
+            "sluice send at {:?}: {out}{err}",
+            started.elapsed()
+        );
         assert!(err.contains("using the private redis-server"), "{err}");
         sent += 1;
         wait_len(&con, "OUT", sent).await;
@@ -178,9 +183,14 @@ async fn a_refused_plugin_version_is_reported_once() {
     }
     let log = dev.daemon.log();
     assert!(log.contains("not a WebAssembly file"), "{log}");
-    assert!(log.contains("a core WebAssembly module, not a component"), "{log}");
+    assert!(
+        log.contains("a core WebAssembly module, not a component"),
+        "{log}"
+    );
     assert!(!log.contains("expected=["), "no debug dump of bytes: {log}");
     let admin = admin_addr(&log);
+    // The daemon is another process: this one picks reqwest's TLS provider itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .expect("GET /metrics")
@@ -284,7 +294,10 @@ fn the_command_line_says_what_applies() {
         err.contains("no pipeline named \"nope\"") && err.contains("echo, payments"),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "it did not connect first");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it did not connect first"
+    );
 }
 
 /// A free loopback port.

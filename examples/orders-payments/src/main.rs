@@ -74,15 +74,15 @@ async fn demo() -> Result<()> {
     );
     let summary = drain(&mut con, &sent).await?;
     let elapsed = started.elapsed();
-    let live = live_phase(&mut con, orders, &mut sent).await;
-    let state = match live {
-        Ok(_) => check_state(&mut con, &sent).await,
+    let checked = match live_phase(&mut con, orders, &mut sent).await {
+        Ok(live) => check_state(&mut con, &sent)
+            .await
+            .map(|state| (live, state)),
         Err(e) => Err(e),
     };
     shutdown.cancel();
     daemon.wait().await?;
-    let (hashes, users) = state?;
-    let (live, latency) = live?;
+    let ((live, latency), (hashes, users)) = checked?;
     print_summary(&summary, hashes, users);
     println!(
         "drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
@@ -115,8 +115,7 @@ async fn drain(con: &mut redis::aio::MultiplexedConnection, sent: &Sent) -> Resu
     let deadline = Instant::now() + drain_limit;
     loop {
         let s = Summary::read(con).await?;
-        if s.payments == valid && s.statuses == valid && s.dead == sent.invalid && s.pending == 0
-        {
+        if s.payments == valid && s.statuses == valid && s.dead == sent.invalid && s.pending == 0 {
             return Ok(s);
         }
         if Instant::now() > deadline {
@@ -166,7 +165,10 @@ async fn live_phase(
 
 /// The milliseconds part of a stream entry ID.
 fn entry_ms(id: &str) -> u64 {
-    id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
+    id.split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0)
 }
 
 fn print_summary(summary: &Summary, hashes: usize, users: usize) {

@@ -169,7 +169,6 @@ impl RunArgs {
         };
         run(self.target.config, overrides).await
     }
-
 }
 
 impl DevArgs {

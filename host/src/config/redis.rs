@@ -326,6 +326,22 @@ impl RedisConfig {
     }
 }
 
+/// Checks a consumer name (`[redis] consumer`, `--consumer`): not empty, not only white
+/// space, no control characters; returns it.
+pub fn consumer_name(name: &str) -> Result<String> {
+    if name.trim().is_empty() {
+        bail!(
+            "the consumer name is empty: give each daemon of a group a name of its own (such as the pod's name), or leave it out for sluice-<hostname>"
+        );
+    }
+    if name.chars().any(char::is_control) {
+        bail!(
+            "the consumer name {name:?} holds a control character: use letters, digits, '-', '_' or '.'"
+        );
+    }
+    Ok(name.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,18 +372,4 @@ mod tests {
         assert_eq!(config.url.as_deref(), Some("redis://c:7000"));
         assert!(config.nodes.is_empty());
     }
-}
-
-/// Checks a consumer name (`[redis] consumer`, `--consumer`): not empty, not only white
-/// space, no control characters; returns it.
-pub fn consumer_name(name: &str) -> Result<String> {
-    if name.trim().is_empty() {
-        bail!(
-            "the consumer name is empty: give each daemon of a group a name of its own (such as the pod's name), or leave it out for sluice-<hostname>"
-        );
-    }
-    if name.chars().any(char::is_control) {
-        bail!("the consumer name {name:?} holds a control character: use letters, digits, '-', '_' or '.'");
-    }
-    Ok(name.to_owned())
 }

@@ -67,9 +67,9 @@ impl Keeper {
                     exit_tx.send_replace(Some(status));
                 }
             })?;
-        let pid = started_rx
-            .recv()
-            .map_err(|_| io::Error::other("the keeper thread ended before it started the server"))??;
+        let pid = started_rx.recv().map_err(|_| {
+            io::Error::other("the keeper thread ended before it started the server")
+        })??;
         Ok(Self {
             pid,
             stop: Some(stop_tx),
@@ -198,6 +198,9 @@ mod tests {
         let exit = keeper.exit();
         keeper.kill();
         assert!(exit.borrow().is_none());
-        assert!(exit.has_changed().is_err(), "the sender is gone, nothing sent");
+        assert!(
+            exit.has_changed().is_err(),
+            "the sender is gone, nothing sent"
+        );
     }
 }
