@@ -674,8 +674,28 @@ async fn dead_letters_replay_and_purge_by_id_check_every_id_first() {
         serde_json::json!({ "replayed": 0, "kept": [], "not_found": ["1796527819466-0"] })
     );
 
+    // Nothing is taken for "every letter" but no body: not an empty list, not a
+    // misspelt field, not a list sent without a Content-Type.
     let (status, answer) = purge_call(&base, name, Some(serde_json::json!({ "ids": [] }))).await;
     assert_eq!(status, 400, "an empty list purges nothing: {answer}");
+    let (status, answer) = purge_call(&base, name, Some(serde_json::json!({ "id": ["5"] }))).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = replay_call(&base, name, Some(serde_json::json!({ "id": ["5"] }))).await;
+    assert_eq!(status, 400, "{answer}");
+    let untyped = reqwest::Client::new()
+        .delete(format!("{base}/v1/pipelines/{name}/dead"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"ids": ["5"]}"#)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(untyped.status(), 200);
+    let answer: serde_json::Value = untyped.json().await.expect("JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "purged": 0, "not_found": ["5-0"] })
+    );
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 2);
     let body = serde_json::json!({ "ids": ["01796527819468-0", "1796527819468-0", "5"] });
     let (status, answer) = purge_call(&base, name, Some(body)).await;
     assert_eq!(status, 200, "{answer}");

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::{AdminState, ApiError, authorize};
-use crate::broker::{LetterIds, StateValue};
+use crate::broker::{LetterIds, Purged, StateValue};
 use crate::message::dead_letter_fields;
 use crate::registry::Slot;
 use crate::status::BoardView;
@@ -199,9 +200,10 @@ pub async fn dead(
     Ok(Json(DeadPage { entries, next }))
 }
 
-/// Body of a replay: the IDs to replay; all when absent or empty.
+/// Body of a replay or a purge: the dead letters it is about.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct ReplayRequest {
+#[serde(deny_unknown_fields)]
+pub struct IdsRequest {
     /// Dead-letter IDs, `ms-seq` or `ms` (meaning `ms-0`), at most 10,000 distinct ones;
     /// duplicates count once.
     #[serde(default)]
@@ -220,14 +222,6 @@ pub struct ReplayAnswer {
     pub not_found: Vec<String>,
 }
 
-/// Body of a purge: the IDs to delete; without a body, every letter.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct PurgeRequest {
-    /// Dead-letter IDs, as for a replay; an empty list is refused (send no body to purge
-    /// every letter).
-    ids: Vec<String>,
-}
-
 /// What a purge did.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PurgeAnswer {
@@ -237,25 +231,35 @@ pub struct PurgeAnswer {
     pub not_found: Vec<String>,
 }
 
-/// The IDs of a request, checked before anything is done: 400 naming the first that is
-/// not an ID, or when there are too many.
-fn letter_ids(ids: &[String]) -> Result<LetterIds, ApiError> {
-    LetterIds::parse(ids).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))
+/// The IDs a replay or purge names, checked before anything is done: `None` without a
+/// body; 400 for a body that is not an [`IdsRequest`], naming the first ID that is not
+/// one, or past the cap. The body is read as JSON whatever its `Content-Type` says: a
+/// list sent without one must not be taken for no list, which means every letter.
+fn requested_ids(body: &Bytes) -> Result<Option<LetterIds>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let bad = |e: String| ApiError::new(StatusCode::BAD_REQUEST, e);
+    let request: IdsRequest = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("the body is not {{\"ids\": [...]}}: {e}")))?;
+    LetterIds::parse(&request.ids)
+        .map(Some)
+        .map_err(|e| bad(e.to_string()))
 }
 
 /// `POST /v1/pipelines/{name}/dead/replay`: back to the input with the original fields,
 /// removed from the dead-letter stream, atomically per 1,000 letters. Without IDs, the
 /// letters there when the call begins (not the ones that fail again meanwhile).
-#[utoipa::path(post, path = "/v1/pipelines/{name}/dead/replay", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<ReplayRequest>, description = "IDs to replay; all when absent"), security(("bearer" = [])), responses((status = 200, body = ReplayAnswer), (status = 400, description = "an ID that is not one (named), or more than 10,000"), (status = 401), (status = 403), (status = 404)))]
+#[utoipa::path(post, path = "/v1/pipelines/{name}/dead/replay", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<IdsRequest>, description = "IDs to replay; all when absent or empty"), security(("bearer" = [])), responses((status = 200, body = ReplayAnswer), (status = 400, description = "a body that is not {\"ids\": [...]}, an ID that is not one (named), or more than 10,000"), (status = 401), (status = 403), (status = 404)))]
 pub async fn replay(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<ReplayRequest>>,
+    body: Bytes,
 ) -> Result<Json<ReplayAnswer>, ApiError> {
     authorize(&state, &headers)?;
     let slot = slot(&state, &name)?;
-    let ids = letter_ids(&body.map(|Json(b)| b.ids).unwrap_or_default())?;
+    let ids = requested_ids(&body)?.unwrap_or_default();
     let streams = slot.streams();
     let (dead, input) = (&streams.dead_letter, &streams.input);
     let meta = dead_letter_fields::COUNT;
@@ -273,40 +277,31 @@ pub async fn replay(
 }
 
 /// `DELETE /v1/pipelines/{name}/dead`: drops every dead letter, or only the IDs of the
-/// body.
-#[utoipa::path(delete, path = "/v1/pipelines/{name}/dead", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<PurgeRequest>, description = "IDs to delete; every letter without a body"), security(("bearer" = [])), responses((status = 200, body = PurgeAnswer), (status = 400, description = "an ID that is not one (named), an empty list, or more than 10,000"), (status = 401), (status = 403), (status = 404)))]
+/// body (an empty list is refused, not taken for every letter).
+#[utoipa::path(delete, path = "/v1/pipelines/{name}/dead", tag = "dead letters", params(("name" = String, Path, description = "pipeline")), request_body(content = Option<IdsRequest>, description = "IDs to delete; every letter without a body"), security(("bearer" = [])), responses((status = 200, body = PurgeAnswer), (status = 400, description = "a body that is not {\"ids\": [...]}, an ID that is not one (named), an empty list, or more than 10,000"), (status = 401), (status = 403), (status = 404)))]
 pub async fn purge(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<PurgeRequest>>,
+    body: Bytes,
 ) -> Result<Json<PurgeAnswer>, ApiError> {
     authorize(&state, &headers)?;
     let slot = slot(&state, &name)?;
     let dead = &slot.streams().dead_letter;
-    let Some(Json(PurgeRequest { ids })) = body else {
-        let purged = state
-            .broker
-            .purge_dead(dead)
-            .await
-            .map_err(ApiError::internal)?;
-        return Ok(Json(PurgeAnswer {
+    let done = match requested_ids(&body)? {
+        None => state.broker.purge_dead(dead).await.map(|purged| Purged {
             purged,
             not_found: Vec::new(),
-        }));
-    };
-    let ids = letter_ids(&ids)?;
-    if ids.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "\"ids\" is empty: send no body to purge every dead letter",
-        ));
+        }),
+        Some(ids) if ids.is_empty() => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "\"ids\" is empty: send no body to purge every dead letter",
+            ));
+        }
+        Some(ids) => state.broker.purge_ids(dead, &ids).await,
     }
-    let done = state
-        .broker
-        .purge_ids(dead, &ids)
-        .await
-        .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal)?;
     Ok(Json(PurgeAnswer {
         purged: done.purged,
         not_found: done.not_found,

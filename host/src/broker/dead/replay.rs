@@ -162,7 +162,7 @@ impl Broker {
 
 impl Replayed {
     /// Adds what another call did.
-    pub fn absorb(&mut self, other: Replayed) {
+    fn absorb(&mut self, other: Replayed) {
         self.replayed += other.replayed;
         self.kept.extend(other.kept);
         self.not_found.extend(other.not_found);
