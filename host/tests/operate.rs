@@ -831,6 +831,7 @@ async fn dlq_command_line_reports_every_id() {
         err.contains("dead-letter ID \"notanid\" is not a stream entry ID"),
         "{err}"
     );
+    assert_eq!(err.matches("is not a stream entry ID").count(), 1, "{err}");
     assert!(!err.contains("ERR") && !err.contains("script"), "{err}");
 
     let (code, out, err) = dlq(&path, &["replay", "ops-ids", "--id", "999-0"]);

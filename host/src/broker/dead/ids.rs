@@ -15,9 +15,9 @@ pub struct LetterIds(Vec<StreamId>);
 /// Why a list of dead-letter IDs was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdsError {
-    /// One of them is not an entry ID.
+    /// One of them is not an entry ID (not a `source`: the message says it all once).
     #[error("dead-letter ID {0}")]
-    Invalid(#[from] InvalidStreamId),
+    Invalid(InvalidStreamId),
     /// More than [`MAX_IDS`] distinct ones.
     #[error("more than {MAX_IDS} distinct dead-letter IDs in one call: send them in parts")]
     TooMany,
@@ -31,7 +31,7 @@ impl LetterIds {
     pub fn parse<S: AsRef<str>>(ids: &[S]) -> Result<Self, IdsError> {
         let mut set = BTreeSet::new();
         for id in ids {
-            set.insert(id.as_ref().parse::<StreamId>()?);
+            set.insert(id.as_ref().parse::<StreamId>().map_err(IdsError::Invalid)?);
             if set.len() > MAX_IDS {
                 return Err(IdsError::TooMany);
             }
