@@ -33,6 +33,34 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// Text that is not a stream entry ID (see [`StreamId`]'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a stream entry ID: expected MS-SEQ or MS (decimal digits, e.g. 1700000000000-0)"
+)]
+pub struct InvalidStreamId(pub String);
+
+/// Strict parsing, for IDs a person typed: `ms-seq` or `ms` (meaning `ms-0`, as Redis
+/// reads an ID without sequence at the start of an `XRANGE`), each part decimal digits
+/// that fit in 64 bits (leading zeros allowed, as Redis allows them); no sign, space,
+/// `-`, `+` or `*`. [`Display`](fmt::Display) gives the canonical form.
+impl std::str::FromStr for StreamId {
+    type Err = InvalidStreamId;
+
+    fn from_str(id: &str) -> Result<Self, Self::Err> {
+        let number = |part: &str| {
+            (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u64>().ok())
+                .flatten()
+        };
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        match (number(ms), number(seq)) {
+            (Some(ms), Some(seq)) => Ok(Self { ms, seq }),
+            _ => Err(InvalidStreamId(id.to_owned())),
+        }
+    }
+}
+
 /// A stream entry read through a consumer group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entry {
@@ -182,5 +210,45 @@ mod tests {
         assert_eq!(StreamId::parse("x-1"), StreamId::default());
         assert_eq!(StreamId::parse("1700000000000-3").ms, 1_700_000_000_000);
         assert_eq!(StreamId::parse("12-3").to_string(), "12-3");
+    }
+
+    #[test]
+    fn typed_ids_are_canonicalised_or_refused() {
+        let canonical = |id: &str| id.parse::<StreamId>().map(|id| id.to_string());
+        assert_eq!(
+            canonical("1796527819466-0").as_deref(),
+            Ok("1796527819466-0")
+        );
+        assert_eq!(
+            canonical("01796527819466-0").as_deref(),
+            Ok("1796527819466-0")
+        );
+        assert_eq!(canonical("1796527819466").as_deref(), Ok("1796527819466-0"));
+        assert_eq!(canonical("7-007").as_deref(), Ok("7-7"));
+        let max = "18446744073709551615-18446744073709551615";
+        assert_eq!(canonical(max).as_deref(), Ok(max));
+        for bad in [
+            "",
+            "-",
+            "+",
+            "*",
+            "notanid",
+            "1-",
+            "-1",
+            "1-2-3",
+            "+5",
+            "5-+1",
+            " 5",
+            "5 ",
+            "1.5",
+            "0x10",
+            "18446744073709551616",
+            "1-18446744073709551616",
+            "5-*",
+        ] {
+            let refused = bad.parse::<StreamId>().expect_err(bad);
+            assert_eq!(refused, InvalidStreamId(bad.to_owned()));
+            assert!(refused.to_string().starts_with(&format!("{bad:?} is not")));
+        }
     }
 }

@@ -144,12 +144,7 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
     // A replay puts the same bytes back on the input.
     let broker = broker(&redis).await;
     let replayed = broker
-        .replay_dead(
-            "IN:dead",
-            "IN",
-            sluice::message::dead_letter_fields::COUNT,
-            &[],
-        )
+        .replay_all("IN:dead", "IN", sluice::message::dead_letter_fields::COUNT)
         .await
         .expect("replay");
     assert_eq!(replayed.replayed, 1);
@@ -214,11 +209,11 @@ async fn entries_of_any_width_settle() {
     let broker = broker(&redis).await;
     let letters = [dead[1].0.clone(), dead[2].0.clone()];
     let replayed = broker
-        .replay_dead(
+        .replay_ids(
             "IN:dead",
             "IN",
             sluice::message::dead_letter_fields::COUNT,
-            &letters,
+            &sluice::broker::LetterIds::parse(&letters).expect("IDs"),
         )
         .await
         .expect("replay");

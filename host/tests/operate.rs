@@ -461,6 +461,254 @@ async fn dead_letters_list_replay_and_purge() {
     host.stop().await;
 }
 
+/// `POST /v1/pipelines/{name}/dead/replay` with the token and `body` (none: no body):
+/// the status and the JSON answer. Gives up after 15 s (a replay that does not end).
+async fn replay_call(
+    base: &str,
+    name: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("{base}/v1/pipelines/{name}/dead/replay");
+    dead_call(reqwest::Method::POST, &url, body).await
+}
+
+/// `DELETE /v1/pipelines/{name}/dead` with the token and `body`: status and answer.
+async fn purge_call(
+    base: &str,
+    name: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("{base}/v1/pipelines/{name}/dead");
+    dead_call(reqwest::Method::DELETE, &url, body).await
+}
+
+async fn dead_call(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("client");
+    let mut request = client.request(method, url).bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("an answer within 15 s");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// Adds dead letters to `ORDERS_STREAM:dead` with the IDs given: each `(id, Some(order))`
+/// holds the metadata and a valid order's fields (replayed, it is paid), each `(id,
+/// None)` the metadata only, like the letter of an entry too wide to copy.
+async fn add_letters(
+    con: &mut redis::aio::MultiplexedConnection,
+    letters: &[(&str, Option<&str>)],
+) {
+    for (id, order) in letters {
+        let mut fields = vec![
+            ("sluice.error", "rejected: test"),
+            ("sluice.source", "ORDERS_STREAM"),
+            ("sluice.id", "1-0"),
+            ("sluice.pipeline", "test"),
+            ("sluice.plugin", "sha256:0"),
+            ("sluice.attempts", "1"),
+        ];
+        if let Some(order) = order {
+            fields.extend([
+                ("orderId", *order),
+                ("orderAmount", "5.00"),
+                ("userId", "u"),
+            ]);
+        }
+        let _: String = con
+            .xadd("ORDERS_STREAM:dead", id, &fields)
+            .await
+            .expect("XADD letter");
+    }
+}
+
+/// Issue 28.2: a replay of all replays the letters there when it began. Fifty entries
+/// the handler rejects every time; a worker daemon handles them, and a second daemon,
+/// paused, 50 ms away from Redis, is asked to replay all: the replayed entries fail
+/// again (in the worker) between its script calls, and their new letters are not
+/// replayed too; the answer counts what was written. (The replay used to go on until a
+/// call found no letter after the last one: here, for ever.)
+#[tokio::test]
+async fn dead_letters_replay_all_stops_at_the_letters_there_when_it_began() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let name = "ops-replay-all";
+    let mut worker = payments(name).config("");
+    worker.redis.consumer = Some("worker".to_owned());
+    let worker = Host::start(&redis, worker).await;
+    let proxy = proxy::Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    let mut admin = payments(name).config(ADMIN);
+    admin.redis.consumer = Some("admin".to_owned());
+    if let Some(a) = &mut admin.admin {
+        a.token = Some(TOKEN.to_owned());
+    }
+    let admin = Host::start_at(&proxy.url(None), admin).await;
+    let base = format!("http://{}", admin.admin());
+    reqwest::Client::new()
+        .post(format!("{base}/v1/pipelines/{name}/pause"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    eventually(
+        "the admin's pipeline paused",
+        Duration::from_secs(10),
+        || async {
+            pipeline_view(&base, name)
+                .await
+                .filter(|v| v.status.state == "paused")
+        },
+    )
+    .await;
+    add_orders(&mut con, 0, 50).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 50).await;
+    proxy.delay_requests(Duration::from_millis(50));
+    let (status, answer) = replay_call(&base, name, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["replayed"], 50, "{answer}");
+    // Each replayed entry fails once more: 50 letters again, 100 entries on the input.
+    wait_len(&con, "ORDERS_STREAM:dead", 50).await;
+    eventually("nothing pending", Duration::from_secs(20), || {
+        let mut con = con.clone();
+        async move {
+            (pending(&mut con, "ORDERS_STREAM", "ORDERS_CON_GROUP").await == 0).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM").await,
+        100,
+        "50 originals + 50 replayed once"
+    );
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 50);
+    admin.stop().await;
+    worker.stop().await;
+}
+
+/// Issue 28.3: the IDs of a replay or purge are checked before anything is done (a 400
+/// names the first that is not one; at most 10,000), taken in the forms Redis takes
+/// (`ms-seq` with leading zeros, `ms` for `ms-0`), each once however often it is given;
+/// the answer lists the letters kept and the IDs not found. A non-canonical ID of a
+/// letter that is kept used to make the replay call the script forever.
+#[tokio::test]
+async fn dead_letters_replay_and_purge_by_id_check_every_id_first() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, base) = daemon(&redis, "ops-replay-ids").await;
+    let name = "ops-replay-ids";
+    add_letters(
+        &mut con,
+        &[
+            ("1796527819466-0", Some("a")),
+            ("1796527819467-5", Some("b")),
+            ("1796527819468-0", None),
+            ("1796527819469-0", Some("c")),
+        ],
+    )
+    .await;
+    for bad in [
+        "notanid",
+        "-",
+        "+",
+        "",
+        "1-2-3",
+        " 1-0",
+        "+1",
+        "1796527819466-x",
+        "1-",
+    ] {
+        let body = serde_json::json!({ "ids": ["1796527819466-0", bad] });
+        let (status, answer) = replay_call(&base, name, Some(body.clone())).await;
+        assert_eq!(status, 400, "{bad:?}: {answer}");
+        let error = answer["error"].as_str().expect("error");
+        assert!(
+            error.contains(&format!("{bad:?} is not a stream entry ID")),
+            "{error}"
+        );
+        let (status, answer) = purge_call(&base, name, Some(body)).await;
+        assert_eq!(status, 400, "{bad:?}: {answer}");
+    }
+    let too_many: Vec<String> = (1..=10_001).map(|i| format!("{i}-0")).collect();
+    let (status, answer) =
+        replay_call(&base, name, Some(serde_json::json!({ "ids": too_many }))).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().expect("error").contains("10000"),
+        "{answer}"
+    );
+    let dashes = vec!["-"; 300_000];
+    let (status, _) = replay_call(&base, name, Some(serde_json::json!({ "ids": dashes }))).await;
+    assert_eq!(status, 400);
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 4, "nothing done");
+
+    let mut ids = vec![
+        "1796527819466",
+        "01796527819467-05",
+        "01796527819468-0",
+        "999-0",
+    ];
+    ids.extend(vec!["1796527819467-5"; 20_000]);
+    let (status, answer) = replay_call(&base, name, Some(serde_json::json!({ "ids": ids }))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "replayed": 2, "kept": ["1796527819468-0"], "not_found": ["999-0"] })
+    );
+    let input = entries(&mut con, "ORDERS_STREAM").await;
+    let orders: Vec<_> = input.iter().map(|(_, f)| field(f, "orderId")).collect();
+    assert_eq!(orders, [Some("a"), Some("b")], "in stream order, once each");
+    let (_, again) = replay_call(
+        &base,
+        name,
+        Some(serde_json::json!({ "ids": ["1796527819466-0"] })),
+    )
+    .await;
+    assert_eq!(
+        again,
+        serde_json::json!({ "replayed": 0, "kept": [], "not_found": ["1796527819466-0"] })
+    );
+
+    // Nothing is taken for "every letter" but no body: not an empty list, not a
+    // misspelt field, not a list sent without a Content-Type.
+    let (status, answer) = purge_call(&base, name, Some(serde_json::json!({ "ids": [] }))).await;
+    assert_eq!(status, 400, "an empty list purges nothing: {answer}");
+    let (status, answer) = purge_call(&base, name, Some(serde_json::json!({ "id": ["5"] }))).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = replay_call(&base, name, Some(serde_json::json!({ "id": ["5"] }))).await;
+    assert_eq!(status, 400, "{answer}");
+    let untyped = reqwest::Client::new()
+        .delete(format!("{base}/v1/pipelines/{name}/dead"))
+        .bearer_auth(TOKEN)
+        .body(r#"{"ids": ["5"]}"#)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(untyped.status(), 200);
+    let answer: serde_json::Value = untyped.json().await.expect("JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "purged": 0, "not_found": ["5-0"] })
+    );
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 2);
+    let body = serde_json::json!({ "ids": ["01796527819468-0", "1796527819468-0", "5"] });
+    let (status, answer) = purge_call(&base, name, Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "purged": 1, "not_found": ["5-0"] })
+    );
+    let left = entries(&mut con, "ORDERS_STREAM:dead").await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "1796527819469-0");
+    host.stop().await;
+}
+
 /// `/readyz` turns 503 when Redis is gone.
 #[tokio::test]
 async fn readyz_reports_redis_down() {
@@ -533,7 +781,159 @@ async fn dlq_command_line() {
     )
     .await
     .expect("XADD");
-    assert!(sluice(&["purge", "ops-cli"]).contains("purged 1 dead letters"));
+    assert!(sluice(&["purge", "ops-cli", "--yes"]).contains("purged 1 dead letter from"));
+}
+
+/// `sluice dlq ARGS -c path`: exit code, stdout, stderr (stdin is not a terminal).
+fn dlq(path: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("dlq")
+        .args(args)
+        .arg("-c")
+        .arg(path)
+        .output()
+        .expect("run");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (
+        out.status.code().unwrap_or(-1),
+        text(&out.stdout),
+        text(&out.stderr),
+    )
+}
+
+/// Issue 28.3 from the shell: an ID that is not one is named before Redis is asked (no
+/// Lua error); each ID given is reported (replayed, purged, not found), and when none is
+/// found the exit status is 1; `purge --id` deletes only those; `purge` of everything
+/// asks first, so without a terminal it needs `--yes`.
+#[tokio::test]
+async fn dlq_command_line_reports_every_id() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    add_letters(
+        &mut con,
+        &[
+            ("1796527819466-0", Some("a")),
+            ("1796527819467-5", Some("b")),
+            ("1796527819468-0", Some("c")),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[redis]\nurl = {:?}\n\n{}",
+        redis.url(),
+        payments("ops-ids")
+    );
+    let path = config_file(&dir, &text);
+
+    let (code, out, err) = dlq(&path, &["replay", "ops-ids", "--id", "notanid"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("dead-letter ID \"notanid\" is not a stream entry ID"),
+        "{err}"
+    );
+    assert_eq!(err.matches("is not a stream entry ID").count(), 1, "{err}");
+    assert!(!err.contains("ERR") && !err.contains("script"), "{err}");
+
+    let (code, out, err) = dlq(&path, &["replay", "ops-ids", "--id", "999-0"]);
+    assert_eq!(code, 1, "nothing matched: {out}{err}");
+    assert!(out.contains("not found 999-0"), "{out}");
+
+    let (code, out, err) = dlq(
+        &path,
+        &[
+            "replay",
+            "ops-ids",
+            "--id",
+            "01796527819466-0",
+            "--id",
+            "999",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("replayed 1796527819466-0 (ORDERS_STREAM:dead to ORDERS_STREAM)"),
+        "{out}"
+    );
+    assert!(out.contains("not found 999-0"), "{out}");
+    assert_eq!(len(&mut con, "ORDERS_STREAM").await, 1);
+
+    let (code, out, err) = dlq(&path, &["purge", "ops-ids"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("--yes"), "{err}");
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM:dead").await,
+        2,
+        "nothing purged"
+    );
+
+    let (code, out, err) = dlq(
+        &path,
+        &[
+            "purge",
+            "ops-ids",
+            "--id",
+            "1796527819467-05",
+            "--id",
+            "5-0",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("purged 1796527819467-5 (ORDERS_STREAM:dead)"),
+        "{out}"
+    );
+    assert!(out.contains("not found 5-0"), "{out}");
+    let (code, out, _) = dlq(&path, &["purge", "ops-ids", "--id", "5-0"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 1);
+
+    let (code, out, err) = dlq(&path, &["purge", "ops-ids", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("purged 1 dead letter from ORDERS_STREAM:dead"),
+        "{out}"
+    );
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 0);
+}
+
+/// The README's `sluice dlq` lines show `--id` and `--yes` for exactly the subcommands
+/// that take them.
+#[test]
+fn dlq_usage_in_the_readme_matches_the_command() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).expect("README");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in readme.lines() {
+        let Some(start) = line.find("sluice dlq ") else {
+            continue;
+        };
+        let usage = line[start..].split(['`', '#']).next().unwrap_or_default();
+        let Some(subcommands) = usage.split_whitespace().nth(2) else {
+            continue;
+        };
+        for sub in subcommands.split('|') {
+            let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["dlq", sub, "--help"])
+                .output()
+                .expect("run");
+            assert!(
+                help.status.success(),
+                "sluice dlq {sub} --help (README: {usage})"
+            );
+            let help = String::from_utf8_lossy(&help.stdout);
+            for flag in ["--id", "--yes", "--count"] {
+                assert_eq!(
+                    usage.contains(flag),
+                    help.contains(flag),
+                    "README {usage:?} and `sluice dlq {sub} --help` disagree on {flag}:\n{help}"
+                );
+            }
+            seen.insert(sub.to_owned());
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["list", "purge", "replay"]
+    );
 }
 
 /// `/v1/openapi.json` is generated from the code and documents every route.

@@ -36,7 +36,7 @@ pub use conn::Conn;
 
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
-pub use dead::Replayed;
+pub use dead::{IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, Replayed};
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use lease::LeaseKeys;
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};

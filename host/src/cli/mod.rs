@@ -9,7 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
+mod dlq;
 mod send;
+pub use dlq::{DlqAction, DlqArgs};
 pub use send::{PartitionArgs, SendArgs};
 
 /// The config file and the Redis it runs against: shared by `run`, `dev`, `dlq`.
@@ -58,41 +60,6 @@ pub struct Threads {
     /// many as its `concurrency`).
     #[arg(long, env = "SLUICE_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
-}
-
-/// `sluice dlq`.
-#[derive(clap::Args)]
-pub struct DlqArgs {
-    #[command(subcommand)]
-    pub action: DlqAction,
-    #[command(flatten)]
-    pub target: Target,
-}
-
-/// What `sluice dlq` does.
-#[derive(clap::Subcommand)]
-pub enum DlqAction {
-    /// Print dead letters, oldest first.
-    List {
-        /// The pipeline.
-        pipeline: String,
-        /// How many at most.
-        #[arg(long, default_value_t = 50)]
-        count: usize,
-    },
-    /// Send dead letters back to the input with their original fields.
-    Replay {
-        /// The pipeline.
-        pipeline: String,
-        /// Replay only these dead-letter IDs (all when none is given).
-        #[arg(long = "id")]
-        ids: Vec<String>,
-    },
-    /// Delete every dead letter of the pipeline.
-    Purge {
-        /// The pipeline.
-        pipeline: String,
-    },
 }
 
 /// `sluice compile`.
@@ -269,14 +236,6 @@ impl CompileArgs {
     }
 }
 
-impl DlqArgs {
-    /// Lists, replays or purges dead letters.
-    pub async fn run(self) -> Result<ExitCode> {
-        dlq(self.action, &self.target.config, self.target.redis).await?;
-        Ok(ExitCode::SUCCESS)
-    }
-}
-
 async fn compile(path: &Path) -> Result<()> {
     let config = Config::load(path)?;
     let dir = config.plugins.cache_dir().with_context(|| {
@@ -316,65 +275,6 @@ async fn compile(path: &Path) -> Result<()> {
         );
     }
     println!("cache: {}", dir.display());
-    Ok(())
-}
-
-async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<()> {
-    let (config, broker) = connect(path, redis, "sluice dlq").await?;
-    let find = |name: &str| {
-        config
-            .pipelines
-            .iter()
-            .find(|p| p.name.as_str() == name)
-            .with_context(|| format!("no pipeline named {name:?} in {}", path.display()))
-    };
-    // A partitioned pipeline's dead letters are in one stream per partition.
-    let parts = |name: &str| -> Result<Vec<crate::config::PipelineConfig>> {
-        let p = find(name)?;
-        Ok(match p.partitions {
-            Some(n) => (0..n).map(|i| p.partition(i)).collect(),
-            None => vec![p.clone()],
-        })
-    };
-    match action {
-        DlqAction::List { pipeline, count } => {
-            let mut left = count;
-            for p in parts(&pipeline)? {
-                let dead = p.dead_letter_stream();
-                for (id, fields) in broker.dead_letters(&dead, None, left).await? {
-                    left -= 1;
-                    println!("{id} ({dead})");
-                    for (name, value) in fields {
-                        println!("  {name} = {}", String::from_utf8_lossy(&value));
-                    }
-                }
-            }
-        }
-        DlqAction::Replay { pipeline, ids } => {
-            for p in parts(&pipeline)? {
-                let meta = crate::message::dead_letter_fields::COUNT;
-                let done = broker
-                    .replay_dead(&p.dead_letter_stream(), p.input.as_str(), meta, &ids)
-                    .await?;
-                let n = done.replayed;
-                let letters = if n == 1 { "letter" } else { "letters" };
-                println!("replayed {n} dead {letters} to {}", p.input);
-                for id in &done.kept {
-                    println!(
-                        "kept {id}: it holds no copy of its entry (too wide to copy); its sluice.error names the original in {}",
-                        p.input
-                    );
-                }
-            }
-        }
-        DlqAction::Purge { pipeline } => {
-            for p in parts(&pipeline)? {
-                let dead = p.dead_letter_stream();
-                let n = broker.purge_dead(&dead).await?;
-                println!("purged {n} dead letters from {dead}");
-            }
-        }
-    }
     Ok(())
 }
 

@@ -2,11 +2,12 @@
 //! connections it carries (they stop moving bytes but stay open, like a dropped network
 //! path), sends new connections to another server (like a name that moved to a new
 //! primary after a failover), and hangs up on requests over a size (like a server that
-//! closes the connection on a value over its `proto-max-bulk-len` without a reply), and
-//! slows replies down to a rate (like a slow link, on which a large reply takes long).
+//! closes the connection on a value over its `proto-max-bulk-len` without a reply),
+//! slows replies down to a rate (like a slow link, on which a large reply takes long), and
+//! delays requests (like a distant server: every round trip takes that much longer).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +30,8 @@ struct Shared {
     refuse: AtomicUsize,
     /// Bytes per second the server's replies are passed on at (0: as fast as they come).
     reply_rate: AtomicUsize,
+    /// Milliseconds each read of requests waits before it is passed on (0: none).
+    request_delay: AtomicU64,
 }
 
 /// One proxied connection's switches.
@@ -51,6 +54,7 @@ impl Proxy {
             max_request: AtomicUsize::new(0),
             refuse: AtomicUsize::new(0),
             reply_rate: AtomicUsize::new(0),
+            request_delay: AtomicU64::new(0),
         });
         let state = shared.clone();
         let accept = tokio::spawn(async move {
@@ -137,6 +141,12 @@ impl Proxy {
             .store(bytes_per_second, Ordering::SeqCst);
     }
 
+    /// From now on, requests reach the server `delay` late (to the millisecond).
+    pub fn delay_requests(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.request_delay.store(ms, Ordering::SeqCst);
+    }
+
     /// New connections go to `target`; open ones stay where they are.
     pub fn redirect(&self, target: SocketAddr) {
         *self.shared.target.lock().expect("target") = target;
@@ -152,8 +162,8 @@ impl Drop for Proxy {
 
 /// Copies bytes from `from` to `to` until either end closes; once frozen, holds both
 /// ends open and moves nothing more. `requests` is true for the client-to-server
-/// direction (which counts unanswered bytes against the size limit); the other is held to
-/// the reply rate.
+/// direction (which counts unanswered bytes against the size limit, and is delayed); the
+/// other is held to the reply rate.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -176,6 +186,10 @@ async fn pump(
             if limit > 0 && sent > limit {
                 conn.cut.store(true, Ordering::SeqCst);
                 break;
+            }
+            let delay = shared.request_delay.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
         } else {
             conn.unanswered.store(0, Ordering::SeqCst);

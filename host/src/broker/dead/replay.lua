@@ -2,6 +2,8 @@
 -- original fields (the leading `sluice.*` metadata fields dropped), and deletes them
 -- from the dead-letter stream, in one atomic step per call. A letter that holds no copy
 -- (its entry was too wide to copy: the reason names the original) is kept and reported.
+-- The caller says where to start and learns how far the call got: it never has to look
+-- an answer up to go on (dead/replay.rs).
 --
 -- KEYS[1]   the dead-letter stream
 -- KEYS[2]   the input stream
@@ -9,15 +11,18 @@
 -- ARGV[2]   how many letters to look at at most
 -- ARGV[3]   how many fields to write at most (a letter is never split: the first one
 --           is replayed whatever its width)
--- ARGV[4]   with no ids: the ID to start after ('-' for the start)
--- ARGV[5..] the ids to replay (none: the oldest after ARGV[4])
--- Returns { replayed, last ID looked at ('' if none), kept IDs... }; with ids, the
--- letters not looked at (over the field budget) are the ones after the last ID looked at.
+-- ARGV[4]   'range' or 'ids'
+-- 'range':  ARGV[5] the ID to start after ('-' for the start), ARGV[6] the last ID to
+--           look at (inclusive): the letters after it came later and are left
+-- 'ids':    ARGV[5..] canonical IDs (ms-seq), in stream order, each once
+-- Returns { replayed, progress, { kept IDs }, { IDs not found } }; progress is, for
+-- 'range', the last ID looked at ('' when none was left up to the bound), for 'ids', how
+-- many of the IDs given were looked at, in order (at least 1: the first always is).
 
 -- spread(t, i, j): see spread.lua, prepended to this script.
 
 local meta, limit, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local result = { 0, '' }
+local replayed, kept, not_found = 0, {}, {}
 local written = 0
 
 -- Replays one letter; false once the field budget is spent (the letter is left).
@@ -34,35 +39,37 @@ local function replay(entry)
   if written > 0 and written + #args / 2 > budget then
     return false
   end
-  result[2] = id
   if #args == 0 then
-    result[#result + 1] = id
+    kept[#kept + 1] = id
     return true
   end
   redis.call('XADD', KEYS[2], '*', spread(args, 1, #args))
   redis.call('XDEL', KEYS[1], id)
   written = written + #args / 2
-  result[1] = result[1] + 1
+  replayed = replayed + 1
   return true
 end
 
-if #ARGV == 4 then
-  local start = ARGV[4] == '-' and '-' or '(' .. ARGV[4]
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', limit)) do
+if ARGV[4] == 'range' then
+  local start = ARGV[5] == '-' and '-' or '(' .. ARGV[5]
+  local last = ''
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], start, ARGV[6], 'COUNT', limit)) do
     if not replay(entry) then
       break
     end
+    last = entry[1]
   end
-else
-  for i = 5, #ARGV do
-    local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
-    if #found == 1 then
-      if not replay(found[1]) then
-        break
-      end
-    else
-      result[2] = ARGV[i]
-    end
-  end
+  return { replayed, last, kept, not_found }
 end
-return result
+
+local looked = 0
+for i = 5, math.min(#ARGV, 4 + limit) do
+  local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #found == 0 then
+    not_found[#not_found + 1] = ARGV[i]
+  elseif not replay(found[1]) then
+    break
+  end
+  looked = looked + 1
+end
+return { replayed, looked, kept, not_found }
