@@ -72,7 +72,7 @@ async fn demo() -> Result<()> {
         "sent {orders} orders to ORDERS_STREAM ({} of them invalid)",
         sent.invalid
     );
-    let summary = drain(&mut con, &sent).await?;
+    drain(&mut con, &sent).await?;
     let elapsed = started.elapsed();
     let checked = match live_phase(&mut con, orders, &mut sent).await {
         Ok(live) => check_state(&mut con, &sent)
@@ -82,10 +82,10 @@ async fn demo() -> Result<()> {
     };
     shutdown.cancel();
     daemon.wait().await?;
-    let ((live, latency), (hashes, users)) = checked?;
+    let ((live, latency, summary), (hashes, users)) = checked?;
     print_summary(&summary, hashes, users);
     println!(
-        "drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
+        "the first {orders} drained in {:.0} ms: {:.0} orders/s through both pipelines, sending included",
         elapsed.as_secs_f64() * 1e3,
         orders as f64 / elapsed.as_secs_f64()
     );
@@ -126,13 +126,13 @@ async fn drain(con: &mut redis::aio::MultiplexedConnection, sent: &Sent) -> Resu
 }
 
 /// Sends orders at [`LIVE_RATE`] for [`LIVE`], as producers do, then waits for them
-/// all; returns how many it sent and the latency from each order's entry to its
-/// payment's (the difference of their entry IDs' milliseconds).
+/// all; returns how many it sent, the latency from each order's entry to its
+/// payment's (the difference of their entry IDs' milliseconds), and where the run stands.
 async fn live_phase(
     con: &mut redis::aio::MultiplexedConnection,
     first: usize,
     sent: &mut Sent,
-) -> Result<(usize, String)> {
+) -> Result<(usize, String, Summary)> {
     let tick = Duration::from_millis(100);
     let per_tick = LIVE_RATE / 10;
     let mut ticker = tokio::time::interval(tick);
@@ -143,7 +143,7 @@ async fn live_phase(
         send_orders(con, next..next + per_tick, sent).await?;
         next += per_tick;
     }
-    drain(con, sent).await?;
+    let summary = drain(con, sent).await?;
     let payments: redis::streams::StreamRangeReply = con.xrange_all("PAYMENTS_STREAM").await?;
     let paid_at: std::collections::HashMap<String, u64> = payments
         .ids
@@ -160,7 +160,7 @@ async fn live_phase(
         true => "not measured".to_owned(),
         false => format!("p50 {} ms, p99 {} ms", at(0.5), at(0.99)),
     };
-    Ok((next - first, latency))
+    Ok((next - first, latency, summary))
 }
 
 /// The milliseconds part of a stream entry ID.
