@@ -277,7 +277,7 @@ fn invoke_runs_a_handler_once_without_redis() {
     std::fs::write(&fake, b"not wasm").expect("write");
     let (code, _, err) = invoke(&[fake.to_str().expect("utf-8"), "a=b"]);
     assert_eq!(code, 1);
-    assert!(err.contains("not a valid WebAssembly component"), "{err}");
+    assert!(err.contains("not a WebAssembly file"), "{err}");
     let (code, _, err) = invoke(&[payments, "no-equals-sign"]);
     assert_eq!(code, 1);
     assert!(err.contains("is not NAME=VALUE"), "{err}");
@@ -417,7 +417,7 @@ fn compile_precompiles_pipeline_plugins_into_the_cache() {
     assert!(!failed.status.success());
     let err = String::from_utf8_lossy(&failed.stderr);
     assert!(
-        err.contains("fake.wasm") && err.contains("not a valid WebAssembly component"),
+        err.contains("fake.wasm") && err.contains("not a WebAssembly file"),
         "{err}"
     );
 }

@@ -116,7 +116,7 @@ fn sluice_run_refuses_invalid_configs() {
         ("unknown-key.toml", "unknown field `bacth`"),
         ("missing-plugin.toml", "does not exist"),
         ("duplicate-name.toml", "used twice"),
-        ("not-a-component.toml", "not a valid WebAssembly component"),
+        ("not-a-component.toml", "not a WebAssembly file"),
     ];
     let redis = RedisServer::start().expect("redis");
     for (name, expected) in cases {

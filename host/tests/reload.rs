@@ -153,7 +153,7 @@ async fn broken_versions_leave_the_old_one_serving() {
         (
             "not wasm",
             b"#!/bin/sh\necho hello\n".to_vec(),
-            "not a valid WebAssembly component",
+            "not a WebAssembly file",
         ),
         (
             "other world",
@@ -264,7 +264,7 @@ async fn deploy_over_http() {
         reason["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("not a valid WebAssembly component"),
+            .contains("not a WebAssembly file"),
         "{reason}"
     );
     let missing = client
