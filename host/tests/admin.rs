@@ -77,7 +77,10 @@ async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, Str
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
-    assert!(closed, "the server closes a Connection: close exchange: {response}");
+    assert!(
+        closed,
+        "the server closes a Connection: close exchange: {response}"
+    );
     (status_of(&response), response)
 }
 
@@ -124,7 +127,13 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
     let big = "x".repeat(200 << 10);
     for i in 0..3 {
         let reason = format!("rejected {i}");
-        add_letter(&mut con, dead, &reason, &[("orderId", "big"), ("blob", &big)]).await;
+        add_letter(
+            &mut con,
+            dead,
+            &reason,
+            &[("orderId", "big"), ("blob", &big)],
+        )
+        .await;
     }
     let wide = "y".repeat(60 << 10);
     let fields: Vec<(String, &str)> = (0..5).map(|i| (format!("b{i}"), wide.as_str())).collect();
@@ -142,7 +151,10 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
         let refused = request.send().await.expect("GET");
         assert_eq!(refused.status(), 401, "token {token:?}");
         let text = refused.text().await.expect("text");
-        assert!(!text.contains("xxxx") && !text.contains("big"), "{text:.200}");
+        assert!(
+            !text.contains("xxxx") && !text.contains("big"),
+            "{text:.200}"
+        );
     }
 
     let mut after: Option<String> = None;
@@ -153,10 +165,19 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
             Some(after) => format!("{url}?count=50&after={after}"),
             None => format!("{url}?count=50"),
         };
-        let response = client.get(page_url).bearer_auth(TOKEN).send().await.expect("GET");
+        let response = client
+            .get(page_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
         assert_eq!(response.status(), 200);
         let text = response.text().await.expect("text");
-        assert!(text.len() <= (1 << 20) + (16 << 10), "an answer of {} bytes", text.len());
+        assert!(
+            text.len() <= (1 << 20) + (16 << 10),
+            "an answer of {} bytes",
+            text.len()
+        );
         let page: Value = serde_json::from_str(&text).expect("JSON");
         letters.extend(page["entries"].as_array().expect("entries").iter().cloned());
         pages += 1;
@@ -167,7 +188,10 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
     }
     println!("{} letters in {pages} pages", letters.len());
     assert_eq!(letters.len(), 23, "paging reaches every letter once");
-    assert!(pages >= 7, "23 letters of 64-300 KiB need 7 pages of 1 MiB: {pages}");
+    assert!(
+        pages >= 7,
+        "23 letters of 64-300 KiB need 7 pages of 1 MiB: {pages}"
+    );
     let value = |letter: &Value, name: &str| -> String {
         let fields = letter["fields"].as_array().expect("fields");
         let field = fields.iter().find(|f| f[0] == name).expect("field");
@@ -184,17 +208,47 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
         assert_eq!(value(letter, "b4").len(), 60 << 10, "whole");
     }
     // `count` still bounds a page.
-    let two: Value = client.get(format!("{url}?count=2")).bearer_auth(TOKEN).send().await.expect("GET").json().await.expect("JSON");
+    let two: Value = client
+        .get(format!("{url}?count=2"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(two["entries"].as_array().map(Vec::len), Some(2));
     assert_eq!(two["next"], letters[1]["id"]);
 
     // Open listings: names and states, no paths (the token holder sees them).
-    let open: Value = client.get(format!("{base}/v1/plugins")).send().await.expect("GET").json().await.expect("JSON");
+    let open: Value = client
+        .get(format!("{base}/v1/plugins"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(open[0]["pipeline"], "adm-dead");
     assert!(open[0].get("path").is_none(), "{open}");
-    let shown: Value = client.get(format!("{base}/v1/plugins/adm-dead")).bearer_auth(TOKEN).send().await.expect("GET").json().await.expect("JSON");
-    assert!(shown["path"].as_str().is_some_and(|p| p.ends_with(".wasm")), "{shown}");
-    let state = client.get(format!("{base}/v1/pipelines/adm-dead/state/k")).send().await.expect("GET");
+    let shown: Value = client
+        .get(format!("{base}/v1/plugins/adm-dead"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        shown["path"].as_str().is_some_and(|p| p.ends_with(".wasm")),
+        "{shown}"
+    );
+    let state = client
+        .get(format!("{base}/v1/pipelines/adm-dead/state/k"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(state.status(), 401);
     host.stop().await;
 }
@@ -211,7 +265,10 @@ async fn uploads_are_refused_before_their_body_is_read() {
         let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
         assert_eq!(status_of(&response), 401, "token {token:?}: {response:?}");
         assert!(response.contains("www-authenticate: Bearer"), "{response}");
-        assert!(closed, "the connection is closed, the rest of the body unread");
+        assert!(
+            closed,
+            "the connection is closed, the rest of the body unread"
+        );
     }
     host.stop().await;
 
@@ -251,7 +308,10 @@ async fn stalled_requests_are_cut_off_after_request_timeout() {
     }
     assert!(codes.iter().all(|c| *c == 408), "{codes:?}");
     let (response, closed) = read_until_closed(&mut slow_head, Duration::from_secs(6)).await;
-    assert!(closed, "a request whose headers never end is closed: {response:?}");
+    assert!(
+        closed,
+        "a request whose headers never end is closed: {response:?}"
+    );
     println!("all closed {:?} after they stalled", started.elapsed());
     let (code, _) = get_as(host.admin(), "/healthz", "127.0.0.1").await;
     assert_eq!(code, 200);
@@ -272,17 +332,26 @@ async fn uploads_beyond_max_uploads_are_answered_429() {
         .build()
         .expect("client");
     let first = start_upload(host.admin(), "adm-cap", Some(TOKEN)).await;
-    let refused = eventually("the second upload to be refused", Duration::from_secs(10), || {
-        let request = client.put(&url).bearer_auth(TOKEN).body(plugin.clone());
-        async move {
-            let response = request.send().await.expect("PUT");
-            (response.status() == 429).then_some(response)
-        }
-    })
+    let refused = eventually(
+        "the second upload to be refused",
+        Duration::from_secs(10),
+        || {
+            let request = client.put(&url).bearer_auth(TOKEN).body(plugin.clone());
+            async move {
+                let response = request.send().await.expect("PUT");
+                (response.status() == 429).then_some(response)
+            }
+        },
+    )
     .await;
     assert_eq!(refused.headers()["retry-after"], "5");
     let reason: Value = refused.json().await.expect("JSON");
-    assert!(reason["error"].as_str().is_some_and(|e| e.contains("max_uploads")), "{reason}");
+    assert!(
+        reason["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_uploads")),
+        "{reason}"
+    );
     drop(first);
     eventually("the upload to go through", Duration::from_secs(10), || {
         let request = client.put(&url).bearer_auth(TOKEN).body(plugin.clone());
@@ -324,9 +393,19 @@ async fn a_loopback_listener_answers_only_loopback_hosts() {
     }
     host.stop().await;
 
-    let host = daemon(&redis, "allowed_hosts = [\"sluice.internal\"]", &[payments("adm-host")]).await;
+    let host = daemon(
+        &redis,
+        "allowed_hosts = [\"sluice.internal\"]",
+        &[payments("adm-host")],
+    )
+    .await;
     let port = host.admin().port();
-    let (code, _) = get_as(host.admin(), "/v1/pipelines", &format!("sluice.internal:{port}")).await;
+    let (code, _) = get_as(
+        host.admin(),
+        "/v1/pipelines",
+        &format!("sluice.internal:{port}"),
+    )
+    .await;
     assert_eq!(code, 200);
     assert_eq!(get_as(host.admin(), "/", "evil.example").await.0, 421);
     host.stop().await;
@@ -338,16 +417,29 @@ async fn a_loopback_listener_answers_only_loopback_hosts() {
 async fn other_listeners_check_the_host_only_when_names_are_listed() {
     let redis = RedisServer::start().expect("redis");
     let host = daemon_on(&redis, "0.0.0.0:0", "", &[payments("adm-pod")]).await;
-    assert_eq!(get_as(target(&host), "/metrics", "evil.example").await.0, 200);
-    assert_eq!(get_as(target(&host), "/metrics", "10.1.2.3:9090").await.0, 200);
+    assert_eq!(
+        get_as(target(&host), "/metrics", "evil.example").await.0,
+        200
+    );
+    assert_eq!(
+        get_as(target(&host), "/metrics", "10.1.2.3:9090").await.0,
+        200
+    );
     host.stop().await;
 
     let listed = "allowed_hosts = [\"sluice.internal\"]";
     let host = daemon_on(&redis, "0.0.0.0:0", listed, &[payments("adm-pod")]).await;
     let addr = target(&host);
     assert_eq!(get_as(addr, "/metrics", "evil.example").await.0, 421);
-    assert_eq!(get_as(addr, "/metrics", "sluice.internal:9090").await.0, 200);
-    assert_eq!(get_as(addr, "/metrics", "10.1.2.3:9090").await.0, 200, "by IP");
+    assert_eq!(
+        get_as(addr, "/metrics", "sluice.internal:9090").await.0,
+        200
+    );
+    assert_eq!(
+        get_as(addr, "/metrics", "10.1.2.3:9090").await.0,
+        200,
+        "by IP"
+    );
     assert_eq!(get_as(addr, "/metrics", "localhost").await.0, 200);
     host.stop().await;
 }
@@ -374,8 +466,18 @@ async fn error_answers_carry_no_internals() {
     let dead = format!("{base}/v1/pipelines/adm-errors/dead");
     let replay = format!("{dead}/replay");
     let answers = [
-        client.get(&dead).bearer_auth(TOKEN).send().await.expect("GET"),
-        client.post(&replay).bearer_auth(TOKEN).send().await.expect("POST"),
+        client
+            .get(&dead)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET"),
+        client
+            .post(&replay)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("POST"),
     ];
     for answer in answers {
         let code = answer.status().as_u16();
@@ -383,7 +485,10 @@ async fn error_answers_carry_no_internals() {
         println!("{code} {text}");
         assert!(code >= 500, "{code} {text}");
         assert!(!has_sha(&text) && !text.contains("user_script"), "{text}");
-        assert!(text.contains("daemon's log"), "says where the details are: {text}");
+        assert!(
+            text.contains("daemon's log"),
+            "says where the details are: {text}"
+        );
     }
     let port = redis.port().to_string();
     redis.kill();
@@ -394,7 +499,10 @@ async fn error_answers_carry_no_internals() {
         println!("{code} {text}");
         assert_eq!(code, 503, "{text}");
         assert!(text.contains("redis unavailable"), "{text}");
-        assert!(!text.contains(&port) && !text.contains("127.0.0.1"), "{text}");
+        assert!(
+            !text.contains(&port) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
     }
     host.shutdown.cancel();
 }
@@ -416,35 +524,74 @@ async fn readiness_follows_the_serving_version() {
             .send()
     };
     assert_eq!(put(b"garbage".to_vec()).await.expect("PUT").status(), 422);
-    let ready = client.get(format!("{base}/readyz")).send().await.expect("GET");
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(ready.status(), 200, "the previous version serves");
     let body: Value = ready.json().await.expect("JSON");
     println!("{body}");
     assert_eq!(body["pipelines"]["adm-ready"], "ok");
     let refused = body["refused"]["adm-ready"].as_str().unwrap_or_default();
-    assert!(refused.contains("not a valid WebAssembly component"), "{body}");
+    assert!(
+        refused.contains("not a valid WebAssembly component"),
+        "{body}"
+    );
     assert!(!refused.contains(&*workspace().to_string_lossy()), "{body}");
     let good = std::fs::read(plugin_wasm("payments")).expect("read");
     assert_eq!(put(good).await.expect("PUT").status(), 200);
-    let body: Value = client.get(format!("{base}/readyz")).send().await.expect("GET").json().await.expect("JSON");
+    let body: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(body["refused"], serde_json::json!({}), "{body}");
     host.stop().await;
 }
 
-/// `/readyz` is JSON and names every pipeline, healthy ones as `ok`.
+/// `/readyz` is JSON and names every pipeline, healthy ones as `ok`; with Redis gone it
+/// says why on one line, without Redis's address.
 #[tokio::test]
 async fn readyz_lists_every_pipeline() {
-    let redis = RedisServer::start().expect("redis");
+    let mut redis = RedisServer::start().expect("redis");
     let host = daemon(&redis, "", &[payments("adm-a"), echo("adm-b")]).await;
-    let ready = reqwest::get(format!("http://{}/readyz", host.admin())).await.expect("GET");
+    let ready = reqwest::get(format!("http://{}/readyz", host.admin()))
+        .await
+        .expect("GET");
     assert_eq!(ready.status(), 200);
     assert_eq!(ready.headers()["content-type"], "application/json");
     let body: Value = ready.json().await.expect("JSON");
     println!("{body}");
-    assert_eq!(body["pipelines"], serde_json::json!({ "adm-a": "ok", "adm-b": "ok" }));
-    assert_eq!((body["redis"].clone(), body["plugins"].clone()), (Value::Bool(true), Value::Bool(true)));
+    assert_eq!(
+        body["pipelines"],
+        serde_json::json!({ "adm-a": "ok", "adm-b": "ok" })
+    );
+    assert_eq!(
+        (body["redis"].clone(), body["plugins"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
     assert!(body.get("redis_error").is_none(), "{body}");
-    host.stop().await;
+    let port = redis.port().to_string();
+    redis.kill();
+    let url = format!("http://{}/readyz", host.admin());
+    let body = eventually("readyz to fail", Duration::from_secs(15), || {
+        let url = url.clone();
+        async move {
+            let ready = reqwest::get(url).await.ok()?;
+            (ready.status() == 503).then_some(ready.json::<Value>().await.ok()?)
+        }
+    })
+    .await;
+    println!("{body}");
+    assert_eq!(body["redis"], false);
+    let why = body["redis_error"].as_str().expect("redis_error");
+    assert!(why.contains("redis"), "{body}");
+    assert!(!why.contains(&port) && !why.contains('\n'), "{body}");
+    host.shutdown.cancel();
 }
 
 /// An upload stores the new version over the plugin file with the file's mode kept.
@@ -462,7 +609,13 @@ async fn an_upload_keeps_the_plugin_files_mode() {
     for (mode, source) in [(0o644, &tagged), (0o640, &plugin_wasm("payments"))] {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
         let body = std::fs::read(source).expect("read");
-        let answer = client.put(&url).bearer_auth(TOKEN).body(body.clone()).send().await.expect("PUT");
+        let answer = client
+            .put(&url)
+            .bearer_auth(TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("PUT");
         assert_eq!(answer.status(), 200);
         assert_eq!(std::fs::read(&file).expect("read"), body, "stored");
         let now = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
