@@ -49,7 +49,7 @@ impl HostRule {
         if name == "localhost" || name.ends_with(".localhost") {
             return true;
         }
-        if self.allowed.iter().any(|a| *a == name) {
+        if self.allowed.contains(&name) {
             return true;
         }
         match name

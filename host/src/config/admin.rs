@@ -26,8 +26,9 @@ pub struct AdminConfig {
     /// these, loopback names and IP addresses).
     #[serde(default, deserialize_with = "host_names")]
     pub allowed_hosts: Vec<String>,
-    /// How long a client may take to send a request's headers, and then its body: a
-    /// request still incomplete after that is answered 408 and its connection closed.
+    /// How long a client may take to send a request's headers (from connecting, or from
+    /// the previous answer on a kept-alive connection: then the connection is closed),
+    /// and the longest its body may stall (then it is answered 408 and closed).
     #[serde(
         default = "defaults::admin_request_timeout",
         deserialize_with = "duration"
