@@ -43,27 +43,31 @@ impl ApiError {
     /// internals: 503 when Redis is unreachable or refuses (with its error code), 500
     /// otherwise.
     pub fn internal(error: anyhow::Error) -> Self {
+        let Some(fault) = error.downcast_ref::<Fault>() else {
+            return Self::failed("the call failed inside the daemon", error);
+        };
         tracing::warn!(error = format!("{error:#}"), "admin API request failed");
-        match error.downcast_ref::<Fault>() {
-            Some(fault) if fault.blame() == Blame::Environment => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "redis unavailable ({}): see the daemon's log for details",
-                    fault.code()
-                ),
-            ),
-            Some(fault) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "redis refused the call ({}): see the daemon's log for details",
-                    fault.code()
-                ),
-            ),
-            None => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the daemon failed to answer: see its log for details",
-            ),
-        }
+        let (status, what) = match fault.blame() {
+            Blame::Environment => (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable"),
+            Blame::Entry => (StatusCode::INTERNAL_SERVER_ERROR, "redis refused the call"),
+        };
+        let code = fault.code();
+        Self::new(
+            status,
+            format!("{what} ({code}): see the daemon's log for details"),
+        )
+    }
+
+    /// 500 saying `what` failed, with `error` logged in full (and not answered).
+    pub fn failed(what: &str, error: anyhow::Error) -> Self {
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "admin API request failed: {what}"
+        );
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what}: see the daemon's log for details"),
+        )
     }
 }
 

@@ -105,10 +105,14 @@ pub async fn deploy(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
         })?;
     let path = slot.path().to_owned();
-    tokio::task::spawn_blocking(move || write_atomically(&path, &body))
+    let stored = tokio::task::spawn_blocking(move || write_atomically(&path, &body))
         .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("the store task failed: {e}")))?
-        .map_err(ApiError::internal)?;
+        .map_err(|e| anyhow::anyhow!("the store task failed: {e}"))
+        .and_then(|stored| stored);
+    if let Err(e) = stored {
+        let what = "the new version serves, but storing it over the plugin file failed (a restart would run the old one)";
+        return Err(ApiError::failed(what, e));
+    }
     Ok((
         StatusCode::OK,
         Json(Deployed {
