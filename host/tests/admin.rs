@@ -231,6 +231,17 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
         .expect("JSON");
     assert_eq!(open[0]["pipeline"], "adm-dead");
     assert!(open[0].get("path").is_none(), "{open}");
+    let one = client
+        .get(format!("{base}/v1/plugins/adm-dead"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(one.status(), 200);
+    let one: Value = one.json().await.expect("JSON");
+    assert!(
+        one.get("path").is_none() && one["digest"].is_string(),
+        "{one}"
+    );
     let shown: Value = client
         .get(format!("{base}/v1/plugins/adm-dead"))
         .bearer_auth(TOKEN)
