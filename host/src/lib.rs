@@ -25,8 +25,9 @@
 //! - [`control`]: the control plane: config reload requests, their reports, and the
 //!   plan of a reload (a pure diff). `supervisor`, `admin` and `shutdown` depend on it,
 //!   never on each other's internals.
-//! - [`admin`]: the only user of `axum`: health, plugin status and deploys; it starts
-//!   itself from its config.
+//! - [`admin`]: the only user of `axum` (and of `hyper` and `tower-http` under it):
+//!   health, metrics, pipelines, dead letters, plugin status and deploys, behind its
+//!   token and `Host` rules; it starts itself from its config.
 //! - [`scaffold`]: `sluice new`: plugin projects for each guest language.
 //! - [`redis_server`]: a private `redis-server` child (embedded default, tests).
 //! - [`shutdown`]: signals to a cancellation token.

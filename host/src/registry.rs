@@ -66,8 +66,9 @@ pub fn admit(plugin: &Plugin, prefixes: &[String]) -> Result<()> {
 pub struct PluginStatus {
     /// The pipeline.
     pub pipeline: String,
-    /// Where the plugin file is.
-    pub path: String,
+    /// Where the plugin file is; shown only to holders of the admin token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     /// The running version's digest.
     pub digest: String,
     /// When the running version was loaded (seconds since the Unix epoch).
@@ -257,7 +258,7 @@ impl Slot {
             .unwrap_or(Duration::ZERO);
         PluginStatus {
             pipeline: self.pipeline.clone(),
-            path: self.path.display().to_string(),
+            path: Some(self.path.display().to_string()),
             digest: current.digest().to_string(),
             loaded_at: loaded_at.as_secs(),
             status: if state.last_error.is_some() {

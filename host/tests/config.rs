@@ -95,6 +95,38 @@ fn throttle_share_out_of_range_is_refused() {
     assert!(e.contains("\"payments\""), "names the pipeline: {e}");
 }
 
+/// An `allowed_hosts` entry that is not a bare host name says how to write one; a
+/// `max_uploads` of 0 is refused.
+#[test]
+fn admin_settings_are_checked() {
+    let e = load_error("bad-admin.toml");
+    assert!(
+        e.contains("\"https://sluice.internal:9090\" is not a host name")
+            && e.contains("allowed_hosts = [\"sluice.internal\"]"),
+        "{e}"
+    );
+    let e = format!(
+        "{:#}",
+        Config::parse("[admin]\nmax_uploads = 0\n", &workspace()).expect_err("refused")
+    );
+    assert!(
+        e.contains("max_uploads = 0 would refuse every plugin upload"),
+        "{e}"
+    );
+    let admin = Config::parse("[admin]\n", &workspace())
+        .expect("defaults")
+        .admin
+        .expect("[admin]");
+    assert_eq!(
+        (
+            admin.request_timeout,
+            admin.max_uploads,
+            admin.allowed_hosts.len()
+        ),
+        (std::time::Duration::from_secs(30), 2, 0)
+    );
+}
+
 /// The example config parses, with the plugin paths resolved.
 #[test]
 fn example_configs_parse() {

@@ -350,7 +350,7 @@ async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
 
 /// Dead letters: listed in pages with their reasons; replay (by id, then all) puts the
 /// original fields back on the input exactly once and removes them; purge empties the
-/// stream; the mutating calls need the token.
+/// stream; every call needs the token.
 #[tokio::test]
 async fn dead_letters_list_replay_and_purge() {
     let TestContext { redis, mut con } = TestContext::new().await;
@@ -358,7 +358,10 @@ async fn dead_letters_list_replay_and_purge() {
     let client = reqwest::Client::new();
     add_orders(&mut con, 0, 3).await;
     wait_len(&con, "ORDERS_STREAM:dead", 3).await;
-    let page: DeadPage = reqwest::get(format!("{base}/v1/pipelines/ops-dead/dead?count=2"))
+    let page: DeadPage = client
+        .get(format!("{base}/v1/pipelines/ops-dead/dead?count=2"))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .expect("GET")
         .json()
@@ -366,15 +369,18 @@ async fn dead_letters_list_replay_and_purge() {
         .expect("JSON");
     assert_eq!(page.entries.len(), 2);
     assert!(page.entries[0].error.contains("negative"), "{page:?}");
-    let rest: DeadPage = reqwest::get(format!(
-        "{base}/v1/pipelines/ops-dead/dead?count=2&after={}",
-        page.next.clone().expect("next")
-    ))
-    .await
-    .expect("GET")
-    .json()
-    .await
-    .expect("JSON");
+    let rest: DeadPage = client
+        .get(format!(
+            "{base}/v1/pipelines/ops-dead/dead?count=2&after={}",
+            page.next.clone().expect("next")
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!((rest.entries.len(), rest.next), (1, None));
 
     // Pause, so that replayed entries wait on the input where the test can see them.

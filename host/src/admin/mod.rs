@@ -1,30 +1,64 @@
-//! The admin HTTP API: the only user of `axum`. Health, plugin status, and zero-downtime
-//! plugin deploys.
+//! The admin HTTP API: the only user of `axum`. Health, metrics, pipelines, dead
+//! letters, plugin status and zero-downtime plugin deploys.
 //!
-//! Mutating calls need `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`; with no token
-//! configured they are refused. Reads are open (bind the listener to loopback, the
-//! default, or put it behind your own proxy).
+//! Who may call what: a call that changes something, or that reads data (dead letters,
+//! handler state, plugin file paths), needs `Authorization: Bearer <SLUICE_ADMIN_TOKEN>`
+//! ([`auth`]), checked before any body is read; with no token configured such calls are
+//! refused. Health, metrics, the dashboard page, the OpenAPI document and the pipeline
+//! and plugin listings (names, streams, states, counts, digests, errors; no entry
+//! contents, state values or paths) are open.
+//!
+//! Every request passes the `Host` check first ([`guard`]): on a loopback listener only
+//! loopback names and addresses, and `[admin] allowed_hosts`, are answered (no DNS
+//! rebinding from a web page). Headers must arrive within `request_timeout` and a body
+//! may not stall longer ([`serve`]); at most `max_uploads` plugin uploads run at once.
+//!
+//! # Layout
+//!
+//! - [`serve`]: the listener (hyper, with a header read timeout) and graceful shutdown.
+//! - [`auth`]: the bearer token, compared as SHA-256 digests.
+//! - [`guard`]: the `Host` rule and the upload permits.
+//! - [`plugins`]: plugin status, deploys, config reload.
+//! - [`pipelines`]: pipeline views, pause and resume, handler state.
+//! - [`letters`]: the dead-letter pages (bounded: paged and capped in bytes).
+//! - [`dead`]: dead-letter replay and purge.
+//! - [`health`]: `/readyz` and `/metrics`.
+//! - [`openapi`]: the OpenAPI document.
+//! - [`error`]: errors as JSON answers, without internals.
 
+mod auth;
+mod dead;
 mod error;
+mod guard;
+mod health;
+mod letters;
+mod openapi;
 mod pipelines;
+mod plugins;
+mod serve;
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Html;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn_with_state, map_response};
+use axum::response::{Html, Response};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tokio_util::sync::CancellationToken;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::broker::Broker;
 use crate::config::AdminConfig;
-use crate::control::{ReloadHandle, ReloadReport};
-use crate::registry::{Origin, PluginStatus, Registry};
-use crate::wasm::{Runtime, write_atomically};
+use crate::control::ReloadHandle;
+use crate::registry::Registry;
+use crate::wasm::Runtime;
+pub use auth::Token;
 pub use error::ApiError;
-pub use pipelines::{DeadLetter, DeadPage, PipelineView};
+pub use letters::{DeadLetter, DeadPage};
+pub use openapi::openapi;
+pub use pipelines::PipelineView;
+
+pub(crate) use auth::authorize;
 
 /// The dashboard: one page, no build step, embedded in the binary; it uses the API.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -35,79 +69,73 @@ pub struct AdminState {
     pub registry: Arc<Registry>,
     /// The engine new versions are compiled with.
     pub runtime: Runtime,
-    /// The bearer token for mutating calls; `None` refuses them all ([`start`] takes it
+    /// The bearer token; `None` refuses every call that needs it ([`start`] takes it
     /// from the config or `SLUICE_ADMIN_TOKEN`).
-    pub token: Option<String>,
+    pub token: Option<Token>,
     /// Asks the daemon to reload its config.
     pub reload: ReloadHandle,
     /// Redis, for readiness and dead letters.
     pub broker: Broker,
 }
 
-/// The API's routes; `max_body` bounds uploads.
-pub fn router(state: Arc<AdminState>, max_body: usize) -> Router {
+/// The API's routes, for `config`, answering on a listener at `listen`.
+pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::IpAddr) -> Router {
+    let token = from_fn_with_state(state.clone(), auth::require_token);
+    let guarded = |route: MethodRouter<Arc<AdminState>>| route.route_layer(token.clone());
+    let uploads = guard::Uploads::new(config.max_uploads);
+    let upload = put(plugins::deploy).route_layer(from_fn_with_state(uploads, guard::one_upload));
+    let hosts = guard::HostRule::new(listen, &config.allowed_hosts);
+    let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD) }))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/plugins", get(list_plugins))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/openapi.json", get(|| async { axum::Json(openapi()) }))
+        .route("/v1/plugins", get(plugins::list))
         .route(
             "/v1/plugins/{pipeline}",
-            put(deploy_plugin).get(show_plugin),
+            get(plugins::show).merge(guarded(upload)),
         )
-        .route("/v1/reload", post(reload_config))
-        .route("/v1/openapi.json", get(|| async { Json(openapi()) }))
-        .route("/readyz", get(pipelines::ready))
-        .route("/metrics", get(pipelines::metrics))
+        .route("/v1/reload", guarded(post(plugins::reload)))
         .route("/v1/pipelines", get(pipelines::list))
         .route("/v1/pipelines/{name}", get(pipelines::show))
-        .route("/v1/pipelines/{name}/pause", post(pipelines::pause))
-        .route("/v1/pipelines/{name}/resume", post(pipelines::resume))
+        .route(
+            "/v1/pipelines/{name}/pause",
+            guarded(post(pipelines::pause)),
+        )
+        .route(
+            "/v1/pipelines/{name}/resume",
+            guarded(post(pipelines::resume)),
+        )
         .route(
             "/v1/pipelines/{name}/dead",
-            get(pipelines::dead).delete(pipelines::purge),
+            guarded(get(letters::page).merge(delete(dead::purge))),
         )
-        .route("/v1/pipelines/{name}/dead/replay", post(pipelines::replay))
+        .route(
+            "/v1/pipelines/{name}/dead/replay",
+            guarded(post(dead::replay)),
+        )
         .route(
             "/v1/pipelines/{name}/state/{key}",
-            get(pipelines::state_key),
+            guarded(get(pipelines::state_key)),
         )
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(RequestBodyTimeoutLayer::new(config.request_timeout))
+        .layer(map_response(no_store))
+        .layer(from_fn_with_state(hosts, guard::check_host))
         .with_state(state)
 }
 
-/// The API's OpenAPI document, generated from the handlers' annotations.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi;
-    #[derive(utoipa::OpenApi)]
-    #[openapi(
-        info(title = "Sluice admin API", description = "Health, metrics, pipelines, plugins and dead letters of a Sluice daemon. Mutating calls need `Authorization: Bearer $SLUICE_ADMIN_TOKEN`."),
-        paths(
-            list_plugins, show_plugin, deploy_plugin, reload_config,
-            pipelines::metrics, pipelines::ready, pipelines::list, pipelines::show,
-            pipelines::pause, pipelines::resume, pipelines::dead, pipelines::replay, pipelines::purge,
-            pipelines::state_key,
-        ),
-        modifiers(&BearerAuth)
-    )]
-    struct Doc;
-    Doc::openapi()
+/// Answers about the daemon's current state are never cached.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
 }
 
-/// Declares the bearer-token scheme the mutating calls use.
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// Serves `router` on `listener` until `shutdown`.
 /// Listens on `config.listen` and serves the API on `tasks` until `shutdown`; returns the
 /// bound address. The token comes from `config.token`, else `SLUICE_ADMIN_TOKEN`.
 pub async fn start(
@@ -126,134 +154,20 @@ pub async fn start(
             )
         })?;
     let addr = listener.local_addr()?;
-    state.token = config
+    let token = config
         .token
         .clone()
         .or_else(|| std::env::var("SLUICE_ADMIN_TOKEN").ok())
         .filter(|t| !t.is_empty());
+    state.token = token.as_deref().map(Token::new);
     if state.token.is_none() {
-        tracing::warn!("SLUICE_ADMIN_TOKEN is not set: the admin API refuses mutating calls");
+        tracing::warn!(
+            "SLUICE_ADMIN_TOKEN is not set: the admin API refuses the calls that need it"
+        );
     }
-    let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
-    tasks.spawn(serve(listener, router(Arc::new(state), max_body), shutdown));
+    let router = router(Arc::new(state), config, addr.ip());
+    let server = serve::Server::new(listener, router, config.request_timeout);
+    tasks.spawn(server.run(tasks.clone(), shutdown));
     tracing::info!(%addr, "admin API listening");
     Ok(addr)
-}
-
-async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: CancellationToken) {
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(e) = served {
-        tracing::error!(error = %e, "the admin API stopped");
-    }
-}
-
-#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", responses((status = 200, body = [PluginStatus])))]
-async fn list_plugins(State(state): State<Arc<AdminState>>) -> Json<Vec<PluginStatus>> {
-    Json(state.registry.slots().iter().map(|s| s.status()).collect())
-}
-
-#[utoipa::path(get, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), responses((status = 200, body = PluginStatus), (status = 404)))]
-async fn show_plugin(
-    State(state): State<Arc<AdminState>>,
-    Path(pipeline): Path<String>,
-) -> Result<Json<PluginStatus>, ApiError> {
-    let slot = state
-        .registry
-        .get(&pipeline)
-        .ok_or_else(|| ApiError::no_pipeline(&pipeline))?;
-    Ok(Json(slot.status()))
-}
-
-/// The answer to a deploy.
-#[derive(Debug, Serialize)]
-struct Deployed {
-    pipeline: String,
-    digest: String,
-    /// False when the upload was the version already running.
-    changed: bool,
-    compile_ms: u64,
-}
-
-/// `PUT /v1/plugins/{pipeline}` with the `.wasm` file as the body: compiles and checks it
-/// off the hot path, swaps it in, and stores it over the pipeline's plugin file (so that
-/// a restart runs it too). A bad component answers 422 with the reason and changes nothing.
-#[utoipa::path(put, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), security(("bearer" = [])), responses((status = 200, description = "deployed"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 422)))]
-async fn deploy_plugin(
-    State(state): State<Arc<AdminState>>,
-    Path(pipeline): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Deployed>), ApiError> {
-    authorize(&state, &headers)?;
-    let slot = state
-        .registry
-        .get(&pipeline)
-        .ok_or_else(|| ApiError::no_pipeline(&pipeline))?;
-    if body.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body is empty: send the plugin's .wasm file as the request body",
-        ));
-    }
-    let (plugin, changed) = slot
-        .deploy(&state.runtime, body.to_vec(), Origin::Upload)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
-    let path = slot.path().to_owned();
-    tokio::task::spawn_blocking(move || write_atomically(&path, &body))
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("the store task failed: {e}")))?
-        .map_err(ApiError::internal)?;
-    Ok((
-        StatusCode::OK,
-        Json(Deployed {
-            pipeline,
-            digest: plugin.digest().to_string(),
-            changed,
-            compile_ms: plugin.compile_time().as_millis() as u64,
-        }),
-    ))
-}
-
-/// `POST /v1/reload`: re-reads the config file, as SIGHUP does. An invalid config
-/// answers 422 with its error; the running config stays.
-#[utoipa::path(post, path = "/v1/reload", tag = "operate", security(("bearer" = [])), responses((status = 200, body = ReloadReport), (status = 401), (status = 403), (status = 422)))]
-async fn reload_config(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-) -> Result<Json<ReloadReport>, ApiError> {
-    authorize(&state, &headers)?;
-    state
-        .reload
-        .reload()
-        .await
-        .map(Json)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e))
-}
-
-pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "mutating calls are disabled: start sluice with SLUICE_ADMIN_TOKEN set to enable them",
-        ));
-    };
-    let given = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token (Authorization: Bearer <SLUICE_ADMIN_TOKEN>)",
-        )),
-    }
-}
-
-/// Compares without an early exit, so the time taken does not tell how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -13,6 +13,7 @@ mod commit;
 mod conn;
 mod consumer;
 mod dead;
+mod dead_page;
 mod endpoint;
 pub mod fault;
 mod lease;
@@ -37,6 +38,7 @@ pub use conn::Conn;
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
 pub use dead::{IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, Replayed};
+pub use dead_page::{Page, PageEntry, PageLimits};
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use lease::LeaseKeys;
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
@@ -275,6 +277,12 @@ impl Broker {
             link::Link::new(Arc::clone(&self.endpoint), label.clone()),
             link::Link::new(Arc::clone(&self.endpoint), label),
         )
+    }
+
+    /// Where Redis is, as messages show it: the URL without its password, or the
+    /// Sentinels.
+    pub fn shown(&self) -> &str {
+        self.endpoint.shown()
     }
 
     /// Whether the server is a Redis Cluster (`[redis] cluster = true`).

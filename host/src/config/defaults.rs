@@ -13,6 +13,12 @@ pub fn admin_listen() -> std::net::SocketAddr {
 pub fn max_body() -> ByteSize {
     ByteSize::mib(64)
 }
+pub fn admin_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+pub fn max_uploads() -> usize {
+    2
+}
 pub fn drain_timeout() -> Duration {
     Duration::from_secs(10)
 }

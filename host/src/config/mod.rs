@@ -124,23 +124,6 @@ impl PluginsConfig {
     }
 }
 
-/// The `[admin]` table: the HTTP API for plugins and status.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Address to listen on; loopback by default. Mutating calls need the bearer token
-    /// from `SLUICE_ADMIN_TOKEN` and are refused when it is not set.
-    #[serde(default = "defaults::admin_listen")]
-    pub listen: std::net::SocketAddr,
-    /// Largest request body (a plugin upload).
-    #[serde(default = "defaults::max_body")]
-    pub max_body: ByteSize,
-    /// The bearer token for mutating calls. Never read from the file: it comes from
-    /// `SLUICE_ADMIN_TOKEN` (or is set by an embedding program).
-    #[serde(skip)]
-    pub token: Option<String>,
-}
-
 /// One `[[pipeline]]`: a consumer group on an input stream feeding one plugin.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -314,10 +297,12 @@ impl Default for LimitsConfig {
     }
 }
 
+mod admin;
 mod defaults;
 mod redis;
 mod validate;
 
+pub use admin::AdminConfig;
 pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig, consumer_name};
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.

@@ -21,6 +21,7 @@
 //! changed before their commit); for traces, `sluice_spans_exported_total` and
 //! `sluice_span_export_failures_total` (spans the OTLP exporter sent, or could not).
 
+mod describe;
 pub mod traces;
 
 use std::sync::OnceLock;
@@ -40,7 +41,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
             .unwrap_or_else(|_| PrometheusBuilder::new());
         match builder.install_recorder() {
-            Ok(handle) => handle,
+            Ok(handle) => {
+                describe::describe();
+                handle
+            }
             // Another recorder is installed (an embedding program's): render an empty one.
             Err(_) => PrometheusBuilder::new().build_recorder().handle(),
         }

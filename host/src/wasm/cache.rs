@@ -97,11 +97,17 @@ impl Cache {
 }
 
 /// Writes `data` to `path` through a temporary file in the same directory and a rename,
-/// so that readers see the old file or the new one, never a part.
+/// so that readers see the old file or the new one, never a part. A file replaced keeps
+/// its permissions (the temporary file is created private, 0600); a new one stays 0600.
 pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write into {}", dir.display()))?;
+    if let Ok(replaced) = std::fs::metadata(path) {
+        tmp.as_file()
+            .set_permissions(replaced.permissions())
+            .with_context(|| format!("cannot give the new {} its mode", path.display()))?;
+    }
     std::io::Write::write_all(&mut tmp, data)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)

@@ -12,9 +12,13 @@ try {
   await page.goto(base + '/');
   const section = page.locator(`section[data-pipeline="${pipeline}"]`);
   await section.waitFor({ timeout: 10000 });
+  // Dead letters are shown with the token only.
+  await page.fill('#token', token);
+  await page.dispatchEvent('#token', 'change');
   // Let a few refreshes pass with traffic, then compare with the API within one refresh.
   await page.waitForFunction(
-    (name) => Number(document.querySelector(`section[data-pipeline="${name}"] .throughput`)?.textContent) > 0,
+    (name) => Number(document.querySelector(`section[data-pipeline="${name}"] .throughput`)?.textContent) > 0
+      && document.querySelectorAll(`section[data-pipeline="${name}"] tbody tr`).length > 0,
     pipeline, { timeout: 15000 });
   const shown = await section.evaluate((el) => ({
     state: el.querySelector('.state').textContent,
@@ -24,12 +28,11 @@ try {
   const api = await page.evaluate(async (name) => (await (await fetch('/v1/pipelines/' + name)).json()), pipeline);
   if (shown.state !== api.state) fail(`state shown ${shown.state}, API ${api.state}`);
   if (!api.plugin.startsWith(shown.digest)) fail(`digest shown ${shown.digest}, API ${api.plugin}`);
-  const deadApi = await page.evaluate(async (name) => (await (await fetch(`/v1/pipelines/${name}/dead?count=20`)).json()).entries.length, pipeline);
+  const deadApi = await page.evaluate(async ([name, token]) => (await (await fetch(`/v1/pipelines/${name}/dead?count=20`,
+    { headers: { Authorization: 'Bearer ' + token } })).json()).entries.length, [pipeline, token]);
   if (shown.dead !== deadApi) fail(`dead letters shown ${shown.dead}, API ${deadApi}`);
   console.log(`shown: ${JSON.stringify(shown)}; api: state=${api.state} throughput=${api.throughput}`);
 
-  await page.fill('#token', token);
-  await page.dispatchEvent('#token', 'change');
   await section.locator('button.toggle').click();
   await page.waitForFunction(
     (name) => document.querySelector(`section[data-pipeline="${name}"] .state`)?.textContent === 'paused',

@@ -1,0 +1,74 @@
+//! The `[admin]` table: where the admin HTTP API listens and what it accepts.
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::{Deserialize, Deserializer};
+
+use super::{defaults, duration};
+
+/// The `[admin]` table: the HTTP API for plugins and status.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on; loopback by default. Calls that change something or read
+    /// data need the bearer token from `SLUICE_ADMIN_TOKEN` and are refused when it is
+    /// not set.
+    #[serde(default = "defaults::admin_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Largest request body (a plugin upload).
+    #[serde(default = "defaults::max_body")]
+    pub max_body: ByteSize,
+    /// More names the API answers to in the `Host` header (`sluice.internal`), without
+    /// a port. While it listens on a loopback address only loopback names and addresses
+    /// are accepted, so that a web page cannot reach it through DNS rebinding; on any
+    /// other address every `Host` is accepted unless names are listed here (then only
+    /// these, loopback names and IP addresses).
+    #[serde(default, deserialize_with = "host_names")]
+    pub allowed_hosts: Vec<String>,
+    /// How long a client may take to send a request's headers (from connecting, or from
+    /// the previous answer on a kept-alive connection: then the connection is closed),
+    /// and the longest its body may stall (then it is answered 408 and closed).
+    #[serde(
+        default = "defaults::admin_request_timeout",
+        deserialize_with = "duration"
+    )]
+    pub request_timeout: Duration,
+    /// Plugin uploads received or compiled at once; more are answered 429. Each may
+    /// hold up to `max_body` in memory.
+    #[serde(default = "defaults::max_uploads", deserialize_with = "at_least_one")]
+    pub max_uploads: usize,
+    /// The bearer token. Never read from the file: it comes from `SLUICE_ADMIN_TOKEN`
+    /// (or is set by an embedding program).
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+/// Host names as the `Host` header carries them: lower case, no port, no scheme.
+fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .into_iter()
+        .map(|name| {
+            let bad = name.is_empty()
+                || name.contains(['/', ':', '@'])
+                || name.chars().any(|c| c.is_whitespace() || c.is_control());
+            if bad {
+                return Err(serde::de::Error::custom(format!(
+                    "{name:?} is not a host name: write the name alone, as in allowed_hosts = [\"sluice.internal\"] (no scheme, port or path)"
+                )));
+            }
+            Ok(name.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom(
+            "max_uploads = 0 would refuse every plugin upload; use 1 or more",
+        ));
+    }
+    Ok(n)
+}

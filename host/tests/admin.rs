@@ -1,0 +1,708 @@
+//! The admin API from a stranger's side: who may read what, what one request may cost
+//! the daemon (bodies, time, connections, answers), which `Host` it answers, what its
+//! errors and `/readyz` tell, the plugin file it writes, and the dashboard with Redis
+//! gone. A real daemon and redis-server; reqwest, or raw TCP where the bytes on the wire
+//! are the point (partial bodies, `Host` headers).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "admin-token";
+
+/// A daemon running `pipelines`, its admin API on `listen` with the token and the
+/// `[admin]` settings `admin` (TOML lines).
+async fn daemon_on(
+    redis: &RedisServer,
+    listen: &str,
+    admin: &str,
+    pipelines: &[PipelineToml],
+) -> Host {
+    let mut text = format!("[admin]\nlisten = {listen:?}\n{admin}\n\n");
+    for pipeline in pipelines {
+        text.push_str(&pipeline.to_string());
+    }
+    let mut config = config(&text);
+    config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
+    Host::start(redis, config).await
+}
+
+/// [`daemon_on`] a free loopback port.
+async fn daemon(redis: &RedisServer, admin: &str, pipelines: &[PipelineToml]) -> Host {
+    daemon_on(redis, "127.0.0.1:0", admin, pipelines).await
+}
+
+/// Where to connect to the admin API (a wildcard listener is reached on loopback).
+fn target(host: &Host) -> std::net::SocketAddr {
+    let mut addr = host.admin();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+/// Reads from `stream` until the peer closes it or `within` passes: what was read, and
+/// whether it was closed.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 << 10];
+    let closed = loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0) | Err(_)) => break true,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    (String::from_utf8_lossy(&got).into_owned(), closed)
+}
+
+/// The status code of a raw HTTP response (0 when there is none).
+fn status_of(response: &str) -> u16 {
+    response
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `GET path` with `Host: host` over raw TCP: (status, whole response).
+async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        closed,
+        "the server closes a Connection: close exchange: {response}"
+    );
+    (status_of(&response), response)
+}
+
+/// Opens a connection and sends the head of a plugin upload of 8 MiB to `pipeline`
+/// (with `Authorization: Bearer token` if given) and the first 64 KiB of its body.
+async fn start_upload(
+    addr: std::net::SocketAddr,
+    pipeline: &str,
+    token: Option<&str>,
+) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "PUT /v1/plugins/{pipeline} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/wasm\r\nContent-Length: {}\r\n\r\n",
+        8 << 20
+    );
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    stream.write_all(&[0u8; 64 << 10]).await.expect("send body");
+    stream
+}
+
+/// Adds to `stream` a dead letter as the daemon writes them: reason first, then `fields`.
+async fn add_letter(
+    con: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    reason: &str,
+    fields: &[(&str, &str)],
+) {
+    let mut all = vec![("sluice.error", reason)];
+    all.extend_from_slice(fields);
+    add(con, stream, &all).await;
+}
+
+/// Dead letters are whole entries (customer data): they need the token, like handler
+/// state, and come in pages of at most about 1 MiB, each value cut at 64 KiB and the
+/// letter marked `truncated`; paging on `next` reaches every letter. The open listings
+/// show no plugin paths.
+#[tokio::test]
+async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-dead")]).await;
+    let base = format!("http://{}", host.admin());
+    let dead = "ORDERS_STREAM:dead";
+    let big = "x".repeat(200 << 10);
+    for i in 0..3 {
+        let reason = format!("rejected {i}");
+        add_letter(
+            &mut con,
+            dead,
+            &reason,
+            &[("orderId", "big"), ("blob", &big)],
+        )
+        .await;
+    }
+    let wide = "y".repeat(60 << 10);
+    let fields: Vec<(String, &str)> = (0..5).map(|i| (format!("b{i}"), wide.as_str())).collect();
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    for _ in 0..20 {
+        add_letter(&mut con, dead, "rejected wide", &fields).await;
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/pipelines/adm-dead/dead");
+    for token in [None, Some("wrong"), Some("admin-token-but-longer")] {
+        let mut request = client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let refused = request.send().await.expect("GET");
+        assert_eq!(refused.status(), 401, "token {token:?}");
+        let text = refused.text().await.expect("text");
+        assert!(
+            !text.contains("xxxx") && !text.contains("big"),
+            "{text:.200}"
+        );
+    }
+
+    let mut after: Option<String> = None;
+    let mut letters: Vec<Value> = Vec::new();
+    let mut pages = 0;
+    loop {
+        let page_url = match &after {
+            Some(after) => format!("{url}?count=50&after={after}"),
+            None => format!("{url}?count=50"),
+        };
+        let response = client
+            .get(page_url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.expect("text");
+        assert!(
+            text.len() <= (1 << 20) + (16 << 10),
+            "an answer of {} bytes",
+            text.len()
+        );
+        let page: Value = serde_json::from_str(&text).expect("JSON");
+        letters.extend(page["entries"].as_array().expect("entries").iter().cloned());
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    println!("{} letters in {pages} pages", letters.len());
+    assert_eq!(letters.len(), 23, "paging reaches every letter once");
+    assert!(
+        pages >= 7,
+        "23 letters of 64-300 KiB need 7 pages of 1 MiB: {pages}"
+    );
+    let value = |letter: &Value, name: &str| -> String {
+        let fields = letter["fields"].as_array().expect("fields");
+        let field = fields.iter().find(|f| f[0] == name).expect("field");
+        field[1].as_str().expect("text").to_owned()
+    };
+    for (i, letter) in letters[..3].iter().enumerate() {
+        assert_eq!(letter["error"], format!("rejected {i}"));
+        assert_eq!(letter["truncated"], true);
+        assert_eq!(value(letter, "blob").len(), 64 << 10, "cut at 64 KiB");
+        assert_eq!(value(letter, "orderId"), "big");
+    }
+    for letter in &letters[3..] {
+        assert_eq!(letter["truncated"], false);
+        assert_eq!(value(letter, "b4").len(), 60 << 10, "whole");
+    }
+    // `count` still bounds a page.
+    let two: Value = client
+        .get(format!("{url}?count=2"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(two["entries"].as_array().map(Vec::len), Some(2));
+    assert_eq!(two["next"], letters[1]["id"]);
+
+    // Open listings: names and states, no paths (the token holder sees them).
+    let open: Value = client
+        .get(format!("{base}/v1/plugins"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(open[0]["pipeline"], "adm-dead");
+    assert!(open[0].get("path").is_none(), "{open}");
+    let one = client
+        .get(format!("{base}/v1/plugins/adm-dead"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(one.status(), 200);
+    let one: Value = one.json().await.expect("JSON");
+    assert!(
+        one.get("path").is_none() && one["digest"].is_string(),
+        "{one}"
+    );
+    let shown: Value = client
+        .get(format!("{base}/v1/plugins/adm-dead"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(
+        shown["path"].as_str().is_some_and(|p| p.ends_with(".wasm")),
+        "{shown}"
+    );
+    let state = client
+        .get(format!("{base}/v1/pipelines/adm-dead/state/k"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(state.status(), 401);
+    host.stop().await;
+}
+
+/// A plugin upload is refused before its body is read: a stranger's 8 MiB upload is
+/// answered 401 after the head (403 with no token configured) and its connection
+/// closed, without waiting for the rest of the body.
+#[tokio::test]
+async fn uploads_are_refused_before_their_body_is_read() {
+    let redis = RedisServer::start().expect("redis");
+    let host = daemon(&redis, "", &[payments("adm-upload")]).await;
+    for token in [None, Some("wrong")] {
+        let mut stream = start_upload(host.admin(), "adm-upload", token).await;
+        let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+        assert_eq!(status_of(&response), 401, "token {token:?}: {response:?}");
+        assert!(response.contains("www-authenticate: Bearer"), "{response}");
+        assert!(
+            closed,
+            "the connection is closed, the rest of the body unread"
+        );
+    }
+    host.stop().await;
+
+    let mut config = payments("adm-upload").config(ADMIN);
+    config.admin.as_mut().expect("[admin]").token = None;
+    let host = Host::start(&redis, config).await;
+    let mut stream = start_upload(host.admin(), "adm-upload", Some(TOKEN)).await;
+    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
+    assert_eq!(status_of(&response), 403, "{response:?}");
+    assert!(closed);
+    host.stop().await;
+}
+
+/// Requests cannot hold a connection for ever: 50 uploads whose bodies stall are
+/// answered 408 and closed after `request_timeout`, as is a request whose headers never
+/// end; the API answers as before afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_requests_are_cut_off_after_request_timeout() {
+    let redis = RedisServer::start().expect("redis");
+    let admin = "request_timeout = \"1s\"\nmax_uploads = 64";
+    let host = daemon(&redis, admin, &[payments("adm-stall")]).await;
+    let started = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        stalled.push(start_upload(host.admin(), "adm-stall", Some(TOKEN)).await);
+    }
+    let mut slow_head = TcpStream::connect(host.admin()).await.expect("connect");
+    slow_head
+        .write_all(b"GET /v1/pipelines HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .expect("send");
+    let mut codes = Vec::new();
+    for stream in &mut stalled {
+        let (response, closed) = read_until_closed(stream, Duration::from_secs(6)).await;
+        assert!(closed, "a stalled upload is closed: {response:?}");
+        codes.push(status_of(&response));
+    }
+    assert!(codes.iter().all(|c| *c == 408), "{codes:?}");
+    let (response, closed) = read_until_closed(&mut slow_head, Duration::from_secs(6)).await;
+    assert!(
+        closed,
+        "a request whose headers never end is closed: {response:?}"
+    );
+    println!("all closed {:?} after they stalled", started.elapsed());
+    let (code, _) = get_as(host.admin(), "/healthz", "127.0.0.1").await;
+    assert_eq!(code, 200);
+    host.stop().await;
+}
+
+/// At most `max_uploads` uploads run at once: one more is answered 429 at once (with
+/// `Retry-After`), and goes through once the first is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_beyond_max_uploads_are_answered_429() {
+    let redis = RedisServer::start().expect("redis");
+    let admin = "request_timeout = \"20s\"\nmax_uploads = 1";
+    let host = daemon(&redis, admin, &[payments("adm-cap")]).await;
+    let url = format!("http://{}/v1/plugins/adm-cap", host.admin());
+    let plugin = std::fs::read(plugin_wasm("payments")).expect("read plugin");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let first = start_upload(host.admin(), "adm-cap", Some(TOKEN)).await;
+    let refused = eventually(
+        "the second upload to be refused",
+        Duration::from_secs(10),
+        || {
+            let request = client.put(&url).bearer_auth(TOKEN).body(plugin.clone());
+            async move {
+                let response = request.send().await.expect("PUT");
+                (response.status() == 429).then_some(response)
+            }
+        },
+    )
+    .await;
+    assert_eq!(refused.headers()["retry-after"], "5");
+    let reason: Value = refused.json().await.expect("JSON");
+    assert!(
+        reason["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("max_uploads")),
+        "{reason}"
+    );
+    drop(first);
+    eventually("the upload to go through", Duration::from_secs(10), || {
+        let request = client.put(&url).bearer_auth(TOKEN).body(plugin.clone());
+        async move { (request.send().await.expect("PUT").status() == 200).then_some(()) }
+    })
+    .await;
+    host.stop().await;
+}
+
+/// On a loopback listener only loopback names and addresses, and the names in
+/// `allowed_hosts`, are answered as `Host` (DNS rebinding); others get 421 saying how to
+/// allow the name.
+#[tokio::test]
+async fn a_loopback_listener_answers_only_loopback_hosts() {
+    let redis = RedisServer::start().expect("redis");
+    let host = daemon(&redis, "", &[payments("adm-host")]).await;
+    let addr = host.admin();
+    let port = addr.port();
+    for name in [
+        format!("localhost:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        format!("dash.localhost:{port}"),
+    ] {
+        assert_eq!(get_as(addr, "/v1/pipelines", &name).await.0, 200, "{name}");
+    }
+    for name in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.nip.io:{port}"),
+        format!("sluice.internal:{port}"),
+    ] {
+        for path in ["/", "/v1/pipelines", "/metrics"] {
+            let (code, response) = get_as(addr, path, &name).await;
+            assert_eq!(code, 421, "{name} {path}: {response}");
+            assert!(response.contains("allowed_hosts"), "{response}");
+        }
+    }
+    host.stop().await;
+
+    let host = daemon(
+        &redis,
+        "allowed_hosts = [\"sluice.internal\"]",
+        &[payments("adm-host")],
+    )
+    .await;
+    let port = host.admin().port();
+    let (code, _) = get_as(
+        host.admin(),
+        "/v1/pipelines",
+        &format!("sluice.internal:{port}"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(get_as(host.admin(), "/", "evil.example").await.0, 421);
+    host.stop().await;
+}
+
+/// On any other address (a pod, scraped by IP) every `Host` is answered, unless names
+/// are listed: then those, loopback names and IP addresses.
+#[tokio::test]
+async fn other_listeners_check_the_host_only_when_names_are_listed() {
+    let redis = RedisServer::start().expect("redis");
+    let host = daemon_on(&redis, "0.0.0.0:0", "", &[payments("adm-pod")]).await;
+    assert_eq!(
+        get_as(target(&host), "/metrics", "evil.example").await.0,
+        200
+    );
+    assert_eq!(
+        get_as(target(&host), "/metrics", "10.1.2.3:9090").await.0,
+        200
+    );
+    host.stop().await;
+
+    let listed = "allowed_hosts = [\"sluice.internal\"]";
+    let host = daemon_on(&redis, "0.0.0.0:0", listed, &[payments("adm-pod")]).await;
+    let addr = target(&host);
+    assert_eq!(get_as(addr, "/metrics", "evil.example").await.0, 421);
+    assert_eq!(
+        get_as(addr, "/metrics", "sluice.internal:9090").await.0,
+        200
+    );
+    assert_eq!(
+        get_as(addr, "/metrics", "10.1.2.3:9090").await.0,
+        200,
+        "by IP"
+    );
+    assert_eq!(get_as(addr, "/metrics", "localhost").await.0, 200);
+    host.stop().await;
+}
+
+/// Whether `text` holds a run of 40 hex digits (a script's SHA).
+fn has_sha(text: &str) -> bool {
+    text.as_bytes()
+        .split(|b| !b.is_ascii_hexdigit())
+        .any(|run| run.len() >= 40)
+}
+
+/// Error answers say what failed without internals: no script SHA or script line when
+/// Redis refuses a script, no address of Redis when it is down (the log has both).
+#[tokio::test]
+async fn error_answers_carry_no_internals() {
+    let TestContext { mut redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-errors")]).await;
+    let base = format!("http://{}", host.admin());
+    let client = reqwest::Client::new();
+    // A dead-letter key of the wrong type: the scripts that read it fail inside Redis.
+    let () = redis::AsyncCommands::set(&mut con, "ORDERS_STREAM:dead", "not a stream")
+        .await
+        .expect("SET");
+    let dead = format!("{base}/v1/pipelines/adm-errors/dead");
+    let replay = format!("{dead}/replay");
+    let answers = [
+        client
+            .get(&dead)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("GET"),
+        client
+            .post(&replay)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("POST"),
+    ];
+    for answer in answers {
+        let code = answer.status().as_u16();
+        let text = answer.text().await.expect("text");
+        println!("{code} {text}");
+        assert!(code >= 500, "{code} {text}");
+        assert!(!has_sha(&text) && !text.contains("user_script"), "{text}");
+        assert!(
+            text.contains("daemon's log"),
+            "says where the details are: {text}"
+        );
+    }
+    let port = redis.port().to_string();
+    redis.kill();
+    for request in [client.get(&dead), client.post(&replay)] {
+        let answer = request.bearer_auth(TOKEN).send().await.expect("answer");
+        let code = answer.status().as_u16();
+        let text = answer.text().await.expect("text");
+        println!("{code} {text}");
+        assert_eq!(code, 503, "{text}");
+        assert!(text.contains("redis unavailable"), "{text}");
+        assert!(
+            !text.contains(&port) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+    host.shutdown.cancel();
+}
+
+/// A refused upload leaves the previous version serving, and the daemon ready: `/readyz`
+/// stays 200 and reports the refused version in `refused` (without the plugin's path);
+/// a good upload clears it.
+#[tokio::test]
+async fn readiness_follows_the_serving_version() {
+    let redis = RedisServer::start().expect("redis");
+    let host = daemon(&redis, "", &[payments("adm-ready")]).await;
+    let base = format!("http://{}", host.admin());
+    let client = reqwest::Client::new();
+    let put = |body: Vec<u8>| {
+        client
+            .put(format!("{base}/v1/plugins/adm-ready"))
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+    };
+    assert_eq!(put(b"garbage".to_vec()).await.expect("PUT").status(), 422);
+    let ready = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(ready.status(), 200, "the previous version serves");
+    let body: Value = ready.json().await.expect("JSON");
+    println!("{body}");
+    assert_eq!(body["pipelines"]["adm-ready"], "ok");
+    let refused = body["refused"]["adm-ready"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("not a valid WebAssembly component"),
+        "{body}"
+    );
+    assert!(!refused.contains(&*workspace().to_string_lossy()), "{body}");
+    let good = std::fs::read(plugin_wasm("payments")).expect("read");
+    assert_eq!(put(good).await.expect("PUT").status(), 200);
+    let body: Value = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["refused"], serde_json::json!({}), "{body}");
+    host.stop().await;
+}
+
+/// `/readyz` is JSON and names every pipeline, healthy ones as `ok`; with Redis gone it
+/// says why on one line, without Redis's address.
+#[tokio::test]
+async fn readyz_lists_every_pipeline() {
+    let mut redis = RedisServer::start().expect("redis");
+    let host = daemon(&redis, "", &[payments("adm-a"), echo("adm-b")]).await;
+    let ready = reqwest::get(format!("http://{}/readyz", host.admin()))
+        .await
+        .expect("GET");
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.headers()["content-type"], "application/json");
+    let body: Value = ready.json().await.expect("JSON");
+    println!("{body}");
+    assert_eq!(
+        body["pipelines"],
+        serde_json::json!({ "adm-a": "ok", "adm-b": "ok" })
+    );
+    assert_eq!(
+        (body["redis"].clone(), body["plugins"].clone()),
+        (Value::Bool(true), Value::Bool(true))
+    );
+    assert!(body.get("redis_error").is_none(), "{body}");
+    let port = redis.port().to_string();
+    redis.kill();
+    let url = format!("http://{}/readyz", host.admin());
+    let body = eventually("readyz to fail", Duration::from_secs(15), || {
+        let url = url.clone();
+        async move {
+            let ready = reqwest::get(url).await.ok()?;
+            (ready.status() == 503).then_some(ready.json::<Value>().await.ok()?)
+        }
+    })
+    .await;
+    println!("{body}");
+    assert_eq!(body["redis"], false);
+    let why = body["redis_error"].as_str().expect("redis_error");
+    assert!(why.contains("redis"), "{body}");
+    assert!(!why.contains(&port) && !why.contains('\n'), "{body}");
+    host.shutdown.cancel();
+}
+
+/// An upload stores the new version over the plugin file with the file's mode kept.
+#[tokio::test]
+async fn an_upload_keeps_the_plugin_files_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let redis = RedisServer::start().expect("redis");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("payments.wasm");
+    std::fs::copy(plugin_wasm("payments"), &file).expect("copy");
+    let tagged = workspace().join("target/plugins/payments_tag_a.wasm");
+    let host = daemon(&redis, "", &[payments("adm-mode").plugin(file.display())]).await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/plugins/adm-mode", host.admin());
+    for (mode, source) in [(0o644, &tagged), (0o640, &plugin_wasm("payments"))] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let body = std::fs::read(source).expect("read");
+        let answer = client
+            .put(&url)
+            .bearer_auth(TOKEN)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("PUT");
+        assert_eq!(answer.status(), 200);
+        assert_eq!(std::fs::read(&file).expect("read"), body, "stored");
+        let now = std::fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(now, mode, "mode {now:o}, was {mode:o}");
+    }
+    host.stop().await;
+}
+
+/// Every series in `/metrics` has a `# HELP` line.
+#[tokio::test]
+async fn every_metric_has_help() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-help")]).await;
+    add_orders(&mut con, 20, 2).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 2).await;
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    let text = reqwest::get(format!("http://{}/metrics", host.admin()))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(typed.len() > 10, "{text}");
+    let missing: Vec<&&str> = typed
+        .iter()
+        .filter(|name| !text.contains(&format!("# HELP {name} ")))
+        .collect();
+    assert!(missing.is_empty(), "no # HELP for {missing:?}");
+    host.stop().await;
+}
+
+/// The dashboard in headless Chromium: without the token it says dead letters need it;
+/// with it (kept for the tab across a reload) it lists them; with Redis gone it says
+/// they cannot be read, with the daemon's answer, rather than that the daemon cannot be
+/// reached, and "replay all" is disabled. Screenshot:
+/// `target/test-artifacts/dashboard-admin.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_with_the_token_and_with_redis_down() {
+    let TestContext { mut redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-dash")]).await;
+    add_orders(&mut con, 0, 2).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 2).await;
+    let artifacts = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("dashboard-admin.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let base = format!("http://{}", host.admin());
+    let mut node = tokio::process::Command::new("node")
+        .current_dir(workspace().join("host/tests/browser"))
+        .arg("dashboard-admin.mjs")
+        .args([base.as_str(), TOKEN, "adm-dash"])
+        .arg(&screenshot)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
+    let stdout = node.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read") {
+            println!("{line}");
+            if line == "kill redis" {
+                redis.kill();
+            }
+        }
+        node.wait().await.expect("wait")
+    };
+    let status = tokio::time::timeout(Duration::from_secs(90), read)
+        .await
+        .expect("the browser check ends within 90 s");
+    assert!(status.success(), "the browser check failed");
+    assert!(screenshot.is_file());
+    host.shutdown.cancel();
+}
