@@ -546,7 +546,7 @@ async fn readiness_follows_the_serving_version() {
     assert_eq!(body["pipelines"]["adm-ready"], "ok");
     let refused = body["refused"]["adm-ready"].as_str().unwrap_or_default();
     assert!(
-        refused.contains("not a valid WebAssembly component"),
+        refused.contains("not a WebAssembly file"),
         "{body}"
     );
     assert!(!refused.contains(&*workspace().to_string_lossy()), "{body}");
