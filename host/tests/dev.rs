@@ -189,8 +189,6 @@ async fn a_refused_plugin_version_is_reported_once() {
     );
     assert!(!log.contains("expected=["), "no debug dump of bytes: {log}");
     let admin = admin_addr(&log);
-    // The daemon is another process: this one picks reqwest's TLS provider itself.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let metrics = reqwest::get(format!("http://{admin}/metrics"))
         .await
         .expect("GET /metrics")

@@ -294,8 +294,15 @@ pub struct TestContext {
     pub con: MultiplexedConnection,
 }
 
+/// Gives this test process rustls's ring provider (reqwest is built without one, and the
+/// daemon installs it only when it runs in this process).
+pub fn tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl TestContext {
     pub async fn new() -> Self {
+        tls_provider();
         let redis = RedisServer::start().expect("redis-server starts");
         let con = connect(&redis).await;
         Self { redis, con }
@@ -501,6 +508,7 @@ impl DaemonProcess {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Self {
+        tls_provider();
         let file = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(args)
