@@ -545,10 +545,7 @@ async fn readiness_follows_the_serving_version() {
     println!("{body}");
     assert_eq!(body["pipelines"]["adm-ready"], "ok");
     let refused = body["refused"]["adm-ready"].as_str().unwrap_or_default();
-    assert!(
-        refused.contains("not a WebAssembly file"),
-        "{body}"
-    );
+    assert!(refused.contains("not a WebAssembly file"), "{body}");
     assert!(!refused.contains(&*workspace().to_string_lossy()), "{body}");
     let good = std::fs::read(plugin_wasm("payments")).expect("read");
     assert_eq!(put(good).await.expect("PUT").status(), 200);
