@@ -33,9 +33,9 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the pipelines of a config file until SIGTERM/SIGINT.
+    /// Run the pipelines of a config file until SIGTERM/SIGINT; SIGHUP reloads the file.
     Run(RunArgs),
-    /// Inspect and act on a pipeline's dead letters (needs a Redis URL).
+    /// Inspect and act on a pipeline's dead letters: list, replay, purge.
     Dlq(DlqArgs),
     /// Call a plugin's handler once on one message, with no Redis, and print its outputs
     /// or its failure. Exit status: 0 outputs, 2 the handler failed, 1 an error.
@@ -68,7 +68,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let quiet = matches!(cli.command, Command::Send(_) | Command::Dlq(_));
+    init_tracing(cli.log_format, quiet);
     let threads = match &cli.command {
         Command::Run(args) => args.threads.worker_threads,
         Command::Dev(args) => args.threads.worker_threads,
@@ -105,8 +106,11 @@ fn main() -> ExitCode {
     })
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(format: LogFormat, quiet: bool) {
+    // The tools that print their own answers (`send`, `dlq`) log warnings only unless
+    // SLUICE_LOG says otherwise.
+    let default = if quiet { "warn" } else { "info" };
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only on a terminal: a log file or a collector gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

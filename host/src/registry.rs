@@ -33,9 +33,9 @@ pub struct Slot {
 struct SlotState {
     loaded_at: SystemTime,
     last_error: Option<String>,
-    /// The digest of the last version refused: the same bytes again are refused at once,
-    /// without another compile, warning or count.
-    refused: Option<Arc<str>>,
+    /// The last versions refused (digest and reason), newest last: the same bytes again
+    /// are refused at once, without another compile, warning or count.
+    refused: std::collections::VecDeque<(Arc<str>, String)>,
     reloads: u64,
 }
 
@@ -93,7 +93,7 @@ impl Registry {
             path: path.to_owned(),
             cell: cell.clone(),
             state: Mutex::new(SlotState {
-                refused: None,
+                refused: Default::default(),
                 loaded_at: SystemTime::now(),
                 last_error: None,
                 reloads: 0,
@@ -128,6 +128,10 @@ impl Registry {
         crate::lock::write(&self.slots)
     }
 }
+
+/// How many refused versions a slot remembers (a bad file flapping between versions is
+/// refused once per version).
+const REFUSALS_KEPT: usize = 16;
 
 /// How a new version arrived, for the log.
 #[derive(Debug, Clone, Copy)]
@@ -177,10 +181,13 @@ impl Slot {
         let current = self.current();
         let digest = crate::wasm::digest_of(&bytes);
         if **current.digest() == *digest {
-            self.lock().last_error = None;
+            if self.lock().last_error.take().is_some() {
+                tracing::info!(pipeline = %self.pipeline, version = %digest, "the plugin is the serving version again: the refused version is cleared");
+            }
             return Ok((current, false));
         }
         if let Some(reason) = self.refused_again(&digest) {
+            self.lock().last_error = Some(reason.clone());
             anyhow::bail!(reason);
         }
         let rt = runtime.clone();
@@ -198,8 +205,11 @@ impl Slot {
                 let reason = format!("{e:#}");
                 tracing::warn!(pipeline = %self.pipeline, ?origin, version = %digest, error = %reason, "new plugin version refused; the running version keeps serving");
                 let mut state = self.lock();
-                state.last_error = Some(reason);
-                state.refused = Some(digest);
+                state.last_error = Some(reason.clone());
+                if state.refused.len() == REFUSALS_KEPT {
+                    state.refused.pop_front();
+                }
+                state.refused.push_back((digest, reason));
                 drop(state);
                 metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone()).increment(1);
                 return Err(e);
@@ -225,13 +235,14 @@ impl Slot {
         Ok((plugin, true))
     }
 
-    /// The reason `digest` was refused, if it is the version refused last.
+    /// The reason `digest` was refused, if it is one of the versions refused last.
     fn refused_again(&self, digest: &str) -> Option<String> {
         let state = self.lock();
-        match &state.refused {
-            Some(refused) if **refused == *digest => state.last_error.clone(),
-            _ => None,
-        }
+        state
+            .refused
+            .iter()
+            .find(|(refused, _)| **refused == *digest)
+            .map(|(_, reason)| reason.clone())
     }
 
     /// Reads the plugin file and deploys it.

@@ -8,7 +8,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::Target;
 use crate::broker::{Broker, LetterIds};
@@ -82,10 +82,13 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<Ex
             (pipeline, LetterIds::parse(ids)?)
         }
     };
-    let (config, broker) = super::connect(path, redis, "sluice dlq").await?;
+    let config = super::tool_config(path, redis)?;
+    // The pipeline is checked before connecting.
+    let parts = partitions(&config, pipeline, path)?;
+    let broker = super::connect_to(&config, path, "sluice dlq").await?;
     let letters = Letters {
         pipeline: pipeline.clone(),
-        parts: partitions(&config, pipeline, path)?,
+        parts,
         broker,
     };
     match action {
@@ -100,11 +103,7 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<Ex
 /// The pipeline `name` of `config`, once per partition: a partitioned pipeline's dead
 /// letters are in one stream per partition.
 fn partitions(config: &Config, name: &str, path: &Path) -> Result<Vec<PipelineConfig>> {
-    let p = config
-        .pipelines
-        .iter()
-        .find(|p| p.name.as_str() == name)
-        .with_context(|| format!("no pipeline named {name:?} in {}", path.display()))?;
+    let p = super::find_pipeline(config, path, name)?;
     Ok(match p.partitions {
         Some(n) => (0..n).map(|i| p.partition(i)).collect(),
         None => vec![p.clone()],
@@ -126,6 +125,10 @@ impl Letters {
                     println!("  {name} = {}", String::from_utf8_lossy(&value));
                 }
             }
+        }
+        if left == count {
+            let streams: Vec<String> = self.parts.iter().map(|p| p.dead_letter_stream()).collect();
+            println!("no dead letters in {}", streams.join(", "));
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -213,8 +216,8 @@ impl Letters {
     fn not_found(&self, ids: &LetterIds, missing: &BTreeSet<String>) -> ExitCode {
         for id in missing {
             println!(
-                "not found {id}: no dead letter of pipeline {:?}",
-                self.pipeline
+                "not found {id}: no dead letter of pipeline {:?} has this ID (a letter has an ID of its own; the entry's ID is its sluice.id: see `sluice dlq list {}`)",
+                self.pipeline, self.pipeline
             );
         }
         if missing.len() < ids.len() {

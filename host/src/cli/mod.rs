@@ -22,7 +22,8 @@ pub struct Target {
     pub config: PathBuf,
     /// Redis URL; overrides `[redis] url` (and `nodes`, `sentinels`; with `cluster =
     /// true` it is the one seed node). Without either, `run` and `dev` start a
-    /// private redis-server and stop it at exit.
+    /// private redis-server and stop it at exit, and `send` and `dlq` use the private
+    /// server of the daemon running the same config file.
     #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
     pub redis: Option<String>,
 }
@@ -278,18 +279,6 @@ async fn compile(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The config at `path` (its Redis overridden by `redis`) and a connection to its
-/// Redis, for the tools (`what` names the tool in errors).
-async fn connect(
-    path: &Path,
-    redis: Option<String>,
-    what: &str,
-) -> Result<(Config, crate::broker::Broker)> {
-    let config = tool_config(path, redis)?;
-    let broker = connect_to(&config, path, what).await?;
-    Ok((config, broker))
-}
-
 /// The config at `path`, its Redis overridden by `redis`.
 fn tool_config(path: &Path, redis: Option<String>) -> Result<Config> {
     let mut config = Config::load(path)?;
@@ -396,14 +385,15 @@ fn announce_private_redis(
         return None;
     }
     let url = daemon.redis_url();
-    let pipeline = daemon
-        .pipeline_names()
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| "PIPELINE".to_owned());
+    let pipelines = daemon.entry_pipelines();
+    let pipeline = match pipelines.as_slice() {
+        [one] => one.clone(),
+        _ => "PIPELINE".to_owned(),
+    };
     tracing::info!(
-        "send entries with `sluice send {pipeline} -c {} NAME=VALUE...` (it finds this server), or from anything else at {url}",
-        path.display()
+        "send entries with `sluice send {pipeline} -c {} NAME=VALUE...` (it finds this server; entries come in through {}), or from anything else at {url}",
+        path.display(),
+        pipelines.join(", ")
     );
     match crate::redis_server::announce::announce(path, url) {
         Ok(announced) => Some(announced),

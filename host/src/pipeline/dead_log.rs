@@ -41,7 +41,7 @@ impl DeadLog {
         let unlogged = std::mem::take(&mut self.unlogged);
         let fix = fix_for(reason, &self.pipeline);
         tracing::warn!(
-            id,
+            entry = id,
             stream = %self.stream,
             reason,
             unlogged,
@@ -53,7 +53,7 @@ impl DeadLog {
 /// What to do about a dead letter with `reason`.
 fn fix_for(reason: &str, pipeline: &str) -> String {
     let then = format!(
-        "then send it back with `sluice dlq replay {pipeline} --id <its ID>` (list them with `sluice dlq list {pipeline}`)"
+        "then send it back with `sluice dlq replay {pipeline} --id <the letter's ID>` (`sluice dlq list {pipeline}` shows each letter's ID, and the entry's as its sluice.id)"
     );
     if reason.starts_with("rejected:") {
         format!("the handler rejected it; if the entry was good, fix the handler, {then}")

@@ -154,9 +154,24 @@ impl Daemon {
         self.redis.is_some()
     }
 
-    /// The names of the running pipelines.
-    pub fn pipeline_names(&self) -> Vec<String> {
-        self.pipelines.keys().cloned().collect()
+    /// The running pipelines that entries come into from outside: those whose input is
+    /// no pipeline's output (all of them if every input is one).
+    pub fn entry_pipelines(&self) -> Vec<String> {
+        let outputs: std::collections::HashSet<&str> = self
+            .pipelines
+            .values()
+            .flat_map(|r| r.config.outputs.iter().map(|o| o.as_str()))
+            .collect();
+        let first: Vec<String> = self
+            .pipelines
+            .iter()
+            .filter(|(_, r)| !outputs.contains(r.config.input.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        match first.is_empty() {
+            true => self.pipelines.keys().cloned().collect(),
+            false => first,
+        }
     }
 
     /// The live plugins.
