@@ -245,14 +245,22 @@ impl Slot {
             .map(|(_, reason)| reason.clone())
     }
 
-    /// Reads the plugin file and deploys it.
+    /// Reads the plugin file and deploys it. A file that cannot be read leaves the
+    /// running version serving, with one WARN per distinct reason.
     pub async fn reload_file(&self, runtime: &Runtime) -> Result<(Arc<Plugin>, bool)> {
-        let bytes = match tokio::fs::read(&self.path).await {
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || read_plugin_file(&path))
+            .await
+            .context("the read task failed")?;
+        let bytes = match read {
             Ok(bytes) => bytes,
             Err(e) => {
-                let e = anyhow::Error::new(e)
-                    .context(format!("cannot read plugin {}", self.path.display()));
-                self.lock().last_error = Some(format!("{e:#}"));
+                let reason = format!("{e:#}");
+                let mut state = self.lock();
+                if state.last_error.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(pipeline = %self.pipeline, error = %reason, "cannot read the plugin file; the running version keeps serving");
+                }
+                state.last_error = Some(reason);
                 return Err(e);
             }
         };
@@ -286,4 +294,39 @@ impl Slot {
     fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
         crate::lock::lock(&self.state)
     }
+}
+
+/// The largest plugin file read (a component embedding an interpreter is 10-40 MB).
+const MAX_PLUGIN_FILE: u64 = 1 << 30;
+
+/// Reads a plugin file: a regular file only (a FIFO would block the read for ever, a
+/// device never end), opened without blocking, of at most [`MAX_PLUGIN_FILE`] bytes.
+fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = || format!("cannot read plugin {}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(what)?;
+    let meta = file.metadata().with_context(what)?;
+    if !meta.is_file() {
+        anyhow::bail!(
+            "plugin {} is not a regular file (a directory, FIFO or device): point the pipeline's `plugin` at a .wasm file",
+            path.display()
+        );
+    }
+    if meta.len() > MAX_PLUGIN_FILE {
+        anyhow::bail!(
+            "plugin {} is {} bytes, more than the {MAX_PLUGIN_FILE} read",
+            path.display(),
+            meta.len()
+        );
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PLUGIN_FILE)
+        .read_to_end(&mut bytes)
+        .with_context(what)?;
+    Ok(bytes)
 }

@@ -11,7 +11,7 @@
 //! and the file it resolves to, is watched (through their directories); after each event
 //! the way is resolved again and the watches follow it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,7 +53,8 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
     })
     .context("cannot start the plugin file watcher")?;
     let slots = registry.slots();
-    let mut by_path: HashMap<PathBuf, usize> = HashMap::new();
+    // A path may belong to several slots: pipelines can share a plugin file.
+    let mut by_path: HashMap<PathBuf, BTreeSet<usize>> = HashMap::new();
     for (index, slot) in slots.iter().enumerate() {
         std::fs::canonicalize(slot.path())
             .with_context(|| format!("cannot watch {}", slot.path().display()))?;
@@ -71,7 +72,9 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
                 path = rx.recv() => match path {
                     // The latest event decides: a new write postpones, a close hastens.
                     Some((path, wait)) if by_path.contains_key(&path) => {
-                        due.insert(by_path[&path], Instant::now() + wait);
+                        for index in &by_path[&path] {
+                            due.insert(*index, Instant::now() + wait);
+                        }
                     }
                     Some(_) => {}
                     None => break,
@@ -100,7 +103,7 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
 /// link met, and the file), through their directories, as belonging to slot `index`.
 fn follow(
     watcher: &mut notify::RecommendedWatcher,
-    by_path: &mut HashMap<PathBuf, usize>,
+    by_path: &mut HashMap<PathBuf, BTreeSet<usize>>,
     path: &Path,
     index: usize,
 ) -> Result<()> {
@@ -115,7 +118,7 @@ fn follow(
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", dir.display()))?;
-        by_path.insert(step, index);
+        by_path.entry(step).or_default().insert(index);
     }
     Ok(())
 }

@@ -362,13 +362,25 @@ async fn run(path: PathBuf, overrides: Overrides) -> Result<ExitCode> {
         Ok(daemon) => daemon,
         // SIGTERM during start-up (while Redis does not answer, say) is a stop asked
         // for, not a failure.
-        Err(e) if shutdown.is_cancelled() => {
+        Err(e)
+            if shutdown.is_cancelled()
+                && e.downcast_ref::<crate::PrivateRedisEnded>().is_none() =>
+        {
             tracing::info!(reason = %format!("{e:#}"), "stopped during start-up");
             return Ok(ExitCode::SUCCESS);
         }
         Err(e) => return Err(e),
     };
-    let _announced = announce_private_redis(&daemon, &path);
+    let announced = announce_private_redis(&daemon, &path).map(std::sync::Arc::new);
+    if let Some(announced) = announced.clone() {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+            while tokio::select! { _ = stop.cancelled() => false, _ = every.tick() => true } {
+                announced.refresh();
+            }
+        });
+    }
     daemon.reload_with(Box::new(move || load(&path, &overrides)));
     crate::shutdown::on_hangup(daemon.reload_handle())?;
     daemon.wait().await?;

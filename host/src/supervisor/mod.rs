@@ -23,7 +23,7 @@ use crate::telemetry::traces::Tracing;
 use crate::wasm::{Cache, Plugin, Runtime, Source};
 use crate::{admin, watch};
 use partitions::Partitions;
-use thread::{Running, spawn_pipeline, stop_all};
+use thread::{Running, spawn_pipeline, stop_all, stop_now};
 
 /// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
 pub struct Daemon {
@@ -51,6 +51,12 @@ pub struct Daemon {
     /// Why the daemon stopped on its own (the private Redis died), if it did.
     failure: Arc<std::sync::Mutex<Option<String>>>,
 }
+
+/// The daemon stopped because its private redis-server ended on its own (the message
+/// says how, with the server's last log lines).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PrivateRedisEnded(pub String);
 
 /// The sections of the config a reload does not apply (see [`Daemon::reload`]).
 struct Started {
@@ -118,10 +124,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         reload_handle,
         failure: Arc::default(),
     };
+    // From the start: a server that dies while plugins compile ends the daemon too (a
+    // start-up that fails kills the server itself, which is not reported).
+    daemon.watch_private_server();
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
     for pipeline in &config.pipelines {
         plugins.push(daemon.load_plugin(pipeline).await?);
+    }
+    if let Some(failure) = daemon.failure() {
+        return Err(PrivateRedisEnded(failure).into());
     }
     for (pipeline, plugin) in config.pipelines.into_iter().zip(plugins) {
         daemon.start_pipeline(pipeline, plugin).await?;
@@ -138,7 +150,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         let addr = admin::start(config, state, &daemon.background, shutdown).await?;
         daemon.admin_addr = Some(addr);
     }
-    daemon.watch_private_server();
     Ok(daemon)
 }
 
@@ -194,6 +205,14 @@ impl Daemon {
         self.reload_handle.clone()
     }
 
+    /// Why the daemon is stopping on its own, if it is.
+    fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Ends the daemon when its private Redis ends: nothing can be read or committed
     /// again, and the server's data is gone with it, so the pipelines stop at once and
     /// [`Daemon::wait`] returns the error, with the server's last log lines.
@@ -243,13 +262,12 @@ impl Daemon {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        // With the private Redis gone there is nothing to commit to: no drain.
-        let drain = match failure {
-            Some(_) => Duration::ZERO,
-            None => self.drain_timeout,
-        };
-        let running = std::mem::take(&mut self.pipelines);
-        stop_all(running.into_values().collect(), drain).await;
+        let running: Vec<Running> = std::mem::take(&mut self.pipelines).into_values().collect();
+        match failure {
+            // With the private Redis gone there is nothing to commit to: no drain.
+            Some(_) => stop_now(running).await,
+            None => stop_all(running, self.drain_timeout).await,
+        }
         // The spans of the last entries handled go out before the exit.
         let traces = self.tracing.clone();
         let _ = tokio::task::spawn_blocking(move || traces.shutdown(SPAN_FLUSH)).await;
@@ -257,7 +275,7 @@ impl Daemon {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drop(self.redis);
         match failure {
-            Some(message) => Err(anyhow::anyhow!(message)),
+            Some(message) => Err(PrivateRedisEnded(message).into()),
             None => Ok(()),
         }
     }

@@ -208,6 +208,18 @@ async fn run(
 
 /// Asks `pipelines` to stop, gives them `drain_timeout` to finish the calls in flight and
 /// commit, then drops the rest where they are (safe: nothing uncommitted is acknowledged).
+/// Stops every pipeline without a drain (Redis is gone: nothing can be committed); the
+/// entries in flight stay pending wherever Redis kept them.
+pub(super) async fn stop_now(pipelines: Vec<Running>) {
+    for running in &pipelines {
+        running.stop.cancel();
+        running.kill.cancel();
+    }
+    for mut running in pipelines {
+        let _ = tokio::time::timeout(KILL_GRACE, &mut running.ended).await;
+    }
+}
+
 pub(super) async fn stop_all(pipelines: Vec<Running>, drain_timeout: Duration) {
     for running in &pipelines {
         running.stop.cancel();
