@@ -181,6 +181,20 @@ async fn a_refused_plugin_version_is_reported_once() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(refusals(&dev.daemon.log()), n + 1, "{}", dev.daemon.log());
     }
+    // Flapping back to the first bad version: known, so no new line or count.
+    drop_file(&plugin, b"hello, not wasm\n");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(refusals(&dev.daemon.log()), 2, "{}", dev.daemon.log());
+    // The serving version back in place clears the refusal, and says so.
+    drop_file(&plugin, &std::fs::read(plugin_wasm("echo")).expect("read"));
+    eventually("the refusal cleared", Duration::from_secs(10), || {
+        let seen = dev
+            .daemon
+            .log()
+            .contains("the plugin is the serving version again");
+        async move { seen.then_some(()) }
+    })
+    .await;
     let log = dev.daemon.log();
     assert!(log.contains("not a WebAssembly file"), "{log}");
     assert!(
@@ -301,4 +315,88 @@ fn the_command_line_says_what_applies() {
 /// A free loopback port.
 fn free_port() -> u16 {
     sluice::redis_server::free_port().expect("a free port")
+}
+
+/// Pipelines that share a plugin file all reload when it changes, and a path that is
+/// not a regular file (a FIFO, whose read would block for ever) is refused without
+/// blocking the watcher or the shutdown.
+#[tokio::test]
+async fn a_shared_plugin_file_reloads_every_pipeline_and_a_fifo_blocks_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("shared.wasm");
+    std::fs::copy(plugin_wasm("echo"), &plugin).expect("copy");
+    let toml = format!(
+        "{}{}",
+        echo("one").plugin("shared.wasm"),
+        echo("two")
+            .plugin("shared.wasm")
+            .reading("IN2", "G2")
+            .writing(&["OUT2"])
+    );
+    let mut dev = dev(&dir, &toml).await;
+    let reloaded = |log: &str, pipeline: &str| {
+        log.lines()
+            .any(|l| l.contains("plugin reloaded") && l.contains(&format!("pipeline={pipeline}")))
+    };
+    let other = std::fs::read(workspace().join("target/plugins/payments_tag_b.wasm"))
+        .expect("another component");
+    drop_file(&plugin, &other);
+    eventually("both pipelines to reload", Duration::from_secs(15), || {
+        let log = dev.daemon.log();
+        let both = reloaded(&log, "one") && reloaded(&log, "two");
+        async move { both.then_some(()) }
+    })
+    .await;
+
+    std::fs::remove_file(&plugin).expect("rm");
+    let made = Command::new("mkfifo")
+        .arg(&plugin)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    eventually("the FIFO refused", Duration::from_secs(15), || {
+        let seen = dev.daemon.log().contains("is not a regular file");
+        async move { seen.then_some(()) }
+    })
+    .await;
+    dev.daemon.signal(libc::SIGTERM);
+    let status = dev.daemon.wait(Duration::from_secs(20));
+    assert!(status.success(), "{}", dev.daemon.log());
+}
+
+/// Two daemons on one config: the second says it takes the first's place for the tools;
+/// when it stops, the tools find the first again (it puts its announcement back).
+#[tokio::test]
+async fn the_tools_find_the_daemon_that_still_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = dev(&dir, &echo("echo").to_string()).await;
+    let second_log = dir.path().join("second.log");
+    let mut second = DaemonProcess::start(
+        &["dev".as_ref(), "-c".as_ref(), first.config.as_os_str()],
+        &second_log,
+    );
+    eventually(
+        "the second to say it takes over",
+        Duration::from_secs(30),
+        || {
+            let said = second.log().contains("another daemon (pid");
+            async move { said.then_some(()) }
+        },
+    )
+    .await;
+    second.signal(libc::SIGTERM);
+    assert!(second.wait(Duration::from_secs(20)).success());
+    let config = first.config.to_str().expect("utf-8").to_owned();
+    let url = first.url.clone();
+    eventually(
+        "send to find the first daemon again",
+        Duration::from_secs(15),
+        || {
+            let (code, _, err) = sluice(&["send", "echo", "-c", &config, "n=1"]);
+            let found = code == 0 && err.contains(&url);
+            async move { found.then_some(()) }
+        },
+    )
+    .await;
+    first.daemon.kill9();
 }
