@@ -103,11 +103,7 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<Ex
 /// The pipeline `name` of `config`, once per partition: a partitioned pipeline's dead
 /// letters are in one stream per partition.
 fn partitions(config: &Config, name: &str, path: &Path) -> Result<Vec<PipelineConfig>> {
-    let p = super::find_pipeline(config, path, name)?;
-    Ok(match p.partitions {
-        Some(n) => (0..n).map(|i| p.partition(i)).collect(),
-        None => vec![p.clone()],
-    })
+    Ok(super::find_pipeline(config, path, name)?.parts())
 }
 
 impl Letters {
