@@ -226,6 +226,15 @@ mod tests {
     }
 
     #[test]
+    fn the_successor_is_the_next_id() {
+        let next = |id: &str| StreamId::parse(id).successor().map(|n| n.to_string());
+        assert_eq!(next("5-3").as_deref(), Some("5-4"));
+        let max = u64::MAX;
+        assert_eq!(next(&format!("5-{max}")).as_deref(), Some("6-0"));
+        assert_eq!(next(&format!("{max}-{max}")), None);
+    }
+
+    #[test]
     fn typed_ids_are_canonicalised_or_refused() {
         let canonical = |id: &str| id.parse::<StreamId>().map(|id| id.to_string());
         assert_eq!(
