@@ -790,9 +790,19 @@ async fn dead_letters_of_a_partitioned_pipeline() {
         serde_json::json!((0..4).map(dead).collect::<Vec<_>>()),
         "{view}"
     );
-    add_letters_to(&mut con, &dead(1), &[("1-0", Some("a")), ("5-0", Some("b"))]).await;
+    add_letters_to(
+        &mut con,
+        &dead(1),
+        &[("1-0", Some("a")), ("5-0", Some("b"))],
+    )
+    .await;
     add_letters_to(&mut con, &dead(2), &[("2-0", Some("c"))]).await;
-    add_letters_to(&mut con, &dead(3), &[("3-0", Some("d")), ("4-0", Some("e"))]).await;
+    add_letters_to(
+        &mut con,
+        &dead(3),
+        &[("3-0", Some("d")), ("4-0", Some("e"))],
+    )
+    .await;
 
     // Pages of two, partition by partition; the cursor names the stream.
     let mut seen = Vec::new();
@@ -804,7 +814,11 @@ async fn dead_letters_of_a_partitioned_pipeline() {
         let entries = page["entries"].as_array().expect("entries");
         assert!(entries.len() <= 2, "{page}");
         for e in entries {
-            seen.push(format!("{} {}", e["stream"].as_str().expect("stream"), e["id"].as_str().expect("id")));
+            seen.push(format!(
+                "{} {}",
+                e["stream"].as_str().expect("stream"),
+                e["id"].as_str().expect("id")
+            ));
         }
         let Some(next) = page["next"].as_str() else {
             break;
@@ -820,7 +834,8 @@ async fn dead_letters_of_a_partitioned_pipeline() {
     assert_eq!(seen, expected, "cursors {cursors:?}");
     assert_eq!(cursors[0], "1/5-0");
     for bad in ["4/1-0", "x/1-0", "1/notanid", "notanid"] {
-        let (status, answer) = get_json(&base, &format!("/v1/pipelines/{name}/dead?after={bad}")).await;
+        let (status, answer) =
+            get_json(&base, &format!("/v1/pipelines/{name}/dead?after={bad}")).await;
         assert_eq!(status, 400, "{bad}: {answer}");
     }
 
@@ -832,9 +847,21 @@ async fn dead_letters_of_a_partitioned_pipeline() {
         answer,
         serde_json::json!({ "replayed": 1, "kept": [], "not_found": ["999-0"] })
     );
-    assert_eq!(len(&mut con, "ORDERS_STREAM:{2}").await, 1, "back on its partition's input");
-    let (_, answer) = purge_call(&base, name, Some(serde_json::json!({ "ids": ["3-0", "2-0"] }))).await;
-    assert_eq!(answer, serde_json::json!({ "purged": 1, "not_found": ["2-0"] }));
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM:{2}").await,
+        1,
+        "back on its partition's input"
+    );
+    let (_, answer) = purge_call(
+        &base,
+        name,
+        Some(serde_json::json!({ "ids": ["3-0", "2-0"] })),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        serde_json::json!({ "purged": 1, "not_found": ["2-0"] })
+    );
 
     // All: every partition's letters, each back to its own partition.
     let (_, answer) = replay_call(&base, name, None).await;
@@ -862,7 +889,11 @@ async fn dlq_purge_deletes_only_the_letters_it_asked_about() {
     let TestContext { redis, mut con } = TestContext::new().await;
     add_letters(&mut con, &[("1-0", Some("a"))]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("[redis]\nurl = {:?}\n\n{}", redis.url(), payments("ops-asked"));
+    let text = format!(
+        "[redis]\nurl = {:?}\n\n{}",
+        redis.url(),
+        payments("ops-asked")
+    );
     let path = config_file(&dir, &text);
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two new descriptors into the integers given; each is then
@@ -905,7 +936,10 @@ async fn dlq_purge_deletes_only_the_letters_it_asked_about() {
     })
     .await
     .expect("reader");
-    assert!(asked.contains("purge 1 dead letter of pipeline \"ops-asked\"? [y/N]"), "{asked}");
+    assert!(
+        asked.contains("purge 1 dead letter of pipeline \"ops-asked\"? [y/N]"),
+        "{asked}"
+    );
     for _ in 0..5 {
         add(&mut con, "ORDERS_STREAM:dead", &letter(None)).await;
     }
@@ -915,8 +949,15 @@ async fn dlq_purge_deletes_only_the_letters_it_asked_about() {
         .expect("wait");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("purged 1 dead letter from ORDERS_STREAM:dead"), "{stdout}");
-    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 5, "the later letters stay");
+    assert!(
+        stdout.contains("purged 1 dead letter from ORDERS_STREAM:dead"),
+        "{stdout}"
+    );
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM:dead").await,
+        5,
+        "the later letters stay"
+    );
 }
 
 /// Adds `n` dead letters (valid orders) to `ORDERS_STREAM:dead`, a thousand to a round
@@ -934,7 +975,9 @@ async fn add_many_letters(con: &mut redis::aio::MultiplexedConnection, n: usize)
 
 /// The number in `text` just before `marker` (`"at least 3000 dead letters"`).
 fn count_before(text: &str, marker: &str) -> usize {
-    let head = &text[..text.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {text}"))];
+    let head = &text[..text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"))];
     let digits: String = head
         .trim_end()
         .chars()
@@ -944,7 +987,9 @@ fn count_before(text: &str, marker: &str) -> usize {
         .into_iter()
         .rev()
         .collect();
-    digits.parse().unwrap_or_else(|_| panic!("no count before {marker:?} in {text}"))
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no count before {marker:?} in {text}"))
 }
 
 /// Issue 28 (5): a replay cut short by a Redis failure says how many letters it had
@@ -1004,7 +1049,10 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
     assert!(error.contains("call again to replay the rest"), "{error}");
     let replayed = count_before(error, "dead letters were replayed");
     let moved = len(&mut con, "ORDERS_STREAM").await;
-    assert!(replayed >= 2_000 && replayed <= moved, "{replayed} said, {moved} moved: {error}");
+    assert!(
+        replayed >= 2_000 && replayed <= moved,
+        "{replayed} said, {moved} moved: {error}"
+    );
     assert_eq!(moved + len(&mut con, "ORDERS_STREAM:dead").await, LETTERS);
     host.abandon().await;
 
@@ -1020,9 +1068,7 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = config_file(&dir, &payments(name).to_string());
     let url = proxy.url(None);
-    let shell = tokio::task::spawn_blocking(move || {
-        dlq(&path, &["replay", name, "--redis", &url])
-    });
+    let shell = tokio::task::spawn_blocking(move || dlq(&path, &["replay", name, "--redis", &url]));
     cut_when_some_moved(&con).await;
     proxy.refuse_next(usize::MAX);
     proxy.cut();
@@ -1031,7 +1077,10 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
     assert!(err.contains("run it again to replay the rest"), "{err}");
     let replayed = count_before(&err, "dead letters were replayed");
     let moved = len(&mut con, "ORDERS_STREAM").await;
-    assert!(replayed >= 2_000 && replayed <= moved, "{replayed} said, {moved} moved: {err}");
+    assert!(
+        replayed >= 2_000 && replayed <= moved,
+        "{replayed} said, {moved} moved: {err}"
+    );
 }
 
 /// Issue 28 (6): `--count` is bounded by the command line (1 to 100,000), before Redis
@@ -1040,12 +1089,19 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
 async fn dlq_list_count_is_bounded() {
     let TestContext { redis, .. } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!("[redis]\nurl = {:?}\n\n{}", redis.url(), payments("ops-count"));
+    let text = format!(
+        "[redis]\nurl = {:?}\n\n{}",
+        redis.url(),
+        payments("ops-count")
+    );
     let path = config_file(&dir, &text);
     for count in ["9223372036854775808", "0", "100001"] {
         let (code, out, err) = dlq(&path, &["list", "ops-count", "--count", count]);
         assert_eq!(code, 2, "{count}: {out}{err}");
-        assert!(err.contains("--count") && err.contains("1..=100000"), "{count}: {err}");
+        assert!(
+            err.contains("--count") && err.contains("1..=100000"),
+            "{count}: {err}"
+        );
         assert!(!err.contains("ERR"), "{count}: {err}");
     }
     let (code, out, err) = dlq(&path, &["list", "ops-count", "--count", "100000"]);

@@ -45,7 +45,8 @@ pub struct PurgeAnswer {
 }
 
 /// How to ask for every letter or for some, for the 400 answers.
-const HOW_TO_ASK: &str = "send no body (zero bytes) for every dead letter, or {\"ids\": [...]} with at least one ID";
+const HOW_TO_ASK: &str =
+    "send no body (zero bytes) for every dead letter, or {\"ids\": [...]} with at least one ID";
 
 /// The IDs a replay or purge names, checked before anything is done: `None` (every
 /// letter) only for a body of zero bytes; 400 for a body of whitespace, one that is not

@@ -97,9 +97,17 @@ pub async fn page(
             .dead_page(&dead.stream, after_text.as_deref(), limits)
             .await
             .map_err(ApiError::internal)?;
-        let last = page.entries.last().and_then(|e| e.id.parse().ok()).or(after);
+        let last = page
+            .entries
+            .last()
+            .and_then(|e| e.id.parse().ok())
+            .or(after);
         for entry in page.entries {
-            used += entry.fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            used += entry
+                .fields
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
             entries.push(letter(entry, &dead.stream));
         }
         if page.more {
@@ -151,11 +159,13 @@ impl Cursor {
         };
         let (stream, id) = match text.split_once('/') {
             Some((index, id)) => {
-                let index: usize = index
-                    .parse()
-                    .ok()
-                    .filter(|i| *i < streams)
-                    .ok_or_else(|| refused(format!("the pipeline has dead-letter streams 0 to {}", streams.saturating_sub(1))))?;
+                let index: usize =
+                    index.parse().ok().filter(|i| *i < streams).ok_or_else(|| {
+                        refused(format!(
+                            "the pipeline has dead-letter streams 0 to {}",
+                            streams.saturating_sub(1)
+                        ))
+                    })?;
                 (index, id)
             }
             None if streams == 1 => (0, text),

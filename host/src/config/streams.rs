@@ -69,4 +69,3 @@ impl PipelineConfig {
             .collect()
     }
 }
-
