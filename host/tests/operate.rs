@@ -1035,7 +1035,7 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
     };
 
     add_many_letters(&mut con, LETTERS).await;
-    proxy.delay_requests(Duration::from_millis(40));
+    proxy.delay_requests(Duration::from_millis(100));
     let call = tokio::spawn({
         let base = base.clone();
         async move { replay_call(&base, name, None).await }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::Broker;
 use super::{LetterIds, Purged, ReplayCut, Replayed};
+use crate::message::StreamId;
 
 /// A dead-letter stream and the input its letters are replayed to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,13 +21,14 @@ pub struct DeadStream {
 }
 
 impl Broker {
-    /// Replays every letter of each stream there when the call reaches it
-    /// ([`Broker::replay_all`]), stream by stream. A failure is a [`ReplayCut`] counting
+    /// Replays every letter of each stream there when the call begins (the last ID of
+    /// each is read first), stream by stream. A failure is a [`ReplayCut`] counting
     /// every stream's letters replayed before it.
     pub async fn replay_every(&self, streams: &[DeadStream], meta: usize) -> Result<Replayed> {
         let mut done = Replayed::default();
-        for s in streams {
-            match self.replay_all(&s.stream, &s.input, meta).await {
+        for (s, last) in streams.iter().zip(self.last_ids(streams).await?) {
+            let Some(last) = last else { continue };
+            match self.replay_through(&s.stream, &s.input, meta, last).await {
                 Ok(step) => done.absorb(step),
                 Err(e) => return Err(ReplayCut::of(&s.stream, &done, e)),
             }
@@ -74,17 +76,22 @@ impl Broker {
     /// Deletes every letter there when the call begins, in every stream (the last ID of
     /// each is read first; letters that arrive later stay). Returns how many it deleted.
     pub async fn purge_every(&self, streams: &[DeadStream]) -> Result<usize> {
-        let mut bounds = Vec::with_capacity(streams.len());
-        for s in streams {
-            bounds.push(self.last_id(&s.stream).await?);
-        }
         let mut purged = 0;
-        for (s, last) in streams.iter().zip(bounds) {
+        for (s, last) in streams.iter().zip(self.last_ids(streams).await?) {
             if let Some(last) = last {
                 purged += self.purge_dead(&s.stream, last).await?;
             }
         }
         Ok(purged)
+    }
+
+    /// The last letter's ID of each stream (`None`: it has none).
+    async fn last_ids(&self, streams: &[DeadStream]) -> Result<Vec<Option<StreamId>>> {
+        let mut bounds = Vec::with_capacity(streams.len());
+        for s in streams {
+            bounds.push(self.last_id(&s.stream).await?);
+        }
+        Ok(bounds)
     }
 }
 

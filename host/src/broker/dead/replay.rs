@@ -100,27 +100,40 @@ impl Broker {
     /// Replays every letter of `dead` there when the call begins, oldest first, to
     /// `input` (letters added during the replay are left). `meta` is how many metadata
     /// fields lead each dead letter. Each script call moves at most [`REPLAY_CHUNK`]
-    /// letters and [`MAX_FIELDS_PER_COMMIT`] fields, atomically. A failure is a
-    /// [`ReplayCut`], with what was replayed before it.
+    /// letters and [`MAX_FIELDS_PER_COMMIT`] fields, atomically. A failure once letters
+    /// may have moved is a [`ReplayCut`], with what was replayed before it.
     pub async fn replay_all(&self, dead: &str, input: &str, meta: usize) -> Result<Replayed> {
+        match self.last_id(dead).await? {
+            Some(last) => self.replay_through(dead, input, meta, last).await,
+            None => Ok(Replayed::default()),
+        }
+    }
+
+    /// Replays the letters of `dead` up to `last` (inclusive), as [`Broker::replay_all`]
+    /// does with the last letter there when it begins.
+    pub async fn replay_through(
+        &self,
+        dead: &str,
+        input: &str,
+        meta: usize,
+        last: StreamId,
+    ) -> Result<Replayed> {
         let mut done = Replayed::default();
-        match self.replay_range(dead, input, meta, &mut done).await {
+        match self.replay_range(dead, input, meta, last, &mut done).await {
             Ok(()) => Ok(done),
             Err(cause) => Err(ReplayCut::of(dead, &done, cause)),
         }
     }
 
-    /// [`Broker::replay_all`]'s calls, adding what each did to `done`.
+    /// [`Broker::replay_through`]'s calls, adding what each did to `done`.
     async fn replay_range(
         &self,
         dead: &str,
         input: &str,
         meta: usize,
+        bound: StreamId,
         done: &mut Replayed,
     ) -> Result<()> {
-        let Some(bound) = self.last_id(dead).await? else {
-            return Ok(());
-        };
         let mut after: Option<StreamId> = None;
         while after != Some(bound) {
             let start = after.map_or_else(|| "-".to_owned(), |id| id.to_string());
