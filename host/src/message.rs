@@ -27,6 +27,19 @@ impl StreamId {
     }
 }
 
+impl StreamId {
+    /// The smallest ID after this one; `None` after the largest.
+    pub fn successor(self) -> Option<Self> {
+        match self.seq.checked_add(1) {
+            Some(seq) => Some(Self { seq, ..self }),
+            None => Some(Self {
+                ms: self.ms.checked_add(1)?,
+                seq: 0,
+            }),
+        }
+    }
+}
+
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}-{}", self.ms, self.seq)
@@ -210,6 +223,15 @@ mod tests {
         assert_eq!(StreamId::parse("x-1"), StreamId::default());
         assert_eq!(StreamId::parse("1700000000000-3").ms, 1_700_000_000_000);
         assert_eq!(StreamId::parse("12-3").to_string(), "12-3");
+    }
+
+    #[test]
+    fn the_successor_is_the_next_id() {
+        let next = |id: &str| StreamId::parse(id).successor().map(|n| n.to_string());
+        assert_eq!(next("5-3").as_deref(), Some("5-4"));
+        let max = u64::MAX;
+        assert_eq!(next(&format!("5-{max}")).as_deref(), Some("6-0"));
+        assert_eq!(next(&format!("{max}-{max}")), None);
     }
 
     #[test]

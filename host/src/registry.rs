@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::broker::DeadStream;
+use crate::config::PipelineConfig;
 use crate::status::Board;
 use crate::wasm::{Plugin, PluginCell, Runtime, Source};
 
@@ -42,12 +44,32 @@ struct SlotState {
 /// The streams a pipeline reads and dead-letters to.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Streams {
-    /// The input stream.
+    /// The input stream, as configured (a partitioned pipeline reads `INPUT:{p}`).
     pub input: String,
-    /// The dead-letter stream.
-    pub dead_letter: String,
+    /// Every dead-letter stream, with the input its letters are replayed to: one, or
+    /// one per partition, in partition order.
+    pub dead_letters: Vec<DeadStream>,
     /// The key prefixes the pipeline's handler state may use (`state`); empty: none.
     pub state: Vec<String>,
+}
+
+impl Streams {
+    /// The streams of the pipeline `config`.
+    pub fn of(config: &PipelineConfig) -> Self {
+        let dead_letters = config
+            .parts()
+            .iter()
+            .map(|part| DeadStream {
+                stream: part.dead_letter_stream(),
+                input: part.input.to_string(),
+            })
+            .collect();
+        Self {
+            input: config.input.to_string(),
+            dead_letters,
+            state: config.state.clone(),
+        }
+    }
 }
 
 /// Whether a pipeline whose `state` prefixes are `prefixes` may run `plugin`: a

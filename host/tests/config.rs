@@ -148,6 +148,7 @@ fn sluice_run_refuses_invalid_configs() {
         ("unknown-key.toml", "unknown field `bacth`"),
         ("missing-plugin.toml", "does not exist"),
         ("duplicate-name.toml", "used twice"),
+        ("shared-dead-letter.toml", "both dead-letter to \"DEAD\""),
         ("not-a-component.toml", "not a WebAssembly file"),
     ];
     let redis = RedisServer::start().expect("redis");
@@ -186,5 +187,51 @@ fn a_state_prefix_over_another_pipelines_stream_is_refused() {
     assert!(
         error.contains("state prefix \"k:\" covers the stream \"k:in2\" of pipeline \"s2\""),
         "{error}"
+    );
+}
+
+/// Issue 28 (1): two pipelines may not share a dead-letter stream — a replay of one
+/// moved the other's letters into its input. Refused whether the stream is named, the
+/// default `INPUT:dead` of two groups on one input, or a partition's.
+#[test]
+fn a_shared_dead_letter_stream_is_refused() {
+    let e = load_error("shared-dead-letter.toml");
+    assert!(
+        e.contains("pipelines \"orders\" and \"echo\" both dead-letter to \"DEAD\"")
+            && e.contains("give each its own stream with `dead_letter"),
+        "{e}"
+    );
+    let parse = |text: String| {
+        sluice::config::Config::parse(&with_plugins(&text), &workspace())
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    let fan_out = format!(
+        "{}{}",
+        payments("a").reading("ORDERS_STREAM", "GA"),
+        payments("b").reading("ORDERS_STREAM", "GB")
+    );
+    let e = parse(fan_out.clone()).expect_err("refused");
+    assert!(
+        e.contains("pipelines \"a\" and \"b\" both dead-letter to \"ORDERS_STREAM:dead\""),
+        "{e}"
+    );
+    let own = format!(
+        "{}{}",
+        payments("a").reading("ORDERS_STREAM", "GA"),
+        payments("b")
+            .reading("ORDERS_STREAM", "GB")
+            .with("dead_letter = \"B:dead\"")
+    );
+    assert_eq!(parse(own), Ok(()));
+    let partitioned = format!(
+        "{}{}",
+        payments("p").with("partitions = 4"),
+        echo("q").with("dead_letter = \"ORDERS_STREAM:dead:{2}\"")
+    );
+    let e = parse(partitioned).expect_err("refused");
+    assert!(
+        e.contains("pipelines \"p\" and \"q\" both dead-letter to \"ORDERS_STREAM:dead:{2}\""),
+        "{e}"
     );
 }

@@ -513,27 +513,36 @@ async fn add_letters(
     con: &mut redis::aio::MultiplexedConnection,
     letters: &[(&str, Option<&str>)],
 ) {
+    add_letters_to(con, "ORDERS_STREAM:dead", letters).await;
+}
+
+/// [`add_letters`] to the dead-letter stream `dead`, in one round trip.
+async fn add_letters_to(
+    con: &mut redis::aio::MultiplexedConnection,
+    dead: &str,
+    letters: &[(&str, Option<&str>)],
+) {
+    let mut pipe = redis::pipe();
     for (id, order) in letters {
-        let mut fields = vec![
-            ("sluice.error", "rejected: test"),
-            ("sluice.source", "ORDERS_STREAM"),
-            ("sluice.id", "1-0"),
-            ("sluice.pipeline", "test"),
-            ("sluice.plugin", "sha256:0"),
-            ("sluice.attempts", "1"),
-        ];
-        if let Some(order) = order {
-            fields.extend([
-                ("orderId", *order),
-                ("orderAmount", "5.00"),
-                ("userId", "u"),
-            ]);
-        }
-        let _: String = con
-            .xadd("ORDERS_STREAM:dead", id, &fields)
-            .await
-            .expect("XADD letter");
+        pipe.xadd(dead, id, &letter(*order)).ignore();
     }
+    let () = pipe.query_async(con).await.expect("XADD letters");
+}
+
+/// A dead letter's fields: the metadata, then a valid order's fields if `order` is given.
+fn letter(order: Option<&str>) -> Vec<(&str, &str)> {
+    let mut fields = vec![
+        ("sluice.error", "rejected: test"),
+        ("sluice.source", "ORDERS_STREAM"),
+        ("sluice.id", "1-0"),
+        ("sluice.pipeline", "test"),
+        ("sluice.plugin", "sha256:0"),
+        ("sluice.attempts", "1"),
+    ];
+    if let Some(order) = order {
+        fields.extend([("orderId", order), ("orderAmount", "5.00"), ("userId", "u")]);
+    }
+    fields
 }
 
 /// Issue 28.2: a replay of all replays the letters there when it began. Fifty entries
@@ -688,6 +697,38 @@ async fn dead_letters_replay_and_purge_by_id_check_every_id_first() {
     assert_eq!(status, 400, "{answer}");
     let (status, answer) = replay_call(&base, name, Some(serde_json::json!({ "id": ["5"] }))).await;
     assert_eq!(status, 400, "{answer}");
+    // Issue 28 (4): only a body of zero bytes means every letter. Whitespace (a newline
+    // from `curl -d @file`), `{}` and an empty list are refused, saying how to ask for
+    // all (no body) or for some (`"ids"`); whitespace used to purge everything.
+    let purge_url = format!("{base}/v1/pipelines/{name}/dead");
+    let replay_url = format!("{base}/v1/pipelines/{name}/dead/replay");
+    let (delete, post) = (reqwest::Method::DELETE, reqwest::Method::POST);
+    for (method, url, body) in [
+        (&delete, &purge_url, " "),
+        (&delete, &purge_url, "\n"),
+        (&delete, &purge_url, " \r\n\t"),
+        (&delete, &purge_url, "{}"),
+        (&post, &replay_url, "\n"),
+        (&post, &replay_url, "{}"),
+        (&post, &replay_url, r#"{"ids": []}"#),
+    ] {
+        let response = reqwest::Client::new()
+            .request(method.clone(), url.as_str())
+            .bearer_auth(TOKEN)
+            .body(body)
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(status, 400, "{method} {body:?}: {answer}");
+        let error = answer["error"].as_str().expect("error");
+        assert!(
+            error.contains("no body") && error.contains("\"ids\""),
+            "{method} {body:?}: {error}"
+        );
+    }
+    assert_eq!(len(&mut con, "ORDERS_STREAM:dead").await, 2, "nothing done");
     let untyped = reqwest::Client::new()
         .delete(format!("{base}/v1/pipelines/{name}/dead"))
         .bearer_auth(TOKEN)
@@ -713,6 +754,358 @@ async fn dead_letters_replay_and_purge_by_id_check_every_id_first() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0, "1796527819469-0");
     host.stop().await;
+}
+
+/// `GET {base}{path}` with the token: status and JSON answer.
+async fn get_json(base: &str, path: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+/// Issue 28 (2): a partitioned pipeline's dead letters are in one stream per partition,
+/// and the API works on all of them: the view lists them, pages read them in partition
+/// order with a cursor that names the stream (`INDEX/ID`), replay and purge (by ID: not
+/// found means found in none) act on each. They used to read, replay and purge
+/// `ORDERS_STREAM:dead`, a stream that never exists.
+#[tokio::test]
+async fn dead_letters_of_a_partitioned_pipeline() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let name = "ops-parts";
+    let mut config = payments(name).with("partitions = 4").config(ADMIN);
+    if let Some(admin) = &mut config.admin {
+        admin.token = Some(TOKEN.to_owned());
+    }
+    let host = Host::start(&redis, config).await;
+    let base = format!("http://{}", host.admin());
+    let dead = |p: usize| format!("ORDERS_STREAM:dead:{{{p}}}");
+    let (_, view) = get_json(&base, &format!("/v1/pipelines/{name}")).await;
+    assert_eq!(
+        view["dead_letters"],
+        serde_json::json!((0..4).map(dead).collect::<Vec<_>>()),
+        "{view}"
+    );
+    add_letters_to(
+        &mut con,
+        &dead(1),
+        &[("1-0", Some("a")), ("5-0", Some("b"))],
+    )
+    .await;
+    add_letters_to(&mut con, &dead(2), &[("2-0", Some("c"))]).await;
+    add_letters_to(
+        &mut con,
+        &dead(3),
+        &[("3-0", Some("d")), ("4-0", Some("e"))],
+    )
+    .await;
+
+    // Pages of two, partition by partition; the cursor names the stream.
+    let mut seen = Vec::new();
+    let mut cursors = Vec::new();
+    let mut path = format!("/v1/pipelines/{name}/dead?count=2");
+    loop {
+        let (status, page) = get_json(&base, &path).await;
+        assert_eq!(status, 200, "{page}");
+        let entries = page["entries"].as_array().expect("entries");
+        assert!(entries.len() <= 2, "{page}");
+        for e in entries {
+            seen.push(format!(
+                "{} {}",
+                e["stream"].as_str().expect("stream"),
+                e["id"].as_str().expect("id")
+            ));
+        }
+        let Some(next) = page["next"].as_str() else {
+            break;
+        };
+        cursors.push(next.to_owned());
+        path = format!("/v1/pipelines/{name}/dead?count=2&after={next}");
+        assert!(cursors.len() < 10, "paging does not end: {cursors:?}");
+    }
+    let expected: Vec<String> = [(1, "1-0"), (1, "5-0"), (2, "2-0"), (3, "3-0"), (3, "4-0")]
+        .iter()
+        .map(|(p, id)| format!("{} {id}", dead(*p)))
+        .collect();
+    assert_eq!(seen, expected, "cursors {cursors:?}");
+    assert_eq!(cursors[0], "1/5-0");
+    for bad in ["4/1-0", "x/1-0", "1/notanid", "notanid"] {
+        let (status, answer) =
+            get_json(&base, &format!("/v1/pipelines/{name}/dead?after={bad}")).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+
+    // By ID, across partitions.
+    let ids = serde_json::json!({ "ids": ["2-0", "999-0"] });
+    let (status, answer) = replay_call(&base, name, Some(ids)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({ "replayed": 1, "kept": [], "not_found": ["999-0"] })
+    );
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM:{2}").await,
+        1,
+        "back on its partition's input"
+    );
+    let (_, answer) = purge_call(
+        &base,
+        name,
+        Some(serde_json::json!({ "ids": ["3-0", "2-0"] })),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        serde_json::json!({ "purged": 1, "not_found": ["2-0"] })
+    );
+
+    // All: every partition's letters, each back to its own partition.
+    let (_, answer) = replay_call(&base, name, None).await;
+    assert_eq!(answer["replayed"], 3, "{answer}");
+    assert_eq!(len(&mut con, "ORDERS_STREAM:{1}").await, 2);
+    assert_eq!(len(&mut con, "ORDERS_STREAM:{3}").await, 1);
+    add_letters_to(&mut con, &dead(0), &[("7-0", None)]).await;
+    add_letters_to(&mut con, &dead(3), &[("8-0", None)]).await;
+    let (_, answer) = purge_call(&base, name, None).await;
+    assert_eq!(answer, serde_json::json!({ "purged": 2, "not_found": [] }));
+    for p in 0..4 {
+        assert_eq!(len(&mut con, &dead(p)).await, 0, "{}", dead(p));
+    }
+    host.stop().await;
+}
+
+/// Issue 28 (3): `sluice dlq purge` deletes the letters it counted, not the ones that
+/// arrived while it asked. One letter when it asks on a terminal (a pty here), five more
+/// before the answer: it purges one and says so; the five stay. It used to ask about 1
+/// and delete 6.
+#[tokio::test]
+async fn dlq_purge_deletes_only_the_letters_it_asked_about() {
+    use std::io::{Read, Write};
+    use std::os::fd::FromRawFd;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    add_letters(&mut con, &[("1-0", Some("a"))]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[redis]\nurl = {:?}\n\n{}",
+        redis.url(),
+        payments("ops-asked")
+    );
+    let path = config_file(&dir, &text);
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes two new descriptors into the integers given; each is then
+    // owned by exactly one `File`.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty");
+    let (mut terminal, tty) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dlq", "purge", "ops-asked", "-c"])
+        .arg(&path)
+        .stdin(tty)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let asked = tokio::task::spawn_blocking(move || {
+        let mut shown = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&shown).contains("[y/N]") {
+            if stderr.read(&mut byte).expect("read stderr") == 0 {
+                break;
+            }
+            shown.push(byte[0]);
+        }
+        String::from_utf8_lossy(&shown).into_owned()
+    })
+    .await
+    .expect("reader");
+    assert!(
+        asked.contains("purge 1 dead letter of pipeline \"ops-asked\"? [y/N]"),
+        "{asked}"
+    );
+    for _ in 0..5 {
+        add(&mut con, "ORDERS_STREAM:dead", &letter(None)).await;
+    }
+    terminal.write_all(b"y\n").expect("answer");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("exit"))
+        .await
+        .expect("wait");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("purged 1 dead letter from ORDERS_STREAM:dead"),
+        "{stdout}"
+    );
+    assert_eq!(
+        len(&mut con, "ORDERS_STREAM:dead").await,
+        5,
+        "the later letters stay"
+    );
+}
+
+/// Adds `n` dead letters (valid orders) to `ORDERS_STREAM:dead`, a thousand to a round
+/// trip.
+async fn add_many_letters(con: &mut redis::aio::MultiplexedConnection, n: usize) {
+    for start in (0..n).step_by(1_000) {
+        let mut pipe = redis::pipe();
+        for i in start..n.min(start + 1_000) {
+            pipe.xadd("ORDERS_STREAM:dead", "*", &letter(Some(&format!("o{i}"))))
+                .ignore();
+        }
+        let () = pipe.query_async(con).await.expect("XADD letters");
+    }
+}
+
+/// The number in `text` just before `marker` (`"at least 3000 dead letters"`).
+fn count_before(text: &str, marker: &str) -> usize {
+    let head = &text[..text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"))];
+    let digits: String = head
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("no count before {marker:?} in {text}"))
+}
+
+/// Issue 28 (5): a replay cut short by a Redis failure says how many letters it had
+/// replayed and to run it again, over HTTP (the 503 answer) and from the shell. 20,000
+/// letters, replayed through a proxy that slows each call down; the connection is cut
+/// once some chunks have moved. The answer used to say only "redis unavailable".
+#[tokio::test]
+async fn a_replay_cut_short_says_how_many_were_replayed() {
+    const LETTERS: usize = 20_000;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let name = "ops-cut";
+    let proxy = proxy::Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
+    let mut config = payments(name).config(ADMIN);
+    if let Some(admin) = &mut config.admin {
+        admin.token = Some(TOKEN.to_owned());
+    }
+    let host = Host::start_at(&proxy.url(None), config).await;
+    let base = format!("http://{}", host.admin());
+    // Paused: the replayed orders wait on the input, where they are counted.
+    reqwest::Client::new()
+        .post(format!("{base}/v1/pipelines/{name}/pause"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("POST");
+    eventually("paused", Duration::from_secs(10), || async {
+        pipeline_view(&base, name)
+            .await
+            .filter(|v| v.status.state == "paused")
+    })
+    .await;
+    let cut_when_some_moved = |con: &redis::aio::MultiplexedConnection| {
+        let con = con.clone();
+        async move {
+            eventually("a chunk replayed", Duration::from_secs(30), || {
+                let mut con = con.clone();
+                async move {
+                    (len(&mut con, "ORDERS_STREAM:dead").await <= LETTERS - 2_000).then_some(())
+                }
+            })
+            .await;
+        }
+    };
+
+    add_many_letters(&mut con, LETTERS).await;
+    proxy.delay_requests(Duration::from_millis(100));
+    let call = tokio::spawn({
+        let base = base.clone();
+        async move { replay_call(&base, name, None).await }
+    });
+    cut_when_some_moved(&con).await;
+    proxy.refuse_next(usize::MAX);
+    proxy.cut();
+    let (status, answer) = call.await.expect("call");
+    assert_eq!(status, 503, "{answer}");
+    let error = answer["error"].as_str().expect("error");
+    assert!(error.contains("call again to replay the rest"), "{error}");
+    let replayed = count_before(error, "dead letters were replayed");
+    let moved = len(&mut con, "ORDERS_STREAM").await;
+    assert!(
+        replayed >= 2_000 && replayed <= moved,
+        "{replayed} said, {moved} moved: {error}"
+    );
+    assert_eq!(moved + len(&mut con, "ORDERS_STREAM:dead").await, LETTERS);
+    host.abandon().await;
+
+    // From the shell.
+    let () = redis::pipe()
+        .del("ORDERS_STREAM")
+        .del("ORDERS_STREAM:dead")
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
+    add_many_letters(&mut con, LETTERS).await;
+    proxy.refuse_next(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = config_file(&dir, &payments(name).to_string());
+    let url = proxy.url(None);
+    let shell = tokio::task::spawn_blocking(move || dlq(&path, &["replay", name, "--redis", &url]));
+    cut_when_some_moved(&con).await;
+    proxy.refuse_next(usize::MAX);
+    proxy.cut();
+    let (code, out, err) = shell.await.expect("sluice dlq");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("run it again to replay the rest"), "{err}");
+    let replayed = count_before(&err, "dead letters were replayed");
+    let moved = len(&mut con, "ORDERS_STREAM").await;
+    assert!(
+        replayed >= 2_000 && replayed <= moved,
+        "{replayed} said, {moved} moved: {err}"
+    );
+}
+
+/// Issue 28 (6): `--count` is bounded by the command line (1 to 100,000), before Redis
+/// is asked; a count past Redis's range used to print Redis's raw error.
+#[tokio::test]
+async fn dlq_list_count_is_bounded() {
+    let TestContext { redis, .. } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = format!(
+        "[redis]\nurl = {:?}\n\n{}",
+        redis.url(),
+        payments("ops-count")
+    );
+    let path = config_file(&dir, &text);
+    for count in ["9223372036854775808", "0", "100001"] {
+        let (code, out, err) = dlq(&path, &["list", "ops-count", "--count", count]);
+        assert_eq!(code, 2, "{count}: {out}{err}");
+        assert!(
+            err.contains("--count") && err.contains("1..=100000"),
+            "{count}: {err}"
+        );
+        assert!(!err.contains("ERR"), "{count}: {err}");
+    }
+    let (code, out, err) = dlq(&path, &["list", "ops-count", "--count", "100000"]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// `/readyz` turns 503 when Redis is gone.

@@ -362,6 +362,8 @@ async fn off_and_when_present_trace_only_what_they_say() {
         + &payments("untraced")
             .writing(&["UNTRACED"])
             .with("traces = \"off\"\nconfig = { payments_stream = \"UNTRACED\" }")
+            // Two groups on one input: each pipeline keeps its own dead letters.
+            .with("dead_letter = \"UNTRACED:dead\"")
             .reading("ORDERS_STREAM", "UNTRACED_GROUP")
             .to_string()
         + &payments("present")

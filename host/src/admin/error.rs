@@ -9,7 +9,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::broker::{Blame, Broker, Fault};
+use crate::broker::{Blame, Broker, Fault, ReplayCut};
 
 /// `text` as an open answer may show it: without where Redis is, on one line (no
 /// multi-line debug output of a library).
@@ -41,10 +41,21 @@ impl ApiError {
 
     /// A failure of the daemon or of Redis, logged in full and answered without
     /// internals: 503 when Redis is unreachable or refuses (with its error code), 500
-    /// otherwise.
+    /// otherwise. A replay cut short says how many letters it had replayed.
     pub fn internal(error: anyhow::Error) -> Self {
-        let Some(fault) = error.downcast_ref::<Fault>() else {
-            return Self::failed("the call failed inside the daemon", error);
+        let cut = error.downcast_ref::<ReplayCut>();
+        let note = cut.map_or_else(String::new, |cut| {
+            format!(
+                "at least {} dead letters were replayed before the failure (moved to the input and deleted), the others are still dead letters: call again to replay the rest; ",
+                cut.replayed
+            )
+        });
+        let fault = error
+            .downcast_ref::<Fault>()
+            .or_else(|| cut.and_then(ReplayCut::fault));
+        let Some(fault) = fault else {
+            let what = format!("the call failed inside the daemon: {note}");
+            return Self::failed(what.trim_end_matches([';', ' ', ':']), error);
         };
         tracing::warn!(error = format!("{error:#}"), "admin API request failed");
         let (status, what) = match fault.blame() {
@@ -54,7 +65,7 @@ impl ApiError {
         let code = fault.code();
         Self::new(
             status,
-            format!("{what} ({code}): see the daemon's log for details"),
+            format!("{what} ({code}): {note}see the daemon's log for details"),
         )
     }
 

@@ -18,10 +18,11 @@ use crate::status::BoardView;
 pub struct PipelineView {
     /// The pipeline's name.
     pub name: String,
-    /// The input stream.
+    /// The input stream, as configured (a partitioned pipeline reads `INPUT:{p}`).
     pub input: String,
-    /// The dead-letter stream.
-    pub dead_letter: String,
+    /// The dead-letter streams: one, or one per partition (`INPUT:dead:{0}` ..), in the
+    /// order the dead-letter pages read them.
+    pub dead_letters: Vec<String>,
     /// The running plugin version.
     pub plugin: String,
     /// State, backlog, recent rates, last error.
@@ -33,7 +34,12 @@ fn view(slot: &Slot) -> PipelineView {
     PipelineView {
         name: slot.pipeline().to_owned(),
         input: slot.streams().input.clone(),
-        dead_letter: slot.streams().dead_letter.clone(),
+        dead_letters: slot
+            .streams()
+            .dead_letters
+            .iter()
+            .map(|d| d.stream.clone())
+            .collect(),
         plugin: slot.current().digest().to_string(),
         status: slot.board().view(),
     }

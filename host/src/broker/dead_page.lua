@@ -6,13 +6,15 @@
 -- ARGV[1]  where to start: '-', or '(' followed by the ID to start after
 -- ARGV[2]  how many entries at most
 -- ARGV[3]  the most bytes of one field name or value (longer ones are cut)
--- ARGV[4]  the most bytes of the page (names and values, after cutting); the first
---          entry is always returned, cut to fit, so that paging always moves on
+-- ARGV[4]  the most bytes of the page (names and values, after cutting)
+-- ARGV[5]  '1': the first entry is returned whatever its size, cut to fit, so that
+--          paging always moves on; '0': only entries that fit whole (a page that
+--          continues another one)
 -- Returns { more, entry... } with entry = { id, cut, { name, value, ... } }: `cut` is
 -- 1 when a name or value of the entry was cut or fields were left out; `more` is 1
 -- when the page stopped at the budget with entries left.
 
-local start, count = ARGV[1], tonumber(ARGV[2])
+local start, count, cut_first = ARGV[1], tonumber(ARGV[2]), ARGV[5] == '1'
 local cap, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local page = { 0 }
 local used = 0
@@ -43,7 +45,7 @@ end
 for n = 1, count do
   local row = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1)[1]
   if not row then break end
-  local entry, size = fit(row, budget - used, n == 1)
+  local entry, size = fit(row, budget - used, n == 1 and cut_first)
   if not entry then
     page[1] = 1
     break

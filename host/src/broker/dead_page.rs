@@ -19,9 +19,11 @@ pub struct PageLimits {
     pub count: usize,
     /// Bytes of one field name or value at most; longer ones are cut.
     pub value_bytes: usize,
-    /// Bytes of the page's names and values at most (the first entry is always
-    /// returned, cut to fit).
+    /// Bytes of the page's names and values at most.
     pub page_bytes: usize,
+    /// Whether the first entry is returned whatever its size, cut to fit (so that a
+    /// reader always moves on); otherwise only entries that fit whole are.
+    pub cut_first: bool,
 }
 
 /// An entry as a page holds it.
@@ -58,7 +60,8 @@ impl Broker {
         call.arg(start)
             .arg(limits.count)
             .arg(limits.value_bytes)
-            .arg(limits.page_bytes);
+            .arg(limits.page_bytes)
+            .arg(if limits.cut_first { "1" } else { "0" });
         let reply: Vec<Value> = self
             .call(&format!("reading a page of {dead:?}"), |mut c| async move {
                 call.invoke_async(&mut c).await

@@ -37,7 +37,9 @@ pub use conn::Conn;
 
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
-pub use dead::{IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, Replayed};
+pub use dead::{
+    DeadStream, IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, ReplayCut, Replayed,
+};
 pub use dead_page::{Page, PageEntry, PageLimits};
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use lease::LeaseKeys;

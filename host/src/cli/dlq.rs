@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 use super::Target;
-use crate::broker::{Broker, LetterIds};
+use crate::broker::{Broker, LetterIds, ReplayCut, Replayed};
 use crate::config::{Config, PipelineConfig};
 use crate::message::dead_letter_fields;
 
@@ -31,8 +31,8 @@ pub enum DlqAction {
     List {
         /// The pipeline.
         pipeline: String,
-        /// How many at most.
-        #[arg(long, default_value_t = 50)]
+        /// How many at most (1 to 100,000), across every partition's stream.
+        #[arg(long, default_value_t = 50, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000))]
         count: usize,
     },
     /// Send dead letters back to the input with their original fields: the IDs given,
@@ -103,11 +103,7 @@ async fn dlq(action: DlqAction, path: &Path, redis: Option<String>) -> Result<Ex
 /// The pipeline `name` of `config`, once per partition: a partitioned pipeline's dead
 /// letters are in one stream per partition.
 fn partitions(config: &Config, name: &str, path: &Path) -> Result<Vec<PipelineConfig>> {
-    let p = super::find_pipeline(config, path, name)?;
-    Ok(match p.partitions {
-        Some(n) => (0..n).map(|i| p.partition(i)).collect(),
-        None => vec![p.clone()],
-    })
+    Ok(super::find_pipeline(config, path, name)?.parts())
 }
 
 impl Letters {
@@ -134,16 +130,19 @@ impl Letters {
     }
 
     async fn replay_all(&self) -> Result<ExitCode> {
+        let mut done = Replayed::default();
         for p in &self.parts {
             let (dead, input) = (p.dead_letter_stream(), p.input.as_str());
-            let done = self
+            let step = self
                 .broker
                 .replay_all(&dead, input, dead_letter_fields::COUNT)
-                .await?;
-            for id in &done.kept {
+                .await
+                .map_err(|e| ReplayCut::of(&dead, &done, e))?;
+            for id in &step.kept {
                 print_kept(id, &dead, input);
             }
-            println!("replayed {} to {input}", letters(done.replayed));
+            println!("replayed {} to {input}", letters(step.replayed));
+            done.absorb(step);
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -152,30 +151,38 @@ impl Letters {
     /// stream: two partitions can hold the same one); not found is not found in any.
     async fn replay_ids(&self, ids: &LetterIds) -> Result<ExitCode> {
         let mut missing: BTreeSet<String> = text(ids).collect();
+        let mut done = Replayed::default();
         for p in &self.parts {
             let (dead, input) = (p.dead_letter_stream(), p.input.as_str());
-            let done = self
+            let step = self
                 .broker
                 .replay_ids(&dead, input, dead_letter_fields::COUNT, ids)
-                .await?;
-            let absent: BTreeSet<&str> = done.not_found.iter().map(String::as_str).collect();
+                .await
+                .map_err(|e| ReplayCut::of(&dead, &done, e))?;
+            let absent: BTreeSet<&str> = step.not_found.iter().map(String::as_str).collect();
             for id in text(ids).filter(|id| !absent.contains(id.as_str())) {
-                if done.kept.contains(&id) {
+                if step.kept.contains(&id) {
                     print_kept(&id, &dead, input);
                 } else {
                     println!("replayed {id} ({dead} to {input})");
                 }
                 missing.remove(&id);
             }
-            println!("replayed {} to {input}", letters(done.replayed));
+            println!("replayed {} to {input}", letters(step.replayed));
+            done.absorb(step);
         }
         Ok(self.not_found(ids, &missing))
     }
 
+    /// Purges the letters there when it counted them (and asked): later ones stay.
     async fn purge_all(&self, yes: bool) -> Result<ExitCode> {
         let mut count = 0;
+        let mut bounds = Vec::with_capacity(self.parts.len());
         for p in &self.parts {
-            count += self.broker.dead_count(&p.dead_letter_stream()).await?;
+            let dead = p.dead_letter_stream();
+            let (n, last) = self.broker.dead_extent(&dead).await?;
+            count += n;
+            bounds.push((dead, last));
         }
         let what = format!("{} of pipeline {:?}", letters(count), self.pipeline);
         if count > 0 && !yes {
@@ -189,9 +196,11 @@ impl Letters {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        for p in &self.parts {
-            let dead = p.dead_letter_stream();
-            let n = self.broker.purge_dead(&dead).await?;
+        for (dead, last) in bounds {
+            let n = match last {
+                Some(last) => self.broker.purge_dead(&dead, last).await?,
+                None => 0,
+            };
             println!("purged {} from {dead}", letters(n));
         }
         Ok(ExitCode::SUCCESS)

@@ -300,6 +300,7 @@ impl Default for LimitsConfig {
 mod admin;
 mod defaults;
 mod redis;
+mod streams;
 mod validate;
 
 pub use admin::AdminConfig;
@@ -355,22 +356,6 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 }
 
 impl PipelineConfig {
-    /// The stream that receives this pipeline's dead letters.
-    pub fn dead_letter_stream(&self) -> String {
-        match &self.dead_letter {
-            Some(name) => name.to_string(),
-            None => format!("{}:dead", self.input),
-        }
-    }
-
-    /// The partition numbers this pipeline runs: `0..partitions`, or just `[None]`.
-    pub fn partition_numbers(&self) -> Vec<Option<u32>> {
-        match self.partitions {
-            Some(n) => (0..n).map(Some).collect(),
-            None => vec![None],
-        }
-    }
-
     /// The handler instances of this pipeline: `concurrency` as set; unset, one per core
     /// (up to 4) when the plugin embeds an interpreter (`interpreted`: JavaScript and
     /// Python run one call at a time per instance, 10-100x slower than compiled code, so
@@ -386,37 +371,6 @@ impl PipelineConfig {
                 1
             }
         })
-    }
-
-    /// Partition `p` of this pipeline as a pipeline of its own: its streams tagged
-    /// `{p}` (see [`crate::partition`]). State prefixes stay as the handler sees them;
-    /// [`PipelineConfig::state_keys`] says where they live.
-    pub fn partition(&self, p: u32) -> PipelineConfig {
-        let tag = |name: &str| Name(crate::partition::tagged(name, p));
-        PipelineConfig {
-            input: tag(self.input.as_str()),
-            outputs: self.outputs.iter().map(|o| tag(o.as_str())).collect(),
-            dead_letter: Some(tag(&self.dead_letter_stream())),
-            partitions: None,
-            // Partitions run side by side (`concurrency` of them at once), each handling
-            // its batch on one instance.
-            concurrency: Some(1),
-            ..self.clone()
-        }
-    }
-
-    /// Where each state prefix lives in Redis in partition `p`: (prefix, Redis prefix).
-    pub fn state_keys(&self, p: Option<u32>) -> Vec<(String, String)> {
-        self.state
-            .iter()
-            .map(|prefix| {
-                let stored = match p {
-                    Some(p) => crate::partition::state_prefix(prefix, p),
-                    None => prefix.clone(),
-                };
-                (prefix.clone(), stored)
-            })
-            .collect()
     }
 }
 

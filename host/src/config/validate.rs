@@ -1,6 +1,6 @@
 //! The rules a config must keep beyond its types: each names the key and the fix.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::{Context, Result, bail};
 
@@ -22,6 +22,7 @@ impl Config {
             p.validate()
                 .with_context(|| format!("in [[pipeline]] {:?}", p.name.as_str()))?;
         }
+        self.validate_dead_letter_streams()?;
         // Handler state must not write any pipeline's streams, not only its own.
         for p in &self.pipelines {
             for other in &self.pipelines {
@@ -38,6 +39,25 @@ impl Config {
                             other.name.as_str()
                         );
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// No two pipelines share a dead-letter stream: a replay of one would move the
+    /// other's letters into its input, and a purge would delete them.
+    fn validate_dead_letter_streams(&self) -> Result<()> {
+        let mut owners: HashMap<String, &str> = HashMap::new();
+        for p in &self.pipelines {
+            for stream in p.dead_letter_streams() {
+                if let Some(other) = owners.insert(stream.clone(), p.name.as_str()) {
+                    bail!(
+                        "pipelines {other:?} and {:?} both dead-letter to {stream:?}: a replay of one would move the other's letters into its input, and a purge would delete them; give each its own stream with `dead_letter = \"...\"` (the default is \"INPUT:dead\", and a partitioned pipeline's is tagged {{p}})",
+                        p.name.as_str()
+                    );
                 }
             }
         }

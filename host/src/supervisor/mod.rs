@@ -364,11 +364,7 @@ impl Daemon {
                 .check_slots()
                 .with_context(|| format!("pipeline {name:?} cannot start"))?;
         }
-        let streams = Streams {
-            input: config.input.to_string(),
-            dead_letter: config.dead_letter_stream(),
-            state: config.state.clone(),
-        };
+        let streams = Streams::of(&config);
         // The running config keeps `concurrency` as written (a reload compares them);
         // the pipeline gets it resolved for its plugin.
         let mut resolved = config.clone();

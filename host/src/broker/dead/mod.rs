@@ -1,17 +1,21 @@
-//! Dead-letter streams: list, count, replay to the input (atomically), purge.
+//! Dead-letter streams: list, count, replay to the input (atomically), purge; `every`
+//! does each on every dead-letter stream of a pipeline (one per partition).
 
+mod every;
 mod ids;
 mod replay;
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Result;
 use redis::Value;
 
 use super::{Broker, reply};
-use crate::message::Field;
+use crate::message::{Field, StreamId};
+pub use every::DeadStream;
 pub use ids::{IdsError, LetterIds, MAX_IDS};
-pub use replay::{REPLAY_CHUNK, Replayed};
+pub use replay::{REPLAY_CHUNK, ReplayCut, Replayed};
 
 /// What a purge of given IDs did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -21,6 +25,16 @@ pub struct Purged {
     /// IDs asked for that are not in the dead-letter stream (canonical form).
     pub not_found: Vec<String>,
 }
+
+/// How many entries a stream holds and its last ID (without the entry's fields, which
+/// can be wide), read together.
+static EXTENT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n\
+         if #last == 0 then return { 0, false } end\n\
+         return { redis.call('XLEN', KEYS[1]), last[1][1] }",
+    )
+});
 
 impl Broker {
     /// Up to `count` entries of stream `dead` after ID `after` (`None`: from the start),
@@ -43,27 +57,32 @@ impl Broker {
         Ok(entries.into_iter().map(|e| (e.id, e.fields)).collect())
     }
 
-    /// How many letters the stream `dead` holds.
-    pub async fn dead_count(&self, dead: &str) -> Result<usize> {
-        let mut cmd = redis::cmd("XLEN");
+    /// How many letters the stream `dead` holds, and the last one's ID (`None`: none).
+    pub async fn dead_extent(&self, dead: &str) -> Result<(usize, Option<StreamId>)> {
+        let call = EXTENT.key(dead);
+        let (count, last): (usize, Option<String>) = self
+            .call(&format!("counting {dead:?}"), |mut c| async move {
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok((count, last.map(|id| id.parse()).transpose()?))
+    }
+
+    /// Deletes the letters of `dead` up to `last` (inclusive): every letter there when
+    /// `last` was read, none added since. Returns how many it deleted.
+    pub async fn purge_dead(&self, dead: &str, last: StreamId) -> Result<usize> {
+        let mut cmd = redis::cmd("XTRIM");
         cmd.arg(dead);
+        match last.successor() {
+            Some(next) => cmd.arg("MINID").arg(next.to_string()),
+            // No ID can follow the largest: every letter is up to it.
+            None => cmd.arg("MAXLEN").arg(0),
+        };
         Ok(self
-            .call(&format!("XLEN on {dead:?}"), |mut c| async move {
+            .call(&format!("purging {dead:?}"), |mut c| async move {
                 cmd.query_async(&mut c).await
             })
             .await?)
-    }
-
-    /// Deletes the stream `dead`; returns how many entries it held.
-    pub async fn purge_dead(&self, dead: &str) -> Result<usize> {
-        let mut pipe = redis::pipe();
-        pipe.atomic().xlen(dead).del(dead);
-        let (len, _): (usize, usize) = self
-            .call(&format!("purging {dead:?}"), |mut c| async move {
-                pipe.query_async(&mut c).await
-            })
-            .await?;
-        Ok(len)
     }
 
     /// Deletes the letters `ids` of `dead` (one `XDEL` each, [`REPLAY_CHUNK`] to a round

@@ -6,6 +6,9 @@
 //! one letter and the whole replay ends, whatever the stream holds. A replay of "all"
 //! stops at the last letter there when it began: the replayed entries that fail again
 //! come back as new letters, after it, and are not replayed a second time.
+//!
+//! A replay cut short (Redis gone mid-way) fails with [`ReplayCut`]: how many letters
+//! had moved, so that the caller can say so and that running it again replays the rest.
 
 use std::sync::LazyLock;
 
@@ -47,6 +50,46 @@ pub struct Replayed {
     pub not_found: Vec<String>,
 }
 
+/// A replay that failed part-way: the letters replayed before the failure are on the
+/// input and gone from the dead-letter stream; the others are still there.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{cause:#}; at least {replayed} dead letters were replayed before the failure (moved to their input and deleted), the others are still dead letters: run it again to replay the rest"
+)]
+pub struct ReplayCut {
+    /// The dead-letter stream it failed on.
+    pub dead: String,
+    /// Letters replayed before the failure, in every stream of the replay (at least:
+    /// the call that failed may have moved its chunk before its answer was lost).
+    pub replayed: usize,
+    /// Why it failed.
+    pub cause: anyhow::Error,
+}
+
+impl ReplayCut {
+    /// `cause`, a failure in `dead` after `done`, as a cut replay; a cut replay's count
+    /// grows by `done` (what earlier streams replayed).
+    pub(crate) fn of(dead: &str, done: &Replayed, cause: anyhow::Error) -> anyhow::Error {
+        match cause.downcast::<ReplayCut>() {
+            Ok(mut cut) => {
+                cut.replayed += done.replayed;
+                cut.into()
+            }
+            Err(cause) => ReplayCut {
+                dead: dead.to_owned(),
+                replayed: done.replayed,
+                cause,
+            }
+            .into(),
+        }
+    }
+
+    /// The Redis fault behind it, if it was one.
+    pub fn fault(&self) -> Option<&super::super::Fault> {
+        self.cause.downcast_ref()
+    }
+}
+
 /// One script call's answer: what it did, and how far it got.
 struct Step {
     done: Replayed,
@@ -57,12 +100,40 @@ impl Broker {
     /// Replays every letter of `dead` there when the call begins, oldest first, to
     /// `input` (letters added during the replay are left). `meta` is how many metadata
     /// fields lead each dead letter. Each script call moves at most [`REPLAY_CHUNK`]
-    /// letters and [`MAX_FIELDS_PER_COMMIT`] fields, atomically.
+    /// letters and [`MAX_FIELDS_PER_COMMIT`] fields, atomically. A failure once letters
+    /// may have moved is a [`ReplayCut`], with what was replayed before it.
     pub async fn replay_all(&self, dead: &str, input: &str, meta: usize) -> Result<Replayed> {
+        match self.last_id(dead).await? {
+            Some(last) => self.replay_through(dead, input, meta, last).await,
+            None => Ok(Replayed::default()),
+        }
+    }
+
+    /// Replays the letters of `dead` up to `last` (inclusive), as [`Broker::replay_all`]
+    /// does with the last letter there when it begins.
+    pub async fn replay_through(
+        &self,
+        dead: &str,
+        input: &str,
+        meta: usize,
+        last: StreamId,
+    ) -> Result<Replayed> {
         let mut done = Replayed::default();
-        let Some(bound) = self.last_id(dead).await? else {
-            return Ok(done);
-        };
+        match self.replay_range(dead, input, meta, last, &mut done).await {
+            Ok(()) => Ok(done),
+            Err(cause) => Err(ReplayCut::of(dead, &done, cause)),
+        }
+    }
+
+    /// [`Broker::replay_through`]'s calls, adding what each did to `done`.
+    async fn replay_range(
+        &self,
+        dead: &str,
+        input: &str,
+        meta: usize,
+        bound: StreamId,
+        done: &mut Replayed,
+    ) -> Result<()> {
         let mut after: Option<StreamId> = None;
         while after != Some(bound) {
             let start = after.map_or_else(|| "-".to_owned(), |id| id.to_string());
@@ -81,11 +152,12 @@ impl Broker {
             }
             after = Some(last);
         }
-        Ok(done)
+        Ok(())
     }
 
     /// Replays the letters `ids` of `dead` to `input`, in stream order; lists the ones
     /// not found. Atomic per [`REPLAY_CHUNK`] IDs and [`MAX_FIELDS_PER_COMMIT`] fields.
+    /// A failure is a [`ReplayCut`], with what was replayed before it.
     pub async fn replay_ids(
         &self,
         dead: &str,
@@ -94,6 +166,21 @@ impl Broker {
         ids: &LetterIds,
     ) -> Result<Replayed> {
         let mut done = Replayed::default();
+        match self.replay_listed(dead, input, meta, ids, &mut done).await {
+            Ok(()) => Ok(done),
+            Err(cause) => Err(ReplayCut::of(dead, &done, cause)),
+        }
+    }
+
+    /// [`Broker::replay_ids`]'s calls, adding what each did to `done`.
+    async fn replay_listed(
+        &self,
+        dead: &str,
+        input: &str,
+        meta: usize,
+        ids: &LetterIds,
+        done: &mut Replayed,
+    ) -> Result<()> {
         let mut rest = ids.as_slice();
         while !rest.is_empty() {
             let chunk = &rest[..rest.len().min(REPLAY_CHUNK)];
@@ -111,7 +198,7 @@ impl Broker {
             }
             rest = &rest[looked..];
         }
-        Ok(done)
+        Ok(())
     }
 
     /// One call of `replay.lua` with its mode and arguments (see the script).
@@ -149,7 +236,7 @@ impl Broker {
     }
 
     /// The ID of the last entry of `stream`; `None` when it is empty or absent.
-    async fn last_id(&self, stream: &str) -> Result<Option<StreamId>> {
+    pub async fn last_id(&self, stream: &str) -> Result<Option<StreamId>> {
         let call = LAST_ID.key(stream);
         let last: Option<String> = self
             .call(&format!("last ID of {stream:?}"), |mut c| async move {
@@ -162,7 +249,7 @@ impl Broker {
 
 impl Replayed {
     /// Adds what another call did.
-    fn absorb(&mut self, other: Replayed) {
+    pub(crate) fn absorb(&mut self, other: Replayed) {
         self.replayed += other.replayed;
         self.kept.extend(other.kept);
         self.not_found.extend(other.not_found);
