@@ -455,11 +455,11 @@ async fn other_listeners_check_the_host_only_when_names_are_listed() {
     host.stop().await;
 }
 
-/// Whether `text` holds a run of 40 hex digits (a script's SHA).
+/// Whether `text` holds a run of 40 hex digits (a script's SHA; a plugin's digest is 64).
 fn has_sha(text: &str) -> bool {
     text.as_bytes()
         .split(|b| !b.is_ascii_hexdigit())
-        .any(|run| run.len() >= 40)
+        .any(|run| run.len() == 40)
 }
 
 /// Error answers say what failed without internals: no script SHA or script line when
@@ -701,5 +701,59 @@ async fn dashboard_with_the_token_and_with_redis_down() {
         .expect("the browser check ends within 90 s");
     assert!(status.success(), "the browser check failed");
     assert!(screenshot.is_file());
+    host.shutdown.cancel();
+}
+
+/// With Redis out of memory (`maxmemory 1`) and an entry waiting, the pipeline's error
+/// and last error, and `/readyz`'s reasons, say what Redis refused without a script's
+/// SHA or line; with Redis gone, they do not say where it was.
+#[tokio::test]
+async fn open_answers_carry_no_script_or_redis_internals() {
+    let TestContext { mut redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-oom")]).await;
+    let base = format!("http://{}", host.admin());
+    let client = reqwest::Client::new();
+    let post = |action: &str| {
+        client
+            .post(format!("{base}/v1/pipelines/adm-oom/{action}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(post("pause").await.expect("pause").status(), 200);
+    add_orders(&mut con, 1, 0).await;
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query_async(&mut con)
+        .await
+        .expect("CONFIG SET");
+    assert_eq!(post("resume").await.expect("resume").status(), 200);
+    let open = || async {
+        let get = |path: &str| client.get(format!("{base}{path}")).send();
+        let listing = get("/v1/pipelines").await.ok()?.text().await.ok()?;
+        let one = get("/v1/pipelines/adm-oom").await.ok()?.text().await.ok()?;
+        let ready = get("/readyz").await.ok()?.text().await.ok()?;
+        Some([listing, one, ready])
+    };
+    let answers = eventually("the pipeline to fail", Duration::from_secs(15), || async {
+        open().await.filter(|a| a[2].contains("maxmemory"))
+    })
+    .await;
+    let port = redis.port().to_string();
+    for text in answers {
+        println!("{text}");
+        assert!(text.contains("'maxmemory'"), "says what Redis refused: {text}");
+        assert!(!has_sha(&text) && !text.contains("user_script"), "{text}");
+    }
+    redis.kill();
+    let answers = eventually("the pipeline to lose Redis", Duration::from_secs(15), || async {
+        open()
+            .await
+            .filter(|a| a[2].contains("\"redis\":false") && !a[2].contains("maxmemory"))
+    })
+    .await;
+    for text in answers {
+        println!("{text}");
+        assert!(!text.contains(&port) && !text.contains("127.0.0.1"), "{text}");
+    }
     host.shutdown.cancel();
 }
