@@ -376,7 +376,10 @@ async fn a_dripping_body_is_cut_off_at_body_timeout() {
     let response = String::from_utf8_lossy(&got).into_owned();
     println!("{took:?}: {response}");
     assert_eq!(status_of(&response), 408, "{response:?}");
-    let why = json_of(&response)["error"].as_str().unwrap_or_default().to_owned();
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(why.contains("body_timeout"), "{why}");
     assert!(
         took >= Duration::from_secs(3) && took < Duration::from_secs(5),
@@ -402,7 +405,10 @@ async fn every_error_answer_is_json() {
     let (response, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
     assert!(closed, "{response}");
     assert_eq!(status_of(&response), 408, "{response}");
-    let why = json_of(&response)["error"].as_str().unwrap_or_default().to_owned();
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(why.contains("request_timeout"), "{why}");
 
     let big = format!("{{\"ids\": [\"{}\"]}}", "1".repeat(2000));
@@ -417,8 +423,16 @@ async fn every_error_answer_is_json() {
             "",
             400,
         ),
-        ("GET /v1/nothing HTTP/1.1\r\nHost: localhost\r\n".to_owned(), "", 404),
-        ("DELETE /v1/plugins HTTP/1.1\r\nHost: localhost\r\n".to_owned(), "", 405),
+        (
+            "GET /v1/nothing HTTP/1.1\r\nHost: localhost\r\n".to_owned(),
+            "",
+            404,
+        ),
+        (
+            "DELETE /v1/plugins HTTP/1.1\r\nHost: localhost\r\n".to_owned(),
+            "",
+            405,
+        ),
     ];
     for (head, body, expected) in cases {
         let request = format!("{head}Connection: close\r\n\r\n{body}");
@@ -428,7 +442,10 @@ async fn every_error_answer_is_json() {
         let error = json_of(&response)["error"].clone();
         assert!(error.as_str().is_some_and(|e| !e.is_empty()), "{response}");
         if code == 405 {
-            assert!(response.to_ascii_lowercase().contains("\r\nallow: get"), "{response}");
+            assert!(
+                response.to_ascii_lowercase().contains("\r\nallow: get"),
+                "{response}"
+            );
         }
     }
     host.stop().await;
@@ -494,7 +511,10 @@ async fn half_sent_headers_cost_bounded_memory() {
     assert!(after_held < before + 40, "RSS {before} -> {after_held} MiB");
     let normal = tokio::spawn(get_as(addr, "/healthz", "127.0.0.1"));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(!normal.is_finished(), "waits while max_connections are open");
+    assert!(
+        !normal.is_finished(),
+        "waits while max_connections are open"
+    );
     drop(held);
     let (code, _) = tokio::time::timeout(Duration::from_secs(10), normal)
         .await
@@ -606,7 +626,10 @@ async fn a_wildcard_listener_answers_ip_addresses_and_listed_names_only() {
     let addr = target(&host);
     let (code, response) = get_as(addr, "/metrics", "evil.example").await;
     assert_eq!(code, 421, "{response}");
-    let why = json_of(&response)["error"].as_str().unwrap_or_default().to_owned();
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(why.contains("allowed_hosts = [\"evil.example\"]"), "{why}");
     for ip in ["10.1.2.3:9090", "127.0.0.1", "[fd00::1]:9090", "localhost"] {
         assert_eq!(get_as(addr, "/metrics", ip).await.0, 200, "{ip}");
@@ -965,19 +988,29 @@ async fn open_answers_carry_no_script_or_redis_internals() {
     let port = redis.port().to_string();
     for text in answers {
         println!("{text}");
-        assert!(text.contains("'maxmemory'"), "says what Redis refused: {text}");
+        assert!(
+            text.contains("'maxmemory'"),
+            "says what Redis refused: {text}"
+        );
         assert!(!has_sha(&text) && !text.contains("user_script"), "{text}");
     }
     redis.kill();
-    let answers = eventually("the pipeline to lose Redis", Duration::from_secs(15), || async {
-        open()
-            .await
-            .filter(|a| a[2].contains("\"redis\":false") && !a[2].contains("maxmemory"))
-    })
+    let answers = eventually(
+        "the pipeline to lose Redis",
+        Duration::from_secs(15),
+        || async {
+            open()
+                .await
+                .filter(|a| a[2].contains("\"redis\":false") && !a[2].contains("maxmemory"))
+        },
+    )
     .await;
     for text in answers {
         println!("{text}");
-        assert!(!text.contains(&port) && !text.contains("127.0.0.1"), "{text}");
+        assert!(
+            !text.contains(&port) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
     }
     host.shutdown.cancel();
 }

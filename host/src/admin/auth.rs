@@ -134,7 +134,13 @@ mod tests {
         ] {
             assert_eq!(bearer(value), Some("s3cret"), "{value:?}");
         }
-        for value in ["Basic s3cret", "Bearers3cret", "Bearer", "Bearer  ", "s3cret"] {
+        for value in [
+            "Basic s3cret",
+            "Bearers3cret",
+            "Bearer",
+            "Bearer  ",
+            "s3cret",
+        ] {
             assert_eq!(bearer(value), None, "{value:?}");
         }
     }

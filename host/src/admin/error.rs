@@ -85,9 +85,12 @@ fn script_location_len(text: &str) -> Option<usize> {
 }
 
 /// `word` with an address in it (`10.0.0.7:6379`, `[::1]`, a `redis://` URL: a cluster
-/// node's, a primary's a Sentinel named) replaced by `redis`.
+/// node's, or the primary's that the Sentinels named) replaced by `redis`.
 fn without_address(word: &str) -> String {
-    let core = word.trim_matches(|c: char| "\"'(),;.".contains(c) || c == ':');
+    let punctuation = |c: char| "\"'(),;.".contains(c);
+    let core = word
+        .trim_start_matches(punctuation)
+        .trim_end_matches(|c| punctuation(c) || c == ':');
     let address = core.parse::<std::net::SocketAddr>().is_ok()
         || core.parse::<std::net::IpAddr>().is_ok()
         || core
@@ -234,7 +237,11 @@ mod tests {
             scrub("ERR x script: f, on @user_function:12. then", SHOWN),
             "ERR x then"
         );
-        for kept in ["the script: is fine", "script: a b, on @user_script:1.", "script: x, on @user_script:."] {
+        for kept in [
+            "the script: is fine",
+            "script: a b, on @user_script:1.",
+            "script: x, on @user_script:.",
+        ] {
             assert_eq!(scrub(kept, SHOWN), kept);
         }
     }
@@ -244,11 +251,17 @@ mod tests {
         let text = format!("XREADGROUP on redis at {SHOWN}: connection refused");
         assert_eq!(scrub(&text, SHOWN), "XREADGROUP: connection refused");
         assert_eq!(
-            scrub("MOVED 3999 10.0.0.7:6381, then [::1]:7000; from (10.1.1.1).", SHOWN),
+            scrub(
+                "MOVED 3999 10.0.0.7:6381, then [::1]:7000; from (10.1.1.1).",
+                SHOWN
+            ),
             "MOVED 3999 redis, then redis; from (redis)."
         );
         assert_eq!(
-            scrub("cannot reach rediss://cache.internal:6380/0\n  twice", SHOWN),
+            scrub(
+                "cannot reach rediss://cache.internal:6380/0\n  twice",
+                SHOWN
+            ),
             "cannot reach redis twice"
         );
         let kept = "version 7.0.15 at 12:30: ok";

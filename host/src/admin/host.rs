@@ -130,7 +130,10 @@ impl HostRule {
         if self.admits(&host) {
             return Ok(());
         }
-        tracing::debug!(host = shown(value), "admin API request refused for its Host");
+        tracing::debug!(
+            host = shown(value),
+            "admin API request refused for its Host"
+        );
         Err(ApiError::new(
             StatusCode::MISDIRECTED_REQUEST,
             self.refusal(&host),

@@ -60,7 +60,14 @@ pub(crate) fn slot(state: &AdminState, name: &str) -> Result<Arc<Slot>, ApiError
 /// `GET /v1/pipelines`.
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = [PipelineView])))]
 pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Vec<PipelineView>> {
-    Json(state.registry.slots().iter().map(|s| view(&state, s)).collect())
+    Json(
+        state
+            .registry
+            .slots()
+            .iter()
+            .map(|s| view(&state, s))
+            .collect(),
+    )
 }
 
 /// `GET /v1/pipelines/{name}`.

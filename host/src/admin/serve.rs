@@ -4,8 +4,9 @@
 //! headers, closed gracefully at shutdown.
 //!
 //! A connection past the cap is not accepted until another closes: it waits in the
-//! listen backlog, costing the daemon nothing. So half-sent headers cost the daemon at
-//! most `max_connections` × [`MAX_HEAD`], each released after `request_timeout`.
+//! listen backlog (the kernel's memory, not the daemon's). So half-sent headers cost
+//! the daemon at most `max_connections` × [`MAX_HEAD`], each released after
+//! `request_timeout`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -36,7 +36,10 @@ pub struct AdminConfig {
     /// How long a request's whole body may take to arrive, however steadily it comes
     /// (then it is answered 408 and closed): a body sent a byte at a time cannot hold
     /// an upload slot for ever.
-    #[serde(default = "defaults::admin_body_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::admin_body_timeout",
+        deserialize_with = "duration"
+    )]
     pub body_timeout: Duration,
     /// Plugin uploads received or compiled at once; more are answered 429. Each may
     /// hold up to `max_body` in memory.
@@ -75,11 +78,17 @@ fn host_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> 
 }
 
 fn uploads<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    at_least_one(d, "max_uploads = 0 would refuse every plugin upload; use 1 or more")
+    at_least_one(
+        d,
+        "max_uploads = 0 would refuse every plugin upload; use 1 or more",
+    )
 }
 
 fn connections<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    at_least_one(d, "max_connections = 0 would serve no request; use 1 or more")
+    at_least_one(
+        d,
+        "max_connections = 0 would serve no request; use 1 or more",
+    )
 }
 
 fn at_least_one<'de, D: Deserializer<'de>>(d: D, refusal: &str) -> Result<usize, D::Error> {
