@@ -98,3 +98,28 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D, refusal: &str) -> Result<usize,
     }
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_and_body_time_have_defaults_and_bounds() {
+        let admin: AdminConfig = toml::from_str("").expect("defaults");
+        assert_eq!(admin.max_connections, 256);
+        assert_eq!(admin.body_timeout, Duration::from_secs(120));
+        let admin: AdminConfig =
+            toml::from_str("max_connections = 8\nbody_timeout = \"5m\"").expect("set");
+        assert_eq!(
+            (admin.max_connections, admin.body_timeout),
+            (8, Duration::from_secs(300))
+        );
+        let refused = toml::from_str::<AdminConfig>("max_connections = 0").expect_err("0");
+        assert!(
+            refused
+                .to_string()
+                .contains("max_connections = 0 would serve no request"),
+            "{refused}"
+        );
+    }
+}
