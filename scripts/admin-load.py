@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # The admin API under the loads of issue 28 part 4, against the real binary and a real
 # redis-server; prints the daemon's RSS (the README's table under Admin API).
-# Usage: scripts/admin-load.py target/debug/sluice target/plugins/payments.wasm reads|uploads|uploads-token
-import http.client, os, subprocess, sys, threading, time, tempfile
+# Usage: scripts/admin-load.py target/debug/sluice target/plugins/payments.wasm reads|uploads|uploads-token|heads
+import http.client, os, socket, subprocess, sys, threading, time, tempfile
 
 binary, plugin, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
 work = tempfile.mkdtemp()
@@ -60,8 +60,29 @@ def burst(fn, n, token):
     [t.start() for t in threads]; [t.join() for t in threads]
     return out
 
+def heads(n, size):
+    """n connections, each sending `size` bytes of a request head that never ends."""
+    head = b"GET /v1/pipelines HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * size
+    held = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", aport), timeout=2)
+        try:
+            s.sendall(head)
+        except OSError:
+            pass
+        held.append(s)
+    return held
+
 print(f"{scenario}: idle RSS {rss()} MB")
-if scenario == "reads":
+if scenario == "heads":
+    held = heads(2000, 400_000)
+    time.sleep(1)
+    print(f"2000 connections with 400 KB of unfinished headers: RSS {rss()} MB, peak {rss('VmHWM')} MB")
+    started = time.time()
+    c = http.client.HTTPConnection("127.0.0.1", aport, timeout=60); c.request("GET", "/healthz")
+    print(f"  then /healthz: {c.getresponse().status} in {time.time() - started:.2f} s")
+    [s.close() for s in held]
+elif scenario == "reads":
     for token in (False, True):
         got = burst(get, 4, token)
         time.sleep(0.5)

@@ -25,7 +25,7 @@
 //! - [`control`]: the control plane: config reload requests, their reports, and the
 //!   plan of a reload (a pure diff). `supervisor`, `admin` and `shutdown` depend on it,
 //!   never on each other's internals.
-//! - [`admin`]: the only user of `axum` (and of `hyper` and `tower-http` under it):
+//! - [`admin`]: the only user of `axum` (and of `hyper` under it):
 //!   health, metrics, pipelines, dead letters, plugin status and deploys, behind its
 //!   token and `Host` rules; it starts itself from its config.
 //! - [`scaffold`]: `sluice new`: plugin projects for each guest language.

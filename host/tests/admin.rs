@@ -65,16 +65,26 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String,
 /// The status code of a raw HTTP response (0 when there is none).
 fn status_of(response: &str) -> u16 {
     response
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
+        .strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
         .unwrap_or(0)
 }
 
-/// `GET path` with `Host: host` over raw TCP: (status, whole response).
-async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+/// The body of a raw HTTP response as JSON, checking that it says it is.
+fn json_of(response: &str) -> Value {
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{response}"
+    );
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+/// `request` (whole, with `Connection: close`) over raw TCP: (status, whole response).
+async fn exchange(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(
@@ -82,6 +92,12 @@ async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, Str
         "the server closes a Connection: close exchange: {response}"
     );
     (status_of(&response), response)
+}
+
+/// `GET path` with `Host: host` over raw TCP: (status, whole response).
+async fn get_as(addr: std::net::SocketAddr, path: &str, host: &str) -> (u16, String) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    exchange(addr, &request).await
 }
 
 /// Opens a connection and sends the head of a plugin upload of 8 MiB to `pipeline`
@@ -329,6 +345,185 @@ async fn stalled_requests_are_cut_off_after_request_timeout() {
     host.stop().await;
 }
 
+/// A body may not take longer than `body_timeout` in all, however steadily it drips:
+/// an upload sent a byte every 300 ms (never stalling for `request_timeout`) is answered
+/// 408 and closed at `body_timeout`.
+#[tokio::test]
+async fn a_dripping_body_is_cut_off_at_body_timeout() {
+    let redis = RedisServer::start().expect("redis");
+    let admin = "request_timeout = \"1s\"\nbody_timeout = \"3s\"";
+    let host = daemon(&redis, admin, &[payments("adm-drip")]).await;
+    let mut stream = TcpStream::connect(host.admin()).await.expect("connect");
+    let head = format!(
+        "PUT /v1/plugins/adm-drip HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < Duration::from_secs(8) {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            },
+            () = tokio::time::sleep(Duration::from_millis(300)) => {
+                let _ = stream.write_all(b"\0").await;
+            }
+        }
+    }
+    let took = started.elapsed();
+    let response = String::from_utf8_lossy(&got).into_owned();
+    println!("{took:?}: {response}");
+    assert_eq!(status_of(&response), 408, "{response:?}");
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("body_timeout"), "{why}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(5),
+        "closed {took:?} after the headers"
+    );
+    host.stop().await;
+}
+
+/// Every error the API answers is JSON with its status: a replay whose body stalls
+/// (408), a body over `max_body` (413), a bad query (400), an unknown path (404), a
+/// method a path does not take (405, with `Allow`).
+#[tokio::test]
+async fn every_error_answer_is_json() {
+    let redis = RedisServer::start().expect("redis");
+    let admin = "request_timeout = \"1s\"\nmax_body = \"1KiB\"";
+    let host = daemon(&redis, admin, &[payments("adm-json")]).await;
+    let addr = host.admin();
+    let auth = format!("Host: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n");
+    let replay = "POST /v1/pipelines/adm-json/dead/replay HTTP/1.1";
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    let head = format!("{replay}\r\n{auth}Content-Length: 100\r\n\r\n{{\"ids\": [");
+    stalled.write_all(head.as_bytes()).await.expect("send");
+    let (response, closed) = read_until_closed(&mut stalled, Duration::from_secs(5)).await;
+    assert!(closed, "{response}");
+    assert_eq!(status_of(&response), 408, "{response}");
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("request_timeout"), "{why}");
+
+    let big = format!("{{\"ids\": [\"{}\"]}}", "1".repeat(2000));
+    let cases = [
+        (
+            format!("{replay}\r\n{auth}Content-Length: {}\r\n", big.len()),
+            big.as_str(),
+            413,
+        ),
+        (
+            format!("GET /v1/pipelines/adm-json/dead?count=-1 HTTP/1.1\r\n{auth}"),
+            "",
+            400,
+        ),
+        (
+            "GET /v1/nothing HTTP/1.1\r\nHost: localhost\r\n".to_owned(),
+            "",
+            404,
+        ),
+        (
+            "DELETE /v1/plugins HTTP/1.1\r\nHost: localhost\r\n".to_owned(),
+            "",
+            405,
+        ),
+    ];
+    for (head, body, expected) in cases {
+        let request = format!("{head}Connection: close\r\n\r\n{body}");
+        let (code, response) = exchange(addr, &request).await;
+        println!("{response}");
+        assert_eq!(code, expected, "{head}: {response}");
+        let error = json_of(&response)["error"].clone();
+        assert!(error.as_str().is_some_and(|e| !e.is_empty()), "{response}");
+        if code == 405 {
+            assert!(
+                response.to_ascii_lowercase().contains("\r\nallow: get"),
+                "{response}"
+            );
+        }
+    }
+    host.stop().await;
+}
+
+/// The daemon's resident memory (it runs in this process), in MiB.
+fn rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib >> 10
+}
+
+/// Opens `n` connections to `addr`, each sending a request head of `size` bytes that
+/// never ends (a write the daemon cuts short is fine).
+async fn half_sent_heads(addr: std::net::SocketAddr, n: usize, size: usize) -> Vec<TcpStream> {
+    let mut head = b"GET /v1/pipelines HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ".to_vec();
+    head.resize(size, b'a');
+    let head = std::sync::Arc::new(head);
+    let mut sending = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let head = head.clone();
+        sending.spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connect");
+            let send = stream.write_all(&head);
+            let _ = tokio::time::timeout(Duration::from_secs(20), send).await;
+            stream
+        });
+    }
+    sending.join_all().await
+}
+
+/// Half-sent headers cannot take the daemon's memory: 400 connections each sending
+/// 400 KB of a head that never ends are answered 431 and closed at 64 KiB; of 150 each
+/// holding 60 KB only `max_connections` are served, the rest waiting to be accepted, as
+/// does a normal request, answered once they go. (More than the listen backlog of 128
+/// would wait in their clients' connect.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_cost_bounded_memory() {
+    let redis = RedisServer::start().expect("redis");
+    let admin = "max_connections = 32\nrequest_timeout = \"30s\"";
+    let host = daemon(&redis, admin, &[payments("adm-heads")]).await;
+    let addr = host.admin();
+    let before = rss_mib();
+    let mut big = half_sent_heads(addr, 400, 400_000).await;
+    let after_big = rss_mib();
+    let mut closed = tokio::task::JoinSet::new();
+    for mut stream in big.drain(..) {
+        closed.spawn(async move { read_until_closed(&mut stream, Duration::from_secs(5)).await });
+    }
+    let closed = closed.join_all().await;
+    let answered_431 = closed.iter().filter(|(r, _)| status_of(r) == 431).count();
+    println!("400 KB heads: RSS {before} -> {after_big} MiB; {answered_431} answered 431");
+    assert!(closed.iter().all(|(_, closed)| *closed), "every one closed");
+    assert!(after_big < before + 40, "RSS {before} -> {after_big} MiB");
+
+    let held = half_sent_heads(addr, 150, 60_000).await;
+    let after_held = rss_mib();
+    println!("60 KB heads held: RSS {before} -> {after_held} MiB");
+    assert!(after_held < before + 40, "RSS {before} -> {after_held} MiB");
+    let normal = tokio::spawn(get_as(addr, "/healthz", "127.0.0.1"));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !normal.is_finished(),
+        "waits while max_connections are open"
+    );
+    drop(held);
+    let (code, _) = tokio::time::timeout(Duration::from_secs(10), normal)
+        .await
+        .expect("answered once the held connections go")
+        .expect("join");
+    assert_eq!(code, 200);
+    host.stop().await;
+}
+
 /// At most `max_uploads` uploads run at once: one more is answered 429 at once (with
 /// `Retry-After`), and goes through once the first is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -422,20 +617,23 @@ async fn a_loopback_listener_answers_only_loopback_hosts() {
     host.stop().await;
 }
 
-/// On any other address (a pod, scraped by IP) every `Host` is answered, unless names
-/// are listed: then those, loopback names and IP addresses.
+/// A wildcard listener is reached on loopback too, so it answers like a loopback one,
+/// but to any IP address (a pod scraped by IP): a DNS name only when listed.
 #[tokio::test]
-async fn other_listeners_check_the_host_only_when_names_are_listed() {
+async fn a_wildcard_listener_answers_ip_addresses_and_listed_names_only() {
     let redis = RedisServer::start().expect("redis");
     let host = daemon_on(&redis, "0.0.0.0:0", "", &[payments("adm-pod")]).await;
-    assert_eq!(
-        get_as(target(&host), "/metrics", "evil.example").await.0,
-        200
-    );
-    assert_eq!(
-        get_as(target(&host), "/metrics", "10.1.2.3:9090").await.0,
-        200
-    );
+    let addr = target(&host);
+    let (code, response) = get_as(addr, "/metrics", "evil.example").await;
+    assert_eq!(code, 421, "{response}");
+    let why = json_of(&response)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(why.contains("allowed_hosts = [\"evil.example\"]"), "{why}");
+    for ip in ["10.1.2.3:9090", "127.0.0.1", "[fd00::1]:9090", "localhost"] {
+        assert_eq!(get_as(addr, "/metrics", ip).await.0, 200, "{ip}");
+    }
     host.stop().await;
 
     let listed = "allowed_hosts = [\"sluice.internal\"]";
@@ -455,11 +653,60 @@ async fn other_listeners_check_the_host_only_when_names_are_listed() {
     host.stop().await;
 }
 
-/// Whether `text` holds a run of 40 hex digits (a script's SHA).
+/// `Host` and `Authorization` are read as RFC 9110 and 9112 say: a `Host` that is not
+/// `host[:port]` is refused (400) rather than read as its first part, as are an HTTP/1.1
+/// request without one and one with two (HTTP/1.0 may omit it); the bearer scheme is
+/// matched in any case, with any spaces before the token.
+#[tokio::test]
+async fn host_and_authorization_are_parsed_strictly() {
+    let redis = RedisServer::start().expect("redis");
+    let host = daemon(&redis, "", &[payments("adm-strict")]).await;
+    let addr = host.admin();
+    for name in [
+        "[::1]evil.example",
+        "[::1].evil.example",
+        "[::1]@evil.example",
+        "localhost@evil.example",
+        "127.0.0.1:80@evil.example",
+    ] {
+        let (code, response) = get_as(addr, "/v1/pipelines", name).await;
+        assert!(code == 400 || code == 421, "{name}: {response}");
+        assert!(json_of(&response)["error"].is_string(), "{response}");
+    }
+    let request = |head: &str| format!("GET /v1/pipelines {head}Connection: close\r\n\r\n");
+    let cases = [
+        ("HTTP/1.1\r\n", 400),
+        ("HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n", 400),
+        ("HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n", 400),
+        ("HTTP/1.0\r\n", 200),
+        ("HTTP/1.0\r\nHost: evil.example\r\n", 421),
+    ];
+    for (head, expected) in cases {
+        let (code, response) = exchange(addr, &request(head)).await;
+        assert_eq!(code, expected, "{head:?}: {response}");
+    }
+    for auth in [
+        "bearer admin-token",
+        "BEARER admin-token",
+        "Bearer    admin-token",
+        "bEaReR \tadmin-token",
+    ] {
+        let request = format!(
+            "POST /v1/pipelines/adm-strict/resume HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (code, response) = exchange(addr, &request).await;
+        assert_eq!(code, 200, "{auth:?}: {response}");
+    }
+    let twice = "POST /v1/pipelines/adm-strict/resume HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer admin-token\r\nAuthorization: Bearer wrong\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(exchange(addr, twice).await.0, 401, "two tokens: neither");
+    host.stop().await;
+}
+
+/// Whether `text` holds a run of 40 hex digits (a script's SHA; a plugin's digest is 64).
 fn has_sha(text: &str) -> bool {
     text.as_bytes()
         .split(|b| !b.is_ascii_hexdigit())
-        .any(|run| run.len() >= 40)
+        .any(|run| run.len() == 40)
 }
 
 /// Error answers say what failed without internals: no script SHA or script line when
@@ -701,5 +948,69 @@ async fn dashboard_with_the_token_and_with_redis_down() {
         .expect("the browser check ends within 90 s");
     assert!(status.success(), "the browser check failed");
     assert!(screenshot.is_file());
+    host.shutdown.cancel();
+}
+
+/// With Redis out of memory (`maxmemory 1`) and an entry waiting, the pipeline's error
+/// and last error, and `/readyz`'s reasons, say what Redis refused without a script's
+/// SHA or line; with Redis gone, they do not say where it was.
+#[tokio::test]
+async fn open_answers_carry_no_script_or_redis_internals() {
+    let TestContext { mut redis, mut con } = TestContext::new().await;
+    let host = daemon(&redis, "", &[payments("adm-oom")]).await;
+    let base = format!("http://{}", host.admin());
+    let client = reqwest::Client::new();
+    let post = |action: &str| {
+        client
+            .post(format!("{base}/v1/pipelines/adm-oom/{action}"))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(post("pause").await.expect("pause").status(), 200);
+    add_orders(&mut con, 1, 0).await;
+    let () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxmemory", "1"])
+        .query_async(&mut con)
+        .await
+        .expect("CONFIG SET");
+    assert_eq!(post("resume").await.expect("resume").status(), 200);
+    let open = || async {
+        let get = |path: &str| client.get(format!("{base}{path}")).send();
+        let listing = get("/v1/pipelines").await.ok()?.text().await.ok()?;
+        let one = get("/v1/pipelines/adm-oom").await.ok()?.text().await.ok()?;
+        let ready = get("/readyz").await.ok()?.text().await.ok()?;
+        Some([listing, one, ready])
+    };
+    let answers = eventually("the pipeline to fail", Duration::from_secs(15), || async {
+        open().await.filter(|a| a[2].contains("maxmemory"))
+    })
+    .await;
+    let port = redis.port().to_string();
+    for text in answers {
+        println!("{text}");
+        assert!(
+            text.contains("'maxmemory'"),
+            "says what Redis refused: {text}"
+        );
+        assert!(!has_sha(&text) && !text.contains("user_script"), "{text}");
+    }
+    redis.kill();
+    let answers = eventually(
+        "the pipeline to lose Redis",
+        Duration::from_secs(15),
+        || async {
+            open()
+                .await
+                .filter(|a| a[2].contains("\"redis\":false") && !a[2].contains("maxmemory"))
+        },
+    )
+    .await;
+    for text in answers {
+        println!("{text}");
+        assert!(
+            !text.contains(&port) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
     host.shutdown.cancel();
 }

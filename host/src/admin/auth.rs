@@ -46,8 +46,8 @@ impl Token {
     }
 }
 
-/// Whether `headers` carry the token: `Ok`, or the refusal to answer (403 when no token
-/// is configured, 401 when it is missing or wrong).
+/// Whether `headers` carry the token (in one `Authorization` header): `Ok`, or the
+/// refusal to answer (403 when no token is configured, 401 when it is missing or wrong).
 pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
         return Err(ApiError::new(
@@ -55,10 +55,11 @@ pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), A
             "this call needs the admin token and none is configured: start sluice with SLUICE_ADMIN_TOKEN set to enable it",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let mut given = headers.get_all(header::AUTHORIZATION).iter();
+    let given = match (given.next(), given.next()) {
+        (Some(value), None) => value.to_str().ok().and_then(bearer),
+        _ => None,
+    };
     match given {
         Some(given) if token.matches(given) => Ok(()),
         _ => Err(ApiError::new(
@@ -66,6 +67,14 @@ pub(crate) fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), A
             "missing or wrong bearer token (Authorization: Bearer <SLUICE_ADMIN_TOKEN>)",
         )),
     }
+}
+
+/// The token of an `Authorization` value: the scheme `Bearer` in any case (RFC 9110
+/// §11.1), spaces or tabs, the token.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim_start_matches([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Whether `headers` carry the token (for answers that show more to its holder).
@@ -111,6 +120,28 @@ mod tests {
             "x".repeat(4096).as_str(),
         ] {
             assert!(!token.matches(wrong), "{wrong:?}");
+        }
+    }
+
+    #[test]
+    fn the_scheme_is_read_in_any_case() {
+        for value in [
+            "Bearer s3cret",
+            "bearer s3cret",
+            "BEARER s3cret",
+            "Bearer   s3cret",
+            "Bearer\ts3cret ",
+        ] {
+            assert_eq!(bearer(value), Some("s3cret"), "{value:?}");
+        }
+        for value in [
+            "Basic s3cret",
+            "Bearers3cret",
+            "Bearer",
+            "Bearer  ",
+            "s3cret",
+        ] {
+            assert_eq!(bearer(value), None, "{value:?}");
         }
     }
 

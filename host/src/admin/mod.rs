@@ -8,29 +8,37 @@
 //! and plugin listings (names, streams, states, counts, digests, errors; no entry
 //! contents, state values or paths) are open.
 //!
-//! Every request passes the `Host` check first ([`guard`]): on a loopback listener only
-//! loopback names and addresses, and `[admin] allowed_hosts`, are answered (no DNS
-//! rebinding from a web page). Headers must arrive within `request_timeout` and a body
-//! may not stall longer ([`serve`]); at most `max_uploads` plugin uploads run at once.
+//! Every request passes the `Host` check first ([`host`]): only loopback names, IP
+//! addresses (only loopback ones on a loopback listener) and `[admin] allowed_hosts` are
+//! answered (no DNS rebinding from a web page). At most `max_connections` connections
+//! are served at once, each buffering at most 64 KiB of headers, which must arrive
+//! within `request_timeout` ([`serve`]); a body may not stall longer, nor take longer
+//! than `body_timeout` in all ([`body`]); at most `max_uploads` plugin uploads run at
+//! once. Every error is answered as JSON ([`error`]).
 //!
 //! # Layout
 //!
-//! - [`serve`]: the listener (hyper, with a header read timeout) and graceful shutdown.
+//! - [`serve`]: the listener (hyper, with a header read timeout, a cap on buffered
+//!   headers and on connections) and graceful shutdown.
 //! - [`auth`]: the bearer token, compared as SHA-256 digests.
-//! - [`guard`]: the `Host` rule and the upload permits.
+//! - [`host`]: the `Host` rule.
+//! - [`body`]: the clocks on request bodies.
+//! - [`guard`]: the upload permits.
 //! - [`plugins`]: plugin status, deploys, config reload.
 //! - [`pipelines`]: pipeline views, pause and resume, handler state.
 //! - [`letters`]: the dead-letter pages (bounded: paged and capped in bytes).
 //! - [`dead`]: dead-letter replay and purge.
 //! - [`health`]: `/readyz` and `/metrics`.
 //! - [`openapi`]: the OpenAPI document.
-//! - [`error`]: errors as JSON answers, without internals.
+//! - [`error`]: errors as JSON answers (all of them), without internals.
 
 mod auth;
+mod body;
 mod dead;
 mod error;
 mod guard;
 mod health;
+mod host;
 mod letters;
 mod openapi;
 mod pipelines;
@@ -41,11 +49,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn_with_state, map_response};
+use axum::middleware::{from_fn, from_fn_with_state, map_response};
 use axum::response::{Html, Response};
 use axum::routing::{MethodRouter, delete, get, post, put};
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::broker::Broker;
 use crate::config::AdminConfig;
@@ -84,7 +91,11 @@ pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::Ip
     let guarded = |route: MethodRouter<Arc<AdminState>>| route.route_layer(token.clone());
     let uploads = guard::Uploads::new(config.max_uploads);
     let upload = put(plugins::deploy).route_layer(from_fn_with_state(uploads, guard::one_upload));
-    let hosts = guard::HostRule::new(listen, &config.allowed_hosts);
+    let hosts = host::HostRule::new(listen, &config.allowed_hosts);
+    let clock = body::BodyClock {
+        stall: config.request_timeout,
+        whole: config.body_timeout,
+    };
     let max_body = usize::try_from(config.max_body.as_u64()).unwrap_or(usize::MAX);
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD) }))
@@ -121,9 +132,10 @@ pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::Ip
             guarded(get(pipelines::state_key)),
         )
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(RequestBodyTimeoutLayer::new(config.request_timeout))
+        .layer(from_fn_with_state(clock, body::timed_body))
+        .layer(from_fn(error::json_errors))
         .layer(map_response(no_store))
-        .layer(from_fn_with_state(hosts, guard::check_host))
+        .layer(from_fn_with_state(hosts, host::check_host))
         .with_state(state)
 }
 
@@ -166,7 +178,12 @@ pub async fn start(
         );
     }
     let router = router(Arc::new(state), config, addr.ip());
-    let server = serve::Server::new(listener, router, config.request_timeout);
+    let server = serve::Server::new(
+        listener,
+        router,
+        config.request_timeout,
+        config.max_connections,
+    );
     tasks.spawn(server.run(tasks.clone(), shutdown));
     tracing::info!(%addr, "admin API listening");
     Ok(addr)

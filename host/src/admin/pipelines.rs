@@ -1,5 +1,6 @@
-//! Pipelines over HTTP: their views (open: names, streams, state, counts, errors),
-//! pause and resume, and their handler state (token: it reads data).
+//! Pipelines over HTTP: their views (open: names, streams, state, counts, errors and
+//! incidents without internals), pause and resume, and their handler state (token: it
+//! reads data).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::error::without_internals;
 use super::{AdminState, ApiError};
 use crate::broker::StateValue;
 use crate::registry::Slot;
@@ -30,7 +32,15 @@ pub struct PipelineView {
     pub status: BoardView,
 }
 
-fn view(slot: &Slot) -> PipelineView {
+/// `slot` as an open answer shows it: its errors and incidents without internals.
+fn view(state: &AdminState, slot: &Slot) -> PipelineView {
+    let open = |text: String| without_internals(&state.broker, &text);
+    let mut status = slot.board().view();
+    status.error = status.error.map(open);
+    status.last_error = status.last_error.map(open);
+    for incident in &mut status.incidents {
+        incident.message = open(std::mem::take(&mut incident.message));
+    }
     PipelineView {
         name: slot.pipeline().to_owned(),
         input: slot.streams().input.clone(),
@@ -41,7 +51,7 @@ fn view(slot: &Slot) -> PipelineView {
             .map(|d| d.stream.clone())
             .collect(),
         plugin: slot.current().digest().to_string(),
-        status: slot.board().view(),
+        status,
     }
 }
 
@@ -56,7 +66,14 @@ pub(crate) fn slot(state: &AdminState, name: &str) -> Result<Arc<Slot>, ApiError
 /// `GET /v1/pipelines`.
 #[utoipa::path(get, path = "/v1/pipelines", tag = "pipelines", responses((status = 200, body = [PipelineView])))]
 pub async fn list(State(state): State<Arc<AdminState>>) -> Json<Vec<PipelineView>> {
-    Json(state.registry.slots().iter().map(|s| view(s)).collect())
+    Json(
+        state
+            .registry
+            .slots()
+            .iter()
+            .map(|s| view(&state, s))
+            .collect(),
+    )
 }
 
 /// `GET /v1/pipelines/{name}`.
@@ -66,7 +83,7 @@ pub async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<PipelineView>, ApiError> {
     let slot = slot(&state, &name)?;
-    Ok(Json(view(&slot)))
+    Ok(Json(view(&state, &slot)))
 }
 
 /// `POST /v1/pipelines/{name}/pause`: from the moment it answers, nothing more is handled;
@@ -78,7 +95,7 @@ pub async fn pause(
 ) -> Result<Json<PipelineView>, ApiError> {
     let slot = slot(&state, &name)?;
     slot.board().set_paused(true);
-    Ok(Json(view(&slot)))
+    Ok(Json(view(&state, &slot)))
 }
 
 /// `POST /v1/pipelines/{name}/resume`: read again from where it stopped.
@@ -89,7 +106,7 @@ pub async fn resume(
 ) -> Result<Json<PipelineView>, ApiError> {
     let slot = slot(&state, &name)?;
     slot.board().set_paused(false);
-    Ok(Json(view(&slot)))
+    Ok(Json(view(&state, &slot)))
 }
 
 /// `GET /v1/pipelines/{name}/state/{key}`: a key of the pipeline's handler state.

@@ -72,7 +72,7 @@ pub(crate) struct Deployed {
 /// off the hot path, swaps it in, and stores it over the pipeline's plugin file (so that
 /// a restart runs it too; the file keeps its mode). A bad component answers 422 with the
 /// reason and changes nothing. The token is checked before the body is read.
-#[utoipa::path(put, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), security(("bearer" = [])), responses((status = 200, description = "deployed"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 408, description = "the body did not arrive within [admin] request_timeout"), (status = 413), (status = 422), (status = 429, description = "[admin] max_uploads uploads are in progress")))]
+#[utoipa::path(put, path = "/v1/plugins/{pipeline}", tag = "plugins", params(("pipeline" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"), security(("bearer" = [])), responses((status = 200, description = "deployed"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 408, description = "the body stalled longer than [admin] request_timeout, or took longer than [admin] body_timeout"), (status = 413), (status = 422), (status = 429, description = "[admin] max_uploads uploads are in progress")))]
 pub async fn deploy(
     State(state): State<Arc<AdminState>>,
     Path(pipeline): Path<String>,
@@ -88,7 +88,7 @@ pub async fn deploy(
             ),
             _ => ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time: it stalled longer than [admin] request_timeout, or the client went away",
+                "the body did not arrive in time: it stalled longer than [admin] request_timeout, took longer than [admin] body_timeout, or the client went away",
             ),
         })?;
     if body.is_empty() {

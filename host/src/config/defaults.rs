@@ -19,6 +19,12 @@ pub fn admin_request_timeout() -> Duration {
 pub fn max_uploads() -> usize {
     2
 }
+pub fn admin_max_connections() -> usize {
+    256
+}
+pub fn admin_body_timeout() -> Duration {
+    Duration::from_secs(120)
+}
 pub fn drain_timeout() -> Duration {
     Duration::from_secs(10)
 }
