@@ -1,4 +1,5 @@
-//! Partition leases (`ordering = "per-key"`): which daemon handles a partition now.
+//! Leases: which daemon holds a consumer name in a group, and (`ordering = "per-key"`)
+//! which daemon handles a partition now. One mechanism for both.
 //!
 //! A lease is a key in the partition's hash slot holding `<daemon>/<fencing token>`, with
 //! an expiry. A daemon takes a free lease with a fresh token (one more than the last one
@@ -34,6 +35,19 @@ if held then
 end
 local value = ARGV[1] .. '/' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
+return value
+",
+    )
+});
+
+static TAKE_OVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return false
+end
+local value = ARGV[2] .. '/' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
 return value
 ",
     )
@@ -90,6 +104,15 @@ pub struct LeaseKeys {
 }
 
 impl LeaseKeys {
+    /// The lease keys of consumer name `consumer` in group `group` of `stream`: in the
+    /// stream's hash slot when the stream has a hash tag (as partitions' streams do).
+    pub fn consumer(stream: &str, group: &str, consumer: &str) -> Self {
+        Self {
+            lease: format!("{stream}:consumer:{group}:{consumer}"),
+            token: format!("{stream}:consumer-token:{group}"),
+        }
+    }
+
     /// The lease keys of the partition whose input stream is `stream` (`orders:{3}`), for
     /// consumer group `group`: in the stream's hash slot.
     pub fn new(stream: &str, group: &str) -> Self {
@@ -111,6 +134,43 @@ impl Broker {
     ) -> Result<Option<Fence>, Fault> {
         let mut call = ACQUIRE.key(&keys.lease);
         call.key(&keys.token)
+            .arg(daemon)
+            .arg(ttl.as_millis() as u64);
+        let value: Option<String> = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        Ok(value.map(|value| Fence {
+            key: keys.lease.clone(),
+            value,
+        }))
+    }
+
+    /// What the lease of `keys` holds now, if it is held.
+    pub async fn lease_holder(&self, keys: &LeaseKeys) -> Result<Option<String>, Fault> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&keys.lease);
+        self.call(
+            "lease",
+            |mut c| async move { cmd.query_async(&mut c).await },
+        )
+        .await
+    }
+
+    /// Takes the lease of `keys` for `daemon` from the holder whose value was `held`
+    /// (a holder proven gone), with a new fencing token; `None` if the value changed.
+    pub async fn take_over_lease(
+        &self,
+        keys: &LeaseKeys,
+        held: &str,
+        daemon: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, Fault> {
+        let mut call = TAKE_OVER.key(&keys.lease);
+        call.key(&keys.token)
+            .arg(held)
             .arg(daemon)
             .arg(ttl.as_millis() as u64);
         let value: Option<String> = self
