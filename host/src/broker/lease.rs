@@ -53,6 +53,23 @@ return value
     )
 });
 
+static KEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+",
+    )
+});
+
 static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -183,6 +200,25 @@ impl Broker {
             key: keys.lease.clone(),
             value,
         }))
+    }
+
+    /// Extends a consumer name's lease held with `fence` by `ttl`, or puts it back if the
+    /// key is gone (a `FLUSHALL`, a restart without persistence: nobody holds the name,
+    /// and the guarded commit still checks each entry's owner); `false` if another
+    /// daemon holds it now.
+    pub async fn keep_lease(&self, fence: &Fence, ttl: Duration) -> Result<bool, Fault> {
+        let mut call = KEEP.key(&fence.key);
+        call.arg(&fence.value).arg(ttl.as_millis() as u64);
+        let kept: i64 = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        if kept == 2 {
+            tracing::warn!(key = %fence.key, "the consumer name's lease key was gone (FLUSHALL, or a Redis restarted without its data): put back");
+        }
+        Ok(kept > 0)
     }
 
     /// Extends a lease held with `fence` by `ttl`; `false` if it is no longer held.

@@ -240,7 +240,17 @@ impl Names {
     async fn acquire(&self, stream: &str, group: &str) -> Result<Fence, Refusal> {
         let keys = LeaseKeys::consumer(stream, group, &self.me.name);
         let me = self.identity();
-        let failed = |f: crate::broker::Fault| Refusal::Failed(anyhow::Error::new(f));
+        let failed = |f: crate::broker::Fault| {
+            let permission = f.is_permission();
+            let e = anyhow::Error::new(f);
+            Refusal::Failed(match permission {
+                true => e.context(format!(
+                    "the ACL user may not use the consumer name's lease keys {:?} and {:?}: grant them (e.g. ACL SETUSER <user> ~{stream}:consumer*; see the README, Delivery semantics: one consumer name, one daemon)",
+                    keys.lease, keys.token
+                )),
+                false => e,
+            })
+        };
         if let Some(fence) = self
             .broker
             .acquire_lease(&keys, &me, NAME_LEASE)
@@ -281,7 +291,7 @@ impl Names {
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
         for ((stream, group), fence) in held {
-            match self.broker.renew_lease(&fence, NAME_LEASE).await {
+            match self.broker.keep_lease(&fence, NAME_LEASE).await {
                 Ok(true) => {}
                 Ok(false) => {
                     let keys = LeaseKeys::consumer(&stream, &group, &self.me.name);
