@@ -102,7 +102,15 @@ async fn user_without_out(redis: &RedisServer, con: &mut MultiplexedConnection) 
     raw(
         con,
         &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "~IN:consumer*", "+@all",
+            "ACL",
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~IN",
+            "~IN:dead",
+            "~IN:consumer*",
+            "+@all",
         ],
     )
     .await;
@@ -298,7 +306,16 @@ async fn a_missing_permission_holds_entries_until_granted() {
     raw(
         &mut con,
         &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "~IN:consumer*", "~OUT", "+@all",
+            "ACL",
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~IN",
+            "~IN:dead",
+            "~IN:consumer*",
+            "~OUT",
+            "+@all",
         ],
     )
     .await;
@@ -309,7 +326,16 @@ async fn a_missing_permission_holds_entries_until_granted() {
     // may hold its consumer name: that is checked first, and has its own message.)
     raw(
         &mut con,
-        &["ACL", "SETUSER", "blind", "on", ">pw", "~OTHER", "~IN:consumer*", "+@all"],
+        &[
+            "ACL",
+            "SETUSER",
+            "blind",
+            "on",
+            ">pw",
+            "~OTHER",
+            "~IN:consumer*",
+            "+@all",
+        ],
     )
     .await;
     let mut cfg = echo_config("blind", "");

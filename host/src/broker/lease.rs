@@ -121,12 +121,21 @@ pub struct LeaseKeys {
 }
 
 impl LeaseKeys {
-    /// The lease keys of consumer name `consumer` in group `group` of `stream`: in the
-    /// stream's hash slot when the stream has a hash tag (as partitions' streams do).
+    /// The lease keys of consumer name `consumer` in group `group` of `stream`, in the
+    /// stream's hash slot: a stream with a hash tag (a partition's) lends it; one without
+    /// gets a tag of the same slot after its name (`IN:consumer:{1234}:G:name`), so
+    /// that `~IN:consumer*` grants them either way.
     pub fn consumer(stream: &str, group: &str, consumer: &str) -> Self {
+        let tag = match super::slot::hashed_part(stream.as_bytes()).len() == stream.len() {
+            true => format!(
+                "{}:",
+                super::slot::tag_for(super::slot::key_slot(stream.as_bytes()))
+            ),
+            false => String::new(),
+        };
         Self {
-            lease: format!("{stream}:consumer:{group}:{consumer}"),
-            token: format!("{stream}:consumer-token:{group}"),
+            lease: format!("{stream}:consumer:{tag}{group}:{consumer}"),
+            token: format!("{stream}:consumer-token:{tag}{group}"),
         }
     }
 
@@ -257,5 +266,22 @@ impl Broker {
             call.invoke_async(&mut c).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::slot::key_slot;
+
+    #[test]
+    fn a_consumer_names_lease_lives_in_its_streams_slot() {
+        for stream in ["IN", "ORDERS_STREAM", "orders:{3}", "a}b"] {
+            let keys = LeaseKeys::consumer(stream, "G", "c1");
+            let slot = key_slot(stream.as_bytes());
+            assert_eq!(key_slot(keys.lease.as_bytes()), slot, "{keys:?}");
+            assert_eq!(key_slot(keys.token.as_bytes()), slot, "{keys:?}");
+            assert!(keys.lease.starts_with(&format!("{stream}:consumer")));
+        }
     }
 }

@@ -96,6 +96,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     };
     let runtime = Runtime::new(config.meters_fuel(), cache)?;
     let (reload_handle, reloads) = control::reload_channel();
+    if broker.is_cluster() {
+        // The keys each script touches must share a slot: said first, in words.
+        for pipeline in &config.pipelines {
+            pipeline
+                .check_slots()
+                .with_context(|| format!("pipeline {:?} cannot start", pipeline.name.as_str()))?;
+        }
+    }
     let names = Names::hold(&broker, config.redis.consumer.as_deref(), &config.pipelines).await?;
     let consumer = names.name().to_owned();
     let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
