@@ -65,4 +65,4 @@ pub mod wasm;
 mod watch;
 
 pub use control::{ConfigLoader, ReloadHandle, ReloadReport};
-pub use supervisor::{Daemon, PrivateRedisEnded, start};
+pub use supervisor::{Daemon, DaemonFailed, start};

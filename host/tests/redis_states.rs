@@ -102,7 +102,15 @@ async fn user_without_out(redis: &RedisServer, con: &mut MultiplexedConnection) 
     raw(
         con,
         &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "+@all",
+            "ACL",
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~IN",
+            "~IN:dead",
+            "~IN:consumer*",
+            "+@all",
         ],
     )
     .await;
@@ -298,17 +306,36 @@ async fn a_missing_permission_holds_entries_until_granted() {
     raw(
         &mut con,
         &[
-            "ACL", "SETUSER", "sluice", "on", ">pw", "~IN", "~IN:dead", "~OUT", "+@all",
+            "ACL",
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~IN",
+            "~IN:dead",
+            "~IN:consumer*",
+            "~OUT",
+            "+@all",
         ],
     )
     .await;
     wait_len(&con, "OUT", 1_001).await;
     host.stop().await;
 
-    // A user that may not read the input: start-up fails, naming the permission.
+    // A user that may not read the input: start-up fails, naming the permission. (It
+    // may hold its consumer name: that is checked first, and has its own message.)
     raw(
         &mut con,
-        &["ACL", "SETUSER", "blind", "on", ">pw", "~OTHER", "+@all"],
+        &[
+            "ACL",
+            "SETUSER",
+            "blind",
+            "on",
+            ">pw",
+            "~OTHER",
+            "~IN:consumer*",
+            "+@all",
+        ],
     )
     .await;
     let mut cfg = echo_config("blind", "");

@@ -1,4 +1,5 @@
-//! Partition leases (`ordering = "per-key"`): which daemon handles a partition now.
+//! Leases: which daemon holds a consumer name in a group, and (`ordering = "per-key"`)
+//! which daemon handles a partition now. One mechanism for both.
 //!
 //! A lease is a key in the partition's hash slot holding `<daemon>/<fencing token>`, with
 //! an expiry. A daemon takes a free lease with a fresh token (one more than the last one
@@ -35,6 +36,36 @@ end
 local value = ARGV[1] .. '/' .. redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], value, 'PX', ARGV[2])
 return value
+",
+    )
+});
+
+static TAKE_OVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return false
+end
+local value = ARGV[2] .. '/' .. redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
+return value
+",
+    )
+});
+
+static KEEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not held then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
 ",
     )
 });
@@ -90,6 +121,24 @@ pub struct LeaseKeys {
 }
 
 impl LeaseKeys {
+    /// The lease keys of consumer name `consumer` in group `group` of `stream`, in the
+    /// stream's hash slot: a stream with a hash tag (a partition's) lends it; one without
+    /// gets a tag of the same slot after its name (`IN:consumer:{1234}:G:name`), so
+    /// that `~IN:consumer*` grants them either way.
+    pub fn consumer(stream: &str, group: &str, consumer: &str) -> Self {
+        let tag = match super::slot::hashed_part(stream.as_bytes()).len() == stream.len() {
+            true => format!(
+                "{}:",
+                super::slot::tag_for(super::slot::key_slot(stream.as_bytes()))
+            ),
+            false => String::new(),
+        };
+        Self {
+            lease: format!("{stream}:consumer:{tag}{group}:{consumer}"),
+            token: format!("{stream}:consumer-token:{tag}{group}"),
+        }
+    }
+
     /// The lease keys of the partition whose input stream is `stream` (`orders:{3}`), for
     /// consumer group `group`: in the stream's hash slot.
     pub fn new(stream: &str, group: &str) -> Self {
@@ -123,6 +172,62 @@ impl Broker {
             key: keys.lease.clone(),
             value,
         }))
+    }
+
+    /// What the lease of `keys` holds now, if it is held.
+    pub async fn lease_holder(&self, keys: &LeaseKeys) -> Result<Option<String>, Fault> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(&keys.lease);
+        self.call(
+            "lease",
+            |mut c| async move { cmd.query_async(&mut c).await },
+        )
+        .await
+    }
+
+    /// Takes the lease of `keys` for `daemon` from the holder whose value was `held`
+    /// (a holder proven gone), with a new fencing token; `None` if the value changed.
+    pub async fn take_over_lease(
+        &self,
+        keys: &LeaseKeys,
+        held: &str,
+        daemon: &str,
+        ttl: Duration,
+    ) -> Result<Option<Fence>, Fault> {
+        let mut call = TAKE_OVER.key(&keys.lease);
+        call.key(&keys.token)
+            .arg(held)
+            .arg(daemon)
+            .arg(ttl.as_millis() as u64);
+        let value: Option<String> = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        Ok(value.map(|value| Fence {
+            key: keys.lease.clone(),
+            value,
+        }))
+    }
+
+    /// Extends a consumer name's lease held with `fence` by `ttl`, or puts it back if the
+    /// key is gone (a `FLUSHALL`, a restart without persistence: nobody holds the name,
+    /// and the guarded commit still checks each entry's owner); `false` if another
+    /// daemon holds it now.
+    pub async fn keep_lease(&self, fence: &Fence, ttl: Duration) -> Result<bool, Fault> {
+        let mut call = KEEP.key(&fence.key);
+        call.arg(&fence.value).arg(ttl.as_millis() as u64);
+        let kept: i64 = self
+            .call(
+                "lease",
+                |mut c| async move { call.invoke_async(&mut c).await },
+            )
+            .await?;
+        if kept == 2 {
+            tracing::warn!(key = %fence.key, "the consumer name's lease key was gone (FLUSHALL, or a Redis restarted without its data): put back");
+        }
+        Ok(kept > 0)
     }
 
     /// Extends a lease held with `fence` by `ttl`; `false` if it is no longer held.
@@ -161,5 +266,22 @@ impl Broker {
             call.invoke_async(&mut c).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::slot::key_slot;
+
+    #[test]
+    fn a_consumer_names_lease_lives_in_its_streams_slot() {
+        for stream in ["IN", "ORDERS_STREAM", "orders:{3}", "a}b"] {
+            let keys = LeaseKeys::consumer(stream, "G", "c1");
+            let slot = key_slot(stream.as_bytes());
+            assert_eq!(key_slot(keys.lease.as_bytes()), slot, "{keys:?}");
+            assert_eq!(key_slot(keys.token.as_bytes()), slot, "{keys:?}");
+            assert!(keys.lease.starts_with(&format!("{stream}:consumer")));
+        }
     }
 }

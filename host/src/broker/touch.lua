@@ -4,12 +4,19 @@
 -- a plain XCLAIM would steal it back.
 --
 -- KEYS[1]   the input stream
--- ARGV      group, consumer, id...
--- Returns the IDs renewed (those still owned by this consumer).
+-- KEYS[2]   with a fence: the lease key this consumer works under (its name's, or its
+--           partition's)
+-- ARGV      group, consumer, the value the lease key must hold ('' without a fence),
+--           id...
+-- Returns the IDs renewed (those still owned by this consumer); none once the lease is
+-- not this daemon's: a daemon that lost its name renews nothing in it.
 
 local group, consumer = ARGV[1], ARGV[2]
 local renewed = {}
-for i = 3, #ARGV do
+if #KEYS > 1 and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return renewed
+end
+for i = 4, #ARGV do
   local id = ARGV[i]
   local pending = redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer)
   if #pending == 1 then

@@ -362,10 +362,7 @@ async fn run(path: PathBuf, overrides: Overrides) -> Result<ExitCode> {
         Ok(daemon) => daemon,
         // SIGTERM during start-up (while Redis does not answer, say) is a stop asked
         // for, not a failure.
-        Err(e)
-            if shutdown.is_cancelled()
-                && e.downcast_ref::<crate::PrivateRedisEnded>().is_none() =>
-        {
+        Err(e) if shutdown.is_cancelled() && e.downcast_ref::<crate::DaemonFailed>().is_none() => {
             tracing::info!(reason = %format!("{e:#}"), "stopped during start-up");
             return Ok(ExitCode::SUCCESS);
         }

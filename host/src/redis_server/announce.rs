@@ -101,7 +101,7 @@ fn read(file: &Path) -> Option<Announcement> {
 }
 
 /// When process `pid` started (clock ticks after boot), if it runs.
-fn start_time(pid: u32) -> Option<u64> {
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after its end.
     let rest = &stat[stat.rfind(')')? + 1..];

@@ -2,6 +2,8 @@
 //! pipelines start, removed ones drain and stop, changed ones restart), and drains
 //! everything at shutdown.
 
+mod failure;
+mod names;
 mod partitions;
 mod thread;
 
@@ -22,6 +24,9 @@ use crate::registry::{Registry, Streams};
 use crate::telemetry::traces::Tracing;
 use crate::wasm::{Cache, Plugin, Runtime, Source};
 use crate::{admin, watch};
+pub use failure::DaemonFailed;
+use failure::Failure;
+use names::Names;
 use partitions::Partitions;
 use thread::{Running, spawn_pipeline, stop_all, stop_now};
 
@@ -48,15 +53,14 @@ pub struct Daemon {
     tracing: Tracing,
     /// The daemon-wide sections as started, which a reload does not change.
     started: Started,
-    /// Why the daemon stopped on its own (the private Redis died), if it did.
-    failure: Arc<std::sync::Mutex<Option<String>>>,
+    /// Why the daemon stopped on its own (its private Redis died, it lost its consumer
+    /// name), if it did.
+    failure: Failure,
+    /// The consumer name, held in every group it consumes.
+    names: Arc<Names>,
+    /// Stops the renewal of the name's leases: after the drain, not before it.
+    names_stop: CancellationToken,
 }
-
-/// The daemon stopped because its private redis-server ended on its own (the message
-/// says how, with the server's last log lines).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PrivateRedisEnded(pub String);
 
 /// The sections of the config a reload does not apply (see [`Daemon::reload`]).
 struct Started {
@@ -92,11 +96,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     };
     let runtime = Runtime::new(config.meters_fuel(), cache)?;
     let (reload_handle, reloads) = control::reload_channel();
-    let consumer = config
-        .redis
-        .consumer
-        .clone()
-        .unwrap_or_else(default_consumer_name);
+    if broker.is_cluster() {
+        // The keys each script touches must share a slot: said first, in words.
+        for pipeline in &config.pipelines {
+            pipeline
+                .check_slots()
+                .with_context(|| format!("pipeline {:?} cannot start", pipeline.name.as_str()))?;
+        }
+    }
+    let names = Names::hold(&broker, config.redis.consumer.as_deref(), &config.pipelines).await?;
+    let consumer = names.name().to_owned();
     let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
     let started = Started {
         telemetry: config.telemetry.clone(),
@@ -122,18 +131,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         loader: None,
         reloads,
         reload_handle,
-        failure: Arc::default(),
+        failure: Failure::new(shutdown.clone()),
+        names,
+        names_stop: CancellationToken::new(),
     };
     // From the start: a server that dies while plugins compile ends the daemon too (a
     // start-up that fails kills the server itself, which is not reported).
-    daemon.watch_private_server();
+    if let Some(server) = &daemon.redis {
+        failure::watch_private_server(server, &daemon.failure, &daemon.background);
+    }
+    failure::keep_names(
+        &daemon.names,
+        &daemon.failure,
+        &daemon.background,
+        daemon.names_stop.clone(),
+    );
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
     for pipeline in &config.pipelines {
         plugins.push(daemon.load_plugin(pipeline).await?);
     }
-    if let Some(failure) = daemon.failure() {
-        return Err(PrivateRedisEnded(failure).into());
+    if let Some(failure) = daemon.failure.get() {
+        return Err(DaemonFailed(failure).into());
     }
     for (pipeline, plugin) in config.pipelines.into_iter().zip(plugins) {
         daemon.start_pipeline(pipeline, plugin).await?;
@@ -205,42 +224,6 @@ impl Daemon {
         self.reload_handle.clone()
     }
 
-    /// Why the daemon is stopping on its own, if it is.
-    fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Ends the daemon when its private Redis ends: nothing can be read or committed
-    /// again, and the server's data is gone with it, so the pipelines stop at once and
-    /// [`Daemon::wait`] returns the error, with the server's last log lines.
-    fn watch_private_server(&self) {
-        let Some(server) = &self.redis else { return };
-        let Some(mut exit) = server.exit() else {
-            return;
-        };
-        let log = server.log_file();
-        let (shutdown, failure) = (self.shutdown.clone(), self.failure.clone());
-        self.background.spawn(async move {
-            let status = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                status = exit.wait_for(Option::is_some) => match status {
-                    Ok(status) => status.map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
-                    Err(_) => return,
-                },
-            };
-            let tail = crate::redis_server::log_tail(&log, 10);
-            let message = format!(
-                "the private redis-server ended on its own ({status}); its data is gone, so the daemon stops. Its last log lines:\n{tail}\nTo keep data across such failures, run your own Redis and set [redis] url"
-            );
-            tracing::error!("{message}");
-            *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
-            shutdown.cancel();
-        });
-    }
-
     /// Serves reload requests until shutdown, then gives in-flight work `drain_timeout`
     /// to commit; stops the private Redis, if any, at the end. An error when the daemon
     /// stopped on its own (its private Redis ended).
@@ -257,17 +240,16 @@ impl Daemon {
                 }
             }
         }
-        let failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let failure = self.failure.get();
         let running: Vec<Running> = std::mem::take(&mut self.pipelines).into_values().collect();
         match failure {
-            // With the private Redis gone there is nothing to commit to: no drain.
+            // With the private Redis gone, or the name lost, nothing can be committed:
+            // no drain.
             Some(_) => stop_now(running).await,
             None => stop_all(running, self.drain_timeout).await,
         }
+        self.names_stop.cancel();
+        self.names.release().await;
         // The spans of the last entries handled go out before the exit.
         let traces = self.tracing.clone();
         let _ = tokio::task::spawn_blocking(move || traces.shutdown(SPAN_FLUSH)).await;
@@ -275,7 +257,7 @@ impl Daemon {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
         drop(self.redis);
         match failure {
-            Some(message) => Err(PrivateRedisEnded(message).into()),
+            Some(message) => Err(DaemonFailed(message).into()),
             None => Ok(()),
         }
     }
@@ -319,6 +301,12 @@ impl Daemon {
             }
             plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
         }
+        // The consumer name, held in the groups of the pipelines that start.
+        let starting: Vec<PipelineConfig> = report
+            .starting()
+            .filter_map(|name| wanted.get(name).cloned())
+            .collect();
+        self.names.add_pipelines(&starting).await?;
         let stopping: Vec<Running> = report
             .stopping()
             .filter_map(|name| self.pipelines.remove(name))
@@ -400,6 +388,7 @@ impl Daemon {
             cell,
             broker: self.broker.clone(),
             consumer: self.consumer.clone(),
+            names: self.names.clone(),
             board,
             tracing: self.tracing.clone(),
         };
@@ -434,13 +423,11 @@ impl Daemon {
     }
 }
 
-/// A consumer name stable across restarts of the same daemon on the same host, so that
-/// it finds its own pending entries again: `sluice-<hostname>`.
-fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+/// This host's name (`/proc/sys/kernel/hostname`; `localhost` if unknown).
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("sluice-{host}")
+        .unwrap_or_else(|| "localhost".into())
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,6 +25,8 @@ pub(super) struct Partitions {
     pub cell: PluginCell,
     pub broker: Broker,
     pub consumer: String,
+    /// The consumer name's leases: the fence of each stream's commits.
+    pub names: Arc<super::names::Names>,
     pub board: Arc<Board>,
     pub tracing: Tracing,
 }
@@ -32,7 +34,7 @@ pub(super) struct Partitions {
 impl Partitions {
     /// Opens partition `p` of the pipeline (`None`: the unpartitioned pipeline).
     pub async fn open(&self, p: Option<u32>) -> Result<Pipeline> {
-        Pipeline::new(
+        let mut pipeline = Pipeline::new(
             self.config.clone(),
             p,
             self.cell.clone(),
@@ -41,7 +43,27 @@ impl Partitions {
             self.board.clone(),
             &self.tracing,
         )
-        .await
+        .await?;
+        // Commits under the consumer name's lease (a per-key partition's commits are
+        // under its partition's lease instead: see `take`).
+        if super::names::fenced_by_name(&self.config) {
+            let part = match p {
+                Some(p) => self.config.partition(p),
+                None => self.config.clone(),
+            };
+            let fence = self
+                .names
+                .fence(part.input.as_str(), part.group.as_str())
+                .with_context(|| {
+                    format!(
+                        "this daemon does not hold its consumer name in group {:?} of {:?}",
+                        part.group.as_str(),
+                        part.input.as_str()
+                    )
+                })?;
+            pipeline.set_fence(fence);
+        }
+        Ok(pipeline)
     }
 
     /// `ordering = "none"`: opens every partition (a failure fails the start), then runs
@@ -204,7 +226,10 @@ impl Partitions {
         let stream = crate::partition::tagged(self.config.input.as_str(), p);
         let keys = LeaseKeys::new(&stream, self.config.group.as_str());
         let sent = Instant::now();
-        let fence = match self.broker.acquire_lease(&keys, &self.consumer, ttl).await {
+        // The daemon's identity, not its name: two daemons can never both believe they
+        // hold a partition.
+        let me = self.names.identity();
+        let fence = match self.broker.acquire_lease(&keys, &me, ttl).await {
             Ok(Some(fence)) => fence,
             Ok(None) => return None,
             Err(fault) if fault.is_permission() => {

@@ -61,7 +61,8 @@ impl Consumer {
         self
     }
 
-    /// Commits only while `fence` holds (a partition lease); `None`: always.
+    /// Commits (and renews entry leases) only while `fence` holds: the consumer name's
+    /// lease, or a partition's; `None`: always.
     pub fn set_fence(&mut self, fence: Option<Fence>) {
         self.fence = fence;
     }
@@ -346,6 +347,7 @@ impl Consumer {
         Lease {
             id: self.id.clone(),
             commands: self.commands.clone(),
+            fence: self.fence.clone(),
         }
     }
 

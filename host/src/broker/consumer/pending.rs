@@ -189,6 +189,8 @@ fn next_cursor(rows: &[PendingEntry], count: usize) -> String {
 pub struct Lease {
     pub(super) id: Arc<ConsumerId>,
     pub(super) commands: Arc<Link>,
+    /// Renewals are made only while this holds (see `Consumer::set_fence`).
+    pub(super) fence: Option<super::super::commit::Fence>,
 }
 
 static TOUCH: std::sync::LazyLock<redis::Script> =
@@ -201,7 +203,14 @@ impl Lease {
             return Ok(Vec::new());
         }
         let mut invocation = TOUCH.key(&self.id.stream);
-        invocation.arg(&self.id.group).arg(&self.id.name).arg(ids);
+        if let Some(fence) = &self.fence {
+            invocation.key(&fence.key);
+        }
+        invocation
+            .arg(&self.id.group)
+            .arg(&self.id.name)
+            .arg(self.fence.as_ref().map_or("", |f| f.value.as_str()))
+            .arg(ids);
         let renewed = self
             .commands
             .call("lease renewal", None, |mut c| async move {

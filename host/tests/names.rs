@@ -1,0 +1,197 @@
+//! One consumer name, one daemon: a name held by a live daemon is refused (or, for the
+//! default name, passed over), and a daemon that lost its name can never commit in it.
+//! Real `sluice` processes on a real redis-server.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The echo pipeline's config file, with a handler timeout that fits `action=sleep`.
+fn echo_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    config_file(
+        dir,
+        &echo("echo")
+            .with("limits = { timeout = \"20s\" }")
+            .with("concurrency = 8")
+            .to_string(),
+    )
+}
+
+/// Waits until the daemon logs that its pipeline started.
+async fn started(daemon: &DaemonProcess) {
+    eventually("the pipeline to start", Duration::from_secs(30), || {
+        let up = daemon.log().contains("pipeline started");
+        async move { up.then_some(()) }
+    })
+    .await;
+}
+
+/// How many times each input entry (field `n`) appears in `OUT`.
+async fn copies(con: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for (_, fields) in entries(con, "OUT").await {
+        *seen
+            .entry(field(&fields, "n").unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    seen
+}
+
+/// A copied config (one configured consumer name) on two daemons: the second refuses to
+/// start, naming the name, the group, who holds it and the fix; 400 entries give 400
+/// outputs, none twice.
+#[tokio::test]
+async fn a_configured_name_held_by_a_live_daemon_is_refused() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = echo_file(&dir);
+    let first = DaemonProcess::spawn(&config, &redis, "shared");
+    started(&first).await;
+    let mut second = DaemonProcess::spawn(&config, &redis, "shared");
+    let status = second.wait(Duration::from_secs(30));
+    let log = second.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(r#"consumer name "shared" is held in group "G" of stream "IN""#),
+        "{log}"
+    );
+    assert!(log.contains(&format!("pid {}", first.pid())), "{log}");
+    assert!(log.contains("--consumer"), "the fix: {log}");
+    for n in 0..400 {
+        add(&mut con, "IN", &[("n", &n.to_string())]).await;
+    }
+    wait_len(&con, "OUT", 400).await;
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.len(), 400);
+    assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");
+}
+
+/// Two daemons on one host with the default name: the second takes
+/// `sluice-<host>-2` and says so; both consume, and 400 entries give 400 outputs.
+#[tokio::test]
+async fn the_default_name_passes_over_to_the_next_free_one() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = echo_file(&dir);
+    let url = redis.url();
+    let run = |log: &str| {
+        let args = [
+            "run".as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+            "--redis".as_ref(),
+            std::ffi::OsStr::new(&url),
+        ];
+        DaemonProcess::start(&args, &dir.path().join(log))
+    };
+    let first = run("first.log");
+    started(&first).await;
+    let second = run("second.log");
+    started(&second).await;
+    let log = second.log();
+    assert!(log.contains("is held by another live daemon"), "{log}");
+    assert!(log.contains("-2"), "{log}");
+    for n in 0..400 {
+        add(&mut con, "IN", &[("n", &n.to_string())]).await;
+    }
+    wait_len(&con, "OUT", 400).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.len(), 400);
+    assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");
+}
+
+/// A daemon frozen (SIGSTOP) with entries in hand past its name's lease: a second
+/// daemon takes the name and handles those entries; the first, thawed, commits nothing
+/// (its commits are fenced off), says it lost its name and exits 1. Every entry is
+/// written once; nothing stays pending.
+#[tokio::test]
+async fn a_daemon_that_lost_its_name_commits_nothing() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = echo_file(&dir);
+    let mut first = DaemonProcess::spawn(&config, &redis, "shared");
+    started(&first).await;
+    for n in 0..4 {
+        let n = n.to_string();
+        add(
+            &mut con,
+            "IN",
+            &[("n", &n), ("action", "sleep"), ("ms", "3000")],
+        )
+        .await;
+    }
+    eventually("the first to hold entries", Duration::from_secs(10), || {
+        let mut con = con.clone();
+        async move { (pending(&mut con, "IN", "G").await >= 1).then_some(()) }
+    })
+    .await;
+    first.signal(libc::SIGSTOP);
+    // The second is refused until the first's lease lapses, then takes the name.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut second = loop {
+        let mut second = DaemonProcess::spawn(&config, &redis, "shared");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if second.is_running() {
+            break second;
+        }
+        assert!(Instant::now() < deadline, "the name never passed on");
+    };
+    for n in 4..20 {
+        add(&mut con, "IN", &[("n", &n.to_string())]).await;
+    }
+    wait_len(&con, "OUT", 20).await;
+    first.signal(libc::SIGCONT);
+    let status = first.wait(Duration::from_secs(30));
+    let log = first.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("lost its consumer name \"shared\""), "{log}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");
+    assert_eq!(pending(&mut con, "IN", "G").await, 0);
+    assert!(second.is_running());
+}
+
+/// `kill -9`, then a restart under the same name on the same host: the dead holder is
+/// proven gone (its pid no longer runs with its start time), so the name is taken at
+/// once, not after the lease; the entries it held are handled.
+#[tokio::test]
+async fn a_restart_after_kill_9_takes_its_name_back_at_once() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = echo_file(&dir);
+    let mut first = DaemonProcess::spawn(&config, &redis, "solo");
+    started(&first).await;
+    add(
+        &mut con,
+        "IN",
+        &[("n", "0"), ("action", "sleep"), ("ms", "2000")],
+    )
+    .await;
+    eventually("the entry in hand", Duration::from_secs(10), || {
+        let mut con = con.clone();
+        async move { (pending(&mut con, "IN", "G").await == 1).then_some(()) }
+    })
+    .await;
+    first.kill9();
+    let restarted = Instant::now();
+    let again = DaemonProcess::spawn(&config, &redis, "solo");
+    started(&again).await;
+    assert!(
+        restarted.elapsed() < Duration::from_secs(8),
+        "took {:?}: {}",
+        restarted.elapsed(),
+        again.log()
+    );
+    assert!(
+        again.log().contains("took the consumer name over"),
+        "{}",
+        again.log()
+    );
+    wait_len(&con, "OUT", 1).await;
+}
