@@ -6,7 +6,8 @@
 # playwright-core (npm, pinned by host/tests/browser/package-lock.json), componentize-js
 # (npm, pinned by guest-sdk/js/package-lock.json) and componentize-py 0.25.1 (PyPI) for
 # the JavaScript and Python plugins, clang-19 with wasi-libc (Debian) for the C plugins,
-# and the wasm32-wasip2 Rust target with rustfmt and clippy. Safe to run again.
+# the wasm32-wasip2 Rust target with rustfmt and clippy, and promtool (Debian package
+# prometheus) for the metrics check. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +42,8 @@ if $demo; then
     fi
     exit 0
 fi
+# The metrics test checks /metrics with promtool (Debian package prometheus).
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Sentinel failover tests run a real redis-sentinel beside primary and replica.
 command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -58,6 +61,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # Debian starts a system-wide redis; Sluice runs its own on free ports.
     as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
     as_root systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+    as_root systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
 fi
 
 if [ ! -d host/tests/browser/node_modules/playwright-core ]; then

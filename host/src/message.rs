@@ -156,6 +156,17 @@ impl HandlerError {
         !matches!(self, HandlerError::Reject(_))
     }
 
+    /// Every kind [`HandlerError::kind`] answers (metrics are registered for each at 0).
+    pub const KINDS: [&'static str; 7] = [
+        "retry",
+        "reject",
+        "trap",
+        "timeout",
+        "limit",
+        "instantiate",
+        "conflict",
+    ];
+
     /// A short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

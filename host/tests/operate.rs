@@ -1553,3 +1553,95 @@ async fn the_dashboards_query_only_exported_metrics() {
     assert!(checked > 10, "only {checked} metric references found");
     host.stop().await;
 }
+
+/// Every per-pipeline series is in `/metrics` from the pipeline's start, at 0 (a
+/// dashboard panel or alert on `sluice_handler_failures_total` sees it before the first
+/// failure); and `promtool check metrics` accepts the page once traffic, failures and
+/// dead letters went through.
+#[tokio::test]
+async fn every_series_exists_from_the_start_and_promtool_accepts_them() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, base) = daemon(&redis, "from-start").await;
+    let page = || async {
+        reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let text = page().await;
+    for name in [
+        "sluice_messages_read_total",
+        "sluice_messages_committed_total",
+        "sluice_messages_retried_total",
+        "sluice_messages_dead_lettered_total",
+        "sluice_commit_conflicts_total",
+        "sluice_handler_throttled_total",
+        "sluice_batch_fallbacks_total",
+        "sluice_plugin_reloads_total",
+        "sluice_plugin_load_failures_total",
+        "sluice_pipeline_restarts_total",
+        "sluice_entries_adopted_total",
+        "sluice_consumer_group_recreated_total",
+        "sluice_state_reads_total",
+        "sluice_state_writes_total",
+        "sluice_state_conflicts_total",
+    ] {
+        assert_eq!(metric(&text, name, "from-start"), 0.0, "{name}");
+    }
+    for histogram in [
+        "sluice_handler_duration_seconds",
+        "sluice_end_to_end_latency_seconds",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(histogram) && l.contains("pipeline=\"from-start\"")),
+            "no {histogram} in:\n{text}"
+        );
+    }
+    for kind in [
+        "retry",
+        "reject",
+        "trap",
+        "timeout",
+        "limit",
+        "instantiate",
+        "conflict",
+    ] {
+        let line =
+            format!("sluice_handler_failures_total{{kind=\"{kind}\",pipeline=\"from-start\"}} 0");
+        let alt =
+            format!("sluice_handler_failures_total{{pipeline=\"from-start\",kind=\"{kind}\"}} 0");
+        assert!(
+            text.lines().any(|l| l == line || l == alt),
+            "no {line} in:\n{text}"
+        );
+    }
+    add_orders(&mut con, 20, 5).await;
+    wait_len(&con, "ORDERS_STREAM:dead", 5).await;
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    let text = page().await;
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus; scripts/setup.sh installs it)");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = check.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    host.stop().await;
+}

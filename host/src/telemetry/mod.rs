@@ -168,6 +168,13 @@ impl PipelineMetrics {
         metrics::counter!("sluice_plugin_reloads_total", "pipeline" => p.clone()).increment(0);
         metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => p.clone())
             .increment(0);
+        metrics::counter!("sluice_pipeline_restarts_total", "pipeline" => p.clone()).increment(0);
+        // Every kind of failure reads 0 until one happens (Prometheus's guidance: export
+        // the series you know may exist, so that rates and alerts see them).
+        for kind in crate::message::HandlerError::KINDS {
+            metrics::counter!("sluice_handler_failures_total", "pipeline" => p.clone(), "kind" => kind)
+                .increment(0);
+        }
         Self {
             read: metrics::counter!("sluice_messages_read_total", "pipeline" => p.clone()),
             committed: metrics::counter!("sluice_messages_committed_total", "pipeline" => p.clone()),
