@@ -195,3 +195,113 @@ async fn a_restart_after_kill_9_takes_its_name_back_at_once() {
     );
     wait_len(&con, "OUT", 1).await;
 }
+
+/// The consumers of `IN`'s group `G`, by name.
+async fn consumers(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("IN")
+        .arg("G")
+        .query_async(con)
+        .await
+        .expect("XINFO CONSUMERS");
+    reply.consumers.into_iter().map(|c| c.name).collect()
+}
+
+/// Eight daemons, each under a name of its own (pods of a scaled Deployment), each
+/// handles 10 entries and stops cleanly: each removes its own consumer from the group
+/// (nothing is pending for it), so the group does not keep eight.
+#[tokio::test]
+async fn daemons_that_stop_cleanly_leave_their_groups() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    for i in 1..=8 {
+        let mut config = echo("echo").config("");
+        config.redis.consumer = Some(format!("pod-{i}"));
+        let host = Host::start(&redis, config).await;
+        for n in 0..10 {
+            add(&mut con, "IN", &[("n", &format!("{i}-{n}"))]).await;
+        }
+        wait_len(&con, "OUT", i * 10).await;
+        host.stop().await;
+    }
+    assert_eq!(consumers(&mut con).await, Vec::<String>::new());
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.len(), 80);
+}
+
+/// Consumers idle past `remove_idle_consumers_after` with nothing pending are removed by
+/// a live daemon; one with a pending entry is not removed until that entry is reclaimed
+/// and handled (once).
+#[tokio::test]
+async fn idle_consumers_are_removed_but_never_with_pending_entries() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let raw = |args: &[&str]| {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd
+    };
+    let _: () = raw(&["XGROUP", "CREATE", "IN", "G", "$", "MKSTREAM"])
+        .query_async(&mut con)
+        .await
+        .expect("XGROUP CREATE");
+    add(&mut con, "IN", &[("n", "held")]).await;
+    let _: redis::Value = raw(&[
+        "XREADGROUP",
+        "GROUP",
+        "G",
+        "ghost-holding",
+        "COUNT",
+        "1",
+        "STREAMS",
+        "IN",
+        ">",
+    ])
+    .query_async(&mut con)
+    .await
+    .expect("XREADGROUP");
+    for ghost in ["ghost-1", "ghost-2"] {
+        let _: i64 = raw(&["XGROUP", "CREATECONSUMER", "IN", "G", ghost])
+            .query_async(&mut con)
+            .await
+            .expect("CREATECONSUMER");
+    }
+    let mut config = echo("echo")
+        .with("claim_idle = \"70s\"")
+        .config("[redis]\nremove_idle_consumers_after = \"1m\"\n\n");
+    config.redis.consumer = Some("live".into());
+    let host = Host::start(&redis, config).await;
+    add(&mut con, "IN", &[("n", "new")]).await;
+    // Past a minute the two idle ghosts go; the one holding an entry stays until that
+    // entry is reclaimed (after claim_idle, 70 s) and handled.
+    eventually("the idle ghosts to go", Duration::from_secs(120), || {
+        let mut con = con.clone();
+        async move {
+            let now = consumers(&mut con).await;
+            (!now.iter().any(|c| c == "ghost-1" || c == "ghost-2")).then_some(now)
+        }
+    })
+    .await;
+    let now = consumers(&mut con).await;
+    if now.iter().any(|c| c == "ghost-holding") {
+        assert_eq!(
+            len(&mut con, "OUT").await,
+            1,
+            "the held entry is not handled yet"
+        );
+    }
+    eventually(
+        "the holding ghost to go once its entry is handled",
+        Duration::from_secs(120),
+        || {
+            let mut con = con.clone();
+            async move { (consumers(&mut con).await == ["live"]).then_some(()) }
+        },
+    )
+    .await;
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.get("held"), Some(&1), "{seen:?}");
+    assert_eq!(seen.get("new"), Some(&1), "{seen:?}");
+    host.stop().await;
+}

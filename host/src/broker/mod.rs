@@ -12,6 +12,7 @@
 mod commit;
 mod conn;
 mod consumer;
+mod consumers;
 mod dead;
 mod dead_page;
 mod endpoint;
@@ -37,6 +38,7 @@ pub use conn::Conn;
 
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
 pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
+pub use consumers::GroupConsumer;
 pub use dead::{
     DeadStream, IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, ReplayCut, Replayed,
 };

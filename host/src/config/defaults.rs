@@ -72,6 +72,10 @@ pub fn wait_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
+pub fn idle_consumers() -> Duration {
+    Duration::from_secs(3600)
+}
+
 pub fn lease_ttl() -> Duration {
     Duration::from_secs(10)
 }

@@ -55,6 +55,11 @@ pub struct RedisConfig {
     /// stable across restarts of one daemon for its pending entries to be re-read first,
     /// and unique per daemon in a group.
     pub consumer: Option<String>,
+    /// Consumers of a group idle longer than this with no pending entries are removed
+    /// (`XGROUP DELCONSUMER`) by whichever daemon notices, unless a live daemon holds
+    /// the name; `"0s"` keeps them. Default 1 hour; at least 1 minute otherwise.
+    #[serde(default = "defaults::idle_consumers", deserialize_with = "duration")]
+    pub remove_idle_consumers_after: Duration,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -78,6 +83,10 @@ impl std::fmt::Debug for RedisConfig {
             .field("wait_replicas", &self.wait_replicas)
             .field("wait_timeout", &self.wait_timeout)
             .field("consumer", &self.consumer)
+            .field(
+                "remove_idle_consumers_after",
+                &self.remove_idle_consumers_after,
+            )
             .finish()
     }
 }
@@ -96,6 +105,7 @@ impl Default for RedisConfig {
             wait_replicas: 0,
             wait_timeout: defaults::wait_timeout(),
             consumer: None,
+            remove_idle_consumers_after: defaults::idle_consumers(),
         }
     }
 }
@@ -153,6 +163,12 @@ impl RedisConfig {
     pub(super) fn validate(&self) -> Result<()> {
         if let Some(name) = &self.consumer {
             consumer_name(name).context("[redis] consumer")?;
+        }
+        let idle = self.remove_idle_consumers_after;
+        if !idle.is_zero() && idle < Duration::from_secs(60) {
+            bail!(
+                "[redis] remove_idle_consumers_after = {idle:?} is too short: a consumer between two reads looks idle; give at least \"1m\", or \"0s\" to keep idle consumers"
+            );
         }
         if let Some(url) = &self.url {
             // The URL is not quoted back: it may hold a password.

@@ -74,15 +74,20 @@ pub(super) fn watch_private_server(server: &RedisServer, failure: &Failure, task
     });
 }
 
-/// Renews the consumer name's leases until `stop`; fails the daemon when one is lost.
+/// Renews the consumer name's leases until `stop`, and removes consumers idle over
+/// `idle_limit`; fails the daemon when a lease is lost.
 pub(super) fn keep_names(
     names: &Arc<Names>,
     failure: &Failure,
     tasks: &TaskTracker,
     stop: CancellationToken,
+    idle_limit: std::time::Duration,
 ) {
     let failure = failure.clone();
-    tasks.spawn(Names::keep(Arc::downgrade(names), stop, move |why| {
-        failure.fail(why);
-    }));
+    tasks.spawn(Names::keep(
+        Arc::downgrade(names),
+        stop,
+        idle_limit,
+        move |why| failure.fail(why),
+    ));
 }

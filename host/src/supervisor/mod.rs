@@ -145,6 +145,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         &daemon.failure,
         &daemon.background,
         daemon.names_stop.clone(),
+        config.redis.remove_idle_consumers_after,
     );
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
@@ -249,7 +250,12 @@ impl Daemon {
             None => stop_all(running, self.drain_timeout).await,
         }
         self.names_stop.cancel();
-        self.names.release().await;
+        // A clean stop leaves its groups (where nothing is pending for it); a failed
+        // one only gives its names back, if Redis still answers.
+        match failure {
+            Some(_) => self.names.release().await,
+            None => self.names.leave().await,
+        }
         // The spans of the last entries handled go out before the exit.
         let traces = self.tracing.clone();
         let _ = tokio::task::spawn_blocking(move || traces.shutdown(SPAN_FLUSH)).await;

@@ -27,6 +27,9 @@ use crate::config::{Ordering, PipelineConfig};
 /// this loses its name to the next that asks for it.
 pub(crate) const NAME_LEASE: Duration = Duration::from_secs(10);
 
+/// How often idle consumers are looked for.
+const SWEEP: Duration = Duration::from_secs(30);
+
 /// Default names tried, `sluice-<host>` then `-2` up to this.
 const DEFAULT_NAMES: u32 = 16;
 
@@ -322,15 +325,82 @@ impl Names {
         }
     }
 
-    /// Renews the leases every [`NAME_LEASE`] / 3 until `stop`; on a loss, says why
-    /// through `lost` and returns.
+    /// Leaves every group (a clean stop, after the drain): this daemon's consumer is
+    /// removed from each group where nothing is pending for it, then the leases go back.
+    pub(crate) async fn leave(&self) {
+        let held: Vec<((String, String), Fence)> = self
+            .lock()
+            .iter()
+            .map(|(k, f)| (k.clone(), f.clone()))
+            .collect();
+        for ((stream, group), fence) in held {
+            let removed = self
+                .broker
+                .remove_consumer(&stream, &group, &self.me.name, Some(&fence.value))
+                .await;
+            match removed {
+                Ok(true) => {
+                    metrics::counter!("sluice_consumers_removed_total", "reason" => "left")
+                        .increment(1);
+                }
+                Ok(false) => {}
+                Err(fault) => {
+                    tracing::warn!(stream, group, error = %fault, "cannot remove this daemon's consumer from the group; it stays listed");
+                }
+            }
+        }
+        self.release().await;
+    }
+
+    /// Removes the consumers of this daemon's groups idle longer than `limit` with
+    /// nothing pending and no live holder (one INFO line per group that lost some).
+    pub(crate) async fn sweep(&self, limit: Duration) {
+        let groups: Vec<(String, String)> = self.lock().keys().cloned().collect();
+        for (stream, group) in groups {
+            let Ok(consumers) = self.broker.group_consumers(&stream, &group).await else {
+                continue;
+            };
+            let mut removed = Vec::new();
+            for c in consumers {
+                let idle = Duration::from_millis(c.idle_ms);
+                if c.name == self.me.name || c.pending > 0 || idle < limit {
+                    continue;
+                }
+                if let Ok(true) = self
+                    .broker
+                    .remove_consumer(&stream, &group, &c.name, None)
+                    .await
+                {
+                    removed.push(c.name);
+                }
+            }
+            if !removed.is_empty() {
+                metrics::counter!("sluice_consumers_removed_total", "reason" => "idle")
+                    .increment(removed.len() as u64);
+                tracing::info!(
+                    stream,
+                    group,
+                    "removed {} consumers idle over {} with nothing pending: {}",
+                    removed.len(),
+                    humantime::format_duration(limit),
+                    removed.join(", ")
+                );
+            }
+        }
+    }
+
+    /// Renews the leases every [`NAME_LEASE`] / 3 until `stop` (on a loss, says why
+    /// through `lost` and returns), and sweeps idle consumers every [`SWEEP`] when
+    /// `idle_limit` is not zero.
     pub(crate) async fn keep(
         names: Weak<Self>,
         stop: CancellationToken,
+        idle_limit: Duration,
         lost: impl FnOnce(String),
     ) {
         let mut every = tokio::time::interval(NAME_LEASE / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut swept: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -340,6 +410,10 @@ impl Names {
             if let Err(why) = names.renew().await {
                 lost(why);
                 return;
+            }
+            if !idle_limit.is_zero() && swept.is_none_or(|at| at.elapsed() >= SWEEP) {
+                swept = Some(tokio::time::Instant::now());
+                names.sweep(idle_limit).await;
             }
         }
     }

@@ -53,6 +53,10 @@ fn counters() {
             "handle-batch or handle-packed calls that failed as a whole (their entries went one at a time)",
         ),
         (
+            "sluice_consumers_removed_total",
+            "Consumers removed from their groups: reason left (a daemon's own, at a clean stop with nothing pending) or idle (idle over remove_idle_consumers_after with nothing pending)",
+        ),
+        (
             "sluice_plugin_reloads_total",
             "New plugin versions swapped in",
         ),
