@@ -175,3 +175,32 @@ async fn a_user_without_config_get_is_told_once_it_cannot_be_checked() {
     assert_eq!(told, 1, "{log}");
     assert!(log.contains("+config|get"), "{log}");
 }
+
+/// The dashboard, in real headless Chromium, shows the warning the API gives, once, on
+/// top; a screenshot goes to `target/test-artifacts/dashboard-warning.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_the_warning() {
+    tls_provider();
+    let lru = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).expect("redis");
+    let host = Host::start(&lru, two_pipelines()).await;
+    let base = format!("http://{}", host.admin());
+    let artifacts = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("dashboard-warning.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = tokio::process::Command::new("node")
+        .current_dir(workspace().join("host/tests/browser"))
+        .args(["dashboard-warning.mjs", &base, "maxmemory-policy allkeys-lru"])
+        .arg(&screenshot)
+        .output()
+        .await
+        .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "the browser check failed");
+    assert!(screenshot.is_file());
+    host.stop().await;
+}
