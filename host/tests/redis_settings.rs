@@ -104,13 +104,16 @@ async fn an_evicting_redis_is_a_warning_with_every_pipeline() {
     assert_eq!(all.len(), 2, "{all:?}");
     for list in &all {
         assert!(
-            list.iter().any(|w| w.contains("maxmemory-policy allkeys-lru")
-                && w.contains("noeviction")),
+            list.iter()
+                .any(|w| w.contains("maxmemory-policy allkeys-lru") && w.contains("noeviction")),
             "{all:?}"
         );
     }
     let (ready, body) = get_json(&base, "/readyz").await;
-    assert_eq!(ready, 200, "a warning does not make the daemon unready: {body}");
+    assert_eq!(
+        ready, 200,
+        "a warning does not make the daemon unready: {body}"
+    );
     let gauge = redis_gauge(&base, "sluice_redis_eviction_policy_safe", lru.port()).await;
     assert_eq!(gauge, Some(0.0));
     host.stop().await;
@@ -136,7 +139,11 @@ async fn an_evicting_redis_is_logged_at_start_up() {
         &["WARN", "maxmemory-policy allkeys-lru", "not noeviction"],
     );
     assert_eq!(warned, 1, "{log}");
-    assert_eq!(lines_with(&log, &["INFO", "keeps nothing on disk"]), 1, "{log}");
+    assert_eq!(
+        lines_with(&log, &["INFO", "keeps nothing on disk"]),
+        1,
+        "{log}"
+    );
 }
 
 /// The private server of a config without `[redis] url` keeps nothing by design: no
@@ -156,7 +163,16 @@ async fn the_private_server_is_not_said_to_keep_nothing() {
 async fn a_user_without_config_get_is_told_once_it_cannot_be_checked() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "sluice", "on", ">pw", "~*", "&*", "+@all", "-config|get"])
+        .arg(&[
+            "SETUSER",
+            "sluice",
+            "on",
+            ">pw",
+            "~*",
+            "&*",
+            "+@all",
+            "-config|get",
+        ])
         .query_async(&mut con)
         .await
         .expect("ACL SETUSER");
@@ -190,7 +206,11 @@ async fn the_dashboard_shows_the_warning() {
     let _ = std::fs::remove_file(&screenshot);
     let output = tokio::process::Command::new("node")
         .current_dir(workspace().join("host/tests/browser"))
-        .args(["dashboard-warning.mjs", &base, "maxmemory-policy allkeys-lru"])
+        .args([
+            "dashboard-warning.mjs",
+            &base,
+            "maxmemory-policy allkeys-lru",
+        ])
         .arg(&screenshot)
         .output()
         .await

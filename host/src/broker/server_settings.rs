@@ -86,7 +86,12 @@ mod tests {
     #[test]
     fn every_policy_but_noeviction_evicts() {
         assert!(!settings("noeviction", "", false).evicts());
-        for policy in ["allkeys-lru", "volatile-lru", "allkeys-random", "volatile-ttl"] {
+        for policy in [
+            "allkeys-lru",
+            "volatile-lru",
+            "allkeys-random",
+            "volatile-ttl",
+        ] {
             assert!(settings(policy, "", false).evicts(), "{policy}");
         }
     }

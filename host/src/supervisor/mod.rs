@@ -150,9 +150,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         daemon.names_stop.clone(),
     );
     let warnings = Arc::new(Warnings::default());
-    SettingsCheck::start(daemon.broker.clone(), daemon.redis.is_some(), warnings.clone())
-        .await
-        .spawn(&daemon.background, shutdown.clone());
+    SettingsCheck::start(
+        daemon.broker.clone(),
+        daemon.redis.is_some(),
+        warnings.clone(),
+    )
+    .await
+    .spawn(&daemon.background, shutdown.clone());
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
     for pipeline in &config.pipelines {

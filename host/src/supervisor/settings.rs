@@ -48,7 +48,9 @@ impl Finding {
 
     fn log(&self) {
         match self {
-            Finding::Evicts(policy) => tracing::warn!(maxmemory_policy = %policy, "{}", self.message()),
+            Finding::Evicts(policy) => {
+                tracing::warn!(maxmemory_policy = %policy, "{}", self.message())
+            }
             Finding::NoPersistence => tracing::info!("{}", self.message()),
         }
     }
@@ -200,7 +202,10 @@ mod tests {
         let mut logged = Logged::default();
         let lru = || BTreeSet::from([Finding::Evicts("allkeys-lru".into())]);
         assert_eq!(logged.update(lru()).len(), 1);
-        assert!(logged.update(lru()).is_empty(), "a re-check says nothing new");
+        assert!(
+            logged.update(lru()).is_empty(),
+            "a re-check says nothing new"
+        );
         let ttl = BTreeSet::from([Finding::Evicts("volatile-ttl".into())]);
         assert_eq!(logged.update(ttl), [Finding::Evicts("volatile-ttl".into())]);
         assert!(logged.update(BTreeSet::new()).is_empty());
