@@ -35,7 +35,8 @@
 //!   plans, drains at shutdown.
 //! - [`telemetry`]: Prometheus metrics, and OpenTelemetry traces exported over OTLP
 //!   (the only user of `opentelemetry`).
-//! - [`status`]: each pipeline's live status board (state, backlog, rates, last error).
+//! - [`status`]: each pipeline's live status board (state, backlog, rates, last error),
+//!   and the daemon-wide warnings shown with every pipeline.
 //!
 //! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
 //!

@@ -214,3 +214,20 @@ fn now_s() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// What an operator should know of the whole daemon (a Redis that may evict keys on its
+/// own): shown with every pipeline. Written by the supervisor, read by the admin API.
+#[derive(Default)]
+pub struct Warnings(arc_swap::ArcSwap<Vec<String>>);
+
+impl Warnings {
+    /// Replaces the warnings with `now`.
+    pub fn set(&self, now: Vec<String>) {
+        self.0.store(std::sync::Arc::new(now));
+    }
+
+    /// The warnings now, oldest first.
+    pub fn get(&self) -> Vec<String> {
+        self.0.load().as_ref().clone()
+    }
+}

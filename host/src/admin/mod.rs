@@ -58,6 +58,7 @@ use crate::broker::Broker;
 use crate::config::AdminConfig;
 use crate::control::ReloadHandle;
 use crate::registry::Registry;
+use crate::status::Warnings;
 use crate::wasm::Runtime;
 pub use auth::Token;
 pub use error::ApiError;
@@ -83,6 +84,8 @@ pub struct AdminState {
     pub reload: ReloadHandle,
     /// Redis, for readiness and dead letters.
     pub broker: Broker,
+    /// The daemon-wide warnings, shown with every pipeline.
+    pub warnings: Arc<Warnings>,
 }
 
 /// The API's routes, for `config`, answering on a listener at `listen`.

@@ -27,6 +27,10 @@ pub struct PipelineView {
     pub dead_letters: Vec<String>,
     /// The running plugin version.
     pub plugin: String,
+    /// What the operator should know that puts the pipeline's data at risk without an
+    /// error (a Redis that may evict keys on its own); daemon-wide, so the same for
+    /// every pipeline; empty when there is none. Readiness does not depend on it.
+    pub warnings: Vec<String>,
     /// State, backlog, recent rates, last error.
     #[serde(flatten)]
     pub status: BoardView,
@@ -51,6 +55,7 @@ fn view(state: &AdminState, slot: &Slot) -> PipelineView {
             .map(|d| d.stream.clone())
             .collect(),
         plugin: slot.current().digest().to_string(),
+        warnings: state.warnings.get(),
         status,
     }
 }

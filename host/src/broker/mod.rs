@@ -21,6 +21,7 @@ mod lease;
 mod link;
 mod once;
 mod reply;
+mod server_settings;
 pub mod slot;
 mod state;
 mod target;
@@ -47,6 +48,7 @@ pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use lease::LeaseKeys;
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
+pub use server_settings::{NO_EVICTION, ServerSettings, settings_unreadable};
 pub use state::StateValue;
 pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url, url_password};
 

@@ -5,6 +5,7 @@
 mod failure;
 mod names;
 mod partitions;
+mod settings;
 mod thread;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use crate::config::{AdminConfig, Config, PipelineConfig, PluginsConfig, Telemetr
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadReport, ReloadRequests};
 use crate::redis_server::RedisServer;
 use crate::registry::{Registry, Streams};
+use crate::status::Warnings;
 use crate::telemetry::traces::Tracing;
 use crate::wasm::{Cache, Plugin, Runtime, Source};
 use crate::{admin, watch};
@@ -28,6 +30,7 @@ pub use failure::DaemonFailed;
 use failure::Failure;
 use names::Names;
 use partitions::Partitions;
+use settings::SettingsCheck;
 use thread::{Running, spawn_pipeline, stop_all, stop_now};
 
 /// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
@@ -147,6 +150,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         daemon.names_stop.clone(),
         config.redis.remove_idle_consumers_after,
     );
+    let warnings = Arc::new(Warnings::default());
+    SettingsCheck::start(
+        daemon.broker.clone(),
+        daemon.redis.is_some(),
+        warnings.clone(),
+    )
+    .await
+    .spawn(&daemon.background, shutdown.clone());
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
     for pipeline in &config.pipelines {
@@ -166,6 +177,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
             token: None,
             reload: daemon.reload_handle(),
             broker: daemon.broker.clone(),
+            warnings,
         };
         let addr = admin::start(config, state, &daemon.background, shutdown).await?;
         daemon.admin_addr = Some(addr);

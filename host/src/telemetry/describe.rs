@@ -131,6 +131,14 @@ fn gauges() {
             "sluice_pipeline_up",
             "1 while the pipeline can reach and use Redis, 0 in state error",
         ),
+        (
+            "sluice_redis_eviction_policy_safe",
+            "1 when Redis's maxmemory-policy is noeviction, 0 when it may evict keys on its own, -1 when it could not be checked",
+        ),
+        (
+            "sluice_redis_persistent",
+            "1 when Redis keeps its data on disk (RDB or AOF), 0 when it keeps nothing, -1 when it could not be checked",
+        ),
     ] {
         describe_gauge!(name, help);
     }

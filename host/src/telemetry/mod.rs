@@ -1,6 +1,10 @@
 //! Metrics (the Prometheus recorder and each pipeline's instruments) and traces
 //! ([`traces`]: OpenTelemetry spans of the entries handled, exported over OTLP).
 //!
+//! Daemon-wide, labelled `redis` (where it is, without password):
+//! `sluice_redis_eviction_policy_safe` and `sluice_redis_persistent` (1 yes, 0 no, -1
+//! could not be checked; see `supervisor::settings`).
+//!
 //! Names (every one labelled `pipeline`):
 //! `sluice_messages_read_total`, `sluice_messages_committed_total`,
 //! `sluice_messages_retried_total`, `sluice_messages_dead_lettered_total`,
