@@ -14,8 +14,13 @@
 //! and process start time, which this host can check.
 
 use std::collections::{BTreeMap, HashSet};
+
+mod groups;
+mod holder;
+
+use holder::{Holder, LIVE};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
@@ -32,81 +37,6 @@ const SWEEP: Duration = Duration::from_secs(30);
 
 /// Default names tried, `sluice-<host>` then `-2` up to this.
 const DEFAULT_NAMES: u32 = 16;
-
-/// Identities of the daemons alive in this process (tests and embedders run several):
-/// a holder with this process's pid is alive only if listed here.
-static LIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-
-/// Who holds a name: `<name>\t<host>\t<pid>\t<process start>\t<since, ms>`. Names and
-/// host names hold no tab (a consumer name with a control character is refused).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Holder {
-    name: String,
-    host: String,
-    pid: u32,
-    start: u64,
-    since_ms: u64,
-}
-
-impl Holder {
-    fn this(name: &str) -> Self {
-        let pid = std::process::id();
-        let since_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            name: name.to_owned(),
-            host: crate::supervisor::hostname(),
-            pid,
-            start: crate::redis_server::announce::start_time(pid).unwrap_or(0),
-            since_ms,
-        }
-    }
-
-    /// The holder a lease value (`<identity>/<token>`) names.
-    fn parse(value: &str) -> Option<Self> {
-        let (identity, _token) = value.rsplit_once('/')?;
-        let mut parts = identity.split('\t');
-        let holder = Self {
-            name: parts.next()?.to_owned(),
-            host: parts.next()?.to_owned(),
-            pid: parts.next()?.parse().ok()?,
-            start: parts.next()?.parse().ok()?,
-            since_ms: parts.next()?.parse().ok()?,
-        };
-        parts.next().is_none().then_some(holder)
-    }
-
-    fn identity(&self) -> String {
-        format!(
-            "{}\t{}\t{}\t{}\t{}",
-            self.name, self.host, self.pid, self.start, self.since_ms
-        )
-    }
-
-    /// Whether this host can tell that the holder's process is gone.
-    fn is_gone(&self, me: &Holder) -> bool {
-        if self.host != me.host {
-            return false;
-        }
-        if self.pid == me.pid && self.start == me.start {
-            let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-            return !live.as_ref().is_some_and(|l| l.contains(&self.identity()));
-        }
-        crate::redis_server::announce::start_time(self.pid) != Some(self.start)
-    }
-
-    /// For an error: `host vm, pid 4242, since 2026-12-06T04:02:51Z`.
-    fn describe(&self) -> String {
-        let since = SystemTime::UNIX_EPOCH + Duration::from_millis(self.since_ms);
-        format!(
-            "host {}, pid {}, since {}",
-            self.host,
-            self.pid,
-            humantime::format_rfc3339_seconds(since)
-        )
-    }
-}
 
 /// Why a name could not be held.
 enum Refusal {
@@ -325,70 +255,6 @@ impl Names {
         }
     }
 
-    /// Leaves every group (a clean stop, after the drain): this daemon's consumer is
-    /// removed from each group where nothing is pending for it, then the leases go back.
-    pub(crate) async fn leave(&self) {
-        let held: Vec<((String, String), Fence)> = self
-            .lock()
-            .iter()
-            .map(|(k, f)| (k.clone(), f.clone()))
-            .collect();
-        for ((stream, group), fence) in held {
-            let removed = self
-                .broker
-                .remove_consumer(&stream, &group, &self.me.name, Some(&fence.value))
-                .await;
-            match removed {
-                Ok(true) => {
-                    metrics::counter!("sluice_consumers_removed_total", "reason" => "left")
-                        .increment(1);
-                }
-                Ok(false) => {}
-                Err(fault) => {
-                    tracing::warn!(stream, group, error = %fault, "cannot remove this daemon's consumer from the group; it stays listed");
-                }
-            }
-        }
-        self.release().await;
-    }
-
-    /// Removes the consumers of this daemon's groups idle longer than `limit` with
-    /// nothing pending and no live holder (one INFO line per group that lost some).
-    pub(crate) async fn sweep(&self, limit: Duration) {
-        let groups: Vec<(String, String)> = self.lock().keys().cloned().collect();
-        for (stream, group) in groups {
-            let Ok(consumers) = self.broker.group_consumers(&stream, &group).await else {
-                continue;
-            };
-            let mut removed = Vec::new();
-            for c in consumers {
-                let idle = Duration::from_millis(c.idle_ms);
-                if c.name == self.me.name || c.pending > 0 || idle < limit {
-                    continue;
-                }
-                if let Ok(true) = self
-                    .broker
-                    .remove_consumer(&stream, &group, &c.name, None)
-                    .await
-                {
-                    removed.push(c.name);
-                }
-            }
-            if !removed.is_empty() {
-                metrics::counter!("sluice_consumers_removed_total", "reason" => "idle")
-                    .increment(removed.len() as u64);
-                tracing::info!(
-                    stream,
-                    group,
-                    "removed {} consumers idle over {} with nothing pending: {}",
-                    removed.len(),
-                    humantime::format_duration(limit),
-                    removed.join(", ")
-                );
-            }
-        }
-    }
-
     /// Renews the leases every [`NAME_LEASE`] / 3 until `stop` (on a loss, says why
     /// through `lost` and returns), and sweeps idle consumers every [`SWEEP`] when
     /// `idle_limit` is not zero.
@@ -458,39 +324,4 @@ pub(crate) fn fenced_by_name(config: &PipelineConfig) -> bool {
 /// that it finds its own pending entries again.
 fn default_name() -> String {
     format!("sluice-{}", crate::supervisor::hostname())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_holder_reads_back_from_its_lease_value() {
-        let me = Holder::this("c 1");
-        let value = format!("{}/42", me.identity());
-        assert_eq!(Holder::parse(&value), Some(me.clone()));
-        assert_eq!(Holder::parse("c1/7"), None, "an older value names nobody");
-        // Alive: this very daemon (registered) is not gone; one of this process that
-        // is not registered any more is.
-        let broker_free = me.clone();
-        LIVE.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(HashSet::new)
-            .insert(broker_free.identity());
-        assert!(!me.is_gone(&me));
-        let dropped = Holder {
-            since_ms: me.since_ms + 1,
-            ..me.clone()
-        };
-        assert!(dropped.is_gone(&me));
-        let elsewhere = Holder {
-            host: "another-host".into(),
-            pid: 1,
-            ..me.clone()
-        };
-        assert!(
-            !elsewhere.is_gone(&me),
-            "another host's process cannot be checked"
-        );
-    }
 }
