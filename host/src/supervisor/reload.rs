@@ -1,0 +1,80 @@
+//! A config reload: the plan (`control::plan`), carried out — new and changed plugins
+//! compiled first (a broken one refuses the whole reload), the consumer name held in
+//! the groups of the pipelines that start, removed and changed pipelines drained, the
+//! new ones started.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+
+use super::Daemon;
+use super::thread::{Running, stop_all};
+use crate::config::PipelineConfig;
+use crate::control::{self, ReloadReport};
+
+impl Daemon {
+    pub(super) async fn reload(&mut self) -> Result<ReloadReport> {
+        let loader = self
+            .loader
+            .as_ref()
+            .context("this daemon was started without a config file to reload")?;
+        let config = loader()?;
+        for (section, changed) in [
+            ("[telemetry]", config.telemetry != self.started.telemetry),
+            ("[plugins]", config.plugins != self.started.plugins),
+            ("[admin]", config.admin != self.started.admin),
+        ] {
+            if changed {
+                tracing::warn!(
+                    "{section} changed: it is read at start-up only, so the running settings stay until the daemon restarts"
+                );
+            }
+        }
+        let running: BTreeMap<String, PipelineConfig> = self
+            .pipelines
+            .iter()
+            .map(|(name, r)| (name.clone(), r.config.clone()))
+            .collect();
+        let report = control::plan(&running, &config.pipelines);
+        let mut wanted: BTreeMap<String, PipelineConfig> = config
+            .pipelines
+            .into_iter()
+            .map(|p| (p.name.to_string(), p))
+            .collect();
+        // Compile every new or changed plugin first: a broken one refuses the whole reload.
+        let mut plugins = BTreeMap::new();
+        for name in report.starting() {
+            let pipeline = wanted.get(name).context("planned from the wanted list")?;
+            if self.broker.is_cluster() {
+                pipeline
+                    .check_slots()
+                    .with_context(|| format!("pipeline {name:?} cannot start"))?;
+            }
+            plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
+        }
+        // The consumer name, held in the groups of the pipelines that start.
+        let starting: Vec<PipelineConfig> = report
+            .starting()
+            .filter_map(|name| wanted.get(name).cloned())
+            .collect();
+        self.names.add_pipelines(&starting).await?;
+        let stopping: Vec<Running> = report
+            .stopping()
+            .filter_map(|name| self.pipelines.remove(name))
+            .collect();
+        stop_all(stopping, self.drain_timeout).await;
+        for name in &report.removed {
+            self.registry.remove(name);
+        }
+        for name in report.starting() {
+            let pipeline = wanted
+                .remove(name)
+                .context("planned from the wanted list")?;
+            let plugin = plugins.remove(name).context("plugin compiled above")?;
+            self.start_pipeline(pipeline, plugin).await?;
+        }
+        self.restart_watcher()?;
+        tracing::info!("config reloaded: {report}");
+        Ok(report)
+    }
+}
