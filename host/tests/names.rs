@@ -305,3 +305,74 @@ async fn idle_consumers_are_removed_but_never_with_pending_entries() {
     assert_eq!(seen.get("new"), Some(&1), "{seen:?}");
     host.stop().await;
 }
+
+/// The new holder of a name stops cleanly (its lease key and its consumer are gone)
+/// before the old one thaws: the old one must not put the name back and write what it
+/// had in hand — the name's token counter shows someone held it meanwhile. It says it
+/// lost its name and exits 1; every entry is written once.
+#[tokio::test]
+async fn a_name_taken_and_given_back_meanwhile_stays_lost() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(
+        &dir,
+        &echo("echo")
+            .with("limits = { timeout = \"20s\" }")
+            .with("concurrency = 8")
+            .with("claim_idle = \"120s\"")
+            .to_string(),
+    );
+    let mut first = DaemonProcess::spawn(&config, &redis, "shared");
+    started(&first).await;
+    for n in 0..10 {
+        let n = n.to_string();
+        add(
+            &mut con,
+            "IN",
+            &[("n", &n), ("action", "sleep"), ("ms", "500")],
+        )
+        .await;
+    }
+    eventually("the first to hold entries", Duration::from_secs(10), || {
+        let mut con = con.clone();
+        async move { (pending(&mut con, "IN", "G").await >= 1).then_some(()) }
+    })
+    .await;
+    first.signal(libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut second = loop {
+        let mut second = DaemonProcess::spawn(&config, &redis, "shared");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if second.is_running() {
+            break second;
+        }
+        assert!(Instant::now() < deadline, "the name never passed on");
+    };
+    eventually(
+        "the second to handle every entry",
+        Duration::from_secs(60),
+        || {
+            let mut con = con.clone();
+            async move {
+                let done =
+                    len(&mut con, "OUT").await >= 10 && pending(&mut con, "IN", "G").await == 0;
+                done.then_some(())
+            }
+        },
+    )
+    .await;
+    second.signal(libc::SIGTERM);
+    assert!(
+        second.wait(Duration::from_secs(30)).success(),
+        "{}",
+        second.log()
+    );
+    first.signal(libc::SIGCONT);
+    let status = first.wait(Duration::from_secs(30));
+    let log = first.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains("lost its consumer name \"shared\""), "{log}");
+    let seen = copies(&mut con).await;
+    assert_eq!(seen.len(), 10, "{seen:?}");
+    assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");
+}

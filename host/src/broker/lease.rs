@@ -56,16 +56,24 @@ return value
 static KEEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+-- KEYS[1] the lease, KEYS[2] its token counter; ARGV[1] the value held, ARGV[2] the
+-- ttl (ms), ARGV[3] the token in ARGV[1].
 local held = redis.call('GET', KEYS[1])
 if held == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if not held then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 2
+if held then
+  return 0
 end
-return 0
+-- Gone: put back only if nobody took the name since (the counter still gives this
+-- holder's token; a FLUSHALL took the counter too).
+local last = redis.call('GET', KEYS[2])
+if last and last ~= ARGV[3] then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 2
 ",
     )
 });
@@ -211,13 +219,22 @@ impl Broker {
         }))
     }
 
-    /// Extends a consumer name's lease held with `fence` by `ttl`, or puts it back if the
-    /// key is gone (a `FLUSHALL`, a restart without persistence: nobody holds the name,
-    /// and the guarded commit still checks each entry's owner); `false` if another
-    /// daemon holds it now.
-    pub async fn keep_lease(&self, fence: &Fence, ttl: Duration) -> Result<bool, Fault> {
+    /// Extends a consumer name's lease held with `fence` (keys `keys`) by `ttl`, or puts
+    /// it back if the key is gone and nobody took the name since (its token counter
+    /// still gives this holder's token, or was flushed with it); `false` if another
+    /// daemon holds it, or held it meanwhile.
+    pub async fn keep_lease(
+        &self,
+        keys: &LeaseKeys,
+        fence: &Fence,
+        ttl: Duration,
+    ) -> Result<bool, Fault> {
+        let token = fence.value.rsplit_once('/').map_or("", |(_, t)| t);
         let mut call = KEEP.key(&fence.key);
-        call.arg(&fence.value).arg(ttl.as_millis() as u64);
+        call.key(&keys.token)
+            .arg(&fence.value)
+            .arg(ttl.as_millis() as u64)
+            .arg(token);
         let kept: i64 = self
             .call(
                 "lease",
@@ -225,7 +242,7 @@ impl Broker {
             )
             .await?;
         if kept == 2 {
-            tracing::warn!(key = %fence.key, "the consumer name's lease key was gone (FLUSHALL, or a Redis restarted without its data): put back");
+            tracing::warn!(key = %fence.key, "the consumer name's lease had lapsed (the process was stopped or cut off from Redis, or the key was deleted or flushed) and nobody took the name meanwhile: put back");
         }
         Ok(kept > 0)
     }

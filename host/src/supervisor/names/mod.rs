@@ -170,20 +170,22 @@ impl Names {
         Ok(())
     }
 
+    /// Takes the name's lease on `stream`'s `group`, and renews it once: a user that may
+    /// take it but not renew it (no `+pexpire`) is refused now, not 10 s later.
     async fn acquire(&self, stream: &str, group: &str) -> Result<Fence, Refusal> {
         let keys = LeaseKeys::consumer(stream, group, &self.me.name);
+        let fence = self.take(stream, group, &keys).await?;
+        self.broker
+            .keep_lease(&keys, &fence, NAME_LEASE)
+            .await
+            .map_err(|f| refused(f, stream, &keys))?;
+        Ok(fence)
+    }
+
+    async fn take(&self, stream: &str, group: &str, keys: &LeaseKeys) -> Result<Fence, Refusal> {
+        let keys = keys.clone();
         let me = self.identity();
-        let failed = |f: crate::broker::Fault| {
-            let permission = f.is_permission();
-            let e = anyhow::Error::new(f);
-            Refusal::Failed(match permission {
-                true => e.context(format!(
-                    "the ACL user may not use the consumer name's lease keys {:?} and {:?}: grant them (e.g. ACL SETUSER <user> ~{stream}:consumer*; see the README, Delivery semantics: one consumer name, one daemon)",
-                    keys.lease, keys.token
-                )),
-                false => e,
-            })
-        };
+        let failed = |f: crate::broker::Fault| refused(f, stream, &keys);
         if let Some(fence) = self
             .broker
             .acquire_lease(&keys, &me, NAME_LEASE)
@@ -224,16 +226,16 @@ impl Names {
             .map(|(k, f)| (k.clone(), f.clone()))
             .collect();
         for ((stream, group), fence) in held {
-            match self.broker.keep_lease(&fence, NAME_LEASE).await {
+            let keys = LeaseKeys::consumer(&stream, &group, &self.me.name);
+            match self.broker.keep_lease(&keys, &fence, NAME_LEASE).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    let keys = LeaseKeys::consumer(&stream, &group, &self.me.name);
                     let now = match self.broker.lease_holder(&keys).await {
                         Ok(Some(value)) => Holder::parse(&value).map_or(value, |h| h.describe()),
                         _ => "nobody now".to_owned(),
                     };
                     return Err(format!(
-                        "this daemon lost its consumer name {:?} in group {group:?} of stream {stream:?} (it was not renewed within {} s: the process was stopped or cut off from Redis; held by {now}): it can no longer commit, and stops; its entries are taken over",
+                        "this daemon lost its consumer name {:?} in group {group:?} of stream {stream:?}: its lease lapsed (the process was stopped or cut off from Redis for over {} s) or was deleted, and another daemon took the name (held by {now}); it can no longer commit, and stops; its entries are taken over",
                         self.me.name,
                         NAME_LEASE.as_secs()
                     ));
@@ -295,6 +297,19 @@ impl Drop for Names {
             live.remove(&self.me.identity());
         }
     }
+}
+
+/// A Redis failure while taking a name's lease; a permission one says what to grant.
+fn refused(fault: crate::broker::Fault, stream: &str, keys: &LeaseKeys) -> Refusal {
+    let permission = fault.is_permission();
+    let e = anyhow::Error::new(fault);
+    Refusal::Failed(match permission {
+        true => e.context(format!(
+            "the ACL user may not use the consumer name's lease keys {:?} and {:?}, or a command their scripts run: grant them (e.g. ACL SETUSER <user> ~{stream}:consumer* +get +set +incr +pexpire +del; see the README, Delivery semantics: one consumer name, one daemon)",
+            keys.lease, keys.token
+        )),
+        false => e,
+    })
 }
 
 /// Every (stream, group) `pipelines` consume: the input, or each partition's.
