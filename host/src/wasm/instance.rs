@@ -457,7 +457,16 @@ impl Instance {
         });
         store.set_epoch_deadline(1);
         let pre = self.plugin.pre.instance_pre().clone();
-        let instance = pre.instantiate_async(&mut store).await;
+        let mut instance = pre.instantiate_async(&mut store).await;
+        // Building a memory's copy-on-write image seals a memfd, which fails with EBUSY
+        // while another thread forks (the child shares its pages for a moment): a
+        // passing race, not the component's fault. Once more, then it counts.
+        if instance
+            .as_ref()
+            .is_err_and(|e| format!("{e:#}").contains("add seals"))
+        {
+            instance = pre.instantiate_async(&mut store).await;
+        }
         let instantiate = |e| match self.classify(e, None) {
             HandlerError::Trap(reason) => HandlerError::Instantiate(reason),
             other => other,
