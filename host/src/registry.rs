@@ -224,16 +224,7 @@ impl Slot {
         let plugin = match compiled {
             Ok(plugin) => plugin,
             Err(e) => {
-                let reason = format!("{e:#}");
-                tracing::warn!(pipeline = %self.pipeline, ?origin, version = %digest, error = %reason, "new plugin version refused; the running version keeps serving");
-                let mut state = self.lock();
-                state.last_error = Some(reason.clone());
-                if state.refused.len() == REFUSALS_KEPT {
-                    state.refused.pop_front();
-                }
-                state.refused.push_back((digest, reason));
-                drop(state);
-                metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone()).increment(1);
+                self.refuse(digest, origin, &e);
                 return Err(e);
             }
         };
@@ -255,6 +246,22 @@ impl Slot {
         state.last_error = None;
         state.reloads += 1;
         Ok((plugin, true))
+    }
+
+    /// Records version `digest` as refused for `error`: one WARN and one count, and
+    /// remembered, so that the same bytes again are refused without either.
+    fn refuse(&self, digest: Arc<str>, origin: Origin, error: &anyhow::Error) {
+        let reason = format!("{error:#}");
+        tracing::warn!(pipeline = %self.pipeline, ?origin, version = %digest, error = %reason, "new plugin version refused; the running version keeps serving");
+        let mut state = self.lock();
+        state.last_error = Some(reason.clone());
+        if state.refused.len() == REFUSALS_KEPT {
+            state.refused.pop_front();
+        }
+        state.refused.push_back((digest, reason));
+        drop(state);
+        metrics::counter!("sluice_plugin_load_failures_total", "pipeline" => self.pipeline.clone())
+            .increment(1);
     }
 
     /// The reason `digest` was refused, if it is one of the versions refused last.

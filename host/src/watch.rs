@@ -36,18 +36,8 @@ pub fn watch(registry: Arc<Registry>, runtime: Runtime, shutdown: CancellationTo
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(PathBuf, Duration)>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            // Reading the file (as a reload does) is an event too: acting on it would
-            // read the file again, every DEBOUNCE, for ever.
-            if is_read(&event.kind) {
-                return;
-            }
-            let wait = if is_complete(&event.kind) {
-                SETTLE
-            } else {
-                DEBOUNCE
-            };
-            for path in event.paths {
-                let _ = tx.send((path, wait));
+            for change in changes(event) {
+                let _ = tx.send(change);
             }
         }
     })
@@ -169,6 +159,21 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The paths an event changed and how long to wait before loading them: none for a
+/// read (a reload reads the file: acting on that would read it again, every DEBOUNCE,
+/// for ever).
+fn changes(event: notify::Event) -> Vec<(PathBuf, Duration)> {
+    if is_read(&event.kind) {
+        return Vec::new();
+    }
+    let wait = if is_complete(&event.kind) {
+        SETTLE
+    } else {
+        DEBOUNCE
+    };
+    event.paths.into_iter().map(|path| (path, wait)).collect()
 }
 
 /// Whether an event is only an access that changes nothing: an open, a read, a close
