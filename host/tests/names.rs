@@ -40,6 +40,25 @@ async fn copies(con: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String,
     seen
 }
 
+/// Freezes `first` (SIGSTOP) and starts daemons under its name `shared` until one stays
+/// up: each is refused until `first`'s lease lapses, then one takes the name.
+async fn freeze_and_take_over(
+    first: &DaemonProcess,
+    config: &std::path::Path,
+    redis: &RedisServer,
+) -> DaemonProcess {
+    first.signal(libc::SIGSTOP);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let mut second = DaemonProcess::spawn(config, redis, "shared");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if second.is_running() {
+            return second;
+        }
+        assert!(Instant::now() < deadline, "the name never passed on");
+    }
+}
+
 /// A copied config (one configured consumer name) on two daemons: the second refuses to
 /// start, naming the name, the group, who holds it and the fix; 400 entries give 400
 /// outputs, none twice.
@@ -129,17 +148,7 @@ async fn a_daemon_that_lost_its_name_commits_nothing() {
         async move { (pending(&mut con, "IN", "G").await >= 1).then_some(()) }
     })
     .await;
-    first.signal(libc::SIGSTOP);
-    // The second is refused until the first's lease lapses, then takes the name.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut second = loop {
-        let mut second = DaemonProcess::spawn(&config, &redis, "shared");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if second.is_running() {
-            break second;
-        }
-        assert!(Instant::now() < deadline, "the name never passed on");
-    };
+    let mut second = freeze_and_take_over(&first, &config, &redis).await;
     for n in 4..20 {
         add(&mut con, "IN", &[("n", &n.to_string())]).await;
     }
@@ -338,16 +347,7 @@ async fn a_name_taken_and_given_back_meanwhile_stays_lost() {
         async move { (pending(&mut con, "IN", "G").await >= 1).then_some(()) }
     })
     .await;
-    first.signal(libc::SIGSTOP);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let mut second = loop {
-        let mut second = DaemonProcess::spawn(&config, &redis, "shared");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if second.is_running() {
-            break second;
-        }
-        assert!(Instant::now() < deadline, "the name never passed on");
-    };
+    let mut second = freeze_and_take_over(&first, &config, &redis).await;
     eventually(
         "the second to handle every entry",
         Duration::from_secs(60),

@@ -82,16 +82,7 @@ const SPAN_FLUSH: Duration = Duration::from_secs(2);
 /// daemon. Plugins are compiled before anything is read, so a broken plugin fails
 /// start-up instead of a message.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon> {
-    let (redis, target) = match config.redis.target()? {
-        Some(target) => (None, target),
-        None => {
-            let server = tokio::task::spawn_blocking(RedisServer::start).await??;
-            let url = server.url();
-            let binary = crate::redis_server::server_binary();
-            tracing::info!(%url, server = %binary, "no [redis] url configured: started a private server (its data is gone at exit)");
-            (Some(server), Target::url(url))
-        }
-    };
+    let (redis, target) = redis_of(&config).await?;
     let url = target.shown();
     let broker = Broker::connect(&target, shutdown.clone()).await?;
     let cache = match config.plugins.cache_dir() {
@@ -100,15 +91,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     };
     let runtime = Runtime::new(config.meters_fuel(), cache)?;
     let (reload_handle, reloads) = control::reload_channel();
-    if broker.is_cluster() {
-        // The keys each script touches must share a slot: said first, in words.
-        for pipeline in &config.pipelines {
-            pipeline
-                .check_slots()
-                .with_context(|| format!("pipeline {:?} cannot start", pipeline.name.as_str()))?;
-        }
-    }
-    let names = Names::hold(&broker, config.redis.consumer.as_deref(), &config.pipelines).await?;
+    let names = hold_name(&broker, &config).await?;
     let consumer = names.name().to_owned();
     let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
     let started = Started {
@@ -184,6 +167,31 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
         daemon.admin_addr = Some(addr);
     }
     Ok(daemon)
+}
+
+/// The Redis of `config`: its target, or a private server started now.
+async fn redis_of(config: &Config) -> Result<(Option<RedisServer>, Target)> {
+    if let Some(target) = config.redis.target()? {
+        return Ok((None, target));
+    }
+    let server = tokio::task::spawn_blocking(RedisServer::start).await??;
+    let url = server.url();
+    let binary = crate::redis_server::server_binary();
+    tracing::info!(%url, server = %binary, "no [redis] url configured: started a private server (its data is gone at exit)");
+    Ok((Some(server), Target::url(url)))
+}
+
+/// Holds the consumer name in every group of `config`'s pipelines; on a cluster, the
+/// slot check comes first (the keys each script touches must share a slot), in words.
+async fn hold_name(broker: &Broker, config: &Config) -> Result<Arc<Names>> {
+    if broker.is_cluster() {
+        for pipeline in &config.pipelines {
+            pipeline
+                .check_slots()
+                .with_context(|| format!("pipeline {:?} cannot start", pipeline.name.as_str()))?;
+        }
+    }
+    Names::hold(broker, config.redis.consumer.as_deref(), &config.pipelines).await
 }
 
 impl Daemon {
