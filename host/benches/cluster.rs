@@ -9,14 +9,12 @@
 //!
 //! Run: `cargo bench -p sluice --bench cluster -- [--orders N] [--rounds R] [--ordering per-key]`
 
-mod support;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
-use sluice::redis_server::RedisCluster;
+use sluice_testkit::{Order, RedisCluster, build_plugins, workspace};
 
 const PARTITIONS: u32 = 16;
 
@@ -41,7 +39,7 @@ async fn main() -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     let plugin = root.join("target/plugins/payments.wasm");
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -111,16 +109,9 @@ async fn drain(
         for chunk in ids.chunks(1_000) {
             let mut pipe = redis::pipe();
             for &i in chunk {
-                pipe.xadd(
-                    format!("ORDERS:{{{p}}}"),
-                    "*",
-                    &[
-                        ("orderId", format!("ORD{i:08}")),
-                        ("orderAmount", format!("{}.{:02}", 5 + i % 400, i % 100)),
-                        ("userId", format!("USR_{}", i % 500)),
-                    ],
-                )
-                .ignore();
+                Order::seed(i)
+                    .user(format!("USR_{}", i % 500))
+                    .add_to(&mut pipe, &format!("ORDERS:{{{p}}}"));
             }
             let () = pipe.query_async(&mut con).await?;
         }
@@ -219,4 +210,10 @@ fn process_cpu(pid: u32) -> Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / hz)
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

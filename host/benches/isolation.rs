@@ -4,8 +4,6 @@
 //! Run: `cargo bench -p sluice --bench isolation` (builds the plugins first with
 //! `scripts/build-plugins.sh`). Options: `-- --orders N --rounds R`.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -13,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::config::Config;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::{ORDERS, Order, build_plugins, workspace};
 use tokio_util::sync::CancellationToken;
 
 const HEALTHY: &str = r#"
@@ -39,7 +38,7 @@ limits = { timeout = "1s" }
 #[tokio::main]
 async fn main() -> Result<()> {
     let (orders, rounds) = options()?;
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     println!(
         "isolation: {orders} orders per run, {rounds} rounds, {} cores",
         std::thread::available_parallelism()?
@@ -93,16 +92,7 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
     for start in (0..orders).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 10_000).min(orders) {
-            pipe.xadd(
-                "ORDERS_STREAM",
-                "*",
-                &[
-                    ("orderId", format!("o{i}")),
-                    ("orderAmount", "19.99".into()),
-                    ("userId", "USR_1".into()),
-                ],
-            )
-            .ignore();
+            Order::seed(i).add_to(&mut pipe, ORDERS);
         }
         let () = pipe.query_async(&mut con).await?;
     }
@@ -167,4 +157,10 @@ fn cpu_seconds() -> f64 {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

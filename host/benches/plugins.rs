@@ -18,19 +18,18 @@
 //!
 //! Run: `cargo bench -p sluice --bench plugins -- [--only NAME]`
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sluice::wasm::{Cache, Instance, Limits, Plugin, PluginCell, Runtime, Source};
+use sluice_testkit::{Order, build_plugins, workspace};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let only = parse_only()?;
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     let mut plugins: Vec<PathBuf> = std::fs::read_dir(root.join("target/plugins"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -187,7 +186,7 @@ async fn mean_time(
 /// messages. Checks every call produced the payment.
 async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Duration> {
     let mut instance = Instance::new(cell.clone(), Default::default(), limits(reuse));
-    let mut entry = support::order_entry();
+    let mut entry = Order::seed(0).entry();
     mean_time(budget, async || {
         let outputs = instance.handle("ORDERS_STREAM", &mut entry).await?;
         check_payment(&outputs)
@@ -199,7 +198,7 @@ async fn per_call(cell: &PluginCell, reuse: u64, budget: Duration) -> Result<Dur
 /// reused instance. Checks every entry produced the payment.
 async fn per_entry_in_batches(cell: &PluginCell, n: usize, budget: Duration) -> Result<Duration> {
     let mut instance = Instance::new(cell.clone(), Default::default(), limits(u64::MAX));
-    let mut entries: Vec<_> = (0..n).map(|_| support::order_entry()).collect();
+    let mut entries: Vec<_> = (0..n).map(|_| Order::seed(0).entry()).collect();
     let per_call = mean_time(budget, async || {
         let results = instance
             .handle_batch("ORDERS_STREAM", &mut entries)
@@ -237,4 +236,10 @@ fn parse_only() -> Result<Option<String>> {
         }
     }
     Ok(only)
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

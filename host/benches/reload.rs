@@ -4,8 +4,6 @@
 //!
 //! Run: `cargo bench -p sluice --bench reload` (builds the plugins first).
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -13,13 +11,14 @@ use anyhow::{Result, bail};
 use redis::AsyncCommands;
 use sluice::config::Config;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::{ORDERS, Order, build_plugins, workspace};
 use tokio_util::sync::CancellationToken;
 
 const RELOADS: usize = 20;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     let variants = [
         root.join("target/plugins/payments_tag_a.wasm"),
         root.join("target/plugins/payments_tag_b.wasm"),
@@ -65,18 +64,9 @@ async fn measure(variants: &[PathBuf; 2], cached: bool) -> Result<Vec<Duration>>
     let producer = {
         let mut con = con.clone();
         tokio::spawn(async move {
-            for i in 0u64.. {
-                let _: redis::RedisResult<String> = con
-                    .xadd(
-                        "ORDERS_STREAM",
-                        "*",
-                        &[
-                            ("orderId", format!("o{i}")),
-                            ("orderAmount", "1.00".into()),
-                            ("userId", "u".into()),
-                        ],
-                    )
-                    .await;
+            for i in 0usize.. {
+                let order = Order::seed(i);
+                let _: redis::RedisResult<String> = con.xadd(ORDERS, "*", &order.fields()).await;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
@@ -116,4 +106,10 @@ async fn measure(variants: &[PathBuf; 2], cached: bool) -> Result<Vec<Duration>>
     shutdown.cancel();
     daemon.wait().await.expect("the daemon stopped on its own");
     Ok(times)
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

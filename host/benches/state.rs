@@ -10,13 +10,12 @@
 //!
 //! Run: `cargo bench -p sluice --bench state -- [--orders N] [--rounds R]`
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::{ORDERS, Order, build_plugins, workspace};
 
 struct Run {
     rate: f64,
@@ -37,7 +36,7 @@ async fn main() -> Result<()> {
             other => bail!("unknown argument {other:?}"),
         }
     }
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     let plugins = root.join("target/plugins");
     println!(
         "state: {orders} orders, batch 100, concurrency 1, {rounds} rounds, {} cores",
@@ -91,16 +90,9 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
     for start in (0..orders).step_by(1_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 1_000).min(orders) {
-            pipe.xadd(
-                "ORDERS_STREAM",
-                "*",
-                &[
-                    ("orderId", format!("ORD{i:08}")),
-                    ("orderAmount", format!("{}.{:02}", 5 + i % 400, i % 100)),
-                    ("userId", format!("USR_{}", i % 500)),
-                ],
-            )
-            .ignore();
+            Order::seed(i)
+                .user(format!("USR_{}", i % 500))
+                .add_to(&mut pipe, ORDERS);
         }
         let () = pipe.query_async(&mut con).await?;
     }
@@ -182,4 +174,10 @@ fn process_cpu(pid: u32) -> Result<f64> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / hz)
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

@@ -29,8 +29,6 @@
 //! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--batch B]
 //! [--rate R] [--seconds S] [--rounds R] [--only NAME] [--no-latency]`
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -41,6 +39,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::{Order, build_plugins, workspace};
 
 const ORDERS: &str = "ORDERS_STREAM";
 const PAYMENTS: &str = "PAYMENTS_STREAM";
@@ -59,7 +58,7 @@ async fn main() -> Result<()> {
         return native(arg(1)?.clone(), arg(2)?.parse()?, arg(3)?.parse()?).await;
     }
     let mut options = Options::parse()?;
-    let root = support::build_plugins()?;
+    let root = plugins_built();
     let seed = root.join("host/benches/seed-node");
     if !seed.join("node_modules/redis").is_dir() {
         let ok = Command::new("npm")
@@ -465,7 +464,7 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
     for start in (0..orders).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 10_000).min(orders) {
-            pipe.xadd(ORDERS, "*", &order(i)).ignore();
+            Order::seed(i).add_to(&mut pipe, ORDERS);
         }
         let () = pipe.query_async(&mut con).await?;
     }
@@ -510,15 +509,6 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
     })
 }
 
-/// One seed-shaped order; its `orderId` ends in its sequence number.
-fn order(i: usize) -> [(&'static str, String); 3] {
-    [
-        ("orderId", format!("01GTP3K2TZQQCQ0T2G{i:08}")),
-        ("orderAmount", format!("{}.{:02}", 100 + i % 900, i % 100)),
-        ("userId", format!("USR_4e7acc44-e91e-4c5c-9112-{i:012}")),
-    ]
-}
-
 /// Runs the contender under an open-loop load of `rate` orders per second and returns
 /// the end-to-end latencies (µs) after the first second.
 async fn latency(contender: &Contender, options: &Options, rate: u64) -> Result<Histogram<u64>> {
@@ -549,7 +539,7 @@ async fn latency(contender: &Contender, options: &Options, rate: u64) -> Result<
                 // Everything due by now, in one round trip.
                 let mut pipe = redis::pipe();
                 while next < orders && scheduled(next) <= now {
-                    pipe.xadd(ORDERS, "*", &order(next)).ignore();
+                    Order::seed(next).add_to(&mut pipe, ORDERS);
                     next += 1;
                 }
                 let () = pipe.query(&mut con)?;
@@ -666,7 +656,7 @@ async fn handler_overhead(root: &Path) -> Result<()> {
         ..sluice::config::LimitsConfig::default().to_limits()
     };
     let mut instance = sluice::wasm::Instance::new(cell, Default::default(), limits);
-    let mut entry = support::order_entry();
+    let mut entry = Order::seed(0).entry();
     for _ in 0..10_000 {
         instance
             .handle(ORDERS, &mut entry)
@@ -729,4 +719,10 @@ fn peak_rss_of(pid: &str) -> Result<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .context("VmHWM")?;
     Ok(kb * 1024)
+}
+
+/// Builds every plugin (into `target/plugins`) and returns the workspace root.
+fn plugins_built() -> std::path::PathBuf {
+    build_plugins();
+    workspace()
 }

@@ -4,12 +4,10 @@
 //! gone. A real daemon and redis-server; reqwest, or raw TCP where the bytes on the wire
 //! are the point (partial bodies, `Host` headers).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
+use sluice_testkit::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,24 +19,24 @@ async fn daemon_on(
     redis: &RedisServer,
     listen: &str,
     admin: &str,
-    pipelines: &[PipelineToml],
-) -> Host {
+    pipelines: &[PipelineBuilder],
+) -> TestDaemon {
     let mut text = format!("[admin]\nlisten = {listen:?}\n{admin}\n\n");
     for pipeline in pipelines {
         text.push_str(&pipeline.to_string());
     }
     let mut config = config(&text);
     config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
-    Host::start(redis, config).await
+    TestDaemon::start(redis, config).await
 }
 
 /// [`daemon_on`] a free loopback port.
-async fn daemon(redis: &RedisServer, admin: &str, pipelines: &[PipelineToml]) -> Host {
+async fn daemon(redis: &RedisServer, admin: &str, pipelines: &[PipelineBuilder]) -> TestDaemon {
     daemon_on(redis, "127.0.0.1:0", admin, pipelines).await
 }
 
 /// Where to connect to the admin API (a wildcard listener is reached on loopback).
-fn target(host: &Host) -> std::net::SocketAddr {
+fn target(host: &TestDaemon) -> std::net::SocketAddr {
     let mut addr = host.admin();
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
@@ -299,9 +297,9 @@ async fn uploads_are_refused_before_their_body_is_read() {
     }
     host.stop().await;
 
-    let mut config = payments("adm-upload").config(ADMIN);
+    let mut config = payments("adm-upload").with_admin().config();
     config.admin.as_mut().expect("[admin]").token = None;
-    let host = Host::start(&redis, config).await;
+    let host = TestDaemon::start(&redis, config).await;
     let mut stream = start_upload(host.admin(), "adm-upload", Some(TOKEN)).await;
     let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
     assert_eq!(status_of(&response), 403, "{response:?}");

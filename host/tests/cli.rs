@@ -1,11 +1,9 @@
 //! The `sluice` binary as an operator runs it: a real process, a config file, signals.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use sluice_testkit::*;
 
 /// `sluice run` processes orders, and on SIGTERM drains and exits 0 with nothing pending.
 /// With `--log-format json`, every line a pipeline logs, its handler's included, is in
@@ -20,7 +18,7 @@ async fn run_processes_and_exits_cleanly_on_sigterm() {
             "[redis]\nurl = {:?}\n\n{}{}",
             redis.url(),
             payments("payments"),
-            echo("echo").with("max_attempts = 1")
+            echo("echo").max_attempts(1)
         ),
     );
     let log = dir.path().join("sluice.log");

@@ -2,16 +2,13 @@
 //! daemon's cluster connection through a reshard and a primary failover, the hash-slot
 //! check, partitioned pipelines and per-key order across daemon processes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use redis::AsyncCommands;
 use redis::cluster_async::ClusterConnection;
 use sluice::broker::slot::key_slot;
-use sluice::redis_server::RedisCluster;
+use sluice_testkit::*;
 
 /// A connection to the whole cluster, for producing and inspecting.
 async fn connect_cluster(cluster: &RedisCluster) -> ClusterConnection {
@@ -22,14 +19,13 @@ async fn connect_cluster(cluster: &RedisCluster) -> ClusterConnection {
         .expect("connect to the cluster")
 }
 
-/// The `[redis]` table for `cluster`, with one seed node in `url` and the rest in `nodes`.
-fn cluster_table(cluster: &RedisCluster) -> String {
+/// A config for `cluster` (one seed node in `url`, the rest in `nodes`) and `pipelines`.
+fn in_cluster(cluster: &RedisCluster) -> ConfigBuilder {
     let urls = cluster.urls();
-    format!(
-        "[redis]\ncluster = true\nurl = {:?}\nnodes = {:?}\n\n",
-        urls[0],
-        &urls[1..]
-    )
+    ConfigBuilder::new()
+        .redis("cluster", true)
+        .redis_url(urls[0].clone())
+        .redis("nodes", urls[1..].to_vec())
 }
 
 /// Every entry of `stream`: (id, fields).
@@ -200,13 +196,15 @@ async fn produce_partitioned(
 }
 
 /// The partitioned payments pipeline.
-fn partitioned_payments(partitions: u32, ordering: &str) -> PipelineToml {
+fn partitioned_payments(partitions: u32, ordering: &str) -> PipelineBuilder {
     payments("payments")
         .reading("ORDERS", "G")
         .writing(&["PAYMENTS"])
-        .with(&format!(
-            "partitions = {partitions}\nordering = {ordering:?}\nlease_ttl = \"2s\"\nclaim_idle = \"2s\"\nconfig = {{ payments_stream = \"PAYMENTS\" }}"
-        ))
+        .partitions(i64::from(partitions))
+        .set("ordering", ordering)
+        .set_duration("lease_ttl", Duration::from_secs(2))
+        .claim_idle(Duration::from_secs(2))
+        .plugin_config("payments_stream", "PAYMENTS")
 }
 
 async fn wait_run(
@@ -246,9 +244,9 @@ async fn a_pipeline_consumes_from_a_three_primary_cluster() {
     let config = echo("echo")
         .reading("{shop}:IN", "G")
         .writing(&["{shop}:OUT"])
-        .with("config = { target = \"{shop}:OUT\" }")
-        .config(&cluster_table(&cluster));
-    let host = Host::launch(config).await;
+        .plugin_config("target", "{shop}:OUT")
+        .config_with(in_cluster(&cluster));
+    let host = TestDaemon::launch(config).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while entries(&mut con, "{shop}:OUT").await.len() < 20 {
         assert!(
@@ -266,7 +264,7 @@ async fn a_pipeline_consumes_from_a_three_primary_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_in_different_slots_are_refused_with_the_fix() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let config = payments("payments").config(&cluster_table(&cluster));
+    let config = payments("payments").config_with(in_cluster(&cluster));
     let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("a pipeline whose keys span slots started on a cluster"),
         Err(e) => format!("{e:#}"),
@@ -487,7 +485,7 @@ async fn a_per_key_pipeline_checks_every_partitions_permissions() {
         .query_async(&mut con)
         .await
         .expect("ACL SETUSER");
-    let mut config = partitioned_payments(4, "per-key").config("");
+    let mut config = partitioned_payments(4, "per-key").config();
     config.redis.url = Some(redis.url().replace("redis://", "redis://sluice:pw@"));
     let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("started without permission on partition 2"),
@@ -504,24 +502,26 @@ async fn a_chain_with_the_same_partitions_stays_in_each_partition() {
     const PARTITIONS: u32 = 4;
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     let mut con = connect_cluster(&cluster).await;
-    let partitioned = format!("partitions = {PARTITIONS}");
-    let text = format!(
-        "{}{}{}",
-        cluster_table(&cluster),
-        payments("payments")
-            .reading("ORDERS", "G")
-            .writing(&["PAYMENTS"])
-            .with(&partitioned)
-            .with("config = { payments_stream = \"PAYMENTS\" }"),
-        echo("order-status")
-            .plugin("{plugin:order-status}")
-            .reading("PAYMENTS", "G")
-            .writing(&["STATUS"])
-            .with(&partitioned)
-            .with("state = [\"order:\", \"user-total:\"]")
-            .with("config = { status_stream = \"STATUS\" }"),
-    );
-    let host = Host::launch(config(&text)).await;
+    let partitions = i64::from(PARTITIONS);
+    let config = in_cluster(&cluster)
+        .pipeline(
+            payments("payments")
+                .reading("ORDERS", "G")
+                .writing(&["PAYMENTS"])
+                .partitions(partitions)
+                .plugin_config("payments_stream", "PAYMENTS"),
+        )
+        .pipeline(
+            echo("order-status")
+                .plugin("{plugin:order-status}")
+                .reading("PAYMENTS", "G")
+                .writing(&["STATUS"])
+                .partitions(partitions)
+                .state(&["order:", "user-total:"])
+                .plugin_config("status_stream", "STATUS"),
+        )
+        .config();
+    let host = TestDaemon::launch(config).await;
     produce_partitioned(con.clone(), 200, 10, PARTITIONS, 50, Duration::ZERO).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -582,9 +582,9 @@ async fn a_cross_slot_pipeline_runs_on_a_cluster() {
     let pipeline = echo("echo")
         .reading("{a}:IN", "G")
         .writing(&["{b}:OUT"])
-        .with("config = { target = \"{b}:OUT\" }");
+        .plugin_config("target", "{b}:OUT");
     let refused = match sluice::start(
-        pipeline.config(&cluster_table(&cluster)),
+        pipeline.config_with(in_cluster(&cluster)),
         tokio_util::sync::CancellationToken::new(),
     )
     .await
@@ -593,10 +593,10 @@ async fn a_cross_slot_pipeline_runs_on_a_cluster() {
         Err(e) => format!("{e:#}"),
     };
     assert!(refused.contains("cross_slot"), "{refused}");
-    let host = Host::launch(
+    let host = TestDaemon::launch(
         pipeline
-            .with("cross_slot = true")
-            .config(&cluster_table(&cluster)),
+            .set("cross_slot", true)
+            .config_with(in_cluster(&cluster)),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -622,9 +622,10 @@ async fn a_reshard_and_a_primary_failover_ride_through() {
     let config = payments("payments")
         .reading("{shop}:ORDERS", "G")
         .writing(&["{shop}:PAYMENTS"])
-        .with("claim_idle = \"2s\"\nconfig = { payments_stream = \"{shop}:PAYMENTS\" }")
-        .config(&cluster_table(&cluster));
-    let host = Host::launch(config).await;
+        .claim_idle(Duration::from_secs(2))
+        .plugin_config("payments_stream", "{shop}:PAYMENTS")
+        .config_with(in_cluster(&cluster));
+    let host = TestDaemon::launch(config).await;
     let slot = key_slot(b"{shop}");
     let produce = |con: ClusterConnection, from: usize, n: usize| async move {
         let mut con = con;
@@ -724,14 +725,10 @@ async fn three_daemons_two_kills(ordering: &str) {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     let mut con = connect_cluster(&cluster).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let table = cluster_table(&cluster);
-    let path = config_file(
-        &dir,
-        &format!(
-            "drain_timeout = \"5s\"\n{table}{}",
-            partitioned_payments(PARTITIONS, ordering)
-        ),
-    );
+    let path = in_cluster(&cluster)
+        .drain_timeout(Duration::from_secs(5))
+        .pipeline(partitioned_payments(PARTITIONS, ordering))
+        .write(dir.path());
     let start = |name: &str| {
         DaemonProcess::start(
             &[
@@ -816,11 +813,13 @@ async fn a_retried_entry_holds_back_its_partition_only() {
     let config = echo("echo")
         .reading("IN", "G")
         .writing(&["OUT"])
-        .with(
-            "partitions = 2\nordering = \"per-key\"\nlease_ttl = \"2s\"\nretry_backoff = { initial = \"300ms\", max = \"300ms\" }\nconfig = { target = \"OUT\" }",
-        )
-        .config(&cluster_table(&cluster));
-    let host = Host::launch(config).await;
+        .partitions(2)
+        .set("ordering", "per-key")
+        .set_duration("lease_ttl", Duration::from_secs(2))
+        .retry_backoff(Duration::from_millis(300), Duration::from_millis(300))
+        .plugin_config("target", "OUT");
+    let config = in_cluster(&cluster).pipeline(config).config();
+    let host = TestDaemon::launch(config).await;
     let add = |stream: &'static str, fields: Vec<(&'static str, &'static str)>| {
         let mut con = con.clone();
         async move {
@@ -867,14 +866,9 @@ async fn send_with_a_key_goes_to_the_keys_partition() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     let mut con = connect_cluster(&cluster).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = config_file(
-        &dir,
-        &format!(
-            "{}{}",
-            cluster_table(&cluster),
-            partitioned_payments(16, "per-key")
-        ),
-    );
+    let path = in_cluster(&cluster)
+        .pipeline(partitioned_payments(16, "per-key"))
+        .write(dir.path());
     let sluice = env!("CARGO_BIN_EXE_sluice");
     let out = std::process::Command::new(sluice)
         .args(["partition", "--partitions", "16", "user-1", "123456789"])
@@ -923,7 +917,7 @@ async fn send_with_a_key_goes_to_the_keys_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_without_cluster_true_is_refused_with_the_fix() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut config = echo("echo").config("");
+    let mut config = echo("echo").config();
     config.redis.url = Some(cluster.urls()[0].clone());
     let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("started against a cluster node as if it were one server"),

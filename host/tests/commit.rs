@@ -1,10 +1,8 @@
 //! The guarded commit, driven directly through the broker against a real redis-server.
 
-mod common;
-
-use common::*;
 use sluice::broker::Ack;
 use sluice::message::{CommitStatus, Output};
+use sluice_testkit::*;
 
 fn payment(n: &str) -> Output {
     Output {

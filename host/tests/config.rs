@@ -2,13 +2,11 @@
 //! with a message that names the problem (checked both in-process and through the
 //! `sluice` binary's exit code and stderr).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::*;
 use sluice::config::Config;
+use sluice_testkit::*;
 
 /// Writes `tests/configs/NAME` with plugin markers filled in, next to the original so
 /// that relative paths keep their meaning, and returns its path.
@@ -175,9 +173,7 @@ fn sluice_run_refuses_invalid_configs() {
 fn a_state_prefix_over_another_pipelines_stream_is_refused() {
     let text = format!(
         "{}{}",
-        echo("s")
-            .plugin("{plugin:stateful}")
-            .with("state = [\"k:\"]"),
+        echo("s").plugin("{plugin:stateful}").state(&["k:"]),
         echo("s2").reading("k:in2", "G2").writing(&["OUT2"])
     );
     let error = format!(
@@ -221,13 +217,13 @@ fn a_shared_dead_letter_stream_is_refused() {
         payments("a").reading("ORDERS_STREAM", "GA"),
         payments("b")
             .reading("ORDERS_STREAM", "GB")
-            .with("dead_letter = \"B:dead\"")
+            .dead_letter("B:dead")
     );
     assert_eq!(parse(own), Ok(()));
     let partitioned = format!(
         "{}{}",
-        payments("p").with("partitions = 4"),
-        echo("q").with("dead_letter = \"ORDERS_STREAM:dead:{2}\"")
+        payments("p").partitions(4),
+        echo("q").dead_letter("ORDERS_STREAM:dead:{2}")
     );
     let e = parse(partitioned).expect_err("refused");
     assert!(

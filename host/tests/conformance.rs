@@ -3,12 +3,10 @@
 //! per fixture on the `wasm` module) and through a live daemon (one pipeline per
 //! language on the same input). A new language joins by adding its plugin to `LANGUAGES`.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::*;
 use sluice::invoke::{Invocation, invoke};
+use sluice_testkit::*;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -193,12 +191,11 @@ async fn every_language_agrees_through_a_live_daemon() {
             .plugin(format!("{{plugin:{plugin}}}"))
             .reading("ORDERS", language)
             .writing(&[&format!("PAY_{language}")])
-            .with(&format!(
-                "dead_letter = \"DEAD_{language}\"\nconfig = {{ payments_stream = \"PAY_{language}\" }}"
-            ));
+            .dead_letter(&format!("DEAD_{language}"))
+            .plugin_config("payments_stream", format!("PAY_{language}"));
         text.push_str(&pipeline.to_string());
     }
-    let host = Host::start(&redis, config(&text)).await;
+    let host = TestDaemon::start(&redis, config(&text)).await;
     let fixtures = fixtures();
     for (_, fields) in &fixtures {
         let mut cmd = redis::cmd("XADD");
@@ -419,7 +416,7 @@ async fn interpreted_plugins_get_an_instance_per_core_by_default() {
         assert_eq!(loaded.interpreter(), expected, "{plugin}");
         let config = payments("p")
             .plugin(format!("{{plugin:{plugin}}}"))
-            .config("");
+            .config();
         let pipeline = &config.pipelines[0];
         let instances = pipeline.resolve_concurrency(loaded.interpreter().is_some());
         assert_eq!(
@@ -430,8 +427,8 @@ async fn interpreted_plugins_get_an_instance_per_core_by_default() {
         // Set, it wins.
         let set = payments("p")
             .plugin(format!("{{plugin:{plugin}}}"))
-            .with("concurrency = 1")
-            .config("");
+            .concurrency(1)
+            .config();
         assert_eq!(set.pipelines[0].resolve_concurrency(true), 1);
     }
 }

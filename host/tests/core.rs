@@ -1,28 +1,26 @@
 //! The core data path against a real redis-server and real plugins: read → handle →
 //! guarded commit, retries, dead letters, chaining, binary values.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use redis::AsyncCommands;
+use sluice_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn payments_config() -> String {
-    payments("payments").with("batch = 50").to_string()
+    payments("payments").batch(50).to_string()
 }
 
-fn echo_config(extra: &str) -> String {
-    echo("echo").with(extra).to_string()
+fn echo_config(settings: impl FnOnce(PipelineBuilder) -> PipelineBuilder) -> String {
+    settings(echo("echo")).to_string()
 }
 
 /// N seed-shaped orders in give N payments out, field for field, and nothing pending.
 #[tokio::test]
 async fn orders_become_payments() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&payments_config())).await;
+    let host = TestDaemon::start(&redis, config(&payments_config())).await;
     let n = 300;
     for i in 0..n {
         let amount = format!("{}.{:02}", 10 + i, i % 100);
@@ -77,7 +75,7 @@ async fn orders_become_payments() {
 #[tokio::test]
 async fn binary_values_round_trip() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let host = TestDaemon::start(&redis, config(&echo_config(|p| p))).await;
     let big: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
     let fields: Vec<(String, Vec<u8>)> = vec![
         ("raw".into(), vec![0, 0xff, 0xfe, 0x80, b'\n', 0]),
@@ -100,7 +98,7 @@ async fn binary_values_round_trip() {
 #[tokio::test]
 async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&echo_config("max_attempts = 2"))).await;
+    let host = TestDaemon::start(&redis, config(&echo_config(|p| p.max_attempts(2)))).await;
     let original: Vec<Vec<u8>> = vec![
         vec![0xff],
         b"a".to_vec(),
@@ -161,11 +159,11 @@ async fn names_that_are_not_utf8_are_dead_lettered_byte_for_byte() {
 #[tokio::test]
 async fn entries_of_any_width_settle() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(
+    let host = TestDaemon::start(
         &redis,
-        config(&echo_config(
-            "max_attempts = 2\nlimits = { timeout = \"60s\" }",
-        )),
+        config(&echo_config(|p| {
+            p.max_attempts(2).timeout(Duration::from_secs(60))
+        })),
     )
     .await;
     let wide = |n: usize, action: Option<&str>| {
@@ -234,8 +232,11 @@ async fn entries_of_any_width_settle() {
 async fn retry_and_trap_stay_pending() {
     let TestContext { redis, mut con } = TestContext::new().await;
     // A backoff of an hour: nothing is redelivered while the test looks.
-    let cfg = echo_config("max_attempts = 3\nretry_backoff = { initial = \"1h\", max = \"1h\" }");
-    let host = Host::start(&redis, config(&cfg)).await;
+    let cfg = echo_config(|p| {
+        p.max_attempts(3)
+            .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+    });
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("n", "1")]).await;
     let retry = add(&mut con, "IN", &[("action", "retry")]).await;
     add(&mut con, "IN", &[("n", "2")]).await;
@@ -277,7 +278,7 @@ async fn retry_and_trap_stay_pending() {
 #[tokio::test]
 async fn reject_and_undeclared_output_are_dead_lettered() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let host = TestDaemon::start(&redis, config(&echo_config(|p| p))).await;
     let rejected = add(&mut con, "IN", &[("action", "reject"), ("k", "v1")]).await;
     let undeclared = add(&mut con, "IN", &[("action", "undeclared"), ("k", "v2")]).await;
     wait_len(&con, "IN:dead", 2).await;
@@ -322,8 +323,9 @@ async fn reject_and_undeclared_output_are_dead_lettered() {
 #[tokio::test]
 async fn retries_are_redelivered_with_attempt_numbers() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = echo_config("retry_backoff = { initial = \"50ms\", max = \"200ms\" }");
-    let host = Host::start(&redis, config(&cfg)).await;
+    let cfg =
+        echo_config(|p| p.retry_backoff(Duration::from_millis(50), Duration::from_millis(200)));
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add(
         &mut con,
         "IN",
@@ -342,9 +344,11 @@ async fn retries_are_redelivered_with_attempt_numbers() {
 #[tokio::test]
 async fn exhausted_retries_are_dead_lettered() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg =
-        echo_config("max_attempts = 3\nretry_backoff = { initial = \"20ms\", max = \"50ms\" }");
-    let host = Host::start(&redis, config(&cfg)).await;
+    let cfg = echo_config(|p| {
+        p.max_attempts(3)
+            .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
+    });
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("action", "trap")]).await;
     add(&mut con, "IN", &[("n", "after")]).await;
     wait_len(&con, "IN:dead", 1).await;
@@ -364,8 +368,8 @@ async fn exhausted_retries_are_dead_lettered() {
 #[tokio::test]
 async fn spinning_handler_times_out() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = echo_config("max_attempts = 1\nlimits = { timeout = \"100ms\" }");
-    let host = Host::start(&redis, config(&cfg)).await;
+    let cfg = echo_config(|p| p.max_attempts(1).timeout(Duration::from_millis(100)));
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add(&mut con, "IN", &[("action", "spin")]).await;
     add(&mut con, "IN", &[("n", "after")]).await;
     wait_len(&con, "IN:dead", 1).await;
@@ -386,9 +390,9 @@ async fn chained_pipelines_drain() {
             .plugin("{plugin:order-status}")
             .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
             .writing(&["ORDER_STATUS_STREAM"])
-            .with("state = [\"order:\", \"user-total:\"]")
+            .state(&["order:", "user-total:"])
             .to_string();
-    let host = Host::start(&redis, config(&cfg)).await;
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     for i in 0..100 {
         add(
             &mut con,
@@ -477,8 +481,8 @@ async fn own_pending_entries_are_read_first_after_restart() {
         .await
         .expect("read");
     let cfg = "[redis]\nconsumer = \"c1\"\n".to_owned()
-        + &echo_config("retry_backoff = { initial = \"1h\", max = \"1h\" }");
-    let host = Host::start(&redis, config(&cfg)).await;
+        + &echo_config(|p| p.retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600)));
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     wait_len(&con, "OUT", 2).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;
@@ -507,7 +511,7 @@ async fn commit_refused_by_redis_dead_letters_only_that_entry() {
     add(&mut con, "IN", &[("action", "none")]).await;
     let bad = add(&mut con, "IN", &[("k", "v")]).await;
     add(&mut con, "IN", &[("action", "none")]).await;
-    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let host = TestDaemon::start(&redis, config(&echo_config(|p| p))).await;
     wait_len(&con, "IN:dead", 1).await;
     let dead = entries(&mut con, "IN:dead").await;
     assert_eq!(field(&dead[0].1, "sluice.id"), Some(bad.as_str()));
@@ -529,8 +533,8 @@ async fn commit_refused_by_redis_dead_letters_only_that_entry() {
 #[tokio::test]
 async fn concurrent_instances_handle_each_entry_once() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let cfg = payments_config() + "concurrency = 4\n";
-    let host = Host::start(&redis, config(&cfg)).await;
+    let cfg = payments("payments").batch(50).concurrency(4).to_string();
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     let n = 400;
     for i in 0..n {
         add(
@@ -564,7 +568,11 @@ async fn concurrent_instances_handle_each_entry_once() {
 #[tokio::test]
 async fn outputs_can_carry_the_plugin_version() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&echo_config("version_field = \"x-plugin\""))).await;
+    let host = TestDaemon::start(
+        &redis,
+        config(&echo_config(|p| p.set("version_field", "x-plugin"))),
+    )
+    .await;
     add(&mut con, "IN", &[("k", "v")]).await;
     wait_len(&con, "OUT", 1).await;
     let out = entries(&mut con, "OUT").await;
@@ -582,7 +590,7 @@ async fn outputs_can_carry_the_plugin_version() {
 #[tokio::test]
 async fn dropped_daemon_stops_its_pipelines() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&echo_config(""))).await;
+    let host = TestDaemon::start(&redis, config(&echo_config(|p| p))).await;
     add(&mut con, "IN", &[("n", "before")]).await;
     wait_len(&con, "OUT", 1).await;
     host.abandon().await;
@@ -641,8 +649,9 @@ async fn a_malformed_packed_result_falls_back_to_handle_per_entry() {
     add_in_one_multi(&mut con, 0..5, |i| if i == 2 { "garble" } else { "echo" }).await;
     let pipeline = echo("garbled")
         .plugin("{plugin:echo-js}")
-        .with("batch = 50\nconcurrency = 1");
-    let host = Host::start(&redis, pipeline.config("")).await;
+        .batch(50)
+        .concurrency(1);
+    let host = TestDaemon::start(&redis, pipeline.config()).await;
     wait_len(&con, "OUT", 5).await;
     for (_, fields) in entries(&mut con, "OUT").await {
         assert_eq!(field(&fields, "via"), Some("handle"), "{fields:?}");
@@ -679,10 +688,14 @@ async fn batch_export_case(plugin: &str, via: &str) {
     for i in 0..10 {
         add(&mut con, "IN", &[("n", &i.to_string())]).await;
     }
-    let pipeline = echo("batched").plugin(plugin).with(
-        "batch = 50\nconcurrency = 1\nmax_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"50ms\" }\nlimits = { timeout = \"1s\" }",
-    );
-    let host = Host::start(&redis, pipeline.config("")).await;
+    let pipeline = echo("batched")
+        .plugin(plugin)
+        .batch(50)
+        .concurrency(1)
+        .max_attempts(2)
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(50))
+        .timeout(Duration::from_secs(1));
+    let host = TestDaemon::start(&redis, pipeline.config()).await;
     wait_len(&con, "OUT", 10).await;
     for (i, (_, fields)) in entries(&mut con, "OUT").await.iter().enumerate() {
         assert_eq!(field(fields, "via"), Some(via), "{fields:?}");

@@ -2,120 +2,20 @@
 //! whose passwords stay secret, a primary with a replica behind `redis-sentinel`, and
 //! `WAIT` for replicas. Real servers on free ports; certificates made by each test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use redis::aio::MultiplexedConnection;
 use sluice::redis_server::free_port;
+use sluice_testkit::*;
 
 // ---------------------------------------------------------------------------------------
 // TLS
 
-/// A test PKI: a CA, a server certificate for `names`, a client certificate, and a second
-/// CA that signed nothing here.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new(names: &[&str]) -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (ca_pem, ca_issuer) = ca("Sluice test CA");
-        write(dir.path(), "ca.pem", &ca_pem);
-        let (other_ca, other_issuer) = ca("Some other CA");
-        write(dir.path(), "other-ca.pem", &other_ca);
-        let (cert, key) = leaf(
-            vec!["sluice".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-            &other_issuer,
-        );
-        write(dir.path(), "stranger.pem", &cert);
-        write(dir.path(), "stranger.key", &key);
-        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
-        let (cert, key) = leaf(names, ExtendedKeyUsagePurpose::ServerAuth, &ca_issuer);
-        write(dir.path(), "server.pem", &cert);
-        write(dir.path(), "server.key", &key);
-        let (cert, key) = leaf(
-            vec!["sluice".into()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-            &ca_issuer,
-        );
-        write(dir.path(), "client.pem", &cert);
-        write(dir.path(), "client.key", &key);
-        Pki { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A redis-server with a plain port (for the test's own connection) and a TLS port
-    /// that asks for client certificates if `clients` is "yes".
-    fn server(&self, clients: &str) -> (RedisServer, u16) {
-        let tls_port = free_port().expect("port");
-        let options = [
-            "--tls-port".to_owned(),
-            tls_port.to_string(),
-            "--tls-cert-file".to_owned(),
-            self.path("server.pem").display().to_string(),
-            "--tls-key-file".to_owned(),
-            self.path("server.key").display().to_string(),
-            "--tls-ca-cert-file".to_owned(),
-            self.path("ca.pem").display().to_string(),
-            "--tls-auth-clients".to_owned(),
-            clients.to_owned(),
-        ];
-        (
-            RedisServer::start_with(&options).expect("redis-server with TLS starts"),
-            tls_port,
-        )
-    }
-}
-
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let cert = params.self_signed(&key).expect("CA certificate");
-    (cert.pem(), Issuer::new(params, key))
-}
-
-fn leaf(
-    names: Vec<String>,
-    usage: ExtendedKeyUsagePurpose,
-    issuer: &Issuer<'_, KeyPair>,
-) -> (String, String) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(names).expect("params");
-    params.extended_key_usages = vec![usage];
-    let cert = params.signed_by(&key, issuer).expect("certificate");
-    (cert.pem(), key.serialize_pem())
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).expect("write");
-}
-
-/// A config file in `dir` for the payments pipeline with this `[redis]` table.
-fn payments_config(dir: &Path, redis: &str, settings: &str) -> PathBuf {
-    let text = with_plugins(&format!("{redis}\n{}", payments("payments").with(settings)));
-    let path = dir.join("sluice.toml");
-    std::fs::write(&path, text).expect("write config");
-    path
+/// A config file in `dir` for the payments pipeline with this `[redis]` table, written
+/// as an operator writes it (its TOML is what these tests are about).
+fn with_redis_table(dir: &Path, redis: &str) -> PathBuf {
+    config_file(dir, &format!("{redis}\n{}", payments("payments")))
 }
 
 async fn start_error(config: &Path) -> String {
@@ -129,16 +29,15 @@ async fn start_error(config: &Path) -> String {
 #[tokio::test]
 async fn tls_with_a_client_certificate_carries_every_order() {
     let pki = Pki::new(&["localhost", "127.0.0.1"]);
-    let (redis, tls_port) = pki.server("yes");
+    let (redis, tls_port) = pki.server(true);
     let mut con = connect(&redis).await;
-    let config = payments_config(
-        pki.dir.path(),
+    let config = with_redis_table(
+        pki.dir(),
         &format!(
             "[redis]\nurl = \"rediss://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"client.key\"\n"
         ),
-        "",
     );
-    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 200, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 200).await;
     // Every connection of the daemon came in over TLS: none on the plain port but ours.
@@ -162,14 +61,13 @@ async fn tls_with_a_client_certificate_carries_every_order() {
 async fn tls_checks_the_certificate_against_server_name() {
     // The certificate names a DNS name only; Sluice dials an IP address.
     let pki = Pki::new(&["redis.internal"]);
-    let (redis, tls_port) = pki.server("no");
+    let (redis, tls_port) = pki.server(false);
     let mut con = connect(&redis).await;
     let url = format!("rediss://127.0.0.1:{tls_port}");
 
-    let without = payments_config(
-        pki.dir.path(),
+    let without = with_redis_table(
+        pki.dir(),
         &format!("[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"),
-        "",
     );
     let error = start_error(&without).await;
     assert!(
@@ -177,25 +75,23 @@ async fn tls_checks_the_certificate_against_server_name() {
         "a name mismatch says so and names the setting: {error}"
     );
 
-    let with = payments_config(
-        pki.dir.path(),
+    let with = with_redis_table(
+        pki.dir(),
         &format!(
             "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\nserver_name = \"redis.internal\"\n"
         ),
-        "",
     );
-    let host = Host::launch(sluice::config::Config::load(&with).expect("config")).await;
+    let host = TestDaemon::launch(sluice::config::Config::load(&with).expect("config")).await;
     add_orders(&mut con, 50, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 50).await;
     host.stop().await;
 
     // A CA that did not sign the server's certificate is refused, with the fix.
-    let untrusted = payments_config(
-        pki.dir.path(),
+    let untrusted = with_redis_table(
+        pki.dir(),
         &format!(
             "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"other-ca.pem\"\nserver_name = \"redis.internal\"\n"
         ),
-        "",
     );
     let error = start_error(&untrusted).await;
     assert!(
@@ -207,9 +103,9 @@ async fn tls_checks_the_certificate_against_server_name() {
 #[tokio::test]
 async fn tls_file_problems_fail_start_up_naming_the_file() {
     let pki = Pki::new(&["localhost"]);
-    let (_redis, tls_port) = pki.server("yes");
-    let dir = pki.dir.path();
-    write(dir, "garbage.pem", "this is not a certificate\n");
+    let (_redis, tls_port) = pki.server(true);
+    let dir = pki.dir();
+    write_file(dir, "garbage.pem", "this is not a certificate\n");
     let url = format!("rediss://localhost:{tls_port}");
     let cases: [(&str, &[&str]); 6] = [
         (
@@ -241,10 +137,9 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
         ),
     ];
     for (tls, expected) in cases {
-        let config = payments_config(
+        let config = with_redis_table(
             dir,
             &format!("[redis]\nurl = \"{url}\"\n[redis.tls]\n{tls}\n"),
-            "",
         );
         let error = start_error(&config).await;
         for part in expected {
@@ -252,12 +147,11 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
         }
     }
     // A plain URL with a TLS table is a config error, before any connection.
-    let config = payments_config(
+    let config = with_redis_table(
         dir,
         &format!(
             "[redis]\nurl = \"redis://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"
         ),
-        "",
     );
     let error = format!(
         "{:#}",
@@ -301,13 +195,12 @@ async fn the_password_comes_from_a_file_and_never_shows() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("redis-password"), format!("{PASSWORD}\n")).expect("write");
     let admin_port = free_port().expect("port");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"redis-password\"\n",
             redis.port()
         ),
-        "",
     );
     let log = dir.path().join("daemon.log");
     let daemon = DaemonProcess::start_env(
@@ -357,13 +250,12 @@ async fn the_password_comes_from_the_environment_and_a_wrong_one_is_named_not_sh
     acl_user(&mut con).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // The URL holds a (stale) password too: SLUICE_REDIS_PASSWORD wins over it.
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nurl = \"redis://sluice:stale-url-password@127.0.0.1:{}\"\n",
             redis.port()
         ),
-        "",
     );
     let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
     let log = dir.path().join("good.log");
@@ -440,7 +332,7 @@ async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
         ),
     ];
     for (redis, expected) in cases {
-        let config = payments_config(dir.path(), &format!("[redis]\n{redis}\n"), "");
+        let config = with_redis_table(dir.path(), &format!("[redis]\n{redis}\n"));
         let error = format!(
             "{:#}",
             sluice::config::Config::load(&config).expect_err("refused")
@@ -449,10 +341,9 @@ async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
         assert!(!error.contains("inline"), "{error}");
     }
     // A password file that cannot be read fails start-up, naming it.
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         "[redis]\nurl = \"redis://sluice@127.0.0.1:1\"\npassword_file = \"no-such-file\"\n",
-        "",
     );
     let error = start_error(&config).await;
     assert!(
@@ -463,31 +354,6 @@ async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
 
 // ---------------------------------------------------------------------------------------
 // Replicas: WAIT and Sentinel
-
-/// A replica of `primary`, in sync.
-async fn replica_of(primary: &RedisServer) -> RedisServer {
-    let replica = RedisServer::start_with(&[
-        "--replicaof".to_owned(),
-        "127.0.0.1".to_owned(),
-        primary.port().to_string(),
-    ])
-    .expect("replica starts");
-    let mut con = connect(&replica).await;
-    eventually("the replica syncs", Duration::from_secs(20), || {
-        let mut con = con.clone();
-        async move {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(&mut con)
-                .await
-                .ok()?;
-            info.contains("master_link_status:up").then_some(())
-        }
-    })
-    .await;
-    let _: Option<String> = redis::cmd("PING").query_async(&mut con).await.ok();
-    replica
-}
 
 async fn pipeline_state(admin: std::net::SocketAddr) -> serde_json::Value {
     reqwest::get(format!("http://{admin}/v1/pipelines/payments"))
@@ -502,11 +368,14 @@ async fn pipeline_state(admin: std::net::SocketAddr) -> serde_json::Value {
 async fn wait_replicas_holds_the_pipeline_until_a_replica_has_each_commit() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let replica = replica_of(&redis).await;
-    let config = payments("payments").with("batch = 10").config(&format!(
-        "{ADMIN}[redis]\nurl = \"{}\"\nwait_replicas = 1\nwait_timeout = \"200ms\"\n",
-        redis.url()
-    ));
-    let host = Host::launch(config).await;
+    let config = payments("payments").batch(10).config_with(
+        ConfigBuilder::new()
+            .admin()
+            .redis_url(redis.url())
+            .redis("wait_replicas", 1)
+            .redis_duration("wait_timeout", Duration::from_millis(200)),
+    );
+    let host = TestDaemon::launch(config).await;
     add_orders(&mut con, 50, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 50).await;
 
@@ -547,72 +416,6 @@ async fn wait_replicas_holds_the_pipeline_until_a_replica_has_each_commit() {
     host.stop().await;
 }
 
-/// A `redis-sentinel` watching `primary` as `mymaster` (quorum 1, down after 1 s).
-struct Sentinel {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Sentinel {
-    async fn start(primary: &RedisServer) -> Sentinel {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port().expect("port");
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile {dir}/sentinel.log\n\
-                 sentinel monitor mymaster 127.0.0.1 {primary} 1\n\
-                 sentinel down-after-milliseconds mymaster 1000\n\
-                 sentinel failover-timeout mymaster 5000\n",
-                dir = dir.path().display(),
-                primary = primary.port()
-            ),
-        )
-        .expect("write sentinel.conf");
-        let child = Command::new("redis-sentinel")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel starts (apt-get install redis-sentinel)");
-        let sentinel = Sentinel {
-            child,
-            port,
-            _dir: dir,
-        };
-        // Ready once it knows the replica (it asks the primary's INFO every 10 s).
-        eventually(
-            "the sentinel sees the replica",
-            Duration::from_secs(30),
-            || async {
-                let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
-                let mut con = client.get_multiplexed_async_connection().await.ok()?;
-                let replicas: Vec<Vec<String>> = redis::cmd("SENTINEL")
-                    .arg(&["REPLICAS", "mymaster"])
-                    .query_async(&mut con)
-                    .await
-                    .ok()?;
-                replicas
-                    .iter()
-                    .any(|r| r.windows(2).any(|w| w[0] == "flags" && w[1] == "slave"))
-                    .then_some(())
-            },
-        )
-        .await;
-        sentinel
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn sentinel_failover_keeps_every_order_exactly_once() {
     const ORDERS: usize = 20_000;
@@ -632,14 +435,15 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
     assert_eq!(synced, 1);
 
     let config = payments("payments")
-        .with("batch = 20")
-        .with("claim_idle = \"5s\"")
-        .with("retry_backoff = { initial = \"1s\", max = \"2s\" }")
-        .config(&format!(
-            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"mymaster\"\n",
-            sentinel.port
-        ));
-    let host = Host::launch(config).await;
+        .batch(20)
+        .claim_idle(Duration::from_secs(5))
+        .retry_backoff(Duration::from_secs(1), Duration::from_secs(2))
+        .config_with(
+            ConfigBuilder::new()
+                .redis("sentinels", vec![format!("127.0.0.1:{}", sentinel.port)])
+                .redis("master", "mymaster"),
+        );
+    let host = TestDaemon::launch(config).await;
     eventually("payments flow", Duration::from_secs(60), || {
         let mut con = con.clone();
         async move { (len(&mut con, "PAYMENTS_STREAM").await >= 3_000).then_some(()) }
@@ -702,13 +506,12 @@ async fn a_sentinel_switchover_is_followed_at_once() {
     let replica = replica_of(&primary).await;
     let sentinel = Sentinel::start(&primary).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"mymaster\"\n",
             sentinel.port
         ),
-        "",
     );
     let daemon = DaemonProcess::start(
         &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
@@ -719,11 +522,7 @@ async fn a_sentinel_switchover_is_followed_at_once() {
     wait_len(&con, "PAYMENTS_STREAM", 100).await;
 
     // A planned switch: both nodes stay up, the replica becomes the primary.
-    let mut sentinel_con = redis::Client::open(format!("redis://127.0.0.1:{}", sentinel.port))
-        .expect("url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("sentinel answers");
+    let mut sentinel_con = sentinel.connect().await;
     let () = redis::cmd("SENTINEL")
         .arg(&["FAILOVER", "mymaster"])
         .query_async(&mut sentinel_con)
@@ -762,13 +561,12 @@ async fn a_wrong_password_names_where_it_came_from() {
     acl_user(&mut con).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pw"), "not-the-password\n").expect("write");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
             redis.port()
         ),
-        "",
     );
     let error = start_error(&config).await;
     assert!(
@@ -783,11 +581,7 @@ async fn sigterm_ends_a_start_up_that_waits_for_redis() {
     // A server that accepts connections and never answers.
     redis.signal(libc::SIGSTOP);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = payments_config(
-        dir.path(),
-        &format!("[redis]\nurl = \"{}\"\n", redis.url()),
-        "",
-    );
+    let config = with_redis_table(dir.path(), &format!("[redis]\nurl = \"{}\"\n", redis.url()));
     let mut daemon = DaemonProcess::start(
         &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
         &dir.path().join("daemon.log"),
@@ -807,13 +601,12 @@ async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicate
     acl_user_without(&mut con, &["-wait"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pw"), PASSWORD).expect("write");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\nwait_replicas = 1\nwait_timeout = \"200ms\"\n",
             redis.port()
         ),
-        "",
     );
     let error = start_error(&config).await;
     assert!(error.contains("ACL SETUSER sluice +wait"), "{error}");
@@ -831,7 +624,7 @@ async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicate
         }
     };
     grant("+wait").await;
-    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 10, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 10).await;
     grant("-wait").await;
@@ -862,13 +655,12 @@ async fn an_unknown_master_name_says_to_check_master() {
     let _replica = replica_of(&primary).await;
     let sentinel = Sentinel::start(&primary).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"no-such-master\"\n",
             sentinel.port
         ),
-        "",
     );
     let error = start_error(&config).await;
     assert!(error.contains("[redis] master"), "{error}");
@@ -886,7 +678,7 @@ async fn a_user_without_a_password_is_refused_instead_of_running_as_default() {
             redis.port()
         ),
     ] {
-        let config = payments_config(dir.path(), &format!("[redis]\n{redis_table}\n"), "");
+        let config = with_redis_table(dir.path(), &format!("[redis]\n{redis_table}\n"));
         let error = start_error(&config).await;
         assert!(
             error.contains("the ACL user \"sluice\" has no password"),
@@ -902,15 +694,14 @@ async fn a_rotated_password_file_is_read_again_on_reconnection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pw");
     std::fs::write(&file, PASSWORD).expect("write");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
             redis.port()
         ),
-        "",
     );
-    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 10, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 10).await;
     // The operator rotates the password: on the server, in the file, and the server
@@ -938,15 +729,14 @@ async fn a_command_a_script_may_not_run_is_a_permission_fault() {
     let TestContext { redis, mut con } = TestContext::new().await;
     acl_user_without(&mut con, &["-type"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = payments_config(
+    let config = with_redis_table(
         dir.path(),
         &format!(
             "{ADMIN}[redis]\nurl = \"redis://sluice:{PASSWORD}@127.0.0.1:{}\"\n",
             redis.port()
         ),
-        "",
     );
-    let host = Host::launch(sluice::config::Config::load(&config).expect("config")).await;
+    let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 5, 0).await;
     let admin = host.admin();
     let state = eventually(

@@ -3,13 +3,11 @@
 //! finding that server, and the operator's view of what goes wrong: a private server
 //! that dies, a bad plugin file dropped under `watch`, dead letters, the command line.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_testkit::*;
 
 /// A `sluice dev` child on a private server, and that server's URL.
 struct Dev {

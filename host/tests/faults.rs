@@ -2,20 +2,22 @@
 //! entries, drains, entries deleted while pending. Each test is bounded in time, stops by
 //! itself, and prints its tally (`in`, `out`, `duplicates`, `missing`, `pending`, `dead`).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
+use sluice_testkit::*;
 
 /// The payments pipeline with `batch` entries per read, reclaiming after 1 s.
-fn payments_config(batch: usize) -> String {
-    format!(
-        "drain_timeout = \"5s\"\n{}",
-        payments("payments").with(&format!("batch = {batch}\nclaim_idle = \"1s\""))
-    )
+fn payments_config(batch: i64) -> String {
+    ConfigBuilder::new()
+        .drain_timeout(Duration::from_secs(5))
+        .pipeline(
+            payments("payments")
+                .batch(batch)
+                .claim_idle(Duration::from_secs(1)),
+        )
+        .to_string()
 }
 
 /// Crash loop: 20,000 orders arrive while the daemon is `kill -9`ed at random moments
@@ -199,9 +201,10 @@ async fn daemon_survives_a_redis_restart() {
 async fn poison_entry_is_dead_lettered_after_backing_off() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo("echo")
-        .with("max_attempts = 4\nretry_backoff = { initial = \"100ms\", max = \"1s\" }")
-        .config("");
-    let host = Host::start(&redis, cfg).await;
+        .max_attempts(4)
+        .retry_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     let mut pipe = redis::pipe();
     for i in 0..1_000 {
         if i == 500 {
@@ -267,7 +270,7 @@ async fn sigterm_drains_in_flight_work() {
         &dir,
         &format!(
             "drain_timeout = \"10s\"\n{}",
-            echo("echo").with("batch = 50\nlimits = { timeout = \"2s\" }")
+            echo("echo").batch(50).timeout(Duration::from_secs(2))
         ),
     );
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
@@ -344,7 +347,7 @@ async fn daemon_in_a_slow_call(
         &dir,
         &format!(
             "drain_timeout = \"{drain_timeout}\"\n{}",
-            echo("echo").with("limits = { timeout = \"20s\" }")
+            echo("echo").timeout(Duration::from_secs(20))
         ),
     );
     let daemon = DaemonProcess::spawn(&config, &redis, "c1");
@@ -419,9 +422,10 @@ async fn drain_timeout_stops_a_pipeline_in_a_call() {
 async fn entry_deleted_while_pending_does_not_loop() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo("echo")
-        .with("max_attempts = 1000\nretry_backoff = { initial = \"20ms\", max = \"50ms\" }")
-        .config("");
-    let host = Host::start(&redis, cfg).await;
+        .max_attempts(1000)
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     let id = add(&mut con, "IN", &[("action", "retry")]).await;
     eventually("the entry to be retried", Duration::from_secs(10), || {
         let mut c = con.clone();
@@ -459,7 +463,8 @@ async fn slow_handler_keeps_its_lease() {
     let config = config_file(
         &dir,
         &echo("echo")
-            .with("claim_idle = \"300ms\"\nlimits = { timeout = \"10s\" }")
+            .claim_idle(Duration::from_millis(300))
+            .timeout(Duration::from_secs(10))
             .to_string(),
     );
     let a = DaemonProcess::spawn(&config, &redis, "a");

@@ -2,20 +2,18 @@
 //! default name, passed over), and a daemon that lost its name can never commit in it.
 //! Real `sluice` processes on a real redis-server.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_testkit::*;
 
 /// The echo pipeline's config file, with a handler timeout that fits `action=sleep`.
 fn echo_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     config_file(
         dir,
         &echo("echo")
-            .with("limits = { timeout = \"20s\" }")
-            .with("concurrency = 8")
+            .timeout(Duration::from_secs(20))
+            .concurrency(8)
             .to_string(),
     )
 }
@@ -224,9 +222,9 @@ async fn consumers(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
 async fn daemons_that_stop_cleanly_leave_their_groups() {
     let TestContext { redis, mut con } = TestContext::new().await;
     for i in 1..=8 {
-        let mut config = echo("echo").config("");
+        let mut config = echo("echo").config();
         config.redis.consumer = Some(format!("pod-{i}"));
-        let host = Host::start(&redis, config).await;
+        let host = TestDaemon::start(&redis, config).await;
         for n in 0..10 {
             add(&mut con, "IN", &[("n", &format!("{i}-{n}"))]).await;
         }
@@ -277,10 +275,13 @@ async fn idle_consumers_are_removed_but_never_with_pending_entries() {
             .expect("CREATECONSUMER");
     }
     let mut config = echo("echo")
-        .with("claim_idle = \"70s\"")
-        .config("[redis]\nremove_idle_consumers_after = \"1m\"\n\n");
+        .claim_idle(Duration::from_secs(70))
+        .config_with(
+            ConfigBuilder::new()
+                .redis_duration("remove_idle_consumers_after", Duration::from_secs(60)),
+        );
     config.redis.consumer = Some("live".into());
-    let host = Host::start(&redis, config).await;
+    let host = TestDaemon::start(&redis, config).await;
     add(&mut con, "IN", &[("n", "new")]).await;
     // Past a minute the two idle ghosts go; the one holding an entry stays until that
     // entry is reclaimed (after claim_idle, 70 s) and handled.
@@ -326,9 +327,9 @@ async fn a_name_taken_and_given_back_meanwhile_stays_lost() {
     let config = config_file(
         &dir,
         &echo("echo")
-            .with("limits = { timeout = \"20s\" }")
-            .with("concurrency = 8")
-            .with("claim_idle = \"120s\"")
+            .timeout(Duration::from_secs(20))
+            .concurrency(8)
+            .claim_idle(Duration::from_secs(120))
             .to_string(),
     );
     let mut first = DaemonProcess::spawn(&config, &redis, "shared");

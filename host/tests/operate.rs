@@ -2,24 +2,22 @@
 //! resume, dead letters (list, replay, purge), against a running daemon and a real
 //! redis-server, with a real HTTP client.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use redis::AsyncCommands;
 use sluice::admin::{DeadPage, PipelineView};
+use sluice_testkit::*;
 
 const TOKEN: &str = "ops-token";
 
 /// A daemon with the admin API and one payments pipeline named `name` (metric labels are
 /// per process, so each test uses its own name).
-async fn daemon(redis: &RedisServer, name: &str) -> (Host, String) {
-    let mut config = payments(name).config(ADMIN);
+async fn daemon(redis: &RedisServer, name: &str) -> (TestDaemon, String) {
+    let mut config = payments(name).with_admin().config();
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start(redis, config).await;
+    let host = TestDaemon::start(redis, config).await;
     let base = format!("http://{}", host.admin());
     (host, base)
 }
@@ -213,12 +211,12 @@ async fn paused_mid_batch(
     redis: &RedisServer,
     con: &mut redis::aio::MultiplexedConnection,
     name: &str,
-) -> (Host, String, usize) {
-    let mut config = echo(name).with("batch = 50").config(ADMIN);
+) -> (TestDaemon, String, usize) {
+    let mut config = echo(name).batch(50).with_admin().config();
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start(redis, config).await;
+    let host = TestDaemon::start(redis, config).await;
     let base = format!("http://{}", host.admin.expect("admin API"));
     let client = reqwest::Client::new();
     // All 30 at once (MULTI): the blocking read returns them as one batch.
@@ -561,16 +559,16 @@ fn letter(order: Option<&str>) -> Vec<(&str, &str)> {
 async fn dead_letters_replay_all_stops_at_the_letters_there_when_it_began() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let name = "ops-replay-all";
-    let mut worker = payments(name).config("");
+    let mut worker = payments(name).config();
     worker.redis.consumer = Some("worker".to_owned());
-    let worker = Host::start(&redis, worker).await;
+    let worker = TestDaemon::start(&redis, worker).await;
     let proxy = proxy::Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
-    let mut admin = payments(name).config(ADMIN);
+    let mut admin = payments(name).with_admin().config();
     admin.redis.consumer = Some("admin".to_owned());
     if let Some(a) = &mut admin.admin {
         a.token = Some(TOKEN.to_owned());
     }
-    let admin = Host::start_at(&proxy.url(None), admin).await;
+    let admin = TestDaemon::start_at(&proxy.url(None), admin).await;
     let base = format!("http://{}", admin.admin());
     reqwest::Client::new()
         .post(format!("{base}/v1/pipelines/{name}/pause"))
@@ -783,11 +781,11 @@ async fn get_json(base: &str, path: &str) -> (u16, serde_json::Value) {
 async fn dead_letters_of_a_partitioned_pipeline() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let name = "ops-parts";
-    let mut config = payments(name).with("partitions = 4").config(ADMIN);
+    let mut config = payments(name).partitions(4).with_admin().config();
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start(&redis, config).await;
+    let host = TestDaemon::start(&redis, config).await;
     let base = format!("http://{}", host.admin());
     let dead = |p: usize| format!("ORDERS_STREAM:dead:{{{p}}}");
     let (_, view) = get_json(&base, &format!("/v1/pipelines/{name}")).await;
@@ -1008,11 +1006,11 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let name = "ops-cut";
     let proxy = proxy::Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
-    let mut config = payments(name).config(ADMIN);
+    let mut config = payments(name).with_admin().config();
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start_at(&proxy.url(None), config).await;
+    let host = TestDaemon::start_at(&proxy.url(None), config).await;
     let base = format!("http://{}", host.admin());
     // Paused: the replayed orders wait on the input, where they are counted.
     reqwest::Client::new()

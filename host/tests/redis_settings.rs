@@ -4,11 +4,9 @@
 //! no persistence (an INFO line, none for the private server). Real redis-servers, the
 //! daemon in-process with a real HTTP client, and the real binary for its log.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use sluice_testkit::*;
 
 /// Two echo pipelines with the admin API on.
 fn two_pipelines() -> sluice::config::Config {
@@ -98,7 +96,7 @@ fn run_until_started(dir: &tempfile::TempDir, config: &str, url: Option<&str>) -
 async fn an_evicting_redis_is_a_warning_with_every_pipeline() {
     tls_provider();
     let lru = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).expect("redis");
-    let host = Host::start(&lru, two_pipelines()).await;
+    let host = TestDaemon::start(&lru, two_pipelines()).await;
     let base = format!("http://{}", host.admin());
     let all = warnings(&base).await;
     assert_eq!(all.len(), 2, "{all:?}");
@@ -119,7 +117,7 @@ async fn an_evicting_redis_is_a_warning_with_every_pipeline() {
     host.stop().await;
 
     let safe = RedisServer::start().expect("redis");
-    let host = Host::start(&safe, two_pipelines()).await;
+    let host = TestDaemon::start(&safe, two_pipelines()).await;
     let base = format!("http://{}", host.admin());
     assert_eq!(warnings(&base).await, [Vec::<String>::new(), Vec::new()]);
     let gauge = redis_gauge(&base, "sluice_redis_eviction_policy_safe", safe.port()).await;
@@ -178,7 +176,7 @@ async fn a_user_without_config_get_is_told_once_it_cannot_be_checked() {
         .expect("ACL SETUSER");
     let url = format!("redis://sluice:pw@127.0.0.1:{}", redis.port());
 
-    let host = Host::start_at(&url, two_pipelines()).await;
+    let host = TestDaemon::start_at(&url, two_pipelines()).await;
     let base = format!("http://{}", host.admin());
     assert_eq!(warnings(&base).await, [Vec::<String>::new(), Vec::new()]);
     let gauge = redis_gauge(&base, "sluice_redis_eviction_policy_safe", redis.port()).await;
@@ -198,7 +196,7 @@ async fn a_user_without_config_get_is_told_once_it_cannot_be_checked() {
 async fn the_dashboard_shows_the_warning() {
     tls_provider();
     let lru = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).expect("redis");
-    let host = Host::start(&lru, two_pipelines()).await;
+    let host = TestDaemon::start(&lru, two_pipelines()).await;
     let base = format!("http://{}", host.admin());
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");

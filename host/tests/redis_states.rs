@@ -5,18 +5,18 @@
 //! daemon in-process with its admin API, a real HTTP client. In each, nothing may be
 //! dead-lettered for the environment's fault, nothing lost, nothing wedged.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::proxy::Proxy;
-use common::*;
 use redis::aio::MultiplexedConnection;
 use sluice::admin::PipelineView;
+use sluice_testkit::*;
 
 /// An echo pipeline named `name` on `IN`/`G` → `OUT`, with the admin API on.
-fn echo_config(name: &str, extra: &str) -> sluice::config::Config {
-    echo(name).with(extra).config(ADMIN)
+fn echo_config(
+    name: &str,
+    settings: impl FnOnce(PipelineBuilder) -> PipelineBuilder,
+) -> sluice::config::Config {
+    settings(echo(name)).with_admin().config()
 }
 
 async fn add_n(con: &mut MultiplexedConnection, n: usize, tag: &str) {
@@ -129,7 +129,7 @@ async fn stays(con: &mut MultiplexedConnection, stream: &str, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_consumer_group_is_created_again() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, echo_config("regroup", "")).await;
+    let host = TestDaemon::start(&redis, echo_config("regroup", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 5, "a").await;
     wait_len(&con, "OUT", 5).await;
@@ -217,7 +217,7 @@ async fn a_missing_permission_holds_entries_until_granted() {
     // A backlog of full batches: while the first commit is held, later batches are
     // read ahead; none may be handled twice once the permission comes.
     add_n(&mut con, 1_000, "x").await;
-    let host = Host::start_at(&url, echo_config("noperm", "")).await;
+    let host = TestDaemon::start_at(&url, echo_config("noperm", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
 
     let status = status_until(
@@ -338,7 +338,7 @@ async fn a_missing_permission_holds_entries_until_granted() {
         ],
     )
     .await;
-    let mut cfg = echo_config("blind", "");
+    let mut cfg = echo_config("blind", |p| p);
     cfg.redis.url = Some(format!("redis://blind:pw@127.0.0.1:{}", redis.port()));
     let error = match sluice::start(cfg, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("start-up succeeds without permission on the input"),
@@ -363,7 +363,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
     let port = |r: &RedisServer| r.port().to_string();
     raw(&mut con_b, &["REPLICAOF", "127.0.0.1", &port(&a)]).await;
     let proxy = Proxy::start(([127, 0, 0, 1], a.port()).into()).await;
-    let host = Host::start_at(&proxy.url(None), echo_config("failover", "")).await;
+    let host = TestDaemon::start_at(&proxy.url(None), echo_config("failover", |p| p)).await;
     add_n(&mut con_a, 10, "a").await;
     wait_len(&con_a, "OUT", 10).await;
     eventually("b to replicate", Duration::from_secs(10), || {
@@ -391,7 +391,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
 async fn a_stalled_connection_is_dropped_and_opened_again() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
-    let host = Host::start_at(&proxy.url(None), echo_config("stall", "")).await;
+    let host = TestDaemon::start_at(&proxy.url(None), echo_config("stall", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 5, "a").await;
     wait_len(&con, "OUT", 5).await;
@@ -431,12 +431,13 @@ async fn a_stalled_connection_is_dropped_and_opened_again() {
 async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
-    let host = Host::start_at(
+    let host = TestDaemon::start_at(
         &proxy.url(None),
-        echo_config(
-            "slow-link",
-            "batch = 50\nretry_backoff = { initial = \"200ms\", max = \"1s\" }\nlimits = { timeout = \"30s\" }",
-        ),
+        echo_config("slow-link", |p| {
+            p.batch(50)
+                .retry_backoff(Duration::from_millis(200), Duration::from_secs(1))
+                .timeout(Duration::from_secs(30))
+        }),
     )
     .await;
     proxy.limit_replies(400_000);
@@ -473,7 +474,7 @@ async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_of_a_deleted_consumer_are_not_lost() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let mut cfg = echo_config("delconsumer", "limits = { timeout = \"5s\" }");
+    let mut cfg = echo_config("delconsumer", |p| p.timeout(Duration::from_secs(5)));
     cfg.redis.consumer = Some("worker".into());
     raw(&mut con, &["XGROUP", "CREATE", "IN", "G", "0", "MKSTREAM"]).await;
     for i in 0..3 {
@@ -484,7 +485,7 @@ async fn entries_of_a_deleted_consumer_are_not_lost() {
         )
         .await;
     }
-    let host = Host::start(&redis, cfg).await;
+    let host = TestDaemon::start(&redis, cfg).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     eventually(
         "the entries to be delivered",
@@ -524,7 +525,7 @@ async fn a_value_the_server_refuses_is_isolated() {
     let big_id = add(&mut con, "IN", &[("big", &big)]).await;
     raw(&mut con, &["CONFIG", "SET", "proto-max-bulk-len", "1mb"]).await;
     add_n(&mut con, 20, "s").await;
-    let host = Host::start(&redis, echo_config("toobig", "")).await;
+    let host = TestDaemon::start(&redis, echo_config("toobig", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     wait_len(&con, "OUT", 20).await;
     let error = held_entry_error(&base, "toobig").await;
@@ -558,7 +559,7 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
     add_n(&mut con, 5, "s").await;
     let big_id = add(&mut con, "IN", &[("big", &"y".repeat(3 << 19))]).await;
     add_n(&mut con, 15, "t").await;
-    let host = Host::start_at(&proxy.url(None), echo_config("hangup", "")).await;
+    let host = TestDaemon::start_at(&proxy.url(None), echo_config("hangup", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     wait_len(&con, "OUT", 20).await;
     let error = held_entry_error(&base, "hangup").await;
@@ -589,9 +590,9 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
 async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
-    let host = Host::start_at(
+    let host = TestDaemon::start_at(
         &proxy.url(None),
-        echo_config("unreachable", "limits = { timeout = \"5s\" }"),
+        echo_config("unreachable", |p| p.timeout(Duration::from_secs(5))),
     )
     .await;
     add(
@@ -618,7 +619,7 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
 async fn the_dashboard_shows_a_pipeline_in_error() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let url = user_without_out(&redis, &mut con).await;
-    let host = Host::start_at(&url, echo_config("dash-error", "")).await;
+    let host = TestDaemon::start_at(&url, echo_config("dash-error", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 3, "x").await;
     let artifacts = workspace().join("target/test-artifacts");
@@ -655,7 +656,7 @@ async fn dropped_connections_are_replaced_at_start_up_and_for_readiness() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let proxy = Proxy::start(([127, 0, 0, 1], redis.port()).into()).await;
     proxy.refuse_next(2);
-    let host = Host::start_at(&proxy.url(None), echo_config("reconnects", "")).await;
+    let host = TestDaemon::start_at(&proxy.url(None), echo_config("reconnects", |p| p)).await;
     let base = format!("http://{}", host.admin.expect("admin"));
     add_n(&mut con, 3, "a").await;
     wait_len(&con, "OUT", 3).await;

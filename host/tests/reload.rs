@@ -1,14 +1,12 @@
 //! Hot reload and zero-downtime deploys: plugin files changing under load, broken
 //! versions refused, deploys over the admin API, and the precompiled cache.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
 use sluice::registry::PluginStatus;
 use sluice::wasm::Source;
+use sluice_testkit::*;
 
 const TOKEN: &str = "test-token-1234";
 
@@ -22,11 +20,14 @@ fn reload_config(
 ) -> sluice::config::Config {
     let mut config = payments("payments")
         .plugin(plugin.display())
-        .with("batch = 20")
-        .config(&format!(
-            "[plugins]\nwatch = true\ncache_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\nmax_body = {max_body:?}\n\n",
-            cache.display().to_string()
-        ));
+        .batch(20)
+        .config_with(
+            ConfigBuilder::new()
+                .plugins("watch", true)
+                .plugins("cache_dir", cache.display().to_string())
+                .admin()
+                .admin_set("max_body", max_body),
+        );
     if let Some(admin) = &mut config.admin {
         admin.token = token.map(str::to_owned);
     }
@@ -72,7 +73,7 @@ async fn twenty_reloads_under_load_are_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let daemon = Host::start(
+    let daemon = TestDaemon::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )
@@ -136,7 +137,7 @@ async fn broken_versions_leave_the_old_one_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let daemon = Host::start(
+    let daemon = TestDaemon::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )
@@ -201,7 +202,7 @@ async fn deploy_over_http() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("payments.wasm");
     std::fs::copy(variant("a"), &plugin).expect("copy");
-    let daemon = Host::start(
+    let daemon = TestDaemon::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), Some(TOKEN), "1MiB"),
     )
@@ -301,7 +302,7 @@ async fn deploy_over_http() {
     daemon.stop().await;
 
     // Without a configured token, mutating calls are refused outright.
-    let daemon = Host::start(
+    let daemon = TestDaemon::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "1MiB"),
     )
@@ -330,7 +331,7 @@ async fn warm_cache_skips_compilation_and_corruption_is_rebuilt() {
     let source = |config: sluice::config::Config| {
         let redis = &redis;
         async move {
-            let daemon = Host::start(redis, config).await;
+            let daemon = TestDaemon::start(redis, config).await;
             let slot_source = source(&daemon);
             daemon.stop().await;
             slot_source
@@ -375,7 +376,7 @@ async fn warm_cache_skips_compilation_and_corruption_is_rebuilt() {
 }
 
 /// Where the running payments version came from (compiled, or the cache).
-fn source(host: &Host) -> Source {
+fn source(host: &TestDaemon) -> Source {
     host.registry
         .get("payments")
         .expect("slot")
@@ -391,16 +392,12 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sluice.toml");
-    let payments = |batch: usize| {
-        payments("payments")
-            .with(&format!("batch = {batch}"))
-            .to_string()
-    };
+    let payments = |batch: i64| payments("payments").batch(batch).to_string();
     let status = echo("order-status")
         .plugin("{plugin:order-status}")
         .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
         .writing(&["ORDER_STATUS_STREAM"])
-        .with("state = [\"order:\", \"user-total:\"]")
+        .state(&["order:", "user-total:"])
         .to_string();
     let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
     let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
@@ -418,7 +415,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
             Ok(config)
         }
     };
-    let daemon = Host::start_reloading(load).await;
+    let daemon = TestDaemon::start_reloading(load).await;
     let addr = daemon.admin();
     let reload = || async move {
         let response = reqwest::Client::new()
@@ -526,7 +523,7 @@ async fn sighup_reloads_the_config_file() {
             .plugin("{plugin:order-status}")
             .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
             .writing(&["ORDER_STATUS_STREAM"])
-            .with("state = [\"order:\", \"user-total:\"]")
+            .state(&["order:", "user-total:"])
     );
     let path = config_file(&dir, &one);
     let mut daemon = DaemonProcess::spawn(&path, &redis, "c1");
@@ -564,7 +561,7 @@ async fn a_configmap_style_swap_is_reloaded_every_time() {
     symlink("..v1", dir.path().join("..data")).expect("..data");
     let plugin = dir.path().join("payments.wasm");
     symlink("..data/payments.wasm", &plugin).expect("payments.wasm link");
-    let daemon = Host::start(
+    let daemon = TestDaemon::start(
         &redis,
         reload_config(&plugin, &dir.path().join("cache"), None, "64MiB"),
     )

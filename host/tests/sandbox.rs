@@ -5,24 +5,27 @@
 //! second round of the attack does not grow the daemon's memory, and that payments keep
 //! being committed throughout.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use redis::aio::MultiplexedConnection;
+use sluice_testkit::*;
 
 /// A healthy payments pipeline beside the `hostile` plugin (on `IN` → `OUT`) under
 /// `limits.timeout` = `timeout`.
 fn sandbox_config(timeout: &str) -> String {
     let hostile = echo("hostile")
         .plugin("{plugin:hostile}")
-        .with("max_attempts = 2\nretry_backoff = { initial = \"50ms\", max = \"100ms\" }")
-        .with(&format!("limits = {{ memory = \"128MiB\", timeout = \"{timeout}\", max_outputs = 1000, max_output_bytes = \"16MiB\" }}"));
-    format!(
-        "drain_timeout = \"5s\"\n\n{}{hostile}",
-        payments("payments")
-    )
+        .max_attempts(2)
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(100))
+        .limit("memory", "128MiB")
+        .limit("timeout", timeout)
+        .limit("max_outputs", 1000)
+        .limit("max_output_bytes", "16MiB");
+    ConfigBuilder::new()
+        .drain_timeout(Duration::from_secs(5))
+        .pipeline(payments("payments"))
+        .pipeline(hostile)
+        .to_string()
 }
 
 /// Messages of the attack per round, and rounds: memory may grow in the first rounds
@@ -365,9 +368,11 @@ async fn fuel_budget_stops_a_loop() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo("hostile")
         .plugin("{plugin:hostile}")
-        .with("max_attempts = 1\nlimits = { timeout = \"60s\", fuel = 5000000 }")
-        .config("");
-    let host = Host::start(&redis, cfg).await;
+        .max_attempts(1)
+        .timeout(Duration::from_secs(60))
+        .limit("fuel", 5000000i64)
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     let started = Instant::now();
     add(&mut con, "IN", &[("attack", "loop")]).await;
     wait_len_at_least(&con, "IN:dead", 1).await;
@@ -394,9 +399,11 @@ async fn a_slow_leak_never_dead_letters_innocent_messages() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let cfg = echo("leaky")
         .plugin("{plugin:hostile}")
-        .with("max_attempts = 1\nlimits = { memory = \"16MiB\", instance_reuse = 100000 }")
-        .config("");
-    let host = Host::start(&redis, cfg).await;
+        .max_attempts(1)
+        .limit("memory", "16MiB")
+        .limit("instance_reuse", 100000i64)
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     for i in 0..60 {
         add(
             &mut con,

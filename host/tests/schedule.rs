@@ -2,17 +2,15 @@
 //! pending entries list, and entries read ahead are handled once, on their first delivery.
 //! Real redis-servers, the echo plugin, the daemon in-process.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_testkit::*;
 
 /// An echo pipeline whose consumer is named `worker`.
-fn echo_worker(extra: &str) -> sluice::config::Config {
-    echo("echo")
-        .with(extra)
-        .config("[redis]\nconsumer = \"worker\"\n\n")
+fn echo_worker(
+    settings: impl FnOnce(PipelineBuilder) -> PipelineBuilder,
+) -> sluice::config::Config {
+    settings(echo("echo")).config_with(ConfigBuilder::new().redis("consumer", "worker"))
 }
 
 /// 1,000 failed entries of this consumer wait for long backoffs (delivered 7 times: the
@@ -22,11 +20,13 @@ fn echo_worker(extra: &str) -> sluice::config::Config {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_due_retry_is_found_behind_a_thousand_that_are_not_due() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(
+    let host = TestDaemon::start(
         &redis,
-        echo_worker(
-            "batch = 10\nmax_attempts = 20\nretry_backoff = { initial = \"200ms\", max = \"30s\" }",
-        ),
+        echo_worker(|p| {
+            p.batch(10)
+                .max_attempts(20)
+                .retry_backoff(Duration::from_millis(200), Duration::from_secs(30))
+        }),
     )
     .await;
     let mut pipe = redis::pipe();
@@ -120,7 +120,7 @@ async fn entries_read_ahead_are_handled_once() {
         )
         .await;
     }
-    let host = Host::start(&redis, echo_worker("batch = 10")).await;
+    let host = TestDaemon::start(&redis, echo_worker(|p| p.batch(10))).await;
     wait_len(&con, "OUT", 30).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let out = entries(&mut con, "OUT").await;

@@ -2,42 +2,39 @@
 //! committed with its outputs and acknowledgement, all or nothing, and serialised among
 //! concurrent writers; the order-status pipeline keeps exact records through `kill -9`s.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
+use sluice_testkit::*;
 
 /// The test handler `plugins/stateful` on `IN` (group `G`) → `OUT`, granted `k:`.
-fn stateful(name: &str) -> PipelineToml {
-    echo(name)
-        .plugin("{plugin:stateful}")
-        .with("state = [\"k:\"]")
+fn stateful(name: &str) -> PipelineBuilder {
+    echo(name).plugin("{plugin:stateful}").state(&["k:"])
 }
 
 /// The tutorial's two pipelines: payments, then order-status with its state.
-fn orders_pipelines(settings: &str) -> String {
-    format!(
-        "drain_timeout = \"5s\"\n{}{}",
-        payments("payments").with(settings),
-        echo("order-status")
-            .plugin("{plugin:order-status}")
-            .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
-            .writing(&["ORDER_STATUS_STREAM"])
-            .with("state = [\"order:\", \"user-total:\"]")
-            .with(settings)
-    )
+fn orders_pipelines(settings: impl Fn(PipelineBuilder) -> PipelineBuilder) -> String {
+    ConfigBuilder::new()
+        .drain_timeout(Duration::from_secs(5))
+        .pipeline(settings(payments("payments")))
+        .pipeline(settings(
+            echo("order-status")
+                .plugin("{plugin:order-status}")
+                .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
+                .writing(&["ORDER_STATUS_STREAM"])
+                .state(&["order:", "user-total:"]),
+        ))
+        .to_string()
 }
 
 /// Two daemons (consumers `a` and `b`) running the pipelines of `text`.
-async fn two_daemons(redis: &RedisServer, text: &str) -> (Host, Host) {
+async fn two_daemons(redis: &RedisServer, text: &str) -> (TestDaemon, TestDaemon) {
     let daemon = |name: &str| config(&format!("[redis]\nconsumer = \"{name}\"\n{text}"));
     (
-        Host::start(redis, daemon("a")).await,
-        Host::start(redis, daemon("b")).await,
+        TestDaemon::start(redis, daemon("a")).await,
+        TestDaemon::start(redis, daemon("b")).await,
     )
 }
 
@@ -141,7 +138,7 @@ async fn wait_orders_done(con: &MultiplexedConnection, orders: usize, timeout: D
 #[tokio::test]
 async fn order_status_keeps_order_records_and_user_totals() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(&redis, config(&orders_pipelines(""))).await;
+    let host = TestDaemon::start(&redis, config(&orders_pipelines(|p| p))).await;
     let totals = send_orders(con.clone(), 1_000, Duration::ZERO).await;
     wait_orders_done(&con, 1_000, Duration::from_secs(60)).await;
     check_records(&mut con, 1_000, &totals).await;
@@ -151,8 +148,8 @@ async fn order_status_keeps_order_records_and_user_totals() {
 #[tokio::test]
 async fn an_entry_writes_all_its_state_or_none() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let config = stateful("s").with("max_attempts = 1").config("");
-    let host = Host::start(&redis, config).await;
+    let config = stateful("s").max_attempts(1).config();
+    let host = TestDaemon::start(&redis, config).await;
     let cases: [&[(&str, &str)]; 8] = [
         &[("n", "retry"), ("set", "k:retry 1"), ("fail", "retry")],
         &[("n", "reject"), ("incr", "k:reject 5"), ("fail", "reject")],
@@ -260,7 +257,7 @@ async fn later_entries_of_a_batch_see_earlier_ones() {
         &[("get", "k:c"), ("hgetall", "k:h"), ("get", "k:blind")],
     )
     .await;
-    let host = Host::start(&redis, stateful("s").config("")).await;
+    let host = TestDaemon::start(&redis, stateful("s").config()).await;
     wait_len(&con, "OUT", 6).await;
     let out = entries(&mut con, "OUT").await;
     let sums: Vec<&str> = out
@@ -285,10 +282,7 @@ async fn later_entries_of_a_batch_see_earlier_ones() {
 async fn concurrent_writers_of_one_key_are_serialised() {
     const N: usize = 600;
     let TestContext { redis, mut con } = TestContext::new().await;
-    let text = stateful("s")
-        .with("concurrency = 4")
-        .with("batch = 20")
-        .to_string();
+    let text = stateful("s").concurrency(4).batch(20).to_string();
     let (a, b) = two_daemons(&redis, &text).await;
     for start in (0..N).step_by(100) {
         let mut pipe = redis::pipe();
@@ -328,10 +322,7 @@ async fn concurrent_writers_of_one_key_are_serialised() {
 async fn blind_adds_never_conflict_and_sum_exactly() {
     const N: usize = 600;
     let TestContext { redis, mut con } = TestContext::new().await;
-    let text = stateful("s")
-        .with("concurrency = 4")
-        .with("batch = 20")
-        .to_string();
+    let text = stateful("s").concurrency(4).batch(20).to_string();
     let (a, b) = two_daemons(&redis, &text).await;
     let mut pipe = redis::pipe();
     for i in 0..N {
@@ -359,7 +350,7 @@ async fn blind_adds_never_conflict_and_sum_exactly() {
 #[tokio::test]
 async fn a_component_that_imports_state_needs_state_prefixes() {
     let TestContext { redis, .. } = TestContext::new().await;
-    let mut config = echo("s").plugin("{plugin:stateful}").config("");
+    let mut config = echo("s").plugin("{plugin:stateful}").config();
     config.redis.url = Some(redis.url());
     let error = match sluice::start(config, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("started"),
@@ -374,11 +365,8 @@ async fn a_component_that_imports_state_needs_state_prefixes() {
 #[tokio::test]
 async fn a_component_built_against_0_1_0_runs_unchanged() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = Host::start(
-        &redis,
-        echo("old").plugin("{plugin:legacy-0-1-0}").config(""),
-    )
-    .await;
+    let host =
+        TestDaemon::start(&redis, echo("old").plugin("{plugin:legacy-0-1-0}").config()).await;
     add(&mut con, "IN", &[("n", "1")]).await;
     wait_len(&con, "OUT", 1).await;
     let out = entries(&mut con, "OUT").await;
@@ -393,7 +381,10 @@ async fn crash_loop_keeps_state_exact() {
     const ORDERS: usize = 8_000;
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(&dir, &orders_pipelines("batch = 50\nclaim_idle = \"1s\""));
+    let config = config_file(
+        &dir,
+        &orders_pipelines(|p| p.batch(50).claim_idle(Duration::from_secs(1))),
+    );
     let producer = tokio::spawn(send_orders(con.clone(), ORDERS, Duration::from_millis(100)));
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut rng = rand::rng();
@@ -430,7 +421,10 @@ async fn a_killed_daemons_state_work_is_taken_over_exactly() {
     const ORDERS: usize = 3_000;
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(&dir, &orders_pipelines("batch = 20\nclaim_idle = \"1s\""));
+    let config = config_file(
+        &dir,
+        &orders_pipelines(|p| p.batch(20).claim_idle(Duration::from_secs(1))),
+    );
     let totals = send_orders(con.clone(), ORDERS, Duration::ZERO).await;
     let mut a = DaemonProcess::spawn(&config, &redis, "a");
     let b = DaemonProcess::spawn(&config, &redis, "b");
@@ -486,11 +480,11 @@ async fn invoke_prints_the_writes_a_commit_would_apply() {
 async fn the_admin_api_reads_a_declared_key_with_the_token() {
     const TOKEN: &str = "state-test-token";
     let TestContext { redis, mut con } = TestContext::new().await;
-    let mut config = stateful("admin").config(ADMIN);
+    let mut config = stateful("admin").with_admin().config();
     if let Some(admin) = &mut config.admin {
         admin.token = Some(TOKEN.to_owned());
     }
-    let host = Host::start(&redis, config).await;
+    let host = TestDaemon::start(&redis, config).await;
     add(&mut con, "IN", &[("hset", "k:h f v"), ("incr", "k:n 3")]).await;
     wait_len(&con, "OUT", 1).await;
     let base = format!("http://{}/v1/pipelines/admin/state", host.admin());
@@ -587,7 +581,7 @@ async fn adds_redis_would_refuse_write_nothing_of_the_entry() {
     for fields in cases {
         add(&mut con, "IN", fields).await;
     }
-    let host = Host::start(&redis, stateful("s").config("")).await;
+    let host = TestDaemon::start(&redis, stateful("s").config()).await;
     wait_len(&con, "OUT", 1).await;
     eventually(
         "the refused entries are dead-lettered",
@@ -636,7 +630,7 @@ async fn a_hash_field_name_that_is_not_utf8_is_refused() {
         .await
         .expect("HSET");
     add(&mut con, "IN", &[("n", "1"), ("hgetall", "k:h")]).await;
-    let host = Host::start(&redis, stateful("s").config("")).await;
+    let host = TestDaemon::start(&redis, stateful("s").config()).await;
     eventually(
         "the entry is dead-lettered",
         Duration::from_secs(10),
@@ -692,7 +686,7 @@ async fn a_later_entry_does_not_rely_on_an_earlier_entrys_uncommitted_writes() {
     )
     .await;
     add(&mut con, "IN", &[("n", "C"), ("hset", "k:h2 b 2")]).await;
-    let host = Host::start(&redis, stateful("s").config("")).await;
+    let host = TestDaemon::start(&redis, stateful("s").config()).await;
     wait_len(&con, "OUT", 2).await;
     let out = entries(&mut con, "OUT").await;
     let b = out

@@ -2,11 +2,9 @@
 //! `limits.throttle_share` of a core until it returns or times out. On the `wasm` module
 //! alone, in a process of its own (the test reads the process's CPU time).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use sluice_testkit::*;
 
 /// CPU time (user + system) this process has used.
 fn process_cpu() -> Duration {

@@ -2,14 +2,11 @@
 //! with its read, handler call and commit, `traceparent` out on every output; exported
 //! over OTLP/HTTP to a receiver in the test that decodes the protobuf it gets.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -17,6 +14,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use prost::Message;
 use sluice::trace_context::SpanContext;
+use sluice_testkit::*;
 
 /// A local address nobody listens on (a port just freed).
 fn free_addr() -> std::net::SocketAddr {
@@ -202,13 +200,12 @@ fn check_delivery(spans: &[Span], id: &[u8; 8], parent: &[u8], stream: &str) -> 
     process
 }
 
-fn order_status(cfg: &str) -> String {
-    echo("order-status")
+fn order_status(settings: impl FnOnce(PipelineBuilder) -> PipelineBuilder) -> String {
+    settings(echo("order-status"))
         .plugin("{plugin:order-status}")
         .reading("PAYMENTS_STREAM", "PAYMENTS_CON_GROUP")
         .writing(&["ORDER_STATUS_STREAM"])
-        .with("state = [\"order:\", \"user-total:\"]")
-        .with(cfg)
+        .state(&["order:", "user-total:"])
         .to_string()
 }
 
@@ -223,8 +220,8 @@ async fn the_payments_to_order_status_chain_is_one_trace() {
         "[telemetry]\notlp_endpoint = {:?}\nservice_name = \"payments-svc\"\n\n",
         collector.url()
     ) + &payments("payments").to_string()
-        + &order_status("");
-    let host = Host::start(&redis, config(&cfg)).await;
+        + &order_status(|p| p);
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     let traced = add(
         &mut con,
         "ORDERS_STREAM",
@@ -361,17 +358,19 @@ async fn off_and_when_present_trace_only_what_they_say() {
     let cfg = format!("[telemetry]\notlp_endpoint = {:?}\n\n", collector.url())
         + &payments("untraced")
             .writing(&["UNTRACED"])
-            .with("traces = \"off\"\nconfig = { payments_stream = \"UNTRACED\" }")
+            .set("traces", "off")
+            .plugin_config("payments_stream", "UNTRACED")
             // Two groups on one input: each pipeline keeps its own dead letters.
-            .with("dead_letter = \"UNTRACED:dead\"")
+            .dead_letter("UNTRACED:dead")
             .reading("ORDERS_STREAM", "UNTRACED_GROUP")
             .to_string()
         + &payments("present")
             .writing(&["PRESENT"])
-            .with("traces = \"when-present\"\nconfig = { payments_stream = \"PRESENT\" }")
+            .set("traces", "when-present")
+            .plugin_config("payments_stream", "PRESENT")
             .reading("ORDERS_STREAM", "PRESENT_GROUP")
             .to_string();
-    let host = Host::start(&redis, config(&cfg)).await;
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add(
         &mut con,
         "ORDERS_STREAM",
@@ -533,7 +532,7 @@ async fn a_collector_that_is_down_costs_no_entry() {
     let cfg = format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\n\n")
         + ADMIN
         + &payments("payments").to_string();
-    let host = Host::start(&redis, config(&cfg)).await;
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     add_orders(&mut con, 200, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 200).await;
     for (_, fields) in entries(&mut con, "PAYMENTS_STREAM").await {
@@ -615,7 +614,7 @@ async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
     let cfg = format!("[telemetry]\notlp_endpoint = {:?}\n\n", collector.url())
         + ADMIN
         + &echo("echo").to_string();
-    let host = Host::start(&redis, config(&cfg)).await;
+    let host = TestDaemon::start(&redis, config(&cfg)).await;
     let id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let bad = [
         // 55 bytes with a multi-byte character at the spec's offsets.
@@ -701,7 +700,7 @@ async fn spans_over_the_queue_are_dropped_and_counted() {
     let cfg = config_file(
         &dir,
         &(format!("[admin]\nlisten = \"{admin}\"\n\n")
-            + &payments("payments").with("batch = 50").to_string()),
+            + &payments("payments").batch(50).to_string()),
     );
     let log = dir.path().join("sluice.log");
     let mut daemon = run_daemon(

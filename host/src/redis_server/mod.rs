@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod announce;
-mod cluster;
 mod keeper;
-
-pub use cluster::RedisCluster;
 
 /// The environment variable naming the server binary to run instead of `redis-server`
 /// (a name on `PATH` or a path), e.g. Valkey's `valkey-server`.

@@ -1,11 +1,12 @@
-//! A local Redis Cluster of child servers, for tests and benchmarks.
+//! A local Redis Cluster of child servers, for tests and benchmarks: made the way an
+//! operator makes one, resharded and failed over the way an operator does.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{RedisServer, free_port};
+use sluice::redis_server::{RedisServer, free_port};
 
 /// A local Redis Cluster of child servers, made the way an operator makes one:
 /// `redis-server --cluster-enabled yes` nodes joined by `redis-cli --cluster create`.
@@ -41,54 +42,45 @@ impl RedisCluster {
         }
         if primaries < 3 {
             // `redis-cli --cluster create` wants at least 3 primaries; smaller clusters
-            // (benchmarks) are joined by hand: slots split evenly, then CLUSTER MEET.
+            // (benchmarks) are joined by hand.
             if replicas > 0 {
                 bail!("a cluster of fewer than 3 primaries is made without replicas here");
             }
             let cluster = Self { nodes };
-            let per = SLOTS_TOTAL / primaries as u32;
-            for i in 0..primaries {
-                let low = (i as u32 * per).to_string();
-                let high = if i + 1 == primaries {
-                    SLOTS_TOTAL - 1
-                } else {
-                    (i as u32 + 1) * per - 1
-                }
-                .to_string();
-                cluster.cmd::<()>(i, &["CLUSTER", "ADDSLOTSRANGE", &low, &high])?;
-                for (j, (node, bus)) in cluster.nodes.iter().zip(&buses).enumerate() {
-                    if j != i {
-                        // The bus port too: without it, MEET assumes port + 10000.
-                        let port = node.port().to_string();
-                        cluster.cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port, bus])?;
-                    }
-                }
-            }
+            cluster.join_by_hand(&buses)?;
             cluster.wait_ok(Duration::from_secs(30))?;
             return Ok(cluster);
         }
-        let mut create = Command::new(cli_binary());
-        create.args(["--cluster", "create"]);
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port()));
-        }
-        create
-            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
-            .stdin(Stdio::null());
-        let out = create
-            .output()
-            .context("cannot run redis-cli --cluster create (is redis-cli installed? Debian: apt-get install redis-tools)")?;
-        if !out.status.success() {
-            bail!(
-                "redis-cli --cluster create failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        create(&nodes, replicas)?;
         let cluster = Self { nodes };
         cluster.wait_ok(Duration::from_secs(30))?;
         cluster.wait_synced(Duration::from_secs(30))?;
         Ok(cluster)
+    }
+
+    /// Splits the slots evenly between the nodes (all primaries), then has each meet the
+    /// others on their bus ports.
+    fn join_by_hand(&self, buses: &[String]) -> Result<()> {
+        let primaries = self.nodes.len();
+        let per = SLOTS_TOTAL / primaries as u32;
+        for i in 0..primaries {
+            let low = (i as u32 * per).to_string();
+            let high = if i + 1 == primaries {
+                SLOTS_TOTAL - 1
+            } else {
+                (i as u32 + 1) * per - 1
+            }
+            .to_string();
+            self.cmd::<()>(i, &["CLUSTER", "ADDSLOTSRANGE", &low, &high])?;
+            for (j, (node, bus)) in self.nodes.iter().zip(buses).enumerate() {
+                if j != i {
+                    // The bus port too: without it, MEET assumes port + 10000.
+                    let port = node.port().to_string();
+                    self.cmd::<()>(i, &["CLUSTER", "MEET", "127.0.0.1", &port, bus])?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits until every running replica has its primary's data: its link is up and its
@@ -97,40 +89,10 @@ impl RedisCluster {
     /// `cluster-replica-validity-factor`), so a failover test must wait for this first.
     pub fn wait_synced(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
-        let field = |info: &str, name: &str| -> Option<String> {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
         loop {
             let mut behind = Vec::new();
             for (i, node) in self.nodes.iter().enumerate() {
-                if node.pid().is_none() {
-                    continue;
-                }
-                let info: String = self.cmd(i, &["INFO", "replication"])?;
-                if field(&info, "role:").as_deref() != Some("slave") {
-                    continue;
-                }
-                let primary_port = field(&info, "master_port:").unwrap_or_default();
-                let Some(p) = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.port().to_string() == primary_port && n.pid().is_some())
-                else {
-                    continue;
-                };
-                // The primary's offset first: the replica must reach at least that.
-                let primary: String = self.cmd(p, &["INFO", "replication"])?;
-                let target: i64 = field(&primary, "master_repl_offset:")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                let info: String = self.cmd(i, &["INFO", "replication"])?;
-                let up = field(&info, "master_link_status:").as_deref() == Some("up");
-                let offset: i64 = field(&info, "slave_repl_offset:")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(-1);
-                if !up || offset < target {
+                if node.pid().is_some() && self.is_behind(i)? {
                     behind.push(node.port());
                 }
             }
@@ -144,6 +106,34 @@ impl RedisCluster {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether node `i` is a replica whose link is down or whose offset is short of its
+    /// running primary's.
+    fn is_behind(&self, i: usize) -> Result<bool> {
+        let info: String = self.cmd(i, &["INFO", "replication"])?;
+        if info_field(&info, "role:").as_deref() != Some("slave") {
+            return Ok(false);
+        }
+        let primary_port = info_field(&info, "master_port:").unwrap_or_default();
+        let Some(p) = self
+            .nodes
+            .iter()
+            .position(|n| n.port().to_string() == primary_port && n.pid().is_some())
+        else {
+            return Ok(false);
+        };
+        // The primary's offset first: the replica must reach at least that.
+        let primary: String = self.cmd(p, &["INFO", "replication"])?;
+        let target: i64 = info_field(&primary, "master_repl_offset:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let info: String = self.cmd(i, &["INFO", "replication"])?;
+        let up = info_field(&info, "master_link_status:").as_deref() == Some("up");
+        let offset: i64 = info_field(&info, "slave_repl_offset:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1);
+        Ok(!up || offset < target)
     }
 
     /// Every node's URL.
@@ -302,4 +292,34 @@ fn cli_binary() -> String {
         .ok()
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "redis-cli".to_owned())
+}
+
+/// Joins `nodes` into a cluster with `redis-cli --cluster create`.
+fn create(nodes: &[RedisServer], replicas: usize) -> Result<()> {
+    let mut create = Command::new(cli_binary());
+    create.args(["--cluster", "create"]);
+    for node in nodes {
+        create.arg(format!("127.0.0.1:{}", node.port()));
+    }
+    create
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .stdin(Stdio::null());
+    let out = create
+        .output()
+        .context("cannot run redis-cli --cluster create (is redis-cli installed? Debian: apt-get install redis-tools)")?;
+    if !out.status.success() {
+        bail!(
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The value of `name` (`role:`) in an `INFO` reply.
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map(|v| v.trim().to_owned())
 }

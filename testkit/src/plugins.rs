@@ -1,0 +1,70 @@
+//! The real plugins the tests and benches run, built from `plugins/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The plugins the tests use (every one in `plugins/` is built).
+const PLUGINS: &[&str] = &[
+    "payments",
+    "payments-js",
+    "echo-js",
+    "echo-lists-js",
+    "payments-python",
+    "payments-c",
+    "order-status",
+    "order-status-js",
+    "order-status-python",
+    "order-status-c",
+    "echo",
+    "hostile",
+    "other-world",
+    "stateful",
+    "legacy-0-1-0",
+];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ has a parent")
+        .to_owned()
+}
+
+/// Builds every plugin into `target/plugins` with `scripts/build-plugins.sh` (its own
+/// target directory: the outer `cargo test` holds the lock on the main one) and returns
+/// that directory; once per process.
+pub fn build_plugins() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new("bash")
+            .arg(workspace().join("scripts/build-plugins.sh"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("cannot run scripts/build-plugins.sh");
+        assert!(status.success(), "building the plugins failed (is the wasm32-wasip2 target installed? `rustup target add wasm32-wasip2`)");
+        workspace().join("target/plugins")
+    })
+}
+
+/// The component built from `plugins/NAME` for `wasm32-wasip2` — the same files the
+/// example configs point at.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    let path = build_plugins().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(path.is_file(), "no plugin at {}", path.display());
+    path
+}
+
+/// Replaces each `{plugin:NAME}` in `text` with the path of the built plugin.
+pub fn with_plugins(text: &str) -> String {
+    let mut text = text.to_owned();
+    for name in PLUGINS {
+        let marker = format!("{{plugin:{name}}}");
+        if text.contains(&marker) {
+            text = text.replace(&marker, &plugin_wasm(name).display().to_string());
+        }
+    }
+    text
+}
