@@ -508,11 +508,15 @@ async fn half_sent_headers_cost_bounded_memory() {
     println!("60 KB heads held: RSS {before} -> {after_held} MiB");
     assert!(after_held < before + 40, "RSS {before} -> {after_held} MiB");
     let normal = tokio::spawn(get_as(addr, "/healthz", "127.0.0.1"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        !normal.is_finished(),
-        "waits while max_connections are open"
-    );
+    stays(
+        "a request waits while max_connections are open",
+        Duration::from_secs(1),
+        || {
+            let waiting = !normal.is_finished();
+            async move { waiting }
+        },
+    )
+    .await;
     drop(held);
     let (code, _) = tokio::time::timeout(Duration::from_secs(10), normal)
         .await

@@ -382,14 +382,23 @@ async fn wait_replicas_holds_the_pipeline_until_a_replica_has_each_commit() {
     // The replica stops answering: the commit in flight stands, nothing after it.
     replica.signal(libc::SIGSTOP);
     produce_orders(con.clone(), 50, 50, Duration::ZERO).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let admin = host.admin();
+    eventually(
+        "the pipeline stalls",
+        Duration::from_secs(10),
+        || async move { (pipeline_state(admin).await["state"] == "error").then_some(()) },
+    )
+    .await;
     let stalled = len(&mut con, "PAYMENTS_STREAM").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        len(&mut con, "PAYMENTS_STREAM").await,
-        stalled,
-        "nothing is committed while no replica acknowledges"
-    );
+    stays(
+        "nothing is committed while no replica acknowledges",
+        Duration::from_secs(1),
+        || {
+            let mut con = con.clone();
+            async move { len(&mut con, "PAYMENTS_STREAM").await == stalled }
+        },
+    )
+    .await;
     assert!(
         stalled <= 60,
         "at most one batch past the replica: {stalled}"
@@ -459,7 +468,16 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
         .await
         .map(|_: i64| ())
         .expect("CLIENT KILL TYPE replica");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cut = len(&mut con, "PAYMENTS_STREAM").await;
+    eventually(
+        "the primary takes commits its replica does not get",
+        Duration::from_secs(20),
+        || {
+            let mut con = con.clone();
+            async move { (len(&mut con, "PAYMENTS_STREAM").await >= cut + 100).then_some(()) }
+        },
+    )
+    .await;
     let at_crash = len(&mut con, "PAYMENTS_STREAM").await;
     primary.kill();
     replica.signal(libc::SIGCONT);
@@ -476,7 +494,6 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let after = connect(&replica).await;
     let kept = len(&mut after.clone(), "PAYMENTS_STREAM").await;
     assert!(
@@ -629,20 +646,26 @@ async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicate
     wait_len(&con, "PAYMENTS_STREAM", 10).await;
     grant("-wait").await;
     produce_orders(con.clone(), 30, 10, Duration::from_millis(100)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let tally = Tally::take(
-        &mut con,
-        "ORDERS_STREAM",
-        "ORDERS_CON_GROUP",
-        "PAYMENTS_STREAM",
-        "orderId",
+    stays(
+        "no duplicate, and nothing more is handled while WAIT is refused",
+        Duration::from_secs(2),
+        || {
+            let mut con = con.clone();
+            async move {
+                let tally = Tally::take(
+                    &mut con,
+                    "ORDERS_STREAM",
+                    "ORDERS_CON_GROUP",
+                    "PAYMENTS_STREAM",
+                    "orderId",
+                )
+                .await;
+                println!("while WAIT is refused: {tally}");
+                tally.duplicates == 0 && tally.out < 40
+            }
+        },
     )
     .await;
-    assert_eq!(tally.duplicates, 0, "{tally}");
-    assert!(
-        tally.out < 40,
-        "nothing more is handled while WAIT is refused: {tally}"
-    );
     grant("+wait").await;
     let tally = wait_payments_once(&con, Duration::from_secs(30)).await;
     assert_eq!(tally.out, 40);

@@ -176,13 +176,27 @@ async fn a_refused_plugin_version_is_reported_once() {
         })
         .await;
         // Several debounce periods later, still one line for this version.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(refusals(&dev.daemon.log()), n + 1, "{}", dev.daemon.log());
+        stays(
+            "one refusal line for this version",
+            Duration::from_secs(2),
+            || {
+                let one = refusals(&dev.daemon.log()) == n + 1;
+                async move { one }
+            },
+        )
+        .await;
     }
     // Flapping back to the first bad version: known, so no new line or count.
     drop_file(&plugin, b"hello, not wasm\n");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(refusals(&dev.daemon.log()), 2, "{}", dev.daemon.log());
+    stays(
+        "no new refusal line for a known version",
+        Duration::from_secs(2),
+        || {
+            let two = refusals(&dev.daemon.log()) == 2;
+            async move { two }
+        },
+    )
+    .await;
     // The serving version back in place clears the refusal, and says so.
     drop_file(&plugin, &std::fs::read(plugin_wasm("echo")).expect("read"));
     eventually("the refusal cleared", Duration::from_secs(10), || {

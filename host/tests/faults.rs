@@ -370,7 +370,11 @@ async fn daemon_in_a_slow_call(
 async fn second_signal_exits_at_once() {
     let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call("30s").await;
     daemon.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the drain to start", Duration::from_secs(5), || {
+        let draining = daemon.log().contains("shutting down: finishing in-flight");
+        async move { draining.then_some(()) }
+    })
+    .await;
     let signalled = Instant::now();
     daemon.signal(libc::SIGINT);
     let status = daemon.wait(Duration::from_secs(5));
@@ -491,11 +495,13 @@ async fn slow_handler_keeps_its_lease() {
         0,
         "b ran before the slow call ended"
     );
-    wait_len(&con, "OUT", 1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let tally = Tally::take(&mut con, "IN", "G", "OUT", "n").await;
-    println!("tally: {tally}");
+    let tally = wait_exactly_once(&con, "IN", "G", "OUT", "n", Duration::from_secs(20)).await;
     assert!(tally.is_exactly_once(), "{tally}");
+    stays("b reclaims nothing", Duration::from_millis(500), || {
+        let reclaimed = b.log().contains("reclaimed idle entries");
+        async move { !reclaimed }
+    })
+    .await;
     assert!(
         !b.log().contains("reclaimed idle entries"),
         "b stole live work:\n{}",

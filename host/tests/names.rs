@@ -49,8 +49,17 @@ async fn freeze_and_take_over(
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let mut second = DaemonProcess::spawn(config, redis, "shared");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if second.is_running() {
+        let started = eventually(
+            "the second daemon starts or gives up",
+            Duration::from_secs(30),
+            || {
+                let started = second.log().contains("pipeline started");
+                let exited = !second.is_running();
+                async move { (started || exited).then_some(started) }
+            },
+        )
+        .await;
+        if started && second.is_running() {
             return second;
         }
         assert!(Instant::now() < deadline, "the name never passed on");
@@ -115,7 +124,11 @@ async fn the_default_name_passes_over_to_the_next_free_one() {
         add(&mut con, "IN", &[("n", &n.to_string())]).await;
     }
     wait_len(&con, "OUT", 400).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    stays("no late duplicates", Duration::from_secs(1), || {
+        let mut con = con.clone();
+        async move { copies(&mut con).await.values().all(|&c| c == 1) }
+    })
+    .await;
     let seen = copies(&mut con).await;
     assert_eq!(seen.len(), 400);
     assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");
@@ -156,7 +169,11 @@ async fn a_daemon_that_lost_its_name_commits_nothing() {
     let log = first.log();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("lost its consumer name \"shared\""), "{log}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    stays("no late duplicates", Duration::from_secs(2), || {
+        let mut con = con.clone();
+        async move { copies(&mut con).await.values().all(|&c| c == 1) }
+    })
+    .await;
     let seen = copies(&mut con).await;
     assert_eq!(seen.len(), 20, "{seen:?}");
     assert!(seen.values().all(|&c| c == 1), "duplicates: {seen:?}");

@@ -188,12 +188,15 @@ async fn pause_stops_commits_and_resume_continues() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        len(&mut con, "PAYMENTS_STREAM").await,
-        5,
-        "paused: nothing added after the pause is committed"
-    );
+    stays(
+        "paused: nothing added after the pause is committed",
+        Duration::from_secs(1),
+        || {
+            let mut con = con.clone();
+            async move { len(&mut con, "PAYMENTS_STREAM").await == 5 }
+        },
+    )
+    .await;
     client
         .post(format!("{base}/v1/pipelines/ops-pause/resume"))
         .bearer_auth(TOKEN)
@@ -284,12 +287,11 @@ async fn resume(base: &str, name: &str) {
 async fn a_pause_mid_batch_stops_between_entries() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let (host, base, handled) = paused_mid_batch(&redis, &mut con, "ops-midbatch").await;
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(
-        len(&mut con, "OUT").await,
-        handled,
-        "nothing more while paused"
-    );
+    stays("nothing more while paused", Duration::from_secs(1), || {
+        let mut con = con.clone();
+        async move { len(&mut con, "OUT").await == handled }
+    })
+    .await;
     resume(&base, "ops-midbatch").await;
     wait_len(&con, "OUT", 30).await;
     let out = entries(&mut con, "OUT").await;
@@ -1415,12 +1417,11 @@ async fn dashboard_in_a_real_browser() {
     // Paused through the page: commits stop while orders keep arriving.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let before = len(&mut con, "PAYMENTS_STREAM").await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(
-        len(&mut con, "PAYMENTS_STREAM").await,
-        before,
-        "no commits while paused"
-    );
+    stays("no commits while paused", Duration::from_secs(1), || {
+        let mut con = con.clone();
+        async move { len(&mut con, "PAYMENTS_STREAM").await == before }
+    })
+    .await;
     producer.abort();
     host.stop().await;
 }

@@ -118,9 +118,13 @@ async fn user_without_out(redis: &RedisServer, con: &mut MultiplexedConnection) 
 }
 
 /// Stays `n` for a while (no late duplicates).
-async fn stays(con: &mut MultiplexedConnection, stream: &str, n: usize) {
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(len(con, stream).await, n, "{stream} changed after settling");
+async fn stays_at(con: &mut MultiplexedConnection, stream: &str, n: usize) {
+    let what = format!("{stream} holds {n} entries after settling");
+    stays(&what, Duration::from_millis(800), || {
+        let mut con = con.clone();
+        async move { len(&mut con, stream).await == n }
+    })
+    .await;
 }
 
 /// Case 1: `FLUSHALL` and `XGROUP DESTROY` at runtime. The group is created again after
@@ -180,7 +184,7 @@ async fn a_lost_consumer_group_is_created_again() {
     raw(&mut con, &["XGROUP", "DESTROY", "IN", "G"]).await;
     add_n(&mut con, 5, "c").await;
     wait_len(&con, "OUT", 10).await;
-    stays(&mut con, "OUT", 10).await;
+    stays_at(&mut con, "OUT", 10).await;
     let out = entries(&mut con, "OUT").await;
     let tags: Vec<&str> = out.iter().filter_map(|(_, f)| field(f, "n")).collect();
     assert!(
@@ -266,7 +270,7 @@ async fn a_missing_permission_holds_entries_until_granted() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     raw(&mut con, &["ACL", "SETUSER", "sluice", "~OUT"]).await;
     wait_len_at_least(&con, "OUT", 1_000).await;
-    stays(&mut con, "OUT", 1_000).await;
+    stays_at(&mut con, "OUT", 1_000).await;
     let out = entries(&mut con, "OUT").await;
     let tags: std::collections::HashSet<&str> =
         out.iter().filter_map(|(_, f)| field(f, "n")).collect();
@@ -378,7 +382,7 @@ async fn a_demoted_primary_is_left_for_the_new_one() {
     raw(&mut con_a, &["REPLICAOF", "127.0.0.1", &port(&b)]).await;
     add_n(&mut con_b, 10, "b").await;
     wait_len(&con_b, "OUT", 20).await;
-    stays(&mut con_b, "OUT", 20).await;
+    stays_at(&mut con_b, "OUT", 20).await;
     assert_eq!(len(&mut con_b, "IN:dead").await, 0, "nothing dead-lettered");
     assert_eq!(pending(&mut con_b, "IN", "G").await, 0);
     host.stop().await;
@@ -412,7 +416,7 @@ async fn a_stalled_connection_is_dropped_and_opened_again() {
     let recovered = frozen_at.elapsed();
     println!("entries added during the stall handled after {recovered:?}");
     assert!(recovered < Duration::from_secs(15), "took {recovered:?}");
-    stays(&mut con, "OUT", 10).await;
+    stays_at(&mut con, "OUT", 10).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     eventually("readiness back", Duration::from_secs(5), || {
         let base = base.clone();
@@ -458,7 +462,7 @@ async fn replies_too_large_to_arrive_in_time_are_asked_in_smaller_parts() {
     })
     .await;
     println!("50 wide entries handled in {:?}", started.elapsed());
-    stays(&mut con, "OUT", 50).await;
+    stays_at(&mut con, "OUT", 50).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     let out = entries(&mut con, "OUT").await;
     let mut seen: Vec<&str> = out.iter().map(|(_, f)| field(f, "n").expect("n")).collect();
@@ -498,7 +502,7 @@ async fn entries_of_a_deleted_consumer_are_not_lost() {
     .await;
     raw(&mut con, &["XGROUP", "DELCONSUMER", "IN", "G", "worker"]).await;
     wait_len(&con, "OUT", 3).await;
-    stays(&mut con, "OUT", 3).await;
+    stays_at(&mut con, "OUT", 3).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     assert_eq!(len(&mut con, "IN:dead").await, 0);
     let status = view(&base, "delconsumer").await;
@@ -567,7 +571,7 @@ async fn a_commit_that_always_loses_its_connection_is_split() {
         error.contains(&big_id) && error.contains("closed the connection"),
         "{error}"
     );
-    stays(&mut con, "OUT", 20).await;
+    stays_at(&mut con, "OUT", 20).await;
     let out = entries(&mut con, "OUT").await;
     let mut tags: Vec<&str> = out.iter().filter_map(|(_, f)| field(f, "n")).collect();
     tags.sort_unstable();
@@ -605,7 +609,7 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
     proxy.refuse_next(2);
     proxy.cut();
     wait_len(&con, "OUT", 1).await;
-    stays(&mut con, "OUT", 1).await;
+    stays_at(&mut con, "OUT", 1).await;
     assert_eq!(len(&mut con, "IN:dead").await, 0, "nothing dead-lettered");
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;

@@ -502,12 +502,15 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
     )
     .await;
     wait_len(&con, "PAYMENTS_STREAM", 3_001).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        len(&mut con, "ORDER_STATUS_STREAM").await,
-        3_000,
-        "the removed pipeline stopped"
-    );
+    stays(
+        "the removed pipeline stopped",
+        Duration::from_millis(300),
+        || {
+            let mut con = con.clone();
+            async move { len(&mut con, "ORDER_STATUS_STREAM").await == 3_000 }
+        },
+    )
+    .await;
     daemon.stop().await;
 }
 

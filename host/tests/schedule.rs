@@ -122,7 +122,11 @@ async fn entries_read_ahead_are_handled_once() {
     }
     let host = TestDaemon::start(&redis, echo_worker(|p| p.batch(10))).await;
     wait_len(&con, "OUT", 30).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    stays("each entry once", Duration::from_millis(800), || {
+        let mut con = con.clone();
+        async move { len(&mut con, "OUT").await == 30 }
+    })
+    .await;
     let out = entries(&mut con, "OUT").await;
     assert_eq!(out.len(), 30, "each entry once");
     for (_, fields) in out

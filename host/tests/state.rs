@@ -297,7 +297,11 @@ async fn concurrent_writers_of_one_key_are_serialised() {
         let () = pipe.query_async(&mut con).await.expect("XADD");
     }
     wait_len(&con, "OUT", N).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stays("no late output", Duration::from_millis(500), || {
+        let mut con = con.clone();
+        async move { len(&mut con, "OUT").await == N }
+    })
+    .await;
     let total: i64 = redis::cmd("GET")
         .arg("k:hot")
         .query_async(&mut con)
@@ -335,7 +339,11 @@ async fn blind_adds_never_conflict_and_sum_exactly() {
     }
     let () = pipe.query_async(&mut con).await.expect("XADD");
     wait_len(&con, "OUT", N).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stays("no late output", Duration::from_millis(300), || {
+        let mut con = con.clone();
+        async move { len(&mut con, "OUT").await == N }
+    })
+    .await;
     let total: i64 = redis::cmd("GET")
         .arg("k:sum")
         .query_async(&mut con)

@@ -427,7 +427,11 @@ async fn off_and_when_present_trace_only_what_they_say() {
     )
     .await;
     // Only the "present" pipeline's delivery of the traced entry: nothing else.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    stays("no other span arrives", Duration::from_millis(300), || {
+        let four = collector.all().len() == 4;
+        async move { four }
+    })
+    .await;
     let all = collector.all();
     assert_eq!(all.len(), 4, "{all:#?}");
     assert!(spans.iter().all(|s| s.trace_id == parent.trace_id.to_vec()));
