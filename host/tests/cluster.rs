@@ -247,14 +247,15 @@ async fn a_pipeline_consumes_from_a_three_primary_cluster() {
         .plugin_config("target", "{shop}:OUT")
         .config_with(in_cluster(&cluster));
     let host = TestDaemon::launch(config).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while entries(&mut con, "{shop}:OUT").await.len() < 20 {
-        assert!(
-            Instant::now() < deadline,
-            "the echo pipeline did not copy 20 entries"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the echo pipeline to copy 20 entries",
+        Duration::from_secs(20),
+        || {
+            let mut con = con.clone();
+            async move { (entries(&mut con, "{shop}:OUT").await.len() >= 20).then_some(()) }
+        },
+    )
+    .await;
     assert_eq!(pending(&mut con, "{shop}:IN", "G").await, 0);
     host.stop().await;
 }
@@ -599,14 +600,15 @@ async fn a_cross_slot_pipeline_runs_on_a_cluster() {
             .config_with(in_cluster(&cluster)),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while entries(&mut con, "{b}:OUT").await.len() < 50 {
-        assert!(
-            Instant::now() < deadline,
-            "the echo pipeline did not copy 50 entries"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        "the echo pipeline to copy 50 entries",
+        Duration::from_secs(20),
+        || {
+            let mut con = con.clone();
+            async move { (entries(&mut con, "{b}:OUT").await.len() >= 50).then_some(()) }
+        },
+    )
+    .await;
     host.stop().await;
     assert_eq!(entries(&mut con, "{b}:OUT").await.len(), 50);
     assert_eq!(pending(&mut con, "{a}:IN", "G").await, 0);

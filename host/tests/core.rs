@@ -613,7 +613,15 @@ async fn dropped_daemon_stops_its_pipelines() {
     )
     .await;
     add(&mut con, "IN", &[("n", "after")]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stays(
+        "nothing handled or read after the drop",
+        Duration::from_millis(1500),
+        || {
+            let mut con = con.clone();
+            async move { len(&mut con, "OUT").await == 1 && pending(&mut con, "IN", "G").await == 0 }
+        },
+    )
+    .await;
     assert_eq!(
         len(&mut con, "OUT").await,
         1,

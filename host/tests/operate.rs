@@ -33,6 +33,19 @@ async fn pipeline_view(base: &str, name: &str) -> Option<PipelineView> {
 }
 
 /// The value of `metric{pipeline="name"...}` in Prometheus text.
+/// Waits until the pipeline `name` says it is paused.
+async fn wait_paused(base: &str, name: &str) {
+    eventually(
+        "the pipeline paused",
+        Duration::from_secs(10),
+        || async move {
+            let view = pipeline_view(base, name).await?;
+            (view.status.state == "paused").then_some(())
+        },
+    )
+    .await;
+}
+
 fn metric(text: &str, metric: &str, pipeline: &str) -> f64 {
     text.lines()
         .find(|l| {
@@ -240,7 +253,19 @@ async fn paused_mid_batch(
         async move { (pending(&mut con, "IN", "G").await == 30).then_some(()) }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("a few handled", Duration::from_secs(10), || {
+        let base = base.clone();
+        async move {
+            let text = reqwest::get(format!("{base}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            (metric(&text, "sluice_handler_duration_seconds_count", name) >= 3.0).then_some(())
+        }
+    })
+    .await;
     let answered: PipelineView = client
         .post(format!("{base}/v1/pipelines/{name}/pause"))
         .bearer_auth(TOKEN)
@@ -341,7 +366,23 @@ async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
             .expect("text"),
     );
     resume(&base, name).await;
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stays(
+        "no handler call on reclaimed entries",
+        Duration::from_millis(1_500),
+        || {
+            let base = base.clone();
+            async move {
+                let text = reqwest::get(format!("{base}/metrics"))
+                    .await
+                    .expect("GET")
+                    .text()
+                    .await
+                    .expect("text");
+                calls(&text) == before
+            }
+        },
+    )
+    .await;
     let text = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("GET")
@@ -396,7 +437,7 @@ async fn dead_letters_list_replay_and_purge() {
         .send()
         .await
         .expect("POST");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_paused(&base, "ops-dead").await;
     let replay = format!("{base}/v1/pipelines/ops-dead/dead/replay");
     assert_eq!(
         client.post(&replay).send().await.expect("POST").status(),
@@ -1415,7 +1456,7 @@ async fn dashboard_in_a_real_browser() {
     assert!(output.status.success(), "the browser check failed");
     assert!(screenshot.is_file());
     // Paused through the page: commits stop while orders keep arriving.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    wait_paused(&base, "ops-dashboard").await;
     let before = len(&mut con, "PAYMENTS_STREAM").await;
     stays("no commits while paused", Duration::from_secs(1), || {
         let mut con = con.clone();

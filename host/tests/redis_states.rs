@@ -605,7 +605,11 @@ async fn an_unreachable_moment_never_gets_an_entry_dead_lettered() {
         &[("action", "sleep"), ("ms", "700"), ("n", "1")],
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the call in flight", Duration::from_secs(10), || {
+        let mut con = con.clone();
+        async move { (pending(&mut con, "IN", "G").await == 1).then_some(()) }
+    })
+    .await;
     proxy.refuse_next(2);
     proxy.cut();
     wait_len(&con, "OUT", 1).await;
