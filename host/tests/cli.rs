@@ -12,15 +12,11 @@ use sluice_testkit::*;
 async fn run_processes_and_exits_cleanly_on_sigterm() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        &dir,
-        &format!(
-            "[redis]\nurl = {:?}\n\n{}{}",
-            redis.url(),
-            payments("payments"),
-            echo("echo").max_attempts(1)
-        ),
-    );
+    let config = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("payments"))
+        .pipeline(echo("echo").max_attempts(1))
+        .write(dir.path());
     let log = dir.path().join("sluice.log");
     let mut daemon = DaemonProcess::start(
         &[
@@ -145,11 +141,10 @@ async fn dev_watches_and_reloads_the_plugin() {
     std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
     let config = config_file(
         &dir,
-        &format!(
-            "[plugins]\ncache_dir = {:?}\n\n{}",
-            dir.path().join("cache").display().to_string(),
-            payments("payments").plugin("payments.wasm")
-        ),
+        &ConfigBuilder::new()
+            .plugins("cache_dir", dir.path().join("cache").display().to_string())
+            .pipeline(payments("payments").plugin("payments.wasm"))
+            .to_string(),
     );
     let log = dir.path().join("dev.log");
     let mut daemon =

@@ -480,9 +480,10 @@ async fn own_pending_entries_are_read_first_after_restart() {
         .query_async(&mut con)
         .await
         .expect("read");
-    let cfg = "[redis]\nconsumer = \"c1\"\n".to_owned()
-        + &echo_config(|p| p.retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600)));
-    let host = TestDaemon::start(&redis, config(&cfg)).await;
+    let cfg = echo("echo")
+        .retry_backoff(Duration::from_secs(3600), Duration::from_secs(3600))
+        .config_with(ConfigBuilder::new().redis("consumer", "c1"));
+    let host = TestDaemon::start(&redis, cfg).await;
     wait_len(&con, "OUT", 2).await;
     assert_eq!(pending(&mut con, "IN", "G").await, 0);
     host.stop().await;

@@ -12,10 +12,34 @@ use sluice_testkit::*;
 // ---------------------------------------------------------------------------------------
 // TLS
 
+/// The config `file` with the payments pipeline, written into `dir`.
+fn payments_file(dir: &Path, file: ConfigBuilder) -> PathBuf {
+    file.pipeline(payments("payments")).write(dir)
+}
+
 /// A config file in `dir` for the payments pipeline with this `[redis]` table, written
-/// as an operator writes it (its TOML is what these tests are about).
+/// as an operator writes it (the table-driven cases of what a table may not say).
 fn with_redis_table(dir: &Path, redis: &str) -> PathBuf {
     config_file(dir, &format!("{redis}\n{}", payments("payments")))
+}
+
+/// `[redis]` with `url` and `[redis.tls]` with `ca_file`.
+fn tls(url: &str, ca_file: &str) -> ConfigBuilder {
+    ConfigBuilder::new().redis_url(url).tls("ca_file", ca_file)
+}
+
+/// `[redis]` as the ACL user `sluice` on `redis`, its password in the file `pw`.
+fn as_sluice(redis: &RedisServer, password_file: &str) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .redis_url(format!("redis://sluice@127.0.0.1:{}", redis.port()))
+        .redis("password_file", password_file)
+}
+
+/// `[redis]` through `sentinel`, for the primary named `master`.
+fn through(sentinel: &Sentinel, master: &str) -> ConfigBuilder {
+    ConfigBuilder::new()
+        .redis("sentinels", vec![format!("127.0.0.1:{}", sentinel.port)])
+        .redis("master", master)
 }
 
 async fn start_error(config: &Path) -> String {
@@ -31,11 +55,11 @@ async fn tls_with_a_client_certificate_carries_every_order() {
     let pki = Pki::new(&["localhost", "127.0.0.1"]);
     let (redis, tls_port) = pki.server(true);
     let mut con = connect(&redis).await;
-    let config = with_redis_table(
+    let config = payments_file(
         pki.dir(),
-        &format!(
-            "[redis]\nurl = \"rediss://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"client.key\"\n"
-        ),
+        tls(&format!("rediss://localhost:{tls_port}"), "ca.pem")
+            .tls("cert_file", "client.pem")
+            .tls("key_file", "client.key"),
     );
     let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 200, 0).await;
@@ -65,21 +89,16 @@ async fn tls_checks_the_certificate_against_server_name() {
     let mut con = connect(&redis).await;
     let url = format!("rediss://127.0.0.1:{tls_port}");
 
-    let without = with_redis_table(
-        pki.dir(),
-        &format!("[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"),
-    );
+    let without = payments_file(pki.dir(), tls(&url, "ca.pem"));
     let error = start_error(&without).await;
     assert!(
         error.contains("certificate") && error.contains("server_name"),
         "a name mismatch says so and names the setting: {error}"
     );
 
-    let with = with_redis_table(
+    let with = payments_file(
         pki.dir(),
-        &format!(
-            "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"ca.pem\"\nserver_name = \"redis.internal\"\n"
-        ),
+        tls(&url, "ca.pem").tls("server_name", "redis.internal"),
     );
     let host = TestDaemon::launch(sluice::config::Config::load(&with).expect("config")).await;
     add_orders(&mut con, 50, 0).await;
@@ -87,11 +106,9 @@ async fn tls_checks_the_certificate_against_server_name() {
     host.stop().await;
 
     // A CA that did not sign the server's certificate is refused, with the fix.
-    let untrusted = with_redis_table(
+    let untrusted = payments_file(
         pki.dir(),
-        &format!(
-            "[redis]\nurl = \"{url}\"\n[redis.tls]\nca_file = \"other-ca.pem\"\nserver_name = \"redis.internal\"\n"
-        ),
+        tls(&url, "other-ca.pem").tls("server_name", "redis.internal"),
     );
     let error = start_error(&untrusted).await;
     assert!(
@@ -147,12 +164,7 @@ async fn tls_file_problems_fail_start_up_naming_the_file() {
         }
     }
     // A plain URL with a TLS table is a config error, before any connection.
-    let config = with_redis_table(
-        dir,
-        &format!(
-            "[redis]\nurl = \"redis://localhost:{tls_port}\"\n[redis.tls]\nca_file = \"ca.pem\"\n"
-        ),
-    );
+    let config = payments_file(dir, tls(&format!("redis://localhost:{tls_port}"), "ca.pem"));
     let error = format!(
         "{:#}",
         sluice::config::Config::load(&config).expect_err("refused")
@@ -195,12 +207,9 @@ async fn the_password_comes_from_a_file_and_never_shows() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("redis-password"), format!("{PASSWORD}\n")).expect("write");
     let admin_port = free_port().expect("port");
-    let config = with_redis_table(
+    let config = payments_file(
         dir.path(),
-        &format!(
-            "[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"redis-password\"\n",
-            redis.port()
-        ),
+        as_sluice(&redis, "redis-password").admin_set("listen", format!("127.0.0.1:{admin_port}")),
     );
     let log = dir.path().join("daemon.log");
     let daemon = DaemonProcess::start_env(
@@ -250,12 +259,12 @@ async fn the_password_comes_from_the_environment_and_a_wrong_one_is_named_not_sh
     acl_user(&mut con).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // The URL holds a (stale) password too: SLUICE_REDIS_PASSWORD wins over it.
-    let config = with_redis_table(
+    let config = payments_file(
         dir.path(),
-        &format!(
-            "[redis]\nurl = \"redis://sluice:stale-url-password@127.0.0.1:{}\"\n",
+        ConfigBuilder::new().redis_url(format!(
+            "redis://sluice:stale-url-password@127.0.0.1:{}",
             redis.port()
-        ),
+        )),
     );
     let args = ["run".as_ref(), "-c".as_ref(), config.as_os_str()];
     let log = dir.path().join("good.log");
@@ -341,9 +350,11 @@ async fn password_settings_that_conflict_or_are_missing_are_config_errors() {
         assert!(!error.contains("inline"), "{error}");
     }
     // A password file that cannot be read fails start-up, naming it.
-    let config = with_redis_table(
+    let config = payments_file(
         dir.path(),
-        "[redis]\nurl = \"redis://sluice@127.0.0.1:1\"\npassword_file = \"no-such-file\"\n",
+        ConfigBuilder::new()
+            .redis_url("redis://sluice@127.0.0.1:1")
+            .redis("password_file", "no-such-file"),
     );
     let error = start_error(&config).await;
     assert!(
@@ -447,11 +458,7 @@ async fn sentinel_failover_keeps_every_order_exactly_once() {
         .batch(20)
         .claim_idle(Duration::from_secs(5))
         .retry_backoff(Duration::from_secs(1), Duration::from_secs(2))
-        .config_with(
-            ConfigBuilder::new()
-                .redis("sentinels", vec![format!("127.0.0.1:{}", sentinel.port)])
-                .redis("master", "mymaster"),
-        );
+        .config_with(through(&sentinel, "mymaster"));
     let host = TestDaemon::launch(config).await;
     eventually("payments flow", Duration::from_secs(60), || {
         let mut con = con.clone();
@@ -523,13 +530,7 @@ async fn a_sentinel_switchover_is_followed_at_once() {
     let replica = replica_of(&primary).await;
     let sentinel = Sentinel::start(&primary).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = with_redis_table(
-        dir.path(),
-        &format!(
-            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"mymaster\"\n",
-            sentinel.port
-        ),
-    );
+    let config = payments_file(dir.path(), through(&sentinel, "mymaster"));
     let daemon = DaemonProcess::start(
         &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
         &dir.path().join("daemon.log"),
@@ -578,13 +579,7 @@ async fn a_wrong_password_names_where_it_came_from() {
     acl_user(&mut con).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pw"), "not-the-password\n").expect("write");
-    let config = with_redis_table(
-        dir.path(),
-        &format!(
-            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
-            redis.port()
-        ),
-    );
+    let config = payments_file(dir.path(), as_sluice(&redis, "pw"));
     let error = start_error(&config).await;
     assert!(
         error.contains("password_file") && !error.contains("not-the-password"),
@@ -598,7 +593,7 @@ async fn sigterm_ends_a_start_up_that_waits_for_redis() {
     // A server that accepts connections and never answers.
     redis.signal(libc::SIGSTOP);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = with_redis_table(dir.path(), &format!("[redis]\nurl = \"{}\"\n", redis.url()));
+    let config = payments_file(dir.path(), ConfigBuilder::new().redis_url(redis.url()));
     let mut daemon = DaemonProcess::start(
         &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
         &dir.path().join("daemon.log"),
@@ -618,12 +613,11 @@ async fn wait_replicas_needs_the_wait_command_and_a_wait_refused_later_duplicate
     acl_user_without(&mut con, &["-wait"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("pw"), PASSWORD).expect("write");
-    let config = with_redis_table(
+    let config = payments_file(
         dir.path(),
-        &format!(
-            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\nwait_replicas = 1\nwait_timeout = \"200ms\"\n",
-            redis.port()
-        ),
+        as_sluice(&redis, "pw")
+            .redis("wait_replicas", 1)
+            .redis_duration("wait_timeout", Duration::from_millis(200)),
     );
     let error = start_error(&config).await;
     assert!(error.contains("ACL SETUSER sluice +wait"), "{error}");
@@ -678,13 +672,7 @@ async fn an_unknown_master_name_says_to_check_master() {
     let _replica = replica_of(&primary).await;
     let sentinel = Sentinel::start(&primary).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = with_redis_table(
-        dir.path(),
-        &format!(
-            "[redis]\nsentinels = [\"127.0.0.1:{}\"]\nmaster = \"no-such-master\"\n",
-            sentinel.port
-        ),
-    );
+    let config = payments_file(dir.path(), through(&sentinel, "no-such-master"));
     let error = start_error(&config).await;
     assert!(error.contains("[redis] master"), "{error}");
 }
@@ -717,13 +705,7 @@ async fn a_rotated_password_file_is_read_again_on_reconnection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("pw");
     std::fs::write(&file, PASSWORD).expect("write");
-    let config = with_redis_table(
-        dir.path(),
-        &format!(
-            "[redis]\nurl = \"redis://sluice@127.0.0.1:{}\"\npassword_file = \"pw\"\n",
-            redis.port()
-        ),
-    );
+    let config = payments_file(dir.path(), as_sluice(&redis, "pw"));
     let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 10, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 10).await;
@@ -752,12 +734,12 @@ async fn a_command_a_script_may_not_run_is_a_permission_fault() {
     let TestContext { redis, mut con } = TestContext::new().await;
     acl_user_without(&mut con, &["-type"]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = with_redis_table(
+    let config = payments_file(
         dir.path(),
-        &format!(
-            "{ADMIN}[redis]\nurl = \"redis://sluice:{PASSWORD}@127.0.0.1:{}\"\n",
+        ConfigBuilder::new().admin().redis_url(format!(
+            "redis://sluice:{PASSWORD}@127.0.0.1:{}",
             redis.port()
-        ),
+        )),
     );
     let host = TestDaemon::launch(sluice::config::Config::load(&config).expect("config")).await;
     add_orders(&mut con, 5, 0).await;

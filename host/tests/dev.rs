@@ -158,11 +158,11 @@ async fn a_refused_plugin_version_is_reported_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let plugin = dir.path().join("echo.wasm");
     std::fs::copy(plugin_wasm("echo"), &plugin).expect("copy");
-    let toml = format!(
-        "{ADMIN}[plugins]\ncache_dir = {:?}\n\n{}",
-        dir.path().join("cache").display().to_string(),
-        echo("echo").plugin("echo.wasm")
-    );
+    let toml = ConfigBuilder::new()
+        .admin()
+        .plugins("cache_dir", dir.path().join("cache").display().to_string())
+        .pipeline(echo("echo").plugin("echo.wasm"))
+        .to_string();
     let mut dev = dev(&dir, &toml).await;
     let refusals = |log: &str| log.matches("new plugin version refused").count();
     for (n, bad) in [&b"hello, not wasm\n"[..], &b"\0asm\x01\0\0\0"[..]]

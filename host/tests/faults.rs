@@ -266,13 +266,10 @@ async fn poison_entry_is_dead_lettered_after_backing_off() {
 async fn sigterm_drains_in_flight_work() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        &dir,
-        &format!(
-            "drain_timeout = \"10s\"\n{}",
-            echo("echo").batch(50).timeout(Duration::from_secs(2))
-        ),
-    );
+    let config = ConfigBuilder::new()
+        .drain_timeout(Duration::from_secs(10))
+        .pipeline(echo("echo").batch(50).timeout(Duration::from_secs(2)))
+        .write(dir.path());
     let mut daemon = DaemonProcess::spawn(&config, &redis, "c1");
     let mut pipe = redis::pipe();
     for i in 0..100 {
@@ -334,7 +331,7 @@ async fn sigterm_drains_in_flight_work() {
 /// A daemon (echo pipeline, 20 s call timeout, `drain_timeout` as given) in the middle of
 /// a 10 s call; also returns its Redis, a connection and the config's directory.
 async fn daemon_in_a_slow_call(
-    drain_timeout: &str,
+    drain_timeout: Duration,
 ) -> (
     RedisServer,
     MultiplexedConnection,
@@ -343,13 +340,10 @@ async fn daemon_in_a_slow_call(
 ) {
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(
-        &dir,
-        &format!(
-            "drain_timeout = \"{drain_timeout}\"\n{}",
-            echo("echo").timeout(Duration::from_secs(20))
-        ),
-    );
+    let config = ConfigBuilder::new()
+        .drain_timeout(drain_timeout)
+        .pipeline(echo("echo").timeout(Duration::from_secs(20)))
+        .write(dir.path());
     let daemon = DaemonProcess::spawn(&config, &redis, "c1");
     add(
         &mut con,
@@ -368,7 +362,7 @@ async fn daemon_in_a_slow_call(
 /// A second signal exits at once; uncommitted entries stay pending, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_signal_exits_at_once() {
-    let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call("30s").await;
+    let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call(Duration::from_secs(30)).await;
     daemon.signal(libc::SIGTERM);
     eventually("the drain to start", Duration::from_secs(5), || {
         let draining = daemon.log().contains("shutting down: finishing in-flight");
@@ -399,7 +393,8 @@ async fn second_signal_exits_at_once() {
 /// is: the daemon exits soon after, and the entry stays pending for a later delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_stops_a_pipeline_in_a_call() {
-    let (_redis, mut con, mut daemon, _dir) = daemon_in_a_slow_call("500ms").await;
+    let (_redis, mut con, mut daemon, _dir) =
+        daemon_in_a_slow_call(Duration::from_millis(500)).await;
     let signalled = Instant::now();
     daemon.signal(libc::SIGTERM);
     let status = daemon.wait(Duration::from_secs(8));

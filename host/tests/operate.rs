@@ -936,12 +936,10 @@ async fn dlq_purge_deletes_only_the_letters_it_asked_about() {
     let TestContext { redis, mut con } = TestContext::new().await;
     add_letters(&mut con, &[("1-0", Some("a"))]).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "[redis]\nurl = {:?}\n\n{}",
-        redis.url(),
-        payments("ops-asked")
-    );
-    let path = config_file(&dir, &text);
+    let path = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("ops-asked"))
+        .write(dir.path());
     let (mut master, mut slave) = (0, 0);
     // SAFETY: openpty writes two new descriptors into the integers given; each is then
     // owned by exactly one `File`.
@@ -1136,12 +1134,10 @@ async fn a_replay_cut_short_says_how_many_were_replayed() {
 async fn dlq_list_count_is_bounded() {
     let TestContext { redis, .. } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "[redis]\nurl = {:?}\n\n{}",
-        redis.url(),
-        payments("ops-count")
-    );
-    let path = config_file(&dir, &text);
+    let path = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("ops-count"))
+        .write(dir.path());
     for count in ["9223372036854775808", "0", "100001"] {
         let (code, out, err) = dlq(&path, &["list", "ops-count", "--count", count]);
         assert_eq!(code, 2, "{count}: {out}{err}");
@@ -1189,14 +1185,10 @@ async fn dlq_command_line() {
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
     host.stop().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = config_file(
-        &dir,
-        &format!(
-            "[redis]\nurl = {:?}\n\n{}",
-            redis.url(),
-            payments("ops-cli")
-        ),
-    );
+    let path = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("ops-cli"))
+        .write(dir.path());
     let sluice = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("dlq")
@@ -1264,12 +1256,10 @@ async fn dlq_command_line_reports_every_id() {
     )
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = format!(
-        "[redis]\nurl = {:?}\n\n{}",
-        redis.url(),
-        payments("ops-ids")
-    );
-    let path = config_file(&dir, &text);
+    let path = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("ops-ids"))
+        .write(dir.path());
 
     let (code, out, err) = dlq(&path, &["replay", "ops-ids", "--id", "notanid"]);
     assert_eq!(code, 1, "{out}{err}");

@@ -10,11 +10,11 @@ use sluice_testkit::*;
 
 /// Two echo pipelines with the admin API on.
 fn two_pipelines() -> sluice::config::Config {
-    config(&format!(
-        "{ADMIN}{}{}",
-        echo("settings-a"),
-        echo("settings-b").reading("IN2", "G2").writing(&["OUT2"])
-    ))
+    ConfigBuilder::new()
+        .admin()
+        .pipeline(echo("settings-a"))
+        .pipeline(echo("settings-b").reading("IN2", "G2").writing(&["OUT2"]))
+        .config()
 }
 
 async fn get_json(base: &str, path: &str) -> (u16, serde_json::Value) {

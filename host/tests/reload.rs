@@ -399,7 +399,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
         .writing(&["ORDER_STATUS_STREAM"])
         .state(&["order:", "user-total:"])
         .to_string();
-    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
+    let admin = ConfigBuilder::new().admin().to_string();
     let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
     write(format!("{admin}{}", payments(10)));
 

@@ -31,7 +31,10 @@ fn orders_pipelines(settings: impl Fn(PipelineBuilder) -> PipelineBuilder) -> St
 
 /// Two daemons (consumers `a` and `b`) running the pipelines of `text`.
 async fn two_daemons(redis: &RedisServer, text: &str) -> (TestDaemon, TestDaemon) {
-    let daemon = |name: &str| config(&format!("[redis]\nconsumer = \"{name}\"\n{text}"));
+    let daemon = |name: &str| {
+        let consumer = ConfigBuilder::new().redis("consumer", name).to_string();
+        config(&format!("{consumer}{text}"))
+    };
     (
         TestDaemon::start(redis, daemon("a")).await,
         TestDaemon::start(redis, daemon("b")).await,

@@ -216,10 +216,11 @@ fn order_status(settings: impl FnOnce(PipelineBuilder) -> PipelineBuilder) -> St
 async fn the_payments_to_order_status_chain_is_one_trace() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let collector = Collector::start().await;
-    let cfg = format!(
-        "[telemetry]\notlp_endpoint = {:?}\nservice_name = \"payments-svc\"\n\n",
-        collector.url()
-    ) + &payments("payments").to_string()
+    let cfg = ConfigBuilder::new()
+        .section("telemetry", "otlp_endpoint", collector.url())
+        .section("telemetry", "service_name", "payments-svc")
+        .pipeline(payments("payments"))
+        .to_string()
         + &order_status(|p| p);
     let host = TestDaemon::start(&redis, config(&cfg)).await;
     let traced = add(
@@ -355,7 +356,9 @@ async fn the_payments_to_order_status_chain_is_one_trace() {
 async fn off_and_when_present_trace_only_what_they_say() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let collector = Collector::start().await;
-    let cfg = format!("[telemetry]\notlp_endpoint = {:?}\n\n", collector.url())
+    let cfg = ConfigBuilder::new()
+        .section("telemetry", "otlp_endpoint", collector.url())
+        .to_string()
         + &payments("untraced")
             .writing(&["UNTRACED"])
             .set("traces", "off")
@@ -453,10 +456,11 @@ async fn guest_log_lines_carry_the_trace_id() {
     // The file says elsewhere: the environment wins (a deployment points a packaged
     // config at its own collector).
     let nobody = free_addr();
-    let file = format!(
-        "[telemetry]\notlp_endpoint = \"http://{nobody}\"\nservice_name = \"from-file\"\n\n"
-    ) + &payments("payments").to_string();
-    let cfg = config_file(&dir, &file);
+    let cfg = ConfigBuilder::new()
+        .section("telemetry", "otlp_endpoint", format!("http://{nobody}"))
+        .section("telemetry", "service_name", "from-file")
+        .pipeline(payments("payments"))
+        .write(dir.path());
     let log = dir.path().join("sluice.log");
     let mut daemon = run_daemon(
         &cfg,
@@ -533,10 +537,16 @@ async fn a_collector_that_is_down_costs_no_entry() {
     let TestContext { redis, mut con } = TestContext::new().await;
     // A port nobody listens on.
     let port = free_addr().port();
-    let cfg = format!("[telemetry]\notlp_endpoint = \"http://127.0.0.1:{port}\"\n\n")
-        + ADMIN
-        + &payments("payments").to_string();
-    let host = TestDaemon::start(&redis, config(&cfg)).await;
+    let cfg = ConfigBuilder::new()
+        .section(
+            "telemetry",
+            "otlp_endpoint",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .admin()
+        .pipeline(payments("payments"))
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     add_orders(&mut con, 200, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 200).await;
     for (_, fields) in entries(&mut con, "PAYMENTS_STREAM").await {
@@ -615,10 +625,12 @@ async fn a_wrong_exporter_setting_is_refused_with_the_fix() {
 async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let collector = Collector::start().await;
-    let cfg = format!("[telemetry]\notlp_endpoint = {:?}\n\n", collector.url())
-        + ADMIN
-        + &echo("echo").to_string();
-    let host = TestDaemon::start(&redis, config(&cfg)).await;
+    let cfg = ConfigBuilder::new()
+        .section("telemetry", "otlp_endpoint", collector.url())
+        .admin()
+        .pipeline(echo("echo"))
+        .config();
+    let host = TestDaemon::start(&redis, cfg).await;
     let id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let bad = [
         // 55 bytes with a multi-byte character at the spec's offsets.
@@ -701,11 +713,10 @@ async fn spans_over_the_queue_are_dropped_and_counted() {
     let collector = Collector::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let admin = free_addr();
-    let cfg = config_file(
-        &dir,
-        &(format!("[admin]\nlisten = \"{admin}\"\n\n")
-            + &payments("payments").batch(50).to_string()),
-    );
+    let cfg = ConfigBuilder::new()
+        .admin_set("listen", admin.to_string())
+        .pipeline(payments("payments").batch(50))
+        .write(dir.path());
     let log = dir.path().join("sluice.log");
     let mut daemon = run_daemon(
         &cfg,

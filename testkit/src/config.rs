@@ -29,10 +29,6 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// The `[admin]` table on a free loopback port, for a config written as text (a test of
-/// how a text parses); [`ConfigBuilder::admin`] otherwise.
-pub const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n\n";
-
 /// A duration as the config writes it (`250ms`, `2s`).
 fn duration(d: Duration) -> Value {
     Value::String(humantime::format_duration(d).to_string())

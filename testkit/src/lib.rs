@@ -33,7 +33,7 @@ pub mod wait;
 
 pub use certs::{Pki, write_file};
 pub use cluster::RedisCluster;
-pub use config::{ADMIN, ConfigBuilder, PipelineBuilder, config, config_file, echo, payments};
+pub use config::{ConfigBuilder, PipelineBuilder, config, config_file, echo, payments};
 pub use context::{RedisServer, TestContext, broker, connect, tls_provider};
 pub use daemon::TestDaemon;
 pub use orders::{ORDERS, Order, add_orders, produce_orders};
