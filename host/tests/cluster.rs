@@ -182,11 +182,7 @@ async fn produce_partitioned(
                 .xadd(
                     format!("ORDERS:{{{p}}}"),
                     "*",
-                    &[
-                        ("orderId", format!("o{i}")),
-                        ("orderAmount", "9.99".to_owned()),
-                        ("userId", user),
-                    ],
+                    &Order::new(i).user(user).fields(),
                 )
                 .await
                 .expect("XADD order");
@@ -633,15 +629,7 @@ async fn a_reshard_and_a_primary_failover_ride_through() {
         let mut con = con;
         for i in from..from + n {
             let _: String = con
-                .xadd(
-                    "{shop}:ORDERS",
-                    "*",
-                    &[
-                        ("orderId", format!("o{i}")),
-                        ("orderAmount", "1.00".to_owned()),
-                        ("userId", "u".to_owned()),
-                    ],
-                )
+                .xadd("{shop}:ORDERS", "*", &Order::new(i).amount("1.00").fields())
                 .await
                 .expect("XADD");
             if i % 50 == 0 {

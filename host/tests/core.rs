@@ -23,17 +23,11 @@ async fn orders_become_payments() {
     let host = TestDaemon::start(&redis, config(&payments_config())).await;
     let n = 300;
     for i in 0..n {
-        let amount = format!("{}.{:02}", 10 + i, i % 100);
-        add(
-            &mut con,
-            "ORDERS_STREAM",
-            &[
-                ("orderId", &format!("order-{i}")),
-                ("orderAmount", &amount),
-                ("userId", &format!("USR_{i}")),
-            ],
-        )
-        .await;
+        let order = Order::new(i)
+            .id(format!("order-{i}"))
+            .amount(format!("{}.{:02}", 10 + i, i % 100))
+            .user(format!("USR_{i}"));
+        add(&mut con, ORDERS, &order.fields()).await;
     }
     wait_len(&con, "PAYMENTS_STREAM", n).await;
     let payments = entries(&mut con, "PAYMENTS_STREAM").await;
@@ -394,16 +388,7 @@ async fn chained_pipelines_drain() {
             .to_string();
     let host = TestDaemon::start(&redis, config(&cfg)).await;
     for i in 0..100 {
-        add(
-            &mut con,
-            "ORDERS_STREAM",
-            &[
-                ("orderId", &format!("o{i}")),
-                ("orderAmount", "12.50"),
-                ("userId", "u"),
-            ],
-        )
-        .await;
+        add(&mut con, ORDERS, &Order::new(i).amount("12.50").fields()).await;
     }
     add(
         &mut con,
@@ -538,16 +523,7 @@ async fn concurrent_instances_handle_each_entry_once() {
     let host = TestDaemon::start(&redis, config(&cfg)).await;
     let n = 400;
     for i in 0..n {
-        add(
-            &mut con,
-            "ORDERS_STREAM",
-            &[
-                ("orderId", &format!("o{i}")),
-                ("orderAmount", "3.00"),
-                ("userId", "u"),
-            ],
-        )
-        .await;
+        add(&mut con, ORDERS, &Order::new(i).amount("3.00").fields()).await;
     }
     wait_len(&con, "PAYMENTS_STREAM", n).await;
     let mut ids: Vec<String> = entries(&mut con, "PAYMENTS_STREAM")

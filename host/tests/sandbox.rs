@@ -99,16 +99,10 @@ async fn contain_within(
             for i in 0u64.. {
                 let mut pipe = redis::pipe();
                 for j in 0..20 {
-                    pipe.xadd(
-                        "ORDERS_STREAM",
-                        "*",
-                        &[
-                            ("orderId", format!("o{i}-{j}")),
-                            ("orderAmount", "1.00".into()),
-                            ("userId", "u".into()),
-                        ],
-                    )
-                    .ignore();
+                    Order::new(0)
+                        .id(format!("o{i}-{j}"))
+                        .amount("1.00")
+                        .add_to(&mut pipe, ORDERS);
                 }
                 let () = pipe.query_async(&mut con).await.expect("orders");
                 tokio::time::sleep(Duration::from_millis(25)).await;

@@ -56,16 +56,10 @@ async fn send_orders(
             let user = format!("u{}", i % 17);
             let cents = 100 + (i as i64 * 37) % 9_000;
             *totals.entry(user.clone()).or_default() += cents;
-            pipe.xadd(
-                "ORDERS_STREAM",
-                "*",
-                &[
-                    ("orderId", format!("o{i}")),
-                    ("orderAmount", format!("{}.{:02}", cents / 100, cents % 100)),
-                    ("userId", user),
-                ],
-            )
-            .ignore();
+            Order::new(i)
+                .amount(format!("{}.{:02}", cents / 100, cents % 100))
+                .user(user)
+                .add_to(&mut pipe, ORDERS);
         }
         let () = pipe.query_async(&mut con).await.expect("XADD orders");
     }
