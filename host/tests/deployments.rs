@@ -598,7 +598,15 @@ async fn sigterm_ends_a_start_up_that_waits_for_redis() {
         &["run".as_ref(), "-c".as_ref(), config.as_os_str()],
         &dir.path().join("daemon.log"),
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(
+        "the daemon waits on its connection to Redis",
+        Duration::from_secs(10),
+        || {
+            let connected = daemon.is_connected_to(redis.port());
+            async move { connected.then_some(()) }
+        },
+    )
+    .await;
     let asked = Instant::now();
     daemon.signal(libc::SIGTERM);
     daemon.wait(Duration::from_secs(5));

@@ -111,6 +111,31 @@ impl DaemonProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Whether the daemon holds an established TCP connection to `port` on loopback
+    /// (read from `/proc`: its socket inodes against the kernel's TCP table).
+    pub fn is_connected_to(&self, port: u16) -> bool {
+        let pid = self.child.id();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return false;
+        };
+        let sockets: Vec<String> = fds
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|link| {
+                let link = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+                Some(link.to_owned())
+            })
+            .collect();
+        let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+        let remote = format!(":{port:04X}");
+        table.lines().skip(1).any(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            f.len() > 9
+                && f[2].ends_with(&remote)
+                && f[3] == "01"
+                && sockets.iter().any(|s| s == f[9])
+        })
+    }
+
     /// Kills the daemon at once, as a crash would.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
