@@ -209,20 +209,20 @@ async fn wait_run(
     expected: usize,
     timeout: Duration,
 ) -> Run {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let run = Run::take(con, streams, "G").await;
-        assert_eq!(run.duplicates, 0, "duplicate payments: {run:?}");
-        assert_eq!(run.misplaced, 0, "payments in another partition: {run:?}");
-        if run.done(expected) {
-            return run;
+    eventually_ok("every order paid exactly once", timeout, || {
+        let mut con = con.clone();
+        async move {
+            let run = Run::take(&mut con, streams, "G").await;
+            assert_eq!(run.duplicates, 0, "duplicate payments: {run:?}");
+            assert_eq!(run.misplaced, 0, "payments in another partition: {run:?}");
+            if run.done(expected) {
+                Ok(run)
+            } else {
+                Err(format!("{run:?}"))
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "not every order paid exactly once after {timeout:?}: {run:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
 }
 
 /// The case: a pipeline pointed at a 3-primary cluster, 20 entries in its input.
@@ -520,21 +520,21 @@ async fn a_chain_with_the_same_partitions_stays_in_each_partition() {
         .config();
     let host = TestDaemon::launch(config).await;
     produce_partitioned(con.clone(), 200, 10, PARTITIONS, 50, Duration::ZERO).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut statuses = 0;
-        for p in 0..PARTITIONS {
-            statuses += entries(&mut con, &format!("STATUS:{{{p}}}")).await.len();
+    eventually_ok("200 status updates", Duration::from_secs(30), || {
+        let mut con = con.clone();
+        async move {
+            let mut statuses = 0;
+            for p in 0..PARTITIONS {
+                statuses += entries(&mut con, &format!("STATUS:{{{p}}}")).await.len();
+            }
+            if statuses == 200 {
+                Ok(())
+            } else {
+                Err(format!("{statuses} of 200"))
+            }
         }
-        if statuses == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{statuses} of 200 status updates"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     for p in 0..PARTITIONS {
         let orders: std::collections::BTreeSet<String> =
             entries(&mut con, &format!("ORDERS:{{{p}}}"))
@@ -665,42 +665,44 @@ async fn a_reshard_and_a_primary_failover_ride_through() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let mut con2 = connect_cluster(&cluster).await;
+    let con2 = connect_cluster(&cluster).await;
     produce(con2.clone(), 1500, 500).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let orders = entries(&mut con2, "{shop}:ORDERS").await;
-        let paid = entries(&mut con2, "{shop}:PAYMENTS").await;
-        let mut seen = std::collections::HashSet::new();
-        let duplicates = paid
-            .iter()
-            .filter(|(_, f)| !seen.insert(f.get("orderId").cloned().unwrap_or_default()))
-            .count();
-        assert_eq!(duplicates, 0, "duplicate payments");
-        let pending = pending(&mut con2, "{shop}:ORDERS", "G").await;
-        // Entries acknowledged by the killed primary but not yet replicated can be
-        // lost with it (asynchronous replication): what the new primary holds is what
-        // must be paid exactly once.
-        let missing = orders
-            .iter()
-            .filter(|(_, f)| !seen.contains(f.get("orderId").map_or("", String::as_str)))
-            .count();
-        if missing == 0 && pending == 0 && orders.len() >= 500 {
-            println!(
-                "orders={} payments={} (after a reshard and a failover)",
-                orders.len(),
-                paid.len()
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "orders={} payments={} missing={missing} pending={pending}",
-            orders.len(),
-            paid.len()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let (orders, paid) = eventually_ok(
+        "every order the new primary holds paid once",
+        Duration::from_secs(60),
+        || {
+            let mut con2 = con2.clone();
+            async move {
+                let orders = entries(&mut con2, "{shop}:ORDERS").await;
+                let paid = entries(&mut con2, "{shop}:PAYMENTS").await;
+                let mut seen = std::collections::HashSet::new();
+                let duplicates = paid
+                    .iter()
+                    .filter(|(_, f)| !seen.insert(f.get("orderId").cloned().unwrap_or_default()))
+                    .count();
+                assert_eq!(duplicates, 0, "duplicate payments");
+                let pending = pending(&mut con2, "{shop}:ORDERS", "G").await;
+                // Entries acknowledged by the killed primary but not yet replicated can
+                // be lost with it (asynchronous replication): what the new primary holds
+                // is what must be paid exactly once.
+                let missing = orders
+                    .iter()
+                    .filter(|(_, f)| !seen.contains(f.get("orderId").map_or("", String::as_str)))
+                    .count();
+                if missing == 0 && pending == 0 && orders.len() >= 500 {
+                    Ok((orders.len(), paid.len()))
+                } else {
+                    Err(format!(
+                        "orders={} payments={} missing={missing} pending={pending}",
+                        orders.len(),
+                        paid.len()
+                    ))
+                }
+            }
+        },
+    )
+    .await;
+    println!("orders={orders} payments={paid} (after a reshard and a failover)");
     drop(con);
     host.stop().await;
 }
@@ -743,19 +745,21 @@ async fn three_daemons_two_kills(ordering: &str) {
     let streams = partition_streams(PARTITIONS);
     // First kill once a quarter is paid, second once half is (after a restart).
     for (round, share) in [(0, 4), (1, 2)] {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let run = Run::take(&mut con, &streams, "G").await;
-            if run.payments >= ORDERS / share {
-                break;
+        let what = format!("1/{share} of the orders paid before kill {round}");
+        eventually_ok(&what, Duration::from_secs(120), || {
+            let mut con = con.clone();
+            let streams = &streams;
+            let daemon = &daemons[0];
+            async move {
+                let run = Run::take(&mut con, streams, "G").await;
+                if run.payments >= ORDERS / share {
+                    Ok(())
+                } else {
+                    Err(format!("{run:?}\n{}", daemon.log()))
+                }
             }
-            assert!(
-                Instant::now() < deadline,
-                "stalled before kill {round}: {run:?}\n{}",
-                daemons[0].log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
         daemons[0].kill9();
         println!("kill -9 of d0 ({round})");
         if round == 0 {
@@ -824,25 +828,24 @@ async fn a_retried_entry_holds_back_its_partition_only() {
     add("IN:{0}", vec![("n", "2")]).await;
     add("IN:{0}", vec![("n", "3")]).await;
     add("IN:{1}", vec![("n", "10")]).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out0 = entries(&mut con, "OUT:{0}").await;
-        let out1 = entries(&mut con, "OUT:{1}").await;
-        if out0.len() == 3 {
-            let order: Vec<&str> = out0.iter().map(|(_, f)| f["n"].as_str()).collect();
-            assert_eq!(order, ["1", "2", "3"], "partition 0's outputs out of order");
-            assert_eq!(out0[0].1["seen-attempt"], "3");
-            assert_eq!(out1.len(), 1);
-            break;
+    eventually_ok("partition 0 to finish", Duration::from_secs(20), || {
+        let mut con = con.clone();
+        async move {
+            let out0 = entries(&mut con, "OUT:{0}").await;
+            let out1 = entries(&mut con, "OUT:{1}").await;
+            if out0.len() == 3 {
+                let order: Vec<&str> = out0.iter().map(|(_, f)| f["n"].as_str()).collect();
+                assert_eq!(order, ["1", "2", "3"], "partition 0's outputs out of order");
+                assert_eq!(out0[0].1["seen-attempt"], "3");
+                assert_eq!(out1.len(), 1);
+                return Ok(());
+            }
+            // While entry 1 waits for its third delivery, nothing after it is written.
+            assert!(out0.is_empty() || out0[0].1["n"] == "1", "{out0:?}");
+            Err(format!("{out0:?}"))
         }
-        // While entry 1 waits for its third delivery, nothing after it is written.
-        assert!(out0.is_empty() || out0[0].1["n"] == "1", "{out0:?}");
-        assert!(
-            Instant::now() < deadline,
-            "partition 0 did not finish: {out0:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // Partition 1 was not held back by partition 0's retries.
     let first1 = entries(&mut con, "OUT:{1}").await;
     assert_eq!(first1.len(), 1);

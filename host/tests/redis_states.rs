@@ -42,18 +42,16 @@ async fn status_until(
     timeout: Duration,
     ok: impl Fn(&PipelineView) -> bool,
 ) -> PipelineView {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let ok = &ok;
+    eventually_ok(what, timeout, || async move {
         let v = view(base, name).await;
         if ok(&v) {
-            return v;
+            Ok(v)
+        } else {
+            Err(format!("status {v:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}; last status: {v:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await
 }
 
 /// The last error of a pipeline holding an entry it can neither commit nor dead-letter.

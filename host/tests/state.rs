@@ -3,7 +3,7 @@
 //! concurrent writers; the order-status pipeline keeps exact records through `kill -9`s.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
@@ -114,22 +114,23 @@ async fn check_records(
 }
 
 async fn wait_orders_done(con: &MultiplexedConnection, orders: usize, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
+    eventually_ok("every order's status update", timeout, || {
         let mut c = con.clone();
-        let statuses = len(&mut c, "ORDER_STATUS_STREAM").await;
-        let pending = pending_or_zero(&mut c, "ORDERS_STREAM", "ORDERS_CON_GROUP").await
-            + pending_or_zero(&mut c, "PAYMENTS_STREAM", "PAYMENTS_CON_GROUP").await;
-        assert!(statuses <= orders, "duplicate status updates: {statuses}");
-        if statuses == orders && pending == 0 {
-            return;
+        async move {
+            let statuses = len(&mut c, "ORDER_STATUS_STREAM").await;
+            let pending = pending_or_zero(&mut c, "ORDERS_STREAM", "ORDERS_CON_GROUP").await
+                + pending_or_zero(&mut c, "PAYMENTS_STREAM", "PAYMENTS_CON_GROUP").await;
+            assert!(statuses <= orders, "duplicate status updates: {statuses}");
+            if statuses == orders && pending == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{statuses} of {orders} status updates, {pending} pending"
+                ))
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "not done after {timeout:?}: {statuses} of {orders} status updates, {pending} pending"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -45,4 +45,4 @@ pub use streams::{
     add, entries, field, len, pending, pending_or_zero, wait_len, wait_len_at_least,
 };
 pub use tally::{Tally, wait_exactly_once, wait_payments_once};
-pub use wait::{eventually, stays};
+pub use wait::{eventually, eventually_ok, stays};

@@ -1,10 +1,10 @@
 //! Where a run stands ([`Tally`]), and the wait for every input to end exactly once.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::{entries, field, pending};
+use crate::{entries, eventually_ok, field, pending};
 
 /// Where a run stands: every test of delivery guarantees reports these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,21 +90,21 @@ pub async fn wait_exactly_once(
     key: &str,
     timeout: Duration,
 ) -> Tally {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut c = con.clone();
-        let tally = Tally::take(&mut c, input, group, output, key).await;
-        assert_eq!(tally.duplicates, 0, "duplicates: {tally}");
-        if tally.is_exactly_once() {
-            println!("tally: {tally}");
-            return tally;
+    let tally = eventually_ok("every input to end exactly once", timeout, || {
+        let mut con = con.clone();
+        async move {
+            let tally = Tally::take(&mut con, input, group, output, key).await;
+            assert_eq!(tally.duplicates, 0, "duplicates: {tally}");
+            if tally.is_exactly_once() {
+                Ok(tally)
+            } else {
+                Err(tally)
+            }
         }
-        assert!(
-            Instant::now() < deadline,
-            "not exactly once after {timeout:?}: {tally}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    println!("tally: {tally}");
+    tally
 }
 
 /// [`wait_exactly_once`] for the payments pipeline: every order of `ORDERS_STREAM`

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// How often [`eventually`] and [`stays`] look again.
+/// How often [`eventually`] and [`stays`] look again: every 20 ms, or, after a check
+/// that took longer (a tally of thousands of entries), as long again as it took, so that
+/// a wait never keeps Redis busier than the daemon it waits on.
 const POLL: Duration = Duration::from_millis(20);
 
 /// Polls `check` until it returns `Some`, failing after `timeout` with `what`.
@@ -15,6 +17,7 @@ where
 {
     let deadline = Instant::now() + timeout;
     loop {
+        let checked = Instant::now();
         if let Some(value) = check().await {
             return value;
         }
@@ -22,7 +25,29 @@ where
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for: {what}"
         );
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(POLL.max(checked.elapsed())).await;
+    }
+}
+
+/// Polls `check` until it returns `Ok`, failing after `timeout` with `what` and the last
+/// `Err`: what the state was when the wait gave up.
+pub async fn eventually_ok<T, E, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let checked = Instant::now();
+        match check().await {
+            Ok(value) => return value,
+            Err(state) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for: {what}; last: {state}"
+            ),
+        }
+        tokio::time::sleep(POLL.max(checked.elapsed())).await;
     }
 }
 
