@@ -10,15 +10,6 @@ use redis::cluster_async::ClusterConnection;
 use sluice::broker::slot::key_slot;
 use sluice_testkit::*;
 
-/// A connection to the whole cluster, for producing and inspecting.
-async fn connect_cluster(cluster: &RedisCluster) -> ClusterConnection {
-    redis::cluster::ClusterClient::new(cluster.urls())
-        .expect("cluster client")
-        .get_async_connection()
-        .await
-        .expect("connect to the cluster")
-}
-
 /// A config for `cluster` (one seed node in `url`, the rest in `nodes`) and `pipelines`.
 fn in_cluster(cluster: &RedisCluster) -> ConfigBuilder {
     let urls = cluster.urls();
@@ -230,7 +221,7 @@ async fn wait_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_consumes_from_a_three_primary_cluster() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     for i in 0..20 {
         let _: String = con
             .xadd("{shop}:IN", "*", &[("n", i.to_string())])
@@ -290,7 +281,7 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
     use sluice::message::{CommitStatus, Output};
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     assert_ne!(key_slot(b"{a}:IN"), key_slot(b"{b}:OUT"));
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let mut target = Target::url("");
     target.nodes = Nodes::Cluster(cluster.urls());
     let broker = Broker::connect(&target, tokio_util::sync::CancellationToken::new())
@@ -386,7 +377,7 @@ async fn a_cross_slot_commit_retried_after_its_markers_expired_writes_once() {
             )
             .expect("ACL SETUSER");
     }
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let mut target = Target::url("");
     target.nodes = Nodes::Cluster(cluster.urls());
     target.username = Some("u".into());
@@ -498,7 +489,7 @@ async fn a_per_key_pipeline_checks_every_partitions_permissions() {
 async fn a_chain_with_the_same_partitions_stays_in_each_partition() {
     const PARTITIONS: u32 = 4;
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let partitions = i64::from(PARTITIONS);
     let config = in_cluster(&cluster)
         .pipeline(
@@ -569,7 +560,7 @@ async fn a_chain_with_the_same_partitions_stays_in_each_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_slot_pipeline_runs_on_a_cluster() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     for i in 0..50 {
         let _: String = con
             .xadd("{a}:IN", "*", &[("n", i.to_string())])
@@ -616,7 +607,7 @@ async fn a_cross_slot_pipeline_runs_on_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reshard_and_a_primary_failover_ride_through() {
     let mut cluster = RedisCluster::start(3, 1).expect("cluster starts");
-    let con = connect_cluster(&cluster).await;
+    let con = cluster.connect().await;
     let config = payments("payments")
         .reading("{shop}:ORDERS", "G")
         .writing(&["{shop}:PAYMENTS"])
@@ -665,7 +656,7 @@ async fn a_reshard_and_a_primary_failover_ride_through() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let con2 = connect_cluster(&cluster).await;
+    let con2 = cluster.connect().await;
     produce(con2.clone(), 1500, 500).await;
     let (orders, paid) = eventually_ok(
         "every order the new primary holds paid once",
@@ -715,7 +706,7 @@ async fn three_daemons_two_kills(ordering: &str) {
     const PARTITIONS: u32 = 16;
     const ORDERS: usize = 30_000;
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = in_cluster(&cluster)
         .drain_timeout(Duration::from_secs(5))
@@ -803,7 +794,7 @@ async fn per_key_order_holds_across_three_daemons_and_two_kills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_entry_holds_back_its_partition_only() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let config = echo("echo")
         .reading("IN", "G")
         .writing(&["OUT"])
@@ -857,7 +848,7 @@ async fn a_retried_entry_holds_back_its_partition_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_with_a_key_goes_to_the_keys_partition() {
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
-    let mut con = connect_cluster(&cluster).await;
+    let mut con = cluster.connect().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = in_cluster(&cluster)
         .pipeline(partitioned_payments(16, "per-key"))

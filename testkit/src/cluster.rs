@@ -136,6 +136,15 @@ impl RedisCluster {
         Ok(!up || offset < target)
     }
 
+    /// A connection to the whole cluster, for producing and inspecting.
+    pub async fn connect(&self) -> redis::cluster_async::ClusterConnection {
+        redis::cluster::ClusterClient::new(self.urls())
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("connect to the cluster")
+    }
+
     /// Every node's URL.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
