@@ -166,7 +166,22 @@ async fn pause_stops_commits_and_resume_continues() {
     // Running, and waiting in a blocking read for more.
     add_orders(&mut con, 5, 0).await;
     wait_len(&con, "PAYMENTS_STREAM", 5).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually(
+        "the pipeline waits in a blocking read",
+        Duration::from_secs(5),
+        || {
+            let mut con = con.clone();
+            async move {
+                let clients: String = redis::cmd("CLIENT")
+                    .arg("LIST")
+                    .query_async(&mut con)
+                    .await
+                    .expect("CLIENT LIST");
+                clients.contains("cmd=xreadgroup").then_some(())
+            }
+        },
+    )
+    .await;
     assert_eq!(
         client
             .post(format!("{base}/v1/pipelines/ops-pause/pause"))

@@ -216,6 +216,10 @@ struct Sent {
 /// Sends orders number `range` (every hundred has three invalid ones: negative,
 /// non-numeric and missing amounts, as a buggy producer would send), from a few hundred
 /// users, in one pipeline of XADDs.
+///
+/// The demo is a producer as a user writes one, with plain redis-rs: it does not take
+/// its orders from the test kit (`sluice_testkit::Order`), which tests and benches share
+/// and which an example should not teach anyone to depend on.
 async fn send_orders(
     con: &mut redis::aio::MultiplexedConnection,
     range: std::ops::Range<usize>,
