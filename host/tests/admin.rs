@@ -13,25 +13,37 @@ use tokio::net::TcpStream;
 
 const TOKEN: &str = "admin-token";
 
+/// The `[admin]` settings a test adds to the config.
+type AdminSettings = fn(ConfigBuilder) -> ConfigBuilder;
+
+/// No more `[admin]` settings.
+fn defaults(file: ConfigBuilder) -> ConfigBuilder {
+    file
+}
+
 /// A daemon running `pipelines`, its admin API on `listen` with the token and the
-/// `[admin]` settings `admin` (TOML lines).
+/// `[admin]` settings `admin` adds.
 async fn daemon_on(
     redis: &RedisServer,
     listen: &str,
-    admin: &str,
+    admin: AdminSettings,
     pipelines: &[PipelineBuilder],
 ) -> TestDaemon {
-    let mut text = format!("[admin]\nlisten = {listen:?}\n{admin}\n\n");
+    let mut file = admin(ConfigBuilder::new().admin_set("listen", listen));
     for pipeline in pipelines {
-        text.push_str(&pipeline.to_string());
+        file = file.pipeline(pipeline.clone());
     }
-    let mut config = config(&text);
+    let mut config = file.config();
     config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
     TestDaemon::start(redis, config).await
 }
 
 /// [`daemon_on`] a free loopback port.
-async fn daemon(redis: &RedisServer, admin: &str, pipelines: &[PipelineBuilder]) -> TestDaemon {
+async fn daemon(
+    redis: &RedisServer,
+    admin: AdminSettings,
+    pipelines: &[PipelineBuilder],
+) -> TestDaemon {
     daemon_on(redis, "127.0.0.1:0", admin, pipelines).await
 }
 
@@ -135,7 +147,7 @@ async fn add_letter(
 #[tokio::test]
 async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = daemon(&redis, "", &[payments("adm-dead")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-dead")]).await;
     let base = format!("http://{}", host.admin());
     let dead = "ORDERS_STREAM:dead";
     let big = "x".repeat(200 << 10);
@@ -284,7 +296,7 @@ async fn dead_letters_need_the_token_and_come_in_bounded_pages() {
 #[tokio::test]
 async fn uploads_are_refused_before_their_body_is_read() {
     let redis = RedisServer::start().expect("redis");
-    let host = daemon(&redis, "", &[payments("adm-upload")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-upload")]).await;
     for token in [None, Some("wrong")] {
         let mut stream = start_upload(host.admin(), "adm-upload", token).await;
         let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3)).await;
@@ -313,7 +325,10 @@ async fn uploads_are_refused_before_their_body_is_read() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_requests_are_cut_off_after_request_timeout() {
     let redis = RedisServer::start().expect("redis");
-    let admin = "request_timeout = \"1s\"\nmax_uploads = 64";
+    let admin: AdminSettings = |c| {
+        c.admin_set("request_timeout", "1s")
+            .admin_set("max_uploads", 64)
+    };
     let host = daemon(&redis, admin, &[payments("adm-stall")]).await;
     let started = Instant::now();
     let mut stalled = Vec::new();
@@ -349,7 +364,10 @@ async fn stalled_requests_are_cut_off_after_request_timeout() {
 #[tokio::test]
 async fn a_dripping_body_is_cut_off_at_body_timeout() {
     let redis = RedisServer::start().expect("redis");
-    let admin = "request_timeout = \"1s\"\nbody_timeout = \"3s\"";
+    let admin: AdminSettings = |c| {
+        c.admin_set("request_timeout", "1s")
+            .admin_set("body_timeout", "3s")
+    };
     let host = daemon(&redis, admin, &[payments("adm-drip")]).await;
     let mut stream = TcpStream::connect(host.admin()).await.expect("connect");
     let head = format!(
@@ -392,7 +410,10 @@ async fn a_dripping_body_is_cut_off_at_body_timeout() {
 #[tokio::test]
 async fn every_error_answer_is_json() {
     let redis = RedisServer::start().expect("redis");
-    let admin = "request_timeout = \"1s\"\nmax_body = \"1KiB\"";
+    let admin: AdminSettings = |c| {
+        c.admin_set("request_timeout", "1s")
+            .admin_set("max_body", "1KiB")
+    };
     let host = daemon(&redis, admin, &[payments("adm-json")]).await;
     let addr = host.admin();
     let auth = format!("Host: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n");
@@ -487,7 +508,10 @@ async fn half_sent_heads(addr: std::net::SocketAddr, n: usize, size: usize) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_headers_cost_bounded_memory() {
     let redis = RedisServer::start().expect("redis");
-    let admin = "max_connections = 32\nrequest_timeout = \"30s\"";
+    let admin: AdminSettings = |c| {
+        c.admin_set("max_connections", 32)
+            .admin_set("request_timeout", "30s")
+    };
     let host = daemon(&redis, admin, &[payments("adm-heads")]).await;
     let addr = host.admin();
     let before = rss_mib();
@@ -531,7 +555,10 @@ async fn half_sent_headers_cost_bounded_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_beyond_max_uploads_are_answered_429() {
     let redis = RedisServer::start().expect("redis");
-    let admin = "request_timeout = \"20s\"\nmax_uploads = 1";
+    let admin: AdminSettings = |c| {
+        c.admin_set("request_timeout", "20s")
+            .admin_set("max_uploads", 1)
+    };
     let host = daemon(&redis, admin, &[payments("adm-cap")]).await;
     let url = format!("http://{}/v1/plugins/adm-cap", host.admin());
     let plugin = std::fs::read(plugin_wasm("payments")).expect("read plugin");
@@ -575,7 +602,7 @@ async fn uploads_beyond_max_uploads_are_answered_429() {
 #[tokio::test]
 async fn a_loopback_listener_answers_only_loopback_hosts() {
     let redis = RedisServer::start().expect("redis");
-    let host = daemon(&redis, "", &[payments("adm-host")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-host")]).await;
     let addr = host.admin();
     let port = addr.port();
     for name in [
@@ -603,7 +630,7 @@ async fn a_loopback_listener_answers_only_loopback_hosts() {
 
     let host = daemon(
         &redis,
-        "allowed_hosts = [\"sluice.internal\"]",
+        |c| c.admin_set("allowed_hosts", vec!["sluice.internal"]),
         &[payments("adm-host")],
     )
     .await;
@@ -624,7 +651,7 @@ async fn a_loopback_listener_answers_only_loopback_hosts() {
 #[tokio::test]
 async fn a_wildcard_listener_answers_ip_addresses_and_listed_names_only() {
     let redis = RedisServer::start().expect("redis");
-    let host = daemon_on(&redis, "0.0.0.0:0", "", &[payments("adm-pod")]).await;
+    let host = daemon_on(&redis, "0.0.0.0:0", defaults, &[payments("adm-pod")]).await;
     let addr = target(&host);
     let (code, response) = get_as(addr, "/metrics", "evil.example").await;
     assert_eq!(code, 421, "{response}");
@@ -638,7 +665,7 @@ async fn a_wildcard_listener_answers_ip_addresses_and_listed_names_only() {
     }
     host.stop().await;
 
-    let listed = "allowed_hosts = [\"sluice.internal\"]";
+    let listed: AdminSettings = |c| c.admin_set("allowed_hosts", vec!["sluice.internal"]);
     let host = daemon_on(&redis, "0.0.0.0:0", listed, &[payments("adm-pod")]).await;
     let addr = target(&host);
     assert_eq!(get_as(addr, "/metrics", "evil.example").await.0, 421);
@@ -662,7 +689,7 @@ async fn a_wildcard_listener_answers_ip_addresses_and_listed_names_only() {
 #[tokio::test]
 async fn host_and_authorization_are_parsed_strictly() {
     let redis = RedisServer::start().expect("redis");
-    let host = daemon(&redis, "", &[payments("adm-strict")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-strict")]).await;
     let addr = host.admin();
     for name in [
         "[::1]evil.example",
@@ -716,7 +743,7 @@ fn has_sha(text: &str) -> bool {
 #[tokio::test]
 async fn error_answers_carry_no_internals() {
     let TestContext { mut redis, mut con } = TestContext::new().await;
-    let host = daemon(&redis, "", &[payments("adm-errors")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-errors")]).await;
     let base = format!("http://{}", host.admin());
     let client = reqwest::Client::new();
     // A dead-letter key of the wrong type: the scripts that read it fail inside Redis.
@@ -773,7 +800,7 @@ async fn error_answers_carry_no_internals() {
 #[tokio::test]
 async fn readiness_follows_the_serving_version() {
     let redis = RedisServer::start().expect("redis");
-    let host = daemon(&redis, "", &[payments("adm-ready")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-ready")]).await;
     let base = format!("http://{}", host.admin());
     let client = reqwest::Client::new();
     let put = |body: Vec<u8>| {
@@ -815,7 +842,7 @@ async fn readiness_follows_the_serving_version() {
 #[tokio::test]
 async fn readyz_lists_every_pipeline() {
     let mut redis = RedisServer::start().expect("redis");
-    let host = daemon(&redis, "", &[payments("adm-a"), echo("adm-b")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-a"), echo("adm-b")]).await;
     let ready = reqwest::get(format!("http://{}/readyz", host.admin()))
         .await
         .expect("GET");
@@ -860,7 +887,12 @@ async fn an_upload_keeps_the_plugin_files_mode() {
     let file = dir.path().join("payments.wasm");
     std::fs::copy(plugin_wasm("payments"), &file).expect("copy");
     let tagged = workspace().join("target/plugins/payments_tag_a.wasm");
-    let host = daemon(&redis, "", &[payments("adm-mode").plugin(file.display())]).await;
+    let host = daemon(
+        &redis,
+        defaults,
+        &[payments("adm-mode").plugin(file.display())],
+    )
+    .await;
     let client = reqwest::Client::new();
     let url = format!("http://{}/v1/plugins/adm-mode", host.admin());
     for (mode, source) in [(0o644, &tagged), (0o640, &plugin_wasm("payments"))] {
@@ -885,7 +917,7 @@ async fn an_upload_keeps_the_plugin_files_mode() {
 #[tokio::test]
 async fn every_metric_has_help() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let host = daemon(&redis, "", &[payments("adm-help")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-help")]).await;
     add_orders(&mut con, 20, 2).await;
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
     wait_len(&con, "PAYMENTS_STREAM", 20).await;
@@ -917,7 +949,7 @@ async fn every_metric_has_help() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_with_the_token_and_with_redis_down() {
     let TestContext { mut redis, mut con } = TestContext::new().await;
-    let host = daemon(&redis, "", &[payments("adm-dash")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-dash")]).await;
     add_orders(&mut con, 0, 2).await;
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
     let artifacts = workspace().join("target/test-artifacts");
@@ -959,7 +991,7 @@ async fn dashboard_with_the_token_and_with_redis_down() {
 #[tokio::test]
 async fn open_answers_carry_no_script_or_redis_internals() {
     let TestContext { mut redis, mut con } = TestContext::new().await;
-    let host = daemon(&redis, "", &[payments("adm-oom")]).await;
+    let host = daemon(&redis, defaults, &[payments("adm-oom")]).await;
     let base = format!("http://{}", host.admin());
     let client = reqwest::Client::new();
     let post = |action: &str| {
