@@ -375,7 +375,9 @@ fn compile_precompiles_pipeline_plugins_into_the_cache() {
             .to_string()
     };
     let cache = dir.path().join("cache");
-    let plugins = format!("[plugins]\ncache_dir = \"{}\"\n\n", cache.display());
+    let plugins = ConfigBuilder::new()
+        .plugins("cache_dir", cache.display().to_string())
+        .to_string();
     let good = format!(
         "{plugins}{}{}",
         pipeline("payments", &plugin_wasm("payments")),
