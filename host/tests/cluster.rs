@@ -630,7 +630,14 @@ async fn a_reshard_and_a_primary_failover_ride_through() {
     };
     // Reshard while orders flow.
     let flow = tokio::spawn(produce(con.clone(), 0, 1500));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("orders flow", Duration::from_secs(10), || {
+        let mut con = con.clone();
+        async move {
+            let paid: usize = con.xlen("{shop}:PAYMENTS").await.expect("XLEN");
+            (paid >= 50).then_some(())
+        }
+    })
+    .await;
     let from = cluster.primary_of(slot).expect("slot's primary");
     let to = (0..3).find(|&i| i != from).expect("another primary");
     tokio::task::block_in_place(|| cluster.move_slot(slot, to)).expect("slot moves");
