@@ -4,6 +4,47 @@
 //! component; its outputs are appended to their streams and the entry acknowledged in one
 //! guarded, atomic commit, or the entry is retried or dead-lettered.
 //!
+//! # Glossary
+//!
+//! Each word means one thing, in the code, the docs and the logs. Redis terms are Redis's
+//! (<https://redis.io/docs/latest/develop/data-types/streams/>), Wasm terms the component
+//! model's, tracing terms OpenTelemetry's.
+//!
+//! - **entry**: one stream entry, an ID and its fields. [`message::Entry`] is one as read.
+//! - **input stream**, **output stream**, **dead-letter stream**: what a pipeline reads,
+//!   what its handler's outputs go to, where entries that will never succeed go. Never
+//!   "source" or "target".
+//! - **consumer group**, **consumer**, **pending entries list** (PEL), **lag**: Redis's.
+//!   A **delivery** is one time an entry is handed to a consumer (XREADGROUP or a claim);
+//!   its **attempt** counts them.
+//! - **pipeline**: one `[[pipeline]]` of the config: an input stream, its group, a plugin.
+//!   A **partition** is one of a partitioned pipeline's input streams.
+//! - **plugin**: a `.wasm` file; its **version** is its SHA-256 digest. A **component**
+//!   is what the plugin holds; an **instance** a live instantiation of it, reused across
+//!   entries. The **world** is the WIT world it implements.
+//! - **handler**: the component's exported function(s). A **call** is one host call of a
+//!   handler export on an instance ([`wasm::Instance`]). "Invoke" is only `sluice invoke`
+//!   ([`invoke`]), which calls a plugin offline.
+//! - **handled**: the record of one entry after its call: outputs or a failure, and its
+//!   state changes.
+//! - **failure kinds**: `retry` and `reject` (the handler's), `timeout`, `limit`, `trap`,
+//!   `instantiate` (the sandbox's), `conflict` (state) — [`message::HandlerError`].
+//! - **commit**: the guarded atomic script that writes an entry's outputs and state
+//!   writes and acknowledges it (XACK) — only if this consumer still owns the entry. Its
+//!   outcome is a **commit status** ([`message::CommitStatus`]).
+//! - **settle**: decide and apply an entry's fate after its call: commit it, leave it
+//!   pending for a **retry** at a time the **backoff** picks, or **dead-letter** it.
+//! - **conflict**: a state conflict only: a value the handler read changed before the
+//!   commit; the entry is handled again.
+//! - **lease**, always qualified: an **entry lease** (per-key ordering holds an entry's key
+//!   while it is in flight), a **partition lease** (one daemon consumes a partition), a
+//!   **name lease** (one daemon uses a consumer name).
+//! - **reclaim**: taking over entries left pending by a consumer that stopped (XAUTOCLAIM).
+//! - **Redis deployment**: what the broker connects to: a URL, Sentinel or Cluster.
+//! - **host**: the daemon's side of the sandbox (host functions, host state); `host/` is
+//!   also the crate's folder.
+//! - **span**, **trace context**: OpenTelemetry's and W3C Trace Context's.
+//!
 //! # Layout
 //!
 //! Dependencies point down; `broker` (Redis) and `wasm` (wasmtime) never import each
