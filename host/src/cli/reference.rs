@@ -31,12 +31,15 @@ fn write_command(page: &mut String, command: &mut clap::Command, path: &str) {
     let usage = usage.trim_start_matches("Usage: ");
     let _ = write!(page, "\n## `{path}`\n\n");
     if let Some(about) = command.get_long_about().or(command.get_about()) {
-        let _ = write!(page, "{}\n\n", about.to_string().trim());
+        let _ = write!(page, "{}\n\n", sentence(about.to_string().trim()));
     }
     let _ = write!(page, "```text\n{usage}\n```\n");
+    let root = path == "sluice";
     let args: Vec<String> = command
         .get_arguments()
         .filter(|a| !a.is_hide_set() && !matches!(a.get_id().as_str(), "help" | "version"))
+        // The log format is the one global of the root: listed there only.
+        .filter(|a| root || a.get_id().as_str() != "log_format")
         .map(argument_row)
         .collect();
     if !args.is_empty() {
@@ -95,7 +98,7 @@ fn argument_row(arg: &clap::Arg) -> String {
     let help = arg
         .get_long_help()
         .or(arg.get_help())
-        .map(|h| cell(&h.to_string()))
+        .map(|h| sentence(&cell(&h.to_string())))
         .unwrap_or_default();
     let possible: Vec<String> = arg
         .get_possible_values()
@@ -151,6 +154,15 @@ fn cell(text: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
         .replace('|', "\\|")
+}
+
+/// Clap drops a one-line help's final period; the reference keeps sentences whole.
+fn sentence(text: &str) -> String {
+    if text.is_empty() || text.ends_with(['.', ')', ':']) {
+        text.to_owned()
+    } else {
+        format!("{text}.")
+    }
 }
 
 fn cell_code(text: &str) -> String {

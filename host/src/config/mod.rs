@@ -52,9 +52,10 @@ pub struct TelemetryConfig {
     /// Default: `"always"` when spans are exported, `"when-present"` when not.
     pub traces: Option<TraceMode>,
     /// The collector's OTLP/HTTP base URL, e.g. `http://otel-collector:4318`; spans go
-    /// to `{otlp_endpoint}/v1/traces`. Overrides the `OTEL_EXPORTER_OTLP_*` variables.
+    /// to `{otlp_endpoint}/v1/traces`. The `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables win over it.
     pub otlp_endpoint: Option<String>,
-    /// The `service.name` of the spans; default `OTEL_SERVICE_NAME`, else `sluice`.
+    /// The `service.name` of the spans; default `sluice`. `OTEL_SERVICE_NAME` wins over it.
     pub service_name: Option<String>,
     /// The share of new traces (entries without a `traceparent`, with `traces =
     /// "always"`) that are sampled, in [0, 1]; default 1. A child span follows its
@@ -140,7 +141,8 @@ pub struct PipelineConfig {
     pub input: Name,
     /// The consumer group; created at the start of the stream if missing.
     pub group: Name,
-    /// The streams the handler may write to. Any other target fails the message.
+    /// The output streams the handler may write to. An output to any other stream fails
+    /// the entry (it is dead-lettered).
     #[serde(default)]
     pub outputs: Vec<Name>,
     /// Key prefixes the handler may read and write through `sluice:plugin/state`

@@ -17,7 +17,8 @@ pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// config files; it wins over `password_file` and the URL's password.
 pub const PASSWORD_ENV: &str = "SLUICE_REDIS_PASSWORD";
 
-/// The `[redis]` table. `Debug` shows the URL without its password.
+/// The `[redis]` table: where Redis is (one server, Sentinels or a cluster) and how to
+/// log in. (`Debug` shows the URL without its password.)
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
