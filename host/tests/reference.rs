@@ -27,8 +27,8 @@ fn root() -> PathBuf {
 fn check(name: &str, page: &str) {
     let path = root().join("docs/src/reference").join(name);
     if std::env::var_os(UPDATE).is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, page).unwrap();
+        std::fs::create_dir_all(root().join("docs/src/reference")).expect("docs/src/reference");
+        std::fs::write(&path, page).expect("write the reference page");
         return;
     }
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
@@ -37,10 +37,7 @@ fn check(name: &str, page: &str) {
             .lines()
             .zip(page.lines())
             .position(|(a, b)| a != b)
-            .map_or_else(
-                || committed.lines().count().min(page.lines().count()),
-                |n| n,
-            );
+            .unwrap_or_else(|| committed.lines().count().min(page.lines().count()));
         panic!(
             "docs/src/reference/{name} is not what the code says (first difference at line {}: {:?}); update it with `{UPDATE}=1 cargo test -p sluice --test reference` and commit it",
             line + 1,
@@ -67,7 +64,7 @@ fn every_metric_in_the_code_is_in_the_reference() {
         if file.ends_with("telemetry/describe.rs") {
             continue;
         }
-        let text = std::fs::read_to_string(&file).unwrap();
+        let text = std::fs::read_to_string(&file).expect("read a source file");
         for piece in text.split('"').skip(1).step_by(2) {
             if piece.starts_with("sluice_")
                 && piece.chars().all(|c| c.is_ascii_lowercase() || c == '_')
@@ -93,8 +90,8 @@ fn every_metric_in_the_code_is_in_the_reference() {
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for entry in std::fs::read_dir(dir).expect("list a source folder") {
+        let path = entry.expect("a folder entry").path();
         if path.is_dir() {
             files.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -153,7 +150,7 @@ fn serde_value(attrs: &str, key: &str) -> Option<String> {
 fn config_items() -> BTreeMap<String, Item> {
     let mut items = BTreeMap::new();
     for file in rust_files(&root().join("host/src/config")) {
-        let text = std::fs::read_to_string(&file).unwrap();
+        let text = std::fs::read_to_string(&file).expect("read a source file");
         parse_items(&text, &mut items);
     }
     items
@@ -173,17 +170,17 @@ fn parse_items(text: &str, items: &mut BTreeMap<String, Item>) {
             let mut attr = trimmed.to_owned();
             while attr.matches('[').count() > attr.matches(']').count() {
                 attr.push(' ');
-                attr.push_str(lines.next().unwrap().trim());
+                attr.push_str(lines.next().expect("an attribute ends").trim());
             }
             attrs.push_str(&attr);
             continue;
         }
         if let Some((_, item)) = &mut open {
             if line == "}" {
-                let (name, item) = open.take().unwrap();
+                let (name, item) = open.take().expect("an open item");
                 items.insert(name, item);
             } else if let Some(field) = trimmed.strip_prefix("pub ") {
-                let (name, ty) = field.split_once(':').unwrap();
+                let (name, ty) = field.split_once(':').expect("a field is `name: Type`");
                 item.members.push(Member {
                     name: name.trim().to_owned(),
                     ty: ty.trim().trim_end_matches(',').to_owned(),
@@ -223,7 +220,7 @@ fn parse_items(text: &str, items: &mut BTreeMap<String, Item>) {
 fn inner(ty: &str) -> &str {
     for wrapper in ["Option<", "Vec<"] {
         if let Some(rest) = ty.strip_prefix(wrapper) {
-            return inner(rest.strip_suffix('>').unwrap());
+            return inner(rest.strip_suffix('>').expect("a closed generic"));
         }
     }
     ty
@@ -243,12 +240,12 @@ fn kebab(name: &str) -> String {
 /// What a value of `ty` is written as in the file.
 fn type_name(ty: &str, items: &BTreeMap<String, Item>) -> String {
     if let Some(rest) = ty.strip_prefix("Option<") {
-        return type_name(rest.strip_suffix('>').unwrap(), items);
+        return type_name(rest.strip_suffix('>').expect("a closed generic"), items);
     }
     if let Some(rest) = ty.strip_prefix("Vec<") {
         return format!(
             "list of {}s",
-            type_name(rest.strip_suffix('>').unwrap(), items)
+            type_name(rest.strip_suffix('>').expect("a closed generic"), items)
         );
     }
     let name = match ty {
