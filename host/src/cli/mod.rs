@@ -41,9 +41,10 @@ pub struct Cli {
 /// How log lines are written (to stderr).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LogFormat {
-    /// Text for people; coloured on a terminal.
+    // Not `///`: clap would show the variants' docs and switch `--help` to its long form.
+    // Text for people; coloured on a terminal.
     Pretty,
-    /// One JSON object a line.
+    // One JSON object a line.
     Json,
 }
 
