@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the book (docs/, mdBook) and checks every relative link and #anchor in the
-# built HTML: a page that links to a missing page or heading fails. The reference pages
+# built HTML (and the README's links to files of the repository): a page that links to a
+# missing page or heading fails. The reference pages
 # under docs/src/reference/ are checked against the code by
 # `cargo test -p sluice --test reference`.
 set -euo pipefail
@@ -11,4 +12,4 @@ if ! command -v mdbook >/dev/null 2>&1; then
     exit 1
 fi
 mdbook build docs
-python3 scripts/check-links.py target/book
+python3 scripts/check-links.py target/book README.md

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Checks every relative link and #anchor in a built HTML book.
 
-Usage: check-links.py BOOK_DIR. Links to other sites (http:, https:, mailto:) are not
-followed; every other href and src must name a file in the book, and a #fragment must
-name an id in that file. Prints each broken link with the page it is on; exits 1 if any.
+Usage: check-links.py BOOK_DIR [MARKDOWN_FILE...]. Links to other sites (http:, https:,
+mailto:) are not followed; every other href and src must name a file in the book, and a
+#fragment must name an id in that file. Each MARKDOWN_FILE given (the README) has its
+relative links checked to name files of the repository. Prints each broken link with the
+page it is on; exits 1 if any.
 """
 
+import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -36,8 +39,20 @@ def parse(path, cache):
     return cache[path]
 
 
+def markdown_links(path):
+    """Broken relative links of a Markdown file outside the book (their files only)."""
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+        parts = urlsplit(target)
+        if parts.scheme or not parts.path:
+            continue
+        if not (path.parent / unquote(parts.path)).exists():
+            broken.append(f"{path}: {target} (no such file)")
+    return broken
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2:
         sys.exit(__doc__)
     root = Path(sys.argv[1]).resolve()
     pages = sorted(root.rglob("*.html"))
@@ -61,6 +76,8 @@ def main():
             fragment = unquote(parts.fragment)
             if fragment and target.suffix == ".html" and fragment not in parse(target, cache).ids:
                 broken.append(f"{path.relative_to(root)}: {link} (no #{fragment} there)")
+    for markdown in sys.argv[2:]:
+        broken.extend(markdown_links(Path(markdown)))
     for line in broken:
         print(f"broken link: {line}")
     print(f"check-links: {checked} relative links in {len(pages)} pages, {len(broken)} broken")
