@@ -20,7 +20,8 @@ pub fn cli_page() -> String {
     page.push_str(
         "Every subcommand of `sluice` with its arguments, from the parser itself \
          (`sluice help COMMAND` prints the same). Environment variables named beside an \
-         argument stand in for it.\n",
+         argument stand in for it; `--log-format`, listed under `sluice`, goes with every \
+         subcommand.\n",
     );
     write_command(&mut page, &mut command, "sluice");
     page
