@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::consumer::ConsumerId;
+use super::consumer_id::ConsumerId;
 use super::fault::Fault;
 use super::link::CALL_DEADLINE;
 use crate::message::{CommitStatus, Output, StreamId};

@@ -12,6 +12,7 @@
 mod commit;
 mod conn;
 mod consumer;
+mod consumer_id;
 mod consumers;
 mod dead;
 mod dead_page;

@@ -29,7 +29,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::commit::Ack;
-use super::consumer::ConsumerId;
+use super::consumer_id::ConsumerId;
 use super::slot::{key_slot, tag_for};
 use crate::message::Output;
 

@@ -17,19 +17,10 @@ use super::once::CrossSlot;
 use super::{Ack, Fault, Replication, commit, reply};
 use crate::message::{CommitStatus, StreamId};
 
+pub use super::consumer_id::ConsumerId;
+
 pub use pending::Lease;
 pub use read::Prefetcher;
-
-/// Who a consumer is: `name` in consumer group `group` of stream `stream`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerId {
-    /// The stream key.
-    pub stream: String,
-    /// The consumer group.
-    pub group: String,
-    /// The consumer's name in the group.
-    pub name: String,
-}
 
 impl Consumer {
     /// A consumer `id` logged in as ACL `user`, on its own two connections.
