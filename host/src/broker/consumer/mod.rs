@@ -280,15 +280,9 @@ impl Consumer {
             )
             .await?;
         reply::group_info(reply, &self.id.group).ok_or_else(|| {
-            Fault::from_redis(
-                &redis::make_extension_error(
-                    "NOGROUP".into(),
-                    Some(format!(
-                        "XINFO GROUPS does not list group {:?}",
-                        self.id.group
-                    )),
-                ),
+            Fault::group_missing(
                 &format!("XINFO GROUPS on stream {:?}", self.id.stream),
+                &format!("XINFO GROUPS does not list group {:?}", self.id.group),
             )
         })
     }
