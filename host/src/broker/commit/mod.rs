@@ -12,6 +12,10 @@ use crate::state::{Changes, Read, Write};
 
 mod encode;
 mod protocol;
+
+#[cfg(test)]
+pub(super) use encode::Recorded;
+pub(super) use encode::Sink;
 #[cfg(test)]
 mod tests;
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::commit::{Fence, KeyMap};
+use super::cross_slot::CrossSlot;
 use super::link::{CALL_DEADLINE, Link};
-use super::once::CrossSlot;
 use super::{Ack, Fault, Replication, commit};
 use crate::message::{CommitStatus, StreamId};
 
@@ -40,7 +40,7 @@ impl Consumer {
 
     /// Writes outputs in other hash slots than the input apart from the guarded commit,
     /// once per entry, with markers that expire after `marker_ttl` (`cross_slot = true`
-    /// in a Redis Cluster; see `broker::once`).
+    /// in a Redis Cluster; see `broker::cross_slot`).
     pub fn with_cross_slot(mut self, marker_ttl: std::time::Duration) -> Self {
         self.cross_slot = Some(CrossSlot::new(&self.id.stream, marker_ttl));
         self
@@ -211,7 +211,7 @@ impl Consumer {
     /// `cross_slot`: writes the outputs of `acks` that live in other slots than the
     /// input, for the entries still this consumer's (or, with `adopt`, pending for
     /// nobody), and returns the acks with the rest for the guarded commit. See
-    /// `broker::once`.
+    /// `broker::cross_slot`.
     async fn write_apart(
         &mut self,
         cross: &mut CrossSlot,
