@@ -39,14 +39,14 @@ use endpoint::Endpoint;
 pub use conn::Conn;
 
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
-pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
+pub use consumer::{Consumer, ConsumerId, Prefetcher, Recreated};
 pub use consumers::GroupConsumer;
 pub use dead::{
     DeadStream, IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, ReplayCut, Replayed,
 };
 pub use dead_page::{Page, PageEntry, PageLimits};
 pub use fault::{Backoff, Blame, Fault, Remedy};
-pub use lease::LeaseKeys;
+pub use lease::{EntryLeases, LeaseKeys};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
 pub use server_settings::{NO_EVICTION, ServerSettings, settings_unreadable};

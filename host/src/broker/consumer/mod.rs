@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::commit::{Fence, KeyMap};
 use super::cross_slot::CrossSlot;
+use super::lease::EntryLeases;
 use super::link::{CALL_DEADLINE, Link};
 use super::{Ack, Fault, Replication, commit};
 use crate::message::{CommitStatus, StreamId};
@@ -19,7 +20,6 @@ use crate::message::{CommitStatus, StreamId};
 pub use super::consumer_id::ConsumerId;
 
 pub use group::Recreated;
-pub use pending::Lease;
 pub use read::Prefetcher;
 
 impl Consumer {
@@ -154,12 +154,8 @@ impl Consumer {
 
     /// A handle that renews this consumer's leases on entries, usable beside reads and
     /// commits (on the command connection, if open).
-    pub fn lease(&mut self) -> Lease {
-        Lease {
-            id: self.id.clone(),
-            commands: self.commands.clone(),
-            fence: self.fence.clone(),
-        }
+    pub fn lease(&mut self) -> EntryLeases {
+        EntryLeases::new(self.id.clone(), self.commands.clone(), self.fence.clone())
     }
 
     /// Commits a batch atomically and guarded: for each entry still pending for this
