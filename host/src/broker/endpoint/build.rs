@@ -191,7 +191,7 @@ impl AsyncDNSResolver for Dial {
 }
 
 /// `settings` with no password (it is added at each connection).
-fn without_password(settings: &RedisConnectionInfo) -> RedisConnectionInfo {
+pub(super) fn without_password(settings: &RedisConnectionInfo) -> RedisConnectionInfo {
     let mut bare = RedisConnectionInfo::default()
         .set_db(settings.db())
         .set_protocol(settings.protocol());
@@ -219,7 +219,7 @@ pub(super) fn client(
 }
 
 /// A Sentinel's `host:port`.
-fn sentinel_addr(text: &str, tls: bool) -> Result<ConnectionAddr> {
+pub(super) fn sentinel_addr(text: &str, tls: bool) -> Result<ConnectionAddr> {
     let (host, port) = text
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))

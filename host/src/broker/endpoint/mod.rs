@@ -17,6 +17,8 @@
 //! in an older epoch drop their connection at their next call.
 
 mod build;
+#[cfg(test)]
+mod tests;
 mod tls;
 
 use std::path::PathBuf;
