@@ -12,39 +12,42 @@ use redis::{
 
 use super::tls::certificates;
 use super::{Endpoint, Opener, tcp_settings};
-use crate::broker::target::{Nodes, Secret, Target, redact_url};
+use crate::broker::deployment::{Deployment, Nodes, Secret, redact_url};
 
 /// What one kind of deployment opens with: the opener and the ACL user.
 type Built = (Opener, String);
 
 impl Endpoint {
     /// Checks `target` (URL, TLS files) and prepares to connect; opens nothing.
-    pub fn new(target: &Target) -> Result<Self> {
+    pub fn new(deployment: &Deployment) -> Result<Self> {
         // rustls needs a process-wide crypto provider; ring is the one built in. A second
         // install (another endpoint) is refused harmlessly.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let shown = target.shown();
-        let certificates = target.tls.as_ref().map(certificates).transpose()?;
-        let mut password = target.password.clone();
-        let (opener, user) = match &target.nodes {
-            Nodes::Url(url) => direct(target, url, &shown, certificates, &mut password)?,
+        let shown = deployment.shown();
+        let certificates = deployment.tls.as_ref().map(certificates).transpose()?;
+        let mut password = deployment.password.clone();
+        let (opener, user) = match &deployment.nodes {
+            Nodes::Url(url) => direct(deployment, url, &shown, certificates, &mut password)?,
             Nodes::Sentinel { sentinels, master } => {
                 let sentinels = sentinels
                     .iter()
-                    .map(|s| sentinel_addr(s, target.tls.is_some()))
+                    .map(|s| sentinel_addr(s, deployment.tls.is_some()))
                     .collect::<Result<Vec<_>>>()?;
                 let opener = Opener::Sentinel {
                     sentinels,
                     master: master.clone(),
-                    username: target.username.clone(),
+                    username: deployment.username.clone(),
                     certificates,
                 };
                 (
                     opener,
-                    target.username.clone().unwrap_or_else(|| "default".into()),
+                    deployment
+                        .username
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
                 )
             }
-            Nodes::Cluster(urls) => cluster(target, urls, certificates, &mut password)?,
+            Nodes::Cluster(urls) => cluster(deployment, urls, certificates, &mut password)?,
         };
         if user != "default" && password.is_none() {
             bail!(
@@ -56,9 +59,9 @@ impl Endpoint {
             user,
             shown,
             epoch: std::sync::atomic::AtomicU64::new(0),
-            replication: target.replication,
+            replication: deployment.replication,
             password: std::sync::Mutex::new(password),
-            password_file: target.password_file.clone(),
+            password_file: deployment.password_file.clone(),
         })
     }
 }
@@ -75,7 +78,7 @@ fn parse_url(url: &str, shown: &str) -> Result<ConnectionInfo> {
 
 /// One fixed URL (TLS with an optional server name that differs from the host dialled).
 fn direct(
-    target: &Target,
+    deployment: &Deployment,
     url: &str,
     shown: &str,
     certificates: Option<TlsCertificates>,
@@ -83,7 +86,7 @@ fn direct(
 ) -> Result<Built> {
     let info = parse_url(url, shown)?;
     let mut settings = info.redis_settings().clone();
-    if let Some(user) = &target.username {
+    if let Some(user) = &deployment.username {
         settings = settings.set_username(user);
     }
     if password.is_none() {
@@ -92,7 +95,7 @@ fn direct(
     let user = settings.username().unwrap_or("default").to_owned();
     let settings = without_password(&settings);
     let mut dial = None;
-    let addr = match (info.addr().clone(), &target.tls) {
+    let addr = match (info.addr().clone(), &deployment.tls) {
         (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) => {
             let name = match &tls.server_name {
                 Some(name) => {
@@ -129,13 +132,13 @@ fn direct(
 
 /// A Redis Cluster's seed nodes: the user and password of the first URL that gives one.
 fn cluster(
-    target: &Target,
+    deployment: &Deployment,
     urls: &[String],
     certificates: Option<TlsCertificates>,
     password: &mut Option<Secret>,
 ) -> Result<Built> {
     let mut seeds = Vec::new();
-    let mut username = target.username.clone();
+    let mut username = deployment.username.clone();
     let mut tls = false;
     for url in urls {
         let info = parse_url(url, &redact_url(url))?;
@@ -153,7 +156,7 @@ fn cluster(
                 .set_tcp_settings(tcp_settings()),
         );
     }
-    if target.tls.is_some() && !tls {
+    if deployment.tls.is_some() && !tls {
         bail!(
             "[redis.tls] is set but the cluster's URLs are not rediss:// URLs: write rediss:// to use TLS, or remove [redis.tls]"
         );

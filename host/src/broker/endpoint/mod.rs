@@ -1,4 +1,4 @@
-//! Opening connections to the primary a Redis deployment ([`Target`](super::Target))
+//! Opening connections to the primary a [`Deployment`](super::Deployment)
 //! names: a fixed URL (TLS and ACL credentials included), or the primary a set of
 //! Sentinels names at that moment.
 //!
@@ -36,8 +36,8 @@ use redis::{
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Conn;
+use super::deployment::{Replication, Secret};
 use super::fault::Backoff;
-use super::target::{Replication, Secret};
 use build::{Dial, client};
 
 /// How long opening a connection (TCP, TLS, AUTH) may take.
@@ -57,7 +57,7 @@ pub fn tcp_settings() -> TcpSettings {
     settings
 }
 
-/// Opens connections to the current primary of a Redis deployment ([`Target`](super::Target)).
+/// Opens connections to the current primary of a [`Deployment`](super::Deployment).
 pub struct Endpoint {
     opener: Opener,
     /// The ACL user connections log in as, for messages.

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use super::build::{sentinel_addr, without_password};
 use super::*;
-use crate::broker::target::{Nodes, Target, Tls};
+use crate::broker::deployment::{Deployment, Nodes, Tls};
 
-fn refused(target: &Target) -> String {
-    match Endpoint::new(target) {
-        Ok(_) => panic!("{target:?} was accepted"),
+fn refused(deployment: &Deployment) -> String {
+    match Endpoint::new(deployment) {
+        Ok(_) => panic!("{deployment:?} was accepted"),
         Err(e) => format!("{e:#}"),
     }
 }
@@ -16,7 +16,7 @@ fn refused(target: &Target) -> String {
 #[test]
 fn a_url_gives_the_user_and_shows_no_password() {
     let endpoint =
-        Endpoint::new(&Target::url("redis://app:hunter2@localhost:6379/2")).expect("endpoint");
+        Endpoint::new(&Deployment::url("redis://app:hunter2@localhost:6379/2")).expect("endpoint");
     assert_eq!(endpoint.user(), "app");
     assert!(
         !endpoint.shown().contains("hunter2"),
@@ -25,23 +25,23 @@ fn a_url_gives_the_user_and_shows_no_password() {
     );
     assert!(!endpoint.is_cluster());
     assert_eq!(endpoint.epoch(), 0);
-    let plain = Endpoint::new(&Target::url("redis://localhost")).expect("endpoint");
+    let plain = Endpoint::new(&Deployment::url("redis://localhost")).expect("endpoint");
     assert_eq!(plain.user(), "default");
 }
 
 #[test]
 fn an_acl_user_without_a_password_is_refused() {
-    let mut target = Target::url("redis://localhost");
-    target.username = Some("app".into());
-    assert!(refused(&target).contains("has no password"));
+    let mut deployment = Deployment::url("redis://localhost");
+    deployment.username = Some("app".into());
+    assert!(refused(&deployment).contains("has no password"));
 }
 
 #[test]
 fn tls_needs_a_rediss_url() {
-    let mut target = Target::url("redis://localhost");
-    target.tls = Some(Tls::default());
-    assert!(refused(&target).contains("not a rediss:// URL"));
-    let mut cluster = Target::url("redis://localhost");
+    let mut deployment = Deployment::url("redis://localhost");
+    deployment.tls = Some(Tls::default());
+    assert!(refused(&deployment).contains("not a rediss:// URL"));
+    let mut cluster = Deployment::url("redis://localhost");
     cluster.nodes = Nodes::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()]);
     cluster.tls = Some(Tls::default());
     assert!(refused(&cluster).contains("not rediss:// URLs"));
@@ -49,16 +49,16 @@ fn tls_needs_a_rediss_url() {
 
 #[test]
 fn an_invalid_url_is_refused_without_its_password() {
-    let error = refused(&Target::url("redis://app:hunter2@host:notaport"));
+    let error = refused(&Deployment::url("redis://app:hunter2@host:notaport"));
     assert!(error.contains("invalid Redis URL"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
 
 #[test]
 fn a_cluster_takes_user_and_password_from_its_seeds() {
-    let mut target = Target::url("redis://localhost");
-    target.nodes = Nodes::Cluster(vec!["redis://a:1".into(), "redis://app:pw@b:2".into()]);
-    let endpoint = Endpoint::new(&target).expect("endpoint");
+    let mut deployment = Deployment::url("redis://localhost");
+    deployment.nodes = Nodes::Cluster(vec!["redis://a:1".into(), "redis://app:pw@b:2".into()]);
+    let endpoint = Endpoint::new(&deployment).expect("endpoint");
     assert!(endpoint.is_cluster());
     assert_eq!(endpoint.user(), "app");
     assert_eq!(
@@ -96,19 +96,19 @@ fn connection_settings_keep_the_user_and_database_but_not_the_password() {
 #[test]
 fn tls_files_are_checked_when_the_endpoint_is_built() {
     let missing = PathBuf::from("/nonexistent/ca.pem");
-    let mut target = Target::url("rediss://localhost");
-    target.tls = Some(Tls {
+    let mut deployment = Deployment::url("rediss://localhost");
+    deployment.tls = Some(Tls {
         ca_file: Some(missing.clone()),
         ..Tls::default()
     });
-    let error = refused(&target);
+    let error = refused(&deployment);
     assert!(
         error.contains("ca_file") && error.contains("/nonexistent/ca.pem"),
         "{error}"
     );
-    target.tls = Some(Tls {
+    deployment.tls = Some(Tls {
         cert_file: Some(missing),
         ..Tls::default()
     });
-    assert!(refused(&target).contains("cert_file is set without key_file"));
+    assert!(refused(&deployment).contains("cert_file is set without key_file"));
 }

@@ -9,7 +9,7 @@ use redis::{ClientTlsConfig, TlsCertificates};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::broker::target::Tls;
+use crate::broker::deployment::Tls;
 
 /// Reads and checks the PEM files of `[redis.tls]`.
 pub(super) fn certificates(tls: &Tls) -> Result<TlsCertificates> {

@@ -75,7 +75,7 @@ mod tests {
         };
         let link = Link::new(
             Arc::new(
-                crate::broker::endpoint::Endpoint::new(&crate::broker::Target::url(
+                crate::broker::endpoint::Endpoint::new(&crate::broker::Deployment::url(
                     "redis://127.0.0.1:1",
                 ))
                 .expect("endpoint"),
