@@ -94,7 +94,7 @@ impl EntryState {
 
     /// A call the batch's earlier (uncommitted) writes would fail: decided after their
     /// commit instead.
-    fn overlay_conflict<T>(&mut self, key: &str) -> Result<T, StateError> {
+    fn uncommitted_clash<T>(&mut self, key: &str) -> Result<T, StateError> {
         self.fail(StateError::Conflict(format!(
             "state key {key:?} is of another type after this batch's earlier entries; handled again after their commit"
         )))
@@ -133,7 +133,7 @@ impl EntryState {
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => None,
             Some(Known::Str(value)) => Some(value),
-            Some(Known::Hash { .. }) => return self.overlay_conflict(key),
+            Some(Known::Hash { .. }) => return self.uncommitted_clash(key),
             Some(Known::Delta(delta)) => {
                 let stored = match self.scope.store.get(key).await {
                     Ok(value) => value,
@@ -261,7 +261,7 @@ impl EntryState {
             _ => Ok(None),
         });
         let seen = match below {
-            Err(()) => return self.overlay_conflict(key),
+            Err(()) => return self.uncommitted_clash(key),
             Ok(Some(value)) => value,
             Ok(None) => match self.scope.store.hget(key, field).await {
                 Ok(value) => value,
@@ -290,7 +290,7 @@ impl EntryState {
                     matches!(known, Some(Known::Str(_) | Known::Delta(_)))
                 });
                 if string {
-                    return self.overlay_conflict(key);
+                    return self.uncommitted_clash(key);
                 }
             }
         }
@@ -333,7 +333,7 @@ impl EntryState {
         };
         let seen = match self.scope.overlay.known(key) {
             Some(Known::Absent) => BTreeMap::new(),
-            Some(Known::Str(_) | Known::Delta(_)) => return self.overlay_conflict(key),
+            Some(Known::Str(_) | Known::Delta(_)) => return self.uncommitted_clash(key),
             Some(Known::Hash {
                 fields,
                 complete: true,
