@@ -1,5 +1,21 @@
-//! The guarded commit (`commit.lua`): outputs and acknowledgements of a whole batch in one
-//! atomic script that writes only for entries this consumer still owns.
+//! The guarded commit (`commit.lua`): outputs, handler state writes and acknowledgements
+//! of a whole batch in one atomic script that writes only for entries this consumer still
+//! owns.
+//!
+//! # Layout
+//!
+//! - this file: what a commit carries ([`Ack`]), where state keys live ([`KeyMap`]), the
+//!   partition lease it runs under ([`Fence`]), the script call and its statuses;
+//! - [`protocol`]: the wire format, as Rust enums (read ops, write ops, statuses) from
+//!   which the script's Lua constants are generated;
+//! - [`encode`]: a batch as the script's KEYS and ARGV, into any [`Sink`] (a script
+//!   invocation, or a record for tests; `cross_slot` and entry leases use it too);
+//! - `commit.lua`: the script itself, its argument layout at its top.
+
+mod encode;
+mod protocol;
+#[cfg(test)]
+mod tests;
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -10,14 +26,9 @@ use super::link::CALL_DEADLINE;
 use crate::message::{CommitStatus, Output};
 use crate::state::{Changes, Read, Write};
 
-mod encode;
-mod protocol;
-
 #[cfg(test)]
 pub(super) use encode::Recorded;
 pub(super) use encode::Sink;
-#[cfg(test)]
-mod tests;
 
 /// The commit script: the protocol's constants, `spread`, then `commit.lua`.
 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(&script_source()));
