@@ -47,6 +47,8 @@ fn incr_by(key: &str, delta: i64) -> Write {
 
 /// A write check: what the keys hold before (JSON, as `sluice invoke --state` reads
 /// it: strings and hashes), the entry's writes, and whether the commit applies them.
+/// A refused write after another one is decided by the script's own check (`writable`);
+/// a refused first write may also be Redis refusing it as it is applied.
 struct WriteCase {
     name: &'static str,
     before: &'static str,
@@ -110,6 +112,18 @@ fn write_cases() -> Vec<WriteCase> {
             "an add to a leading zero",
             r#"{"a": "007"}"#,
             vec![incr_by("a", 1)],
+            false,
+        ),
+        case(
+            "a later add to a leading zero",
+            r#"{"a": "007"}"#,
+            vec![set("b", "1"), incr_by("a", 1)],
+            false,
+        ),
+        case(
+            "a later add to a hash",
+            r#"{"h": {"f": "1"}}"#,
+            vec![set("b", "1"), incr_by("h", 1)],
             false,
         ),
         case(
@@ -226,6 +240,23 @@ async fn store(con: &mut redis::aio::MultiplexedConnection, case: usize, before:
     }
 }
 
+/// What `keys` hold (`DUMP`; nil for no key), to compare before and after a commit.
+async fn dump(
+    con: &mut redis::aio::MultiplexedConnection,
+    keys: &[String],
+) -> Vec<Option<Vec<u8>>> {
+    let mut dumped = Vec::new();
+    for key in keys {
+        let value: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(con)
+            .await
+            .expect("DUMP");
+        dumped.push(value);
+    }
+    dumped
+}
+
 /// Commits one new entry carrying `writes` through the real commit script.
 async fn commit_writes(
     con: &mut redis::aio::MultiplexedConnection,
@@ -263,13 +294,23 @@ async fn write_checks_agree_in_rust_and_in_the_commit_script() {
         assert_eq!(rust.is_ok(), case.applied, "rust: {}: {rust:?}", case.name);
 
         store(&mut con, n, case.before).await;
-        let writes = case.writes.iter().map(|w| scoped_write(n, w)).collect();
+        let writes: Vec<Write> = case.writes.iter().map(|w| scoped_write(n, w)).collect();
+        let keys: Vec<String> = writes.iter().map(|w| w.key().to_owned()).collect();
+        let before = dump(&mut con, &keys).await;
         let lua = commit_writes(&mut con, &mut consumer, writes).await;
         let expected = match case.applied {
             true => CommitStatus::Committed,
             false => CommitStatus::StateRefused,
         };
         assert_eq!(lua, expected, "lua: {}", case.name);
+        if !case.applied {
+            assert_eq!(
+                dump(&mut con, &keys).await,
+                before,
+                "lua: {}: a refused entry writes nothing",
+                case.name
+            );
+        }
     }
 }
 
@@ -300,14 +341,20 @@ async fn integers_are_read_as_incrby_reads_them_on_both_sides() {
         let redis: redis::RedisResult<i64> = con.incr(&probe, 0).await;
         assert_eq!(redis.ok(), *integer, "redis's own INCRBY: {text:?}");
 
+        // A write before the add: only the script's own check (not INCRBY failing as
+        // it is applied) keeps it from being written when the add is refused.
         let key = scoped(n, "a");
+        let marker = scoped(n, "marker");
         let () = con.set(&key, text).await.expect("SET");
-        let lua = commit_writes(&mut con, &mut consumer, vec![incr_by(&key, 0)]).await;
+        let writes = vec![set(&marker, "written"), incr_by(&key, 0)];
+        let lua = commit_writes(&mut con, &mut consumer, writes).await;
         let within = integer.is_some_and(|i| i.unsigned_abs() < LUA_LIMIT);
         let expected = match within {
             true => CommitStatus::Committed,
             false => CommitStatus::StateRefused,
         };
         assert_eq!(lua, expected, "lua: {text:?}");
+        let marked: bool = con.exists(&marker).await.expect("EXISTS");
+        assert_eq!(marked, within, "lua: {text:?}: the write before the add");
     }
 }
