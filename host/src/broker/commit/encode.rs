@@ -54,7 +54,7 @@ impl Sink for Recorded {
     }
 }
 
-/// Each key's index in KEYS (Lua arrays start at 1; KEYS[1] is the input stream).
+/// Each key's index in KEYS (Lua arrays start at 1; `KEYS[1]` is the input stream).
 struct KeyIndex<'a> {
     index: HashMap<&'a str, usize>,
     /// How many output streams follow the input stream.
