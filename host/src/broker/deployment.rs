@@ -1,5 +1,6 @@
-//! Where the Redis primary is and how to reach it: one URL, or a set of Sentinels that
-//! name it; credentials; TLS. [`Endpoint`](super::endpoint::Endpoint) turns a [`Deployment`] into connections.
+//! A Redis deployment: where the primary is and how to reach it (one URL, a set of
+//! Sentinels that name it, or a cluster's seeds); credentials; TLS.
+//! [`Endpoint`](super::endpoint::Endpoint) turns a [`Deployment`] into connections.
 //!
 //! Secrets are [`Secret`]s: their `Debug` and `Display` print `***`, so no log line,
 //! error or status page can show one by accident.
