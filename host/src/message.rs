@@ -123,13 +123,13 @@ pub mod dead_letter_fields {
     pub const COUNT: usize = 6;
 }
 
-/// Why a handler did not produce outputs for a message.
+/// Why a handler did not produce outputs for an entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
     /// The handler asked for a later redelivery.
     #[error("handler asked to retry: {0}")]
     Retry(String),
-    /// The handler refused the message for good.
+    /// The handler refused the entry for good.
     #[error("handler rejected the message: {0}")]
     Reject(String),
     /// The guest trapped (panic, unreachable, out of bounds...).
@@ -151,7 +151,7 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// Whether the message should be delivered again (until `max_attempts`).
+    /// Whether the entry should be delivered again (until `max_attempts`).
     pub fn is_retryable(&self) -> bool {
         !matches!(self, HandlerError::Reject(_))
     }

@@ -1,5 +1,6 @@
-//! Where the Redis primary is and how to reach it: one URL, or a set of Sentinels that
-//! name it; credentials; TLS. [`Endpoint`] turns a [`Target`] into connections.
+//! A Redis deployment: where the primary is and how to reach it (one URL, a set of
+//! Sentinels that name it, or a cluster's seeds); credentials; TLS.
+//! [`Endpoint`](super::endpoint::Endpoint) turns a [`Deployment`] into connections.
 //!
 //! Secrets are [`Secret`]s: their `Debug` and `Display` print `***`, so no log line,
 //! error or status page can show one by accident.
@@ -117,9 +118,10 @@ pub struct Replication {
     pub timeout: Duration,
 }
 
-/// Everything needed to open connections to the primary.
+/// A Redis deployment: everything needed to open connections to its primary (a URL,
+/// Sentinels or a cluster's seeds, credentials, TLS).
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct Deployment {
     /// Where the primary is.
     pub nodes: Nodes,
     /// The ACL user; overrides the URL's.
@@ -137,7 +139,7 @@ pub struct Target {
     pub replication: Option<Replication>,
 }
 
-impl Target {
+impl Deployment {
     /// Whether the nodes are a Redis Cluster (keys of one script must then share a hash
     /// slot).
     pub fn is_cluster(&self) -> bool {
@@ -145,7 +147,7 @@ impl Target {
     }
 }
 
-impl Target {
+impl Deployment {
     /// A plain URL with nothing else set.
     pub fn url(url: impl Into<String>) -> Self {
         Self {
@@ -262,8 +264,8 @@ mod tests {
             format!("{secret} {secret:?} {:?}", Some(&secret)),
             "*** *** Some(***)"
         );
-        let mut target = Target::url("rediss://u:hunter2@h:1");
-        target.password = Some(secret);
-        assert!(!format!("{target:?} {}", target.shown()).contains("hunter2"));
+        let mut deployment = Deployment::url("rediss://u:hunter2@h:1");
+        deployment.password = Some(secret);
+        assert!(!format!("{deployment:?} {}", deployment.shown()).contains("hunter2"));
     }
 }

@@ -1,23 +1,23 @@
 -- Sluice guarded commit: for each entry, append its outputs and acknowledge it, but only
 -- if the entry is still pending for this group AND owned by this consumer. An entry
--- claimed by another consumer writes nothing and is reported as 0.
+-- claimed by another consumer writes nothing and is reported as NOT_OWNED.
 --
 -- An entry pending for no consumer at all was either committed already (a commit retried
 -- after its reply was lost) or removed from the pending entries list under its owner (an
 -- operator ran XGROUP DELCONSUMER, XACK, or destroyed the group). The caller knows which
 -- can be the case: with `adopt` set (no earlier try of this commit may have gone
 -- through, and the entry's lease never lapsed, so no other consumer can have taken it),
--- its outputs are written and it is reported as 2 (adopted); otherwise nothing is
--- written and it is reported as 3 (gone). An entry past the group's last-delivered ID
+-- its outputs are written and it is reported as ADOPTED; otherwise nothing is
+-- written and it is reported as GONE. An entry past the group's last-delivered ID
 -- was never delivered as far as this server knows (a failover lost the delivery with
 -- the old primary): it will be delivered again, so nothing is written and it is reported
--- as 4 (undelivered) instead of being adopted.
+-- as UNDELIVERED instead of being adopted.
 --
 -- Handler state: an entry may carry reads (what it saw of keys) and writes. Its writes
 -- are applied, with its outputs and acknowledgement, only if every read still holds at
 -- that point of the script (after the batch's earlier entries); else nothing of it is
--- written and it is reported as 5 (conflict: handled again). A hash write to a key that
--- holds another type writes nothing of the entry and reports 6 (state refused).
+-- written and it is reported as CONFLICT (handled again). A hash write to a key that
+-- holds another type writes nothing of the entry and reports STATE_REFUSED.
 --
 -- KEYS[1]      the input stream
 -- KEYS[2..]    every stream an output goes to, then every state key
@@ -26,15 +26,18 @@
 --              (0: none) and the value this consumer holds it with, then per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
 --                read count, then per read: kind, key index, then
---                  1 (GET):     present (0/1) [, value]
---                  2 (HGET):    field, present [, value]
---                  3 (HGETALL): field count, f1, v1, ...
+--                  READ_GET:     present (0/1) [, value]
+--                  READ_HGET:    field, present [, value]
+--                  READ_HGETALL: field count, f1, v1, ...
 --                write count, then per write: op, key index, then
---                  1 (SET): value;  2 (DEL): nothing;  3 (HSET): field count, f1,
+--                  WRITE_SET: value;  WRITE_DEL: nothing;  WRITE_HSET: field count, f1,
 --                  v1, ... (an entry's consecutive fields of one hash, one HSET);
---                  4 (INCRBY): delta (the key must then hold an integer, or nothing)
--- Returns one integer per entry: 1 committed, 0 owned by another consumer, 2 adopted,
--- 3 gone, 4 undelivered, 5 conflict, 6 state refused.
+--                  WRITE_INCRBY: delta (the key must then hold an integer, or nothing)
+-- Returns one status per entry: COMMITTED, NOT_OWNED (owned by another consumer),
+-- ADOPTED, GONE, UNDELIVERED, CONFLICT or STATE_REFUSED.
+--
+-- The constants (opcodes and statuses) are not defined here: the script is loaded with a
+-- preamble generated from the Rust enums of broker/commit/protocol.rs.
 --
 -- All checks run before the first write, so a wrongly typed target key fails the whole
 -- batch with an error instead of leaving it half written.
@@ -43,7 +46,7 @@
 -- rather than one per entry, and the batch is acknowledged by one XACK: per entry, the
 -- script does little more than its XADDs.
 
--- spread(t, i, j): see spread.lua, prepended to this script.
+-- spread(t, i, j): see spread.lua, prepended to this script (after the constants).
 
 local group, consumer = ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
@@ -59,7 +62,7 @@ local lease = tonumber(ARGV[8])
 if lease > 0 and redis.call('GET', KEYS[lease]) ~= ARGV[9] then
   local fenced = {}
   for e = 1, count do
-    fenced[e] = 0
+    fenced[e] = NOT_OWNED
   end
   return fenced
 end
@@ -130,7 +133,7 @@ local function holds(at, n)
   for _ = 1, n do
     local kind, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     local t = redis.call('TYPE', key)['ok']
-    if kind == '1' then
+    if kind == READ_GET then
       if ARGV[p + 2] == '1' then
         if t ~= 'string' or redis.call('GET', key) ~= ARGV[p + 3] then
           return false
@@ -142,7 +145,7 @@ local function holds(at, n)
         end
         p = p + 3
       end
-    elseif kind == '2' then
+    elseif kind == READ_HGET then
       if t ~= 'hash' and t ~= 'none' then
         return false
       end
@@ -158,7 +161,7 @@ local function holds(at, n)
         end
         p = p + 4
       end
-    else
+    elseif kind == READ_HGETALL then
       if t ~= 'hash' and t ~= 'none' then
         return false
       end
@@ -226,12 +229,12 @@ local function writable(at, n)
   end
   for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
-    if i == 1 and op == '3' then
+    if i == 1 and op == WRITE_HSET then
       -- The entry's first write, an HSET, is not checked: `apply` runs it under pcall,
       -- and a refused HSET changes nothing, so nothing of the entry is written then.
       kinds[key] = 'hash'
       p = p + 3 + 2 * tonumber(ARGV[p + 2])
-    elseif op == '1' then
+    elseif op == WRITE_SET then
       local number = redis_integer(ARGV[p + 2])
       if number then
         kinds[key], values[key] = 'int', number
@@ -239,10 +242,10 @@ local function writable(at, n)
         kinds[key] = 'str'
       end
       p = p + 3
-    elseif op == '2' then
+    elseif op == WRITE_DEL then
       kinds[key] = 'none'
       p = p + 2
-    elseif op == '4' then
+    elseif op == WRITE_INCRBY then
       local k = kind(key, false)
       local current = 0
       if k == 'int' then
@@ -256,7 +259,7 @@ local function writable(at, n)
       end
       kinds[key], values[key] = 'int', sum
       p = p + 3
-    else
+    elseif op == WRITE_HSET then
       local k = kind(key, true)
       if k ~= 'hash' and k ~= 'none' then
         return false
@@ -277,16 +280,16 @@ local function apply(at, n)
   for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     local reply
-    if op == '1' then
+    if op == WRITE_SET then
       reply = redis.pcall('SET', key, ARGV[p + 2])
       p = p + 3
-    elseif op == '2' then
+    elseif op == WRITE_DEL then
       reply = redis.pcall('DEL', key)
       p = p + 2
-    elseif op == '4' then
+    elseif op == WRITE_INCRBY then
       reply = redis.pcall('INCRBY', key, ARGV[p + 2])
       p = p + 3
-    else
+    elseif op == WRITE_HSET then
       local fields = tonumber(ARGV[p + 2])
       reply = redis.pcall('HSET', key, unpack(ARGV, p + 3, p + 2 + 2 * fields))
       p = p + 3 + 2 * fields
@@ -316,12 +319,14 @@ for e = 1, count do
   local reads_at = pos
   for _ = 1, reads do
     local kind = ARGV[pos]
-    if kind == '1' then
+    if kind == READ_GET then
       pos = pos + 3 + (ARGV[pos + 2] == '1' and 1 or 0)
-    elseif kind == '2' then
+    elseif kind == READ_HGET then
       pos = pos + 4 + (ARGV[pos + 3] == '1' and 1 or 0)
-    else
+    elseif kind == READ_HGETALL then
       pos = pos + 3 + 2 * tonumber(ARGV[pos + 2])
+    else
+      return redis.error_reply('ERR sluice commit: unknown read kind ' .. tostring(kind))
     end
   end
   local writes = tonumber(ARGV[pos])
@@ -329,25 +334,27 @@ for e = 1, count do
   local writes_at = pos
   for _ = 1, writes do
     local op = ARGV[pos]
-    if op == '1' or op == '4' then
+    if op == WRITE_SET or op == WRITE_INCRBY then
       pos = pos + 3
-    elseif op == '2' then
+    elseif op == WRITE_DEL then
       pos = pos + 2
-    else
+    elseif op == WRITE_HSET then
       pos = pos + 3 + 2 * tonumber(ARGV[pos + 2])
+    else
+      return redis.error_reply('ERR sluice commit: unknown write op ' .. tostring(op))
     end
   end
   entries[e] = { id, outputs, first, reads, reads_at, writes, writes_at }
   if mine[id] or (not complete and #redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1) then
-    owned[e] = 1
+    owned[e] = COMMITTED
   elseif #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
-    owned[e] = 0
+    owned[e] = NOT_OWNED
   elseif not delivered(id) then
-    owned[e] = 4
+    owned[e] = UNDELIVERED
   elseif adopt then
-    owned[e] = 2
+    owned[e] = ADOPTED
   else
-    owned[e] = 3
+    owned[e] = GONE
   end
 end
 
@@ -355,22 +362,22 @@ local result = {}
 local acks = {}
 for e = 1, count do
   local entry = entries[e]
-  if (owned[e] == 1 or owned[e] == 2) and not holds(entry[5], entry[4]) then
-    owned[e] = 5
-  elseif (owned[e] == 1 or owned[e] == 2) and not writable(entry[7], entry[6]) then
-    owned[e] = 6
+  if (owned[e] == COMMITTED or owned[e] == ADOPTED) and not holds(entry[5], entry[4]) then
+    owned[e] = CONFLICT
+  elseif (owned[e] == COMMITTED or owned[e] == ADOPTED) and not writable(entry[7], entry[6]) then
+    owned[e] = STATE_REFUSED
   end
-  if (owned[e] == 1 or owned[e] == 2) and not apply(entry[7], entry[6]) then
-    owned[e] = 6
+  if (owned[e] == COMMITTED or owned[e] == ADOPTED) and not apply(entry[7], entry[6]) then
+    owned[e] = STATE_REFUSED
   end
-  if owned[e] == 1 or owned[e] == 2 then
+  if owned[e] == COMMITTED or owned[e] == ADOPTED then
     local id, outputs, p = entry[1], entry[2], entry[3]
     for _ = 1, outputs do
       local key, fields = KEYS[tonumber(ARGV[p])], tonumber(ARGV[p + 1])
       redis.call('XADD', key, '*', spread(ARGV, p + 2, p + 1 + 2 * fields))
       p = p + 2 + 2 * fields
     end
-    if owned[e] == 1 then
+    if owned[e] == COMMITTED then
       acks[#acks + 1] = id
     end
   end

@@ -1,5 +1,7 @@
-//! Leases: which daemon holds a consumer name in a group, and (`ordering = "per-key"`)
-//! which daemon handles a partition now. One mechanism for both.
+//! Leases: which daemon holds a consumer name in a group (name leases) and, with
+//! `ordering = "per-key"`, which daemon handles a partition now (partition leases). One
+//! mechanism for both. Entry leases (a consumer's claim on the entries it works on) are
+//! in [`entry`].
 //!
 //! A lease is a key in the partition's hash slot holding `<daemon>/<fencing token>`, with
 //! an expiry. A daemon takes a free lease with a fresh token (one more than the last one
@@ -12,6 +14,8 @@
 //! announcement lapses, in Redis's clock), so that each knows how many share the
 //! partitions and takes no more than its even share.
 
+mod entry;
+
 use std::time::Duration;
 
 use redis::Script;
@@ -19,6 +23,8 @@ use std::sync::LazyLock;
 
 use super::commit::Fence;
 use super::{Broker, Fault};
+
+pub use entry::EntryLeases;
 
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -229,7 +235,7 @@ impl Broker {
         fence: &Fence,
         ttl: Duration,
     ) -> Result<bool, Fault> {
-        let token = fence.value.rsplit_once('/').map_or("", |(_, t)| t);
+        let token = token(fence);
         let mut call = KEEP.key(&fence.key);
         call.key(&keys.token)
             .arg(&fence.value)
@@ -286,6 +292,11 @@ impl Broker {
     }
 }
 
+/// The fencing token in a lease value (`<daemon>/<token>`; a daemon name may hold `/`).
+fn token(fence: &Fence) -> &str {
+    fence.value.rsplit_once('/').map_or("", |(_, t)| t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +311,36 @@ mod tests {
             assert_eq!(key_slot(keys.token.as_bytes()), slot, "{keys:?}");
             assert!(keys.lease.starts_with(&format!("{stream}:consumer")));
         }
+    }
+
+    #[test]
+    fn a_partitions_lease_lives_in_its_streams_slot() {
+        let keys = LeaseKeys::new("orders:{3}", "G");
+        assert_eq!(keys.lease, "orders:{3}:lease:G");
+        assert_eq!(keys.token, "orders:{3}:lease-token:G");
+        let slot = key_slot(b"orders:{3}");
+        assert_eq!(key_slot(keys.lease.as_bytes()), slot);
+        assert_eq!(key_slot(keys.token.as_bytes()), slot);
+    }
+
+    #[test]
+    fn a_name_lease_of_a_stream_without_a_tag_gets_one_of_its_slot() {
+        let keys = LeaseKeys::consumer("IN", "G", "c1");
+        let tag = crate::broker::slot::tag_for(key_slot(b"IN"));
+        assert_eq!(keys.lease, format!("IN:consumer:{tag}:G:c1"));
+        assert_eq!(keys.token, format!("IN:consumer-token:{tag}:G"));
+        let tagged = LeaseKeys::consumer("orders:{3}", "G", "c1");
+        assert_eq!(tagged.lease, "orders:{3}:consumer:G:c1");
+    }
+
+    #[test]
+    fn the_token_is_after_the_last_slash() {
+        let fence = |value: &str| Fence {
+            key: "k".into(),
+            value: value.into(),
+        };
+        assert_eq!(token(&fence("d/7")), "7");
+        assert_eq!(token(&fence("d/x/12")), "12");
+        assert_eq!(token(&fence("no-token")), "");
     }
 }
