@@ -34,8 +34,11 @@
 //!   outcome is a **commit status** ([`message::CommitStatus`]).
 //! - **settle**: decide and apply an entry's fate after its call: commit it, leave it
 //!   pending for a **retry** at a time the **backoff** picks, or **dead-letter** it.
-//! - **conflict**: a state conflict only: a value the handler read changed before the
-//!   commit; the entry is handled again.
+//! - **conflict**: a state conflict only: what an entry's handler read or wrote in its
+//!   handler state clashes with writes not yet committed (the batch's earlier entries')
+//!   or changed before its commit (another writer's). Nothing is written; the entry is
+//!   handled again without counting an attempt. A commit that finds the entry owned by
+//!   another consumer is **not owned**, never a conflict.
 //! - **lease**, always qualified: an **entry lease** (per-key ordering holds an entry's key
 //!   while it is in flight), a **partition lease** (one daemon consumes a partition), a
 //!   **name lease** (one daemon uses a consumer name).
