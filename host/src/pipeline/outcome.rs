@@ -140,6 +140,17 @@ impl Rules<'_> {
     }
 }
 
+/// A dead letter's reason (its `sluice.error` field).
+pub fn reason_of(letter: &Output) -> String {
+    let reason = letter
+        .fields
+        .iter()
+        .find(|(name, _)| name == dead_letter_fields::ERROR);
+    reason.map_or_else(String::new, |(_, value)| {
+        String::from_utf8_lossy(value).into_owned()
+    })
+}
+
 /// The delay before delivery `attempt + 1` of entry `id`: exponential from `initial`,
 /// capped at `max`, with "equal jitter" (half fixed, half spread) derived from the ID
 /// and attempt, so that every check of the same entry agrees on when it is due.

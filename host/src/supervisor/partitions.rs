@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::broker::{Broker, Fence, LeaseKeys};
 use crate::config::PipelineConfig;
-use crate::pipeline::{LeaseClock, Pipeline};
+use crate::pipeline::{LeaseClock, Order, Pipeline};
 use crate::status::Board;
 use crate::telemetry::traces::Tracing;
 use crate::wasm::PluginCell;
@@ -262,7 +262,7 @@ impl Partitions {
                 let clock = clock.clone();
                 let stop = partition_stop.clone();
                 async move {
-                    if let Err(e) = pipeline.run_ordered(stop, clock).await {
+                    if let Err(e) = pipeline.run(stop, Order::per_key(clock)).await {
                         tracing::error!(error = format!("{e:#}"), "partition failed");
                     }
                 }

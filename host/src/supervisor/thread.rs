@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::partitions::Partitions;
 use crate::config::Ordering;
 use crate::config::PipelineConfig;
+use crate::pipeline::Order;
 
 /// How long a pipeline dropped after its drain timeout gets to end its thread.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -156,7 +157,7 @@ async fn run(
             };
             ready(Ok(()));
             tokio::select! {
-                result = pipeline.run(stop) => {
+                result = pipeline.run(stop, Order::Any) => {
                     if let Err(e) = result {
                         tracing::error!(error = format!("{e:#}"), "pipeline failed");
                     }
@@ -176,7 +177,7 @@ async fn run(
             let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
                 let stop = stop.clone();
                 async move {
-                    if let Err(e) = pipeline.run(stop).await {
+                    if let Err(e) = pipeline.run(stop, Order::Any).await {
                         tracing::error!(
                             partition = p,
                             error = format!("{e:#}"),
