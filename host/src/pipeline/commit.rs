@@ -30,6 +30,8 @@ use crate::telemetry::PipelineMetrics;
 
 /// Bytes (field names and values) one commit carries at most.
 pub const MAX_COMMIT_BYTES: usize = 8 << 20;
+/// What the commit refuses a state write for, in the dead letter.
+const STATE_REFUSED: &str = "a state write was refused at the commit: hset on a key that is not a hash, or add on a key that does not hold a 64-bit integer (or would overflow)";
 /// Tries of one commit in a row that lose the connection under the call while Redis
 /// answers a `PING` on a new one right after, before its batch is split (or its one
 /// entry taken as the cause).
@@ -116,8 +118,31 @@ async fn commit_part(
     }
 }
 
+/// Dead-letters the entries (at indexes `refused` of `acks`) whose state writes the
+/// commit refused; returns how many dead letters were written.
+pub(super) async fn dead_letter_refused(
+    s: &mut Sending<'_>,
+    acks: &[Ack],
+    digests: &[Arc<str>],
+    refused: &[usize],
+) -> usize {
+    let letters: Vec<Ack> = (refused.iter())
+        .map(|&i| refused_letter(s, &acks[i], &digests[i], STATE_REFUSED))
+        .collect();
+    let digests: Vec<Arc<str>> = refused.iter().map(|&i| digests[i].clone()).collect();
+    tracing::warn!(ids = ?letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), "handler state writes refused at the commit (hset on a key that is not a hash, add on one that is not an integer): dead-lettering the entries");
+    let statuses = commit(s, &letters, &digests).await;
+    let written = |status: &Option<CommitStatus>| {
+        matches!(
+            status,
+            Some(CommitStatus::Committed | CommitStatus::Adopted)
+        )
+    };
+    statuses.iter().filter(|status| written(status)).count()
+}
+
 /// A dead letter for an entry whose commit Redis refused, with Redis's reason.
-pub(super) fn refused_letter(s: &Sending<'_>, ack: &Ack, digest: &str, reason: &str) -> Ack {
+fn refused_letter(s: &Sending<'_>, ack: &Ack, digest: &str, reason: &str) -> Ack {
     let entry = s.entries.iter().find(|e| e.id == ack.id);
     let entry = entry.cloned().unwrap_or_else(|| Entry {
         id: ack.id.clone(),

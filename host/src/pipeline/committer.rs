@@ -3,7 +3,7 @@
 //! whatever state Redis is in (`commit.rs`), and what each entry came to ([`Fate`],
 //! `account.rs`) is accounted into a [`BatchReport`], the metrics, the status and logs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use super::health::Health;
 use super::outcome::{Outcome, Rules, reason_of};
 use super::reader::Hold;
 use super::redelivery::Redelivery;
+use super::reruns::Reruns;
 use super::schedule::Schedule;
 use super::{BatchReport, Halt};
 use crate::broker::{Ack, MAX_FIELDS_PER_OUTPUT};
@@ -25,13 +26,6 @@ use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::telemetry::traces::{Ended, Traces};
 use crate::trace_context;
-
-/// Times in a row an entry is handled again at once because its handler state changed
-/// under it, before it waits for its retry backoff instead.
-const MAX_RERUNS: u32 = 16;
-
-/// What the commit refuses a state write for, in the dead letter.
-const STATE_REFUSED: &str = "a state write was refused at the commit: hset on a key that is not a hash, or add on a key that does not hold a 64-bit integer (or would overflow)";
 
 /// One entry's part of a prepared commit.
 struct Plan {
@@ -53,14 +47,6 @@ pub(super) struct Prepared {
     leases: EntryLeases,
 }
 
-/// A committed batch, for what follows its commit.
-struct Committed<'a> {
-    entries: &'a [Entry],
-    acks: &'a [Ack],
-    digests: &'a [Arc<str>],
-    held: &'a Held,
-}
-
 /// Settles handled batches.
 pub(super) struct Committer {
     config: Arc<PipelineConfig>,
@@ -69,9 +55,8 @@ pub(super) struct Committer {
     dead_letter: String,
     partition: Option<u32>,
     dead_log: DeadLog,
-    /// Entries handled again because their handler state changed under them, and how
-    /// many times in a row.
-    reruns: HashMap<String, u32>,
+    /// Entries handled again because their handler state changed under them.
+    reruns: Reruns,
     board: Arc<Board>,
     metrics: PipelineMetrics,
     traces: Traces,
@@ -93,7 +78,7 @@ impl Committer {
             config,
             outputs,
             partition,
-            reruns: HashMap::new(),
+            reruns: Reruns::default(),
             board,
             metrics,
             traces,
@@ -148,7 +133,7 @@ impl Committer {
             self.plan(&mut prepared, index, entry, handled, redelivery);
         }
         prepared.entries = entries;
-        let again = self.again(again, redelivery);
+        let again = self.reruns.again(again, redelivery);
         if halt.draining() {
             unstarted.clear();
         }
@@ -253,27 +238,19 @@ impl Committer {
         let mut latency_ms = 0;
         for (index, ((ack, plan), status)) in acks.iter().zip(&plans).zip(statuses).enumerate() {
             let fate = Fate::of(status, plan.dead_letter.is_some());
-            let entry = &entries[plan.entry];
-            if entry.trace.is_some()
-                && let Some(ended) = fate.ended(plan.dead_letter.as_deref())
-            {
-                self.traces
-                    .end(entry, &plan.digest, Some(commit_times), &ended);
-            }
             tally.count(index, &ack.id, fate);
-            latency_ms += self.account(ack, plan, fate);
+            latency_ms += self.account(&entries[plan.entry], ack, plan, fate, commit_times);
         }
         self.adopted(&mut tally);
         tally.log();
         let again = self.conflicted(&tally, &entries, redelivery);
-        let refused = Committed {
-            entries: &entries,
-            acks: &acks,
-            digests: &digests,
-            held: &held,
-        };
-        self.dead_letter_refused(&mut tally, refused, health, redelivery, halt)
-            .await;
+        if !tally.refused.is_empty() {
+            let schedule = &mut redelivery.schedule;
+            let mut sending = self.sending(health, schedule, &held, &entries, halt);
+            let refused = &tally.refused;
+            let letters = commit::dead_letter_refused(&mut sending, &acks, &digests, refused);
+            tally.report.dead_lettered += letters.await;
+        }
         let report = tally.report;
         self.count(report, latency_ms);
         health.committed((report.delivered + report.dead_lettered) as u64);
@@ -321,14 +298,26 @@ impl Committer {
         tracing::debug!(?report, "batch done");
     }
 
-    /// Accounts for one entry's fate (dead-letter log, reruns, state metrics, latency);
-    /// returns its end-to-end latency if it was delivered.
-    fn account(&mut self, ack: &Ack, plan: &Plan, fate: Fate) -> u64 {
+    /// Accounts for one entry's fate (its trace, dead-letter log, reruns, state
+    /// metrics); returns its end-to-end latency if it was delivered.
+    fn account(
+        &mut self,
+        entry: &Entry,
+        ack: &Ack,
+        plan: &Plan,
+        fate: Fate,
+        commit_times: (SystemTime, SystemTime),
+    ) -> u64 {
+        if entry.trace.is_some()
+            && let Some(ended) = fate.ended(plan.dead_letter.as_deref())
+        {
+            (self.traces).end(entry, &plan.digest, Some(commit_times), &ended);
+        }
         match fate {
             Fate::Pending => return 0,
             Fate::StateConflict => {}
             _ => {
-                self.reruns.remove(&ack.id);
+                self.reruns.end(&ack.id);
             }
         }
         match fate {
@@ -386,65 +375,7 @@ impl Committer {
             .iter()
             .filter(|e| conflicted.contains(&e.id))
             .cloned();
-        self.again(entries.collect(), redelivery)
-    }
-
-    /// Dead-letters the entries whose state writes the commit refused.
-    async fn dead_letter_refused(
-        &self,
-        tally: &mut Tally,
-        batch: Committed<'_>,
-        health: &mut Health,
-        redelivery: &mut Redelivery,
-        halt: &Halt,
-    ) {
-        if tally.refused.is_empty() {
-            return;
-        }
-        let Committed {
-            entries,
-            acks,
-            digests,
-            held,
-        } = batch;
-        let mut sending = self.sending(health, &mut redelivery.schedule, held, entries, halt);
-        let letters: Vec<Ack> = (tally.refused.iter())
-            .map(|&i| commit::refused_letter(&sending, &acks[i], &digests[i], STATE_REFUSED))
-            .collect();
-        let digests: Vec<Arc<str>> = tally.refused.iter().map(|&i| digests[i].clone()).collect();
-        tracing::warn!(ids = ?letters.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), "handler state writes refused at the commit (hset on a key that is not a hash, add on one that is not an integer): dead-lettering the entries");
-        let statuses = commit::commit(&mut sending, &letters, &digests).await;
-        for status in statuses {
-            if matches!(Fate::of(status, true), Fate::DeadLettered { .. }) {
-                tally.report.dead_lettered += 1;
-            }
-        }
-    }
-
-    /// Of `entries` (their handler state changed under them), those to handle again
-    /// first, as the same delivery. One that conflicted [`MAX_RERUNS`] times in a row
-    /// waits for its retry backoff instead, like a failure (its next delivery counts an
-    /// attempt), so that a hot key cannot spin the pipeline.
-    fn again(&mut self, entries: Vec<Entry>, redelivery: &mut Redelivery) -> Vec<Entry> {
-        if entries.is_empty() {
-            return entries;
-        }
-        if self.reruns.len() > 10_000 {
-            self.reruns.clear();
-        }
-        let mut again = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let runs = self.reruns.entry(entry.id.clone()).or_insert(0);
-            *runs += 1;
-            if *runs > MAX_RERUNS {
-                self.reruns.remove(&entry.id);
-                tracing::warn!(id = %entry.id, reruns = MAX_RERUNS, "handler state read by this entry kept changing before its commit; it waits for its retry backoff");
-                redelivery.retry_later(&entry.id, entry.attempt);
-                continue;
-            }
-            again.push(entry);
-        }
-        again
+        self.reruns.again(entries.collect(), redelivery)
     }
 
     /// Milliseconds since the entry `id` was added (its ID's timestamp), recorded in the

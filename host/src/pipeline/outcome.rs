@@ -182,35 +182,46 @@ mod tests {
         }
     }
 
-    /// What each handler result comes to: outputs to declared streams are delivered; a
-    /// reject, an undeclared stream, an empty or too wide output are dead-lettered at
-    /// once; other failures are retried until `max_attempts`, then dead-lettered.
-    #[test]
-    fn each_result_has_one_outcome() {
-        let outputs: HashSet<String> = ["OUT".to_owned()].into();
-        let rules = Rules {
+    /// The rules of the cases below: outputs to `OUT`, 3 attempts, 10 fields.
+    fn rules(outputs: &HashSet<String>) -> Rules<'_> {
+        Rules {
             pipeline: "p",
             source: "IN",
-            outputs: &outputs,
+            outputs,
             dead_letter: "IN:dead",
             max_attempts: 3,
             max_fields: 10,
             partition: None,
-        };
-        let entry = |attempt: u32| Entry {
+        }
+    }
+
+    fn entry(attempt: u32) -> Entry {
+        Entry {
             id: "1-1".into(),
             fields: vec![("a".into(), b"1".to_vec())],
             attempt,
             raw_names: None,
             trace: None,
-        };
-        let reason = |outcome: Outcome| match outcome {
+        }
+    }
+
+    /// The reason of a dead letter (which goes to the dead-letter stream).
+    fn reason(outcome: Outcome) -> String {
+        match outcome {
             Outcome::DeadLetter(letter) => {
                 assert_eq!(letter.target, "IN:dead");
                 String::from_utf8_lossy(&letter.fields[0].1).into_owned()
             }
             other => panic!("not dead-lettered: {other:?}"),
-        };
+        }
+    }
+
+    /// What each handler result comes to, case 1: outputs to declared streams (or none)
+    /// are delivered.
+    #[test]
+    fn outputs_to_declared_streams_are_delivered() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         assert!(matches!(
             rules.decide(&entry(1), "d", Ok(vec![output("OUT", 2)])),
             Outcome::Deliver(o) if o.len() == 1
@@ -218,6 +229,14 @@ mod tests {
         assert!(
             matches!(rules.decide(&entry(1), "d", Ok(Vec::new())), Outcome::Deliver(o) if o.is_empty())
         );
+    }
+
+    /// Case 2: a reject, an undeclared stream, an empty or too wide output are
+    /// dead-lettered at once.
+    #[test]
+    fn rejects_and_bad_outputs_are_dead_lettered_at_once() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         let rejected = rules.decide(&entry(1), "d", Err(HandlerError::Reject("no".into())));
         assert_eq!(reason(rejected), "rejected: no");
         let undeclared = rules.decide(&entry(1), "d", Ok(vec![output("ELSEWHERE", 1)]));
@@ -234,6 +253,13 @@ mod tests {
             reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 11)])))
                 .contains("11 fields, more than 10")
         );
+    }
+
+    /// Case 3: other failures are retried until `max_attempts`, then dead-lettered.
+    #[test]
+    fn failures_are_retried_until_max_attempts() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         for error in [
             HandlerError::Retry("later".into()),
             HandlerError::Trap("boom".into()),
