@@ -98,18 +98,18 @@ impl Tally {
             Fate::DeadLettered { .. } => report.dead_lettered += 1,
             Fate::Delivered { .. } => report.delivered += 1,
             Fate::NotOwned => {
-                report.conflicts += 1;
+                report.unowned += 1;
                 tracing::debug!(
                     id,
                     "entry claimed by another consumer before the commit; its outputs were not written"
                 );
             }
             Fate::Gone => {
-                report.conflicts += 1;
+                report.unowned += 1;
                 self.gone.push(id.to_owned());
             }
             Fate::Undelivered => {
-                report.conflicts += 1;
+                report.unowned += 1;
                 self.undelivered.push(id.to_owned());
             }
             Fate::StateConflict => {
@@ -176,7 +176,7 @@ mod tests {
             delivered: 2,
             dead_lettered: 2,
             retried: 1,
-            conflicts: 3,
+            unowned: 3,
             state_conflicts: 1,
             adopted: 0,
         };

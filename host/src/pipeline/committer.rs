@@ -1,7 +1,8 @@
-//! The committer stage: settles a handled batch. Each entry's fate is decided
-//! ([`Prepared`]: outputs, a dead letter, or a retry later), the batch is committed
-//! whatever state Redis is in (`commit.rs`), and what each entry came to ([`Fate`],
-//! `account.rs`) is accounted into a [`BatchReport`], the metrics, the status and logs.
+//! The committer stage: settles a handled batch. [`Committer::prepare`] decides each
+//! entry's fate (a [`Prepared`] commit: outputs, a dead letter, or a retry later);
+//! [`Committer::commit`] commits it whatever state Redis is in (`commit.rs`) and
+//! accounts for what each entry came to ([`Fate`], `account.rs`) in a [`BatchReport`],
+//! the metrics, the status and logs.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -88,7 +89,7 @@ impl Committer {
     fn rules(&self) -> Rules<'_> {
         Rules {
             pipeline: self.config.name.as_str(),
-            source: self.config.input.as_str(),
+            input: self.config.input.as_str(),
             outputs: &self.outputs,
             dead_letter: &self.dead_letter,
             max_attempts: self.config.max_attempts,
@@ -210,7 +211,7 @@ impl Committer {
 
     /// Commits a prepared batch and accounts for it; returns the report and the
     /// entries to handle again.
-    pub(super) async fn settle(
+    pub(super) async fn commit(
         &mut self,
         prepared: Prepared,
         health: &mut Health,
@@ -293,7 +294,7 @@ impl Committer {
         m.committed.increment(report.delivered as u64);
         m.dead_lettered.increment(report.dead_lettered as u64);
         m.retried.increment(report.retried as u64);
-        m.conflicts.increment(report.conflicts as u64);
+        m.conflicts.increment(report.unowned as u64);
         self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(?report, "batch done");
     }

@@ -3,7 +3,8 @@
 //!
 //! From a batch to a handler call takes three steps: [`Handlers::handle`] spreads the
 //! batch over the instances, [`share`] runs one instance's share (through the batch
-//! export when the plugin has one), and [`call`] makes one call on one entry.
+//! export when the plugin has one: [`call_batch`]), and [`call`] makes one call on one
+//! entry (`Instance::handle_in`, in `wasm`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -92,37 +93,48 @@ impl Handlers {
         halt: &Halt,
         until: Until,
     ) -> Vec<Option<Handled>> {
-        let scope = self.scope();
+        let how = How {
+            input: self.input.clone(),
+            halt: halt.clone(),
+            calls: self.calls.clone(),
+            scope: self.scope(),
+            until,
+        };
         let in_order = matches!(until, Until::Retry { .. });
         if self.instances.len() == 1 || entries.len() == 1 || in_order {
-            let instance = &mut self.instances[0];
-            return share(
-                instance,
-                &self.input,
-                entries,
-                halt,
-                &self.calls,
-                scope,
-                until,
-            )
-            .await;
+            return share(&mut self.instances[0], entries, &how).await;
         }
+        // Each instance's share on a task of its own, so that handlers use every core:
+        // instance `i` takes entries `i`, `i + n`, ... in order.
         let n = self.instances.len();
         let mut work: Vec<Vec<(usize, Entry)>> = (0..n).map(|_| Vec::new()).collect();
         for (index, entry) in entries.iter_mut().enumerate() {
             work[index % n].push((index, std::mem::take(entry)));
         }
-        let tasks: Vec<_> = std::mem::take(&mut self.instances)
-            .into_iter()
-            .zip(work)
-            .map(|(instance, items)| self.spawn_share(instance, items, halt, scope.clone()))
+        let instances = std::mem::take(&mut self.instances);
+        let tasks: Vec<_> = (instances.into_iter().zip(work))
+            .map(|(mut instance, items)| {
+                let how = How {
+                    until: Until::All,
+                    ..how.clone()
+                };
+                let (indices, mut entries): (Vec<usize>, Vec<Entry>) = items.into_iter().unzip();
+                let task = async move {
+                    let handled = share(&mut instance, &mut entries, &how).await;
+                    let done = indices.into_iter().zip(entries).zip(handled);
+                    let done = done.map(|((index, entry), handled)| (index, entry, handled));
+                    Share {
+                        instance,
+                        done: done.collect(),
+                    }
+                };
+                tokio::spawn(task.in_current_span())
+            })
             .collect();
         let mut handled: Vec<Option<Handled>> = (0..entries.len()).map(|_| None).collect();
         for task in tasks {
             // A panic here is a host bug; the entries it held stay pending in Redis.
-            let share = task
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            let share = (task.await).unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             self.instances.push(share.instance);
             for (index, entry, record) in share.done {
                 entries[index] = entry;
@@ -130,40 +142,6 @@ impl Handlers {
             }
         }
         handled
-    }
-
-    /// One instance's share of a batch on a task of its own (instance `i` takes entries
-    /// `i`, `i + n`, ... in order), so that handlers use every core.
-    fn spawn_share(
-        &self,
-        mut instance: Instance,
-        items: Vec<(usize, Entry)>,
-        halt: &Halt,
-        scope: Option<Scope>,
-    ) -> tokio::task::JoinHandle<Share> {
-        let (input, halt, calls) = (self.input.clone(), halt.clone(), self.calls.clone());
-        tokio::spawn(
-            async move {
-                let (indices, mut entries): (Vec<usize>, Vec<Entry>) = items.into_iter().unzip();
-                let handled = share(
-                    &mut instance,
-                    &input,
-                    &mut entries,
-                    &halt,
-                    &calls,
-                    scope,
-                    Until::All,
-                )
-                .await;
-                let done = indices.into_iter().zip(entries).zip(handled);
-                let done = done.map(|((index, entry), handled)| (index, entry, handled));
-                Share {
-                    instance,
-                    done: done.collect(),
-                }
-            }
-            .in_current_span(),
-        )
     }
 
     /// [`Handlers::handle`] on a task of its own, so that the previous batch's commit can
@@ -208,20 +186,24 @@ impl Handlers {
     }
 }
 
+/// How a batch's handler calls are made.
+#[derive(Clone)]
+struct How {
+    input: String,
+    halt: Halt,
+    calls: CallMetrics,
+    /// The batch's view of handler state.
+    scope: Option<Scope>,
+    until: Until,
+}
+
 /// One instance's share of a batch, in order: through `handle-batch` when the plugin
 /// exports it and the pipeline has no handler state (whose reads and writes are per
 /// entry), else one [`call`] per entry.
-async fn share(
-    instance: &mut Instance,
-    input: &str,
-    entries: &mut [Entry],
-    halt: &Halt,
-    calls: &CallMetrics,
-    scope: Option<Scope>,
-    until: Until,
-) -> Vec<Option<Handled>> {
-    let batched = scope.is_none() && instance.plugin().handles_batches();
-    if batched && matches!(until, Until::All) {
+async fn share(instance: &mut Instance, entries: &mut [Entry], how: &How) -> Vec<Option<Handled>> {
+    let (input, halt, calls) = (how.input.as_str(), &how.halt, &how.calls);
+    let batched = how.scope.is_none() && instance.plugin().handles_batches();
+    if batched && matches!(how.until, Until::All) {
         if entries.is_empty() || halt.now() {
             return entries.iter().map(|_| None).collect();
         }
@@ -236,8 +218,8 @@ async fn share(
             handled.push(None);
             continue;
         }
-        let record = call(instance, input, entry, scope.as_ref(), calls).await;
-        if let Until::Retry { max_attempts } = until
+        let record = call(instance, input, entry, how.scope.as_ref(), calls).await;
+        if let Until::Retry { max_attempts } = how.until
             && let Err(error) = &record.result
         {
             stopped = error.is_retryable() && entry.attempt < max_attempts;

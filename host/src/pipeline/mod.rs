@@ -121,9 +121,10 @@ pub struct BatchReport {
     pub dead_lettered: usize,
     /// Entries left pending for another delivery.
     pub retried: usize,
-    /// Entries whose commit found them owned by someone else, or pending for nobody
-    /// after a try whose reply was lost (nothing written).
-    pub conflicts: usize,
+    /// Entries whose commit found them no longer this consumer's: owned by another,
+    /// pending for nobody after a try whose reply was lost, or never delivered as far
+    /// as Redis knows (nothing written).
+    pub unowned: usize,
     /// Entries handled again because handler state they read changed before their
     /// commit (nothing written; no attempt counted).
     pub state_conflicts: usize,
@@ -263,7 +264,7 @@ impl Pipeline {
     async fn process(&mut self, batch: Batch) -> BatchReport {
         let (prepared, hold) = self.handle(batch, Until::All).await;
         self.reader.hold(hold);
-        self.settle(prepared).await
+        self.commit(prepared).await
     }
 
     /// Handles a batch: its traces begin, its entry leases are kept, the handler stage
@@ -287,11 +288,11 @@ impl Pipeline {
     }
 
     /// Commits a prepared batch; entries to handle again go back to the reader.
-    async fn settle(&mut self, prepared: Prepared) -> BatchReport {
+    async fn commit(&mut self, prepared: Prepared) -> BatchReport {
         let (health, redelivery) = (&mut self.health, &mut self.redelivery);
         let (report, hold) = self
             .committer
-            .settle(prepared, health, redelivery, &self.halt)
+            .commit(prepared, health, redelivery, &self.halt)
             .await;
         self.reader.hold(hold);
         report

@@ -166,7 +166,7 @@ impl Pipeline {
         let n = key.queue.len().min(self.config.batch);
         let batch: Vec<Entry> = key.queue.drain(..n).collect();
         let (report, back, failed) = self.process_in_order(batch).await;
-        if report.conflicts > 0 && key.clock.remaining().is_zero() {
+        if report.unowned > 0 && key.clock.remaining().is_zero() {
             tracing::warn!(
                 "the partition's lease lapsed before a commit: nothing of it was written; stopping"
             );
@@ -245,7 +245,7 @@ impl Pipeline {
         let (health, redelivery) = (&mut self.health, &mut self.redelivery);
         let (report, again) = self
             .committer
-            .settle(prepared, health, redelivery, &self.halt)
+            .commit(prepared, health, redelivery, &self.halt)
             .await;
         // Held by the committer (not started, or to run again): back to the queue here.
         let mut back: Vec<Entry> = (held.again.into_iter())

@@ -20,7 +20,7 @@ pub struct Rules<'a> {
     /// The pipeline's name.
     pub pipeline: &'a str,
     /// The input stream.
-    pub source: &'a str,
+    pub input: &'a str,
     /// Streams the handler may write to.
     pub outputs: &'a HashSet<String>,
     /// Where dead letters go.
@@ -98,7 +98,7 @@ impl Rules<'_> {
         use dead_letter_fields as f;
         let meta: [(&str, Vec<u8>); f::COUNT] = [
             (f::ERROR, error.as_bytes().to_vec()),
-            (f::SOURCE, self.source.as_bytes().to_vec()),
+            (f::SOURCE, self.input.as_bytes().to_vec()),
             (f::ID, entry.id.as_bytes().to_vec()),
             (f::PIPELINE, self.pipeline.as_bytes().to_vec()),
             (f::PLUGIN, plugin.as_bytes().to_vec()),
@@ -114,7 +114,7 @@ impl Rules<'_> {
                 entry.fields.len(),
                 self.max_fields - f::COUNT,
                 entry.id,
-                self.source
+                self.input
             )
             .into_bytes();
             return Output {
@@ -186,7 +186,7 @@ mod tests {
     fn rules(outputs: &HashSet<String>) -> Rules<'_> {
         Rules {
             pipeline: "p",
-            source: "IN",
+            input: "IN",
             outputs,
             dead_letter: "IN:dead",
             max_attempts: 3,
@@ -281,7 +281,7 @@ mod tests {
         let outputs = HashSet::new();
         let rules = Rules {
             pipeline: "p",
-            source: "IN",
+            input: "IN",
             outputs: &outputs,
             dead_letter: "IN:dead",
             max_attempts: 1,

@@ -73,7 +73,7 @@ impl Pipeline {
                 Some(batch) if !self.checks_due() => current = batch,
                 next => {
                     if let Some(last) = committing.take() {
-                        self.settle(last).await;
+                        self.commit(last).await;
                     }
                     return next;
                 }
@@ -85,7 +85,7 @@ impl Pipeline {
     async fn handle_beside(&mut self, mut current: Batch, previous: Prepared) -> (Prepared, Hold) {
         let leases = self.begin(&mut current);
         let handling = self.handlers.spawn(current.entries, &self.halt);
-        self.settle(previous).await;
+        self.commit(previous).await;
         let mut batch = match handling.await {
             Ok(batch) => batch,
             // A host bug; the batch's entries stay pending in Redis.
