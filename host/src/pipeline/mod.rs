@@ -67,7 +67,7 @@ use committer::{Committer, Prepared};
 use entry_lease::EntryLeases;
 use handler::{Handlers, Until};
 use health::Health;
-pub use ordered::{LeaseClock, Order};
+pub use ordered::{Order, PartitionLeaseClock};
 use reader::{Batch, Hold, Reader};
 use redelivery::Redelivery;
 
@@ -284,7 +284,7 @@ impl Pipeline {
         self.metrics.read.increment(batch.entries.len() as u64);
         self.traces
             .begin(&mut batch.entries, wall_time(batch.read_at));
-        (self.redelivery).lease(&mut self.health, &batch.entries, batch.read_at)
+        (self.redelivery).entry_leases(&mut self.health, &batch.entries, batch.read_at)
     }
 
     /// Commits a prepared batch; entries to handle again go back to the reader.

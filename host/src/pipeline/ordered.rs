@@ -35,7 +35,7 @@ pub enum Order {
 
 impl Order {
     /// Per key, while `clock` says the partition lease is this daemon's.
-    pub fn per_key(clock: Arc<LeaseClock>) -> Self {
+    pub fn per_key(clock: Arc<PartitionLeaseClock>) -> Self {
         Order::PerKey(PerKey {
             clock,
             queue: VecDeque::new(),
@@ -55,7 +55,7 @@ impl Order {
 
 /// A partition's entries in stream order.
 pub struct PerKey {
-    clock: Arc<LeaseClock>,
+    clock: Arc<PartitionLeaseClock>,
     /// Entries read, in order, not yet settled.
     queue: VecDeque<Entry>,
     /// The head of the queue failed: when it is due again.
@@ -67,13 +67,13 @@ pub struct PerKey {
 /// plus the lease's time to live, less a margin for clock rates). The partition reads
 /// and commits only before it.
 #[derive(Debug)]
-pub struct LeaseClock {
+pub struct PartitionLeaseClock {
     start: Instant,
     /// Milliseconds after `start`.
     until_ms: AtomicU64,
 }
 
-impl LeaseClock {
+impl PartitionLeaseClock {
     /// A clock valid until `until`.
     pub fn new(until: Instant) -> Self {
         let clock = Self {

@@ -53,7 +53,7 @@ impl Redelivery {
 
     /// Renews the entry leases on `entries` (known to be this consumer's since
     /// `read_at`) until they are settled.
-    pub(super) fn lease(
+    pub(super) fn entry_leases(
         &self,
         health: &mut Health,
         entries: &[Entry],

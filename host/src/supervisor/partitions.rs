@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::broker::{Broker, Fence, LeaseKeys};
 use crate::config::PipelineConfig;
-use crate::pipeline::{LeaseClock, Order, Pipeline};
+use crate::pipeline::{Order, PartitionLeaseClock, Pipeline};
 use crate::status::Board;
 use crate::telemetry::traces::Tracing;
 use crate::wasm::PluginCell;
@@ -227,7 +227,7 @@ impl Partitions {
     }
 
     /// Takes partition `p`'s lease if it is free, and starts the partition.
-    async fn take(&self, p: u32, ttl: Duration, stop: &CancellationToken) -> Option<Leased> {
+    async fn take(&self, p: u32, ttl: Duration, stop: &CancellationToken) -> Option<HeldPartition> {
         let stream = crate::partition::tagged(self.config.input.as_str(), p);
         let keys = LeaseKeys::new(&stream, self.config.group.as_str());
         let sent = Instant::now();
@@ -259,7 +259,7 @@ impl Partitions {
             }
         };
         pipeline.set_fence(fence.clone());
-        let clock = Arc::new(LeaseClock::new(valid_until(sent, ttl)));
+        let clock = Arc::new(PartitionLeaseClock::new(valid_until(sent, ttl)));
         let partition_stop = stop.child_token();
         let span = tracing::info_span!("partition", partition = p);
         let task = tokio::spawn(
@@ -275,7 +275,7 @@ impl Partitions {
             .instrument(span),
         );
         tracing::info!(partition = p, lease = %fence.value, "took the partition's lease");
-        Some(Leased {
+        Some(HeldPartition {
             fence,
             clock,
             stop: partition_stop,
@@ -284,7 +284,7 @@ impl Partitions {
     }
 
     /// Gives back the leases of stopped partitions whose work in flight has committed.
-    async fn release_finished(&self, releasing: &mut Vec<(Leased, u32)>) {
+    async fn release_finished(&self, releasing: &mut Vec<(HeldPartition, u32)>) {
         let mut still = Vec::new();
         for (leased, p) in releasing.drain(..) {
             if !leased.task.is_finished() {
@@ -303,15 +303,15 @@ impl Partitions {
 /// The partition leases of a per-key pipeline on this daemon.
 #[derive(Default)]
 struct PartitionLeases {
-    held: BTreeMap<u32, Leased>,
+    held: BTreeMap<u32, HeldPartition>,
     /// Partitions stopped (lost, or over this daemon's share) whose lease is given back
     /// once their work in flight has committed.
-    releasing: Vec<(Leased, u32)>,
+    releasing: Vec<(HeldPartition, u32)>,
 }
 
 impl PartitionLeases {
     /// Keeps partition `p`, renewed, held; or releasing, if its partition ended.
-    fn keep(&mut self, p: u32, leased: Leased) {
+    fn keep(&mut self, p: u32, leased: HeldPartition) {
         if leased.task.is_finished() {
             self.releasing.push((leased, p));
         } else {
@@ -321,9 +321,9 @@ impl PartitionLeases {
 }
 
 /// A partition this daemon holds.
-struct Leased {
+struct HeldPartition {
     fence: Fence,
-    clock: Arc<LeaseClock>,
+    clock: Arc<PartitionLeaseClock>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
