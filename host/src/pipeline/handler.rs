@@ -21,7 +21,7 @@ use crate::wasm::{Instance, PluginCell};
 
 /// One entry after its handler call: the digest of the plugin version that ran it, the
 /// outputs (or the failure), and the handler state it read and wrote.
-pub(crate) struct Handled {
+pub(super) struct Handled {
     pub digest: Arc<str>,
     pub result: Result<Vec<Output>, HandlerError>,
     pub state: Changes,

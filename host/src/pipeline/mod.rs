@@ -15,17 +15,31 @@
 //! handled back to back with the next one read ahead), or per key (`ordered.rs`: one
 //! partition in stream order, under its partition lease).
 //!
-//! # Records
+//! # Records, and where an entry is
 //!
 //! ```text
-//!              Batch                    Handled (one per entry)
-//!   Reader ─────────────▶ Handlers ───────────────────────────▶ Committer
-//!     ▲  ▲                                                       │ Prepared (Ack + plan per entry)
-//!     │  │            Batch (claimed)                            ▼ commit ──▶ Fate per entry
-//!     │  └─────────── Redelivery ◀── retry later ─────────────── │           ──▶ BatchReport
-//!     └──────────────────────────── Hold (handle again, unstarted)┘
-//!   Health: every Redis call goes through its consumer; every fault through its remedy.
+//!            Batch                  Handled (one per entry)              Prepared
+//!  Reader ──────────▶ Handlers ─────────────────────────▶ Committer ──────────▶ commit
+//!   ▲  ▲   (reader.rs)          (handler.rs)            (committer.rs)    (commit.rs)
+//!   │  │                                                  │      │            │
+//!   │  │ Batch (claimed)            retry later (backoff) │      │ Fate per entry
+//!   │  └──────── Redelivery ◀───────────────────────────────┘      ▼ (account.rs)
+//!   │           (redelivery.rs, schedule.rs)                   BatchReport
+//!   └──────────── Hold (handled again after a state conflict, or not started) ──┘
+//!
+//!  Health (health.rs): every Redis call goes through its consumer, every fault through
+//!  its remedy and backoff; it keeps the backlog shown in the status.
 //! ```
+//!
+//! - Read, read ahead, or held back: the reader, as a [`Batch`] (held
+//!   back: a [`Hold`] handed back by the committer).
+//! - In a handler call: the handler stage; the call's result is a
+//!   `Handled`.
+//! - Waiting for its commit, or in it: the committer, as an `Ack` with its plan in a
+//!   [`Prepared`]; after it, a `Fate`, counted in
+//!   the [`BatchReport`].
+//! - Failed and waiting for its backoff, or idle with another consumer: pending in
+//!   Redis, until the redelivery stage claims it as a new [`Batch`].
 //!
 //! The loop stops only at safe points: shutdown interrupts the wait for entries, never a
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
@@ -88,7 +102,7 @@ pub struct Pipeline {
 
 /// When to stop starting handler calls: a drain, or a pause. Calls in flight finish.
 #[derive(Clone)]
-pub(crate) struct Halt {
+struct Halt {
     shutdown: CancellationToken,
     paused: watch::Receiver<bool>,
 }
