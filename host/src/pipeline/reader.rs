@@ -31,6 +31,35 @@ impl Batch {
             read_at: Instant::now(),
         }
     }
+
+    /// Takes the entries, if any (a batch of held entries: the reader's held back).
+    fn take(&mut self) -> Option<Batch> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let read_at = std::mem::replace(&mut self.read_at, Instant::now());
+        Some(Batch { entries, read_at })
+    }
+
+    /// Adds what a settled batch handed back. The batch is known this consumer's since
+    /// the earliest of its entries' times: an entry to handle again that starts the
+    /// batch brings its own; unstarted ones bring theirs, or an earlier one.
+    fn hold(&mut self, hold: Hold) {
+        for entry in hold.again {
+            if self.entries.is_empty() {
+                self.read_at = hold.since;
+            }
+            self.entries.push(entry);
+        }
+        if !hold.unstarted.is_empty() {
+            self.read_at = match self.entries.is_empty() {
+                true => hold.since,
+                false => self.read_at.min(hold.since),
+            };
+            self.entries.extend(hold.unstarted);
+        }
+    }
 }
 
 /// Entries a settled batch hands back to the reader, handled first next (as the same
@@ -95,31 +124,13 @@ impl Reader {
 
     /// The held entries, if any, to be handled now.
     pub(super) fn take_held(&mut self) -> Option<Batch> {
-        if self.held.entries.is_empty() {
-            return None;
-        }
-        let entries = std::mem::take(&mut self.held.entries);
-        let read_at = std::mem::replace(&mut self.held.read_at, Instant::now());
-        Some(Batch { entries, read_at })
+        self.held.take()
     }
 
     /// Holds what a settled batch handed back (unstarted ones only while the pipeline
     /// runs on: a drain leaves them pending).
     pub(super) fn hold(&mut self, hold: Hold) {
-        for entry in hold.again {
-            if self.held.entries.is_empty() {
-                self.held.read_at = hold.since;
-            }
-            self.held.entries.push(entry);
-        }
-        if !hold.unstarted.is_empty() {
-            if !self.held.entries.is_empty() {
-                self.held.read_at = self.held.read_at.min(hold.since);
-            } else {
-                self.held.read_at = hold.since;
-            }
-            self.held.entries.extend(hold.unstarted);
-        }
+        self.held.hold(hold);
     }
 
     /// IDs of entries read ahead, not yet handled: the retry scan must not deliver them
@@ -311,5 +322,47 @@ async fn keep_owned(health: &mut Health, entries: &mut Vec<Entry>) -> bool {
             );
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            id: id.into(),
+            ..Entry::default()
+        }
+    }
+
+    /// Held entries are handed out once, in the order held, known this consumer's since
+    /// the earliest time among them (an entry to handle again joining a non-empty hold
+    /// keeps the hold's time).
+    #[test]
+    fn held_entries_keep_the_earliest_time() {
+        let start = Instant::now();
+        let (early, late) = (start, start + Duration::from_secs(5));
+        let mut held = Batch::now(Vec::new());
+        assert!(held.take().is_none());
+        let again = |ids: &[&str], since| Hold {
+            again: ids.iter().map(|id| entry(id)).collect(),
+            unstarted: Vec::new(),
+            since,
+        };
+        held.hold(again(&["1-0"], late));
+        held.hold(again(&["2-0"], early));
+        assert_eq!(held.read_at, late, "an entry joining a hold keeps its time");
+        held.hold(Hold {
+            again: Vec::new(),
+            unstarted: vec![entry("3-0")],
+            since: early,
+        });
+        let batch = held.take().expect("held entries");
+        assert_eq!(batch.read_at, early, "unstarted ones bring an earlier time");
+        let ids: Vec<&str> = batch.entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1-0", "2-0", "3-0"]);
+        assert!(held.take().is_none(), "handed out once");
     }
 }
