@@ -20,7 +20,7 @@ pub struct Rules<'a> {
     /// The pipeline's name.
     pub pipeline: &'a str,
     /// The input stream.
-    pub source: &'a str,
+    pub input: &'a str,
     /// Streams the handler may write to.
     pub outputs: &'a HashSet<String>,
     /// Where dead letters go.
@@ -98,7 +98,7 @@ impl Rules<'_> {
         use dead_letter_fields as f;
         let meta: [(&str, Vec<u8>); f::COUNT] = [
             (f::ERROR, error.as_bytes().to_vec()),
-            (f::SOURCE, self.source.as_bytes().to_vec()),
+            (f::SOURCE, self.input.as_bytes().to_vec()),
             (f::ID, entry.id.as_bytes().to_vec()),
             (f::PIPELINE, self.pipeline.as_bytes().to_vec()),
             (f::PLUGIN, plugin.as_bytes().to_vec()),
@@ -114,7 +114,7 @@ impl Rules<'_> {
                 entry.fields.len(),
                 self.max_fields - f::COUNT,
                 entry.id,
-                self.source
+                self.input
             )
             .into_bytes();
             return Output {
@@ -138,6 +138,17 @@ impl Rules<'_> {
             raw_names,
         }
     }
+}
+
+/// A dead letter's reason (its `sluice.error` field).
+pub fn reason_of(letter: &Output) -> String {
+    let reason = letter
+        .fields
+        .iter()
+        .find(|(name, _)| name == dead_letter_fields::ERROR);
+    reason.map_or_else(String::new, |(_, value)| {
+        String::from_utf8_lossy(value).into_owned()
+    })
 }
 
 /// The delay before delivery `attempt + 1` of entry `id`: exponential from `initial`,
@@ -171,35 +182,46 @@ mod tests {
         }
     }
 
-    /// What each handler result comes to: outputs to declared streams are delivered; a
-    /// reject, an undeclared stream, an empty or too wide output are dead-lettered at
-    /// once; other failures are retried until `max_attempts`, then dead-lettered.
-    #[test]
-    fn each_result_has_one_outcome() {
-        let outputs: HashSet<String> = ["OUT".to_owned()].into();
-        let rules = Rules {
+    /// The rules of the cases below: outputs to `OUT`, 3 attempts, 10 fields.
+    fn rules(outputs: &HashSet<String>) -> Rules<'_> {
+        Rules {
             pipeline: "p",
-            source: "IN",
-            outputs: &outputs,
+            input: "IN",
+            outputs,
             dead_letter: "IN:dead",
             max_attempts: 3,
             max_fields: 10,
             partition: None,
-        };
-        let entry = |attempt: u32| Entry {
+        }
+    }
+
+    fn entry(attempt: u32) -> Entry {
+        Entry {
             id: "1-1".into(),
             fields: vec![("a".into(), b"1".to_vec())],
             attempt,
             raw_names: None,
             trace: None,
-        };
-        let reason = |outcome: Outcome| match outcome {
+        }
+    }
+
+    /// The reason of a dead letter (which goes to the dead-letter stream).
+    fn reason(outcome: Outcome) -> String {
+        match outcome {
             Outcome::DeadLetter(letter) => {
                 assert_eq!(letter.target, "IN:dead");
                 String::from_utf8_lossy(&letter.fields[0].1).into_owned()
             }
             other => panic!("not dead-lettered: {other:?}"),
-        };
+        }
+    }
+
+    /// What each handler result comes to, case 1: outputs to declared streams (or none)
+    /// are delivered.
+    #[test]
+    fn outputs_to_declared_streams_are_delivered() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         assert!(matches!(
             rules.decide(&entry(1), "d", Ok(vec![output("OUT", 2)])),
             Outcome::Deliver(o) if o.len() == 1
@@ -207,6 +229,14 @@ mod tests {
         assert!(
             matches!(rules.decide(&entry(1), "d", Ok(Vec::new())), Outcome::Deliver(o) if o.is_empty())
         );
+    }
+
+    /// Case 2: a reject, an undeclared stream, an empty or too wide output are
+    /// dead-lettered at once.
+    #[test]
+    fn rejects_and_bad_outputs_are_dead_lettered_at_once() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         let rejected = rules.decide(&entry(1), "d", Err(HandlerError::Reject("no".into())));
         assert_eq!(reason(rejected), "rejected: no");
         let undeclared = rules.decide(&entry(1), "d", Ok(vec![output("ELSEWHERE", 1)]));
@@ -223,6 +253,13 @@ mod tests {
             reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 11)])))
                 .contains("11 fields, more than 10")
         );
+    }
+
+    /// Case 3: other failures are retried until `max_attempts`, then dead-lettered.
+    #[test]
+    fn failures_are_retried_until_max_attempts() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         for error in [
             HandlerError::Retry("later".into()),
             HandlerError::Trap("boom".into()),
@@ -244,7 +281,7 @@ mod tests {
         let outputs = HashSet::new();
         let rules = Rules {
             pipeline: "p",
-            source: "IN",
+            input: "IN",
             outputs: &outputs,
             dead_letter: "IN:dead",
             max_attempts: 1,
