@@ -97,7 +97,7 @@ fn tool_config(path: &Path, redis: Option<String>) -> Result<Config> {
 /// private server of a daemon running the same file, if there is one.
 async fn connect_to(config: &Config, path: &Path, what: &str) -> Result<crate::broker::Broker> {
     let mut redis = config.redis.clone();
-    if redis.target()?.is_none()
+    if redis.deployment()?.is_none()
         && let Some(found) = crate::redis_server::announce::find(path)
     {
         eprintln!(
@@ -108,13 +108,13 @@ async fn connect_to(config: &Config, path: &Path, what: &str) -> Result<crate::b
         );
         redis.point_at(found.url);
     }
-    let target = redis.target()?.with_context(|| {
+    let deployment = redis.deployment()?.with_context(|| {
         format!(
             "{what} needs the Redis the pipelines use: set [redis] url (or sentinels, or cluster nodes), pass --redis, or start `sluice dev -c {}` first (its private server is found)",
             path.display()
         )
     })?;
-    crate::broker::Broker::connect(&target, CancellationToken::new()).await
+    crate::broker::Broker::connect(&deployment, CancellationToken::new()).await
 }
 
 /// The pipeline named `name` in `config` (read from `path`); the error lists the names.

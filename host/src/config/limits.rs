@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{defaults, duration, duration_text, size_text};
 
-/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with equal jitter (see `pipeline::backoff`).
+/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with equal jitter (`pipeline::outcome::backoff`).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffConfig {

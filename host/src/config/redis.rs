@@ -1,5 +1,5 @@
 //! The `[redis]` table: where Redis is, how to log in, TLS and durability; and the
-//! [`Target`] the broker connects to, with the password read from where it is kept.
+//! [`Deployment`] the broker connects to, with the password read from where it is kept.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{defaults, duration, duration_text};
-use crate::broker::{Nodes, Replication, Secret, Target, Tls};
+use crate::broker::{Deployment, Nodes, Replication, Secret, Tls};
 
 /// The longest one `WAIT` may block (`wait_timeout`).
 pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -171,7 +171,7 @@ impl RedisConfig {
 
     /// Where Redis is and how to log in; `None` for the private server. Reads the
     /// password from `SLUICE_REDIS_PASSWORD` or `password_file`.
-    pub fn target(&self) -> Result<Option<Target>> {
+    pub fn deployment(&self) -> Result<Option<Deployment>> {
         let nodes = match (&self.url, &self.master) {
             _ if self.cluster => {
                 Nodes::Cluster(self.url.iter().chain(&self.nodes).cloned().collect())
@@ -193,7 +193,7 @@ impl RedisConfig {
             ),
             _ => (None, None),
         };
-        Ok(Some(Target {
+        Ok(Some(Deployment {
             nodes,
             username: self.username.clone(),
             password,

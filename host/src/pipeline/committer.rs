@@ -294,7 +294,7 @@ impl Committer {
         m.committed.increment(report.delivered as u64);
         m.dead_lettered.increment(report.dead_lettered as u64);
         m.retried.increment(report.retried as u64);
-        m.conflicts.increment(report.unowned as u64);
+        m.not_owned.increment(report.unowned as u64);
         self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(?report, "batch done");
     }

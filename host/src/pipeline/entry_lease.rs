@@ -56,7 +56,7 @@ impl EntryLeases {
         let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
         let held = Held::since(read_at);
         let renewal = tokio::spawn(
-            renew(consumer.lease(), ids, claim_idle / 3, held.clone()).in_current_span(),
+            renew(consumer.entry_leases(), ids, claim_idle / 3, held.clone()).in_current_span(),
         );
         Self { renewal, held }
     }
@@ -69,7 +69,12 @@ impl EntryLeases {
 
 /// Renews the entry leases on `ids` `every` so often, forever; after a failed renewal,
 /// the next try comes sooner (Redis's backoff), never later than the usual period.
-async fn renew(mut lease: crate::broker::Lease, ids: Vec<String>, every: Duration, held: Held) {
+async fn renew(
+    mut lease: crate::broker::EntryLeases,
+    ids: Vec<String>,
+    every: Duration,
+    held: Held,
+) {
     let mut backoff = Backoff::redis();
     let mut wait = every;
     loop {

@@ -303,7 +303,7 @@ async fn keep_owned(health: &mut Health, entries: &mut Vec<Entry>) -> bool {
         return false;
     }
     let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-    match health.consumer.lease().renew(&ids).await {
+    match health.consumer.entry_leases().renew(&ids).await {
         Ok(owned) => {
             let before = entries.len();
             entries.retain(|e| owned.contains(&e.id));

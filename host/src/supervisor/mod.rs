@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, Target};
+use crate::broker::{Broker, Deployment};
 use crate::config::{AdminConfig, Config, PluginsConfig, TelemetryConfig};
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadRequests};
 use crate::redis_server::RedisServer;
@@ -103,16 +103,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     Ok(daemon)
 }
 
-/// The Redis of `config`: its target, or a private server started now.
-async fn redis_of(config: &Config) -> Result<(Option<RedisServer>, Target)> {
-    if let Some(target) = config.redis.target()? {
-        return Ok((None, target));
+/// The Redis deployment of `config`, or a private server started now.
+async fn redis_of(config: &Config) -> Result<(Option<RedisServer>, Deployment)> {
+    if let Some(deployment) = config.redis.deployment()? {
+        return Ok((None, deployment));
     }
     let server = tokio::task::spawn_blocking(RedisServer::start).await??;
     let url = server.url();
     let binary = crate::redis_server::server_binary();
     tracing::info!(%url, server = %binary, "no [redis] url configured: started a private server (its data is gone at exit)");
-    Ok((Some(server), Target::url(url)))
+    Ok((Some(server), Deployment::url(url)))
 }
 
 /// Holds the consumer name in every group of `config`'s pipelines; on a cluster, the

@@ -106,7 +106,7 @@ pub const METRICS: &[Metric] = &[
         "Entries moved to the dead-letter stream",
     ),
     counter(
-        "sluice_commit_conflicts_total",
+        "sluice_commits_not_owned_total",
         PIPELINE,
         "Commits that found the entry owned by another consumer (nothing written)",
     ),

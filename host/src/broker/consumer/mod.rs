@@ -154,7 +154,7 @@ impl Consumer {
 
     /// A handle that renews this consumer's leases on entries, usable beside reads and
     /// commits (on the command connection, if open).
-    pub fn lease(&mut self) -> EntryLeases {
+    pub fn entry_leases(&mut self) -> EntryLeases {
         EntryLeases::new(self.id.clone(), self.commands.clone(), self.fence.clone())
     }
 
