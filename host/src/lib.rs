@@ -11,9 +11,13 @@
 //! model's, tracing terms OpenTelemetry's.
 //!
 //! - **entry**: one stream entry, an ID and its fields. [`message::Entry`] is one as read.
+//!   A **message** is only the WIT record a handler receives (`message` in
+//!   `wit/handler.wit`): an entry as the handler sees it.
 //! - **input stream**, **output stream**, **dead-letter stream**: what a pipeline reads,
 //!   what its handler's outputs go to, where entries that will never succeed go. Never
-//!   "source" or "target".
+//!   "source" or "target" — except where a published contract already spells them:
+//!   the WIT record fields `message.source` and `output.target` (`sluice:plugin@0.1.x`),
+//!   the dead-letter field `sluice.source`, and `sluice invoke --json`'s `"target"`.
 //! - **consumer group**, **consumer**, **pending entries list** (PEL), **lag**: Redis's.
 //!   A **delivery** is one time an entry is handed to a consumer (XREADGROUP or a claim);
 //!   its **attempt** counts them.
@@ -28,20 +32,30 @@
 //! - **handled**: the record of one entry after its call: outputs or a failure, and its
 //!   state changes.
 //! - **failure kinds**: `retry` and `reject` (the handler's), `timeout`, `limit`, `trap`,
-//!   `instantiate` (the sandbox's), `conflict` (state) — [`message::HandlerError`].
+//!   `instantiate` (the sandbox's) — [`message::HandlerError`]; a state conflict is not
+//!   a failure (below).
 //! - **commit**: the guarded atomic script that writes an entry's outputs and state
-//!   writes and acknowledges it (XACK) — only if this consumer still owns the entry. Its
-//!   outcome is a **commit status** ([`message::CommitStatus`]).
+//!   writes and acknowledges it (XACK) — only if the entry is still pending for this
+//!   consumer, or pending for no consumer while its entry lease held (then it is
+//!   **adopted**: outputs written, nothing to acknowledge). Its outcome is a **commit
+//!   status** ([`message::CommitStatus`]).
+//! - **unowned**: an entry a commit writes nothing for because it is not this
+//!   consumer's: pending for another (**not owned**), for none (**gone**), never
+//!   delivered as far as the server knows after a failover (**undelivered**), or under a
+//!   lease that moved (fenced off).
 //! - **settle**: decide and apply an entry's fate after its call: commit it, leave it
-//!   pending for a **retry** at a time the **backoff** picks, or **dead-letter** it.
+//!   pending for a **retry** at a time the **retry backoff** picks, or **dead-letter**
+//!   it. The **fault backoff** is the other backoff: how long a pipeline waits before it
+//!   tries Redis again after a fault of the environment.
 //! - **conflict**: a state conflict only: what an entry's handler read or wrote in its
 //!   handler state clashes with writes not yet committed (the batch's earlier entries')
 //!   or changed before its commit (another writer's). Nothing is written; the entry is
-//!   handled again without counting an attempt. A commit that finds the entry owned by
-//!   another consumer is **not owned**, never a conflict.
-//! - **lease**, always qualified: an **entry lease** (per-key ordering holds an entry's key
-//!   while it is in flight), a **partition lease** (one daemon consumes a partition), a
-//!   **name lease** (one daemon uses a consumer name).
+//!   handled again without counting an attempt. An unowned entry is never a conflict.
+//! - **lease**, always qualified: an **entry lease** (a consumer keeps the entries it has
+//!   in hand from being reclaimed by resetting their idle time, `XCLAIM ... JUSTID`,
+//!   while a slow handler runs; in every ordering), a **partition lease** (one daemon
+//!   consumes a partition; `lease_ttl` configures it), a **name lease** (one daemon uses
+//!   a consumer name). A lease a commit checks is its **fence**.
 //! - **reclaim**: taking over entries left pending by a consumer that stopped (XAUTOCLAIM).
 //! - **Redis deployment**: what the broker connects to: a URL, Sentinel or Cluster.
 //! - **host**: the daemon's side of the sandbox (host functions, host state); `host/` is
@@ -55,6 +69,9 @@
 //! (`pipeline`, `supervisor`, `admin`, `cli`) use both.
 //!
 //! - [`config`]: the TOML file, parsed strictly and validated.
+//! - [`state`]: handler state: its model, the batch's overlay, one entry's reads and
+//!   writes, the checks Redis makes (written once), the in-memory store.
+//! - [`partition`]: the partition function (`crc32(key) mod N`).
 //! - [`message`]: domain types shared by broker and sandbox.
 //! - [`trace_context`]: W3C Trace Context in entries (`traceparent`, `tracestate`),
 //!   a domain type like `message`'s.
@@ -63,7 +80,8 @@
 //!   commit; the one classifier of Redis errors ([`broker::fault`]) and connections
 //!   that heal.
 //! - [`wasm`]: the only user of `wasmtime`: engine, plugins, instances under limits.
-//! - [`pipeline`]: one consumer loop per pipeline.
+//! - [`pipeline`]: one consumer loop per pipeline, as stages (reader, handler stage,
+//!   committer, redelivery, health), one file each: start at `pipeline/mod.rs`.
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.
 //! - [`watch`]: the only user of `notify`: watches plugin files, reloads them.
 //! - [`control`]: the control plane: config reload requests, their reports, and the
@@ -83,6 +101,8 @@
 //!   and the daemon-wide warnings shown with every pipeline.
 //!
 //! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
+//! - [`invoke`]: one handler call without Redis (`sluice invoke`); `lock`: the
+//!   poison-tolerant lock helper.
 //!
 //! [`start`] runs a config, callable from tests. Public are the modules the binary,
 //! the tests, the benches and the example use; the rest are the daemon's own.

@@ -85,7 +85,7 @@ impl CrossSlot {
     pub(super) fn any_apart(&self, acks: &[Ack]) -> bool {
         acks.iter()
             .flat_map(|a| &a.outputs)
-            .any(|o| key_slot(o.target.as_bytes()) != self.input_slot)
+            .any(|o| key_slot(o.stream.as_bytes()) != self.input_slot)
     }
 
     /// Splits `acks` into what the guarded commit writes (outputs in the input's slot)
@@ -104,7 +104,7 @@ impl CrossSlot {
             let mut kept = Vec::with_capacity(ack.outputs.len());
             let mut elsewhere: BTreeMap<u16, Vec<&Output>> = BTreeMap::new();
             for output in &ack.outputs {
-                let slot = key_slot(output.target.as_bytes());
+                let slot = key_slot(output.stream.as_bytes());
                 if slot == self.input_slot {
                     kept.push(output.clone());
                 } else {
@@ -182,9 +182,9 @@ impl CrossSlot {
         let mut index: HashMap<&str, usize> = HashMap::new();
         for output in entries.iter().flat_map(|(_, outputs)| outputs) {
             let next = entries.len() + index.len() + 1;
-            if let Entry::Vacant(free) = index.entry(output.target.as_str()) {
+            if let Entry::Vacant(free) = index.entry(output.stream.as_str()) {
                 free.insert(next);
-                sink.key(&output.target);
+                sink.key(&output.stream);
             }
         }
         sink.arg(u64::try_from(self.marker_ttl.as_millis()).unwrap_or(u64::MAX))
@@ -193,7 +193,7 @@ impl CrossSlot {
         for (_, outputs) in entries {
             sink.arg(outputs.len());
             for output in outputs {
-                sink.arg(index[output.target.as_str()])
+                sink.arg(index[output.stream.as_str()])
                     .arg(output.fields.len());
                 for (name, value) in &output.fields {
                     sink.arg(name).arg(value);
@@ -218,7 +218,7 @@ mod tests {
 
     fn output(stream: &str, value: &str) -> Output {
         Output {
-            target: stream.into(),
+            stream: stream.into(),
             fields: vec![("n".into(), value.as_bytes().to_vec())],
             raw_names: None,
         }
@@ -233,7 +233,7 @@ mod tests {
     }
 
     fn targets(ack: &Ack) -> Vec<&str> {
-        ack.outputs.iter().map(|o| o.target.as_str()).collect()
+        ack.outputs.iter().map(|o| o.stream.as_str()).collect()
     }
 
     #[test]

@@ -91,9 +91,9 @@ pub struct InvokeArgs {
     /// What the handler's `config(key)` answers; repeat for more keys.
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,
-    /// The stream the message comes from.
-    #[arg(long, default_value = "INPUT")]
-    pub source: String,
+    /// The input stream the entry comes from (the handler sees it as `source`).
+    #[arg(long, visible_alias = "source", default_value = "INPUT")]
+    pub stream: String,
     /// The message's ID.
     #[arg(long, default_value = "0-1")]
     pub id: String,

@@ -124,9 +124,10 @@ pub fn metrics_page() -> String {
     page.push_str(
         "Every series at `GET /metrics` (Prometheus text format), from the list the \
          exporter describes them with (`host/src/telemetry/describe.rs`). Series of a \
-         pipeline carry `pipeline`; those of a partitioned pipeline's partitions carry \
-         `partition` too. What they mean for operating Sluice is in \
-         [Metrics and health](../operations/metrics.md).\n\n",
+         pipeline carry `pipeline`; the gauges of a partitioned pipeline (and \
+         `sluice_trace_context_invalid_total`) carry `partition` too, as their labels \
+         below say. What they mean for operating Sluice is in \
+         [Metrics, health and logs](../operations/metrics.md).\n\n",
     );
     page.push_str("| name | type | labels | help |\n|---|---|---|---|\n");
     for metric in METRICS {

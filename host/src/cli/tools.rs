@@ -40,7 +40,7 @@ impl InvokeArgs {
     /// Calls the handler once; exit status 0 with outputs, 2 when the handler failed.
     pub async fn run(self) -> Result<ExitCode> {
         let mut call = crate::invoke::Invocation {
-            source: self.source,
+            stream: self.stream,
             id: self.id,
             attempt: self.attempt,
             ..Default::default()

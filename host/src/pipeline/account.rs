@@ -124,7 +124,7 @@ impl Tally {
     /// with their incident by the committer).
     pub(super) fn log(&self) {
         if !self.gone.is_empty() {
-            tracing::warn!(ids = ?self.gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's lease lapsed: taken as committed by that try or by another consumer; nothing written");
+            tracing::warn!(ids = ?self.gone, "entries were pending for no consumer at commit after a try whose reply was lost, or after this consumer's entry lease lapsed: taken as committed by that try or by another consumer; nothing written");
         }
         if !self.undelivered.is_empty() {
             tracing::warn!(ids = ?self.undelivered, "redis has no record of delivering these entries to the group (a failover lost the deliveries with the old primary): nothing written; they are delivered again");

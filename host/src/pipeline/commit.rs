@@ -238,7 +238,7 @@ mod tests {
         Ack {
             id: "1-0".into(),
             outputs: vec![Output {
-                target: "OUT".into(),
+                stream: "OUT".into(),
                 fields: vec![("f".into(), vec![0; bytes])],
                 raw_names: None,
             }],
@@ -265,7 +265,7 @@ mod tests {
         let wide = |n: usize| Ack {
             id: "1-0".into(),
             outputs: vec![Output {
-                target: "OUT".into(),
+                stream: "OUT".into(),
                 fields: (0..n).map(|i| (i.to_string(), Vec::new())).collect(),
                 raw_names: None,
             }],

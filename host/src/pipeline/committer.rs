@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::account::{Fate, Tally};
 use super::commit::{self, Sending};
 use super::dead_log::DeadLog;
-use super::entry_lease::{EntryLeases, Held};
+use super::entry_lease::{Held, KeptLeases};
 use super::handler::Handled;
 use super::health::Health;
 use super::outcome::{Outcome, Rules, reason_of};
@@ -45,7 +45,7 @@ pub(super) struct Prepared {
     plans: Vec<Plan>,
     /// Retries and state conflicts counted so far; the rest is counted at the commit.
     report: BatchReport,
-    leases: EntryLeases,
+    leases: KeptLeases,
 }
 
 /// Settles handled batches.
@@ -105,7 +105,7 @@ impl Committer {
         &mut self,
         entries: Vec<Entry>,
         handled: Vec<Option<Handled>>,
-        leases: EntryLeases,
+        leases: KeptLeases,
         redelivery: &mut Redelivery,
         halt: &Halt,
     ) -> (Prepared, Hold) {
@@ -128,6 +128,7 @@ impl Committer {
             if let Err(HandlerError::Conflict(reason)) = &handled.result {
                 tracing::debug!(id = %entry.id, reason = %reason, "handler state call met the batch's uncommitted writes; handling the entry again after the commit");
                 prepared.report.state_conflicts += 1;
+                self.metrics.state_conflicts.increment(1);
                 again.push(entry.clone());
                 continue;
             }
@@ -294,7 +295,7 @@ impl Committer {
         m.committed.increment(report.delivered as u64);
         m.dead_lettered.increment(report.dead_lettered as u64);
         m.retried.increment(report.retried as u64);
-        m.not_owned.increment(report.unowned as u64);
+        m.unowned.increment(report.unowned as u64);
         self.board.committed(report.delivered as u64, latency_ms);
         tracing::debug!(?report, "batch done");
     }

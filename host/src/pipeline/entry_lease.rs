@@ -38,13 +38,13 @@ impl Held {
     }
 }
 
-/// The entry leases of one batch in hand, renewed until [`EntryLeases::end`].
-pub(super) struct EntryLeases {
+/// The entry leases of one batch in hand, renewed until [`KeptLeases::end`].
+pub(super) struct KeptLeases {
     renewal: JoinHandle<()>,
     pub(super) held: Held,
 }
 
-impl EntryLeases {
+impl KeptLeases {
     /// Renews `consumer`'s entry leases on `entries` every third of `claim_idle`; the
     /// batch is known to be this consumer's since `read_at`.
     pub(super) fn keep(

@@ -78,7 +78,7 @@ use crate::telemetry::PipelineMetrics;
 use crate::telemetry::traces::{PipelineNames, Traces, Tracing};
 use crate::wasm::PluginCell;
 use committer::{Committer, Prepared};
-use entry_lease::EntryLeases;
+use entry_lease::KeptLeases;
 use handler::{Handlers, Until};
 use health::Health;
 pub use ordered::{Order, PartitionLeaseClock};
@@ -294,7 +294,7 @@ impl Pipeline {
     }
 
     /// A batch comes into the handler stage: counted, traced, its entry leases kept.
-    fn begin(&mut self, batch: &mut Batch) -> EntryLeases {
+    fn begin(&mut self, batch: &mut Batch) -> KeptLeases {
         self.metrics.read.increment(batch.entries.len() as u64);
         self.traces
             .begin(&mut batch.entries, wall_time(batch.read_at));

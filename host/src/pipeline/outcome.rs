@@ -57,7 +57,7 @@ impl Rules<'_> {
     /// Checks that every output goes to a declared stream and is writable.
     fn check(&self, outputs: Vec<Output>) -> Result<Vec<Output>, String> {
         for output in &outputs {
-            if !self.outputs.contains(&output.target) {
+            if !self.outputs.contains(&output.stream) {
                 let mut declared: Vec<_> = self.outputs.iter().map(String::as_str).collect();
                 declared.sort_unstable();
                 let declared = match declared.is_empty() {
@@ -66,19 +66,19 @@ impl Rules<'_> {
                 };
                 return Err(format!(
                     "output to undeclared stream {:?} (declared outputs: {declared}); nothing was written: add {:?} to `outputs` of pipeline {:?}, or fix the handler's stream name",
-                    output.target, output.target, self.pipeline
+                    output.stream, output.stream, self.pipeline
                 ));
             }
             if output.fields.is_empty() {
                 return Err(format!(
                     "output to {:?} has no fields (a stream entry needs at least one); nothing was written",
-                    output.target
+                    output.stream
                 ));
             }
             if output.fields.len() > self.max_fields {
                 return Err(format!(
                     "output to {:?} has {} fields, more than {}; nothing was written",
-                    output.target,
+                    output.stream,
                     output.fields.len(),
                     self.max_fields
                 ));
@@ -87,7 +87,7 @@ impl Rules<'_> {
         let mut outputs = outputs;
         if let Some(p) = self.partition {
             for output in &mut outputs {
-                output.target = crate::partition::tagged(&output.target, p);
+                output.stream = crate::partition::tagged(&output.stream, p);
             }
         }
         Ok(outputs)
@@ -118,7 +118,7 @@ impl Rules<'_> {
             )
             .into_bytes();
             return Output {
-                target: self.dead_letter.to_owned(),
+                stream: self.dead_letter.to_owned(),
                 fields,
                 raw_names: None,
             };
@@ -133,7 +133,7 @@ impl Rules<'_> {
         });
         fields.extend(entry.fields.iter().cloned());
         Output {
-            target: self.dead_letter.to_owned(),
+            stream: self.dead_letter.to_owned(),
             fields,
             raw_names,
         }
@@ -174,9 +174,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn output(target: &str, fields: usize) -> Output {
+    fn output(stream: &str, fields: usize) -> Output {
         Output {
-            target: target.into(),
+            stream: stream.into(),
             fields: (0..fields).map(|i| (format!("f{i}"), Vec::new())).collect(),
             raw_names: None,
         }
@@ -209,7 +209,7 @@ mod tests {
     fn reason(outcome: Outcome) -> String {
         match outcome {
             Outcome::DeadLetter(letter) => {
-                assert_eq!(letter.target, "IN:dead");
+                assert_eq!(letter.stream, "IN:dead");
                 String::from_utf8_lossy(&letter.fields[0].1).into_owned()
             }
             other => panic!("not dead-lettered: {other:?}"),

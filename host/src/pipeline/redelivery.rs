@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use super::entry_lease::EntryLeases;
+use super::entry_lease::KeptLeases;
 use super::health::Health;
 use super::outcome::backoff;
 use super::schedule::Schedule;
@@ -58,8 +58,8 @@ impl Redelivery {
         health: &mut Health,
         entries: &[Entry],
         read_at: Instant,
-    ) -> EntryLeases {
-        EntryLeases::keep(&mut health.consumer, entries, read_at, self.claim_idle)
+    ) -> KeptLeases {
+        KeptLeases::keep(&mut health.consumer, entries, read_at, self.claim_idle)
     }
 
     /// Takes back this consumer's failed entries that the schedule knows are due, but

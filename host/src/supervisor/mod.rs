@@ -132,9 +132,9 @@ impl Daemon {
     /// Connects to Redis (started privately if `config` names none), opens the plugin
     /// runtime and holds the consumer name: a daemon with no pipeline yet.
     async fn connect(config: &Config, shutdown: CancellationToken) -> Result<Daemon> {
-        let (redis, target) = redis_of(config).await?;
-        let url = target.shown();
-        let broker = Broker::connect(&target, shutdown.clone()).await?;
+        let (redis, deployment) = redis_of(config).await?;
+        let url = deployment.shown();
+        let broker = Broker::connect(&deployment, shutdown.clone()).await?;
         let cache = match config.plugins.cache_dir() {
             Some(dir) => Some(Cache::open(&dir)?),
             None => None,

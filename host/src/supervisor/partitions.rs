@@ -238,7 +238,7 @@ impl Partitions {
             Ok(Some(fence)) => fence,
             Ok(None) => return None,
             Err(fault) if fault.is_permission() => {
-                tracing::error!(partition = p, key = %keys.lease, error = %fault, "the ACL user may not use the partition's lease key: the partition is not handled until it may; grant it (see README, Scaling out: Keys and permissions)");
+                tracing::error!(partition = p, key = %keys.lease, error = %fault, "the ACL user may not use the partition's lease key: the partition is not handled until it may; grant it (see docs/src/concepts/partitions.md, Keys and permissions)");
                 return None;
             }
             Err(fault) => {

@@ -106,9 +106,9 @@ pub const METRICS: &[Metric] = &[
         "Entries moved to the dead-letter stream",
     ),
     counter(
-        "sluice_commits_not_owned_total",
+        "sluice_entries_unowned_total",
         PIPELINE,
-        "Commits that found the entry owned by another consumer (nothing written)",
+        "Entries a commit found unowned: pending for another consumer, for none, or never delivered as far as the server knows, or under a lease that moved (nothing written for them)",
     ),
     counter(
         "sluice_handler_failures_total",
@@ -173,7 +173,7 @@ pub const METRICS: &[Metric] = &[
     counter(
         "sluice_state_conflicts_total",
         PIPELINE,
-        "Entries handled again because state they read changed before their commit",
+        "Entries handled again after a state conflict: their handler state met the batch's uncommitted writes, or changed before their commit",
     ),
     counter(
         "sluice_trace_context_invalid_total",

@@ -111,8 +111,8 @@ pub struct PipelineMetrics {
     pub retried: Counter,
     /// Entries dead-lettered.
     pub dead_lettered: Counter,
-    /// Commits that found the entry owned elsewhere.
-    pub not_owned: Counter,
+    /// Entries a commit found unowned (nothing written for them).
+    pub unowned: Counter,
     /// What each `handle` call cost.
     pub calls: CallMetrics,
     /// Commit time minus the entry's ID timestamp.
@@ -164,7 +164,7 @@ impl PipelineMetrics {
             committed: metrics::counter!("sluice_messages_committed_total", "pipeline" => p.clone()),
             retried: metrics::counter!("sluice_messages_retried_total", "pipeline" => p.clone()),
             dead_lettered: metrics::counter!("sluice_messages_dead_lettered_total", "pipeline" => p.clone()),
-            not_owned: metrics::counter!("sluice_commits_not_owned_total", "pipeline" => p.clone()),
+            unowned: metrics::counter!("sluice_entries_unowned_total", "pipeline" => p.clone()),
             calls: CallMetrics {
                 duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
                 throttled: metrics::counter!("sluice_handler_throttled_total", "pipeline" => p.clone()),

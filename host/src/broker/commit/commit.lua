@@ -6,7 +6,7 @@
 -- after its reply was lost) or removed from the pending entries list under its owner (an
 -- operator ran XGROUP DELCONSUMER, XACK, or destroyed the group). The caller knows which
 -- can be the case: with `adopt` set (no earlier try of this commit may have gone
--- through, and the entry's lease never lapsed, so no other consumer can have taken it),
+-- through, and the entry's entry lease never lapsed, so no other consumer can have taken it),
 -- its outputs are written and it is reported as ADOPTED; otherwise nothing is
 -- written and it is reported as GONE. An entry past the group's last-delivered ID
 -- was never delivered as far as this server knows (a failover lost the delivery with
@@ -39,7 +39,7 @@
 -- The constants (opcodes and statuses) are not defined here: the script is loaded with a
 -- preamble generated from the Rust enums of broker/commit/protocol.rs.
 --
--- All checks run before the first write, so a wrongly typed target key fails the whole
+-- All checks run before the first write, so a wrongly typed output stream or state key fails the whole
 -- batch with an error instead of leaving it half written.
 --
 -- Cost: ownership is one XPENDING over the batch's ID range (filtered to this consumer)

@@ -129,7 +129,7 @@ fn check_widths(acks: &[Ack]) -> Result<(), Fault> {
             "commit",
             &format!(
                 "an output to {:?} has {} fields; at most {MAX_FIELDS_PER_OUTPUT} fit one commit",
-                output.target,
+                output.stream,
                 output.fields.len()
             ),
         )),
@@ -153,7 +153,7 @@ fn key_index<'a, S: Sink>(
         lease: 0,
     };
     for output in acks.iter().flat_map(|a| &a.outputs) {
-        index.add(sink, &output.target, || output.target.clone());
+        index.add(sink, &output.stream, || output.stream.clone());
     }
     index.outputs = index.index.len();
     let state_keys = acks.iter().flat_map(|a| {
@@ -172,7 +172,7 @@ fn key_index<'a, S: Sink>(
 
 /// One output: key index, field count, then its names and values.
 fn encode_output<S: Sink>(sink: &mut S, index: &KeyIndex, output: &Output) {
-    sink.arg(index.of(&output.target)).arg(output.fields.len());
+    sink.arg(index.of(&output.stream)).arg(output.fields.len());
     match &output.raw_names {
         Some(raw) if raw.len() == output.fields.len() => {
             for (name, (_, value)) in raw.iter().zip(&output.fields) {

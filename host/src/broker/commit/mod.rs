@@ -185,8 +185,9 @@ impl KeyMap {
     }
 }
 
-/// A partition lease this consumer commits under: the lease key and the value it holds
-/// it with (`<daemon>/<fencing token>`). Commits check it (`commit.lua`).
+/// A lease this consumer commits under (a partition lease, or the name lease of its
+/// consumer name): the lease key and the value it holds it with
+/// (`<daemon>/<fencing token>`). Commits check it before any write (`commit.lua`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     /// The lease key (in the partition's hash slot).

@@ -21,7 +21,7 @@ fn consumer() -> ConsumerId {
 
 fn output(stream: &str, fields: &[(&str, &str)]) -> Output {
     Output {
-        target: stream.into(),
+        stream: stream.into(),
         fields: fields
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
@@ -177,7 +177,7 @@ fn an_output_too_wide_is_the_entry_fault() {
     let ack = Ack {
         id: "1-0".into(),
         outputs: vec![Output {
-            target: "OUT".into(),
+            stream: "OUT".into(),
             fields,
             raw_names: None,
         }],
@@ -306,7 +306,7 @@ fn an_ack_counts_its_fields_and_bytes_and_a_big_commit_gets_more_time() {
     let wide = Ack {
         id: "1-0".into(),
         outputs: vec![Output {
-            target: "OUT".into(),
+            stream: "OUT".into(),
             fields: vec![("f".into(), vec![0; 9 << 20])],
             raw_names: None,
         }],

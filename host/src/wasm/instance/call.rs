@@ -139,7 +139,7 @@ pub(super) async fn within<T>(
 impl From<crate::wasm::bindings::Output> for Output {
     fn from(o: crate::wasm::bindings::Output) -> Self {
         Output {
-            target: o.target,
+            stream: o.target,
             fields: o.fields,
             raw_names: None,
         }
