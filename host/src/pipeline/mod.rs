@@ -20,15 +20,15 @@
 //! ```text
 //!            Batch                  Handled (one per entry)              Prepared
 //!  Reader ──────────▶ Handlers ─────────────────────────▶ Committer ──────────▶ commit
-//!   ▲  ▲   (reader.rs)          (handler.rs)            (committer.rs)    (commit.rs)
-//!   │  │                                                  │      │            │
-//!   │  │ Batch (claimed)            retry later (backoff) │      │ Fate per entry
-//!   │  └──────── Redelivery ◀───────────────────────────────┘      ▼ (account.rs)
-//!   │           (redelivery.rs, schedule.rs)                   BatchReport
+//!   ▲     (reader.rs)  ▲       (handler.rs)              (committer.rs)    (commit.rs)
+//!   │                  │                                    │      │            │
+//!   │                  │ Batch (claimed)  retry later       │      │ Fate per entry
+//!   │                  └──── Redelivery ◀───────────────────┘      ▼ (account.rs)
+//!   │                  (redelivery.rs, schedule.rs)            BatchReport
 //!   └──────────── Hold (handled again after a state conflict, or not started) ──┘
 //!
 //!  Health (health.rs): every Redis call goes through its consumer, every fault through
-//!  its remedy and backoff; it keeps the backlog shown in the status.
+//!  its remedy and fault backoff; it keeps the backlog shown in the status.
 //! ```
 //!
 //! - Read, read ahead, or held back: the reader, as a [`Batch`] (held
@@ -38,8 +38,15 @@
 //! - Waiting for its commit, or in it: the committer, as an `Ack` with its plan in a
 //!   [`Prepared`]; after it, a `Fate`, counted in
 //!   the [`BatchReport`].
-//! - Failed and waiting for its backoff, or idle with another consumer: pending in
-//!   Redis, until the redelivery stage claims it as a new [`Batch`].
+//! - Failed and waiting for its retry backoff, or idle with another consumer: pending in
+//!   Redis, until the redelivery stage claims it as a new [`Batch`] that goes straight to
+//!   the handler stage. In per-key order a failed entry instead stays in memory, at the
+//!   head of its key's queue, and `ordered.rs` waits out its backoff (later entries of
+//!   the key must not overtake it).
+//!
+//! One stage owns an entry at a time; others may act on it meanwhile: the redelivery
+//! stage renews the entry leases of a batch in a handler call, and with read-ahead the
+//! reader reads the next batch while this one is handled.
 //!
 //! The loop stops only at safe points: shutdown interrupts the wait for entries, never a
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
