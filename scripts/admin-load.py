@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # The admin API under the loads of issue 28 part 4, against the real binary and a real
-# redis-server; prints the daemon's RSS (the README's table under Admin API).
+# redis-server; prints the daemon's RSS (the table in docs/src/operations/admin-api.md).
 # Usage: scripts/admin-load.py target/debug/sluice target/plugins/payments.wasm reads|uploads|uploads-token|heads
 import http.client, os, socket, subprocess, sys, threading, time, tempfile
 

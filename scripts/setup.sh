@@ -6,8 +6,8 @@
 # playwright-core (npm, pinned by host/tests/browser/package-lock.json), componentize-js
 # (npm, pinned by guest-sdk/js/package-lock.json) and componentize-py 0.25.1 (PyPI) for
 # the JavaScript and Python plugins, clang-19 with wasi-libc (Debian) for the C plugins,
-# the wasm32-wasip2 Rust target with rustfmt and clippy, and promtool (Debian package
-# prometheus) for the metrics check. Safe to run again.
+# the wasm32-wasip2 Rust target with rustfmt and clippy, promtool (Debian package
+# prometheus) for the metrics check, and mdbook (crates.io) for the book. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +100,13 @@ fi
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target"
     rustup target add wasm32-wasip2
+fi
+
+# The book (docs/, built and link-checked by scripts/check-docs.sh): mdBook from
+# crates.io, without its search, watch and serve features (the HTML book needs none).
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "setup: installing mdbook 0.5.4 (crates.io)"
+    cargo install mdbook --locked --version 0.5.4 --no-default-features
 fi
 
 for component in rustfmt clippy; do

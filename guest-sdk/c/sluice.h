@@ -22,7 +22,7 @@
 //         return true;
 //     }
 //
-// Build: see "Writing a plugin in JavaScript, Python or C" in the repository's README
+// Build: see "Writing a plugin in C" in the book (docs/src/guide/plugins-c.md)
 // (clang-19 --target=wasm32-wasi, then `sluice-c component`), or run `sluice new NAME
 // --lang c` for a project that builds.
 #ifndef SLUICE_H
@@ -106,7 +106,7 @@ char *sluice_config_or(const char *key, const char *fallback);
 
 // --- Handler state ------------------------------------------------------------------------
 // Keys in Redis read and written with the entry's commit (WIT `sluice:plugin/state`; see
-// the README, "Handler state"). The bindings are generated for the world
+// docs/src/guide/state.md, "Handler state"). The bindings are generated for the world
 // `stateful-handler` (named `handler`): a plugin that calls none of these does not import
 // the interface and runs in any pipeline; one that does needs `state` prefixes.
 //

@@ -1,5 +1,5 @@
-//! Write Sluice stream handlers in Rust (the repository's README, "Writing a plugin
-//! (Rust)", walks through one).
+//! Write Sluice stream handlers in Rust (the book's "Writing a plugin in Rust",
+//! `docs/src/guide/plugins-rust.md` in the repository, walks through one).
 //!
 //! A handler receives one stream entry ([`Message`]) and returns the entries to append
 //! downstream ([`Output`]) or a [`Failure`]. Sluice appends the outputs and acknowledges

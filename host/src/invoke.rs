@@ -16,8 +16,8 @@ use crate::wasm::{Cache, Instance, Plugin, PluginCell, Runtime};
 /// The message and settings of one call.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// The stream the message claims to come from.
-    pub source: String,
+    /// The input stream the entry comes from (what the handler sees as `source`).
+    pub stream: String,
     /// Its ID.
     pub id: String,
     /// Its delivery attempt (1 for a first delivery).
@@ -37,7 +37,7 @@ pub struct Invocation {
 impl Default for Invocation {
     fn default() -> Self {
         Self {
-            source: "INPUT".into(),
+            stream: "INPUT".into(),
             id: "0-1".into(),
             attempt: 1,
             fields: Vec::new(),
@@ -100,7 +100,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
     });
     let started = Instant::now();
     let (result, finished) = instance
-        .handle_in(&call.source, &mut entry, scope.as_ref())
+        .handle_in(&call.stream, &mut entry, scope.as_ref())
         .await;
     // What the commit would refuse (a hash write to a string...), said now.
     let result = match result {
@@ -161,7 +161,7 @@ pub fn render_text(result: &Result<Vec<Output>, HandlerError>) -> String {
         Ok(outputs) => {
             let mut text = String::new();
             for output in outputs {
-                text.push_str(&format!("→ {}\n", output.target));
+                text.push_str(&format!("→ {}\n", output.stream));
                 for (name, value) in &output.fields {
                     text.push_str(&format!("  {name} = {}\n", show(value)));
                 }
@@ -179,7 +179,7 @@ pub fn render_json(result: &Result<Vec<Output>, HandlerError>) -> serde_json::Va
     match result {
         Ok(outputs) => json!({
             "outputs": outputs.iter().map(|o| json!({
-                "target": o.target,
+                "target": o.stream,
                 "fields": o.fields.iter().map(|(name, value)| {
                     let value = match std::str::from_utf8(value) {
                         Ok(text) => json!(text),

@@ -1,70 +1,17 @@
-//! The `sluice` command line: parses arguments and dispatches; each subcommand lives in
-//! the library's `cli` module.
+//! The `sluice` binary: parses the command line ([`sluice::cli::Cli`]), sets up logging
+//! and the shared runtime, and dispatches; each subcommand lives in the library's `cli`
+//! module.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use sluice::cli::{
-    CompileArgs, DevArgs, DlqArgs, InvokeArgs, NewArgs, PartitionArgs, RunArgs, SendArgs,
-};
+use clap::Parser;
+use sluice::cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// glibc's malloc spent a fifth of the data path's CPU time in allocation under load
 /// (docs/decisions.md); mimalloc is a drop-in.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Run Redis Streams consumers as sandboxed WebAssembly handlers.
-#[derive(Parser)]
-#[command(name = "sluice", version, about)]
-struct Cli {
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
-    log_format: LogFormat,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Pretty,
-    Json,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the pipelines of a config file until SIGTERM/SIGINT; SIGHUP reloads the file.
-    Run(RunArgs),
-    /// Inspect and act on a pipeline's dead letters: list, replay, purge.
-    Dlq(DlqArgs),
-    /// Call a plugin's handler once on one message, with no Redis, and print its outputs
-    /// or its failure. Exit status: 0 outputs, 2 the handler failed, 1 an error.
-    ///
-    /// Example: `sluice invoke target/plugins/payments.wasm orderId=1 orderAmount=9.5 userId=u`
-    Invoke(InvokeArgs),
-    /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
-    /// private redis-server unless a URL is given.
-    Dev(DevArgs),
-    /// Precompile every pipeline's plugin into the compiled-code cache (at deploy time,
-    /// so that the daemon's first start loads them in milliseconds instead of compiling
-    /// for seconds), checking each against the handler world.
-    Compile(CompileArgs),
-    /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm, with
-    /// '-' in NAME written '_' (`my-audit` builds `my-audit/my_audit.wasm`), and passes
-    /// `sluice invoke` as it is.
-    ///
-    /// Example: `sluice new order-audit --lang python` (then `order-audit/build.sh`).
-    New(NewArgs),
-    /// Add an entry to a pipeline's input; with --key, to the partition of that key.
-    ///
-    /// Example: `sluice send payments --key user-7 orderId=1 orderAmount=9.5 userId=user-7`
-    Send(SendArgs),
-    /// Print the partition of each key: zlib CRC-32 of the key's bytes modulo N (what
-    /// producers compute to keep one key's entries in order).
-    ///
-    /// Example: `sluice partition --partitions 16 user-7`
-    Partition(PartitionArgs),
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

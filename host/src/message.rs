@@ -96,7 +96,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Output {
     /// The stream key.
-    pub target: String,
+    pub stream: String,
     /// Fields in order; Redis requires at least one.
     pub fields: Vec<Field>,
     /// The exact bytes to write for every field name, in order, instead of the names in
@@ -123,13 +123,13 @@ pub mod dead_letter_fields {
     pub const COUNT: usize = 6;
 }
 
-/// Why a handler did not produce outputs for a message.
+/// Why a handler did not produce outputs for an entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
     /// The handler asked for a later redelivery.
     #[error("handler asked to retry: {0}")]
     Retry(String),
-    /// The handler refused the message for good.
+    /// The handler refused the entry for good.
     #[error("handler rejected the message: {0}")]
     Reject(String),
     /// The guest trapped (panic, unreachable, out of bounds...).
@@ -151,21 +151,16 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// Whether the message should be delivered again (until `max_attempts`).
+    /// Whether the entry should be delivered again (until `max_attempts`).
     pub fn is_retryable(&self) -> bool {
         !matches!(self, HandlerError::Reject(_))
     }
 
-    /// Every kind [`HandlerError::kind`] answers (metrics are registered for each at 0).
-    pub const KINDS: [&'static str; 7] = [
-        "retry",
-        "reject",
-        "trap",
-        "timeout",
-        "limit",
-        "instantiate",
-        "conflict",
-    ];
+    /// Every kind of failure `sluice_handler_failures_total` counts (registered at 0).
+    /// `conflict` is not one: the entry is handled again without an attempt counted, and
+    /// `sluice_state_conflicts_total` counts it.
+    pub const KINDS: [&'static str; 6] =
+        ["retry", "reject", "trap", "timeout", "limit", "instantiate"];
 
     /// A short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
@@ -190,8 +185,8 @@ pub enum CommitStatus {
     /// written.
     NotOwned,
     /// The entry was pending for no consumer at all (removed from the pending entries
-    /// list under its owner: `XGROUP DELCONSUMER`, a destroyed group) and its lease had
-    /// not lapsed: its outputs were written (recovered) with nothing to acknowledge.
+    /// list under its owner: `XGROUP DELCONSUMER`, a destroyed group) and its entry lease
+    /// had not lapsed: its outputs were written (recovered) with nothing to acknowledge.
     Adopted,
     /// The entry was pending for no consumer and could not be adopted (an earlier try of
     /// the same commit may have gone through): nothing was written.

@@ -305,7 +305,7 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
         outputs: ["{b}:OUT", "{a}:LOCAL"]
             .iter()
             .map(|target| Output {
-                target: (*target).to_owned(),
+                stream: (*target).to_owned(),
                 fields: vec![("n".into(), n.as_bytes().to_vec())],
                 raw_names: None,
             })
@@ -396,7 +396,7 @@ async fn a_cross_slot_commit_retried_after_its_markers_expired_writes_once() {
     let acks = [Ack {
         id: read[0].id.clone(),
         outputs: vec![Output {
-            target: "{b}:OUT".into(),
+            stream: "{b}:OUT".into(),
             fields: vec![("n".into(), b"1".to_vec())],
             raw_names: None,
         }],

@@ -6,7 +6,7 @@ use sluice_testkit::*;
 
 fn payment(n: &str) -> Output {
     Output {
-        target: "PAYMENTS".into(),
+        stream: "PAYMENTS".into(),
         fields: vec![("n".into(), n.as_bytes().to_vec())],
         raw_names: None,
     }
@@ -131,7 +131,7 @@ async fn wrongly_typed_target_fails_the_batch_whole() {
         Ack {
             id: read[1].id.clone(),
             outputs: vec![Output {
-                target: "NOT_A_STREAM".into(),
+                stream: "NOT_A_STREAM".into(),
                 fields: vec![("n".into(), b"2".to_vec())],
                 raw_names: None,
             }],

@@ -104,7 +104,7 @@ async fn every_language_handles_every_fixture_like_rust() {
         .into_iter()
         .flat_map(|(name, fields)| {
             let plain = Invocation {
-                source: "ORDERS_STREAM".into(),
+                stream: "ORDERS_STREAM".into(),
                 id: "1700000000000-0".into(),
                 fields,
                 ..Default::default()
@@ -342,7 +342,7 @@ async fn every_language_writes_the_same_state() {
         let mut row = Vec::new();
         for (name, fields, prefixes) in &fixtures {
             let call = Invocation {
-                source: "PAYMENTS_STREAM".into(),
+                stream: "PAYMENTS_STREAM".into(),
                 fields: fields.clone(),
                 state: Some(initial.clone()),
                 state_prefixes: prefixes.clone(),
@@ -442,7 +442,7 @@ async fn a_thrown_error_is_logged_with_its_text_before_the_trap() {
     let _capture =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(logs.clone()));
     let call = Invocation {
-        source: "IN".into(),
+        stream: "IN".into(),
         id: "1700000000000-7".into(),
         fields: vec![("action".into(), b"trap".to_vec())],
         ..Default::default()
@@ -474,7 +474,7 @@ async fn a_thrown_error_is_logged_with_its_text_before_the_trap() {
 async fn odd_javascript_results_are_taken_alike_by_every_export() {
     let cache = tempfile::tempdir().expect("cache dir");
     let call = |action: &str| Invocation {
-        source: "IN".into(),
+        stream: "IN".into(),
         id: "1700000000000-8".into(),
         fields: vec![("action".into(), action.as_bytes().to_vec())],
         ..Default::default()

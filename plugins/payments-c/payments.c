@@ -2,7 +2,7 @@
 // same rejects as plugins/payments (Rust), checked by the conformance suite.
 //
 // Build: scripts/build-plugins.sh (clang --target=wasm32-wasip1, then `sluice-c component`;
-// see guest-sdk/c/README.md).
+// see docs/src/guide/plugins-c.md).
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>

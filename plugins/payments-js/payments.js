@@ -1,7 +1,7 @@
 // The tutorial's payments service as a Sluice handler in JavaScript: the same outputs
 // and the same rejects as plugins/payments (Rust), checked by the conformance suite.
 //
-// Build: scripts/build-plugins.sh (componentize-js; the README's "Writing a plugin in JavaScript, Python or C").
+// Build: scripts/build-plugins.sh (componentize-js; see docs/src/guide/plugins-js.md, "Writing a plugin in JavaScript").
 
 import { handler, packed, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
 

@@ -1,7 +1,7 @@
 """The tutorial's payments service as a Sluice handler in Python: the same outputs and
 the same rejects as plugins/payments (Rust), checked by the conformance suite.
 
-Build: scripts/build-plugins.sh (componentize-py; the README's "Writing a plugin in JavaScript, Python or C").
+Build: scripts/build-plugins.sh (componentize-py; see docs/src/guide/plugins-python.md, "Writing a plugin in Python").
 """
 
 import re

@@ -13,33 +13,16 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::io::tcp::{TcpSettings, socket2};
 use redis::{AsyncConnectionConfig, RedisResult};
 
 use super::conn::Conn;
-use super::endpoint::Endpoint;
+use super::endpoint::{CONNECT_TIMEOUT, Endpoint};
 use super::fault::{Fault, Remedy};
 
-/// How long opening a connection (TCP, TLS, AUTH) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The response deadline of a call that does not block on the server.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
 /// What a blocking read's deadline adds to its `BLOCK` time.
 pub const BLOCK_MARGIN: Duration = Duration::from_secs(2);
-
-/// TCP settings for every connection: keepalive probes after 10 s idle, every 5 s, and
-/// unacknowledged data failing the connection after 10 s (Linux `TCP_USER_TIMEOUT`).
-pub fn tcp_settings() -> TcpSettings {
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(5));
-    let settings = TcpSettings::default()
-        .set_nodelay(true)
-        .set_keepalive(keepalive);
-    #[cfg(target_os = "linux")]
-    let settings = settings.set_user_timeout(Duration::from_secs(10));
-    settings
-}
 
 /// One connection to Redis (to one node, or to a whole cluster) that re-opens itself
 /// after faults. Shareable: calls clone the (multiplexed) connection and run beside each

@@ -12,19 +12,20 @@
 mod commit;
 mod conn;
 mod consumer;
+mod consumer_id;
 mod consumers;
+mod cross_slot;
 mod dead;
 mod dead_page;
+mod deployment;
 mod endpoint;
 pub mod fault;
 mod lease;
 mod link;
-mod once;
 mod reply;
 mod server_settings;
 pub mod slot;
 mod state;
-mod target;
 
 use anyhow::{Context, Result, bail};
 use std::future::Future;
@@ -38,19 +39,21 @@ use endpoint::Endpoint;
 pub use conn::Conn;
 
 pub use commit::{Ack, Fence, KeyMap, MAX_FIELDS_PER_COMMIT, MAX_FIELDS_PER_OUTPUT};
-pub use consumer::{Consumer, ConsumerId, Lease, Prefetcher, Recreated};
+pub use consumer::{Consumer, ConsumerId, Prefetcher, Recreated};
 pub use consumers::GroupConsumer;
 pub use dead::{
     DeadStream, IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, ReplayCut, Replayed,
 };
 pub use dead_page::{Page, PageEntry, PageLimits};
+/// The old name of [`Deployment`], kept until its users outside `broker` are renamed.
+pub use deployment::Deployment as Target;
+pub use deployment::{Deployment, Nodes, Replication, Secret, Tls, redact_url, url_password};
 pub use fault::{Backoff, Blame, Fault, Remedy};
-pub use lease::LeaseKeys;
+pub use lease::{EntryLeases, LeaseKeys};
 pub use link::{BLOCK_MARGIN, CALL_DEADLINE};
 pub use reply::{GroupInfo, PendingEntry};
 pub use server_settings::{NO_EVICTION, ServerSettings, settings_unreadable};
 pub use state::StateValue;
-pub use target::{Nodes, Replication, Secret, Target, Tls, redact_url, url_password};
 
 /// The oldest server Sluice runs against: Redis 6.2 brought `XPENDING ... IDLE` (the
 /// retry and reclaim scans) and `XGROUP CREATE ... MKSTREAM` with `XAUTOCLAIM`-era
@@ -96,22 +99,22 @@ pub fn check_server(server: &str, version: &str) -> Result<()> {
 }
 
 impl Broker {
-    /// Connects to the server `target` names and checks that it is recent enough. With
+    /// Connects to the server `deployment` names and checks that it is recent enough. With
     /// Sentinels, a task follows their `+switch-master` announcements until `stop`.
     /// A shutdown (`stop`) while it connects ends the attempt at once.
-    pub async fn connect(target: &Target, stop: CancellationToken) -> Result<Self> {
-        let endpoint = Arc::new(Endpoint::new(target)?);
+    pub async fn connect(deployment: &Deployment, stop: CancellationToken) -> Result<Self> {
+        let endpoint = Arc::new(Endpoint::new(deployment)?);
         let shown = endpoint.shown().to_owned();
         tokio::select! {
             biased;
             () = stop.cancelled() => bail!("stopped while connecting to Redis at {shown}"),
-            broker = Self::open(endpoint, target, stop.clone()) => broker,
+            broker = Self::open(endpoint, deployment, stop.clone()) => broker,
         }
     }
 
     async fn open(
         endpoint: Arc<Endpoint>,
-        target: &Target,
+        deployment: &Deployment,
         stop: CancellationToken,
     ) -> Result<Self> {
         let shown = endpoint.shown().to_owned();
@@ -133,7 +136,7 @@ impl Broker {
                 {
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                Err(fault) => return Err(connect_error(&fault, target, endpoint.user())),
+                Err(fault) => return Err(connect_error(&fault, deployment, endpoint.user())),
             }
         }
         endpoint.watch(stop);
@@ -154,7 +157,7 @@ impl Broker {
                 "Redis at {shown} is a node of a Redis Cluster, which serves only its own hash slots: set [redis] cluster = true (with this URL as a seed node) so that each command goes to the node that holds its key"
             );
         }
-        if let Some(wait) = target.replication {
+        if let Some(wait) = deployment.replication {
             broker.check_replication(wait).await?;
         }
         tracing::info!(url = %shown, server = %broker.server, "connected to redis");
@@ -344,10 +347,10 @@ fn tls_refusal(fault: &Fault) -> Option<&'static str> {
     }
 }
 
-fn connect_error(fault: &Fault, target: &Target, user: &str) -> anyhow::Error {
-    let shown = target.shown();
+fn connect_error(fault: &Fault, deployment: &Deployment, user: &str) -> anyhow::Error {
+    let shown = deployment.shown();
     let text = fault.to_string();
-    let sentinels = matches!(target.nodes, Nodes::Sentinel { .. });
+    let sentinels = matches!(deployment.nodes, Nodes::Sentinel { .. });
     let hint = if let Some(tls) = tls_refusal(fault) {
         format!(": {tls}")
     } else if text.contains("MasterNameNotFoundBySentinel") {
@@ -356,13 +359,13 @@ fn connect_error(fault: &Fault, target: &Target, user: &str) -> anyhow::Error {
         match fault.code() {
             "WRONGPASS" => format!(
                 ": the user {user:?} or its password ({}) is wrong; check the password, and the ACL user on the server",
-                target.password_from()
+                deployment.password_from()
             ),
             "NOPERM" => format!(": the ACL user {user:?} may not run the commands Sluice needs"),
             "IO" | "TIMEOUT" if sentinels => {
                 ": are the sentinels up, and is each [redis] sentinels entry the host:port of one?".to_owned()
             }
-            "IO" | "TIMEOUT" if target.tls.is_some() => {
+            "IO" | "TIMEOUT" if deployment.tls.is_some() => {
                 ": is redis-server running there, and are the URL's host and port right? (a TLS handshake sent to a plain port gets no answer: is it the server's tls-port?)".to_owned()
             }
             "IO" | "TIMEOUT" => {

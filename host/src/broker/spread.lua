@@ -1,5 +1,7 @@
--- Prepended to the scripts that write entries: commit.rs and dead/replay.rs build commit.lua
--- and dead/replay.lua as concat!(spread.lua, script). Comments above a script's code still lead it.
+-- Prepended to the scripts that write entries: commit/mod.rs, cross_slot.rs and
+-- dead/replay.rs build commit.lua, cross_slot.lua and dead/replay.lua as spread.lua then
+-- the script (the commit: after its protocol constants). Comments above a script's
+-- code still lead it.
 --
 -- spread(t, i, j) returns t[i..j] as separate values, like unpack, for any width.
 -- Lua's unpack stops near 8,000 values (LUAI_MAXCSTACK), which must not decide how wide

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
-use super::Target;
+use super::Setup;
 use crate::broker::{Broker, LetterIds, ReplayCut, Replayed};
 use crate::config::{Config, PipelineConfig};
 use crate::message::dead_letter_fields;
@@ -21,7 +21,7 @@ pub struct DlqArgs {
     #[command(subcommand)]
     pub action: DlqAction,
     #[command(flatten)]
-    pub target: Target,
+    pub setup: Setup,
 }
 
 /// What `sluice dlq` does.
@@ -64,7 +64,7 @@ pub enum DlqAction {
 impl DlqArgs {
     /// Lists, replays or purges dead letters.
     pub async fn run(self) -> Result<ExitCode> {
-        dlq(self.action, &self.target.config, self.target.redis).await
+        dlq(self.action, &self.setup.config, self.setup.redis).await
     }
 }
 

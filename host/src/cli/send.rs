@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
-use super::Target;
+use super::Setup;
 
 /// `sluice send`.
 #[derive(clap::Args)]
@@ -20,7 +20,7 @@ pub struct SendArgs {
     #[arg(long)]
     pub key: Option<String>,
     #[command(flatten)]
-    pub target: Target,
+    pub setup: Setup,
 }
 
 /// `sluice partition`.
@@ -37,8 +37,8 @@ pub struct PartitionArgs {
 impl SendArgs {
     /// Adds the entry with `XADD`; prints the stream and the entry's ID.
     pub async fn run(self) -> Result<ExitCode> {
-        let path = &self.target.config;
-        let config = super::tool_config(path, self.target.redis.clone())?;
+        let path = &self.setup.config;
+        let config = super::tool_config(path, self.setup.redis.clone())?;
         // Everything that can be checked is checked before connecting.
         let pipeline = super::find_pipeline(&config, path, &self.pipeline)?;
         let stream = match (pipeline.partitions, &self.key) {

@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::{defaults, duration};
+use super::{defaults, duration, duration_text, size_text};
 
 /// The `[admin]` table: the HTTP API for plugins and status.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to listen on; loopback by default. Calls that change something or read
@@ -17,7 +17,7 @@ pub struct AdminConfig {
     #[serde(default = "defaults::admin_listen")]
     pub listen: std::net::SocketAddr,
     /// Largest request body (a plugin upload).
-    #[serde(default = "defaults::max_body")]
+    #[serde(default = "defaults::max_body", serialize_with = "size_text")]
     pub max_body: ByteSize,
     /// More names the API answers to in the `Host` header (`sluice.internal`), without
     /// a port. Besides these it answers only to loopback names (`localhost`) and IP
@@ -30,7 +30,8 @@ pub struct AdminConfig {
     /// and the longest its body may stall (then it is answered 408 and closed).
     #[serde(
         default = "defaults::admin_request_timeout",
-        deserialize_with = "duration"
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
     )]
     pub request_timeout: Duration,
     /// How long a request's whole body may take to arrive, however steadily it comes
@@ -38,7 +39,8 @@ pub struct AdminConfig {
     /// an upload slot for ever.
     #[serde(
         default = "defaults::admin_body_timeout",
-        deserialize_with = "duration"
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
     )]
     pub body_timeout: Duration,
     /// Plugin uploads received or compiled at once; more are answered 429. Each may

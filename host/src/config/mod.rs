@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytesize::ByteSize;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where Redis is. Without it Sluice starts a private `redis-server`.
@@ -28,7 +28,11 @@ pub struct Config {
     /// The admin HTTP API; off without an `[admin]` table.
     pub admin: Option<AdminConfig>,
     /// How long shutdown waits for in-flight messages to finish and commit.
-    #[serde(default = "defaults::drain_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::drain_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub drain_timeout: Duration,
     /// Traces: which entries get one, and where spans are exported (OTLP).
     #[serde(default)]
@@ -41,16 +45,17 @@ pub struct Config {
 /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
 /// variables are (<https://opentelemetry.io/docs/specs/otel/protocol/exporter/>); nothing
 /// is exported otherwise, nor with `OTEL_SDK_DISABLED=true`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Which entries are traced (each pipeline may say otherwise with its own `traces`).
     /// Default: `"always"` when spans are exported, `"when-present"` when not.
     pub traces: Option<TraceMode>,
     /// The collector's OTLP/HTTP base URL, e.g. `http://otel-collector:4318`; spans go
-    /// to `{otlp_endpoint}/v1/traces`. Overrides the `OTEL_EXPORTER_OTLP_*` variables.
+    /// to `{otlp_endpoint}/v1/traces`. The `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` and
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` variables win over it.
     pub otlp_endpoint: Option<String>,
-    /// The `service.name` of the spans; default `OTEL_SERVICE_NAME`, else `sluice`.
+    /// The `service.name` of the spans; default `sluice`. `OTEL_SERVICE_NAME` wins over it.
     pub service_name: Option<String>,
     /// The share of new traces (entries without a `traceparent`, with `traces =
     /// "always"`) that are sampled, in [0, 1]; default 1. A child span follows its
@@ -71,7 +76,7 @@ impl Default for TelemetryConfig {
 }
 
 /// Which entries a pipeline traces.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum TraceMode {
     /// None: no spans, and outputs get no trace context.
@@ -84,7 +89,7 @@ pub enum TraceMode {
 }
 
 /// The `[plugins]` table.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Keep compiled plugins on disk so that restarts and reloads of a known version
@@ -125,7 +130,7 @@ impl PluginsConfig {
 }
 
 /// One `[[pipeline]]`: a consumer group on an input stream feeding one plugin.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// A unique name, used in logs, metrics and dead-letter entries.
@@ -136,7 +141,8 @@ pub struct PipelineConfig {
     pub input: Name,
     /// The consumer group; created at the start of the stream if missing.
     pub group: Name,
-    /// The streams the handler may write to. Any other target fails the message.
+    /// The output streams the handler may write to. An output to any other stream fails
+    /// the entry (it is dead-lettered).
     #[serde(default)]
     pub outputs: Vec<Name>,
     /// Key prefixes the handler may read and write through `sluice:plugin/state`
@@ -159,7 +165,11 @@ pub struct PipelineConfig {
     #[serde(default)]
     pub retry_backoff: BackoffConfig,
     /// Entries idle this long in another consumer's pending list are taken over.
-    #[serde(default = "defaults::claim_idle", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::claim_idle",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub claim_idle: Duration,
     /// Resource limits on the handler.
     #[serde(default)]
@@ -182,7 +192,11 @@ pub struct PipelineConfig {
     /// With `ordering = "per-key"`: how long a daemon's lease on a partition lasts
     /// without renewal (it renews every third of it); a dead daemon's partitions are
     /// taken over after this.
-    #[serde(default = "defaults::lease_ttl", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::lease_ttl",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub lease_ttl: Duration,
     /// In a Redis Cluster, allow outputs in other hash slots than the input: they are
     /// written first, once per input entry (a marker in their slot), then the guarded
@@ -195,7 +209,8 @@ pub struct PipelineConfig {
     /// down this long) writes those outputs again. Longer than `claim_idle`.
     #[serde(
         default = "defaults::cross_slot_marker_ttl",
-        deserialize_with = "duration"
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
     )]
     pub cross_slot_marker_ttl: Duration,
     /// Which entries this pipeline traces; default: the `[telemetry]` table's `traces`.
@@ -203,7 +218,7 @@ pub struct PipelineConfig {
 }
 
 /// How the entries of a partitioned pipeline are ordered among daemons.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ordering {
     /// Entries of a partition are spread over every daemon's consumer (no order).
@@ -215,99 +230,20 @@ pub enum Ordering {
     PerKey,
 }
 
-/// `retry_backoff = { initial = "200ms", max = "30s" }`: exponential with equal jitter (see `pipeline::backoff`).
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BackoffConfig {
-    /// The delay after the first failure.
-    #[serde(default = "defaults::backoff_initial", deserialize_with = "duration")]
-    pub initial: Duration,
-    /// The delay never grows past this.
-    #[serde(default = "defaults::backoff_max", deserialize_with = "duration")]
-    pub max: Duration,
-}
-
-impl Default for BackoffConfig {
-    fn default() -> Self {
-        Self {
-            initial: defaults::backoff_initial(),
-            max: defaults::backoff_max(),
-        }
-    }
-}
-
-/// `limits = { memory = "64MiB", timeout = "1s" }`: what one handler instance may use.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Bytes of all linear memories of one instance together.
-    #[serde(default = "defaults::memory")]
-    pub memory: ByteSize,
-    /// Wall time of one `handle` call.
-    #[serde(default = "defaults::timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
-    /// Messages an instance handles before it is replaced by a fresh one.
-    #[serde(default = "defaults::instance_reuse")]
-    pub instance_reuse: u64,
-    /// Fuel (about one unit per Wasm instruction) one call may burn; unset: unmetered.
-    /// Turning it on for any pipeline costs every pipeline 10–80% per call.
-    pub fuel: Option<u64>,
-    /// Outputs one call may return.
-    #[serde(default = "defaults::max_outputs")]
-    pub max_outputs: usize,
-    /// Bytes (field names and values) all outputs of one call may hold.
-    #[serde(default = "defaults::max_output_bytes")]
-    pub max_output_bytes: ByteSize,
-    /// Wall time after which a call still running is throttled to `throttle_share`.
-    #[serde(default = "defaults::throttle_after", deserialize_with = "duration")]
-    pub throttle_after: Duration,
-    /// The share of a core a throttled call may use, in (0, 1]; 1 turns throttling off.
-    #[serde(default = "defaults::throttle_share")]
-    pub throttle_share: f64,
-}
-
-impl LimitsConfig {
-    /// The limits as the `wasm` module enforces them.
-    pub fn to_limits(&self) -> crate::wasm::Limits {
-        crate::wasm::Limits {
-            memory: usize::try_from(self.memory.as_u64()).unwrap_or(usize::MAX),
-            timeout: self.timeout,
-            fuel: self.fuel,
-            max_outputs: self.max_outputs,
-            max_output_bytes: usize::try_from(self.max_output_bytes.as_u64()).unwrap_or(usize::MAX),
-            instance_reuse: self.instance_reuse,
-            throttle_after: self.throttle_after,
-            throttle_share: self.throttle_share,
-        }
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            memory: defaults::memory(),
-            timeout: defaults::timeout(),
-            instance_reuse: defaults::instance_reuse(),
-            fuel: None,
-            max_outputs: defaults::max_outputs(),
-            max_output_bytes: defaults::max_output_bytes(),
-            throttle_after: defaults::throttle_after(),
-            throttle_share: defaults::throttle_share(),
-        }
-    }
-}
-
 mod admin;
 mod defaults;
+mod limits;
 mod redis;
+mod redis_rules;
 mod streams;
 mod validate;
 
 pub use admin::AdminConfig;
+pub use limits::{BackoffConfig, LimitsConfig};
 pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig, consumer_name};
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(try_from = "String")]
 pub struct Name(String);
 
@@ -353,6 +289,25 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
             "{text:?} is not a duration ({e}); write it like \"250ms\", \"5s\" or \"1m\""
         ))
     })
+}
+
+/// Writes a duration as the file reads it: `"30s"`, `"200ms"`, `"1h"`.
+fn duration_text<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*value).to_string())
+}
+
+/// Writes a size as the file reads it, in the largest binary unit that divides it:
+/// `"64MiB"`, `"512KiB"`, `"100B"`.
+fn size_text<S: Serializer>(value: &ByteSize, s: S) -> Result<S::Ok, S::Error> {
+    let bytes = value.as_u64();
+    let text = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+        .into_iter()
+        .find(|(unit, _)| bytes >= *unit && bytes.is_multiple_of(*unit))
+        .map_or_else(
+            || format!("{bytes}B"),
+            |(unit, name)| format!("{}{name}", bytes / unit),
+        );
+    s.serialize_str(&text)
 }
 
 impl PipelineConfig {

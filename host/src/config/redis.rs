@@ -1,14 +1,14 @@
 //! The `[redis]` table: where Redis is, how to log in, TLS and durability; and the
-//! [`Target`] the broker connects to, with the password read from where it is kept.
+//! [`Deployment`] the broker connects to, with the password read from where it is kept.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
 
-use super::{defaults, duration};
-use crate::broker::{Nodes, Replication, Secret, Target, Tls};
+use super::{defaults, duration, duration_text};
+use crate::broker::{Deployment, Nodes, Replication, Secret, Tls};
 
 /// The longest one `WAIT` may block (`wait_timeout`).
 pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -17,8 +17,9 @@ pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// config files; it wins over `password_file` and the URL's password.
 pub const PASSWORD_ENV: &str = "SLUICE_REDIS_PASSWORD";
 
-/// The `[redis]` table. `Debug` shows the URL without its password.
-#[derive(Clone, Deserialize)]
+/// The `[redis]` table: where Redis is (one server, Sentinels or a cluster) and how to
+/// log in. (`Debug` shows the URL without its password.)
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisConfig {
     /// A `redis://` or `rediss://` (TLS) URL. Without it, and without `sentinels`, Sluice
@@ -49,7 +50,11 @@ pub struct RedisConfig {
     #[serde(default)]
     pub wait_replicas: u32,
     /// How long one `WAIT` blocks before it is asked again.
-    #[serde(default = "defaults::wait_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::wait_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub wait_timeout: Duration,
     /// The consumer name inside each group; defaults to `sluice-<hostname>`. It must be
     /// stable across restarts of one daemon for its pending entries to be re-read first,
@@ -58,7 +63,11 @@ pub struct RedisConfig {
     /// Consumers of a group idle longer than this with no pending entries are removed
     /// (`XGROUP DELCONSUMER`) by whichever daemon notices, unless a live daemon holds
     /// the name; `"0s"` keeps them. Default 1 hour; at least 1 minute otherwise.
-    #[serde(default = "defaults::idle_consumers", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::idle_consumers",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub remove_idle_consumers_after: Duration,
 }
 
@@ -111,7 +120,7 @@ impl Default for RedisConfig {
 }
 
 /// The `[redis.tls]` table; files are PEM, relative to the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA certificates that sign the server's certificate; the system's roots if unset.
@@ -160,144 +169,9 @@ impl RedisConfig {
         self.url.is_some() || !self.sentinels.is_empty() || !self.nodes.is_empty()
     }
 
-    pub(super) fn validate(&self) -> Result<()> {
-        if let Some(name) = &self.consumer {
-            consumer_name(name).context("[redis] consumer")?;
-        }
-        let idle = self.remove_idle_consumers_after;
-        if !idle.is_zero() && idle < Duration::from_secs(60) {
-            bail!(
-                "[redis] remove_idle_consumers_after = {idle:?} is too short: a consumer between two reads looks idle; give at least \"1m\", or \"0s\" to keep idle consumers"
-            );
-        }
-        if let Some(url) = &self.url {
-            // The URL is not quoted back: it may hold a password.
-            ::redis::Client::open(url.as_str()).context(
-                "[redis] url is not a valid Redis URL; write it like \"redis://127.0.0.1:6379\", \"rediss://host:6380\" (TLS) or \"redis://user:password@host:6379\" (a password with # @ / ? or % in it must be percent-encoded, # as %23; or keep it in password_file)",
-            )?;
-        }
-        for node in &self.nodes {
-            ::redis::Client::open(node.as_str()).with_context(|| {
-                format!(
-                    "[redis] nodes: {:?} is not a valid Redis URL; write each like \"redis://10.0.0.5:6379\"",
-                    crate::broker::redact_url(node)
-                )
-            })?;
-        }
-        if self.cluster {
-            if !self.sentinels.is_empty() {
-                bail!(
-                    "[redis] cluster = true and sentinels are set: a Redis Cluster fails over by itself; give its nodes in url or nodes, and remove sentinels and master"
-                );
-            }
-            if self.url.is_none() && self.nodes.is_empty() {
-                bail!(
-                    "[redis] cluster = true needs at least one node of the cluster: set url = \"redis://host:port\" or nodes = [\"redis://host:port\", ...]"
-                );
-            }
-            if self.tls.as_ref().is_some_and(|t| t.server_name.is_some()) {
-                bail!(
-                    "[redis.tls] server_name cannot be used with cluster = true: each node's certificate must name the address the cluster announces"
-                );
-            }
-            let schemes: std::collections::BTreeSet<bool> = self
-                .url
-                .iter()
-                .chain(&self.nodes)
-                .map(|u| u.starts_with("rediss://"))
-                .collect();
-            if schemes.len() > 1 {
-                bail!(
-                    "[redis] the cluster's node URLs mix redis:// and rediss://: a cluster speaks TLS on every node or on none; write them all alike"
-                );
-            }
-        } else if !self.nodes.is_empty() {
-            bail!(
-                "[redis] nodes is set without cluster = true: nodes lists seed nodes of a Redis Cluster; add cluster = true, or give one server in url"
-            );
-        }
-        match (&self.url, self.sentinels.is_empty(), &self.master) {
-            (Some(_), false, _) => bail!(
-                "[redis] sets both url and sentinels: give one (url for one server, sentinels + master for a Sentinel set-up)"
-            ),
-            (_, false, None) => bail!(
-                "[redis] sentinels is set without master: add master = \"<name>\", the name in the sentinels' `sentinel monitor <name> ...`"
-            ),
-            (_, true, Some(_)) => bail!(
-                "[redis] master is set without sentinels: add sentinels = [\"host:26379\", ...] (or remove master and give url)"
-            ),
-            _ => {}
-        }
-        if let Some(url) = &self.url
-            && crate::broker::url_password(url)
-            && self.password_file.is_some()
-        {
-            bail!(
-                "[redis] the url holds a password and password_file is set too: keep one (password_file keeps it out of the config)"
-            );
-        }
-        if let Some(tls) = &self.tls {
-            if !self.is_external() {
-                bail!(
-                    "[redis.tls] is set but there is no [redis] url or sentinels: the private redis-server speaks plain TCP"
-                );
-            }
-            if let Some(url) = &self.url
-                && !url.starts_with("rediss://")
-            {
-                bail!(
-                    "[redis.tls] is set but [redis] url is not a rediss:// URL: write rediss:// to use TLS, or remove [redis.tls]"
-                );
-            }
-            if tls.server_name.is_some() && !self.sentinels.is_empty() {
-                bail!(
-                    "[redis.tls] server_name cannot be used with sentinels: each node's certificate must name the address the sentinels announce"
-                );
-            }
-            if tls.cert_file.is_some() != tls.key_file.is_some() {
-                bail!(
-                    "[redis.tls] cert_file and key_file go together: give both for a client certificate, or neither"
-                );
-            }
-        }
-        if self.wait_replicas > 0 && !self.is_external() {
-            bail!(
-                "[redis] wait_replicas = {} but the private redis-server has no replicas: set [redis] url or sentinels, or remove wait_replicas",
-                self.wait_replicas
-            );
-        }
-        if self.wait_timeout.is_zero() || self.wait_timeout > MAX_WAIT_TIMEOUT {
-            bail!(
-                "[redis] wait_timeout must be more than 0 (WAIT with 0 blocks for ever) and at most {} (one WAIT's wait; it is asked again); write it like \"1s\"",
-                humantime::format_duration(MAX_WAIT_TIMEOUT)
-            );
-        }
-        if !self.is_external() && (self.username.is_some() || self.password_file.is_some()) {
-            bail!(
-                "[redis] username and password_file log in to the Redis in [redis] url or sentinels, and there is none: the private redis-server needs no login; set url (or sentinels), or remove them"
-            );
-        }
-        for sentinel in &self.sentinels {
-            let port = sentinel.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
-            if !matches!(port, Some(Ok(_))) {
-                bail!(
-                    "[redis] sentinels: {sentinel:?} is not host:port; write it like \"10.0.0.5:26379\""
-                );
-            }
-        }
-        if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_ref())
-            && rustls::pki_types::ServerName::try_from(name.as_str()).is_err()
-        {
-            bail!(
-                "[redis.tls] server_name {name:?} is not a DNS name or an IP address; give the name the server's certificate holds"
-            );
-        }
-        Ok(())
-    }
-
     /// Where Redis is and how to log in; `None` for the private server. Reads the
     /// password from `SLUICE_REDIS_PASSWORD` or `password_file`.
-    pub fn target(&self) -> Result<Option<Target>> {
+    pub fn deployment(&self) -> Result<Option<Deployment>> {
         let nodes = match (&self.url, &self.master) {
             _ if self.cluster => {
                 Nodes::Cluster(self.url.iter().chain(&self.nodes).cloned().collect())
@@ -319,7 +193,7 @@ impl RedisConfig {
             ),
             _ => (None, None),
         };
-        Ok(Some(Target {
+        Ok(Some(Deployment {
             nodes,
             username: self.username.clone(),
             password,

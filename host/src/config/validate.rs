@@ -93,6 +93,14 @@ impl TelemetryConfig {
 
 impl PipelineConfig {
     pub(super) fn validate(&self) -> Result<()> {
+        self.validate_streams()?;
+        self.validate_limits()?;
+        self.validate_partitions()
+    }
+
+    /// The plugin file exists, and the handler's outputs and state keep off the
+    /// pipeline's own input and dead letters.
+    fn validate_streams(&self) -> Result<()> {
         if !self.plugin.is_file() {
             bail!(
                 "plugin file {} does not exist; build the plugin or fix the `plugin` path (relative paths start at the config file's directory)",
@@ -132,6 +140,11 @@ impl PipelineConfig {
         if dead == self.input.as_str() {
             bail!("dead_letter {dead:?} is the input stream; pick another stream");
         }
+        Ok(())
+    }
+
+    /// Counts, durations and `limits` within their bounds.
+    fn validate_limits(&self) -> Result<()> {
         let positive = [
             ("batch", self.batch),
             ("concurrency", self.concurrency.unwrap_or(1)),
@@ -173,7 +186,7 @@ impl PipelineConfig {
         if self.limits.instance_reuse == 0 {
             bail!("`limits.instance_reuse` must be at least 1");
         }
-        self.validate_partitions()
+        Ok(())
     }
 
     fn validate_partitions(&self) -> Result<()> {

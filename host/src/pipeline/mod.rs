@@ -1,90 +1,137 @@
-//! One consumer loop per pipeline: read → invoke → commit, retry or dead-letter.
+//! One consumer loop per pipeline, as five stages that hand each other named records.
+//!
+//! # Stages
+//!
+//! | stage | type | file | owns |
+//! |---|---|---|---|
+//! | reader | `Reader` | `reader.rs` | reads (this consumer's own pending entries first, then new ones), read-ahead, entries held back, the pause |
+//! | handler stage | `Handlers` | `handler.rs` | the plugin's instances, handler calls (per entry, or an instance's share through the batch export) |
+//! | committer | `Committer` | `committer.rs`, with `outcome.rs` (each entry's outcome), `commit.rs` (a commit whatever state Redis is in), `account.rs` (each entry's fate), `reruns.rs`, `dead_log.rs` | settling a handled batch: deciding, committing, accounting into a [`BatchReport`] |
+//! | redelivery | `Redelivery` | `redelivery.rs`, with `schedule.rs` (timers, scans) and `entry_lease.rs` | retries and reclaims, the entry leases on a batch in hand |
+//! | health | `Health` | `health.rs`, with `backlog.rs` | the consumer and its standing with Redis: faults, remedies, backoff, replicas, the backlog |
+//!
+//! The loop ([`Pipeline::run`], here) asks its [`Order`] (`ordered.rs`) for each turn:
+//! in any order (`readahead.rs`: held entries, the due checks, a read, and batches
+//! handled back to back with the next one read ahead), or per key (`ordered.rs`: one
+//! partition in stream order, under its partition lease).
+//!
+//! # Records, and where an entry is
+//!
+//! ```text
+//!            Batch                  Handled (one per entry)              Prepared
+//!  Reader ──────────▶ Handlers ─────────────────────────▶ Committer ──────────▶ commit
+//!   ▲     (reader.rs)  ▲       (handler.rs)              (committer.rs)    (commit.rs)
+//!   │                  │                                    │      │            │
+//!   │                  │ Batch (claimed)  retry later       │      │ Fate per entry
+//!   │                  └──── Redelivery ◀───────────────────┘      ▼ (account.rs)
+//!   │                  (redelivery.rs, schedule.rs)            BatchReport
+//!   └──────────── Hold (handled again after a state conflict, or not started) ──┘
+//!
+//!  Health (health.rs): every Redis call goes through its consumer, every fault through
+//!  its remedy and fault backoff; it keeps the backlog shown in the status.
+//! ```
+//!
+//! - Read, read ahead, or held back: the reader, as a [`Batch`] (held
+//!   back: a [`Hold`] handed back by the committer).
+//! - In a handler call: the handler stage; the call's result is a
+//!   `Handled`.
+//! - Waiting for its commit, or in it: the committer, as an `Ack` with its plan in a
+//!   [`Prepared`]; after it, a `Fate`, counted in
+//!   the [`BatchReport`].
+//! - Failed and waiting for its retry backoff, or idle with another consumer: pending in
+//!   Redis, until the redelivery stage claims it as a new [`Batch`] that goes straight to
+//!   the handler stage. In per-key order a failed entry instead stays in memory, at the
+//!   head of its key's queue, and `ordered.rs` waits out its backoff (later entries of
+//!   the key must not overtake it).
+//!
+//! One stage owns an entry at a time; others may act on it meanwhile: the redelivery
+//! stage renews the entry leases of a batch in a handler call, and with read-ahead the
+//! reader reads the next batch while this one is handled.
 //!
 //! The loop stops only at safe points: shutdown interrupts the wait for entries, never a
 //! handler call or a commit. Entries read but not committed stay pending in Redis and are
 //! delivered again, so nothing is lost whatever stops the loop.
 
+mod account;
 pub mod backlog;
-mod batch;
+mod commit;
+mod committer;
 mod dead_log;
+mod entry_lease;
+mod handler;
 mod health;
-mod invoke;
 mod ordered;
 mod outcome;
 mod readahead;
+mod reader;
 mod redelivery;
+mod reruns;
 mod schedule;
-mod settle;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Result, bail};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Backoff, Broker, Consumer, KeyMap, MAX_FIELDS_PER_OUTPUT};
+use crate::broker::{Broker, Consumer, Fault, Fence, KeyMap};
 use crate::config::PipelineConfig;
-use crate::message::{Entry, HandlerError, Output, StreamId};
-use crate::state::{Changes, Scope};
+use crate::message::Entry;
+use crate::state::Scope;
 use crate::status::Board;
 use crate::telemetry::PipelineMetrics;
 use crate::telemetry::traces::{PipelineNames, Traces, Tracing};
-use crate::wasm::{Instance, PluginCell};
+use crate::wasm::PluginCell;
+use committer::{Committer, Prepared};
+use entry_lease::KeptLeases;
+use handler::{Handlers, Until};
+use health::Health;
+pub use ordered::{Order, PartitionLeaseClock};
+use reader::{Batch, Hold, Reader};
+use redelivery::Redelivery;
 
-pub use ordered::LeaseClock;
-use outcome::Rules;
-pub use outcome::backoff;
-use readahead::Batch;
-use schedule::Schedule;
-
-/// A running pipeline: its consumer, its handler instances and its rules.
+/// A running pipeline: its stages.
 pub struct Pipeline {
-    config: PipelineConfig,
-    consumer: Consumer,
-    /// With `state` prefixes: what the handler may touch; each batch gets a copy with
-    /// an overlay of its own.
-    state: Option<Scope>,
-    instances: Vec<Instance>,
-    outputs: HashSet<String>,
-    dead_letter: String,
-    dead_log: dead_log::DeadLog,
-    /// When to scan for retries and reclaims and refresh the backlog.
-    schedule: Schedule,
-    /// Cancelled when the daemon drains: no new handler call starts.
-    shutdown: CancellationToken,
+    config: Arc<PipelineConfig>,
+    reader: Reader,
+    handlers: Handlers,
+    committer: Committer,
+    redelivery: Redelivery,
+    health: Health,
     metrics: PipelineMetrics,
-    board: Arc<Board>,
-    paused: tokio::sync::watch::Receiver<bool>,
-    /// How long the last prefetching batch took to handle and commit.
-    last_batch_time: Duration,
-    /// Backoff between tries while Redis is unusable.
-    redis_backoff: Backoff,
-    /// Since when the server answers `LOADING`.
-    loading_since: Option<Instant>,
-    /// Entries read but not started because a pause came mid-batch: handled first on
-    /// resume, as the same delivery.
-    held_back: Batch,
-    /// Entries handled again because their handler state changed under them, and how
-    /// many times in a row.
-    reruns: std::collections::HashMap<String, u32>,
-    /// The group's delivery count (or this consumer's commits) over time: the rate its
-    /// backlog drains at.
-    rate: backlog::Rate,
-    /// Entries this pipeline committed (handler outputs or dead letters).
-    committed_total: u64,
-    /// The last entry ID known delivered to the group (read by this consumer, or the
-    /// group's last-delivered-id): where a lost group is created again.
-    last_known: Option<String>,
+    traces: Traces,
     /// Which partition of a partitioned pipeline this is.
     partition: Option<u32>,
-    /// Which entries get a trace, and where their spans go.
-    traces: Traces,
+    halt: Halt,
 }
 
-/// A handler's result for one entry, with the digest of the plugin version that ran it
-/// and the handler state it read and wrote.
-type Handled = (Arc<str>, Result<Vec<Output>, HandlerError>, Changes);
+/// When to stop starting handler calls: a drain, or a pause. Calls in flight finish.
+#[derive(Clone)]
+struct Halt {
+    shutdown: CancellationToken,
+    paused: watch::Receiver<bool>,
+}
+
+impl Halt {
+    /// Whether no handler call may start now.
+    fn now(&self) -> bool {
+        self.draining() || self.paused()
+    }
+
+    fn draining(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    fn paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
 
 /// What one batch came to, for logs and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -95,9 +142,10 @@ pub struct BatchReport {
     pub dead_lettered: usize,
     /// Entries left pending for another delivery.
     pub retried: usize,
-    /// Entries whose commit found them owned by someone else, or pending for nobody
-    /// after a try whose reply was lost (nothing written).
-    pub conflicts: usize,
+    /// Entries whose commit found them no longer this consumer's: owned by another,
+    /// pending for nobody after a try whose reply was lost, or never delivered as far
+    /// as Redis knows (nothing written).
+    pub unowned: usize,
     /// Entries handled again because handler state they read changed before their
     /// commit (nothing written; no attempt counted).
     pub state_conflicts: usize,
@@ -125,317 +173,228 @@ impl Pipeline {
     ) -> Result<Self> {
         let keys = KeyMap::new(config.state_keys(partition));
         // Outputs as the handler names them (a partition's are tagged at the commit).
-        let outputs = config.outputs.iter().map(|o| o.to_string()).collect();
-        let config = match partition {
+        let outputs: HashSet<String> = config.outputs.iter().map(|o| o.to_string()).collect();
+        let config = Arc::new(match partition {
             Some(p) => config.partition(p),
             None => config,
-        };
-        let mut consumer = broker
-            .consumer(config.input.as_str(), config.group.as_str(), consumer)
-            .with_state_keys(keys);
-        if config.cross_slot && broker.is_cluster() {
-            consumer = consumer.with_cross_slot(config.cross_slot_marker_ttl);
-        }
-        if let Err(fault) = consumer.ensure_group().await
-            && fault.is_permission()
-        {
-            let keys = [config.input.to_string()];
-            let missing = consumer
-                .missing_permission(&keys)
-                .await
-                .unwrap_or_else(|| "check the ACL user's key and command permissions".into());
-            bail!(
-                "redis refuses this pipeline's user on input stream {:?}: {fault}; {missing}",
-                config.input.as_str()
-            );
-        }
-        let limits = config.limits.to_limits();
-        let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
-        let instances = (0..config.concurrency.unwrap_or(1))
-            .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
-            .collect();
+        });
+        let consumer = open_consumer(&config, broker, consumer, keys).await?;
         let state = (!config.state.is_empty()).then(|| Scope {
             prefixes: config.state.iter().cloned().collect(),
             overlay: Default::default(),
             store: consumer.state_store(),
         });
-        let traces = tracing.pipeline(
-            config.traces,
-            PipelineNames {
-                pipeline: config.name.to_string(),
-                input: config.input.to_string(),
-                group: config.group.to_string(),
-                partition,
-            },
+        let metrics = PipelineMetrics::new(config.name.as_str(), partition);
+        let traces = tracing.pipeline(config.traces, names(&config, partition));
+        let (shared, calls) = (config.clone(), metrics.calls.clone());
+        let committer = Committer::new(
+            shared,
+            outputs.clone(),
+            partition,
+            board.clone(),
+            metrics.clone(),
+            traces.clone(),
         );
         Ok(Self {
-            traces,
-            state,
-            outputs,
-            dead_letter: config.dead_letter_stream(),
-            dead_log: dead_log::DeadLog::new(config.name.as_str(), &config.dead_letter_stream()),
-            schedule: Schedule::new(config.retry_backoff, config.claim_idle),
-            shutdown: CancellationToken::new(),
-            metrics: PipelineMetrics::new(config.name.as_str(), partition),
-            paused: board.paused(),
-            board,
-            last_batch_time: Duration::ZERO,
-            redis_backoff: Backoff::redis(),
-            loading_since: None,
-            last_known: None,
-            partition,
-            reruns: Default::default(),
-            rate: backlog::Rate::default(),
-            committed_total: 0,
-            held_back: Batch {
-                entries: Vec::new(),
-                read_at: Instant::now(),
+            reader: Reader::new(&config, board.paused()),
+            handlers: Handlers::new(&config, plugin, state, calls),
+            committer,
+            redelivery: Redelivery::new(&config),
+            halt: Halt {
+                shutdown: CancellationToken::new(),
+                paused: board.paused(),
             },
-            consumer,
-            instances,
+            health: Health::new(
+                consumer,
+                config.clone(),
+                outputs,
+                board,
+                metrics.clone(),
+                partition,
+            ),
+            metrics,
+            traces,
+            partition,
             config,
         })
     }
 
-    /// Runs until `shutdown` is cancelled; in-flight work finishes and commits first.
-    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        self.shutdown = shutdown.clone();
-        tracing::info!(input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "pipeline started");
-        self.metrics.up.set(1.0);
-        while !shutdown.is_cancelled() {
-            match self.consumer.ensure_group().await {
-                Ok(()) => break,
-                Err(fault) => self.recover(fault, &shutdown).await,
-            }
-        }
-        // Start-up: this consumer's own pending entries (left by a previous run) first.
-        let mut cursor = "0".to_owned();
-        while !shutdown.is_cancelled() {
-            self.wait_while_paused(&shutdown).await;
-            self.await_replicas(&shutdown).await;
-            let read = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                read = self.consumer.read_pending(&cursor, self.config.batch) => read,
-            };
-            match read {
-                Ok(entries) if entries.is_empty() => {
-                    self.redis_ok();
-                    break;
-                }
-                Ok(entries) => {
-                    self.redis_ok();
-                    cursor.clone_from(&entries[entries.len() - 1].id);
-                    self.process(entries).await;
-                }
-                Err(fault) => self.recover(fault, &shutdown).await,
-            }
-        }
-        // Then new entries, with a look at due retries between reads. While a full batch
-        // is handled, the next one is read beside it (prefetched).
-        let mut prefetched: Option<Batch> = None;
-        while !shutdown.is_cancelled() {
-            // Paused: nothing more is handled, including entries already read (held in
-            // `prefetched`, pending in Redis) until resume. Held entries another
-            // consumer took meanwhile (a pause longer than `claim_idle`) are dropped.
-            if self.wait_while_paused(&shutdown).await {
-                if let Some(batch) = &mut prefetched
-                    && self.keep_owned(&mut batch.entries).await
-                {
-                    batch.read_at = Instant::now();
-                }
-                let mut held = std::mem::take(&mut self.held_back.entries);
-                if self.keep_owned(&mut held).await {
-                    self.held_back.read_at = Instant::now();
-                }
-                self.held_back.entries = held;
-            }
-            self.await_replicas(&shutdown).await;
-            if shutdown.is_cancelled() {
+    /// Commits only under `fence` (the consumer name's lease, or this daemon's partition
+    /// lease for a per-key partition).
+    pub fn set_fence(&mut self, fence: Fence) {
+        self.health.consumer.set_fence(Some(fence));
+    }
+
+    /// Runs until `shutdown` is cancelled (or `order` no longer lets it run); in-flight
+    /// work finishes and commits first.
+    pub async fn run(mut self, shutdown: CancellationToken, mut order: Order) -> Result<()> {
+        self.halt.shutdown = shutdown.clone();
+        self.start(&shutdown, &order).await;
+        while !shutdown.is_cancelled() && order.holds() {
+            let schedule = &mut self.redelivery.schedule;
+            self.reader
+                .pause(&mut self.health, schedule, &shutdown)
+                .await;
+            self.health.await_replicas(schedule, &shutdown).await;
+            if shutdown.is_cancelled() || !order.holds() {
                 break;
             }
-            if !self.held_back.entries.is_empty() {
-                let entries = std::mem::take(&mut self.held_back.entries);
-                let read_at = std::mem::replace(&mut self.held_back.read_at, Instant::now());
-                self.process_read_at(entries, read_at).await;
-                continue;
-            }
-            self.refresh_backlog().await;
-            if let Err(fault) = self.reclaim_due().await {
-                self.recover(fault, &shutdown).await;
-                continue;
-            }
-            // Entries read ahead are this consumer's own pending entries too, and look
-            // idle: the retry scan must not deliver them again before they are handled.
-            let in_hand = prefetched.as_ref().map_or(&[][..], |b| &b.entries[..]);
-            if let Err(fault) = self.retry_due(in_hand).await {
-                self.recover(fault, &shutdown).await;
-                continue;
-            }
-            let read = match prefetched.take() {
-                Some(batch) => Ok(batch),
-                None => {
-                    let read_at = Instant::now();
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        read = self.consumer.read_new(self.config.batch, self.schedule.read_block(Instant::now())) => read.map(|entries| Batch { entries, read_at }),
-                    }
-                }
+            let turn = match &mut order {
+                Order::Any => self.turn(&shutdown).await,
+                Order::PerKey(key) => self.turn_in_order(key, &shutdown).await,
             };
-            match read {
-                Ok(batch) => {
-                    self.redis_ok();
-                    if !batch.entries.is_empty() {
-                        self.saw(&batch.entries);
-                        if *self.paused.borrow() {
-                            // Read as the pause came (a blocking read in flight): held,
-                            // not handled, until resume.
-                            prefetched = Some(batch);
-                            continue;
-                        }
-                        prefetched = self.process_pipelined(batch).await;
-                    }
-                }
-                Err(fault) => self.recover(fault, &shutdown).await,
+            if turn.is_break() {
+                break;
             }
         }
-        // Entries prefetched just before a drain began were not started: they stay
+        // Entries read ahead just before a drain began were not started: they stay
         // pending, and are read first (as this consumer's own) on the next start.
-        drop(prefetched);
-        tracing::info!("pipeline stopped");
+        match order {
+            Order::Any => tracing::info!("pipeline stopped"),
+            Order::PerKey(_) => {
+                self.health.board().drop_partition(self.partition);
+                tracing::info!("partition released");
+            }
+        }
         Ok(())
     }
 
-    /// Stops reading while the pipeline is paused (work in flight has finished: this runs
-    /// between batches). Returns whether it was paused.
-    async fn wait_while_paused(&mut self, shutdown: &CancellationToken) -> bool {
-        if !*self.paused.borrow() {
-            return false;
-        }
-        tracing::info!("pipeline paused");
-        self.board.set_parked(true);
-        while *self.paused.borrow_and_update() {
-            // The status keeps showing the backlog growing while paused.
-            self.refresh_backlog().await;
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = self.paused.changed() => if changed.is_err() { break },
-                () = tokio::time::sleep(schedule::BACKLOG_EVERY) => {}
+    /// Says so, and makes sure of the consumer group (per key: takes over whatever an
+    /// earlier holder of the partition left pending).
+    async fn start(&mut self, shutdown: &CancellationToken, order: &Order) {
+        let (input, group) = (&self.config.input, &self.config.group);
+        let consumer = self.health.consumer.name().to_owned();
+        match order {
+            Order::Any => tracing::info!(%input, %group, consumer, "pipeline started"),
+            Order::PerKey(_) => {
+                tracing::info!(%input, %group, consumer, "partition taken: handling its entries in order")
             }
         }
-        self.board.set_parked(false);
-        tracing::info!("pipeline resumed");
-        true
-    }
-
-    /// Keeps of `entries` (read, held through a pause) those this consumer still owns,
-    /// renewing their lease; the others were reclaimed by another consumer meanwhile and
-    /// are its to handle. If Redis cannot tell, all are kept: the commit's guard still
-    /// refuses to write for an entry owned by another. Returns whether the leases of
-    /// those kept were renewed.
-    async fn keep_owned(&mut self, entries: &mut Vec<Entry>) -> bool {
-        if entries.is_empty() {
-            return false;
-        }
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        match self.consumer.lease().renew(&ids).await {
-            Ok(owned) => {
-                let before = entries.len();
-                entries.retain(|e| owned.contains(&e.id));
-                if entries.len() < before {
-                    tracing::info!(
-                        dropped = before - entries.len(),
-                        "entries held through the pause were reclaimed by another consumer meanwhile; they are its to handle"
-                    );
-                }
-                true
-            }
-            Err(e) => {
-                tracing::debug!(
-                    error = format!("{e:#}"),
-                    "cannot check the entries held through the pause"
-                );
-                false
-            }
+        self.metrics.up.set(1.0);
+        let schedule = &mut self.redelivery.schedule;
+        self.health
+            .ensure_group(schedule, shutdown, || order.holds())
+            .await;
+        if let Order::PerKey(_) = order {
+            ordered::take_over(&mut self.health, schedule, shutdown, order).await;
         }
     }
 
-    /// Refreshes pending, lag, backlog and drain time for the status and metrics,
-    /// every couple of seconds (see [`backlog`]).
-    async fn refresh_backlog(&mut self) {
-        let now = Instant::now();
-        if !self.schedule.backlog_refresh(now) {
-            return;
+    /// Handles a batch (read, held or claimed) and commits it; returns what became of
+    /// its entries.
+    async fn process(&mut self, batch: Batch) -> BatchReport {
+        let (prepared, hold) = self.handle(batch, Until::All).await;
+        self.reader.hold(hold);
+        self.commit(prepared).await
+    }
+
+    /// Handles a batch: its traces begin, its entry leases are kept, the handler stage
+    /// calls the handler on its entries, and the committer prepares its commit.
+    async fn handle(&mut self, mut batch: Batch, until: Until) -> (Prepared, Hold) {
+        let leases = self.begin(&mut batch);
+        let handled = self
+            .handlers
+            .handle(&mut batch.entries, &self.halt, until)
+            .await;
+        let redelivery = &mut self.redelivery;
+        (self.committer).prepare(batch.entries, handled, leases, redelivery, &self.halt)
+    }
+
+    /// A batch comes into the handler stage: counted, traced, its entry leases kept.
+    fn begin(&mut self, batch: &mut Batch) -> KeptLeases {
+        self.metrics.read.increment(batch.entries.len() as u64);
+        self.traces
+            .begin(&mut batch.entries, wall_time(batch.read_at));
+        (self.redelivery).entry_leases(&mut self.health, &batch.entries, batch.read_at)
+    }
+
+    /// Commits a prepared batch; entries to handle again go back to the reader.
+    async fn commit(&mut self, prepared: Prepared) -> BatchReport {
+        let (health, redelivery) = (&mut self.health, &mut self.redelivery);
+        let (report, hold) = self
+            .committer
+            .commit(prepared, health, redelivery, &self.halt)
+            .await;
+        self.reader.hold(hold);
+        report
+    }
+
+    /// Reclaims other consumers' idle entries and takes back this consumer's due retries
+    /// (none of the entries read ahead), and handles them.
+    async fn redeliver(&mut self) -> Result<(), Fault> {
+        if self.halt.paused() {
+            return Ok(());
         }
-        match self.consumer.group_info().await {
-            Ok(mut info) => {
-                if !info.lag_known
-                    && let Ok(Some((length, oldest, newest))) = self.consumer.stream_extent().await
-                {
-                    info.lag =
-                        backlog::estimate_lag(length, &oldest, &newest, &info.last_delivered);
-                }
-                let total = info.pending + info.lag;
-                let (exact, estimated) = if info.lag_known {
-                    (total, 0)
-                } else {
-                    (0, total)
-                };
-                match info.entries_read {
-                    Some(read) => self.rate.record(now, read),
-                    None => self.rate.record(now, self.committed_total),
-                }
-                self.board
-                    .set_backlog(self.partition, info.pending, info.lag);
-                self.metrics.pending.set(info.pending as f64);
-                self.metrics.lag.set(info.lag as f64);
-                self.metrics.backlog_exact.set(exact as f64);
-                self.metrics.backlog_estimated.set(estimated as f64);
-                self.metrics
-                    .drain
-                    .set(backlog::drain_seconds(total, self.rate.per_second()));
-                self.saw_id(&info.last_delivered);
-            }
-            Err(e) => {
-                tracing::debug!(error = format!("{e:#}"), "cannot read the group's backlog")
-            }
+        let claimed = self.redelivery.reclaim(&mut self.health).await?;
+        self.process_claimed(claimed).await;
+        if self.halt.paused() {
+            return Ok(());
+        }
+        let in_hand = self.reader.in_hand();
+        let claimed = (self.redelivery)
+            .known_retries(&mut self.health, &in_hand)
+            .await?;
+        self.process_claimed(claimed).await;
+        let claimed = (self.redelivery)
+            .scan_retries(&mut self.health, &in_hand)
+            .await?;
+        self.process_claimed(claimed).await;
+        Ok(())
+    }
+
+    async fn process_claimed(&mut self, entries: Vec<Entry>) {
+        if !entries.is_empty() {
+            self.process(Batch::now(entries)).await;
         }
     }
 
-    /// Notes the newest ID of entries read from the group.
-    fn saw(&mut self, entries: &[Entry]) {
-        if let Some(last) = entries
-            .iter()
-            .map(|e| e.id.as_str())
-            .max_by_key(|id| StreamId::parse(id))
-        {
-            let last = last.to_owned();
-            self.saw_id(&last);
-        }
+    /// Whether the loop has work besides new entries: a retry or reclaim scan or a
+    /// backlog refresh is due, or the pipeline is to pause or drain.
+    fn checks_due(&self) -> bool {
+        self.redelivery.schedule.any_due(Instant::now()) || self.halt.now()
     }
+}
 
-    /// Notes that the entry `id` was delivered to the group.
-    fn saw_id(&mut self, id: &str) {
-        if id.is_empty() || id == "0-0" {
-            return;
-        }
-        if self
-            .last_known
-            .as_deref()
-            .is_none_or(|known| StreamId::parse(id) > StreamId::parse(known))
-        {
-            self.last_known = Some(id.to_owned());
-        }
+/// The pipeline's consumer in its group, which is created if missing. A user that may not
+/// use the input stream fails here, with the permission to grant.
+async fn open_consumer(
+    config: &PipelineConfig,
+    broker: &Broker,
+    name: &str,
+    keys: KeyMap,
+) -> Result<Consumer> {
+    let input = config.input.as_str();
+    let mut consumer = broker
+        .consumer(input, config.group.as_str(), name)
+        .with_state_keys(keys);
+    if config.cross_slot && broker.is_cluster() {
+        consumer = consumer.with_cross_slot(config.cross_slot_marker_ttl);
     }
+    if let Err(fault) = consumer.ensure_group().await
+        && fault.is_permission()
+    {
+        let missing = consumer
+            .missing_permission(&[input.to_owned()])
+            .await
+            .unwrap_or_else(|| "check the ACL user's key and command permissions".into());
+        bail!("redis refuses this pipeline's user on input stream {input:?}: {fault}; {missing}");
+    }
+    Ok(consumer)
+}
 
-    fn rules(&self) -> Rules<'_> {
-        Rules {
-            pipeline: self.config.name.as_str(),
-            source: self.config.input.as_str(),
-            outputs: &self.outputs,
-            dead_letter: &self.dead_letter,
-            max_attempts: self.config.max_attempts,
-            max_fields: MAX_FIELDS_PER_OUTPUT,
-            partition: self.partition,
-        }
+/// The names a pipeline's spans carry.
+fn names(config: &PipelineConfig, partition: Option<u32>) -> PipelineNames {
+    PipelineNames {
+        pipeline: config.name.to_string(),
+        input: config.input.to_string(),
+        group: config.group.to_string(),
+        partition,
     }
+}
+
+/// The wall-clock time of `instant` (spans are in wall time).
+fn wall_time(instant: Instant) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(instant.elapsed())
+        .unwrap_or_else(SystemTime::now)
 }

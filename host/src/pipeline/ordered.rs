@@ -1,4 +1,6 @@
-//! `ordering = "per-key"`: one partition handled by one daemon, in stream order.
+//! How the loop orders entries ([`Order`]): in any order, or `ordering = "per-key"`: one
+//! partition handled by one daemon, in stream order. The any-order turn is in
+//! `readahead.rs`; the per-key turn is here.
 //!
 //! The daemon holds the partition's lease (see `broker::lease`); every commit checks it.
 //! On taking the partition, every entry pending in the group moves to this consumer (its
@@ -8,30 +10,70 @@
 //! after it wait, unstarted, until it succeeds or is dead-lettered after `max_attempts`.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
 use tokio_util::sync::CancellationToken;
 
-use super::invoke::call;
-use super::{BatchReport, Handled, Pipeline};
-use crate::broker::{Fence, PendingEntry};
+use super::handler::Until;
+use super::health::Health;
+use super::reader::{Batch, Read};
+use super::schedule::Schedule;
+use super::{BatchReport, Pipeline};
+use crate::broker::{Fault, PendingEntry};
 use crate::message::{Entry, StreamId};
+
+/// The order a pipeline handles its entries in.
+pub enum Order {
+    /// Any order: batches spread over the instances, read ahead, retried later.
+    Any,
+    /// Per key: one partition in stream order, while its partition lease holds.
+    PerKey(PerKey),
+}
+
+impl Order {
+    /// Per key, while `clock` says the partition lease is this daemon's.
+    pub fn per_key(clock: Arc<PartitionLeaseClock>) -> Self {
+        Order::PerKey(PerKey {
+            clock,
+            queue: VecDeque::new(),
+            due_at: None,
+        })
+    }
+
+    /// Whether the pipeline may still run: per key, while the partition lease is known
+    /// valid.
+    pub(super) fn holds(&self) -> bool {
+        match self {
+            Order::Any => true,
+            Order::PerKey(key) => !key.clock.remaining().is_zero(),
+        }
+    }
+}
+
+/// A partition's entries in stream order.
+pub struct PerKey {
+    clock: Arc<PartitionLeaseClock>,
+    /// Entries read, in order, not yet settled.
+    queue: VecDeque<Entry>,
+    /// The head of the queue failed: when it is due again.
+    due_at: Option<Instant>,
+}
 
 /// Until when a partition lease is known to be this daemon's, by the local monotonic
 /// clock: the lease manager moves it on at each renewal (the time the renewal was sent
 /// plus the lease's time to live, less a margin for clock rates). The partition reads
 /// and commits only before it.
 #[derive(Debug)]
-pub struct LeaseClock {
+pub struct PartitionLeaseClock {
     start: Instant,
     /// Milliseconds after `start`.
     until_ms: AtomicU64,
 }
 
-impl LeaseClock {
+impl PartitionLeaseClock {
     /// A clock valid until `until`.
     pub fn new(until: Instant) -> Self {
         let clock = Self {
@@ -60,142 +102,120 @@ impl LeaseClock {
     }
 }
 
+/// Whatever an earlier holder of the partition left pending is this daemon's now, first.
+pub(super) async fn take_over(
+    health: &mut Health,
+    schedule: &mut Schedule,
+    shutdown: &CancellationToken,
+    order: &Order,
+) {
+    while !shutdown.is_cancelled() && order.holds() {
+        match health.consumer.take_over().await {
+            Ok(taken) => {
+                if taken > 0 {
+                    tracing::info!(entries = taken, "took over the partition's pending entries");
+                }
+                break;
+            }
+            Err(fault) => health.recover(fault, schedule, shutdown).await,
+        }
+    }
+}
+
+/// Delivers `head` (a failed entry) again: the claim counts an attempt. `None` if it is
+/// gone from the stream or the pending list (nothing to do).
+async fn claim_again(health: &mut Health, head: &Entry) -> Result<Option<Entry>, Fault> {
+    let again = PendingEntry {
+        consumer: health.consumer.name().to_owned(),
+        idle_ms: 0,
+        deliveries: head.attempt,
+        id: head.id.clone(),
+    };
+    Ok(health.consumer.claim(&[again], Duration::ZERO).await?.pop())
+}
+
 impl Pipeline {
-    /// Commits only under `fence` (this daemon's lease on the partition).
-    pub fn set_fence(&mut self, fence: Fence) {
-        self.consumer.set_fence(Some(fence));
+    /// One turn per key: the failed head of the queue when it is due again, else a
+    /// read when the queue is empty; then the next entries in order, up to one that
+    /// fails with a retry (it holds back those after it until it succeeds or is
+    /// dead-lettered after `max_attempts`). The handled prefix is committed in one commit.
+    pub(super) async fn turn_in_order(
+        &mut self,
+        key: &mut PerKey,
+        shutdown: &CancellationToken,
+    ) -> ControlFlow<()> {
+        self.health
+            .refresh_backlog(&mut self.redelivery.schedule)
+            .await;
+        if let Some(flow) = self.head_due(key, shutdown).await {
+            return flow;
+        }
+        if key.queue.is_empty() {
+            let schedule = &mut self.redelivery.schedule;
+            let limit = key.clock.remaining();
+            match self
+                .reader
+                .read(&mut self.health, schedule, shutdown, limit)
+                .await
+            {
+                Read::Stop => return ControlFlow::Break(()),
+                Read::Again => return ControlFlow::Continue(()),
+                Read::Own(batch) | Read::New(batch) => key.queue.extend(batch.entries),
+            }
+        }
+        let n = key.queue.len().min(self.config.batch);
+        let batch: Vec<Entry> = key.queue.drain(..n).collect();
+        let (report, back, failed) = self.process_in_order(batch).await;
+        if report.unowned > 0 && key.clock.remaining().is_zero() {
+            tracing::warn!(
+                "the partition's lease lapsed before a commit: nothing of it was written; stopping"
+            );
+            return ControlFlow::Break(());
+        }
+        // The failed entry (if any) and those after it go back to the head, in order.
+        for entry in back.into_iter().rev() {
+            key.queue.push_front(entry);
+        }
+        if let Some(wait) = failed {
+            key.due_at = Some(Instant::now() + wait);
+        }
+        ControlFlow::Continue(())
     }
 
-    /// Runs the partition in order until `shutdown`, or until the lease is no longer
-    /// known valid (`lease`); work in flight finishes and commits first.
-    pub async fn run_ordered(
-        mut self,
-        shutdown: CancellationToken,
-        lease: Arc<LeaseClock>,
-    ) -> Result<()> {
-        self.shutdown = shutdown.clone();
-        let valid = |lease: &LeaseClock| !lease.remaining().is_zero();
-        tracing::info!(input = %self.config.input, group = %self.config.group, consumer = self.consumer.name(), "partition taken: handling its entries in order");
-        self.metrics.up.set(1.0);
-        while !shutdown.is_cancelled() && valid(&lease) {
-            match self.consumer.ensure_group().await {
-                Ok(()) => break,
-                Err(fault) => self.recover(fault, &shutdown).await,
+    /// The failed head of the queue, if any: waits for it (which ends the turn), or,
+    /// once due, claims it again (a fault ends the turn too). `None`: the turn goes on.
+    async fn head_due(
+        &mut self,
+        key: &mut PerKey,
+        shutdown: &CancellationToken,
+    ) -> Option<ControlFlow<()>> {
+        let at = key.due_at?;
+        let wait = at.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Some(ControlFlow::Break(())),
+                () = tokio::time::sleep(wait.min(key.clock.remaining())) => {}
+            }
+            // The loop comes round (pause, replicas, lease) before the head.
+            return Some(ControlFlow::Continue(()));
+        }
+        key.due_at = None;
+        let head = key.queue.pop_front()?;
+        match claim_again(&mut self.health, &head).await {
+            Ok(claimed) => {
+                if let Some(entry) = claimed {
+                    key.queue.push_front(entry);
+                }
+            }
+            Err(fault) => {
+                key.queue.push_front(head);
+                key.due_at = Some(Instant::now());
+                let schedule = &mut self.redelivery.schedule;
+                self.health.recover(fault, schedule, shutdown).await;
+                return Some(ControlFlow::Continue(()));
             }
         }
-        // Whatever an earlier holder left pending is this daemon's now, first.
-        while !shutdown.is_cancelled() && valid(&lease) {
-            match self.consumer.take_over().await {
-                Ok(taken) => {
-                    if taken > 0 {
-                        tracing::info!(
-                            entries = taken,
-                            "took over the partition's pending entries"
-                        );
-                    }
-                    break;
-                }
-                Err(fault) => self.recover(fault, &shutdown).await,
-            }
-        }
-        let mut queue: VecDeque<Entry> = VecDeque::new();
-        // This consumer's pending entries first (from "0"), then new ones (`None`).
-        let mut cursor: Option<String> = Some("0".into());
-        // The head of the queue failed: when it is due again.
-        let mut due_at: Option<Instant> = None;
-        while !shutdown.is_cancelled() && valid(&lease) {
-            self.wait_while_paused(&shutdown).await;
-            self.await_replicas(&shutdown).await;
-            if shutdown.is_cancelled() || !valid(&lease) {
-                break;
-            }
-            self.refresh_backlog().await;
-            if let Some(at) = due_at {
-                let wait = at.saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(wait.min(lease.remaining())) => {}
-                    }
-                    continue;
-                }
-                due_at = None;
-                if let Some(head) = queue.pop_front() {
-                    // Delivered again: the claim counts an attempt.
-                    let again = PendingEntry {
-                        consumer: self.consumer.name().to_owned(),
-                        idle_ms: 0,
-                        deliveries: head.attempt,
-                        id: head.id.clone(),
-                    };
-                    match self.consumer.claim(&[again], Duration::ZERO).await {
-                        // Gone from the stream or the pending list: nothing to do.
-                        Ok(mut claimed) => {
-                            if let Some(entry) = claimed.pop() {
-                                queue.push_front(entry);
-                            }
-                        }
-                        Err(fault) => {
-                            queue.push_front(head);
-                            due_at = Some(Instant::now());
-                            self.recover(fault, &shutdown).await;
-                            continue;
-                        }
-                    }
-                }
-            }
-            if queue.is_empty() {
-                let read = match &cursor {
-                    Some(after) => self.consumer.read_pending(after, self.config.batch).await,
-                    None => {
-                        let block = self
-                            .schedule
-                            .read_block(Instant::now())
-                            .min(lease.remaining());
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            read = self.consumer.read_new(self.config.batch, block) => read,
-                        }
-                    }
-                };
-                match read {
-                    Ok(entries) => {
-                        self.redis_ok();
-                        if cursor.is_some() {
-                            cursor = entries.last().map(|e| e.id.clone());
-                        }
-                        self.saw(&entries);
-                        queue.extend(entries);
-                    }
-                    Err(fault) => {
-                        self.recover(fault, &shutdown).await;
-                        continue;
-                    }
-                }
-                if queue.is_empty() {
-                    continue;
-                }
-            }
-            let n = queue.len().min(self.config.batch);
-            let batch: Vec<Entry> = queue.drain(..n).collect();
-            let (report, back, failed) = self.process_in_order(batch).await;
-            if report.conflicts > 0 && !valid(&lease) {
-                tracing::warn!(
-                    "the partition's lease lapsed before a commit: nothing of it was written; stopping"
-                );
-                break;
-            }
-            // The failed entry (if any) and those after it go back to the head, in order.
-            for entry in back.into_iter().rev() {
-                queue.push_front(entry);
-            }
-            if let Some(wait) = failed {
-                due_at = Some(Instant::now() + wait);
-            }
-        }
-        self.board.drop_partition(self.partition);
-        tracing::info!("partition released");
-        Ok(())
+        None
     }
 
     /// Handles `entries` one after the other until one fails with a retry, and commits
@@ -204,51 +224,39 @@ impl Pipeline {
     /// and, after a failure, how long the failed entry waits.
     async fn process_in_order(
         &mut self,
-        mut entries: Vec<Entry>,
+        entries: Vec<Entry>,
     ) -> (BatchReport, Vec<Entry>, Option<Duration>) {
-        self.metrics.read.increment(entries.len() as u64);
-        self.traces
-            .begin(&mut entries, std::time::SystemTime::now());
-        let (lease, held) = self.keep_leases(&entries, Instant::now());
-        let scope = self.state_scope();
-        let source = self.config.input.to_string();
         let max_attempts = self.config.max_attempts;
-        let mut results: Vec<Option<Handled>> = Vec::with_capacity(entries.len());
-        let mut failed: Option<(String, u32)> = None;
-        let instance = &mut self.instances[0];
-        for entry in entries.iter_mut() {
-            if failed.is_some() || self.shutdown.is_cancelled() || *self.paused.borrow() {
-                results.push(None);
-                continue;
-            }
-            let handled = call(
-                instance,
-                &source,
-                entry,
-                scope.as_ref(),
-                &self.metrics.calls,
-            )
+        let mut batch = Batch::now(entries);
+        let leases = self.begin(&mut batch);
+        let until = Until::Retry { max_attempts };
+        let handled = self
+            .handlers
+            .handle(&mut batch.entries, &self.halt, until)
             .await;
-            if let Err(error) = &handled.1
-                && error.is_retryable()
-                && entry.attempt < max_attempts
-            {
-                failed = Some((entry.id.clone(), entry.attempt));
-            }
-            results.push(Some(handled));
-        }
-        let prepared = self.prepare(entries.clone(), results, lease, held);
-        let report = self.finish(prepared).await;
-        // `prepare` held the unstarted entries (and `finish` any that must run again) in
-        // `held_back`, and scheduled the failed one: here they go back to the queue.
-        let mut back = std::mem::take(&mut self.held_back.entries);
-        let wait = failed.map(|(id, attempt)| {
-            self.schedule.forget(&id);
-            if let Some(entry) = entries.iter().find(|e| e.id == id) {
-                back.push(entry.clone());
-            }
-            let cfg = self.config.retry_backoff;
-            super::backoff(cfg.initial, cfg.max, &id, attempt)
+        // The one entry that stopped the rest, if any.
+        let failed = (batch.entries.iter().zip(&handled)).find_map(|(entry, record)| {
+            let error = record.as_ref()?.result.as_ref().err()?;
+            (error.is_retryable() && entry.attempt < max_attempts).then(|| entry.clone())
+        });
+        let redelivery = &mut self.redelivery;
+        let (prepared, held) =
+            (self.committer).prepare(batch.entries, handled, leases, redelivery, &self.halt);
+        let (health, redelivery) = (&mut self.health, &mut self.redelivery);
+        let (report, again) = self
+            .committer
+            .commit(prepared, health, redelivery, &self.halt)
+            .await;
+        // Held by the committer (not started, or to run again): back to the queue here.
+        let mut back: Vec<Entry> = (held.again.into_iter())
+            .chain(held.unstarted)
+            .chain(again.again)
+            .collect();
+        let wait = failed.map(|entry| {
+            self.redelivery.schedule.forget(&entry.id);
+            let wait = self.redelivery.backoff(&entry.id, entry.attempt);
+            back.push(entry);
+            wait
         });
         back.sort_by_key(|e| StreamId::parse(&e.id));
         back.dedup_by(|a, b| a.id == b.id);

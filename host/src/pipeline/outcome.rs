@@ -20,7 +20,7 @@ pub struct Rules<'a> {
     /// The pipeline's name.
     pub pipeline: &'a str,
     /// The input stream.
-    pub source: &'a str,
+    pub input: &'a str,
     /// Streams the handler may write to.
     pub outputs: &'a HashSet<String>,
     /// Where dead letters go.
@@ -57,7 +57,7 @@ impl Rules<'_> {
     /// Checks that every output goes to a declared stream and is writable.
     fn check(&self, outputs: Vec<Output>) -> Result<Vec<Output>, String> {
         for output in &outputs {
-            if !self.outputs.contains(&output.target) {
+            if !self.outputs.contains(&output.stream) {
                 let mut declared: Vec<_> = self.outputs.iter().map(String::as_str).collect();
                 declared.sort_unstable();
                 let declared = match declared.is_empty() {
@@ -66,19 +66,19 @@ impl Rules<'_> {
                 };
                 return Err(format!(
                     "output to undeclared stream {:?} (declared outputs: {declared}); nothing was written: add {:?} to `outputs` of pipeline {:?}, or fix the handler's stream name",
-                    output.target, output.target, self.pipeline
+                    output.stream, output.stream, self.pipeline
                 ));
             }
             if output.fields.is_empty() {
                 return Err(format!(
                     "output to {:?} has no fields (a stream entry needs at least one); nothing was written",
-                    output.target
+                    output.stream
                 ));
             }
             if output.fields.len() > self.max_fields {
                 return Err(format!(
                     "output to {:?} has {} fields, more than {}; nothing was written",
-                    output.target,
+                    output.stream,
                     output.fields.len(),
                     self.max_fields
                 ));
@@ -87,7 +87,7 @@ impl Rules<'_> {
         let mut outputs = outputs;
         if let Some(p) = self.partition {
             for output in &mut outputs {
-                output.target = crate::partition::tagged(&output.target, p);
+                output.stream = crate::partition::tagged(&output.stream, p);
             }
         }
         Ok(outputs)
@@ -98,7 +98,7 @@ impl Rules<'_> {
         use dead_letter_fields as f;
         let meta: [(&str, Vec<u8>); f::COUNT] = [
             (f::ERROR, error.as_bytes().to_vec()),
-            (f::SOURCE, self.source.as_bytes().to_vec()),
+            (f::SOURCE, self.input.as_bytes().to_vec()),
             (f::ID, entry.id.as_bytes().to_vec()),
             (f::PIPELINE, self.pipeline.as_bytes().to_vec()),
             (f::PLUGIN, plugin.as_bytes().to_vec()),
@@ -114,11 +114,11 @@ impl Rules<'_> {
                 entry.fields.len(),
                 self.max_fields - f::COUNT,
                 entry.id,
-                self.source
+                self.input
             )
             .into_bytes();
             return Output {
-                target: self.dead_letter.to_owned(),
+                stream: self.dead_letter.to_owned(),
                 fields,
                 raw_names: None,
             };
@@ -133,11 +133,22 @@ impl Rules<'_> {
         });
         fields.extend(entry.fields.iter().cloned());
         Output {
-            target: self.dead_letter.to_owned(),
+            stream: self.dead_letter.to_owned(),
             fields,
             raw_names,
         }
     }
+}
+
+/// A dead letter's reason (its `sluice.error` field).
+pub fn reason_of(letter: &Output) -> String {
+    let reason = letter
+        .fields
+        .iter()
+        .find(|(name, _)| name == dead_letter_fields::ERROR);
+    reason.map_or_else(String::new, |(_, value)| {
+        String::from_utf8_lossy(value).into_owned()
+    })
 }
 
 /// The delay before delivery `attempt + 1` of entry `id`: exponential from `initial`,
@@ -163,43 +174,54 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn output(target: &str, fields: usize) -> Output {
+    fn output(stream: &str, fields: usize) -> Output {
         Output {
-            target: target.into(),
+            stream: stream.into(),
             fields: (0..fields).map(|i| (format!("f{i}"), Vec::new())).collect(),
             raw_names: None,
         }
     }
 
-    /// What each handler result comes to: outputs to declared streams are delivered; a
-    /// reject, an undeclared stream, an empty or too wide output are dead-lettered at
-    /// once; other failures are retried until `max_attempts`, then dead-lettered.
-    #[test]
-    fn each_result_has_one_outcome() {
-        let outputs: HashSet<String> = ["OUT".to_owned()].into();
-        let rules = Rules {
+    /// The rules of the cases below: outputs to `OUT`, 3 attempts, 10 fields.
+    fn rules(outputs: &HashSet<String>) -> Rules<'_> {
+        Rules {
             pipeline: "p",
-            source: "IN",
-            outputs: &outputs,
+            input: "IN",
+            outputs,
             dead_letter: "IN:dead",
             max_attempts: 3,
             max_fields: 10,
             partition: None,
-        };
-        let entry = |attempt: u32| Entry {
+        }
+    }
+
+    fn entry(attempt: u32) -> Entry {
+        Entry {
             id: "1-1".into(),
             fields: vec![("a".into(), b"1".to_vec())],
             attempt,
             raw_names: None,
             trace: None,
-        };
-        let reason = |outcome: Outcome| match outcome {
+        }
+    }
+
+    /// The reason of a dead letter (which goes to the dead-letter stream).
+    fn reason(outcome: Outcome) -> String {
+        match outcome {
             Outcome::DeadLetter(letter) => {
-                assert_eq!(letter.target, "IN:dead");
+                assert_eq!(letter.stream, "IN:dead");
                 String::from_utf8_lossy(&letter.fields[0].1).into_owned()
             }
             other => panic!("not dead-lettered: {other:?}"),
-        };
+        }
+    }
+
+    /// What each handler result comes to, case 1: outputs to declared streams (or none)
+    /// are delivered.
+    #[test]
+    fn outputs_to_declared_streams_are_delivered() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         assert!(matches!(
             rules.decide(&entry(1), "d", Ok(vec![output("OUT", 2)])),
             Outcome::Deliver(o) if o.len() == 1
@@ -207,6 +229,14 @@ mod tests {
         assert!(
             matches!(rules.decide(&entry(1), "d", Ok(Vec::new())), Outcome::Deliver(o) if o.is_empty())
         );
+    }
+
+    /// Case 2: a reject, an undeclared stream, an empty or too wide output are
+    /// dead-lettered at once.
+    #[test]
+    fn rejects_and_bad_outputs_are_dead_lettered_at_once() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         let rejected = rules.decide(&entry(1), "d", Err(HandlerError::Reject("no".into())));
         assert_eq!(reason(rejected), "rejected: no");
         let undeclared = rules.decide(&entry(1), "d", Ok(vec![output("ELSEWHERE", 1)]));
@@ -223,6 +253,13 @@ mod tests {
             reason(rules.decide(&entry(1), "d", Ok(vec![output("OUT", 11)])))
                 .contains("11 fields, more than 10")
         );
+    }
+
+    /// Case 3: other failures are retried until `max_attempts`, then dead-lettered.
+    #[test]
+    fn failures_are_retried_until_max_attempts() {
+        let outputs: HashSet<String> = ["OUT".to_owned()].into();
+        let rules = rules(&outputs);
         for error in [
             HandlerError::Retry("later".into()),
             HandlerError::Trap("boom".into()),
@@ -244,7 +281,7 @@ mod tests {
         let outputs = HashSet::new();
         let rules = Rules {
             pipeline: "p",
-            source: "IN",
+            input: "IN",
             outputs: &outputs,
             dead_letter: "IN:dead",
             max_attempts: 1,

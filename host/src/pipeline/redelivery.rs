@@ -1,163 +1,153 @@
-//! Getting entries delivered again: this consumer's failed entries once their backoff has
-//! passed, other consumers' entries once they have been idle for `claim_idle`, and the
-//! leases that keep a slow handler's entries from being taken.
+//! The redelivery stage: getting entries delivered again — this consumer's failed
+//! entries once their backoff has passed, other consumers' entries once they have been
+//! idle for `claim_idle` — on the [`Schedule`]'s timers, and the entry leases that keep
+//! a slow handler's entries from being taken (`entry_lease.rs`).
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tracing::Instrument;
-
-use super::settle::Held;
-use super::{Pipeline, backoff};
-use crate::broker::{Backoff, Fault, PendingEntry};
-use crate::config::BackoffConfig;
+use super::entry_lease::KeptLeases;
+use super::health::Health;
+use super::outcome::backoff;
+use super::schedule::Schedule;
+use crate::broker::{Fault, PendingEntry};
+use crate::config::{BackoffConfig, PipelineConfig};
 use crate::message::Entry;
 
 /// Rows of this consumer's pending entries one retry check reads (`XPENDING ... COUNT`).
 pub(super) const RETRY_SCAN_PAGE: usize = 1_000;
 
-impl Pipeline {
-    /// Delivers again this consumer's failed entries whose backoff has passed, but none of
-    /// `in_hand` (read, not yet handled).
-    ///
-    /// Retries this consumer saw fail are taken from the schedule's index at their due
-    /// time. The others are found by a scan of the next [`RETRY_SCAN_PAGE`] rows of this
-    /// consumer's pending entries, from a cursor that goes round the list, so an entry
-    /// that is due is found within a few checks however many stand before it.
-    pub(super) async fn retry_due(&mut self, in_hand: &[Entry]) -> Result<(), Fault> {
-        if *self.paused.borrow() {
-            return Ok(());
+/// Retries and reclaims, and their schedule.
+pub(super) struct Redelivery {
+    pub(super) schedule: Schedule,
+    batch: usize,
+    retry_backoff: BackoffConfig,
+    claim_idle: Duration,
+}
+
+impl Redelivery {
+    pub(super) fn new(config: &PipelineConfig) -> Self {
+        Self {
+            schedule: Schedule::new(config.retry_backoff, config.claim_idle),
+            batch: config.batch,
+            retry_backoff: config.retry_backoff,
+            claim_idle: config.claim_idle,
         }
-        let now = Instant::now();
-        let backoff_cfg = self.config.retry_backoff;
+    }
+
+    /// Entry `id` failed its delivery `attempt`: it is due again after its backoff.
+    pub(super) fn retry_later(&mut self, id: &str, attempt: u32) {
+        let wait = self.backoff(id, attempt);
+        self.schedule.retry_at(id, attempt, Instant::now() + wait);
+    }
+
+    /// The backoff after delivery `attempt` of entry `id`.
+    pub(super) fn backoff(&self, id: &str, attempt: u32) -> Duration {
+        backoff(
+            self.retry_backoff.initial,
+            self.retry_backoff.max,
+            id,
+            attempt,
+        )
+    }
+
+    /// Renews the entry leases on `entries` (known to be this consumer's since
+    /// `read_at`) until they are settled.
+    pub(super) fn entry_leases(
+        &self,
+        health: &mut Health,
+        entries: &[Entry],
+        read_at: Instant,
+    ) -> KeptLeases {
+        KeptLeases::keep(&mut health.consumer, entries, read_at, self.claim_idle)
+    }
+
+    /// Takes back this consumer's failed entries that the schedule knows are due, but
+    /// none of `in_hand` (read, not yet handled). Guarded by the idle time: an entry
+    /// another consumer took meanwhile is not taken back.
+    pub(super) async fn known_retries(
+        &mut self,
+        health: &mut Health,
+        in_hand: &[String],
+    ) -> Result<Vec<Entry>, Fault> {
         let known: Vec<PendingEntry> = self
             .schedule
-            .known_due(now, self.config.batch)
+            .known_due(Instant::now(), self.batch)
             .into_iter()
-            .filter(|k| !in_hand.iter().any(|e| e.id == k.id))
+            .filter(|k| !in_hand.contains(&k.id))
             .map(|k| PendingEntry {
                 id: k.id,
-                consumer: self.consumer.id().name.clone(),
+                consumer: health.consumer.id().name.clone(),
                 idle_ms: 0,
                 deliveries: k.deliveries,
             })
             .collect();
-        if !known.is_empty() {
-            // Guarded by the idle time: an entry another consumer took meanwhile is not
-            // taken back.
-            let entries = self.consumer.claim(&known, backoff_cfg.initial / 2).await?;
-            if !entries.is_empty() {
-                self.process(entries).await;
-            }
+        if known.is_empty() {
+            return Ok(Vec::new());
         }
+        let min_idle = self.retry_backoff.initial / 2;
+        health.consumer.claim(&known, min_idle).await
+    }
+
+    /// Takes back the failed entries the retry scan finds past their backoff, but none
+    /// of `in_hand`: the scan reads the next [`RETRY_SCAN_PAGE`] rows of this consumer's
+    /// pending entries, from a cursor that goes round the list, so an entry that is due
+    /// is found within a few checks however many stand before it.
+    pub(super) async fn scan_retries(
+        &mut self,
+        health: &mut Health,
+        in_hand: &[String],
+    ) -> Result<Vec<Entry>, Fault> {
         let Some(cursor) = self.schedule.retry_scan(Instant::now()) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let (idle, next) = self
+        let min_idle = self.retry_backoff.initial / 2;
+        let (idle, next) = health
             .consumer
-            .idle_pending(backoff_cfg.initial / 2, &cursor, RETRY_SCAN_PAGE)
+            .idle_pending(min_idle, &cursor, RETRY_SCAN_PAGE)
             .await?;
         let found_idle = !idle.is_empty();
-        let mut due = past_backoff(idle, &backoff_cfg);
-        due.retain(|p| !in_hand.iter().any(|e| e.id == p.id));
+        let mut due = past_backoff(idle, &self.retry_backoff);
+        due.retain(|p| !in_hand.contains(&p.id));
         // At most a batch at a time; the scan goes on after the last one taken, so the
         // rest are taken at the next check, which comes at once.
-        let cut_at = (due.len() > self.config.batch).then(|| {
-            due.truncate(self.config.batch);
+        let cut_at = (due.len() > self.batch).then(|| {
+            due.truncate(self.batch);
             due[due.len() - 1].id.clone()
         });
         self.schedule.retry_scanned(found_idle, next, cut_at);
         if due.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         for p in &due {
             self.schedule.forget(&p.id);
         }
-        let entries = self.consumer.claim(&due, backoff_cfg.initial / 2).await?;
-        if !entries.is_empty() {
-            self.process(entries).await;
-        }
-        Ok(())
+        health.consumer.claim(&due, min_idle).await
     }
 
     /// Takes over entries that other consumers left idle for `claim_idle` (they died,
-    /// or lost Redis), once their own retry backoff has passed too, and handles them.
-    pub(super) async fn reclaim_due(&mut self) -> Result<(), Fault> {
-        if *self.paused.borrow() {
-            return Ok(());
-        }
+    /// or lost Redis), once their own retry backoff has passed too.
+    pub(super) async fn reclaim(&mut self, health: &mut Health) -> Result<Vec<Entry>, Fault> {
         let Some(cursor) = self.schedule.reclaim_scan(Instant::now()) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let claim_idle = self.config.claim_idle;
-        let (idle, next) = self
+        let (idle, next) = health
             .consumer
-            .others_idle(claim_idle, &cursor, self.config.batch)
+            .others_idle(self.claim_idle, &cursor, self.batch)
             .await?;
-        let backoff_cfg = self.config.retry_backoff;
-        let due = past_backoff(idle, &backoff_cfg);
+        let due = past_backoff(idle, &self.retry_backoff);
         let entries = if due.is_empty() {
             Vec::new()
         } else {
-            self.consumer.claim(&due, claim_idle).await?
+            health.consumer.claim(&due, self.claim_idle).await?
         };
         // A scan that took entries comes again at once: there may be more.
         self.schedule.reclaim_scanned(next, !entries.is_empty());
         if !entries.is_empty() {
             let from: HashSet<&str> = due.iter().map(|p| p.consumer.as_str()).collect();
             tracing::info!(entries = entries.len(), from = ?from, "reclaimed idle entries from other consumers");
-            self.process(entries).await;
         }
-        Ok(())
-    }
-
-    /// Renews this consumer's claim on `entries` every third of `claim_idle` until the
-    /// returned task is aborted, so that slow handlers do not lose their work to a
-    /// reclaim (and do it twice). The returned [`Held`] tells since when every entry of
-    /// the batch is known to be this consumer's.
-    pub(super) fn keep_leases(
-        &mut self,
-        entries: &[Entry],
-        read_at: Instant,
-    ) -> (tokio::task::JoinHandle<()>, Held) {
-        let mut lease = self.consumer.lease();
-        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
-        let every = self.config.claim_idle / 3;
-        let held = Held::since(read_at);
-        let renewed_at = held.clone();
-        let task = tokio::spawn(
-            async move {
-            // After a failed renewal, the next try comes sooner (Redis's backoff), never
-            // later than the usual period.
-            let mut backoff = Backoff::redis();
-            let mut wait = every;
-            loop {
-                tokio::time::sleep(wait).await;
-                match lease.renew(&ids).await {
-                    Ok(renewed) => {
-                        let renewed = renewed.len();
-                        backoff.reset();
-                        wait = every;
-                        if renewed == ids.len() {
-                            renewed_at.renewed();
-                        }
-                        tracing::debug!(renewed, "renewed leases on in-flight entries")
-                    }
-                    Err(e) => {
-                        wait = backoff.next_delay().min(every);
-                        // The pipeline shows the outage; one line per run of failures.
-                        if backoff.failures() == 1 {
-                            tracing::warn!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
-                        } else {
-                            tracing::debug!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
-                        }
-                    }
-                }
-            }
-            }
-            .in_current_span(),
-        );
-        (task, held)
+        Ok(entries)
     }
 }
 

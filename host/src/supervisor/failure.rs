@@ -74,7 +74,7 @@ pub(super) fn watch_private_server(server: &RedisServer, failure: &Failure, task
     });
 }
 
-/// Renews the consumer name's leases until `stop`, and removes consumers idle over
+/// Renews the consumer name's name leases until `stop`, and removes consumers idle over
 /// `idle_limit`; fails the daemon when a lease is lost.
 pub(super) fn keep_names(
     names: &Arc<Names>,

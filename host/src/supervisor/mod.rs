@@ -3,6 +3,7 @@
 //! everything at shutdown.
 
 mod failure;
+mod launch;
 mod names;
 mod partitions;
 mod reload;
@@ -18,21 +19,20 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::{Broker, Target};
-use crate::config::{AdminConfig, Config, PipelineConfig, PluginsConfig, TelemetryConfig};
+use crate::broker::{Broker, Deployment};
+use crate::config::{AdminConfig, Config, PluginsConfig, TelemetryConfig};
 use crate::control::{self, ConfigLoader, ReloadHandle, ReloadRequests};
 use crate::redis_server::RedisServer;
-use crate::registry::{Registry, Streams};
+use crate::registry::Registry;
 use crate::status::Warnings;
 use crate::telemetry::traces::Tracing;
-use crate::wasm::{Cache, Plugin, Runtime, Source};
+use crate::wasm::{Cache, Runtime};
 use crate::{admin, watch};
 pub use failure::DaemonFailed;
 use failure::Failure;
 use names::Names;
-use partitions::Partitions;
 use settings::SettingsCheck;
-use thread::{Running, spawn_pipeline, stop_all, stop_now};
+use thread::{Running, stop_all, stop_now};
 
 /// A running daemon: its pipelines, its plugins, and the private Redis it started if it did.
 pub struct Daemon {
@@ -82,66 +82,8 @@ const SPAN_FLUSH: Duration = Duration::from_secs(2);
 /// daemon. Plugins are compiled before anything is read, so a broken plugin fails
 /// start-up instead of a message.
 pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon> {
-    let (redis, target) = redis_of(&config).await?;
-    let url = target.shown();
-    let broker = Broker::connect(&target, shutdown.clone()).await?;
-    let cache = match config.plugins.cache_dir() {
-        Some(dir) => Some(Cache::open(&dir)?),
-        None => None,
-    };
-    let runtime = Runtime::new(config.meters_fuel(), cache)?;
-    let (reload_handle, reloads) = control::reload_channel();
-    let names = hold_name(&broker, &config).await?;
-    let consumer = names.name().to_owned();
-    let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
-    let started = Started {
-        telemetry: config.telemetry.clone(),
-        plugins: config.plugins.clone(),
-        admin: config.admin.clone(),
-    };
-    let mut daemon = Daemon {
-        started,
-        tracing,
-        redis,
-        url,
-        broker,
-        runtime,
-        consumer,
-        registry: Arc::new(Registry::default()),
-        pipelines: BTreeMap::new(),
-        shutdown: shutdown.clone(),
-        drain_timeout: config.drain_timeout,
-        watch: config.plugins.watch,
-        watcher: shutdown.child_token(),
-        background: TaskTracker::new(),
-        admin_addr: None,
-        loader: None,
-        reloads,
-        reload_handle,
-        failure: Failure::new(shutdown.clone()),
-        names,
-        names_stop: CancellationToken::new(),
-    };
-    // From the start: a server that dies while plugins compile ends the daemon too (a
-    // start-up that fails kills the server itself, which is not reported).
-    if let Some(server) = &daemon.redis {
-        failure::watch_private_server(server, &daemon.failure, &daemon.background);
-    }
-    failure::keep_names(
-        &daemon.names,
-        &daemon.failure,
-        &daemon.background,
-        daemon.names_stop.clone(),
-        config.redis.remove_idle_consumers_after,
-    );
-    let warnings = Arc::new(Warnings::default());
-    SettingsCheck::start(
-        daemon.broker.clone(),
-        daemon.redis.is_some(),
-        warnings.clone(),
-    )
-    .await
-    .spawn(&daemon.background, shutdown.clone());
+    let mut daemon = Daemon::connect(&config, shutdown.clone()).await?;
+    let warnings = daemon.watch(&config).await;
     // Every plugin is compiled (or taken from the cache) before any pipeline starts.
     let mut plugins = Vec::new();
     for pipeline in &config.pipelines {
@@ -150,35 +92,27 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Daemon
     if let Some(failure) = daemon.failure.get() {
         return Err(DaemonFailed(failure).into());
     }
+    let admin = config.admin.clone();
     for (pipeline, plugin) in config.pipelines.into_iter().zip(plugins) {
         daemon.start_pipeline(pipeline, plugin).await?;
     }
     daemon.restart_watcher()?;
-    if let Some(config) = &config.admin {
-        let state = admin::AdminState {
-            registry: daemon.registry.clone(),
-            runtime: daemon.runtime.clone(),
-            token: None,
-            reload: daemon.reload_handle(),
-            broker: daemon.broker.clone(),
-            warnings,
-        };
-        let addr = admin::start(config, state, &daemon.background, shutdown).await?;
-        daemon.admin_addr = Some(addr);
+    if let Some(admin) = &admin {
+        daemon.start_admin(admin, warnings, shutdown).await?;
     }
     Ok(daemon)
 }
 
-/// The Redis of `config`: its target, or a private server started now.
-async fn redis_of(config: &Config) -> Result<(Option<RedisServer>, Target)> {
-    if let Some(target) = config.redis.target()? {
-        return Ok((None, target));
+/// The Redis deployment of `config`, or a private server started now.
+async fn redis_of(config: &Config) -> Result<(Option<RedisServer>, Deployment)> {
+    if let Some(deployment) = config.redis.deployment()? {
+        return Ok((None, deployment));
     }
     let server = tokio::task::spawn_blocking(RedisServer::start).await??;
     let url = server.url();
     let binary = crate::redis_server::server_binary();
     tracing::info!(%url, server = %binary, "no [redis] url configured: started a private server (its data is gone at exit)");
-    Ok((Some(server), Target::url(url)))
+    Ok((Some(server), Deployment::url(url)))
 }
 
 /// Holds the consumer name in every group of `config`'s pipelines; on a cluster, the
@@ -195,6 +129,93 @@ async fn hold_name(broker: &Broker, config: &Config) -> Result<Arc<Names>> {
 }
 
 impl Daemon {
+    /// Connects to Redis (started privately if `config` names none), opens the plugin
+    /// runtime and holds the consumer name: a daemon with no pipeline yet.
+    async fn connect(config: &Config, shutdown: CancellationToken) -> Result<Daemon> {
+        let (redis, deployment) = redis_of(config).await?;
+        let url = deployment.shown();
+        let broker = Broker::connect(&deployment, shutdown.clone()).await?;
+        let cache = match config.plugins.cache_dir() {
+            Some(dir) => Some(Cache::open(&dir)?),
+            None => None,
+        };
+        let runtime = Runtime::new(config.meters_fuel(), cache)?;
+        let (reload_handle, reloads) = control::reload_channel();
+        let names = hold_name(&broker, config).await?;
+        let consumer = names.name().to_owned();
+        let tracing = Tracing::start(&config.telemetry, &consumer).context("in [telemetry]")?;
+        let started = Started {
+            telemetry: config.telemetry.clone(),
+            plugins: config.plugins.clone(),
+            admin: config.admin.clone(),
+        };
+        Ok(Daemon {
+            started,
+            tracing,
+            redis,
+            url,
+            broker,
+            runtime,
+            consumer,
+            registry: Arc::new(Registry::default()),
+            pipelines: BTreeMap::new(),
+            drain_timeout: config.drain_timeout,
+            watch: config.plugins.watch,
+            watcher: shutdown.child_token(),
+            background: TaskTracker::new(),
+            admin_addr: None,
+            loader: None,
+            reloads,
+            reload_handle,
+            failure: Failure::new(shutdown.clone()),
+            names,
+            names_stop: CancellationToken::new(),
+            shutdown,
+        })
+    }
+
+    /// Starts the background watches: the private server, the consumer name's leases,
+    /// the server's settings (whose warnings it returns, shown with every pipeline).
+    async fn watch(&self, config: &Config) -> Arc<Warnings> {
+        // From the start: a server that dies while plugins compile ends the daemon too (a
+        // start-up that fails kills the server itself, which is not reported).
+        if let Some(server) = &self.redis {
+            failure::watch_private_server(server, &self.failure, &self.background);
+        }
+        failure::keep_names(
+            &self.names,
+            &self.failure,
+            &self.background,
+            self.names_stop.clone(),
+            config.redis.remove_idle_consumers_after,
+        );
+        let warnings = Arc::new(Warnings::default());
+        SettingsCheck::start(self.broker.clone(), self.redis.is_some(), warnings.clone())
+            .await
+            .spawn(&self.background, self.shutdown.clone());
+        warnings
+    }
+
+    /// Starts the admin API.
+    async fn start_admin(
+        &mut self,
+        config: &AdminConfig,
+        warnings: Arc<Warnings>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let state = admin::AdminState {
+            registry: self.registry.clone(),
+            runtime: self.runtime.clone(),
+            token: None,
+            reload: self.reload_handle(),
+            broker: self.broker.clone(),
+            warnings,
+        };
+        let addr = admin::start(config, state, &self.background, shutdown).await?;
+        self.admin_addr = Some(addr);
+        Ok(())
+    }
+
     /// Where Redis is, without its password: the URL (the private server's, if it was
     /// started), or the Sentinels and the master's name.
     pub fn redis_url(&self) -> &str {
@@ -287,88 +308,6 @@ impl Daemon {
             Some(message) => Err(DaemonFailed(message).into()),
             None => Ok(()),
         }
-    }
-
-    async fn load_plugin(&self, pipeline: &PipelineConfig) -> Result<Plugin> {
-        let name = pipeline.name.clone();
-        let path = pipeline.plugin.clone();
-        let runtime = self.runtime.clone();
-        let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
-            .await?
-            .with_context(|| format!("pipeline {:?} cannot start", name.as_str()))?;
-        crate::registry::admit(&plugin, &pipeline.state).with_context(|| {
-            format!(
-                "pipeline {:?} cannot start with plugin {}",
-                name.as_str(),
-                pipeline.plugin.display()
-            )
-        })?;
-        tracing::info!(pipeline = %name, plugin = %plugin.digest(), compile_ms = plugin.compile_time().as_millis() as u64, cached = plugin.source() == Source::Cached, "plugin loaded");
-        Ok(plugin)
-    }
-
-    async fn start_pipeline(&mut self, config: PipelineConfig, plugin: Plugin) -> Result<()> {
-        let name = config.name.to_string();
-        if self.broker.is_cluster() {
-            config
-                .check_slots()
-                .with_context(|| format!("pipeline {name:?} cannot start"))?;
-        }
-        let streams = Streams::of(&config);
-        // The running config keeps `concurrency` as written (a reload compares them);
-        // the pipeline gets it resolved for its plugin.
-        let mut resolved = config.clone();
-        resolved.concurrency = Some(config.resolve_concurrency(plugin.interpreter().is_some()));
-        if config.concurrency.is_none()
-            && let Some(language) = plugin.interpreter()
-        {
-            tracing::info!(pipeline = %name, concurrency = resolved.concurrency, "the plugin embeds a {language} interpreter: one instance per core (set `concurrency` to choose; 1 keeps outputs in input order)");
-        }
-        // Which export takes the entries (the rule is `pipeline::invoke::batched`).
-        let export = match plugin.batch_export() {
-            Some(e) if config.state.is_empty() => format!(
-                "{} (each instance's share of a batch in one call)",
-                e.name()
-            ),
-            Some(e) => format!(
-                "handle per entry (the pipeline has state; {} is not used)",
-                e.name()
-            ),
-            None => "handle per entry (the component has no batch export)".to_owned(),
-        };
-        tracing::info!(pipeline = %name, "entries go to {export}");
-        let cell = self.registry.add(&name, &config.plugin, streams, plugin);
-        let board = self
-            .registry
-            .get(&name)
-            .map(|s| s.board().clone())
-            .context("slot added above")?;
-        let stop = self.shutdown.child_token();
-        let kill = CancellationToken::new();
-        let partitions = Partitions {
-            config: resolved,
-            cell,
-            broker: self.broker.clone(),
-            consumer: self.consumer.clone(),
-            names: self.names.clone(),
-            board,
-            tracing: self.tracing.clone(),
-        };
-        let (started, ended) = spawn_pipeline(partitions, stop.clone(), kill.clone())
-            .with_context(|| format!("pipeline {name:?} cannot start"))?;
-        let running = Running {
-            config,
-            stop,
-            kill,
-            ended,
-        };
-        started
-            .await
-            .context("its thread ended before it started")
-            .and_then(|started| started)
-            .with_context(|| format!("pipeline {name:?} cannot start"))?;
-        self.pipelines.insert(name, running);
-        Ok(())
     }
 
     fn restart_watcher(&mut self) -> Result<()> {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::broker::{Broker, Fence, LeaseKeys};
 use crate::config::PipelineConfig;
-use crate::pipeline::{LeaseClock, Pipeline};
+use crate::pipeline::{Order, PartitionLeaseClock, Pipeline};
 use crate::status::Board;
 use crate::telemetry::traces::Tracing;
 use crate::wasm::PluginCell;
@@ -109,18 +109,12 @@ impl Partitions {
     pub async fn run_leased(self, stop: CancellationToken) {
         let ttl = self.config.lease_ttl;
         let every = ttl / 3;
-        let n = self.config.partitions.unwrap_or(1);
         let members = format!(
             "{}:daemons:{}",
             self.config.input.as_str(),
             self.config.group.as_str()
         );
-        let mut held: BTreeMap<u32, Leased> = BTreeMap::new();
-        // Partitions stopped (lost, or over this daemon's share) whose lease is given
-        // back once their work in flight has committed.
-        let mut releasing: Vec<(Leased, u32)> = Vec::new();
-        // Where this daemon starts looking for free partitions: spread over daemons.
-        let offset = crate::partition::of(self.consumer.as_bytes(), n);
+        let mut leases = PartitionLeases::default();
         // How many daemons share the partitions, as last announced: an announcement that
         // fails (the node holding the members key is down, out of memory, or denies it)
         // leaves the count as it was, so leases of dead daemons are still taken over.
@@ -133,80 +127,22 @@ impl Partitions {
                     tracing::warn!(error = %fault, daemons = live, members = %members, "cannot announce this daemon for the partition leases; counting the daemons as last seen");
                 }
             };
-            // Renew what is held; a lease lost stops its partition at once.
-            for (p, leased) in std::mem::take(&mut held) {
-                let sent = Instant::now();
-                match self.broker.renew_lease(&leased.fence, ttl).await {
-                    Ok(true) => {
-                        leased.clock.extend(valid_until(sent, ttl));
-                        if leased.task.is_finished() {
-                            releasing.push((leased, p));
-                        } else {
-                            held.insert(p, leased);
-                        }
-                    }
-                    Ok(false) => {
-                        tracing::warn!(
-                            partition = p,
-                            "the partition's lease was lost (it lapsed, and another daemon took it); stopping the partition"
-                        );
-                        leased.clock.expire();
-                        leased.stop.cancel();
-                        leased.task.abort();
-                        self.board.drop_partition(Some(p));
-                    }
-                    Err(fault) => {
-                        tracing::warn!(partition = p, error = %fault, "cannot renew the partition's lease; the partition stops when it runs out");
-                        if leased.task.is_finished() {
-                            releasing.push((leased, p));
-                        } else {
-                            held.insert(p, leased);
-                        }
-                    }
-                }
-            }
+            self.renew(&mut leases, ttl).await;
             if stop.is_cancelled() {
                 break;
             }
-            // Over this daemon's share (another daemon joined): drain some and give them
-            // back.
-            {
-                let share = n.div_ceil(live) as usize;
-                while held.len() > share {
-                    let Some((p, leased)) = held.pop_last() else {
-                        break;
-                    };
-                    tracing::info!(
-                        partition = p,
-                        daemons = live,
-                        share,
-                        "handing the partition over to another daemon"
-                    );
-                    leased.stop.cancel();
-                    releasing.push((leased, p));
-                }
-                for i in 0..n {
-                    // Taking many leases takes a while: stop in time to renew those
-                    // held (the next round goes on from here).
-                    if held.len() >= share || stop.is_cancelled() || round.elapsed() >= every {
-                        break;
-                    }
-                    let p = (offset + i) % n;
-                    if held.contains_key(&p) || releasing.iter().any(|(_, q)| *q == p) {
-                        continue;
-                    }
-                    if let Some(leased) = self.take(p, ttl, &stop).await {
-                        held.insert(p, leased);
-                    }
-                }
-            }
-            self.release_finished(&mut releasing).await;
+            self.rebalance(&mut leases, live, round, &stop).await;
+            self.release_finished(&mut leases.releasing).await;
             tokio::select! {
                 () = stop.cancelled() => {}
                 () = tokio::time::sleep(every.saturating_sub(round.elapsed())) => {}
             }
         }
         // Drain: every partition finishes its work in flight, then its lease goes back.
+        let PartitionLeases {
+            held,
+            mut releasing,
+        } = leases;
         for (p, leased) in held {
             leased.stop.cancel();
             releasing.push((leased, p));
@@ -221,8 +157,77 @@ impl Partitions {
             .await;
     }
 
+    /// Renews the partition leases held; a lease lost stops its partition at once.
+    async fn renew(&self, leases: &mut PartitionLeases, ttl: Duration) {
+        for (p, leased) in std::mem::take(&mut leases.held) {
+            let sent = Instant::now();
+            match self.broker.renew_lease(&leased.fence, ttl).await {
+                Ok(true) => {
+                    leased.clock.extend(valid_until(sent, ttl));
+                    leases.keep(p, leased);
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        partition = p,
+                        "the partition's lease was lost (it lapsed, and another daemon took it); stopping the partition"
+                    );
+                    leased.clock.expire();
+                    leased.stop.cancel();
+                    leased.task.abort();
+                    self.board.drop_partition(Some(p));
+                }
+                Err(fault) => {
+                    tracing::warn!(partition = p, error = %fault, "cannot renew the partition's lease; the partition stops when it runs out");
+                    leases.keep(p, leased);
+                }
+            }
+        }
+    }
+
+    /// Holds this daemon's share of the partitions among `live` daemons: drains some
+    /// and gives them back when over it (another daemon joined), takes free ones when
+    /// under it — stopping in time to renew those held (the next round goes on).
+    async fn rebalance(
+        &self,
+        leases: &mut PartitionLeases,
+        live: u32,
+        round: Instant,
+        stop: &CancellationToken,
+    ) {
+        let (ttl, n) = (self.config.lease_ttl, self.config.partitions.unwrap_or(1));
+        let share = n.div_ceil(live) as usize;
+        while leases.held.len() > share {
+            let Some((p, leased)) = leases.held.pop_last() else {
+                break;
+            };
+            tracing::info!(
+                partition = p,
+                daemons = live,
+                share,
+                "handing the partition over to another daemon"
+            );
+            leased.stop.cancel();
+            leases.releasing.push((leased, p));
+        }
+        // Where this daemon starts looking for free partitions: spread over daemons.
+        let offset = crate::partition::of(self.consumer.as_bytes(), n);
+        for i in 0..n {
+            // Taking many leases takes a while: stop in time to renew those held.
+            if leases.held.len() >= share || stop.is_cancelled() || round.elapsed() >= ttl / 3 {
+                break;
+            }
+            let p = (offset + i) % n;
+            if leases.held.contains_key(&p) || leases.releasing.iter().any(|(_, q)| *q == p) {
+                continue;
+            }
+            if let Some(leased) = self.take(p, ttl, stop).await {
+                leases.held.insert(p, leased);
+            }
+        }
+    }
+
     /// Takes partition `p`'s lease if it is free, and starts the partition.
-    async fn take(&self, p: u32, ttl: Duration, stop: &CancellationToken) -> Option<Leased> {
+    async fn take(&self, p: u32, ttl: Duration, stop: &CancellationToken) -> Option<HeldPartition> {
         let stream = crate::partition::tagged(self.config.input.as_str(), p);
         let keys = LeaseKeys::new(&stream, self.config.group.as_str());
         let sent = Instant::now();
@@ -233,7 +238,7 @@ impl Partitions {
             Ok(Some(fence)) => fence,
             Ok(None) => return None,
             Err(fault) if fault.is_permission() => {
-                tracing::error!(partition = p, key = %keys.lease, error = %fault, "the ACL user may not use the partition's lease key: the partition is not handled until it may; grant it (see README, Scaling out: Keys and permissions)");
+                tracing::error!(partition = p, key = %keys.lease, error = %fault, "the ACL user may not use the partition's lease key: the partition is not handled until it may; grant it (see docs/src/concepts/partitions.md, Keys and permissions)");
                 return None;
             }
             Err(fault) => {
@@ -254,7 +259,7 @@ impl Partitions {
             }
         };
         pipeline.set_fence(fence.clone());
-        let clock = Arc::new(LeaseClock::new(valid_until(sent, ttl)));
+        let clock = Arc::new(PartitionLeaseClock::new(valid_until(sent, ttl)));
         let partition_stop = stop.child_token();
         let span = tracing::info_span!("partition", partition = p);
         let task = tokio::spawn(
@@ -262,7 +267,7 @@ impl Partitions {
                 let clock = clock.clone();
                 let stop = partition_stop.clone();
                 async move {
-                    if let Err(e) = pipeline.run_ordered(stop, clock).await {
+                    if let Err(e) = pipeline.run(stop, Order::per_key(clock)).await {
                         tracing::error!(error = format!("{e:#}"), "partition failed");
                     }
                 }
@@ -270,7 +275,7 @@ impl Partitions {
             .instrument(span),
         );
         tracing::info!(partition = p, lease = %fence.value, "took the partition's lease");
-        Some(Leased {
+        Some(HeldPartition {
             fence,
             clock,
             stop: partition_stop,
@@ -279,7 +284,7 @@ impl Partitions {
     }
 
     /// Gives back the leases of stopped partitions whose work in flight has committed.
-    async fn release_finished(&self, releasing: &mut Vec<(Leased, u32)>) {
+    async fn release_finished(&self, releasing: &mut Vec<(HeldPartition, u32)>) {
         let mut still = Vec::new();
         for (leased, p) in releasing.drain(..) {
             if !leased.task.is_finished() {
@@ -295,10 +300,30 @@ impl Partitions {
     }
 }
 
+/// The partition leases of a per-key pipeline on this daemon.
+#[derive(Default)]
+struct PartitionLeases {
+    held: BTreeMap<u32, HeldPartition>,
+    /// Partitions stopped (lost, or over this daemon's share) whose lease is given back
+    /// once their work in flight has committed.
+    releasing: Vec<(HeldPartition, u32)>,
+}
+
+impl PartitionLeases {
+    /// Keeps partition `p`, renewed, held; or releasing, if its partition ended.
+    fn keep(&mut self, p: u32, leased: HeldPartition) {
+        if leased.task.is_finished() {
+            self.releasing.push((leased, p));
+        } else {
+            self.held.insert(p, leased);
+        }
+    }
+}
+
 /// A partition this daemon holds.
-struct Leased {
+struct HeldPartition {
     fence: Fence,
-    clock: Arc<LeaseClock>,
+    clock: Arc<PartitionLeaseClock>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }

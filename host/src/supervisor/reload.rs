@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 
 use super::Daemon;
 use super::thread::{Running, stop_all};
-use crate::config::PipelineConfig;
+use crate::config::{Config, PipelineConfig};
 use crate::control::{self, ReloadReport};
+use crate::wasm::Plugin;
 
 impl Daemon {
     pub(super) async fn reload(&mut self) -> Result<ReloadReport> {
@@ -19,17 +20,7 @@ impl Daemon {
             .as_ref()
             .context("this daemon was started without a config file to reload")?;
         let config = loader()?;
-        for (section, changed) in [
-            ("[telemetry]", config.telemetry != self.started.telemetry),
-            ("[plugins]", config.plugins != self.started.plugins),
-            ("[admin]", config.admin != self.started.admin),
-        ] {
-            if changed {
-                tracing::warn!(
-                    "{section} changed: it is read at start-up only, so the running settings stay until the daemon restarts"
-                );
-            }
-        }
+        self.warn_unapplied(&config);
         let running: BTreeMap<String, PipelineConfig> = self
             .pipelines
             .iter()
@@ -42,16 +33,7 @@ impl Daemon {
             .map(|p| (p.name.to_string(), p))
             .collect();
         // Compile every new or changed plugin first: a broken one refuses the whole reload.
-        let mut plugins = BTreeMap::new();
-        for name in report.starting() {
-            let pipeline = wanted.get(name).context("planned from the wanted list")?;
-            if self.broker.is_cluster() {
-                pipeline
-                    .check_slots()
-                    .with_context(|| format!("pipeline {name:?} cannot start"))?;
-            }
-            plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
-        }
+        let mut plugins = self.compile(&report, &wanted).await?;
         // The consumer name, held in the groups of the pipelines that start.
         let starting: Vec<PipelineConfig> = report
             .starting()
@@ -76,5 +58,39 @@ impl Daemon {
         self.restart_watcher()?;
         tracing::info!("config reloaded: {report}");
         Ok(report)
+    }
+
+    /// Says which changed sections a reload does not apply.
+    fn warn_unapplied(&self, config: &Config) {
+        for (section, changed) in [
+            ("[telemetry]", config.telemetry != self.started.telemetry),
+            ("[plugins]", config.plugins != self.started.plugins),
+            ("[admin]", config.admin != self.started.admin),
+        ] {
+            if changed {
+                tracing::warn!(
+                    "{section} changed: it is read at start-up only, so the running settings stay until the daemon restarts"
+                );
+            }
+        }
+    }
+
+    /// Compiles the plugin of every pipeline `report` starts (new or changed).
+    async fn compile(
+        &self,
+        report: &ReloadReport,
+        wanted: &BTreeMap<String, PipelineConfig>,
+    ) -> Result<BTreeMap<String, Plugin>> {
+        let mut plugins = BTreeMap::new();
+        for name in report.starting() {
+            let pipeline = wanted.get(name).context("planned from the wanted list")?;
+            if self.broker.is_cluster() {
+                pipeline
+                    .check_slots()
+                    .with_context(|| format!("pipeline {name:?} cannot start"))?;
+            }
+            plugins.insert(name.clone(), self.load_plugin(pipeline).await?);
+        }
+        Ok(plugins)
     }
 }

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::partitions::Partitions;
 use crate::config::Ordering;
 use crate::config::PipelineConfig;
+use crate::pipeline::Order;
 
 /// How long a pipeline dropped after its drain timeout gets to end its thread.
 const KILL_GRACE: Duration = Duration::from_secs(2);
@@ -65,55 +66,73 @@ pub(super) fn spawn_pipeline(
             // Dropped last, after the runtime and everything on it: `ended` resolves
             // only once the pipeline's tasks and connections are gone.
             let _ended = ended_tx;
-            // Spawned, not run by `block_on` itself: the loop then runs on the
-            // runtime's worker beside the tasks it wakes (its connections, its handler
-            // calls).
-            // Every line the pipeline logs, its handlers' included, carries its name.
-            let span = tracing::info_span!("pipeline", pipeline = %name);
-            let board = partitions.board.clone();
-            let mut ready = Some(ready);
-            let mut restarts = 0u32;
-            loop {
-                let work = runtime.spawn(
-                    run(partitions.clone(), ready.take(), stop.clone(), kill.clone())
-                        .instrument(span.clone()),
-                );
-                let Err(e) = runtime.block_on(work) else { break };
-                if !e.is_panic() {
-                    break;
-                }
-                // A bug in Sluice, not in the handler (a guest cannot panic the host):
-                // the entries in flight stay pending, and the pipeline starts again, so
-                // that one bug does not stop it for good while it looks alive.
-                let panic = panic_message(e.into_panic());
-                if stop.is_cancelled() || kill.is_cancelled() {
-                    tracing::error!(pipeline = %name, panic = %panic, "pipeline panicked while stopping; its entries stay pending and will be delivered again");
-                    break;
-                }
-                restarts += 1;
-                let wait = RESTART_BACKOFF_MAX.min(RESTART_BACKOFF * 2u32.saturating_pow(restarts.min(16) - 1));
-                metrics::counter!("sluice_pipeline_restarts_total", "pipeline" => name.clone()).increment(1);
-                let reason = format!("the pipeline panicked (a bug in Sluice: please report it with the log line): {panic}; restarting it in {wait:?}");
-                tracing::error!(pipeline = %name, panic = %panic, restart_in = ?wait, restarts, "pipeline panicked; its entries stay pending and will be delivered again; restarting it");
-                board.set_fault(reason.clone());
-                board.incident(reason);
-                let stopped = runtime.block_on(async {
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => false,
-                        () = stop.cancelled() => true,
-                        () = kill.cancelled() => true,
-                    }
-                });
-                if stopped {
-                    break;
-                }
-            }
+            run_thread(&runtime, partitions, ready, &stop, &kill);
             // Tasks it spawned (a prefetch, a handler call) are dropped here; a guest in
             // a call gives its worker back within an epoch tick.
             drop(runtime);
         })
         .context("cannot start the pipeline's thread")?;
     Ok((started, ended))
+}
+
+/// The pipeline's thread: runs it on `runtime` until it ends, starting it again after a
+/// panic (with a backoff) unless it is stopping.
+fn run_thread(
+    runtime: &tokio::runtime::Runtime,
+    partitions: Partitions,
+    ready: oneshot::Sender<Result<()>>,
+    stop: &CancellationToken,
+    kill: &CancellationToken,
+) {
+    let name = partitions.config.name.to_string();
+    // Spawned, not run by `block_on` itself: the loop then runs on the runtime's worker
+    // beside the tasks it wakes (its connections, its handler calls). Every line the
+    // pipeline logs, its handlers' included, carries its name.
+    let span = tracing::info_span!("pipeline", pipeline = %name);
+    let board = partitions.board.clone();
+    let mut ready = Some(ready);
+    let mut restarts = 0u32;
+    loop {
+        let work = runtime.spawn(
+            run(partitions.clone(), ready.take(), stop.clone(), kill.clone())
+                .instrument(span.clone()),
+        );
+        let Err(e) = runtime.block_on(work) else {
+            break;
+        };
+        if !e.is_panic() {
+            break;
+        }
+        // A bug in Sluice, not in the handler (a guest cannot panic the host): the
+        // entries in flight stay pending, and the pipeline starts again, so that one bug
+        // does not stop it for good while it looks alive.
+        let panic = panic_message(e.into_panic());
+        if stop.is_cancelled() || kill.is_cancelled() {
+            tracing::error!(pipeline = %name, panic = %panic, "pipeline panicked while stopping; its entries stay pending and will be delivered again");
+            break;
+        }
+        restarts += 1;
+        let wait =
+            RESTART_BACKOFF_MAX.min(RESTART_BACKOFF * 2u32.saturating_pow(restarts.min(16) - 1));
+        metrics::counter!("sluice_pipeline_restarts_total", "pipeline" => name.clone())
+            .increment(1);
+        let reason = format!(
+            "the pipeline panicked (a bug in Sluice: please report it with the log line): {panic}; restarting it in {wait:?}"
+        );
+        tracing::error!(pipeline = %name, panic = %panic, restart_in = ?wait, restarts, "pipeline panicked; its entries stay pending and will be delivered again; restarting it");
+        board.set_fault(reason.clone());
+        board.incident(reason);
+        let stopped = runtime.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => false,
+                () = stop.cancelled() => true,
+                () = kill.cancelled() => true,
+            }
+        });
+        if stopped {
+            break;
+        }
+    }
 }
 
 /// The first wait before a panicked pipeline starts again; doubled at each panic.
@@ -146,53 +165,11 @@ async fn run(
         }
     };
     match (partitions.config.partitions, partitions.config.ordering) {
-        (None, _) => {
-            let pipeline = match partitions.open(None).await {
-                Ok(pipeline) => pipeline,
-                Err(e) => {
-                    ready(Err(e));
-                    return;
-                }
-            };
-            ready(Ok(()));
-            tokio::select! {
-                result = pipeline.run(stop) => {
-                    if let Err(e) = result {
-                        tracing::error!(error = format!("{e:#}"), "pipeline failed");
-                    }
-                }
-                () = kill.cancelled() => {}
-            }
-        }
-        (Some(_), Ordering::None) => {
-            let pipelines = match partitions.open_all().await {
-                Ok(pipelines) => pipelines,
-                Err(e) => {
-                    ready(Err(e));
-                    return;
-                }
-            };
-            ready(Ok(()));
-            let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
-                let stop = stop.clone();
-                async move {
-                    if let Err(e) = pipeline.run(stop).await {
-                        tracing::error!(
-                            partition = p,
-                            error = format!("{e:#}"),
-                            "partition failed"
-                        );
-                    }
-                }
-            });
-            tokio::select! {
-                _ = futures::future::join_all(runs) => {}
-                () = kill.cancelled() => {}
-            }
-        }
+        (None, _) => run_whole(partitions, ready, stop, kill).await,
+        (Some(_), Ordering::None) => run_every_partition(partitions, ready, stop, kill).await,
         (Some(_), Ordering::PerKey) => {
-            // Permissions and the group are checked on one partition before
-            // the start counts as done.
+            // Permissions and the group are checked on one partition before the start
+            // counts as done.
             if let Err(e) = partitions.open_all_checked().await {
                 ready(Err(e));
                 return;
@@ -203,6 +180,54 @@ async fn run(
                 () = kill.cancelled() => {}
             }
         }
+    }
+}
+
+/// An unpartitioned pipeline.
+async fn run_whole(
+    partitions: Partitions,
+    ready: impl FnOnce(Result<()>),
+    stop: CancellationToken,
+    kill: CancellationToken,
+) {
+    let pipeline = match partitions.open(None).await {
+        Ok(pipeline) => pipeline,
+        Err(e) => return ready(Err(e)),
+    };
+    ready(Ok(()));
+    tokio::select! {
+        result = pipeline.run(stop, Order::Any) => {
+            if let Err(e) = result {
+                tracing::error!(error = format!("{e:#}"), "pipeline failed");
+            }
+        }
+        () = kill.cancelled() => {}
+    }
+}
+
+/// `ordering = "none"`: a consumer on every partition.
+async fn run_every_partition(
+    partitions: Partitions,
+    ready: impl FnOnce(Result<()>),
+    stop: CancellationToken,
+    kill: CancellationToken,
+) {
+    let pipelines = match partitions.open_all().await {
+        Ok(pipelines) => pipelines,
+        Err(e) => return ready(Err(e)),
+    };
+    ready(Ok(()));
+    let runs = pipelines.into_iter().enumerate().map(|(p, pipeline)| {
+        let stop = stop.clone();
+        async move {
+            if let Err(e) = pipeline.run(stop, Order::Any).await {
+                tracing::error!(partition = p, error = format!("{e:#}"), "partition failed");
+            }
+        }
+    });
+    tokio::select! {
+        _ = futures::future::join_all(runs) => {}
+        () = kill.cancelled() => {}
     }
 }
 

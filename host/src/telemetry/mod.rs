@@ -1,31 +1,11 @@
 //! Metrics (the Prometheus recorder and each pipeline's instruments) and traces
 //! ([`traces`]: OpenTelemetry spans of the entries handled, exported over OTLP).
 //!
-//! Daemon-wide, labelled `redis` (where it is, without password):
-//! `sluice_redis_eviction_policy_safe` and `sluice_redis_persistent` (1 yes, 0 no, -1
-//! could not be checked; see `supervisor::settings`).
-//!
-//! Names (every one labelled `pipeline`):
-//! `sluice_messages_read_total`, `sluice_messages_committed_total`,
-//! `sluice_messages_retried_total`, `sluice_messages_dead_lettered_total`,
-//! `sluice_commit_conflicts_total`, `sluice_handler_failures_total{kind}`,
-//! `sluice_handler_duration_seconds`, `sluice_end_to_end_latency_seconds` (commit time
-//! minus the entry ID's timestamp), `sluice_pending`, `sluice_lag`,
-//! `sluice_backlog{lag}` (entries not yet acknowledged: lag plus pending; `lag` is
-//! `"exact"`, or `"estimated"` when Redis could not tell the lag, see
-//! `pipeline::backlog`), `sluice_drain_seconds` (backlog over the recent rate),
-//! `sluice_plugin_reloads_total`, `sluice_plugin_load_failures_total`,
-//! `sluice_pipeline_up` (1 while the pipeline can reach and use Redis, 0 in state `error`),
-//! `sluice_redis_errors_total{code}` (Redis errors by code: `NOPERM`, `READONLY`, `IO`,
-//! `TIMEOUT`...), `sluice_entries_adopted_total` (entries removed from the pending entries
-//! list under this consumer whose outputs were written anyway),
-//! `sluice_consumer_group_recreated_total`, and for handler state
-//! `sluice_state_reads_total` and `sluice_state_writes_total` (of committed entries) and
-//! `sluice_state_conflicts_total` (entries handled again because a value they read
-//! changed before their commit); for traces, `sluice_spans_exported_total` and
-//! `sluice_span_export_failures_total` (spans the OTLP exporter sent, or could not).
+//! Every series, with its type, labels and help, is listed once in [`describe::METRICS`]:
+//! the recorder's `# HELP` lines and the book's metrics reference
+//! (`docs/src/reference/metrics.md`) both come from that list.
 
-mod describe;
+pub(crate) mod describe;
 pub mod traces;
 
 use std::sync::OnceLock;
@@ -131,8 +111,8 @@ pub struct PipelineMetrics {
     pub retried: Counter,
     /// Entries dead-lettered.
     pub dead_lettered: Counter,
-    /// Commits that found the entry owned elsewhere.
-    pub conflicts: Counter,
+    /// Entries a commit found unowned (nothing written for them).
+    pub unowned: Counter,
     /// What each `handle` call cost.
     pub calls: CallMetrics,
     /// Commit time minus the entry's ID timestamp.
@@ -184,7 +164,7 @@ impl PipelineMetrics {
             committed: metrics::counter!("sluice_messages_committed_total", "pipeline" => p.clone()),
             retried: metrics::counter!("sluice_messages_retried_total", "pipeline" => p.clone()),
             dead_lettered: metrics::counter!("sluice_messages_dead_lettered_total", "pipeline" => p.clone()),
-            conflicts: metrics::counter!("sluice_commit_conflicts_total", "pipeline" => p.clone()),
+            unowned: metrics::counter!("sluice_entries_unowned_total", "pipeline" => p.clone()),
             calls: CallMetrics {
                 duration: metrics::histogram!("sluice_handler_duration_seconds", "pipeline" => p.clone()),
                 throttled: metrics::counter!("sluice_handler_throttled_total", "pipeline" => p.clone()),

@@ -15,12 +15,12 @@ pub struct Malformed {
     what: &'static str,
 }
 
-/// The `messages` encoding of `entries`, read from `source`.
-pub fn encode(source: &str, entries: &[Entry]) -> Vec<u8> {
+/// The `messages` encoding of `entries`, read from input stream `stream`.
+pub fn encode(stream: &str, entries: &[Entry]) -> Vec<u8> {
     let size: usize = entries
         .iter()
         .map(|e| {
-            16 + source.len()
+            16 + stream.len()
                 + e.id.len()
                 + e.fields
                     .iter()
@@ -32,7 +32,7 @@ pub fn encode(source: &str, entries: &[Entry]) -> Vec<u8> {
     put_len(&mut out, entries.len());
     for entry in entries {
         out.extend_from_slice(&entry.attempt.to_le_bytes());
-        put_bytes(&mut out, source.as_bytes());
+        put_bytes(&mut out, stream.as_bytes());
         put_bytes(&mut out, entry.id.as_bytes());
         put_len(&mut out, entry.fields.len());
         for (name, value) in &entry.fields {
@@ -64,10 +64,10 @@ pub fn decode(
                 // Each output takes at least 8 bytes: a hostile count cannot reserve more.
                 let mut outputs = Vec::with_capacity(n.min(reader.left() / 8));
                 for _ in 0..n {
-                    let target = reader.str()?;
+                    let stream = reader.str()?;
                     let fields = reader.len()?;
                     let mut output = Output {
-                        target,
+                        stream,
                         fields: Vec::with_capacity(fields.min(reader.left() / 8)),
                         raw_names: None,
                     };
@@ -231,7 +231,7 @@ mod tests {
         let results = decode(&bytes, 3).expect("well-formed");
         let outputs = results[0].as_ref().expect("ok");
         assert_eq!(outputs.len(), 1);
-        assert_eq!(outputs[0].target, "OUT");
+        assert_eq!(outputs[0].stream, "OUT");
         assert_eq!(
             outputs[0].fields,
             vec![("k".into(), b"\x00v".to_vec()), ("é".into(), vec![])]

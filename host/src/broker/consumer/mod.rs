@@ -1,35 +1,26 @@
-//! One consumer of one consumer group: its identity, its two connections, the group's
-//! life (creation, re-creation after a loss, permissions) and the guarded commit. Reads
-//! are in [`read`], the pending entries list (retry and reclaim scans, claims, leases)
-//! in [`pending`].
+//! One consumer of one consumer group: its two connections and the guarded commit. The
+//! group's life (creation, re-creation after a loss, permissions) is in [`group`], reads
+//! in [`read`], the pending entries list (retry and reclaim scans, claims, leases) in
+//! [`pending`].
 
+mod group;
 mod pending;
 mod read;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use redis::Value;
-
 use super::commit::{Fence, KeyMap};
+use super::cross_slot::CrossSlot;
+use super::lease::EntryLeases;
 use super::link::{CALL_DEADLINE, Link};
-use super::once::CrossSlot;
-use super::{Ack, Fault, Replication, commit, reply};
+use super::{Ack, Fault, Replication, commit};
 use crate::message::{CommitStatus, StreamId};
 
-pub use pending::Lease;
-pub use read::Prefetcher;
+pub use super::consumer_id::ConsumerId;
 
-/// Who a consumer is: `name` in consumer group `group` of stream `stream`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerId {
-    /// The stream key.
-    pub stream: String,
-    /// The consumer group.
-    pub group: String,
-    /// The consumer's name in the group.
-    pub name: String,
-}
+pub use group::Recreated;
+pub use read::Prefetcher;
 
 impl Consumer {
     /// A consumer `id` logged in as ACL `user`, on its own two connections.
@@ -49,7 +40,7 @@ impl Consumer {
 
     /// Writes outputs in other hash slots than the input apart from the guarded commit,
     /// once per entry, with markers that expire after `marker_ttl` (`cross_slot = true`
-    /// in a Redis Cluster; see `broker::once`).
+    /// in a Redis Cluster; see `broker::cross_slot`).
     pub fn with_cross_slot(mut self, marker_ttl: std::time::Duration) -> Self {
         self.cross_slot = Some(CrossSlot::new(&self.id.stream, marker_ttl));
         self
@@ -131,15 +122,6 @@ impl ReadSize {
     }
 }
 
-/// Where a consumer group lost at runtime was created again, and why there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recreated {
-    /// The ID the group starts after.
-    pub id: String,
-    /// Why that ID.
-    pub why: String,
-}
-
 impl Consumer {
     /// The consumer's name inside its group.
     pub fn name(&self) -> &str {
@@ -160,177 +142,6 @@ impl Consumer {
         self.commands.reset();
     }
 
-    /// Creates the group at the start of the stream (and the stream) unless it exists.
-    pub async fn ensure_group(&mut self) -> Result<(), Fault> {
-        match self.create_group("0").await? {
-            true => {
-                tracing::info!(stream = %self.id.stream, group = %self.id.group, "created consumer group");
-                Ok(())
-            }
-            false => Ok(()),
-        }
-    }
-
-    /// `XGROUP CREATE stream group id MKSTREAM`; false if the group exists (BUSYGROUP).
-    async fn create_group(&mut self, id: &str) -> Result<bool, Fault> {
-        let created = self
-            .commands
-            .query::<()>(
-                "XGROUP CREATE",
-                None,
-                redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(&self.id.stream)
-                    .arg(&self.id.group)
-                    .arg(id)
-                    .arg("MKSTREAM"),
-            )
-            .await;
-        match created {
-            Ok(()) => Ok(true),
-            Err(f) if f.code() == "BUSYGROUP" => Ok(false),
-            Err(f) => Err(f),
-        }
-    }
-
-    /// Creates the consumer group again after it was lost (`NOGROUP`: the stream or the
-    /// group was deleted, `FLUSHALL`, a restart without persistence), starting after
-    /// `last_known` (the last entry ID this pipeline knows was delivered to the group) so
-    /// that every entry added after the loss is delivered, and nothing before it twice.
-    /// If the stream's newest ID is below `last_known`, the stream itself is new (its IDs
-    /// started again) and the group starts at its beginning. Returns `None` if another
-    /// consumer created the group first.
-    pub async fn recreate_group(
-        &mut self,
-        last_known: Option<&str>,
-    ) -> Result<Option<Recreated>, Fault> {
-        let newest = self.newest_id().await?;
-        let choice = match (last_known, newest) {
-            (None, _) => Recreated {
-                id: "0".into(),
-                why: "no entry of the group was known to be delivered before the loss: every entry in the stream is delivered".into(),
-            },
-            (Some(known), Some(newest)) if StreamId::parse(&newest) < StreamId::parse(known) => Recreated {
-                id: "0".into(),
-                why: format!("the stream's newest entry {newest} is older than {known}, the last one delivered before the loss: the stream was created anew, so all of it is new"),
-            },
-            (Some(_), None) => Recreated {
-                id: "0".into(),
-                why: "the stream is empty or gone: every entry added to it from now on is new".into(),
-            },
-            (Some(known), Some(_)) => Recreated {
-                id: known.to_owned(),
-                why: format!("{known} is the last entry known delivered to the group before the loss: entries added after it (during and after the loss) are delivered, those before it are not delivered again"),
-            },
-        };
-        Ok(self.create_group(&choice.id).await?.then_some(choice))
-    }
-
-    /// The stream's newest entry ID, `None` if the stream does not exist or is empty.
-    async fn newest_id(&mut self) -> Result<Option<String>, Fault> {
-        let reply: Value = self
-            .commands
-            .query(
-                "XREVRANGE",
-                None,
-                redis::cmd("XREVRANGE")
-                    .arg(&self.id.stream)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        let (entries, _) =
-            reply::entry_list(reply).map_err(|e| Fault::unexpected("XREVRANGE", &e))?;
-        Ok(entries.into_iter().next().map(|e| e.id))
-    }
-
-    /// What the ACL user is missing, found by asking Redis to check each of `keys` with
-    /// a script that does nothing (`EVAL` checks its declared keys' permissions first).
-    /// `None` if every key is allowed.
-    pub async fn missing_permission(&mut self, keys: &[String]) -> Option<String> {
-        for key in keys {
-            let probe = self
-                .commands
-                .query::<i64>(
-                    "permission check",
-                    None,
-                    redis::cmd("EVAL").arg("return 1").arg(1).arg(key),
-                )
-                .await;
-            if let Err(f) = probe
-                && f.code() == "NOPERM"
-            {
-                let detail = f.to_string();
-                if detail.contains("command") {
-                    return Some(format!(
-                        "the ACL user {:?} may not run a command Sluice needs ({detail}); grant it, e.g. ACL SETUSER {} +@stream +@scripting",
-                        self.user, self.user
-                    ));
-                }
-                return Some(format!(
-                    "the ACL user {:?} has no permission for key {key:?}; grant it with ACL SETUSER {} ~{key}",
-                    self.user, self.user
-                ));
-            }
-        }
-        None
-    }
-
-    /// The group's pending count, lag and last delivered ID, from `XINFO GROUPS`.
-    pub async fn group_info(&mut self) -> Result<reply::GroupInfo, Fault> {
-        let reply: Value = self
-            .commands
-            .query(
-                "XINFO GROUPS",
-                None,
-                redis::cmd("XINFO").arg("GROUPS").arg(&self.id.stream),
-            )
-            .await?;
-        reply::group_info(reply, &self.id.group).ok_or_else(|| {
-            Fault::from_redis(
-                &redis::make_extension_error(
-                    "NOGROUP".into(),
-                    Some(format!(
-                        "XINFO GROUPS does not list group {:?}",
-                        self.id.group
-                    )),
-                ),
-                &format!("XINFO GROUPS on stream {:?}", self.id.stream),
-            )
-        })
-    }
-
-    /// The stream's length and its oldest and newest entry IDs (`XLEN`, `XRANGE - +
-    /// COUNT 1`, `XREVRANGE + - COUNT 1`), for estimating the lag when Redis cannot
-    /// tell it. `None` for an empty or missing stream.
-    pub async fn stream_extent(&mut self) -> Result<Option<(u64, String, String)>, Fault> {
-        let length: u64 = self
-            .commands
-            .query("XLEN", None, redis::cmd("XLEN").arg(&self.id.stream))
-            .await?;
-        let oldest: Value = self
-            .commands
-            .query(
-                "XRANGE",
-                None,
-                redis::cmd("XRANGE")
-                    .arg(&self.id.stream)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(1),
-            )
-            .await?;
-        let (oldest, _) = reply::entry_list(oldest).map_err(|e| Fault::unexpected("XRANGE", &e))?;
-        let newest = self.newest_id().await?;
-        Ok(match (oldest.into_iter().next(), newest) {
-            (Some(first), Some(last)) if length > 0 => Some((length, first.id, last)),
-            _ => None,
-        })
-    }
-
     /// A handle that reads new entries beside this consumer's commits (on the read
     /// connection, if open), so the next batch can be fetched while this one is handled.
     pub fn prefetcher(&mut self) -> Prefetcher {
@@ -343,12 +154,8 @@ impl Consumer {
 
     /// A handle that renews this consumer's leases on entries, usable beside reads and
     /// commits (on the command connection, if open).
-    pub fn lease(&mut self) -> Lease {
-        Lease {
-            id: self.id.clone(),
-            commands: self.commands.clone(),
-            fence: self.fence.clone(),
-        }
+    pub fn entry_leases(&mut self) -> EntryLeases {
+        EntryLeases::new(self.id.clone(), self.commands.clone(), self.fence.clone())
     }
 
     /// Commits a batch atomically and guarded: for each entry still pending for this
@@ -400,7 +207,7 @@ impl Consumer {
     /// `cross_slot`: writes the outputs of `acks` that live in other slots than the
     /// input, for the entries still this consumer's (or, with `adopt`, pending for
     /// nobody), and returns the acks with the rest for the guarded commit. See
-    /// `broker::once`.
+    /// `broker::cross_slot`.
     async fn write_apart(
         &mut self,
         cross: &mut CrossSlot,

@@ -1,14 +1,13 @@
 //! The pending entries list: scans for idle entries (this consumer's, for retries;
-//! others', for reclaim), claims, and the leases that keep a slow handler's entries.
+//! others', for reclaim) and claims. The entry leases that keep a slow handler's entries
+//! are in `broker::lease::entry`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 use redis::Value;
 
-use super::{Consumer, ConsumerId};
-use crate::broker::link::Link;
+use super::Consumer;
 use crate::broker::{Fault, PendingEntry, reply};
 use crate::message::Entry;
 
@@ -182,41 +181,5 @@ fn next_cursor(rows: &[PendingEntry], count: usize) -> String {
     match rows.last() {
         Some(last) if rows.len() == count => last.id.clone(),
         _ => "-".to_owned(),
-    }
-}
-
-/// Renews a consumer's claim on entries it is still working on.
-pub struct Lease {
-    pub(super) id: Arc<ConsumerId>,
-    pub(super) commands: Arc<Link>,
-    /// Renewals are made only while this holds (see `Consumer::set_fence`).
-    pub(super) fence: Option<super::super::commit::Fence>,
-}
-
-static TOUCH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(include_str!("../touch.lua")));
-
-impl Lease {
-    /// Resets the idle time of those of `ids` this consumer still owns; returns them.
-    pub async fn renew(&mut self, ids: &[String]) -> Result<Vec<String>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut invocation = TOUCH.key(&self.id.stream);
-        if let Some(fence) = &self.fence {
-            invocation.key(&fence.key);
-        }
-        invocation
-            .arg(&self.id.group)
-            .arg(&self.id.name)
-            .arg(self.fence.as_ref().map_or("", |f| f.value.as_str()))
-            .arg(ids);
-        let renewed = self
-            .commands
-            .call("lease renewal", None, |mut c| async move {
-                invocation.invoke_async::<Vec<String>>(&mut c).await
-            })
-            .await?;
-        Ok(renewed)
     }
 }

@@ -305,7 +305,7 @@ fn refused(fault: crate::broker::Fault, stream: &str, keys: &LeaseKeys) -> Refus
     let e = anyhow::Error::new(fault);
     Refusal::Failed(match permission {
         true => e.context(format!(
-            "the ACL user may not use the consumer name's lease keys {:?} and {:?}, or a command their scripts run: grant them (e.g. ACL SETUSER <user> ~{stream}:consumer* +get +set +incr +pexpire +del; see the README, Delivery semantics: one consumer name, one daemon)",
+            "the ACL user may not use the consumer name's lease keys {:?} and {:?}, or a command their scripts run: grant them (e.g. ACL SETUSER <user> ~{stream}:consumer* +get +set +incr +pexpire +del; see docs/src/concepts/delivery.md, one consumer name, one daemon)",
             keys.lease, keys.token
         )),
         false => e,

@@ -1,0 +1,117 @@
+//! The arguments of the subcommands that run or build something: `run`, `dev`,
+//! `compile`, `new`, `invoke` (and the config-and-Redis pair the tools share).
+
+use std::path::PathBuf;
+
+/// The config file and the Redis it runs against: shared by `run`, `dev`, `dlq`.
+#[derive(clap::Args, Clone)]
+pub struct Setup {
+    /// The config file.
+    #[arg(short, long, default_value = "sluice.toml", global = true)]
+    pub config: PathBuf,
+    /// Redis URL; overrides `[redis] url` (and `nodes`, `sentinels`; with `cluster =
+    /// true` it is the one seed node). Without either, `run` and `dev` start a
+    /// private redis-server and stop it at exit, and `send` and `dlq` use the private
+    /// server of the daemon running the same config file.
+    #[arg(long, env = "SLUICE_REDIS_URL", global = true)]
+    pub redis: Option<String>,
+}
+
+/// `sluice run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub setup: Setup,
+    /// Consumer name in every group; overrides `[redis] consumer`. Each daemon of a
+    /// group needs its own.
+    #[arg(long, env = "SLUICE_CONSUMER", value_parser = |s: &str| crate::config::consumer_name(s).map_err(|e| e.to_string()))]
+    pub consumer: Option<String>,
+    /// Reload a pipeline's plugin when its file changes.
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub threads: Threads,
+}
+
+/// `sluice dev`.
+#[derive(clap::Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub setup: Setup,
+    #[command(flatten)]
+    pub threads: Threads,
+}
+
+/// The shared runtime's threads, for the commands that run a daemon.
+#[derive(clap::Args, Clone, Copy)]
+pub struct Threads {
+    /// Threads of the shared runtime (supervision, reloads, the admin API); default: 2,
+    /// or 1 on a single CPU. Pipelines do not run here: each has threads of its own (as
+    /// many as its `concurrency`).
+    #[arg(long, env = "SLUICE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+}
+
+/// `sluice compile`.
+#[derive(clap::Args)]
+pub struct CompileArgs {
+    /// The config file: its pipelines' plugins, cache directory and fuel setting.
+    #[arg(short, long, default_value = "sluice.toml")]
+    pub config: PathBuf,
+}
+
+/// `sluice new`.
+#[derive(clap::Args)]
+pub struct NewArgs {
+    /// The plugin's name: lowercase letters, digits and '-'.
+    pub name: String,
+    /// The language.
+    #[arg(long, value_enum)]
+    pub lang: crate::scaffold::Language,
+    /// Where to create it; default: ./NAME.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The Sluice checkout (its wit/ and guest-sdk/); default: the one holding the
+    /// current directory, else the one this binary was built from.
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+}
+
+/// `sluice invoke`.
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// The plugin (a `.wasm` component).
+    pub plugin: PathBuf,
+    /// Message fields, in order.
+    #[arg(value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// Message fields as a JSON object (after any NAME=VALUE ones).
+    #[arg(long, value_name = "OBJECT")]
+    pub json: Option<String>,
+    /// What the handler's `config(key)` answers; repeat for more keys.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// The input stream the entry comes from (the handler sees it as `source`).
+    #[arg(long, visible_alias = "source", default_value = "INPUT")]
+    pub stream: String,
+    /// The message's ID.
+    #[arg(long, default_value = "0-1")]
+    pub id: String,
+    /// The delivery attempt the handler sees.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+    /// Wall-time limit of the call.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Handler state before the call, as a JSON object: `{"key": "value", "hash":
+    /// {"field": "value"}}`. The writes the call's commit would apply are printed.
+    #[arg(long, value_name = "FILE.json")]
+    pub state: Option<PathBuf>,
+    /// The key prefixes the handler may use, as a pipeline's `state`; repeat for more.
+    /// Without any, every key is allowed.
+    #[arg(long = "state-prefix", value_name = "PREFIX")]
+    pub state_prefixes: Vec<String>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    pub output_json: bool,
+}

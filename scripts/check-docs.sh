@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds the book (docs/, mdBook) and checks every relative link and #anchor in the
+# built HTML (and the README's links to files of the repository): a page that links to a
+# missing page or heading fails. The reference pages
+# under docs/src/reference/ are checked against the code by
+# `cargo test -p sluice --test reference`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "check-docs: mdbook is not installed; run scripts/setup.sh (cargo install mdbook)" >&2
+    exit 1
+fi
+mdbook build docs
+python3 scripts/check-links.py target/book README.md
