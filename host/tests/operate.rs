@@ -405,7 +405,7 @@ async fn entries_reclaimed_during_a_pause_are_not_handled_again() {
         .await
         .expect("text");
     assert_eq!(calls(&text), before, "no handler call on reclaimed entries");
-    assert_eq!(metric(&text, "sluice_commit_conflicts_total", name), 0.0);
+    assert_eq!(metric(&text, "sluice_entries_unowned_total", name), 0.0);
     assert_eq!(len(&mut con, "OUT").await, handled);
     host.stop().await;
 }
@@ -1627,7 +1627,7 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_them() {
         "sluice_messages_committed_total",
         "sluice_messages_retried_total",
         "sluice_messages_dead_lettered_total",
-        "sluice_commit_conflicts_total",
+        "sluice_entries_unowned_total",
         "sluice_handler_throttled_total",
         "sluice_batch_fallbacks_total",
         "sluice_plugin_reloads_total",
@@ -1651,15 +1651,7 @@ async fn every_series_exists_from_the_start_and_promtool_accepts_them() {
             "no {histogram} in:\n{text}"
         );
     }
-    for kind in [
-        "retry",
-        "reject",
-        "trap",
-        "timeout",
-        "limit",
-        "instantiate",
-        "conflict",
-    ] {
+    for kind in ["retry", "reject", "trap", "timeout", "limit", "instantiate"] {
         let line =
             format!("sluice_handler_failures_total{{kind=\"{kind}\",pipeline=\"from-start\"}} 0");
         let alt =
