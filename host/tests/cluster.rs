@@ -277,14 +277,14 @@ async fn keys_in_different_slots_are_refused_with_the_fix() {
 /// before cross-slot writes, the commit failed with CROSSSLOT for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_slot_outputs_are_written_once_per_entry() {
-    use sluice::broker::{Ack, Broker, Nodes, Target};
+    use sluice::broker::{Ack, Broker, Deployment, Nodes};
     use sluice::message::{CommitStatus, Output};
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     assert_ne!(key_slot(b"{a}:IN"), key_slot(b"{b}:OUT"));
     let mut con = cluster.connect().await;
-    let mut target = Target::url("");
-    target.nodes = Nodes::Cluster(cluster.urls());
-    let broker = Broker::connect(&target, tokio_util::sync::CancellationToken::new())
+    let mut deployment = Deployment::url("");
+    deployment.nodes = Nodes::Cluster(cluster.urls());
+    let broker = Broker::connect(&deployment, tokio_util::sync::CancellationToken::new())
         .await
         .expect("broker connects");
     // Markers short-lived enough to outlive here (a pause, a long outage).
@@ -366,7 +366,7 @@ async fn cross_slot_outputs_are_written_once_per_entry() {
 /// does not write the cross-slot outputs a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_slot_commit_retried_after_its_markers_expired_writes_once() {
-    use sluice::broker::{Ack, Broker, Nodes, Secret, Target};
+    use sluice::broker::{Ack, Broker, Deployment, Nodes, Secret};
     use sluice::message::{CommitStatus, Output};
     let cluster = RedisCluster::start(3, 0).expect("cluster starts");
     for i in 0..3 {
@@ -378,11 +378,11 @@ async fn a_cross_slot_commit_retried_after_its_markers_expired_writes_once() {
             .expect("ACL SETUSER");
     }
     let mut con = cluster.connect().await;
-    let mut target = Target::url("");
-    target.nodes = Nodes::Cluster(cluster.urls());
-    target.username = Some("u".into());
-    target.password = Some(Secret::new("pw"));
-    let broker = Broker::connect(&target, tokio_util::sync::CancellationToken::new())
+    let mut deployment = Deployment::url("");
+    deployment.nodes = Nodes::Cluster(cluster.urls());
+    deployment.username = Some("u".into());
+    deployment.password = Some(Secret::new("pw"));
+    let broker = Broker::connect(&deployment, tokio_util::sync::CancellationToken::new())
         .await
         .expect("broker connects");
     let ttl = Duration::from_millis(1000);

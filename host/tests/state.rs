@@ -704,7 +704,8 @@ async fn a_later_entry_does_not_rely_on_an_earlier_entrys_uncommitted_writes() {
     )
     .await;
     add(&mut con, "IN", &[("n", "C"), ("hset", "k:h2 b 2")]).await;
-    let host = TestDaemon::start(&redis, stateful("s").config()).await;
+    // C meets A's uncommitted string at k:h2: a state conflict, counted, not a failure.
+    let host = TestDaemon::start(&redis, stateful("later").with_admin().config()).await;
     wait_len(&con, "OUT", 2).await;
     let out = entries(&mut con, "OUT").await;
     let b = out
@@ -727,6 +728,26 @@ async fn a_later_entry_does_not_rely_on_an_earlier_entrys_uncommitted_writes() {
         .expect("HGETALL");
     assert_eq!(h2.len(), 2, "{h2:?}");
     assert_eq!(len(&mut con, "IN:dead").await, 1, "only A is dead-lettered");
+    let metrics = reqwest::get(format!("http://{}/metrics", host.admin()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains("pipeline=\"later\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert!(
+        series("sluice_state_conflicts_total") == Some(2.0),
+        "two state conflicts: B's at its commit (it read what A deleted), C's in the batch (it met A's uncommitted string): {metrics}"
+    );
+    assert!(
+        !metrics.contains("kind=\"conflict\""),
+        "a state conflict is not a handler failure: {metrics}"
+    );
     host.stop().await;
 }
 

@@ -38,7 +38,7 @@ pub async fn connect(redis: &RedisServer) -> MultiplexedConnection {
 /// The broker of a daemon, on its own, for tests of the data path below the pipeline.
 pub async fn broker(redis: &RedisServer) -> sluice::broker::Broker {
     sluice::broker::Broker::connect(
-        &sluice::broker::Target::url(redis.url()),
+        &sluice::broker::Deployment::url(redis.url()),
         CancellationToken::new(),
     )
     .await

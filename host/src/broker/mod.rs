@@ -45,8 +45,6 @@ pub use dead::{
     DeadStream, IdsError, LetterIds, MAX_IDS, Purged, REPLAY_CHUNK, ReplayCut, Replayed,
 };
 pub use dead_page::{Page, PageEntry, PageLimits};
-/// The old name of [`Deployment`], kept until its users outside `broker` are renamed.
-pub use deployment::Deployment as Target;
 pub use deployment::{Deployment, Nodes, Replication, Secret, Tls, redact_url, url_password};
 pub use fault::{Backoff, Blame, Fault, Remedy};
 pub use lease::{EntryLeases, LeaseKeys};
