@@ -39,15 +39,43 @@ def parse(path, cache):
     return cache[path]
 
 
+FENCE_RE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
+LINK_RE = re.compile(r"\]\(\s*(<[^>]*>|[^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
+REF_DEF_RE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*(<[^>]*>|\S+)", re.M)
+HREF_RE = re.compile(r"<a\s[^>]*href=\"([^\"]+)\"", re.I)
+HEADING_RE = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.M)
+
+
+def slug(heading):
+    """A heading's anchor as GitHub and mdBook make it."""
+    text = re.sub(r"<[^>]+>|[`*_]|\[([^\]]*)\]\([^)]*\)", lambda m: m.group(1) or "", heading)
+    return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
+
+
+def anchors(path):
+    text = FENCE_RE.sub("", path.read_text(encoding="utf-8"))
+    ids = set(re.findall(r"<a\s[^>]*(?:id|name)=\"([^\"]+)\"", text))
+    return ids | {slug(h) for h in HEADING_RE.findall(text)}
+
+
 def markdown_links(path):
-    """Broken relative links of a Markdown file outside the book (their files only)."""
+    """Broken relative links of a Markdown file outside the book: each must name a file
+    of the repository, and a #fragment a heading (or anchor) of that file. Code is not
+    read for links."""
+    text = INLINE_CODE_RE.sub("", FENCE_RE.sub("", path.read_text(encoding="utf-8")))
+    targets = LINK_RE.findall(text) + REF_DEF_RE.findall(text) + HREF_RE.findall(text)
     broken = []
-    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+    for target in targets:
+        target = target.strip("<>")
         parts = urlsplit(target)
-        if parts.scheme or not parts.path:
+        if parts.scheme or target.startswith("//"):
             continue
-        if not (path.parent / unquote(parts.path)).exists():
+        file = path if not parts.path else path.parent / unquote(parts.path)
+        if not file.exists():
             broken.append(f"{path}: {target} (no such file)")
+        elif parts.fragment and file.suffix == ".md" and unquote(parts.fragment) not in anchors(file):
+            broken.append(f"{path}: {target} (no #{parts.fragment} there)")
     return broken
 
 
