@@ -55,7 +55,10 @@
 //!   in hand from being reclaimed by resetting their idle time, `XCLAIM ... JUSTID`,
 //!   while a slow handler runs; in every ordering), a **partition lease** (one daemon
 //!   consumes a partition; `lease_ttl` configures it), a **name lease** (one daemon uses
-//!   a consumer name). A lease a commit checks is its **fence**.
+//!   a consumer name). A lease a commit checks is its **fence**. `broker::lease` is the
+//!   one mechanism behind all three: inside it, and only there, "lease" is unqualified.
+//! - **invocation**: a Redis script call with its keys and arguments (redis-rs's
+//!   `ScriptInvocation`), never a handler call.
 //! - **reclaim**: taking over entries left pending by a consumer that stopped (XAUTOCLAIM).
 //! - **Redis deployment**: what the broker connects to: a URL, Sentinel or Cluster.
 //! - **host**: the daemon's side of the sandbox (host functions, host state); `host/` is

@@ -232,7 +232,7 @@ mod tests {
         }
     }
 
-    fn targets(ack: &Ack) -> Vec<&str> {
+    fn output_streams(ack: &Ack) -> Vec<&str> {
         ack.outputs.iter().map(|o| o.stream.as_str()).collect()
     }
 
@@ -267,7 +267,7 @@ mod tests {
         let writable = HashSet::from(["1-0", "2-0"]);
         let (local, writes) = cross.split(&consumer(), &acks, &writable);
         assert_eq!(
-            local.iter().map(targets).collect::<Vec<_>>(),
+            local.iter().map(output_streams).collect::<Vec<_>>(),
             [vec!["{x}OUT"], vec![], vec![]],
             "the guarded commit keeps only the input slot's outputs, for every entry"
         );

@@ -87,15 +87,15 @@ async fn renew(
                 if renewed == ids.len() {
                     held.renewed();
                 }
-                tracing::debug!(renewed, "renewed leases on in-flight entries")
+                tracing::debug!(renewed, "renewed the entry leases of entries in a handler call")
             }
             Err(e) => {
                 wait = backoff.next_delay().min(every);
                 // The pipeline shows the outage; one line per run of failures.
                 if backoff.failures() == 1 {
-                    tracing::warn!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                    tracing::warn!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew the entry leases of entries in a handler call");
                 } else {
-                    tracing::debug!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew leases on in-flight entries");
+                    tracing::debug!(error = format!("{e:#}"), retry_in = ?wait, "cannot renew the entry leases of entries in a handler call");
                 }
             }
         }

@@ -108,7 +108,7 @@ pub const METRICS: &[Metric] = &[
     counter(
         "sluice_entries_unowned_total",
         PIPELINE,
-        "Entries a commit found unowned: pending for another consumer, for none, or never delivered as far as the server knows, or under a lease that moved (nothing written for them)",
+        "Entries a commit found unowned: pending for another consumer, for none, or never delivered as far as the server knows, or under a partition or name lease that moved (nothing written for them)",
     ),
     counter(
         "sluice_handler_failures_total",

@@ -148,7 +148,7 @@ impl<'a> Reader<'a> {
         let bytes = self.bytes()?;
         String::from_utf8(bytes.to_vec()).map_err(|_| Malformed {
             at,
-            what: "a string (target, field name or reason) that is not UTF-8",
+            what: "a string (output stream, field name or reason) that is not UTF-8",
         })
     }
 }

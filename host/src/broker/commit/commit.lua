@@ -22,8 +22,8 @@
 -- KEYS[1]      the input stream
 -- KEYS[2..]    every stream an output goes to, then every state key
 -- ARGV         group, consumer, entry count, lowest ID, highest ID, adopt (0/1), number
---              of output streams in KEYS, the index in KEYS of a partition lease key
---              (0: none) and the value this consumer holds it with, then per entry:
+--              of output streams in KEYS, the index in KEYS of the fence's lease key
+--              (a partition lease or the consumer's name lease; 0: none) and the value this consumer holds it with, then per entry:
 --                id, output count, then per output: key index, field count, f1, v1, ...
 --                read count, then per read: kind, key index, then
 --                  READ_GET:     present (0/1) [, value]
@@ -55,9 +55,9 @@ local adopt = ARGV[6] == '1'
 local output_keys = tonumber(ARGV[7])
 local lease = tonumber(ARGV[8])
 
--- A partition leased to this daemon (ordering = "per-key"): unless the lease key still
--- holds this daemon's value (its name and fencing token), the lease lapsed or another
--- daemon took it, and this commit is fenced off: nothing is written, and every entry is
+-- The fence (a partition lease of ordering = "per-key", or the consumer's name lease):
+-- unless its key still holds this daemon's value (its name and fencing token), the lease
+-- lapsed or another daemon took it, and this commit is fenced off: nothing is written, and every entry is
 -- reported as owned by another consumer.
 if lease > 0 and redis.call('GET', KEYS[lease]) ~= ARGV[9] then
   local fenced = {}

@@ -59,7 +59,7 @@ struct KeyIndex<'a> {
     index: HashMap<&'a str, usize>,
     /// How many output streams follow the input stream.
     outputs: usize,
-    /// The partition lease key's index, 0 for none.
+    /// The fence's lease key's index (a partition or name lease), 0 for none.
     lease: usize,
 }
 
@@ -138,7 +138,7 @@ fn check_widths(acks: &[Ack]) -> Result<(), Fault> {
 }
 
 /// Appends KEYS: the input stream, every output stream, every state key (as stored),
-/// then the partition lease key if any; each once.
+/// then the fence's lease key if any; each once.
 fn key_index<'a, S: Sink>(
     sink: &mut S,
     id: &ConsumerId,

@@ -211,7 +211,7 @@ impl Names {
             stream: stream.to_owned(),
             group: group.to_owned(),
             holder: holder.map_or_else(
-                || value.unwrap_or_else(|| "a lease that lapsed meanwhile".into()),
+                || value.unwrap_or_else(|| "a name lease that lapsed meanwhile".into()),
                 |h| h.describe(),
             ),
         })
