@@ -6,15 +6,21 @@
 //!
 //! - config: every key of every table, with its `///` doc (read from
 //!   `host/src/config/*.rs`) and its default (what the parser fills in when the key is
-//!   left out, written back as TOML);
-//! - cli: every subcommand and argument, from clap (`sluice::cli::reference`);
+//!   left out, written back as TOML). Every field of a Deserialize struct counts,
+//!   whatever its visibility, and needs a `///` doc, as does every value of an enum;
+//! - cli: every subcommand and argument, from clap (`sluice::cli::reference`); each
+//!   needs help text unless hidden;
 //! - metrics: every series, from the list the exporter describes them with; every
-//!   `"sluice_..."` name in `host/src` must be in that list.
+//!   `sluice_*` name in a string literal of `host/src` (comments do not count) must be
+//!   in that list, every name in it must be recorded, and no name may be built at run
+//!   time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use sluice::cli::reference::{GENERATED, cli_page, metric_names, metrics_page};
+use sluice::cli::reference::{
+    GENERATED, cli_command, cli_page, metric_names, metrics_page, undocumented,
+};
 use sluice::config::Config;
 
 const UPDATE: &str = "SLUICE_UPDATE_REFERENCE";
@@ -52,40 +58,385 @@ fn cli_reference_is_current() {
 }
 
 #[test]
+fn every_cli_argument_and_subcommand_has_help() {
+    let missing = undocumented(&cli_command());
+    assert!(
+        missing.is_empty(),
+        "the command line's reference (docs/src/reference/cli.md) has empty cells: give these help text in host/src/cli:\n{}",
+        missing.join("\n")
+    );
+    // The breaches it catches, and what it lets be: hidden ones.
+    let breached = cli_command()
+        .arg(
+            clap::Arg::new("quiet")
+                .long("quiet")
+                .action(clap::ArgAction::SetTrue),
+        )
+        .arg(clap::Arg::new("secret").long("secret").hide(true))
+        .mut_subcommand("run", |run| run.arg(clap::Arg::new("fast").long("fast")))
+        .subcommand(clap::Command::new("nothing"))
+        .subcommand(clap::Command::new("internal").hide(true));
+    assert_eq!(
+        undocumented(&breached),
+        [
+            "sluice: quiet has no help (a /// doc on its field)",
+            "sluice run: fast has no help (a /// doc on its field)",
+            "sluice nothing has no about (a /// doc on its variant or struct)",
+        ]
+    );
+}
+
+#[test]
 fn metrics_reference_is_current() {
     check("metrics.md", &metrics_page());
 }
 
 #[test]
 fn every_metric_in_the_code_is_in_the_reference() {
-    let listed: BTreeSet<&str> = metric_names().into_iter().collect();
-    let mut used = BTreeSet::new();
-    for file in rust_files(&root().join("host/src")) {
-        if file.ends_with("telemetry/describe.rs") {
-            continue;
+    let problems = metric_problems(&sources(&root().join("host/src")), &metric_names());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Breaches the check above must catch: host/src with one more file (or describe.rs
+/// with more text), and what the check must then say.
+#[test]
+fn the_metrics_check_catches_these_breaches() {
+    let listed = metric_names();
+    let breaches: &[(&str, &str, &str)] = &[
+        // An escaped quote before the name (the old scan got out of step on it).
+        (
+            "host/src/x.rs",
+            "let s = \"\\\"'(),;.\"; counter!(\"sluice_hidden_total\");",
+            "host/src/x.rs:1: sluice_hidden_total is not listed",
+        ),
+        (
+            "host/src/x.rs",
+            "counter!(\"sluice_http2_errors_total\");",
+            "sluice_http2_errors_total is not listed",
+        ),
+        (
+            "host/src/x.rs",
+            "let n = format!(\"sluice_{kind}_total\");",
+            "builds a metric name at run time",
+        ),
+        (
+            "host/src/x.rs",
+            "let n = String::from(\"sluice_\") + kind;",
+            "builds a metric name at run time",
+        ),
+        (
+            "host/src/x.rs",
+            "gauge!(r#\"sluice_raw_total\"#);",
+            "sluice_raw_total is not listed",
+        ),
+        (
+            "host/src/x.rs",
+            "gauge!(b\"sluice_bytes_total\");",
+            "sluice_bytes_total is not listed",
+        ),
+        (
+            "host/src/x.rs",
+            "warn!(\"see sluice_prose_total\");",
+            "sluice_prose_total is not listed",
+        ),
+        (
+            "host/src/x.rs",
+            "fn f<'a>(x: &'a str) { let q = '\"'; let s = \"a\nb\";\ncounter!(\"sluice_line_total\"); }",
+            "host/src/x.rs:3: sluice_line_total is not listed",
+        ),
+        // A const of describe.rs, used elsewhere.
+        (
+            DESCRIBE,
+            "\nconst HIDDEN: &str = \"sluice_hidden_total\";\n",
+            "describe.rs:",
+        ),
+    ];
+    for (file, text, expected) in breaches {
+        let mut files = sources(&root().join("host/src"));
+        match files.iter_mut().find(|(name, _)| name == file) {
+            Some((_, existing)) => existing.push_str(text),
+            None => files.push(((*file).to_owned(), (*text).to_owned())),
         }
-        let text = std::fs::read_to_string(&file).expect("read a source file");
-        for piece in text.split('"').skip(1).step_by(2) {
-            if piece.starts_with("sluice_")
-                && piece.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            {
-                used.insert(piece.to_owned());
+        files.push(("host/src/y.rs".into(), "counter!(HIDDEN);".into()));
+        let problems = metric_problems(&files, &listed);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "the breach {text:?} in {file} was not caught as {expected:?}; the check said: {problems:#?}"
+        );
+    }
+    // A listed name recorded only in comments, or only through a const of describe.rs.
+    let describe = "const M: &[Metric] = &[counter(\"sluice_a_total\", PIPELINE, \"A\")];";
+    let commented = "// counter!(\"sluice_a_total\")\n/* \"sluice_a_total\" /* */ */ fn f() {}";
+    let problems = metric_problems(
+        &[
+            (DESCRIBE.into(), describe.into()),
+            ("host/src/x.rs".into(), commented.into()),
+        ],
+        &["sluice_a_total"],
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("sluice_a_total is listed in METRICS")),
+        "a name recorded only in comments counts as recorded: {problems:?}"
+    );
+    let describe = format!("const A: &str = \"sluice_a_total\";\n{describe}");
+    let problems = metric_problems(
+        &[
+            (DESCRIBE.into(), describe),
+            ("host/src/x.rs".into(), "counter!(A);".into()),
+        ],
+        &["sluice_a_total"],
+    );
+    assert_eq!(
+        problems,
+        Vec::<String>::new(),
+        "a const of describe.rs used elsewhere records its name"
+    );
+}
+
+/// Every Rust file under `dir`: (its path from the repository's root, its text).
+fn sources(dir: &Path) -> Vec<(String, String)> {
+    rust_files(dir)
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).expect("read a source file");
+            let name = file
+                .strip_prefix(root())
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
+            (name, text)
+        })
+        .collect()
+}
+
+const DESCRIBE: &str = "host/src/telemetry/describe.rs";
+
+/// What is wrong between the `sluice_*` names in the string literals of `files` (comments
+/// do not count) and `listed`, the names of METRICS; one line each.
+///
+/// Every name in a literal must be listed. Every listed name must be recorded: be a whole
+/// literal outside describe.rs, or the value of a `const` of describe.rs whose name is
+/// used outside it. A name built at run time (`format!("sluice_{kind}_total")`, a
+/// `"sluice_"` prefix) cannot be checked, and is refused.
+fn metric_problems(files: &[(String, String)], listed: &[&str]) -> Vec<String> {
+    let listed: BTreeSet<&str> = listed.iter().copied().collect();
+    let mut problems = Vec::new();
+    let mut used = BTreeSet::new();
+    // describe.rs's constants with a metric name: const name -> metric name.
+    let mut constants: BTreeMap<String, String> = BTreeMap::new();
+    let lexed: Vec<(&str, Vec<RustToken>)> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), rust_tokens(text)))
+        .collect();
+    for (file, tokens) in &lexed {
+        let describe = *file == DESCRIBE;
+        for (i, token) in tokens.iter().enumerate() {
+            let RustToken::Literal { text, line } = token else {
+                continue;
+            };
+            let names = metric_names_in(text);
+            for (name, runtime) in &names {
+                if *runtime {
+                    problems.push(format!(
+                        "{file}:{line}: the string {text:?} builds a metric name at run time ({name}...), which the reference cannot check: write each name whole as a literal (a match over the cases), each listed in METRICS of {DESCRIBE}"
+                    ));
+                } else if !listed.contains(name.as_str()) {
+                    problems.push(format!(
+                        "{file}:{line}: {name} is not listed in METRICS of {DESCRIBE}, so the reference (docs/src/reference/metrics.md) misses it: add it there with its type, labels and help"
+                    ));
+                }
+            }
+            let whole = names.len() == 1 && !names[0].1 && names[0].0 == *text;
+            if !whole {
+                continue;
+            }
+            if describe {
+                if let Some(constant) = const_name(tokens, i) {
+                    constants.insert(constant, text.clone());
+                }
+            } else {
+                used.insert(text.clone());
             }
         }
     }
-    let missing: Vec<&String> = used
+    for (file, tokens) in &lexed {
+        if *file == DESCRIBE {
+            continue;
+        }
+        for token in tokens {
+            if let RustToken::Ident(ident) = token
+                && let Some(name) = constants.get(ident)
+            {
+                used.insert(name.clone());
+            }
+        }
+    }
+    for name in &listed {
+        if !used.contains(*name) {
+            problems.push(format!(
+                "{name} is listed in METRICS of {DESCRIBE} but nothing in host/src records it (no literal \"{name}\" outside {DESCRIBE}, and no const of it there used elsewhere): record it or take it out of the list"
+            ));
+        }
+    }
+    problems
+}
+
+/// The `sluice_[a-z0-9_]+` names in a string literal's text, each with whether it is
+/// built at run time (followed by `{`, or ending in `_`: a prefix).
+fn metric_names_in(text: &str) -> Vec<(String, bool)> {
+    let mut names = Vec::new();
+    let bytes = text.as_bytes();
+    for (at, _) in text.match_indices("sluice_") {
+        if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+            continue;
+        }
+        let end = text[at..]
+            .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+            .map_or(text.len(), |e| at + e);
+        let name = &text[at..end];
+        let runtime = text[end..].starts_with('{') || name.ends_with('_');
+        names.push((name.to_owned(), runtime));
+    }
+    names
+}
+
+/// The name of the `const` whose value is the literal at `tokens[at]`
+/// (`const NAME: &str = "...";`).
+fn const_name(tokens: &[RustToken], at: usize) -> Option<String> {
+    let is = |i: usize, p: char| matches!(tokens.get(i), Some(RustToken::Punct(c)) if *c == p);
+    if at == 0 || !is(at - 1, '=') || !is(at + 1, ';') {
+        return None;
+    }
+    let start = tokens[..at]
         .iter()
-        .filter(|m| !listed.contains(m.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "metrics used in host/src but not listed in host/src/telemetry/describe.rs (METRICS), so missing from the reference: {missing:?}"
-    );
-    let stale: Vec<&&str> = listed.iter().filter(|m| !used.contains(**m)).collect();
-    assert!(
-        stale.is_empty(),
-        "metrics listed in host/src/telemetry/describe.rs that nothing in host/src records: {stale:?}"
-    );
+        .rposition(|t| matches!(t, RustToken::Punct(';' | '{' | '}')))
+        .map_or(0, |p| p + 1);
+    let statement = &tokens[start..at];
+    let keyword = statement
+        .iter()
+        .position(|t| matches!(t, RustToken::Ident(k) if k == "const" || k == "static"))?;
+    match statement.get(keyword + 1) {
+        Some(RustToken::Ident(name)) => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// A token of Rust source, as far as the metrics check needs one.
+#[derive(Debug, Clone, PartialEq)]
+enum RustToken {
+    Ident(String),
+    /// A string literal of any kind (`"..."`, `b"..."`, `r#"..."#`): the text between
+    /// its quotes as written (escapes not undone), and the line it starts on.
+    Literal {
+        text: String,
+        line: usize,
+    },
+    Punct(char),
+}
+
+/// Rust's tokens without comments (`//`, nested `/* */`); characters and lifetimes are
+/// skipped, numbers dropped.
+fn rust_tokens(source: &str) -> Vec<RustToken> {
+    let s: Vec<char> = source.chars().collect();
+    let mut tokens = Vec::new();
+    let (mut i, mut line) = (0, 1);
+    let lines = |from: usize, to: usize| {
+        s[from..to.min(s.len())]
+            .iter()
+            .filter(|c| **c == '\n')
+            .count()
+    };
+    while i < s.len() {
+        let c = s[i];
+        let next = s.get(i + 1).copied();
+        if c == '/' && next == Some('/') {
+            while i < s.len() && s[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            let (from, mut depth) = (i, 0);
+            while i < s.len() {
+                if s[i] == '/' && s.get(i + 1) == Some(&'*') {
+                    depth += 1;
+                    i += 2;
+                } else if s[i] == '*' && s.get(i + 1) == Some(&'/') {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            line += lines(from, i);
+        } else if c == '"' {
+            let from = i + 1;
+            i += 1;
+            while i < s.len() && s[i] != '"' {
+                i += if s[i] == '\\' { 2 } else { 1 };
+            }
+            let text: String = s[from..i.min(s.len())].iter().collect();
+            tokens.push(RustToken::Literal { text, line });
+            line += lines(from, i);
+            i += 1;
+        } else if c == '\'' {
+            if next == Some('\\') {
+                i += 2;
+                while i < s.len() && s[i] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+            } else if s.get(i + 2) == Some(&'\'') {
+                i += 3;
+            } else {
+                // A lifetime or a label: its name follows as an identifier.
+                i += 1;
+            }
+        } else if c.is_alphabetic() || c == '_' {
+            let from = i;
+            while i < s.len() && (s[i].is_alphanumeric() || s[i] == '_') {
+                i += 1;
+            }
+            let ident: String = s[from..i].iter().collect();
+            let hashes = s[i..].iter().take_while(|c| **c == '#').count();
+            if matches!(ident.as_str(), "r" | "br" | "cr") && s.get(i + hashes) == Some(&'"') {
+                let body = i + hashes + 1;
+                let close: Vec<char> = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                let mut end = body;
+                while end < s.len() && !s[end..].starts_with(&close) {
+                    end += 1;
+                }
+                let text: String = s[body..end.min(s.len())].iter().collect();
+                tokens.push(RustToken::Literal { text, line });
+                line += lines(i, end);
+                i = end + close.len();
+            } else if ident == "r" && hashes == 1 {
+                // A raw identifier, `r#type`: the identifier follows.
+                i += 1;
+            } else if matches!(ident.as_str(), "b" | "c") && s.get(i) == Some(&'"') {
+                // A byte or C string: the string follows.
+            } else {
+                tokens.push(RustToken::Ident(ident));
+            }
+        } else if c.is_ascii_digit() {
+            while i < s.len() && (s[i].is_alphanumeric() || s[i] == '_') {
+                i += 1;
+            }
+        } else {
+            if c == '\n' {
+                line += 1;
+            } else if !c.is_whitespace() {
+                tokens.push(RustToken::Punct(c));
+            }
+            i += 1;
+        }
+    }
+    tokens
 }
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
@@ -105,6 +456,90 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn config_reference_is_current() {
     check("config.md", &config_page());
+}
+
+/// Breaches the config check must catch: `host/src/config` with one edit (`to` put
+/// after the first `after`), and what the page must then hold or the check say.
+#[test]
+fn the_config_check_catches_these_breaches() {
+    let tls = "pub struct TlsConfig {\n";
+    let field =
+        "    /// A key nobody documented elsewhere.\n    pub(crate) hidden_key: Option<u32>,\n";
+    // Fields of any visibility are keys of the reference, documented or refused.
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            tls,
+            field,
+            "| `hidden_key` | integer | unset | A key nobody documented elsewhere. |",
+        ),
+        (tls, &field.replace("pub(crate) ", ""), "| `hidden_key` |"),
+        (
+            tls,
+            &field.replace("pub(crate) ", "pub(super) "),
+            "| `hidden_key` |",
+        ),
+    ];
+    for (after, to, expected) in cases {
+        let page = config_page_from(&edited_config(after, to));
+        assert!(
+            page.contains(expected),
+            "{to:?} after {after:?}: the page lacks {expected:?}"
+        );
+    }
+    let refused: &[(&str, &str, &str)] = &[
+        (
+            tls,
+            "    hidden_key: Option<u32>,\n",
+            "TlsConfig.hidden_key of host/src/config has no /// doc",
+        ),
+        (
+            tls,
+            "    ///\n    pub(crate) hidden_key: Option<u32>,\n",
+            "has no /// doc",
+        ),
+        (
+            "pub enum TraceMode {\n",
+            "    Sometimes,\n",
+            "\"sometimes\" (enum variant Sometimes) has no /// doc",
+        ),
+        (
+            "pub enum TraceMode {\n",
+            "    /// Some.\n    Sometimes(u32),\n",
+            "as unit variants",
+        ),
+        (
+            "pub use admin::AdminConfig;\n",
+            "#[derive(Deserialize)]\nstruct Lost {\n    /// A.\n    a: u32,\n}\n",
+            "Lost of host/src/config is no table",
+        ),
+    ];
+    for (after, to, expected) in refused {
+        let files = edited_config(after, to);
+        let message = std::panic::catch_unwind(|| config_page_from(&files))
+            .map(|_| String::new())
+            .unwrap_or_else(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or(p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default()
+            });
+        assert!(
+            message.contains(expected),
+            "{to:?} after {after:?} was not refused with {expected:?}: {message:?}"
+        );
+    }
+}
+
+/// The sources of `host/src/config` with `to` put after the first `after`.
+fn edited_config(after: &str, to: &str) -> Vec<(String, String)> {
+    let mut files = sources(&root().join("host/src/config"));
+    let (_, text) = files
+        .iter_mut()
+        .find(|(_, text)| text.contains(after))
+        .unwrap_or_else(|| panic!("no {after:?} in host/src/config: update this breach"));
+    let at = text.find(after).expect("found") + after.len();
+    text.insert_str(at, to);
+    files
 }
 
 /// A struct or enum of the config, as its source declares it.
@@ -147,20 +582,33 @@ fn serde_value(attrs: &str, key: &str) -> Option<String> {
 
 /// Reads the Deserialize structs and enums of `host/src/config/*.rs`, by their lines
 /// (the files are rustfmt-formatted: one field a line).
-fn config_items() -> BTreeMap<String, Item> {
+fn config_items(files: &[(String, String)]) -> BTreeMap<String, Item> {
     let mut items = BTreeMap::new();
-    for file in rust_files(&root().join("host/src/config")) {
-        let text = std::fs::read_to_string(&file).expect("read a source file");
-        parse_items(&text, &mut items);
+    for (_, text) in files {
+        parse_items(text, &mut items);
     }
     items
+}
+
+/// `rest` without a leading visibility (`pub `, `pub(crate) `, `pub(in path) `...).
+fn without_visibility(rest: &str) -> &str {
+    if let Some(after) = rest.strip_prefix("pub(") {
+        return after.split_once(')').map_or(rest, |(_, r)| r.trim_start());
+    }
+    rest.strip_prefix("pub ").unwrap_or(rest)
+}
+
+/// Whether `name` is one Rust identifier.
+fn is_ident(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }
 
 fn parse_items(text: &str, items: &mut BTreeMap<String, Item>) {
     let (mut doc, mut attrs) = (Vec::new(), String::new());
     let mut open: Option<(String, Item)> = None;
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
+    let mut lines = text.lines().enumerate();
+    while let Some((number, line)) = lines.next() {
         let trimmed = line.trim();
         if let Some(text) = trimmed.strip_prefix("///") {
             doc.push(text.strip_prefix(' ').unwrap_or(text).to_owned());
@@ -170,36 +618,54 @@ fn parse_items(text: &str, items: &mut BTreeMap<String, Item>) {
             let mut attr = trimmed.to_owned();
             while attr.matches('[').count() > attr.matches(']').count() {
                 attr.push(' ');
-                attr.push_str(lines.next().expect("an attribute ends").trim());
+                attr.push_str(lines.next().expect("an attribute ends").1.trim());
             }
             attrs.push_str(&attr);
             continue;
         }
-        if let Some((_, item)) = &mut open {
+        if let Some((name, item)) = &mut open {
             if line == "}" {
                 let (name, item) = open.take().expect("an open item");
                 items.insert(name, item);
-            } else if let Some(field) = trimmed.strip_prefix("pub ") {
-                let (name, ty) = field.split_once(':').expect("a field is `name: Type`");
+            } else if trimmed.is_empty() || trimmed.starts_with("//") {
+                continue;
+            } else if item.is_enum {
+                let variant = trimmed.trim_end_matches(',');
+                assert!(
+                    is_ident(variant),
+                    "line {}: the config reference reads the enum {name} of host/src/config as unit variants, one a line (`Name,`), not {trimmed:?}: teach parse_items in host/tests/reference.rs",
+                    number + 1
+                );
                 item.members.push(Member {
-                    name: name.trim().to_owned(),
-                    ty: ty.trim().trim_end_matches(',').to_owned(),
+                    name: variant.to_owned(),
+                    ty: String::new(),
                     doc: std::mem::take(&mut doc),
                     attrs: std::mem::take(&mut attrs),
                 });
-            } else if item.is_enum && trimmed.ends_with(',') && !trimmed.contains(' ') {
+            } else {
+                // Every field, whatever its visibility: `pub(crate) name: Type,` too.
+                let field = without_visibility(trimmed)
+                    .split_once(':')
+                    .filter(|(n, ty)| is_ident(n.trim()) && ty.trim().ends_with(','));
+                let Some((field, ty)) = field else {
+                    panic!(
+                        "line {}: the config reference reads the struct {name} of host/src/config as one `name: Type,` field a line, not {trimmed:?}: keep it rustfmt-formatted or teach parse_items in host/tests/reference.rs",
+                        number + 1
+                    );
+                };
                 item.members.push(Member {
-                    name: trimmed.trim_end_matches(',').to_owned(),
-                    ty: String::new(),
+                    name: field.trim().to_owned(),
+                    ty: ty.trim().trim_end_matches(',').to_owned(),
                     doc: std::mem::take(&mut doc),
                     attrs: std::mem::take(&mut attrs),
                 });
             }
         } else if attrs.contains("Deserialize")
-            && let Some(rest) = trimmed
-                .strip_prefix("pub struct ")
+            && let rest = without_visibility(trimmed)
+            && let Some(rest) = rest
+                .strip_prefix("struct ")
                 .map(|r| (r, false))
-                .or(trimmed.strip_prefix("pub enum ").map(|r| (r, true)))
+                .or(rest.strip_prefix("enum ").map(|r| (r, true)))
             && rest.0.ends_with('{')
         {
             let name = rest.0.trim_end_matches('{').trim().to_owned();
@@ -276,7 +742,12 @@ fn defaults() -> toml::Value {
 }
 
 fn config_page() -> String {
-    let items = config_items();
+    config_page_from(&sources(&root().join("host/src/config")))
+}
+
+/// The config page, from these sources of `host/src/config`.
+fn config_page_from(files: &[(String, String)]) -> String {
+    let items = config_items(files);
     let defaults = defaults();
     let mut page = format!("{GENERATED}\n\n# Configuration file\n\n");
     page.push_str(
@@ -288,7 +759,21 @@ fn config_page() -> String {
          [Configuration](../guide/configuration.md).\n",
     );
     let mut sections = Vec::new();
-    walk("Config", "", Some(&defaults), &items, &mut sections);
+    let mut seen = BTreeSet::new();
+    walk(
+        "Config",
+        "",
+        Some(&defaults),
+        &items,
+        &mut sections,
+        &mut seen,
+    );
+    for (name, item) in &items {
+        assert!(
+            item.is_enum || seen.contains(name),
+            "the Deserialize struct {name} of host/src/config is no table of the config the reference walks from Config: its keys would be missing from it"
+        );
+    }
     page.push_str(&sections.join(""));
     page
 }
@@ -301,7 +786,9 @@ fn walk(
     values: Option<&toml::Value>,
     items: &BTreeMap<String, Item>,
     out: &mut Vec<String>,
+    seen: &mut BTreeSet<String>,
 ) {
+    seen.insert(name.to_owned());
     let item = items
         .get(name)
         .unwrap_or_else(|| panic!("no Deserialize struct {name} in host/src/config"));
@@ -322,12 +809,20 @@ fn walk(
             );
         }
     }
+    assert!(
+        !paragraph(&item.doc).is_empty(),
+        "the config struct {name} (table {heading}) has no /// doc: write one (it is the reference's text)"
+    );
+    for member in &item.members {
+        assert!(
+            !paragraph(&member.doc).is_empty(),
+            "the field {name}.{} of host/src/config has no /// doc: write one (it is the reference's text for key {path}.{})",
+            member.name,
+            member.key()
+        );
+    }
     for member in item.members.iter().filter(|m| !m.skipped()) {
         let key = member.key();
-        assert!(
-            !member.doc.is_empty(),
-            "config key {path}.{key} has no /// doc: write one (it is the reference's text)"
-        );
         let value = values.and_then(|v| v.get(&key));
         let ty = inner(&member.ty);
         if items.get(ty).is_some_and(|i| !i.is_enum) {
@@ -361,7 +856,7 @@ fn walk(
     }
     out.push(section);
     for (ty, at, value) in tables {
-        walk(&ty, &at, value.as_ref(), items, out);
+        walk(&ty, &at, value.as_ref(), items, out, seen);
     }
 }
 
@@ -375,6 +870,11 @@ fn enum_values(item: &Item) -> String {
             } else {
                 m.name.clone()
             };
+            assert!(
+                !paragraph(&m.doc).is_empty(),
+                "the config value \"{name}\" (enum variant {}) has no /// doc: write one (it is the reference's text)",
+                m.name
+            );
             format!("`\"{name}\"`: {}", paragraph(&m.doc).trim_end_matches('.'))
         })
         .collect();

@@ -27,6 +27,48 @@ pub fn cli_page() -> String {
     page
 }
 
+/// The parser the command-line page is generated from (not yet built).
+pub fn cli_command() -> clap::Command {
+    Cli::command()
+}
+
+/// What of `command` has no help text, with its subcommands: one line each, such as
+/// `sluice run: --flag has no help`. Hidden arguments and subcommands, and clap's own
+/// `help` and `--version`, are left out: the reference lists none of them.
+pub fn undocumented(command: &clap::Command) -> Vec<String> {
+    let mut command = command.clone();
+    command.build();
+    let mut missing = Vec::new();
+    undocumented_in(&command, "sluice", &mut missing);
+    missing
+}
+
+fn undocumented_in(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    let text =
+        |s: Option<&clap::builder::StyledStr>| s.is_some_and(|s| !s.to_string().trim().is_empty());
+    if !text(command.get_about()) && !text(command.get_long_about()) {
+        missing.push(format!(
+            "{path} has no about (a /// doc on its variant or struct)"
+        ));
+    }
+    for arg in command.get_arguments() {
+        if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+            continue;
+        }
+        if !text(arg.get_help()) && !text(arg.get_long_help()) {
+            missing.push(format!(
+                "{path}: {} has no help (a /// doc on its field)",
+                arg.get_id()
+            ));
+        }
+    }
+    for sub in command.get_subcommands() {
+        if !sub.is_hide_set() && sub.get_name() != "help" {
+            undocumented_in(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+}
+
 fn write_command(page: &mut String, command: &mut clap::Command, path: &str) {
     let usage = command.render_usage().to_string();
     let usage = usage.trim_start_matches("Usage: ");
