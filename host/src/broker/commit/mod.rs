@@ -10,9 +10,13 @@
 //!   which the script's Lua constants are generated;
 //! - [`encode`]: a batch as the script's KEYS and ARGV, into any [`Sink`] (a script
 //!   invocation, or a record for tests; `cross_slot` and entry leases use it too);
-//! - `commit.lua`: the script itself, its argument layout at its top.
+//! - `commit.lua`: the script itself, its argument layout at its top;
+//! - `lua_lint` (tests only): a tiny Lua lexer and the lint that keeps `commit.lua` free
+//!   of bare status and opcode codes.
 
 mod encode;
+#[cfg(test)]
+mod lua_lint;
 mod protocol;
 #[cfg(test)]
 mod tests;
