@@ -87,7 +87,10 @@ async fn renew(
                 if renewed == ids.len() {
                     held.renewed();
                 }
-                tracing::debug!(renewed, "renewed the entry leases of entries in a handler call")
+                tracing::debug!(
+                    renewed,
+                    "renewed the entry leases of entries in a handler call"
+                )
             }
             Err(e) => {
                 wait = backoff.next_delay().min(every);
