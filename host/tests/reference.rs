@@ -724,6 +724,9 @@ fn type_name(ty: &str, items: &BTreeMap<String, Item>) -> String {
         "usize" | "u32" | "u64" => "integer",
         "f64" => "number",
         "BTreeMap<String, String>" => "table of strings",
+        "BTreeMap<String, ConfigValue>" => {
+            "table of strings, or secrets (`{ env = \"NAME\" }`, `{ file = \"PATH\" }`)"
+        }
         "std::net::SocketAddr" => "address",
         other if items.get(other).is_some_and(|i| i.is_enum) => "string",
         other => panic!(

@@ -177,9 +177,13 @@ pub struct PipelineConfig {
     /// When set, every output gets one more field of this name holding the digest of
     /// the plugin version that produced it (dead letters always carry it).
     pub version_field: Option<String>,
-    /// Values the handler reads with `host.config(key)`.
+    /// Values the handler reads with `host.config(key)`: text, or a secret read from
+    /// the environment (`{ env = "NAME" }`) or a file (`{ file = "PATH" }`) at each load.
     #[serde(default)]
-    pub config: BTreeMap<String, String>,
+    pub config: BTreeMap<String, ConfigValue>,
+    /// `config` with its secrets read (when the file is loaded): what the handler sees.
+    #[serde(skip)]
+    pub plugin_config: PluginConfig,
     /// Split the pipeline into this many partitions: streams `NAME:{0}` .. `NAME:{N-1}`
     /// for its input, outputs and dead letters, and state keys tagged alike (see
     /// `partition`); unset: one stream each, as named.
@@ -237,10 +241,12 @@ mod redis;
 mod redis_rules;
 mod streams;
 mod validate;
+mod values;
 
 pub use admin::AdminConfig;
 pub use limits::{BackoffConfig, LimitsConfig};
 pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig, consumer_name};
+pub use values::{ConfigValue, PluginConfig};
 
 /// A stream, group or pipeline name: non-empty, no whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
@@ -347,6 +353,10 @@ impl Config {
             }
         }
         config.redis.resolve_paths(base);
+        for pipeline in &mut config.pipelines {
+            pipeline.plugin_config = PluginConfig::read(&pipeline.config, base)
+                .with_context(|| format!("pipeline {:?}", pipeline.name))?;
+        }
         if let Some(dir) = &mut config.plugins.cache_dir
             && dir.is_relative()
         {

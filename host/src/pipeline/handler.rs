@@ -6,7 +6,6 @@
 //! export when the plugin has one: [`call_batch`]), and [`call`] makes one call on one
 //! entry (`Instance::handle_in`, in `wasm`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -71,7 +70,7 @@ impl Handlers {
         calls: CallMetrics,
     ) -> Self {
         let limits = config.limits.to_limits();
-        let plugin_config: Arc<BTreeMap<String, String>> = Arc::new(config.config.clone());
+        let plugin_config = Arc::new(config.plugin_config.values().clone());
         let instances = (0..config.concurrency.unwrap_or(1))
             .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
             .collect();

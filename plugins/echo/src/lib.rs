@@ -6,7 +6,10 @@
 //!   `seen-attempt`;
 //! - `undeclared`: output to the stream `NOT_DECLARED`; `none`: succeed with no output;
 //! - `succeed-on` with field `attempt` = N: retry until delivery N, then echo the
-//!   fields plus `seen-attempt`.
+//!   fields plus `seen-attempt`;
+//! - `config` with field `key`: output field `reversed`, the value of `config(key)`
+//!   reversed (tests of secrets check what the handler saw without the secret itself
+//!   appearing in an output).
 //!
 //! Build: `cargo build -p echo --target wasm32-wasip2 --profile plugin`
 
@@ -35,6 +38,14 @@ impl Guest for Echo {
             }
             Some(b"undeclared") => Ok(vec![Output::to("NOT_DECLARED").field("x", "1")]),
             Some(b"none") => Ok(Vec::new()),
+            Some(b"config") => {
+                let key = msg.text("key")?;
+                let value = sluice_sdk::config(key).unwrap_or_default();
+                let reversed: String = value.chars().rev().collect();
+                Ok(vec![
+                    Output::to(target.as_str()).field("reversed", reversed),
+                ])
+            }
             Some(b"succeed-on") => {
                 let wanted: u32 = msg.parse("attempt")?;
                 if msg.attempt < wanted {

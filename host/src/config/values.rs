@@ -1,0 +1,173 @@
+//! The values of a pipeline's `config` table: text as written, or a secret read from the
+//! environment or a file when the config is loaded (and again at each reload), whose value
+//! is never shown.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One value of `config`: `key = "text"`, `key = { env = "NAME" }` (the environment
+/// variable's value) or `key = { file = "PATH" }` (the file's contents without one trailing
+/// newline; a relative path is read from the config file's folder). A secret is read when
+/// the config is loaded or reloaded; its value is never logged or shown.
+///
+/// Read and written by hand (not derived): a value is a string or a one-key table, and a
+/// wrong shape gets an error that says which shapes there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigValue {
+    /// The value as written.
+    Text(String),
+    /// A secret: the value of this environment variable.
+    Env {
+        /// The variable's name.
+        env: String,
+    },
+    /// A secret: the contents of this file.
+    File {
+        /// The file's path.
+        file: PathBuf,
+    },
+}
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::try_from(toml::Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for ConfigValue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let one = |key: &str, value: &str| {
+            let mut table = toml::Table::new();
+            table.insert(key.to_owned(), toml::Value::String(value.to_owned()));
+            table
+        };
+        match self {
+            Self::Text(text) => serializer.serialize_str(text),
+            Self::Env { env } => one("env", env).serialize(serializer),
+            Self::File { file } => one("file", &file.to_string_lossy()).serialize(serializer),
+        }
+    }
+}
+
+impl TryFrom<toml::Value> for ConfigValue {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, String> {
+        const SHAPES: &str = "give a string, { env = \"NAME\" } or { file = \"PATH\" }";
+        let toml::Value::Table(table) = value else {
+            return match value {
+                toml::Value::String(text) => Ok(Self::Text(text)),
+                other => Err(format!(
+                    "a {} is not a config value: {SHAPES}",
+                    other.type_str()
+                )),
+            };
+        };
+        let keys: Vec<&str> = table.keys().map(String::as_str).collect();
+        match (keys.as_slice(), table.values().next()) {
+            (["env"], Some(toml::Value::String(env))) if !env.is_empty() => {
+                Ok(Self::Env { env: env.clone() })
+            }
+            (["file"], Some(toml::Value::String(file))) if !file.is_empty() => {
+                Ok(Self::File { file: file.into() })
+            }
+            _ => Err(format!(
+                "a table with {keys:?} is not a config value: {SHAPES}"
+            )),
+        }
+    }
+}
+
+/// What the handler's `config(key)` answers: every value of a pipeline's `config` table,
+/// secrets read. Its `Debug` shows the keys only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PluginConfig(BTreeMap<String, String>);
+
+impl fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl PluginConfig {
+    /// Reads the secrets of `values` (relative files from `base`); the error names the key
+    /// and the variable or file, never a value.
+    pub fn read(values: &BTreeMap<String, ConfigValue>, base: &Path) -> Result<Self> {
+        let mut read = BTreeMap::new();
+        for (key, value) in values {
+            let text = match value {
+                ConfigValue::Text(text) => text.clone(),
+                ConfigValue::Env { env } => match std::env::var(env) {
+                    Ok(text) => text,
+                    Err(std::env::VarError::NotPresent) => bail!(
+                        "config.{key}: the environment variable {env} is not set: set it in the daemon's environment, or give the value another way"
+                    ),
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        bail!("config.{key}: the environment variable {env} is not UTF-8")
+                    }
+                },
+                ConfigValue::File { file } => {
+                    let path = base.join(file);
+                    let text = std::fs::read_to_string(&path).with_context(|| {
+                        format!(
+                            "config.{key}: cannot read the secret file {}: the daemon's user must be able to read it (UTF-8 text)",
+                            path.display()
+                        )
+                    })?;
+                    text.strip_suffix('\n')
+                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                        .unwrap_or(&text)
+                        .to_owned()
+                }
+            };
+            read.insert(key.clone(), text);
+        }
+        Ok(Self(read))
+    }
+
+    /// The values, for the handler's instances.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, base: &Path) -> PluginConfig {
+        let values: BTreeMap<String, ConfigValue> = toml::from_str(text).expect("values");
+        PluginConfig::read(&values, base).expect("read")
+    }
+
+    #[test]
+    fn a_secret_is_read_and_never_debug_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("k"), "hunter2-from-file\r\n").expect("write");
+        let config = read("plain = \"shown\"\nkey = { file = \"k\" }", dir.path());
+        assert_eq!(config.values()["key"], "hunter2-from-file");
+        assert_eq!(config.values()["plain"], "shown");
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("hunter2") && debug.contains("key"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_changed_secret_is_a_changed_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("k"), "one").expect("write");
+        let before = read("key = { file = \"k\" }", dir.path());
+        std::fs::write(dir.path().join("k"), "two").expect("write");
+        assert_ne!(
+            before,
+            read("key = { file = \"k\" }", dir.path()),
+            "a reload restarts the pipeline"
+        );
+    }
+}
