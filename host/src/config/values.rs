@@ -111,17 +111,7 @@ impl PluginConfig {
                     }
                 },
                 ConfigValue::File { file } => {
-                    let path = base.join(file);
-                    let text = std::fs::read_to_string(&path).with_context(|| {
-                        format!(
-                            "config.{key}: cannot read the secret file {}: the daemon's user must be able to read it (UTF-8 text)",
-                            path.display()
-                        )
-                    })?;
-                    text.strip_suffix('\n')
-                        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                        .unwrap_or(&text)
-                        .to_owned()
+                    read_secret_file(&base.join(file)).with_context(|| format!("config.{key}"))?
                 }
             };
             read.insert(key.clone(), text);
@@ -133,6 +123,51 @@ impl PluginConfig {
     pub fn values(&self) -> &BTreeMap<String, String> {
         &self.0
     }
+}
+
+/// The largest secret file read.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// A secret file's text without one trailing newline: a regular file only (a FIFO would
+/// block the read for ever, a device never end), opened without blocking, of at most
+/// [`MAX_SECRET_FILE`] bytes of UTF-8. Errors name the file, never its contents.
+fn read_secret_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let what = || {
+        format!(
+            "cannot read the secret file {}: the daemon's user must be able to read it",
+            path.display()
+        )
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .with_context(what)?;
+    let meta = file.metadata().with_context(what)?;
+    if !meta.is_file() {
+        bail!(
+            "the secret file {} is not a regular file (a directory, FIFO or device): point it at a file",
+            path.display()
+        );
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(what)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        bail!(
+            "the secret file {} is over {MAX_SECRET_FILE} bytes: is it the right file?",
+            path.display()
+        );
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the secret file {} is not UTF-8 text", path.display()))?;
+    let trimmed = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t));
+    Ok(trimmed.unwrap_or(&text).to_owned())
 }
 
 #[cfg(test)]
@@ -156,6 +191,36 @@ mod tests {
             !debug.contains("hunter2") && debug.contains("key"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_secret_file_that_is_not_a_small_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let values = |file: &str| -> BTreeMap<String, ConfigValue> {
+            toml::from_str(&format!("key = {{ file = \"{file}\" }}")).expect("values")
+        };
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        std::fs::write(dir.path().join("big"), vec![b'a'; 70_000]).expect("write");
+        std::fs::write(dir.path().join("bytes"), [0xff, 0xfe]).expect("write");
+        for (file, says) in [
+            ("fifo", "not a regular file"),
+            ("/dev/zero", "not a regular file"),
+            (".", "not a regular file"),
+            ("big", "over 65536 bytes"),
+            ("bytes", "not UTF-8"),
+        ] {
+            let error = format!(
+                "{:#}",
+                PluginConfig::read(&values(file), dir.path()).expect_err(file)
+            );
+            assert!(
+                error.contains("config.key") && error.contains(says),
+                "{file}: {error}"
+            );
+        }
     }
 
     #[test]
