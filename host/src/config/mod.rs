@@ -355,7 +355,7 @@ impl Config {
         config.redis.resolve_paths(base);
         for pipeline in &mut config.pipelines {
             pipeline.plugin_config = PluginConfig::read(&pipeline.config, base)
-                .with_context(|| format!("pipeline {:?}", pipeline.name))?;
+                .with_context(|| format!("in [[pipeline]] \"{}\"", pipeline.name))?;
         }
         if let Some(dir) = &mut config.plugins.cache_dir
             && dir.is_relative()

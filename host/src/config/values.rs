@@ -58,25 +58,39 @@ impl TryFrom<toml::Value> for ConfigValue {
 
     fn try_from(value: toml::Value) -> Result<Self, String> {
         const SHAPES: &str = "give a string, { env = \"NAME\" } or { file = \"PATH\" }";
-        let toml::Value::Table(table) = value else {
-            return match value {
-                toml::Value::String(text) => Ok(Self::Text(text)),
-                other => Err(format!(
-                    "a {} is not a config value: {SHAPES}",
-                    other.type_str()
-                )),
-            };
+        let table = match value {
+            toml::Value::String(text) => return Ok(Self::Text(text)),
+            toml::Value::Table(table) => table,
+            other => {
+                let kind = other.type_str();
+                let article = if kind.starts_with(['a', 'i']) {
+                    "an"
+                } else {
+                    "a"
+                };
+                return Err(format!("{article} {kind} is not a config value: {SHAPES}"));
+            }
         };
         let keys: Vec<&str> = table.keys().map(String::as_str).collect();
-        match (keys.as_slice(), table.values().next()) {
-            (["env"], Some(toml::Value::String(env))) if !env.is_empty() => {
-                Ok(Self::Env { env: env.clone() })
-            }
-            (["file"], Some(toml::Value::String(file))) if !file.is_empty() => {
-                Ok(Self::File { file: file.into() })
-            }
+        let (["env"] | ["file"]) = keys.as_slice() else {
+            return Err(format!(
+                "a secret is a table of exactly one key, env or file, not {keys:?}: {SHAPES}"
+            ));
+        };
+        let (key, value) = table.into_iter().next().expect("one key");
+        match value {
+            toml::Value::String(name) if !name.is_empty() => Ok(if key == "env" {
+                Self::Env { env: name }
+            } else {
+                Self::File { file: name.into() }
+            }),
             _ => Err(format!(
-                "a table with {keys:?} is not a config value: {SHAPES}"
+                "{key} must be a non-empty string (the {}): {SHAPES}",
+                if key == "env" {
+                    "variable's name"
+                } else {
+                    "file's path"
+                }
             )),
         }
     }
@@ -98,23 +112,29 @@ impl PluginConfig {
     /// and the variable or file, never a value.
     pub fn read(values: &BTreeMap<String, ConfigValue>, base: &Path) -> Result<Self> {
         let mut read = BTreeMap::new();
-        for (key, value) in values {
+        for (name, value) in values {
+            // Names as written may hold control characters: shown escaped.
+            let key = name.escape_debug();
             let text = match value {
                 ConfigValue::Text(text) => text.clone(),
                 ConfigValue::Env { env } => match std::env::var(env) {
                     Ok(text) => text,
                     Err(std::env::VarError::NotPresent) => bail!(
-                        "config.{key}: the environment variable {env} is not set: set it in the daemon's environment, or give the value another way"
+                        "config.{key}: the environment variable {} is not set: set it in the daemon's environment, or give the value another way",
+                        env.escape_debug()
                     ),
                     Err(std::env::VarError::NotUnicode(_)) => {
-                        bail!("config.{key}: the environment variable {env} is not UTF-8")
+                        bail!(
+                            "config.{key}: the environment variable {} is not UTF-8",
+                            env.escape_debug()
+                        )
                     }
                 },
                 ConfigValue::File { file } => {
                     read_secret_file(&base.join(file)).with_context(|| format!("config.{key}"))?
                 }
             };
-            read.insert(key.clone(), text);
+            read.insert(name.clone(), text);
         }
         Ok(Self(read))
     }
