@@ -104,6 +104,7 @@
 //!   and the daemon-wide warnings shown with every pipeline.
 //!
 //! - [`cli`]: the `sluice` subcommands (`main.rs` only parses and dispatches).
+//! - `files`: reading a file the config names (regular, bounded, never blocking).
 //! - [`invoke`]: one handler call without Redis (`sluice invoke`); `lock`: the
 //!   poison-tolerant lock helper.
 //!
@@ -115,6 +116,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 mod control;
+mod files;
 pub mod invoke;
 mod lock;
 pub mod message;

@@ -331,31 +331,19 @@ const MAX_PLUGIN_FILE: u64 = 1 << 30;
 /// Reads a plugin file: a regular file only (a FIFO would block the read for ever, a
 /// device never end), opened without blocking, of at most [`MAX_PLUGIN_FILE`] bytes.
 fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let what = || format!("cannot read plugin {}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(what)?;
-    let meta = file.metadata().with_context(what)?;
-    if !meta.is_file() {
-        anyhow::bail!(
+    use crate::files::{ReadError, read_regular};
+    match read_regular(path, MAX_PLUGIN_FILE) {
+        Ok(bytes) => Ok(bytes),
+        Err(ReadError::Io(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot read plugin {}", path.display())))
+        }
+        Err(ReadError::NotRegular) => anyhow::bail!(
             "plugin {} is not a regular file (a directory, FIFO or device): point the pipeline's `plugin` at a .wasm file",
             path.display()
-        );
+        ),
+        Err(ReadError::TooLarge(len)) => anyhow::bail!(
+            "plugin {} is {len} bytes, more than the {MAX_PLUGIN_FILE} read",
+            path.display()
+        ),
     }
-    if meta.len() > MAX_PLUGIN_FILE {
-        anyhow::bail!(
-            "plugin {} is {} bytes, more than the {MAX_PLUGIN_FILE} read",
-            path.display(),
-            meta.len()
-        );
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_PLUGIN_FILE)
-        .read_to_end(&mut bytes)
-        .with_context(what)?;
-    Ok(bytes)
 }

@@ -152,36 +152,24 @@ const MAX_SECRET_FILE: u64 = 64 * 1024;
 /// block the read for ever, a device never end), opened without blocking, of at most
 /// [`MAX_SECRET_FILE`] bytes of UTF-8. Errors name the file, never its contents.
 fn read_secret_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let what = || {
-        format!(
-            "cannot read the secret file {}: the daemon's user must be able to read it",
-            path.display()
-        )
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .with_context(what)?;
-    let meta = file.metadata().with_context(what)?;
-    if !meta.is_file() {
-        bail!(
+    use crate::files::{ReadError, read_regular};
+    let bytes = match read_regular(path, MAX_SECRET_FILE) {
+        Ok(bytes) => bytes,
+        Err(ReadError::Io(e)) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot read the secret file {}: the daemon's user must be able to read it",
+                path.display()
+            )));
+        }
+        Err(ReadError::NotRegular) => bail!(
             "the secret file {} is not a regular file (a directory, FIFO or device): point it at a file",
             path.display()
-        );
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut bytes)
-        .with_context(what)?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        bail!(
+        ),
+        Err(ReadError::TooLarge(_)) => bail!(
             "the secret file {} is over {MAX_SECRET_FILE} bytes: is it the right file?",
             path.display()
-        );
-    }
+        ),
+    };
     let text = String::from_utf8(bytes)
         .map_err(|_| anyhow::anyhow!("the secret file {} is not UTF-8 text", path.display()))?;
     let trimmed = text

@@ -31,13 +31,10 @@
 //!  its remedy and fault backoff; it keeps the backlog shown in the status.
 //! ```
 //!
-//! - Read, read ahead, or held back: the reader, as a [`Batch`] (held
-//!   back: a [`Hold`] handed back by the committer).
-//! - In a handler call: the handler stage; the call's result is a
-//!   `Handled`.
-//! - Waiting for its commit, or in it: the committer, as an `Ack` with its plan in a
-//!   [`Prepared`]; after it, a `Fate`, counted in
-//!   the [`BatchReport`].
+//! - Read, read ahead, or held back: the reader, as a [`Batch`] (or a [`Hold`]).
+//! - In a handler call: the handler stage; the call's result is a `Handled`.
+//! - At its commit: the committer, an `Ack` planned in a [`Prepared`]; after it, a
+//!   `Fate`, counted in the [`BatchReport`].
 //! - Failed and waiting for its retry backoff, or idle with another consumer: pending in
 //!   Redis, until the redelivery stage claims it as a new [`Batch`] that goes straight to
 //!   the handler stage. In per-key order a failed entry instead stays in memory, at the
