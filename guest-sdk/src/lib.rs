@@ -25,14 +25,25 @@
 #![deny(missing_docs)]
 
 mod fields;
+pub mod http;
 mod output;
 
 /// The raw bindings generated from the `sluice:plugin` WIT package.
 #[allow(missing_docs)]
 pub mod bindings {
+    // Every import a handler may use: `state` (pipelines with state prefixes) and
+    // `wasi:http/outgoing-handler` (pipelines that grant hosts). A component imports only
+    // what its code calls, so a handler that never sends a request has no wasi:http
+    // import and runs on any pipeline.
     wit_bindgen::generate!({
-        world: "stateful-handler",
+        inline: "package sluice:sdk;
+            world sdk {
+                include sluice:plugin/stateful-handler@0.1.4;
+                import wasi:http/outgoing-handler@0.2.12;
+            }",
+        world: "sluice:sdk/sdk",
         path: "../wit",
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "sluice_sdk::bindings",
@@ -41,6 +52,17 @@ pub mod bindings {
 
 pub use bindings::sluice::plugin::types::{Failure, Field, Message, Output};
 pub use bindings::{Guest, export};
+
+impl Message {
+    /// This entry's idempotency key: 32 hex digits, the same for every delivery of the
+    /// entry to the pipeline's consumer group (a retry, a redelivery after a crash, a
+    /// reclaim), different for every other entry. Send it with a side effect so that the
+    /// receiver does it once (a pipeline's `idempotency_key_header` sends it on every
+    /// request already).
+    pub fn idempotency_key(&self) -> String {
+        bindings::sluice::plugin::host::idempotency_key(&self.id)
+    }
+}
 
 /// What a handler returns.
 pub type HandlerResult = Result<Vec<Output>, Failure>;

@@ -17,6 +17,18 @@ pub enum ReadError {
     TooLarge(u64),
 }
 
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Io(e) => write!(f, "{e}"),
+            ReadError::NotRegular => {
+                f.write_str("not a regular file (a directory, FIFO, socket or device)")
+            }
+            ReadError::TooLarge(len) => write!(f, "too large ({len} bytes)"),
+        }
+    }
+}
+
 /// The bytes of the regular file at `path`, of at most `max` bytes.
 pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     let file = std::fs::OpenOptions::new()

@@ -32,6 +32,11 @@ pub struct Invocation {
     pub state: Option<MemoryStore>,
     /// The key prefixes the handler may use; empty: every key.
     pub state_prefixes: Vec<String>,
+    /// The origins the handler may send HTTP requests to (`--allow-outbound`), in the
+    /// grammar of `allowed_outbound_hosts`; empty: none.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The consumer group the entry's idempotency key is derived from.
+    pub group: String,
 }
 
 impl Default for Invocation {
@@ -45,6 +50,8 @@ impl Default for Invocation {
             limits: LimitsConfig::default(),
             state: None,
             state_prefixes: Vec::new(),
+            allowed_outbound_hosts: Vec::new(),
+            group: "invoke".into(),
         }
     }
 }
@@ -77,8 +84,15 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
     let load_time = started.elapsed();
     let digest = plugin.digest().clone();
     let imports_state = plugin.imports_state();
+    if plugin.imports_http() && call.allowed_outbound_hosts.is_empty() {
+        bail!(
+            "the plugin imports wasi:http/outgoing-handler (it sends HTTP requests): grant the origins it may call with --allow-outbound URL (e.g. --allow-outbound http://127.0.0.1:8080)"
+        );
+    }
     let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
-    let mut instance = Instance::new(cell, Arc::new(call.config), call.limits.to_limits());
+    let outbound = outbound_of(&call)?;
+    let mut instance = Instance::new(cell, Arc::new(call.config), call.limits.to_limits())
+        .serving(&call.group, outbound);
     let mut entry = Entry {
         id: call.id,
         fields: call.fields,
@@ -255,4 +269,28 @@ pub fn render_state_json(state: &Changes) -> serde_json::Value {
             Write::Add { key, delta } => json!({"op": "incrby", "key": key, "delta": delta}),
         })
         .collect()
+}
+
+/// The outbound HTTP of a call with `--allow-outbound` origins: the daemon's defaults
+/// (`[pipeline.http]`) for everything else.
+fn outbound_of(call: &Invocation) -> Result<Option<Arc<crate::outbound::Outbound>>> {
+    let allowed = crate::outbound::AllowedHosts::parse(&call.allowed_outbound_hosts)?;
+    if allowed.is_empty() {
+        return Ok(None);
+    }
+    let http = crate::config::HttpConfig::default();
+    let settings = crate::outbound::Settings {
+        allowed,
+        block_private_networks: http.block_private_networks,
+        connect_timeout: http.connect_timeout,
+        first_byte_timeout: http.first_byte_timeout,
+        between_bytes_timeout: http.between_bytes_timeout,
+        max_response_bytes: http.max_response_bytes.as_u64(),
+        max_in_flight: http.max_in_flight,
+        ca_file: None,
+        idempotency_key_header: None,
+    };
+    Ok(Some(Arc::new(crate::outbound::Outbound::new(
+        "invoke", settings,
+    )?)))
 }

@@ -120,6 +120,7 @@ mod files;
 pub mod invoke;
 mod lock;
 pub mod message;
+pub mod outbound;
 pub mod partition;
 mod pipeline;
 pub mod redis_server;

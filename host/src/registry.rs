@@ -51,6 +51,9 @@ pub struct Streams {
     pub dead_letters: Vec<DeadStream>,
     /// The key prefixes the pipeline's handler state may use (`state`); empty: none.
     pub state: Vec<String>,
+    /// The origins its handler may call (`allowed_outbound_hosts`); empty: none.
+    #[serde(default)]
+    pub outbound_hosts: Vec<String>,
 }
 
 impl Streams {
@@ -68,16 +71,23 @@ impl Streams {
             input: config.input.to_string(),
             dead_letters,
             state: config.state.clone(),
+            outbound_hosts: config.allowed_outbound_hosts.clone(),
         }
     }
 }
 
-/// Whether a pipeline whose `state` prefixes are `prefixes` may run `plugin`: a
-/// component that imports the `state` interface needs some.
-pub fn admit(plugin: &Plugin, prefixes: &[String]) -> Result<()> {
+/// Whether a pipeline whose `state` prefixes are `prefixes` and whose grant is
+/// `outbound_hosts` may run `plugin`: a component that imports the `state` interface needs
+/// some prefixes, one that imports `wasi:http/outgoing-handler` some granted hosts.
+pub fn admit(plugin: &Plugin, prefixes: &[String], outbound_hosts: &[String]) -> Result<()> {
     if plugin.imports_state() && prefixes.is_empty() {
         anyhow::bail!(
             "the plugin imports sluice:plugin/state (world stateful-handler) but the pipeline declares no state prefixes: add state = [\"prefix:\"] to its [[pipeline]] (the keys it may read and write), or build the plugin for world handler"
+        );
+    }
+    if plugin.imports_http() && outbound_hosts.is_empty() {
+        anyhow::bail!(
+            "the plugin imports wasi:http/outgoing-handler (it sends HTTP requests) but the pipeline grants no hosts: add allowed_outbound_hosts = [\"https://api.example.com\"] (the origins it may call) to its [[pipeline]], or build the plugin without HTTP"
         );
     }
     Ok(())
@@ -218,7 +228,7 @@ impl Slot {
             .await
             .context("the compile task failed")?;
         let compiled = compiled.and_then(|plugin| {
-            admit(&plugin, &self.streams.state)?;
+            admit(&plugin, &self.streams.state, &self.streams.outbound_hosts)?;
             Ok(plugin)
         });
         let plugin = match compiled {

@@ -114,6 +114,54 @@ fn hex_byte(b: &[u8]) -> Option<u8> {
     Some(digit(*b.first()?)? << 4 | digit(*b.get(1)?)?)
 }
 
+/// A new span ID: random, never all zeros.
+pub fn random_span_id() -> [u8; 8] {
+    loop {
+        let id: [u8; 8] = rand::random();
+        if id != [0; 8] {
+            break id;
+        }
+    }
+}
+
+/// A child span's ID: derived from its parent's and its name, so that the IDs of one
+/// delivery's spans differ and cost no random draw.
+pub fn child_span_id(parent: [u8; 8], name: &str) -> [u8; 8] {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    parent.hash(&mut hasher);
+    name.hash(&mut hasher);
+    let id = hasher.finish().to_be_bytes();
+    if id == [0; 8] {
+        [1, 0, 0, 0, 0, 0, 0, 0]
+    } else {
+        id
+    }
+}
+
+/// An outgoing HTTP request made by a handler call: a client span under the call's
+/// `handle` span, whose ID the request carried in `traceparent`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSpan {
+    /// The request's span (its trace is the entry's).
+    pub span: SpanContext,
+    /// The `handle` span it ran under.
+    pub parent: [u8; 8],
+    /// When the request started, and when its response head arrived (or it failed).
+    pub start: SystemTime,
+    pub end: SystemTime,
+    /// `http.request.method`.
+    pub method: String,
+    /// `url.full` without query or credentials: scheme, host, port and path.
+    pub url: String,
+    /// `scheme://host:port`.
+    pub origin: String,
+    /// `http.response.status_code`, when a response came.
+    pub status: Option<u16>,
+    /// `error.type`, when it failed.
+    pub error: Option<String>,
+}
+
 /// The trace of one delivery of an entry: the span that handles it (whose ID its outputs
 /// carry as their parent) and the times of its parts, recorded once it is committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +178,8 @@ pub struct EntryTrace {
     pub read: SystemTime,
     /// When the handler call started and ended, once it ran.
     pub handled: Option<(SystemTime, SystemTime)>,
+    /// The HTTP requests the handler call made.
+    pub requests: Vec<ClientSpan>,
 }
 
 impl EntryTrace {
@@ -141,12 +191,7 @@ impl EntryTrace {
         read: SystemTime,
         sample_root: bool,
     ) -> Self {
-        let span_id = loop {
-            let id: [u8; 8] = rand::random();
-            if id != [0; 8] {
-                break id;
-            }
-        };
+        let span_id = random_span_id();
         let span = match parent {
             Some(parent) => SpanContext { span_id, ..parent },
             None => SpanContext {
@@ -166,6 +211,7 @@ impl EntryTrace {
             state: if parent.is_some() { state } else { None },
             read,
             handled: None,
+            requests: Vec::new(),
         }
     }
 

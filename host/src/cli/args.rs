@@ -111,6 +111,14 @@ pub struct InvokeArgs {
     /// Without any, every key is allowed.
     #[arg(long = "state-prefix", value_name = "PREFIX")]
     pub state_prefixes: Vec<String>,
+    /// An origin the handler may send HTTP requests to, as a pipeline's
+    /// `allowed_outbound_hosts` entry (`http://127.0.0.1:8080`, `https://*.example.com`);
+    /// repeat for more. Without any, every request is refused.
+    #[arg(long = "allow-outbound", value_name = "URL")]
+    pub allow_outbound: Vec<String>,
+    /// The consumer group the entry's idempotency key is derived from.
+    #[arg(long, default_value = "invoke")]
+    pub group: String,
     /// Print the outcome as JSON.
     #[arg(long)]
     pub output_json: bool,

@@ -67,6 +67,8 @@ impl InvokeArgs {
             );
         }
         call.state_prefixes = self.state_prefixes;
+        call.allowed_outbound_hosts = self.allow_outbound;
+        call.group = self.group;
         let cache = crate::config::PluginsConfig::default().cache_dir();
         let invoked = crate::invoke::invoke(&self.plugin, cache.as_deref(), call).await?;
         if self.output_json {
@@ -118,7 +120,7 @@ async fn compile(path: &Path) -> Result<()> {
         // The same admission the daemon makes: a plugin that imports handler state only
         // in pipelines that declare state prefixes.
         for pipeline in config.pipelines.iter().filter(|p| p.plugin == plugin) {
-            crate::registry::admit(&loaded, &pipeline.state)
+            crate::registry::admit(&loaded, &pipeline.state, &pipeline.allowed_outbound_hosts)
                 .with_context(|| format!("pipeline {:?}", pipeline.name.as_str()))?;
         }
         let how = match loaded.source() {

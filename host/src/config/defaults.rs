@@ -83,3 +83,18 @@ pub fn lease_ttl() -> Duration {
 pub fn sample_ratio() -> f64 {
     1.0
 }
+pub fn http_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+pub fn http_first_byte_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn http_between_bytes_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+pub fn http_max_response_bytes() -> ByteSize {
+    ByteSize::mib(10)
+}
+pub fn http_max_in_flight() -> usize {
+    256
+}

@@ -219,6 +219,19 @@ pub struct PipelineConfig {
     pub cross_slot_marker_ttl: Duration,
     /// Which entries this pipeline traces; default: the `[telemetry]` table's `traces`.
     pub traces: Option<TraceMode>,
+    /// Origins the handler may send HTTP requests to through `wasi:http`, in Spin's
+    /// grammar (`outbound::grant`): `["https://api.example.com", "http://127.0.0.1:8080",
+    /// "https://*.example.com"]`. Empty: none, and a plugin that imports
+    /// `wasi:http/outgoing-handler` is refused. A grant makes `limits.timeout` default to
+    /// 30s and `concurrency` to 32.
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<String>,
+    /// The header in which every outgoing request carries its entry's idempotency key
+    /// (`"Idempotency-Key"`, draft-ietf-httpapi-idempotency-key-header); unset: none.
+    pub idempotency_key_header: Option<String>,
+    /// Timeouts, limits and TLS of outgoing requests.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// How the entries of a partitioned pipeline are ordered among daemons.
@@ -236,6 +249,7 @@ pub enum Ordering {
 
 mod admin;
 mod defaults;
+mod http;
 mod limits;
 mod redis;
 mod redis_rules;
@@ -244,6 +258,7 @@ mod validate;
 mod values;
 
 pub use admin::AdminConfig;
+pub use http::{GRANTED_CONCURRENCY, GRANTED_TIMEOUT, HttpConfig};
 pub use limits::{BackoffConfig, LimitsConfig};
 pub use redis::{PASSWORD_ENV, RedisConfig, TlsConfig, consumer_name};
 pub use values::{ConfigValue, PluginConfig};
@@ -324,7 +339,9 @@ impl PipelineConfig {
     /// keeps up with Redis and keeps outputs in input order).
     pub fn resolve_concurrency(&self, interpreted: bool) -> usize {
         self.concurrency.unwrap_or_else(|| {
-            if interpreted {
+            if !self.allowed_outbound_hosts.is_empty() {
+                GRANTED_CONCURRENCY
+            } else if interpreted {
                 std::thread::available_parallelism()
                     .map_or(1, |n| n.get())
                     .clamp(1, 4)
@@ -347,6 +364,8 @@ impl Config {
     /// Parses and validates config text; relative plugin paths are resolved against `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self> {
         let mut config: Config = toml::from_str(text)?;
+        let raw: toml::Table = toml::from_str(text)?;
+        http::apply_defaults(&mut config, &raw, base);
         for pipeline in &mut config.pipelines {
             if pipeline.plugin.is_relative() {
                 pipeline.plugin = base.join(&pipeline.plugin);

@@ -145,6 +145,7 @@ impl PipelineConfig {
 
     /// Counts, durations and `limits` within their bounds.
     fn validate_limits(&self) -> Result<()> {
+        self.validate_http()?;
         let positive = [
             ("batch", self.batch),
             ("concurrency", self.concurrency.unwrap_or(1)),

@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::Halt;
 use crate::config::PipelineConfig;
 use crate::message::{Entry, HandlerError, Output};
+use crate::outbound::Outbound;
 use crate::state::{Changes, Scope};
 use crate::telemetry::CallMetrics;
 use crate::wasm::{Instance, PluginCell};
@@ -62,24 +63,33 @@ pub(super) struct Handlers {
 }
 
 impl Handlers {
-    /// `concurrency` instances of `plugin` with the pipeline's config and limits.
+    /// `concurrency` instances of `plugin` with the pipeline's config, limits and
+    /// outbound HTTP (fails when its CA file cannot be read).
     pub(super) fn new(
         config: &PipelineConfig,
         plugin: PluginCell,
         state: Option<Scope>,
         calls: CallMetrics,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let limits = config.limits.to_limits();
         let plugin_config = Arc::new(config.plugin_config.values().clone());
+        let outbound = config
+            .outbound()
+            .map(|settings| Outbound::new(config.name.as_str(), settings))
+            .transpose()?
+            .map(Arc::new);
         let instances = (0..config.concurrency.unwrap_or(1))
-            .map(|_| Instance::new(plugin.clone(), plugin_config.clone(), limits))
+            .map(|_| {
+                Instance::new(plugin.clone(), plugin_config.clone(), limits)
+                    .serving(config.group.as_str(), outbound.clone())
+            })
             .collect();
-        Self {
+        Ok(Self {
             instances,
             state,
             input: config.input.to_string(),
             calls,
-        }
+        })
     }
 
     /// Runs the handler on every entry, spreading them over the instances. Once `halt`

@@ -19,13 +19,14 @@ impl Daemon {
         let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
             .await?
             .with_context(|| format!("pipeline {:?} cannot start", name.as_str()))?;
-        crate::registry::admit(&plugin, &pipeline.state).with_context(|| {
-            format!(
-                "pipeline {:?} cannot start with plugin {}",
-                name.as_str(),
-                pipeline.plugin.display()
-            )
-        })?;
+        crate::registry::admit(&plugin, &pipeline.state, &pipeline.allowed_outbound_hosts)
+            .with_context(|| {
+                format!(
+                    "pipeline {:?} cannot start with plugin {}",
+                    name.as_str(),
+                    pipeline.plugin.display()
+                )
+            })?;
         tracing::info!(pipeline = %name, plugin = %plugin.digest(), compile_ms = plugin.compile_time().as_millis() as u64, cached = plugin.source() == Source::Cached, "plugin loaded");
         Ok(plugin)
     }

@@ -240,7 +240,31 @@ pub const METRICS: &[Metric] = &[
         "sluice_end_to_end_latency_seconds",
         "Commit time minus the time in the entry's ID, of committed entries",
     ),
+    counter(
+        "sluice_http_requests_total",
+        HTTP,
+        "Outgoing HTTP requests of handlers, by the allowed_outbound_hosts entry (host) they matched",
+    ),
+    counter(
+        "sluice_http_request_errors_total",
+        &["pipeline", "host", "kind"],
+        "Outgoing HTTP requests (or their response bodies) that failed, by kind: denied (a private address with block_private_networks), dns, connect, connect_timeout, response_timeout, tls, body_too_large, protocol",
+    ),
+    Metric {
+        name: "sluice_http_request_duration_seconds",
+        kind: Kind::Histogram,
+        seconds: true,
+        labels: HTTP,
+        help: "Time from an outgoing HTTP request's start to its response head (or its failure)",
+    },
+    counter(
+        "sluice_http_requests_denied_total",
+        PIPELINE,
+        "Outgoing HTTP requests refused before any connection: origin not granted, a URL or Host that may not be sent, or a private address with block_private_networks",
+    ),
 ];
+
+const HTTP: &[&str] = &["pipeline", "host"];
 
 /// Describes every series (their `# HELP` and unit lines in `/metrics`).
 pub(super) fn describe() {

@@ -1,5 +1,7 @@
-//! The store's data and the host functions a handler imports (`log`, `config`, and the
-//! `state` interface, which answers through the call's [`EntryState`]).
+//! The store's data and the host functions a handler imports (`log`, `config`,
+//! `idempotency-key`, the `state` interface, which answers through the call's
+//! [`EntryState`], and `wasi:http`, whose requests go through the pipeline's
+//! [`Outbound`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,10 +9,12 @@ use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::{Level, WitStateError, sluice::plugin};
 use super::guest_log::{GuestLog, Severity};
 use super::limits::Limiter;
+use crate::outbound::{CallContext, Outbound};
 use crate::state::{EntryState, StateError};
 
 /// Everything one store owns.
@@ -22,12 +26,80 @@ pub struct HostState {
     pub config: Arc<BTreeMap<String, String>>,
     /// When the current call must have returned.
     pub deadline: Instant,
-    /// From when the current call, if still running, is throttled.
-    pub throttle_from: Instant,
+    /// Epoch ticks the current call has run Wasm for (not waiting in a host call): its
+    /// CPU time, in [`super::EPOCH_TICK`]s.
+    pub ran_ticks: u64,
+    /// After how many ticks of running the current call is throttled.
+    pub throttle_ticks: u64,
     /// Whether the current (or last) call was throttled.
     pub throttled: bool,
     /// The current call's view of handler state; `None` for pipelines without `state`.
     pub state: Option<EntryState>,
+    /// What an entry's idempotency key is derived from besides its ID.
+    pub keys: KeyScope,
+    /// wasi:http's context, and the hooks that send its requests.
+    pub http: WasiHttpCtx,
+    pub hooks: HttpHooks,
+}
+
+/// The consumer group and the stream of the current call: an entry's idempotency key is
+/// `hex(SHA-256(group NUL stream NUL id))`, its first 32 digits.
+#[derive(Debug, Clone, Default)]
+pub struct KeyScope {
+    pub group: Arc<str>,
+    pub stream: String,
+}
+
+impl KeyScope {
+    /// The idempotency key of entry `id`: the same for every delivery of the entry to
+    /// this group, different for any other entry, group or stream.
+    pub fn key(&self, id: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for part in [self.group.as_bytes(), self.stream.as_bytes(), id.as_bytes()] {
+            hash.update(part);
+            hash.update([0]);
+        }
+        let mut key = hex::encode(hash.finalize());
+        key.truncate(32);
+        key
+    }
+}
+
+/// Sends a handler's requests through its pipeline's grant; a pipeline without one
+/// refuses them all.
+#[derive(Default)]
+pub struct HttpHooks {
+    pub outbound: Option<Arc<Outbound>>,
+    /// The entry being handled, as its requests need it.
+    pub call: CallContext,
+}
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<dyn std::future::Future<Output = crate::outbound::Sent> + Send> {
+        match &self.outbound {
+            Some(outbound) => outbound.send(request, options, self.call.clone()),
+            None => {
+                tracing::warn!(host = ?request.uri().host(), "outbound request refused: the pipeline grants no hosts (allowed_outbound_hosts)");
+                Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+            }
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -55,6 +127,10 @@ impl plugin::host::Host for HostState {
 
     async fn config(&mut self, key: String) -> Option<String> {
         self.config.get(&key).cloned()
+    }
+
+    async fn idempotency_key(&mut self, id: String) -> String {
+        self.keys.key(&id)
     }
 }
 

@@ -24,6 +24,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// `throttle_after` in epoch ticks of running Wasm (at least one).
+    pub fn throttle_after_ticks(&self) -> u64 {
+        let tick = super::EPOCH_TICK.as_nanos().max(1);
+        (self.throttle_after.as_nanos() / tick).max(1) as u64
+    }
+
     /// Epoch ticks a throttled call sleeps after each tick it runs: the share rounded
     /// down to 1/(n+1), so the call never gets more than its share. 0 when the share is 1.
     pub fn throttle_pause_ticks(&self) -> u64 {

@@ -70,6 +70,9 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Handler::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)?;
+        // Linked for every component, used only by those that import it: their pipelines
+        // must grant hosts (`registry::admit`), and each request goes through the grant.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
 
         let inner = Arc::new(RuntimeInner {
             engine,

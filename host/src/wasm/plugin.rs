@@ -22,6 +22,8 @@ pub struct Plugin {
     source: Source,
     /// Whether the component imports `sluice:plugin/state`.
     imports_state: bool,
+    /// Whether the component imports `wasi:http/outgoing-handler`.
+    imports_http: bool,
     /// The language whose interpreter it embeds, if any.
     interpreter: Option<&'static str>,
     /// Its export that takes a batch in one call, if it has one.
@@ -89,15 +91,19 @@ impl Plugin {
         };
         let (component, source) = compiled.context("not a valid WebAssembly component (build it for wasm32-wasip2, or wrap a core module with `wasm-tools component new`)")?;
         let compile_time = started.elapsed();
-        let imports_state = component
-            .component_type()
-            .imports(runtime.engine())
-            .any(|(name, _)| name.starts_with("sluice:plugin/state@"));
+        let imports = |prefix: &str| {
+            component
+                .component_type()
+                .imports(runtime.engine())
+                .any(|(name, _)| name.starts_with(prefix))
+        };
+        let imports_state = imports("sluice:plugin/state@");
+        let imports_http = imports("wasi:http/outgoing-handler@");
         let instance_pre = runtime
             .linker()
             .instantiate_pre(&component)
             .map_err(anyhow::Error::from)
-            .context("the component imports something the host does not provide (Sluice grants `sluice:plugin/host`, `sluice:plugin/state` and WASI 0.2 without files, env or sockets)")?;
+            .context("the component imports something the host does not provide (Sluice grants `sluice:plugin/host`, `sluice:plugin/state`, `wasi:http/outgoing-handler` and WASI 0.2 without files, env or sockets)")?;
         let pre = HandlerPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
@@ -128,6 +134,7 @@ impl Plugin {
             compile_time,
             source,
             imports_state,
+            imports_http,
             interpreter: interpreter(bytes),
         })
     }
@@ -142,6 +149,12 @@ impl Plugin {
     /// only pipelines that declare `state` prefixes may run it.
     pub fn imports_state(&self) -> bool {
         self.imports_state
+    }
+
+    /// Whether the component imports `wasi:http/outgoing-handler` (world `http-handler`):
+    /// only pipelines that grant hosts may run it.
+    pub fn imports_http(&self) -> bool {
+        self.imports_http
     }
 
     /// Whether the component exports `handle-batch` (world `batch-handler`) or

@@ -15,7 +15,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use super::export::Sink;
 use crate::config::TraceMode;
 use crate::message::Entry;
-use crate::trace_context::{self, EntryTrace};
+use crate::trace_context::{self, ClientSpan, EntryTrace};
 
 /// How a delivery ended, for its span's status and `sluice.outcome`.
 #[derive(Debug, Clone)]
@@ -120,6 +120,7 @@ impl Traces {
             KeyValue::new("sluice.attempt", i64::from(entry.attempt)),
         ];
         out.push(spans.child("handle", handled, handle, handler_status));
+        out.extend(trace.requests.iter().map(|r| spans.client(r)));
         if let Some(commit) = commit {
             out.push(spans.child("commit", commit, Vec::new(), Status::Unset));
         }
@@ -182,7 +183,7 @@ impl<'a> Spans<'a> {
         status: Status,
     ) -> SpanData {
         let process = self.trace.span.span_id;
-        let id = child_id(process, name);
+        let id = crate::trace_context::child_span_id(process, name);
         let mut span = self.span(
             id,
             SpanId::from_bytes(process),
@@ -192,6 +193,40 @@ impl<'a> Spans<'a> {
         );
         span.attributes = attributes;
         span.status = status;
+        span
+    }
+
+    /// An HTTP request the handler made (kind client, under `handle`), with the HTTP
+    /// semantic conventions' attributes
+    /// (<https://opentelemetry.io/docs/specs/semconv/http/http-spans/#http-client>).
+    fn client(&self, request: &ClientSpan) -> SpanData {
+        let name = Cow::Owned(request.method.clone());
+        let parent = SpanId::from_bytes(request.parent);
+        let times = (request.start, request.end);
+        let mut span = self.span(request.span.span_id, parent, SpanKind::Client, name, times);
+        let (address, port) = server_of(&request.origin);
+        span.attributes = vec![
+            KeyValue::new("http.request.method", request.method.clone()),
+            KeyValue::new("url.full", request.url.clone()),
+            KeyValue::new("server.address", address),
+            KeyValue::new("server.port", port),
+        ];
+        if let Some(status) = request.status {
+            span.attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
+        }
+        if let Some(error) = &request.error {
+            span.attributes
+                .push(KeyValue::new("error.type", error.clone()));
+            span.status = Status::error(error.clone());
+        } else if request.status.is_some_and(|s| s >= 400) {
+            let status = request.status.unwrap_or_default();
+            span.attributes
+                .push(KeyValue::new("error.type", status.to_string()));
+            span.status = Status::error(status.to_string());
+        }
         span
     }
 
@@ -227,17 +262,16 @@ impl<'a> Spans<'a> {
     }
 }
 
-/// A child span's ID: derived from its parent's and its name, so that the IDs of one
-/// delivery's spans differ and cost no random draw.
-fn child_id(parent: [u8; 8], name: &str) -> [u8; 8] {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    parent.hash(&mut hasher);
-    name.hash(&mut hasher);
-    let id = hasher.finish().to_be_bytes();
-    if id == [0; 8] {
-        [1, 0, 0, 0, 0, 0, 0, 0]
-    } else {
-        id
+/// `server.address` and `server.port` of `scheme://host:port`.
+fn server_of(origin: &str) -> (String, i64) {
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port.parse().unwrap_or_default(),
+        ),
+        None => (authority.to_owned(), 0),
     }
 }

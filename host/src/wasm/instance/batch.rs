@@ -48,6 +48,7 @@ impl Instance {
         let timeout = limits.timeout.saturating_mul(scale);
         // Log lines of the call go to its first entry (and its trace).
         live.arm(&limits, timeout, n as u64, &entries[0], None);
+        live.entry(stream, &entries[0]);
         let called = match kind {
             BatchExport::Lists => call_lists(func, &mut live.store, stream, entries, timeout).await,
             BatchExport::Packed => {

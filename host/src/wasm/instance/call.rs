@@ -27,6 +27,7 @@ impl Instance {
             unreachable!("made live just above");
         };
         live.arm(&limits, limits.timeout, 1, entry, state.take());
+        live.entry(stream, entry);
         let message = Message {
             source: stream.to_owned(),
             id: std::mem::take(&mut entry.id),
@@ -39,6 +40,10 @@ impl Instance {
         let result = within(limits.timeout, call).await;
         self.throttled = live.store.data().throttled;
         *state = live.store.data_mut().state.take();
+        let requests = live.requests();
+        if let Some(trace) = &mut entry.trace {
+            trace.requests.extend(requests);
+        }
         entry.id = message.id;
         entry.fields = message.fields;
         match result {
@@ -87,7 +92,7 @@ impl Live {
         let now = std::time::Instant::now();
         data.deadline = now + timeout;
         // Throttling is about one long call, whatever it handles.
-        data.throttle_from = now + limits.throttle_after;
+        data.ran_ticks = 0;
         data.throttled = false;
         data.log
             .set_message(&first.id, first.trace.as_ref().map(|t| &t.span));
@@ -96,6 +101,38 @@ impl Live {
             // Cannot fail: fuel is on in the engine whenever a pipeline sets a budget.
             let _ = self.store.set_fuel(fuel.saturating_mul(entries));
         }
+    }
+}
+
+impl Live {
+    /// What the call of `entry` of `stream` gives its requests and its
+    /// `idempotency-key`: the stream, the entry's key, and its `handle` span when traced.
+    pub(super) fn entry(&mut self, stream: &str, entry: &Entry) {
+        let data = self.store.data_mut();
+        if data.keys.stream != stream {
+            data.keys.stream = stream.to_owned();
+        }
+        if data.hooks.outbound.is_none() {
+            return;
+        }
+        let spans = data.hooks.call.spans.get_or_insert_with(Default::default);
+        crate::lock::lock(spans).clear();
+        data.hooks.call.idempotency_key = Some(data.keys.key(&entry.id));
+        data.hooks.call.parent = entry.trace.as_ref().filter(|t| t.span.sampled()).map(|t| {
+            crate::trace_context::SpanContext {
+                span_id: crate::trace_context::child_span_id(t.span.span_id, "handle"),
+                ..t.span
+            }
+        });
+    }
+
+    /// The client spans of the requests the last call made.
+    pub(super) fn requests(&mut self) -> Vec<crate::trace_context::ClientSpan> {
+        let spans = &self.store.data().hooks.call.spans;
+        spans
+            .as_ref()
+            .map(|s| std::mem::take(&mut *crate::lock::lock(s)))
+            .unwrap_or_default()
     }
 }
 

@@ -12,7 +12,7 @@ use super::{DeadlineExceeded, Instance, Live};
 use crate::message::HandlerError;
 use crate::wasm::bindings::Handler;
 use crate::wasm::guest_log::{GuestLog, GuestOutput};
-use crate::wasm::host::HostState;
+use crate::wasm::host::{HostState, HttpHooks, KeyScope};
 use crate::wasm::limits::Limiter;
 use crate::wasm::{BatchExport, EPOCH_TICK};
 
@@ -68,9 +68,19 @@ impl Instance {
             log,
             config: self.config.clone(),
             deadline: Instant::now() + self.limits.timeout,
-            throttle_from: Instant::now() + self.limits.throttle_after,
+            ran_ticks: 0,
+            throttle_ticks: self.limits.throttle_after_ticks(),
             throttled: false,
             state: None,
+            keys: KeyScope {
+                group: self.group.clone(),
+                stream: String::new(),
+            },
+            http: Default::default(),
+            hooks: HttpHooks {
+                outbound: self.outbound.clone(),
+                call: Default::default(),
+            },
         };
         let mut store = Store::new(self.plugin.runtime.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -86,19 +96,22 @@ impl Instance {
 }
 
 /// Every epoch tick, a running guest yields to the async runtime (so a spinning handler
-/// cannot starve other tasks) and is stopped once past its deadline. A call still running
-/// after `throttle_after` sleeps `pause` ticks after each tick it runs: a runaway handler
-/// burns its share of a core until its timeout, not a whole one, and leaves the machine to
-/// the pipelines doing real work.
+/// cannot starve other tasks) and is stopped once past its deadline. A call that has run
+/// Wasm for `throttle_after` sleeps `pause` ticks after each tick it runs: a runaway
+/// handler burns its share of a core until its timeout, not a whole one, and leaves the
+/// machine to the pipelines doing real work. The callback only comes while Wasm runs, so
+/// time a call spends waiting in a host call (an HTTP response, a state read) does not
+/// count toward `throttle_after`, only toward the deadline.
 fn on_epoch(
     mut ctx: StoreContextMut<'_, HostState>,
     pause: u64,
 ) -> wasmtime::Result<UpdateDeadline> {
     let now = Instant::now();
     let data = ctx.data_mut();
+    data.ran_ticks += 1;
     if now >= data.deadline {
         Err(wasmtime::Error::new(DeadlineExceeded))
-    } else if pause > 0 && now >= data.throttle_from {
+    } else if pause > 0 && data.ran_ticks >= data.throttle_ticks {
         data.throttled = true;
         // The new deadline counts from when the sleep ends: the guest runs about one
         // tick, then sleeps again.

@@ -24,6 +24,7 @@ use super::host::HostState;
 use super::limits::Limits;
 use super::{BatchExport, Plugin, PluginCell};
 use crate::message::{Entry, HandlerError, Output};
+use crate::outbound::Outbound;
 use crate::state::{Finished, Scope, StateError};
 
 /// The call ran past its deadline (raised from the epoch callback).
@@ -39,6 +40,10 @@ pub struct Instance {
     identity: Identity,
     config: Arc<BTreeMap<String, String>>,
     limits: Limits,
+    /// The pipeline's outbound HTTP, when it grants hosts.
+    outbound: Option<Arc<Outbound>>,
+    /// The consumer group, for the entries' idempotency keys.
+    group: Arc<str>,
     live: Option<Live>,
     /// Whether the last call was throttled (kept here: a failed call drops its store).
     throttled: bool,
@@ -66,9 +71,19 @@ impl Instance {
             identity,
             config,
             limits,
+            outbound: None,
+            group: Arc::from(""),
             live: None,
             throttled: false,
         }
+    }
+
+    /// The slot for consumer group `group` (its entries' idempotency keys), sending
+    /// requests through `outbound` (none: every request is refused).
+    pub fn serving(mut self, group: &str, outbound: Option<Arc<Outbound>>) -> Self {
+        self.group = group.into();
+        self.outbound = outbound;
+        self
     }
 
     /// Whether the last call ran past `limits.throttle_after` and was throttled.
@@ -186,7 +201,10 @@ impl Instance {
         entries: &mut [Entry],
     ) -> Result<Option<Vec<Result<Vec<Output>, HandlerError>>>, HandlerError> {
         self.follow_reload();
+        // A request's idempotency key and span belong to one entry: a plugin that sends
+        // requests is called per entry.
         let batchable = self.plugin.handles_batches()
+            && !self.plugin.imports_http()
             && entries.len() as u64 <= self.limits.instance_reuse
             && entries.iter().all(|e| e.raw_names.is_none());
         if !batchable {

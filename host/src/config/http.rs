@@ -1,0 +1,159 @@
+//! A pipeline's outbound HTTP: what its handler may call (`allowed_outbound_hosts`), the
+//! idempotency header, and the `[pipeline.http]` table of limits and TLS.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+use super::{Config, PipelineConfig, defaults, duration, duration_text, size_text};
+use crate::outbound::{AllowedHosts, Settings};
+
+/// `http = { connect_timeout = "5s", max_response_bytes = "10MiB" }`: how a pipeline's
+/// handler requests are made. A guest's own request options (wasi:http
+/// `request-options`) are honoured up to these.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Refuse to connect to loopback, private (RFC 1918), link-local, unique-local and
+    /// other non-public addresses. Checked on every address about to be dialled, after
+    /// DNS (IPv4-mapped IPv6 included), so a granted name that resolves to one is
+    /// refused too.
+    #[serde(default)]
+    pub block_private_networks: bool,
+    /// Longest wait for the TCP connection and the TLS handshake.
+    #[serde(
+        default = "defaults::http_connect_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
+    pub connect_timeout: Duration,
+    /// Longest wait from the request sent to the response head.
+    #[serde(
+        default = "defaults::http_first_byte_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
+    pub first_byte_timeout: Duration,
+    /// Longest wait between two parts of the response body.
+    #[serde(
+        default = "defaults::http_between_bytes_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
+    pub between_bytes_timeout: Duration,
+    /// Largest response body a handler may read; past it the body fails with
+    /// `HTTP-response-body-size`.
+    #[serde(
+        default = "defaults::http_max_response_bytes",
+        serialize_with = "size_text"
+    )]
+    pub max_response_bytes: ByteSize,
+    /// Requests of the pipeline in flight at once (from the send to the end of the
+    /// response body); more wait for a place, within the entry's `limits.timeout`.
+    #[serde(default = "defaults::http_max_in_flight")]
+    pub max_in_flight: usize,
+    /// A PEM file of CA certificates trusted besides the platform's (for internal
+    /// services), relative to the config file.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            block_private_networks: false,
+            connect_timeout: defaults::http_connect_timeout(),
+            first_byte_timeout: defaults::http_first_byte_timeout(),
+            between_bytes_timeout: defaults::http_between_bytes_timeout(),
+            max_response_bytes: defaults::http_max_response_bytes(),
+            max_in_flight: defaults::http_max_in_flight(),
+            ca_file: None,
+        }
+    }
+}
+
+/// `limits.timeout` of a pipeline that grants hosts and does not set it: a call that
+/// waits on the network needs more than the 1 s of a pure transformation.
+pub const GRANTED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `concurrency` of a pipeline that grants hosts and does not set it: calls that wait on
+/// the network leave the core free, so many run at once (instances are cheap).
+pub const GRANTED_CONCURRENCY: usize = 32;
+
+impl PipelineConfig {
+    /// The outbound settings of a pipeline that grants hosts; `None` when it grants none.
+    pub fn outbound(&self) -> Option<Settings> {
+        let allowed = AllowedHosts::parse(&self.allowed_outbound_hosts).ok()?;
+        if allowed.is_empty() {
+            return None;
+        }
+        let http = &self.http;
+        Some(Settings {
+            allowed,
+            block_private_networks: http.block_private_networks,
+            connect_timeout: http.connect_timeout,
+            first_byte_timeout: http.first_byte_timeout,
+            between_bytes_timeout: http.between_bytes_timeout,
+            max_response_bytes: http.max_response_bytes.as_u64(),
+            max_in_flight: http.max_in_flight,
+            ca_file: http.ca_file.clone(),
+            idempotency_key_header: self.idempotency_key_header.clone(),
+        })
+    }
+
+    /// The grant, the header name and the table within their bounds.
+    pub(super) fn validate_http(&self) -> Result<()> {
+        let allowed = AllowedHosts::parse(&self.allowed_outbound_hosts)?;
+        if let Some(name) = &self.idempotency_key_header {
+            http::HeaderName::try_from(name.as_str()).with_context(|| {
+                format!("idempotency_key_header {name:?} is not a valid HTTP header name (e.g. \"Idempotency-Key\")")
+            })?;
+            anyhow::ensure!(
+                !allowed.is_empty(),
+                "idempotency_key_header is set but allowed_outbound_hosts grants nothing to send it to"
+            );
+        }
+        let http = &self.http;
+        for (key, value) in [
+            ("http.connect_timeout", http.connect_timeout),
+            ("http.first_byte_timeout", http.first_byte_timeout),
+            ("http.between_bytes_timeout", http.between_bytes_timeout),
+        ] {
+            anyhow::ensure!(!value.is_zero(), "`{key}` must be longer than zero");
+        }
+        anyhow::ensure!(
+            http.max_in_flight > 0,
+            "`http.max_in_flight` must be at least 1"
+        );
+        if let Some(path) = &http.ca_file {
+            crate::outbound::tls_config(Some(path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Gives pipelines that grant hosts the defaults that fit network calls, where the file
+/// (`raw`) leaves them out: `limits.timeout` [`GRANTED_TIMEOUT`]. Paths become absolute.
+pub(super) fn apply_defaults(config: &mut Config, raw: &toml::Table, base: &std::path::Path) {
+    let raw_pipelines = raw.get("pipeline").and_then(|p| p.as_array());
+    for (index, pipeline) in config.pipelines.iter_mut().enumerate() {
+        if let Some(ca) = &mut pipeline.http.ca_file
+            && ca.is_relative()
+        {
+            *ca = base.join(&*ca);
+        }
+        if pipeline.allowed_outbound_hosts.is_empty() {
+            continue;
+        }
+        let raw = raw_pipelines.and_then(|p| p.get(index));
+        let sets_timeout = raw
+            .and_then(|p| p.get("limits"))
+            .and_then(|l| l.get("timeout"))
+            .is_some();
+        if !sets_timeout {
+            pipeline.limits.timeout = GRANTED_TIMEOUT;
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! One outgoing request, from the checks to the response head: the URL and `Host`, the
+//! grant, DNS and the dialled address, TCP, TLS and HTTP/1.1 under the timeouts.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
+
+use super::body::Capped;
+use super::grant::{Origin, Scheme, normal_name};
+use super::net::private_kind;
+use super::{CallContext, Outbound};
+use crate::trace_context::{ClientSpan, SpanContext};
+
+/// What the `send_request` hook returns: the response head (its body streams), and a
+/// future for errors of the connection after it (none here: the connection is driven by
+/// a task of its own, and its errors end the body).
+pub type Sent = Result<(Response<WasiBody>, IoFuture), Error>;
+/// The second half of [`Sent`].
+pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// The effective timeouts of one request: the guest's, up to the pipeline's.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    between_bytes: Duration,
+}
+
+impl Outbound {
+    /// Sends `request` for a handler call, or refuses it (see the module doc).
+    pub fn send(
+        self: &Arc<Self>,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        call: CallContext,
+    ) -> Box<dyn Future<Output = Sent> + Send> {
+        let this = self.clone();
+        Box::new(async move { this.exchange(request, options, call).await })
+    }
+
+    async fn exchange(
+        self: Arc<Self>,
+        mut request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+        call: CallContext,
+    ) -> Sent {
+        let started = (Instant::now(), SystemTime::now());
+        let origin = match check(&request) {
+            Ok(origin) => origin,
+            Err(why) => return Err(self.deny(&target_text(&request), &why)),
+        };
+        let Some(entry) = self.settings.allowed.allows(&origin) else {
+            let why = "not in the pipeline's allowed_outbound_hosts (add the origin to grant it)";
+            return Err(self.deny(&origin.to_string(), why));
+        };
+        let label: Arc<str> = entry.as_str().into();
+        self.metrics.sent(&label);
+        let span = self.decorate(&mut request, &call);
+        let method = request.method().to_string();
+        let url = format!("{origin}{}", request.uri().path());
+        let permit = self.in_flight.clone().acquire_owned().await;
+        let permit = permit.map_err(|_| Error::ConnectionLimitReached)?;
+        let timeouts = self.timeouts(options);
+        let result = self.dial_and_send(&origin, request, timeouts).await;
+        let elapsed = started.0.elapsed();
+        self.metrics
+            .finished(&label, elapsed, result.as_ref().err());
+        if let (Some(span), Some(spans)) = (span, &call.spans) {
+            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            let error = result.as_ref().err().map(|e| error_kind(e).to_owned());
+            let (start, end) = (started.1, started.1 + elapsed);
+            let client = ClientSpan {
+                span: span.0,
+                parent: span.1,
+                start,
+                end,
+                method,
+                url,
+                origin: origin.to_string(),
+                status,
+                error,
+            };
+            crate::lock::lock(spans).push(client);
+        }
+        let response = result?;
+        self.capped(response, label, permit, timeouts)
+    }
+
+    /// The response with its body under the cap and the between-bytes timeout; one
+    /// whose `Content-Length` is over the cap fails now.
+    fn capped(
+        &self,
+        response: Response<hyper::body::Incoming>,
+        label: Arc<str>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        timeouts: Timeouts,
+    ) -> Sent {
+        let cap = self.settings.max_response_bytes;
+        let declared = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > cap) {
+            self.metrics.error(&label, "body_too_large");
+            return Err(Error::HttpResponseBodySize(declared));
+        }
+        let metrics = self.metrics.clone();
+        let response = response.map(|incoming| {
+            Capped::new(incoming, cap, timeouts.between_bytes, permit, move |kind| {
+                metrics.error(&label, kind)
+            })
+            .boxed_unsync()
+        });
+        Ok((response, Box::new(async { Ok(()) })))
+    }
+
+    /// Refuses a request: logged (rate-limited), counted, and the guest's error.
+    fn deny(&self, target: &str, why: &str) -> Error {
+        self.refused(target, why);
+        self.metrics.denied();
+        Error::HttpRequestDenied
+    }
+
+    /// Adds the idempotency key and, for a traced entry, `traceparent` naming the
+    /// request's own client span; returns that span and its parent.
+    fn decorate(
+        &self,
+        request: &mut Request<WasiBody>,
+        call: &CallContext,
+    ) -> Option<(SpanContext, [u8; 8])> {
+        if let (Some(name), Some(key)) = (&self.header, &call.idempotency_key)
+            && let Ok(value) = http::HeaderValue::from_str(key)
+        {
+            request.headers_mut().insert(name.clone(), value);
+        }
+        let parent = call.parent?;
+        let span = SpanContext {
+            span_id: crate::trace_context::random_span_id(),
+            ..parent
+        };
+        if let Ok(value) = http::HeaderValue::from_str(&span.to_string()) {
+            request
+                .headers_mut()
+                .insert(crate::trace_context::TRACEPARENT, value);
+        }
+        Some((span, parent.span_id))
+    }
+
+    fn timeouts(&self, options: Option<RequestOptions>) -> Timeouts {
+        let s = &self.settings;
+        let pick = |guest: Option<Duration>, ours: Duration| guest.map_or(ours, |g| g.min(ours));
+        let o = options.unwrap_or_default();
+        Timeouts {
+            connect: pick(o.connect_timeout, s.connect_timeout),
+            first_byte: pick(o.first_byte_timeout, s.first_byte_timeout),
+            between_bytes: pick(o.between_bytes_timeout, s.between_bytes_timeout),
+        }
+    }
+
+    async fn dial_and_send(
+        &self,
+        origin: &Origin,
+        mut request: Request<WasiBody>,
+        timeouts: Timeouts,
+    ) -> Result<Response<hyper::body::Incoming>, Error> {
+        let connect = async {
+            let tcp = self.connect(origin).await?;
+            let stream: Box<dyn Stream> = match origin.scheme {
+                Scheme::Http => Box::new(tcp),
+                Scheme::Https => Box::new(self.tls(origin, tcp).await?),
+            };
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(Error::from)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "outbound connection ended with an error");
+                }
+            });
+            Ok::<_, Error>(sender)
+        };
+        let mut sender = tokio::time::timeout(timeouts.connect, connect)
+            .await
+            .map_err(|_| Error::ConnectionTimeout)??;
+        // On the wire the request line holds the path; the authority is in `Host`.
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request));
+        match response.await {
+            Ok(response) => response.map_err(|e| {
+                if e.is_timeout() {
+                    Error::HttpResponseTimeout
+                } else {
+                    Error::from(e)
+                }
+            }),
+            Err(_) => Err(Error::ConnectionReadTimeout),
+        }
+    }
+
+    /// Resolves the origin's host and connects to the first address that may be dialled
+    /// and answers.
+    async fn connect(&self, origin: &Origin) -> Result<TcpStream, Error> {
+        let addresses: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
+            Err(_) => tokio::net::lookup_host((origin.host.as_str(), origin.port))
+                .await
+                .map_err(|e| Error::DnsError {
+                    rcode: Some(e.to_string()),
+                    info_code: None,
+                })?
+                .collect(),
+        };
+        let mut last = Error::DestinationNotFound;
+        let mut dialled = 0;
+        for address in addresses {
+            if self.settings.block_private_networks
+                && let Some(kind) = private_kind(address.ip())
+            {
+                let why = format!(
+                    "{origin} resolves to {} ({kind}) and block_private_networks is on",
+                    address.ip()
+                );
+                self.refused(&origin.to_string(), &why);
+                last = Error::DestinationIpProhibited;
+                continue;
+            }
+            dialled += 1;
+            match TcpStream::connect(address).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Error::Connect(e),
+            }
+        }
+        if dialled == 0 && matches!(last, Error::DestinationIpProhibited) {
+            self.metrics.denied();
+        }
+        Err(last)
+    }
+
+    async fn tls(
+        &self,
+        origin: &Origin,
+        tcp: TcpStream,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
+        use rustls::pki_types::ServerName;
+        let name = match origin.host.parse::<IpAddr>() {
+            Ok(ip) => ServerName::IpAddress(ip.into()),
+            Err(_) => ServerName::try_from(origin.host.clone())
+                .map_err(|_| Error::HttpRequestUriInvalid)?,
+        };
+        tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(
+                |e| match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+                    _ => Error::Tls(e),
+                },
+            )
+    }
+}
+
+/// The request's origin, if its URL and `Host` may be sent at all: an http or https
+/// scheme, an authority without user name or password, and one `Host` equal to it.
+fn check(request: &Request<WasiBody>) -> Result<Origin, String> {
+    let uri = request.uri();
+    let scheme = uri.scheme_str().unwrap_or_default();
+    let scheme =
+        Scheme::parse(scheme).ok_or_else(|| format!("scheme {scheme:?} is not http or https"))?;
+    let authority = uri.authority().ok_or("the URL has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("a user name or password in the URL is not sent (use a header)".into());
+    }
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    let host_header = hosts.next().map(|h| h.as_bytes());
+    let same = host_header.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str().as_bytes()));
+    if !same || hosts.next().is_some() {
+        return Err(format!(
+            "the Host header differs from the URL's authority {authority}"
+        ));
+    }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Ok(Origin {
+        scheme,
+        host: normal_name(host),
+        port: authority.port_u16().unwrap_or(scheme.default_port()),
+    })
+}
+
+/// The URL as far as it can be shown for a request refused before it had an origin.
+fn target_text(request: &Request<WasiBody>) -> String {
+    let uri = request.uri();
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("?"),
+        uri.authority().map_or("?", |a| a.host())
+    )
+}
+
+/// The `error.type` of a failed request, as its span and metrics name it.
+pub fn error_kind(error: &Error) -> &'static str {
+    match error {
+        Error::HttpRequestDenied | Error::DestinationIpProhibited => "denied",
+        Error::DnsError { .. } | Error::DnsTimeout | Error::DestinationNotFound => "dns",
+        Error::Connect(_) | Error::ConnectionRefused => "connect",
+        Error::ConnectionTimeout => "connect_timeout",
+        Error::ConnectionReadTimeout | Error::HttpResponseTimeout => "response_timeout",
+        Error::Tls(_) | Error::TlsCertificateError | Error::TlsProtocolError => "tls",
+        Error::HttpResponseBodySize(_) => "body_too_large",
+        _ => "protocol",
+    }
+}
+
+/// rustls's client config: the platform's roots (`rustls-native-certs`) plus the
+/// certificates in `ca_file`.
+pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for error in &native.errors {
+        tracing::debug!(error = %error, "a platform CA certificate could not be loaded");
+    }
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let pem = crate::files::read_regular(path, 1 << 20)
+            .map_err(|e| anyhow::anyhow!("cannot read http.ca_file {}: {e}", path.display()))?;
+        let mut added = 0;
+        for cert in <rustls::pki_types::CertificateDer as PemObject>::pem_slice_iter(&pem) {
+            let cert = cert.with_context(|| {
+                format!("http.ca_file {} is not PEM certificates", path.display())
+            })?;
+            roots.add(cert).with_context(|| {
+                format!(
+                    "http.ca_file {}: a certificate is not valid",
+                    path.display()
+                )
+            })?;
+            added += 1;
+        }
+        anyhow::ensure!(
+            added > 0,
+            "http.ca_file {} holds no PEM certificate",
+            path.display()
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("rustls has no safe protocol versions")?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
