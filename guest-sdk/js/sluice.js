@@ -10,7 +10,7 @@
 // the message, `throw retry(reason)` leaves it pending for a later delivery. Any other
 // exception traps the instance, which counts as a retry.
 
-import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.3';
+import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.4';
 
 // Lossy (invalid UTF-8 becomes U+FFFD) and keeping a leading U+FEFF, as Rust's
 // `String::from_utf8_lossy` does (a WHATWG decoder drops it unless told not to).

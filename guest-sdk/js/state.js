@@ -11,7 +11,7 @@
 // prefixes or of another type, `retry` when Redis cannot be read), and the entry fails
 // whatever the handler then does. Values are strings or Uint8Arrays; reads give text.
 
-import * as wit from 'sluice:plugin/state@0.1.3';
+import * as wit from 'sluice:plugin/state@0.1.4';
 import { reject, retry } from './sluice.js';
 
 const decoder = new TextDecoder();

@@ -254,9 +254,20 @@ fn read_body(body: &IncomingBody) -> Result<Vec<u8>, Error> {
             Err(StreamError::Closed) => return Ok(bytes),
             Err(StreamError::LastOperationFailed(e)) => {
                 let code = crate::bindings::wasi::http::types::http_error_code(&e);
-                return Err(code.map_or_else(|| Error::Failed(e.to_debug_string()), error));
+                return Err(code.map_or_else(|| body_error(&e.to_debug_string()), error));
             }
         }
+    }
+}
+
+/// A body error the host gave as text only (wasmtime 48 passes the body's errors as
+/// text): its first line, a timeout told apart.
+fn body_error(text: &str) -> Error {
+    let line = text.lines().next().unwrap_or(text).trim().to_owned();
+    if line.to_ascii_lowercase().contains("timeout") || line.contains("timed out") {
+        Error::Timeout
+    } else {
+        Error::Failed(line)
     }
 }
 

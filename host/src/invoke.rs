@@ -37,6 +37,10 @@ pub struct Invocation {
     pub allowed_outbound_hosts: Vec<String>,
     /// The consumer group the entry's idempotency key is derived from.
     pub group: String,
+    /// Timeouts, limits and TLS of its requests, as a pipeline's `http` table.
+    pub http: crate::config::HttpConfig,
+    /// The header its requests carry the idempotency key in, if any.
+    pub idempotency_key_header: Option<String>,
 }
 
 impl Default for Invocation {
@@ -52,6 +56,8 @@ impl Default for Invocation {
             state_prefixes: Vec::new(),
             allowed_outbound_hosts: Vec::new(),
             group: "invoke".into(),
+            http: Default::default(),
+            idempotency_key_header: None,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct Invoked {
     pub result: Result<Vec<Output>, HandlerError>,
     /// The handler state it read and the writes its commit would apply.
     pub state: Changes,
+    /// Whether the call ran Wasm past `limits.throttle_after` and was throttled.
+    pub throttled: bool,
 }
 
 /// Loads the plugin at `path` (through the compiled-code cache in `cache_dir`, if any)
@@ -84,13 +92,8 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
     let load_time = started.elapsed();
     let digest = plugin.digest().clone();
     let imports_state = plugin.imports_state();
-    if plugin.imports_http() && call.allowed_outbound_hosts.is_empty() {
-        bail!(
-            "the plugin imports wasi:http/outgoing-handler (it sends HTTP requests): grant the origins it may call with --allow-outbound URL (e.g. --allow-outbound http://127.0.0.1:8080)"
-        );
-    }
+    let outbound = outbound_of(&plugin, &call)?;
     let cell: PluginCell = Arc::new(arc_swap::ArcSwap::from_pointee(plugin));
-    let outbound = outbound_of(&call)?;
     let mut instance = Instance::new(cell, Arc::new(call.config), call.limits.to_limits())
         .serving(&call.group, outbound);
     let mut entry = Entry {
@@ -130,6 +133,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         digest,
         load_time,
         call_time: started.elapsed(),
+        throttled: instance.last_call_throttled(),
         state: if result.is_ok() {
             finished.changes
         } else {
@@ -272,13 +276,21 @@ pub fn render_state_json(state: &Changes) -> serde_json::Value {
 }
 
 /// The outbound HTTP of a call with `--allow-outbound` origins: the daemon's defaults
-/// (`[pipeline.http]`) for everything else.
-fn outbound_of(call: &Invocation) -> Result<Option<Arc<crate::outbound::Outbound>>> {
+/// (`[pipeline.http]`) for everything else. A plugin that sends requests needs some.
+fn outbound_of(
+    plugin: &Plugin,
+    call: &Invocation,
+) -> Result<Option<Arc<crate::outbound::Outbound>>> {
+    if plugin.imports_http() && call.allowed_outbound_hosts.is_empty() {
+        bail!(
+            "the plugin imports wasi:http/outgoing-handler (it sends HTTP requests): grant the origins it may call with --allow-outbound URL (e.g. --allow-outbound http://127.0.0.1:8080)"
+        );
+    }
     let allowed = crate::outbound::AllowedHosts::parse(&call.allowed_outbound_hosts)?;
     if allowed.is_empty() {
         return Ok(None);
     }
-    let http = crate::config::HttpConfig::default();
+    let http = &call.http;
     let settings = crate::outbound::Settings {
         allowed,
         block_private_networks: http.block_private_networks,
@@ -287,8 +299,8 @@ fn outbound_of(call: &Invocation) -> Result<Option<Arc<crate::outbound::Outbound
         between_bytes_timeout: http.between_bytes_timeout,
         max_response_bytes: http.max_response_bytes.as_u64(),
         max_in_flight: http.max_in_flight,
-        ca_file: None,
-        idempotency_key_header: None,
+        ca_file: http.ca_file.clone(),
+        idempotency_key_header: call.idempotency_key_header.clone(),
     };
     Ok(Some(Arc::new(crate::outbound::Outbound::new(
         "invoke", settings,

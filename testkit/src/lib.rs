@@ -14,6 +14,7 @@
 //! - [`cluster`]: a local Redis Cluster ([`RedisCluster`]) with resharding.
 //! - [`sentinel`]: a replica in sync and a `redis-sentinel` ([`Sentinel`]).
 //! - [`certs`]: a test PKI for TLS ([`Pki`]).
+//! - [`http`]: an HTTP(S) server for handlers that call out ([`HttpServer`]).
 //! - [`proxy`]: a TCP proxy that injects network faults ([`Proxy`]).
 //! - [`plugins`]: the real plugins, built from `plugins/`.
 
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod http;
 pub mod orders;
 pub mod plugins;
 pub mod process;
@@ -36,6 +38,7 @@ pub use cluster::RedisCluster;
 pub use config::{ConfigBuilder, PipelineBuilder, config, config_file, echo, payments};
 pub use context::{RedisServer, TestContext, broker, connect, tls_provider};
 pub use daemon::TestDaemon;
+pub use http::{HttpServer, Seen};
 pub use orders::{ORDERS, Order, add_orders, produce_orders};
 pub use plugins::{build_plugins, plugin_wasm, with_plugins, workspace};
 pub use process::{DaemonProcess, children_of, sluice_binary};

@@ -51,6 +51,31 @@ impl BatchExport {
     }
 }
 
+/// The component's export that takes a batch in one call, if any. A component with both
+/// takes the packed one: it is the cheaper to call.
+fn batch_export(
+    runtime: &Runtime,
+    component: &Component,
+) -> Option<(BatchExport, ComponentExportIndex)> {
+    [BatchExport::Packed, BatchExport::Lists]
+        .into_iter()
+        .find_map(|kind| {
+            let is_func =
+                component
+                    .component_type()
+                    .exports(runtime.engine())
+                    .any(|(name, item)| {
+                        name == kind.name()
+                            && matches!(
+                                item.ty,
+                                wasmtime::component::types::ComponentItem::ComponentFunc(_)
+                            )
+                    });
+            let index = component.get_export_index(None, kind.name())?;
+            is_func.then_some((kind, index))
+        })
+}
+
 /// Says that a component is being compiled: at INFO for one large enough to take seconds
 /// (a JavaScript or Python interpreter inside), so that a first start or `sluice invoke`
 /// is not silent meanwhile; at DEBUG otherwise.
@@ -107,24 +132,7 @@ impl Plugin {
         let pre = HandlerPre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .context("the component does not implement the `sluice:plugin/handler` world (it must export `handle`)")?;
-        // A component with both takes the packed one: it is the cheaper to call.
-        let batch = [BatchExport::Packed, BatchExport::Lists]
-            .into_iter()
-            .find_map(|kind| {
-                let is_func =
-                    component
-                        .component_type()
-                        .exports(runtime.engine())
-                        .any(|(name, item)| {
-                            name == kind.name()
-                                && matches!(
-                                    item.ty,
-                                    wasmtime::component::types::ComponentItem::ComponentFunc(_)
-                                )
-                        });
-                let index = component.get_export_index(None, kind.name())?;
-                is_func.then_some((kind, index))
-            });
+        let batch = batch_export(runtime, &component);
         Ok(Self {
             batch,
             runtime: runtime.clone(),
