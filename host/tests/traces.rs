@@ -761,3 +761,77 @@ async fn spans_over_the_queue_are_dropped_and_counted() {
         "{received} received, {exported} exported"
     );
 }
+
+/// A handler's HTTP request is a client span under its entry's `handle` span, with the
+/// HTTP semantic conventions' attributes, and the request carries `traceparent` naming
+/// that span, so the called service continues the trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outgoing_request_is_a_client_span_under_handle_and_carries_traceparent() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let collector = Collector::start().await;
+    let server = HttpServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = ConfigBuilder::new()
+        .section("telemetry", "otlp_endpoint", collector.url())
+        .pipeline(
+            PipelineBuilder::new(
+                "payments",
+                &plugin_wasm("payments-http").display().to_string(),
+                "ORDERS_STREAM",
+                "ORDERS_CON_GROUP",
+            )
+            .writing(&["PAYMENTS_STREAM"])
+            .plugin_config("provider_url", server.url("/pay"))
+            .set(
+                "allowed_outbound_hosts",
+                toml::Value::Array(vec![toml::Value::String(server.origin())]),
+            ),
+        )
+        .write(dir.path());
+    let mut daemon = run_daemon(&cfg, &redis, &dir.path().join("sluice.log"), &[]);
+    let fields = [
+        ("orderId", "o1"),
+        ("orderAmount", "5.00"),
+        ("userId", "u"),
+        ("traceparent", PARENT),
+    ];
+    add(&mut con, "ORDERS_STREAM", &fields).await;
+    wait_len(&con, "PAYMENTS_STREAM", 1).await;
+    daemon.signal(libc::SIGTERM);
+    assert!(daemon.wait(Duration::from_secs(20)).success());
+    let parent = SpanContext::parse(PARENT.as_bytes()).expect("valid");
+    let spans = eventually("the spans", Duration::from_secs(10), || async {
+        let spans = collector.trace(&parent.trace_id);
+        spans
+            .iter()
+            .any(|s| s.kind == span::SpanKind::Client as i32)
+            .then_some(spans)
+    })
+    .await;
+    let client = spans
+        .iter()
+        .find(|s| s.kind == span::SpanKind::Client as i32)
+        .expect("a client span");
+    let handle = spans
+        .iter()
+        .find(|s| s.name == "handle")
+        .expect("the handle span");
+    assert_eq!(client.parent_span_id, handle.span_id);
+    assert_eq!(client.name, "POST");
+    assert_eq!(text(client, "http.request.method"), "POST");
+    assert_eq!(text(client, "url.full"), server.url("/pay"));
+    assert_eq!(text(client, "server.address"), "127.0.0.1");
+    assert_eq!(int(client, "server.port"), i64::from(server.port));
+    assert_eq!(int(client, "http.response.status_code"), 200);
+    assert!(
+        client.start_time_unix_nano >= handle.start_time_unix_nano
+            && client.end_time_unix_nano <= handle.end_time_unix_nano,
+        "{client:#?} inside {handle:#?}"
+    );
+    let seen = server.seen();
+    let sent = seen[0].header("traceparent").expect("traceparent sent");
+    assert_eq!(
+        sent,
+        format!("00-{}-{}-01", hex(&parent.trace_id), hex(&client.span_id))
+    );
+}
