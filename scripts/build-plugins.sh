@@ -31,6 +31,10 @@ for tag in a b; do
     cp "$out"/tag-$tag/wasm32-wasip2/plugin/payments.wasm "$out"/payments_tag_$tag.wasm
 done
 
+# The variant that charges a payment provider over HTTP (world http-handler).
+CARGO_TARGET_DIR=$out/with-http cargo build --quiet --target wasm32-wasip2 --profile plugin -p payments --features http
+cp "$out"/with-http/wasm32-wasip2/plugin/payments.wasm "$out"/payments_http.wasm
+
 # The benchmark's stateful variant of payments (handler state on every order).
 CARGO_TARGET_DIR=$out/with-state cargo build --quiet --target wasm32-wasip2 --profile plugin -p payments --features with-state
 cp "$out"/with-state/wasm32-wasip2/plugin/payments.wasm "$out"/payments_state.wasm

@@ -8,6 +8,15 @@
 //! Logs (the conformance suite holds every language to these lines): `warn` for each
 //! rejected order, `info` for an entry on a later delivery attempt.
 //!
+//! With feature `http` (`payments_http.wasm`, world `http-handler`), the payment ID is the
+//! one a payment provider gives: the order is POSTed as JSON `{"orderId", "amount",
+//! "userId"}` to config `provider_url` with the entry's idempotency key in
+//! `Idempotency-Key`, so that a call made again for the same entry (a retry, a crash
+//! before the commit, a reclaim) charges once. A provider that answers 429 or 5xx, or
+//! cannot be reached, is retried (`the payment provider answered 503`, `the payment
+//! provider could not be reached: ...`); another status rejects the order (`the payment
+//! provider refused the charge (400)`); an answer without `payment_id` is retried.
+//!
 //! Build: `cargo build -p payments --target wasm32-wasip2 --profile plugin`
 
 use serde::{Deserialize, Serialize};
@@ -76,7 +85,7 @@ fn pay(msg: &Message) -> HandlerResult {
     }
     let payment = Payment {
         order_id: &order.order_id,
-        payment_id: payment_id(&order.order_id),
+        payment_id: payment_id(msg, &order, amount)?,
         order_amount: amount,
         paid_amount: amount,
         order_status_code: PAYMENT_SUCCESSFUL,
@@ -113,9 +122,61 @@ fn tagged(output: Output) -> Output {
     }
 }
 
+/// The payment ID: one derived from the order.
+#[cfg(not(feature = "http"))]
+fn payment_id(_: &Message, order: &Order, _: &str) -> Result<String, Failure> {
+    Ok(derived_payment_id(&order.order_id))
+}
+
+/// The payment ID: the provider's.
+#[cfg(feature = "http")]
+fn payment_id(msg: &Message, order: &Order, amount: &str) -> Result<String, Failure> {
+    charge(msg, order, amount)
+}
+
+/// Charges the order with the provider at config `provider_url`: its payment ID.
+#[cfg(feature = "http")]
+fn charge(msg: &Message, order: &Order, amount: &str) -> Result<String, Failure> {
+    let url = sluice_sdk::config("provider_url")
+        .ok_or_else(|| Failure::reject("config provider_url is not set"))?;
+    let body = serde_json::json!({
+        "orderId": order.order_id,
+        "amount": amount,
+        "userId": order.user_id,
+    });
+    let response = sluice_sdk::http::Request::post(&url)
+        .header("content-type", "application/json")
+        .header("idempotency-key", msg.idempotency_key())
+        .body(body.to_string())
+        .send()
+        .map_err(|e| Failure::retry(format!("the payment provider could not be reached: {e}")))?;
+    match response.status {
+        200..=299 => {}
+        429 | 500..=599 => {
+            let status = response.status;
+            return Err(Failure::retry(format!(
+                "the payment provider answered {status}"
+            )));
+        }
+        status => {
+            return Err(Failure::reject(format!(
+                "the payment provider refused the charge ({status})"
+            )));
+        }
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    match answer.get("payment_id").and_then(|id| id.as_str()) {
+        Some(id) => Ok(id.to_owned()),
+        None => Err(Failure::retry(
+            "the payment provider's answer has no payment_id",
+        )),
+    }
+}
+
 /// A 24-hex-digit payment ID (the shape of the tutorial's MongoDB IDs), derived from the
 /// order ID so that a redelivered order gets the same payment ID.
-fn payment_id(order_id: &str) -> String {
+#[cfg_attr(feature = "http", allow(dead_code))]
+fn derived_payment_id(order_id: &str) -> String {
     let hash = |seed: u64| {
         order_id.bytes().fold(seed, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
