@@ -23,8 +23,42 @@ pub enum Language {
 
 /// (path in the project, contents) of each language's template; `{{name}}` in either is
 /// the plugin's name, `{{file}}` its name with `_` for `-`, `{{sdk}}` the relative path
-/// to the Sluice checkout.
-fn templates(language: Language) -> &'static [(&'static str, &'static str)] {
+/// to the Sluice checkout. With `http`, the handler source is the one that calls an
+/// HTTP service (`*-http/`).
+fn templates(language: Language, http: bool) -> Vec<(&'static str, &'static str)> {
+    let files = base_templates(language);
+    if !http {
+        return files.to_vec();
+    }
+    let handler = http_template(language);
+    let replaced = |path: &str| {
+        handler
+            .iter()
+            .any(|(h, _)| h.split_once('/').map(|x| x.1) == path.split_once('/').map(|x| x.1))
+    };
+    files
+        .iter()
+        .filter(|(path, _)| !replaced(path))
+        .chain(handler)
+        .copied()
+        .collect()
+}
+
+/// The handler source of `--http` projects.
+fn http_template(language: Language) -> &'static [(&'static str, &'static str)] {
+    macro_rules! files {
+        ($($path:literal),* $(,)?) => {
+            &[$(($path, include_str!(concat!("../templates/", $path)))),*]
+        };
+    }
+    match language {
+        Language::Rust => files!["rust-http/src/lib.rs"],
+        Language::Js => files!["js-http/{{name}}.js"],
+        Language::Python | Language::C => &[],
+    }
+}
+
+fn base_templates(language: Language) -> &'static [(&'static str, &'static str)] {
     macro_rules! files {
         ($($path:literal),* $(,)?) => {
             &[$(($path, include_str!(concat!("../templates/", $path)))),*]
@@ -55,8 +89,15 @@ pub struct Scaffold {
 }
 
 /// Writes a new `language` plugin called `name` into `dir` (which must not exist or be
-/// empty), referring to the Sluice checkout at `root`.
-pub fn create(name: &str, language: Language, dir: &Path, root: &Path) -> Result<Scaffold> {
+/// empty), referring to the Sluice checkout at `root`; with `http`, one that calls an
+/// HTTP service for each entry.
+pub fn create(
+    name: &str,
+    language: Language,
+    http: bool,
+    dir: &Path,
+    root: &Path,
+) -> Result<Scaffold> {
     check_name(name)?;
     if !root.join("wit/handler.wit").is_file() || !root.join("guest-sdk").is_dir() {
         bail!(
@@ -80,7 +121,7 @@ pub fn create(name: &str, language: Language, dir: &Path, root: &Path) -> Result
             .replace("{{file}}", &file)
             .replace("{{sdk}}", &sdk)
     };
-    for (template, contents) in templates(language) {
+    for (template, contents) in templates(language, http) {
         // Drop the language directory: "rust/src/lib.rs" → "src/lib.rs".
         let (_, inner) = template.split_once('/').unwrap_or(("", template));
         let path = dir.join(fill(inner));

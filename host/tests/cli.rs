@@ -434,3 +434,81 @@ fn strip_ansi(text: &str) -> String {
     }
     out
 }
+
+/// `sluice new NAME --lang L --http` makes a handler that POSTs each entry to a service:
+/// it builds with its one command, is refused by `sluice invoke` without a grant (the
+/// message says how to grant), and with `--allow-outbound` reaches a real server with
+/// the entry's fields as JSON and its idempotency key.
+fn http_scaffold_calls_out(lang: &str, target_dir: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("caller-{lang}");
+    let project = dir.path().join(&name);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", &name, "--lang", lang, "--http", "--dir"])
+        .arg(&project)
+        .arg("--sdk")
+        .arg(workspace())
+        .output()
+        .expect("run sluice new");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made = String::from_utf8_lossy(&out.stdout);
+    assert!(made.contains("allowed_outbound_hosts"), "{made}");
+    let build = Command::new(project.join("build.sh"))
+        .env("CARGO_TARGET_DIR", workspace().join(target_dir))
+        .output()
+        .expect("run build.sh");
+    assert!(
+        build.status.success(),
+        "{lang} build failed:\n{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = project.join(format!("caller_{lang}.wasm"));
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let server = HttpServer::start();
+    let url = format!("url={}", server.url("/echo"));
+    let (code, _, err) = invoke(&[wasm, "--config", &url, "greeting=hello"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--allow-outbound"), "{err}");
+    let origin = server.origin();
+    let args = [
+        wasm,
+        "--allow-outbound",
+        &origin,
+        "--config",
+        &url,
+        "--id",
+        "5-0",
+        "greeting=hello",
+    ];
+    let (code, out, err) = invoke(&args);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("  status = 200"), "{out}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).expect("JSON");
+    assert_eq!(body["greeting"], "hello");
+    assert_eq!(seen[0].header("idempotency-key").map(str::len), Some(32));
+    // The service failing: 503 is retried, 400 dead-letters.
+    for (status, exit, kind) in [(503, 2, "retry"), (400, 2, "reject")] {
+        let url = format!("url={}", server.url(&format!("/status/{status}")));
+        let (code, out, err) =
+            invoke(&[wasm, "--allow-outbound", &origin, "--config", &url, "a=b"]);
+        assert_eq!(code, exit, "{out}{err}");
+        assert!(out.contains(kind), "{status}: {out}");
+    }
+}
+
+#[test]
+fn new_rust_http_plugin_calls_a_granted_service() {
+    http_scaffold_calls_out("rust", "target/plugins/scaffold");
+}
+
+#[test]
+fn new_js_http_plugin_calls_a_granted_service() {
+    http_scaffold_calls_out("js", "target/plugins/scaffold");
+}

@@ -68,6 +68,10 @@ pub struct NewArgs {
     /// The language.
     #[arg(long, value_enum)]
     pub lang: crate::scaffold::Language,
+    /// A handler that calls an HTTP service for each entry (wasi:http: its pipeline
+    /// must grant the service's origin in `allowed_outbound_hosts`).
+    #[arg(long)]
+    pub http: bool,
     /// Where to create it; default: ./NAME.
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -19,7 +19,7 @@ impl NewArgs {
             )?,
         };
         let lang = self.lang;
-        let made = crate::scaffold::create(&self.name, lang, &dir, &root)?;
+        let made = crate::scaffold::create(&self.name, lang, self.http, &dir, &root)?;
         let language = match lang {
             crate::scaffold::Language::Rust => "Rust",
             crate::scaffold::Language::Js => "JavaScript",
@@ -28,10 +28,20 @@ impl NewArgs {
         };
         println!("created {} ({language})", made.dir.display());
         println!("  build: {}", made.build.display());
-        println!(
-            "  try:   sluice invoke {} greeting=hello",
-            made.wasm.display()
-        );
+        if self.http {
+            println!(
+                "  try:   sluice invoke {} --allow-outbound http://127.0.0.1:8080 greeting=hello",
+                made.wasm.display()
+            );
+            println!(
+                "  grant: allowed_outbound_hosts = [\"http://127.0.0.1:8080\"] in its [[pipeline]]"
+            );
+        } else {
+            println!(
+                "  try:   sluice invoke {} greeting=hello",
+                made.wasm.display()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

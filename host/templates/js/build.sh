@@ -22,7 +22,13 @@ elif exports handleBatch; then
     world=batch-handler
 fi
 grep -Eq "^[^/]*\bfrom\s*['\"]\./state\.js['\"]|^\s*import\s*['\"]\./state\.js['\"]" ./*.js && world=stateful-handler
+# A handler that calls `fetch` gets wasi:http: its pipeline must grant the hosts it calls
+# (allowed_outbound_hosts). The others are built without it.
+disable=(--disable http fetch-event)
+if grep -Eq "^[^/]*\bfetch\s*\(" ./*.js; then
+    disable=(--disable fetch-event)
+fi
 cd build
 "$sdk/guest-sdk/js/node_modules/.bin/componentize-js" {{name}}.js --wit "$sdk/wit" \
-    --world-name "$world" --disable http fetch-event -o "$here/{{file}}.wasm" >/dev/null
+    --world-name "$world" "${disable[@]}" -o "$here/{{file}}.wasm" >/dev/null
 echo "built {{file}}.wasm (world $world)"
