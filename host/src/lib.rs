@@ -59,6 +59,11 @@
 //!   one mechanism behind all three: inside it, and only there, "lease" is unqualified.
 //! - **invocation**: a Redis script call with its keys and arguments (redis-rs's
 //!   `ScriptInvocation`), never a handler call.
+//! - **grant**: the origins a pipeline's handler may send HTTP requests to
+//!   (`allowed_outbound_hosts`, Spin's grammar); **outbound** is everything about those
+//!   requests (`outbound`). An **origin** is a scheme, host and port.
+//! - **idempotency key**: an entry's key for its side effects, the same for every
+//!   delivery of the entry to its consumer group (`host.idempotency-key`).
 //! - **reclaim**: taking over entries left pending by a consumer that stopped (XAUTOCLAIM).
 //! - **Redis deployment**: what the broker connects to: a URL, Sentinel or Cluster.
 //! - **host**: the daemon's side of the sandbox (host functions, host state); `host/` is

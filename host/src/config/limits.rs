@@ -44,7 +44,8 @@ pub struct LimitsConfig {
     /// Bytes of all linear memories of one instance together.
     #[serde(default = "defaults::memory", serialize_with = "size_text")]
     pub memory: ByteSize,
-    /// Wall time of one `handle` call.
+    /// Wall time of one `handle` call, waits on the network included (30s by default
+    /// on a pipeline that grants `allowed_outbound_hosts`).
     #[serde(
         default = "defaults::timeout",
         deserialize_with = "duration",
@@ -63,7 +64,8 @@ pub struct LimitsConfig {
     /// Bytes (field names and values) all outputs of one call may hold.
     #[serde(default = "defaults::max_output_bytes", serialize_with = "size_text")]
     pub max_output_bytes: ByteSize,
-    /// Wall time after which a call still running is throttled to `throttle_share`.
+    /// Time a call may run Wasm (waits in host calls, such as an HTTP response, do not
+    /// count) before it is throttled to `throttle_share`.
     #[serde(
         default = "defaults::throttle_after",
         deserialize_with = "duration",

@@ -17,7 +17,8 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Messages before the instance is replaced by a fresh one.
     pub instance_reuse: u64,
-    /// Wall time after which a call still running is throttled to `throttle_share`.
+    /// Time a call may run Wasm (not waiting in host calls) before it is throttled to
+    /// `throttle_share`.
     pub throttle_after: Duration,
     /// The share of a core a throttled call may use, in (0, 1]; 1: no throttling.
     pub throttle_share: f64,
