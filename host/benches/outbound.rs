@@ -40,7 +40,11 @@ impl Contender {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1));
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+    };
     let rounds: usize = value("--rounds").map_or(Ok(3), |v| v.parse())?;
     let levels: Vec<usize> = match value("--levels") {
         Some(v) => v.split(',').map(str::parse).collect::<Result<_, _>>()?,
@@ -56,7 +60,10 @@ async fn main() -> Result<()> {
         for &level in &levels {
             for contender in [Contender::Sluice, Contender::Node] {
                 let rate = measure(contender, level, &plugin, &seed, &provider).await?;
-                println!("round {round}: {:>6} in flight {level:>3}: {rate:>8.0} entries/s", contender.name());
+                println!(
+                    "round {round}: {:>6} in flight {level:>3}: {rate:>8.0} entries/s",
+                    contender.name()
+                );
                 runs.push((level, contender, rate));
             }
         }
@@ -103,7 +110,13 @@ async fn measure(
     let mut child = match contender {
         Contender::Sluice => sluice(&redis.url(), plugin, level, provider, dir.path())?,
         Contender::Node => tokio::process::Command::new("node")
-            .args(["outbound.mjs", &redis.url(), &orders.to_string(), &pay, &level.to_string()])
+            .args([
+                "outbound.mjs",
+                &redis.url(),
+                &orders.to_string(),
+                &pay,
+                &level.to_string(),
+            ])
             .current_dir(seed)
             .kill_on_drop(true)
             .spawn()?,
@@ -174,7 +187,11 @@ fn report(levels: &[usize], runs: &[(usize, Contender, f64)], rounds: usize) {
             .collect();
         rates.sort_by(f64::total_cmp);
         let median = rates.get(rates.len() / 2).copied().unwrap_or(0.0);
-        (median, rates.first().copied().unwrap_or(0.0), rates.last().copied().unwrap_or(0.0))
+        (
+            median,
+            rates.first().copied().unwrap_or(0.0),
+            rates.last().copied().unwrap_or(0.0),
+        )
     };
     println!("\nmedian of {rounds} rounds (range), provider latency {LATENCY:?}");
     println!("| in flight | ideal | sluice | sluice / ideal | node | sluice / node |");
@@ -190,4 +207,3 @@ fn report(levels: &[usize], runs: &[(usize, Contender, f64)], rounds: usize) {
         );
     }
 }
-

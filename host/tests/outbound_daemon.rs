@@ -165,7 +165,9 @@ async fn waiting_calls_run_side_by_side_up_to_the_in_flight_limit() {
 async fn requests_carry_the_key_and_are_counted_from_the_start() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let server = HttpServer::start();
-    let config = ConfigBuilder::new().admin().pipeline(paying(&server));
+    let config = ConfigBuilder::new()
+        .admin()
+        .pipeline(paying(&server).concurrency(1));
     let daemon = TestDaemon::start(&redis, config.config()).await;
     let metrics = || async {
         let url = format!("http://{}/metrics", daemon.admin());

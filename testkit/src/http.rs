@@ -55,6 +55,8 @@ struct Shared {
     /// `/delay` and `/pay` requests being answered now, and the most at once.
     busy: std::sync::atomic::AtomicUsize,
     most_busy: std::sync::atomic::AtomicUsize,
+    /// Connections accepted.
+    connections: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -106,6 +108,7 @@ impl HttpServer {
         let shared = Arc::new(Shared::default());
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let app = router(shared.clone());
+        let counted = shared.clone();
         let is_tls = tls.is_some();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -116,7 +119,7 @@ impl HttpServer {
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 tokio::select! {
-                    _ = serve(listener, app, tls) => {}
+                    _ = serve(listener, app, tls, counted) => {}
                     _ = stopped => {}
                 }
             });
@@ -156,6 +159,13 @@ impl HttpServer {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared
+            .connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Makes `/pay` answer after `delay`.
     pub fn set_pay_delay(&self, delay: Duration) {
         let ms = delay.as_millis() as u64;
@@ -176,7 +186,12 @@ impl Drop for HttpServer {
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, app: Router, tls: Option<(Vec<u8>, Vec<u8>)>) {
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+    shared: Arc<Shared>,
+) {
     let acceptor = tls.map(|(chain, key)| {
         use rustls::pki_types::pem::PemObject;
         let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&chain)
@@ -196,6 +211,9 @@ async fn serve(listener: tokio::net::TcpListener, app: Router, tls: Option<(Vec<
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        shared
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let (app, acceptor) = (app.clone(), acceptor.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {

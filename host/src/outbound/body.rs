@@ -23,6 +23,8 @@ pub struct Capped<F> {
     _permit: OwnedSemaphorePermit,
     /// Counts a failure of the body by kind.
     failed: F,
+    /// Gives the connection back to the pool once the body is read to the end.
+    reuse: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<F: Fn(&'static str)> Capped<F> {
@@ -41,7 +43,15 @@ impl<F: Fn(&'static str)> Capped<F> {
             idle: Box::pin(tokio::time::sleep(between)),
             _permit: permit,
             failed,
+            reuse: None,
         }
+    }
+
+    /// Calls `reuse` when the body has been read to the end (not when it fails or is
+    /// dropped before: that connection is not reused).
+    pub fn reusing(mut self, reuse: Box<dyn FnOnce() + Send>) -> Self {
+        self.reuse = Some(reuse);
+        self
     }
 }
 
@@ -70,7 +80,12 @@ impl<F: Fn(&'static str) + Unpin> Body for Capped<F> {
                 (this.failed)("protocol");
                 Poll::Ready(Some(Err(Error::from(e))))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                if let Some(reuse) = this.reuse.take() {
+                    reuse();
+                }
+                Poll::Ready(None)
+            }
             Poll::Pending => match this.idle.as_mut().poll(cx) {
                 Poll::Ready(()) => {
                     (this.failed)("response_timeout");

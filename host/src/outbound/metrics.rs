@@ -35,7 +35,8 @@ struct EntrySeries {
 #[derive(Clone)]
 pub struct HttpMetrics {
     entries: Arc<BTreeMap<Arc<str>, EntrySeries>>,
-    denied: Counter,
+    /// `sluice_http_requests_denied_total` of the pipeline.
+    pub denied: Counter,
 }
 
 impl HttpMetrics {
@@ -96,11 +97,5 @@ impl HttpMetrics {
         if let Some(c) = self.entries.get(host).and_then(|s| s.errors.get(kind)) {
             c.increment(1);
         }
-    }
-
-    /// A request was refused: its origin is not granted, its URL or `Host` may not be
-    /// sent, or it would dial a private address with `block_private_networks`.
-    pub fn denied(&self) {
-        self.denied.increment(1);
     }
 }

@@ -13,13 +13,17 @@
 //! - `grant.rs`: the grammar of `allowed_outbound_hosts` and its matching.
 //! - `net.rs`: which addresses are private.
 //! - `send.rs`: one request, from the checks to the response head.
+//! - `connect.rs`: new connections (DNS, the dialled-address check, TCP, rustls).
+//! - `pool.rs`: idle connections, reused by origin.
 //! - `body.rs`: the response body under the between-bytes timeout and the size cap.
 //! - `metrics.rs`: the per-pipeline, per-grant-entry series.
 
 mod body;
+mod connect;
 mod grant;
 mod metrics;
 mod net;
+mod pool;
 mod send;
 
 use std::path::PathBuf;
@@ -57,16 +61,36 @@ pub struct Settings {
     pub idempotency_key_header: Option<String>,
 }
 
-/// One pipeline's outbound HTTP: its grant, limits, TLS roots and metrics.
+/// One pipeline's outbound HTTP: its grant, limits, pooled client and metrics.
 pub struct Outbound {
     pipeline: Arc<str>,
     settings: Settings,
-    tls: Arc<rustls::ClientConfig>,
+    connector: connect::Connector,
+    pool: Arc<pool::Pool>,
     in_flight: Arc<tokio::sync::Semaphore>,
     header: Option<http::HeaderName>,
     metrics: metrics::HttpMetrics,
-    /// When a refusal was last logged: at most one WARN per second per pipeline.
+    refusals: Arc<Refusals>,
+}
+
+/// Refused requests: logged at WARN at most once a second for the pipeline (a handler in
+/// a loop must not flood the log), every one counted.
+pub struct Refusals {
+    pipeline: Arc<str>,
     warned: Mutex<Option<Instant>>,
+    denied: ::metrics::Counter,
+}
+
+impl Refusals {
+    /// Logs (rate-limited) and counts a refused request to `target`.
+    pub fn refused(&self, target: &str, why: &str) {
+        self.denied.increment(1);
+        let mut warned = crate::lock::lock(&self.warned);
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            *warned = Some(Instant::now());
+            tracing::warn!(pipeline = %self.pipeline, host = %target, "outbound request refused: {why}");
+        }
+    }
 }
 
 impl std::fmt::Debug for Outbound {
@@ -102,30 +126,31 @@ impl Outbound {
                 })
             })
             .transpose()?;
-        let tls = Arc::new(send::tls_config(settings.ca_file.as_deref())?);
+        let metrics = metrics::HttpMetrics::new(pipeline, &settings.allowed);
+        let refusals = Arc::new(Refusals {
+            pipeline: pipeline.into(),
+            warned: Mutex::new(None),
+            denied: metrics.denied.clone(),
+        });
+        let connector = connect::Connector {
+            tls: Arc::new(send::tls_config(settings.ca_file.as_deref())?),
+            block_private_networks: settings.block_private_networks,
+            refusals: refusals.clone(),
+        };
         Ok(Self {
             pipeline: pipeline.into(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight.max(1))),
-            metrics: metrics::HttpMetrics::new(pipeline, &settings.allowed),
+            metrics,
+            pool: pool::Pool::new(settings.max_in_flight),
             settings,
-            tls,
+            connector,
             header,
-            warned: Mutex::new(None),
+            refusals,
         })
     }
 
     /// The pipeline's grant.
     pub fn allowed(&self) -> &AllowedHosts {
         &self.settings.allowed
-    }
-
-    /// Logs a refused request at WARN, at most once a second for the pipeline (a handler
-    /// in a loop must not flood the log); every refusal is counted.
-    fn refused(&self, target: &str, why: &str) {
-        let mut warned = crate::lock::lock(&self.warned);
-        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-            *warned = Some(Instant::now());
-            tracing::warn!(pipeline = %self.pipeline, host = %target, "outbound request refused: {why}");
-        }
     }
 }

@@ -2,22 +2,19 @@
 //! grant, DNS and the dialled address, TCP, TLS and HTTP/1.1 under the timeouts.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use http::{Request, Response};
 use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use super::body::Capped;
 use super::grant::{Origin, Scheme, normal_name};
-use super::net::private_kind;
 use super::{CallContext, Outbound};
 use crate::trace_context::{ClientSpan, SpanContext};
 
@@ -27,9 +24,6 @@ use crate::trace_context::{ClientSpan, SpanContext};
 pub type Sent = Result<(Response<WasiBody>, IoFuture), Error>;
 /// The second half of [`Sent`].
 pub type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
-
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// The effective timeouts of one request: the guest's, up to the pipeline's.
 #[derive(Debug, Clone, Copy)]
@@ -74,12 +68,12 @@ impl Outbound {
         let permit = self.in_flight.clone().acquire_owned().await;
         let permit = permit.map_err(|_| Error::ConnectionLimitReached)?;
         let timeouts = self.timeouts(options);
-        let result = self.dial_and_send(&origin, request, timeouts).await;
+        let result = self.round_trip(&origin, request, timeouts).await;
         let elapsed = started.0.elapsed();
         self.metrics
             .finished(&label, elapsed, result.as_ref().err());
         if let (Some(span), Some(spans)) = (span, &call.spans) {
-            let status = result.as_ref().ok().map(|r| r.status().as_u16());
+            let status = result.as_ref().ok().map(|(r, _)| r.status().as_u16());
             let error = result.as_ref().err().map(|e| error_kind(e).to_owned());
             let (start, end) = (started.1, started.1 + elapsed);
             let client = ClientSpan {
@@ -95,8 +89,11 @@ impl Outbound {
             };
             crate::lock::lock(spans).push(client);
         }
-        let response = result?;
-        self.capped(response, label, permit, timeouts)
+        let (response, sender) = result?;
+        let pool = self.pool.clone();
+        let key = origin.to_string();
+        let reuse = Box::new(move || pool.put(key, sender));
+        self.capped(response, label, (permit, reuse), timeouts)
     }
 
     /// The response with its body under the cap and the between-bytes timeout; one
@@ -105,7 +102,7 @@ impl Outbound {
         &self,
         response: Response<hyper::body::Incoming>,
         label: Arc<str>,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        (permit, reuse): (tokio::sync::OwnedSemaphorePermit, Box<dyn FnOnce() + Send>),
         timeouts: Timeouts,
     ) -> Sent {
         let cap = self.settings.max_response_bytes;
@@ -122,6 +119,7 @@ impl Outbound {
             Capped::new(incoming, cap, timeouts.between_bytes, permit, move |kind| {
                 metrics.error(&label, kind)
             })
+            .reusing(reuse)
             .boxed_unsync()
         });
         Ok((response, Box::new(async { Ok(()) })))
@@ -129,8 +127,7 @@ impl Outbound {
 
     /// Refuses a request: logged (rate-limited), counted, and the guest's error.
     fn deny(&self, target: &str, why: &str) -> Error {
-        self.refused(target, why);
-        self.metrics.denied();
+        self.refusals.refused(target, why);
         Error::HttpRequestDenied
     }
 
@@ -159,6 +156,53 @@ impl Outbound {
         Some((span, parent.span_id))
     }
 
+    /// The request to its response head on an idle connection to its origin or a new
+    /// one (dialled within the connect timeout); the head within the first-byte timeout.
+    async fn round_trip(
+        &self,
+        origin: &Origin,
+        mut request: Request<WasiBody>,
+        timeouts: Timeouts,
+    ) -> Result<(Response<hyper::body::Incoming>, SendRequest<WasiBody>), Error> {
+        let mut sender = match self.pool.take(&origin.to_string()).await {
+            Some(sender) => sender,
+            None => self.open(origin, timeouts.connect).await?,
+        };
+        // On the wire the request line holds the path; the authority is in `Host`.
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request));
+        match response.await {
+            Ok(Ok(response)) => Ok((response, sender)),
+            Ok(Err(e)) if e.is_timeout() => Err(Error::HttpResponseTimeout),
+            Ok(Err(e)) => Err(Error::from(e)),
+            Err(_) => Err(Error::ConnectionReadTimeout),
+        }
+    }
+
+    /// A new HTTP/1.1 connection to `origin`, its I/O driven by a task of its own.
+    async fn open(
+        &self,
+        origin: &Origin,
+        timeout: Duration,
+    ) -> Result<SendRequest<WasiBody>, Error> {
+        let open = async {
+            let stream = self.connector.dial(origin).await?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(Error::from)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "outbound connection ended with an error");
+                }
+            });
+            Ok(sender)
+        };
+        tokio::time::timeout(timeout, open)
+            .await
+            .map_err(|_| Error::ConnectionTimeout)?
+    }
+
     fn timeouts(&self, options: Option<RequestOptions>) -> Timeouts {
         let s = &self.settings;
         let pick = |guest: Option<Duration>, ours: Duration| guest.map_or(ours, |g| g.min(ours));
@@ -169,128 +213,17 @@ impl Outbound {
             between_bytes: pick(o.between_bytes_timeout, s.between_bytes_timeout),
         }
     }
-
-    async fn dial_and_send(
-        &self,
-        origin: &Origin,
-        mut request: Request<WasiBody>,
-        timeouts: Timeouts,
-    ) -> Result<Response<hyper::body::Incoming>, Error> {
-        let connect = async {
-            let tcp = self.connect(origin).await?;
-            let stream: Box<dyn Stream> = match origin.scheme {
-                Scheme::Http => Box::new(tcp),
-                Scheme::Https => Box::new(self.tls(origin, tcp).await?),
-            };
-            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(Error::from)?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "outbound connection ended with an error");
-                }
-            });
-            Ok::<_, Error>(sender)
-        };
-        let mut sender = tokio::time::timeout(timeouts.connect, connect)
-            .await
-            .map_err(|_| Error::ConnectionTimeout)??;
-        // On the wire the request line holds the path; the authority is in `Host`.
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
-        let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request));
-        match response.await {
-            Ok(response) => response.map_err(|e| {
-                if e.is_timeout() {
-                    Error::HttpResponseTimeout
-                } else {
-                    Error::from(e)
-                }
-            }),
-            Err(_) => Err(Error::ConnectionReadTimeout),
-        }
-    }
-
-    /// Resolves the origin's host and connects to the first address that may be dialled
-    /// and answers.
-    async fn connect(&self, origin: &Origin) -> Result<TcpStream, Error> {
-        let addresses: Vec<SocketAddr> = match origin.host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, origin.port)],
-            Err(_) => tokio::net::lookup_host((origin.host.as_str(), origin.port))
-                .await
-                .map_err(|e| Error::DnsError {
-                    rcode: Some(e.to_string()),
-                    info_code: None,
-                })?
-                .collect(),
-        };
-        let mut last = Error::DestinationNotFound;
-        let mut dialled = 0;
-        for address in addresses {
-            if self.settings.block_private_networks
-                && let Some(kind) = private_kind(address.ip())
-            {
-                let why = format!(
-                    "{origin} resolves to {} ({kind}) and block_private_networks is on",
-                    address.ip()
-                );
-                self.refused(&origin.to_string(), &why);
-                last = Error::DestinationIpProhibited;
-                continue;
-            }
-            dialled += 1;
-            match TcpStream::connect(address).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = Error::Connect(e),
-            }
-        }
-        if dialled == 0 && matches!(last, Error::DestinationIpProhibited) {
-            self.metrics.denied();
-        }
-        Err(last)
-    }
-
-    async fn tls(
-        &self,
-        origin: &Origin,
-        tcp: TcpStream,
-    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
-        use rustls::pki_types::ServerName;
-        let name = match origin.host.parse::<IpAddr>() {
-            Ok(ip) => ServerName::IpAddress(ip.into()),
-            Err(_) => ServerName::try_from(origin.host.clone())
-                .map_err(|_| Error::HttpRequestUriInvalid)?,
-        };
-        tokio_rustls::TlsConnector::from(self.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(
-                |e| match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                    Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
-                    _ => Error::Tls(e),
-                },
-            )
-    }
 }
 
-/// The request's origin, if its URL and `Host` may be sent at all: an http or https
-/// scheme, an authority without user name or password, and one `Host` equal to it.
-fn check(request: &Request<WasiBody>) -> Result<Origin, String> {
-    let uri = request.uri();
+/// The origin of `uri`, if it may be sent at all: an http or https scheme and an
+/// authority without user name or password.
+pub fn origin_of(uri: &http::Uri) -> Result<Origin, String> {
     let scheme = uri.scheme_str().unwrap_or_default();
     let scheme =
         Scheme::parse(scheme).ok_or_else(|| format!("scheme {scheme:?} is not http or https"))?;
     let authority = uri.authority().ok_or("the URL has no host")?;
     if authority.as_str().contains('@') {
         return Err("a user name or password in the URL is not sent (use a header)".into());
-    }
-    let mut hosts = request.headers().get_all(http::header::HOST).iter();
-    let host_header = hosts.next().map(|h| h.as_bytes());
-    let same = host_header.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str().as_bytes()));
-    if !same || hosts.next().is_some() {
-        return Err(format!(
-            "the Host header differs from the URL's authority {authority}"
-        ));
     }
     let host = authority.host();
     let host = host
@@ -302,6 +235,22 @@ fn check(request: &Request<WasiBody>) -> Result<Origin, String> {
         host: normal_name(host),
         port: authority.port_u16().unwrap_or(scheme.default_port()),
     })
+}
+
+/// The request's origin, if its URL and `Host` may be sent at all: [`origin_of`], and one
+/// `Host` equal to the URL's authority.
+fn check(request: &Request<WasiBody>) -> Result<Origin, String> {
+    let origin = origin_of(request.uri())?;
+    let authority = request.uri().authority().ok_or("the URL has no host")?;
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    let host_header = hosts.next().map(|h| h.as_bytes());
+    let same = host_header.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str().as_bytes()));
+    if !same || hosts.next().is_some() {
+        return Err(format!(
+            "the Host header differs from the URL's authority {authority}"
+        ));
+    }
+    Ok(origin)
 }
 
 /// The URL as far as it can be shown for a request refused before it had an origin.
@@ -319,7 +268,7 @@ pub fn error_kind(error: &Error) -> &'static str {
     match error {
         Error::HttpRequestDenied | Error::DestinationIpProhibited => "denied",
         Error::DnsError { .. } | Error::DnsTimeout | Error::DestinationNotFound => "dns",
-        Error::Connect(_) | Error::ConnectionRefused => "connect",
+        Error::Connect(_) | Error::ConnectionRefused | Error::DestinationUnavailable => "connect",
         Error::ConnectionTimeout => "connect_timeout",
         Error::ConnectionReadTimeout | Error::HttpResponseTimeout => "response_timeout",
         Error::Tls(_) | Error::TlsCertificateError | Error::TlsProtocolError => "tls",

@@ -1,0 +1,65 @@
+//! Idle HTTP/1.1 connections of one pipeline, by origin, reused by later requests: a
+//! service called for every entry is not dialled (and TLS-handshaken) for every entry.
+//!
+//! A connection goes back to the pool when its response body has been read to the end,
+//! and is taken again only by a request to the same origin (which the grant checked) if
+//! it is ready, open, and was idle less than [`IDLE`]. A connection is dialled under the
+//! request's connect timeout, which the pool's reuse never stretches.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::SendRequest;
+use wasmtime_wasi_http::WasiBody;
+
+/// How long an idle connection is kept: less than the 60 s or more after which servers
+/// commonly close theirs, so that a reuse rarely meets a connection the server closed.
+pub const IDLE: Duration = Duration::from_secs(30);
+
+/// The pool (see the module doc).
+pub struct Pool {
+    idle: Mutex<HashMap<String, Vec<(SendRequest<WasiBody>, Instant)>>>,
+    /// Idle connections kept per origin at most.
+    per_origin: usize,
+}
+
+impl Pool {
+    pub fn new(per_origin: usize) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(HashMap::new()),
+            per_origin,
+        })
+    }
+
+    /// A ready idle connection to `origin`, if there is one.
+    pub async fn take(&self, origin: &str) -> Option<SendRequest<WasiBody>> {
+        loop {
+            let (mut sender, since) = {
+                let mut idle = crate::lock::lock(&self.idle);
+                idle.get_mut(origin)?.pop()?
+            };
+            if since.elapsed() >= IDLE || sender.is_closed() {
+                continue;
+            }
+            // Ready at once unless the connection is still winding up its last response.
+            let ready = tokio::time::timeout(Duration::from_millis(100), sender.ready());
+            if let Ok(Ok(())) = ready.await {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// Gives back a connection whose response was read to the end.
+    pub fn put(&self, origin: String, sender: SendRequest<WasiBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = crate::lock::lock(&self.idle);
+        let list = idle.entry(origin).or_default();
+        list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE);
+        if list.len() < self.per_origin {
+            list.push((sender, Instant::now()));
+        }
+    }
+}
