@@ -82,13 +82,8 @@ pub struct Invoked {
 /// Loads the plugin at `path` (through the compiled-code cache in `cache_dir`, if any)
 /// and calls its handler once.
 pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> Result<Invoked> {
-    let cache = cache_dir.map(Cache::open).transpose()?;
-    let runtime = Runtime::new(call.limits.fuel.is_some(), cache)?;
-    let path = path.to_owned();
     let started = Instant::now();
-    let plugin = tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
-        .await
-        .context("the plugin loader failed")??;
+    let plugin = load(path, cache_dir, call.limits.fuel.is_some()).await?;
     let load_time = started.elapsed();
     let digest = plugin.digest().clone();
     let imports_state = plugin.imports_state();
@@ -141,6 +136,17 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
         },
         result,
     })
+}
+
+/// Compiles the plugin at `path` (through the cache in `cache_dir`, if any), off the
+/// async runtime.
+async fn load(path: &Path, cache_dir: Option<&Path>, fuel: bool) -> Result<Plugin> {
+    let cache = cache_dir.map(Cache::open).transpose()?;
+    let runtime = Runtime::new(fuel, cache)?;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || Plugin::load(&runtime, &path))
+        .await
+        .context("the plugin loader failed")?
 }
 
 /// Parses `NAME=VALUE` (the value may be empty, and may contain `=`).
