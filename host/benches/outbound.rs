@@ -168,14 +168,14 @@ config = {{ provider_url = "{pay}" }}
         pay = provider.url("/pay"),
     );
     std::fs::write(&config, text)?;
-    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "-c"])
         .arg(&config)
         .args(["--redis", url])
         .env("SLUICE_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
-        .context("starting sluice")?)
+        .context("starting sluice")
 }
 
 fn report(levels: &[usize], runs: &[(usize, Contender, f64)], rounds: usize) {

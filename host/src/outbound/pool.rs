@@ -17,9 +17,12 @@ use wasmtime_wasi_http::WasiBody;
 /// commonly close theirs, so that a reuse rarely meets a connection the server closed.
 pub const IDLE: Duration = Duration::from_secs(30);
 
+/// An idle connection and since when it is idle.
+type Idle = (SendRequest<WasiBody>, Instant);
+
 /// The pool (see the module doc).
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<(SendRequest<WasiBody>, Instant)>>>,
+    idle: Mutex<HashMap<String, Vec<Idle>>>,
     /// Idle connections kept per origin at most.
     per_origin: usize,
 }
