@@ -401,3 +401,30 @@ async fn the_idempotency_key_is_a_function_of_group_stream_and_id() {
         .collect();
     assert!(sent.contains(&first), "{sent:?}");
 }
+
+#[tokio::test]
+async fn waiting_on_a_response_counts_toward_the_entrys_timeout() {
+    let server = HttpServer::start();
+    let mut call = Invocation {
+        fields: vec![("url".into(), server.url("/hang").into_bytes())],
+        allowed_outbound_hosts: vec![server.origin()],
+        ..Default::default()
+    };
+    call.limits.timeout = Duration::from_millis(500);
+    let invoked = invoke(&plugin_wasm("fetch"), None, call)
+        .await
+        .expect("invoke");
+    assert!(
+        matches!(
+            invoked.result,
+            Err(sluice::message::HandlerError::Timeout(_))
+        ),
+        "{:?}",
+        invoked.result
+    );
+    assert!(
+        invoked.call_time < Duration::from_secs(3),
+        "{:?}",
+        invoked.call_time
+    );
+}

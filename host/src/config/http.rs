@@ -157,3 +157,72 @@ pub(super) fn apply_defaults(config: &mut Config, raw: &toml::Table, base: &std:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pipeline: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("p.wasm"), b"\0asm").expect("plugin");
+        let text = format!(
+            "[[pipeline]]\nname = \"p\"\nplugin = \"p.wasm\"\ninput = \"IN\"\ngroup = \"G\"\n{pipeline}"
+        );
+        Config::parse(&text, dir.path())
+    }
+
+    #[test]
+    fn a_grant_brings_network_defaults_unless_set() {
+        let plain = parse("").expect("valid");
+        assert_eq!(plain.pipelines[0].limits.timeout, Duration::from_secs(1));
+        assert_eq!(plain.pipelines[0].resolve_concurrency(false), 1);
+        let granted =
+            parse("allowed_outbound_hosts = [\"https://api.example.com\"]\n").expect("valid");
+        assert_eq!(granted.pipelines[0].limits.timeout, GRANTED_TIMEOUT);
+        assert_eq!(
+            granted.pipelines[0].resolve_concurrency(false),
+            GRANTED_CONCURRENCY
+        );
+        let set = parse(
+            "allowed_outbound_hosts = [\"https://api.example.com\"]\nconcurrency = 4\nlimits = { timeout = \"3s\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(set.pipelines[0].limits.timeout, Duration::from_secs(3));
+        assert_eq!(set.pipelines[0].resolve_concurrency(false), 4);
+    }
+
+    #[test]
+    fn bad_grants_headers_and_limits_are_refused_with_the_key() {
+        for (pipeline, says) in [
+            (
+                "allowed_outbound_hosts = [\"ftp://x.example\"]\n",
+                "ftp://x.example",
+            ),
+            (
+                "allowed_outbound_hosts = [\"https://x.example/path\"]\n",
+                "without a path",
+            ),
+            (
+                "idempotency_key_header = \"Idempotency-Key\"\n",
+                "grants nothing",
+            ),
+            (
+                "allowed_outbound_hosts = [\"https://x.example\"]\nidempotency_key_header = \"bad header\"\n",
+                "not a valid HTTP header name",
+            ),
+            (
+                "allowed_outbound_hosts = [\"https://x.example\"]\nhttp = { max_in_flight = 0 }\n",
+                "http.max_in_flight",
+            ),
+            (
+                "allowed_outbound_hosts = [\"https://x.example\"]\nhttp = { ca_file = \"missing.pem\" }\n",
+                "http.ca_file",
+            ),
+            ("http = { connect_timout = \"1s\" }\n", "unknown field"),
+        ] {
+            let error = parse(pipeline).expect_err(pipeline);
+            let text = format!("{error:#}");
+            assert!(text.contains(says), "{pipeline}: {text}");
+        }
+    }
+}
