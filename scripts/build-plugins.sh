@@ -3,7 +3,10 @@
 # in NAME as '_'): the Rust ones with cargo for wasm32-wasip2 (plus the test variants
 # payments_tag_a.wasm and payments_tag_b.wasm), the JavaScript ones (plugins/NAME-js/NAME.js)
 # with componentize-js, the Python ones (plugins/*-python/app.py) with componentize-py, the
-# C ones (plugins/*-c/*.c) with clang-19 and guest-sdk/c/tool (`sluice-c`).
+# C ones (plugins/*-c/*.c) with clang-19 and guest-sdk/c/tool (`sluice-c`). A JS plugin that
+# calls `fetch(`, or a Python one that imports sluice_http, is built for world http-handler
+# (it sends HTTP requests); C plugins are built from bindings that include wasi:http, and
+# import it only if they call it.
 # scripts/setup.sh installs the tools. JS, Python and C components are rebuilt only when a
 # source is newer.
 #
@@ -67,12 +70,19 @@ for dir in plugins/*-js/; do
     elif exports handleBatch; then world=batch-handler
     fi
     grep -Eq "^[^/]*\bfrom\s*['\"][./]*guest-sdk/js/state\.js['\"]|^\s*import\s*['\"][./]*guest-sdk/js/state\.js['\"]" "$dir"*.js && world=stateful-handler
+    # One that calls `fetch(` (outside comments) sends HTTP requests: componentize-js's
+    # `http` feature, world http-handler (one entry per call).
+    disabled=(http fetch-event)
+    if grep -Eq "^\s*[^/ ].*\bfetch\(" "$dir"*.js; then
+        world=http-handler
+        disabled=(fetch-event)
+    fi
     # A module may re-export another plugin's (plugins/echo-lists-js): that one counts too.
     mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9-]*\.js" "$dir"*.js | sed "s#^\.\./#plugins/#")
     if stale "$out/$name.wasm" "$dir"*.js "${deps[@]}" guest-sdk/js/*.js wit/*.wit; then
         echo "build-plugins: $name (componentize-js, world $world)"
         guest-sdk/js/node_modules/.bin/componentize-js "$main" --wit wit --world-name "$world" \
-            --disable http fetch-event -o "$out/$name.wasm" >/dev/null
+            --disable "${disabled[@]}" -o "$out/$name.wasm" >/dev/null
     fi
 done
 
@@ -83,10 +93,18 @@ for dir in plugins/*-python/; do
     # in one call.
     world=batch-handler
     grep -q "import sluice_state" "$dir"*.py && world=stateful-handler
-    if stale "$out/$name.wasm" "$dir"*.py guest-sdk/python/*.py wit/*.wit; then
+    # One that sends HTTP requests (sluice_http) is built for world http-handler, which
+    # has no handle-batch.
+    grep -Eq "^\s*(import|from) sluice_http\b" "$dir"*.py && world=http-handler
+    # A module may come from another plugin (plugins/payments-http-python names
+    # ../payments-python/payments_order.py): that directory goes on the path too.
+    mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*-python/[a-z0-9_]*\.py" "$dir"*.py | sed "s#^\.\./#plugins/#" | sort -u)
+    paths=()
+    for dep in "${deps[@]}"; do paths+=(-p "$(dirname "$dep")"); done
+    if stale "$out/$name.wasm" "$dir"*.py "${deps[@]}" guest-sdk/python/*.py wit/*.wit; then
         echo "build-plugins: $name (componentize-py, world $world)"
         python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
-            -d wit -w "$world" componentize app -p "$dir" -p guest-sdk/python \
+            -d wit -w "$world" componentize app -p "$dir" "${paths[@]}" -p guest-sdk/python \
             -o "$out/$name.wasm" >/dev/null
     fi
 done
@@ -98,12 +116,14 @@ if [ -d "${c_dirs[0]}" ]; then
     CARGO_TARGET_DIR=$out/tools cargo build --quiet -p sluice-c
     tool=$out/tools/debug/sluice-c
     bindings=$out/c-bindings
-    # The stateful world, named `handler` (the C SDK's names): clang and wasm-ld drop the
-    # state imports of a plugin that never calls them.
-    "$tool" bindings --wit wit --world stateful-handler --as handler --out "$bindings"
+    # The world with state and wasi:http, named `handler` (the C SDK's names): clang and
+    # wasm-ld drop the state and HTTP imports of a plugin that never calls them.
+    "$tool" bindings --wit wit --world stateful-http-handler --as handler --out "$bindings"
     for dir in "${c_dirs[@]}"; do
         name=$(basename "$dir" | tr - _)
-        if stale "$out/$name.wasm" "$dir"*.c guest-sdk/c/sluice.[ch] guest-sdk/c/tool/src/*.rs wit/*.wit; then
+        # Headers included from another plugin (#include "../payments-c/order.h") count too.
+        mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9_-]*\.h" "$dir"*.c | sed "s#^\.\./#plugins/#")
+        if stale "$out/$name.wasm" "$dir"*.[ch] "${deps[@]}" guest-sdk/c/sluice.[ch] guest-sdk/c/tool/src/*.rs wit/*.wit; then
             echo "build-plugins: $name (clang)"
             "$cc" --target=wasm32-wasi -mexec-model=reactor -O2 -s -Wall -Wextra -Werror \
                 -I "$bindings" -I guest-sdk/c -o "$bindings/$name.core.wasm" \

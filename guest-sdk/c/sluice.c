@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static void *checked(void *p) {
     // Out of memory inside a sandbox: trap, and the host names the memory limit.
@@ -288,3 +289,269 @@ bool sluice_state_hgetall(sluice_failure_t *err, const char *key,
     sluice_plugin_state_state_error_t e;
     return sluice_plugin_state_hgetall(&k, fields, &e) || state_failed(err, &e);
 }
+
+char *sluice_idempotency_key(const sluice_message_t *msg) {
+    handler_string_t id = msg->id, key;
+    sluice_plugin_host_idempotency_key(&id, &key);
+    char *text = checked(malloc(key.len + 1));
+    memcpy(text, key.ptr, key.len);
+    text[key.len] = '\0';
+    handler_string_free(&key);
+    return text;
+}
+
+// --- Outgoing HTTP ------------------------------------------------------------------------
+// Compiled only with bindings that include wasi:http (world stateful-http-handler).
+#ifdef WASI_HTTP_TYPES_METHOD_POST
+
+static char *text_of(const char *format, ...) __attribute__((format(printf, 1, 2)));
+static char *text_of(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    char *text = vformat(format, args);
+    va_end(args);
+    return text;
+}
+
+// The wasi:http error codes, named as the Rust SDK's reasons name them (`{:?}` of its
+// bindings' ErrorCode, without payloads).
+static const char *const ERROR_CODES[] = {
+    "DnsTimeout", "DnsError", "DestinationNotFound", "DestinationUnavailable",
+    "DestinationIpProhibited", "DestinationIpUnroutable", "ConnectionRefused",
+    "ConnectionTerminated", "ConnectionTimeout", "ConnectionReadTimeout",
+    "ConnectionWriteTimeout", "ConnectionLimitReached", "TlsProtocolError",
+    "TlsCertificateError", "TlsAlertReceived", "HttpRequestDenied",
+    "HttpRequestLengthRequired", "HttpRequestBodySize", "HttpRequestMethodInvalid",
+    "HttpRequestUriInvalid", "HttpRequestUriTooLong", "HttpRequestHeaderSectionSize",
+    "HttpRequestHeaderSize", "HttpRequestTrailerSectionSize", "HttpRequestTrailerSize",
+    "HttpResponseIncomplete", "HttpResponseHeaderSectionSize", "HttpResponseHeaderSize",
+    "HttpResponseBodySize", "HttpResponseTrailerSectionSize", "HttpResponseTrailerSize",
+    "HttpResponseTransferCoding", "HttpResponseContentCoding", "HttpResponseTimeout",
+    "HttpUpgradeFailed", "HttpProtocolError", "LoopDetected", "ConfigurationError",
+    "InternalError",
+};
+
+#define DENIED "the request was denied: the pipeline does not grant its origin (allowed_outbound_hosts)"
+
+// The reason for error `code` (which is freed), as the Rust SDK words it.
+static char *code_error(wasi_http_types_error_code_t *code) {
+    char *text;
+    switch (code->tag) {
+    case WASI_HTTP_TYPES_ERROR_CODE_HTTP_REQUEST_DENIED:
+    case WASI_HTTP_TYPES_ERROR_CODE_DESTINATION_IP_PROHIBITED:
+        text = checked(strdup(DENIED));
+        break;
+    case WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_TIMEOUT:
+    case WASI_HTTP_TYPES_ERROR_CODE_CONNECTION_READ_TIMEOUT:
+    case WASI_HTTP_TYPES_ERROR_CODE_HTTP_RESPONSE_TIMEOUT:
+        text = checked(strdup("the request timed out"));
+        break;
+    default: {
+        size_t n = sizeof ERROR_CODES / sizeof ERROR_CODES[0];
+        text = text_of("the request failed: ErrorCode::%s", code->tag < n ? ERROR_CODES[code->tag] : "unknown");
+    }
+    }
+    wasi_http_types_error_code_free(code);
+    return text;
+}
+
+// `scheme://authority/path?query` into the request; false with `*error` set if it is not.
+static bool set_url(wasi_http_types_borrow_outgoing_request_t request, const char *url,
+                    char **error) {
+    const char *sep = strstr(url, "://");
+    if (!sep) return *error = text_of("invalid URL: \"%s\" has no scheme", url), false;
+    const char *authority = sep + 3;
+    size_t host_len = strcspn(authority, "/?");
+    if (host_len == 0) return *error = text_of("invalid URL: \"%s\" has no host", url), false;
+    wasi_http_types_scheme_t scheme = {.tag = WASI_HTTP_TYPES_SCHEME_OTHER};
+    size_t scheme_len = (size_t)(sep - url);
+    if (scheme_len == 4 && strncasecmp(url, "http", 4) == 0) scheme.tag = WASI_HTTP_TYPES_SCHEME_HTTP;
+    else if (scheme_len == 5 && strncasecmp(url, "https", 5) == 0) scheme.tag = WASI_HTTP_TYPES_SCHEME_HTTPS;
+    else scheme.val.other = (handler_string_t){(uint8_t *)url, scheme_len};
+    const char *path = authority[host_len] ? authority + host_len : "/";
+    handler_string_t a = {(uint8_t *)authority, host_len}, p = borrow(path);
+    const char *wrong = !wasi_http_types_method_outgoing_request_set_scheme(request, &scheme) ? "scheme"
+                      : !wasi_http_types_method_outgoing_request_set_authority(request, &a) ? "authority"
+                      : !wasi_http_types_method_outgoing_request_set_path_with_query(request, &p) ? "path"
+                      : NULL;
+    if (wrong) *error = text_of("invalid URL: %s of %s", wrong, url);
+    return !wrong;
+}
+
+// The request with its headers, method and URL; false with `*error` set if one is refused.
+static bool new_request(const char *method, const char *url, const sluice_http_header_t *headers,
+                        size_t count, wasi_http_types_own_outgoing_request_t *request,
+                        char **error) {
+    wasi_http_types_list_tuple2_field_name_field_value_t list = {
+        checked(calloc(count ? count : 1, sizeof *list.ptr)), count};
+    for (size_t i = 0; i < count; i++) {
+        list.ptr[i].f0 = borrow(headers[i].name);
+        list.ptr[i].f1 = (wasi_http_types_field_value_t){(uint8_t *)headers[i].value, strlen(headers[i].value)};
+    }
+    wasi_http_types_own_fields_t fields;
+    wasi_http_types_header_error_t header_error;
+    bool ok = wasi_http_types_static_fields_from_list(&list, &fields, &header_error);
+    free(list.ptr);
+    if (!ok) return *error = text_of("the request failed: header not allowed (%d)", header_error.tag), false;
+    *request = wasi_http_types_constructor_outgoing_request(fields);
+    wasi_http_types_borrow_outgoing_request_t r = wasi_http_types_borrow_outgoing_request(*request);
+    wasi_http_types_method_t m = {.tag = WASI_HTTP_TYPES_METHOD_OTHER, .val.other = borrow(method)};
+    static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+    for (uint8_t i = 0; i < sizeof METHODS / sizeof METHODS[0]; i++)
+        if (strcasecmp(method, METHODS[i]) == 0) m.tag = i;
+    if (!wasi_http_types_method_outgoing_request_set_method(r, &m)) {
+        *error = text_of("invalid URL: method of %s", url);
+    } else if (set_url(r, url, error)) {
+        return true;
+    }
+    wasi_http_types_outgoing_request_drop_own(*request);
+    return false;
+}
+
+// Writes `body` to the request's body and finishes it; `*error` set if that failed.
+static void send_body(wasi_http_types_own_outgoing_body_t body, const uint8_t *bytes, size_t len,
+                      char **error) {
+    wasi_http_types_own_output_stream_t stream;
+    if (len && wasi_http_types_method_outgoing_body_write(wasi_http_types_borrow_outgoing_body(body), &stream)) {
+        wasi_io_streams_borrow_output_stream_t s = wasi_io_streams_borrow_output_stream(stream);
+        // `blocking-write-and-flush` takes at most 4096 bytes a call.
+        for (size_t at = 0; at < len && !*error; at += 4096) {
+            handler_list_u8_t chunk = {(uint8_t *)bytes + at, len - at < 4096 ? len - at : 4096};
+            wasi_io_streams_stream_error_t e;
+            if (!wasi_io_streams_method_output_stream_blocking_write_and_flush(s, &chunk, &e)) {
+                *error = checked(strdup("the request failed: writing the body"));
+                wasi_io_streams_stream_error_free(&e);
+            }
+        }
+        wasi_io_streams_output_stream_drop_own(stream);
+    }
+    wasi_http_types_error_code_t code;
+    if (!wasi_http_types_static_outgoing_body_finish(body, NULL, &code)) {
+        if (*error) wasi_http_types_error_code_free(&code);
+        else *error = code_error(&code);
+    }
+}
+
+// The response `future` gives once ready (it is dropped); false with `*error` set if none.
+static bool await_response(wasi_http_types_own_future_incoming_response_t future,
+                           wasi_http_types_own_incoming_response_t *response, char **error) {
+    wasi_http_types_borrow_future_incoming_response_t f = wasi_http_types_borrow_future_incoming_response(future);
+    wasi_io_poll_own_pollable_t ready = wasi_http_types_method_future_incoming_response_subscribe(f);
+    wasi_io_poll_method_pollable_block(wasi_io_poll_borrow_pollable(ready));
+    wasi_io_poll_pollable_drop_own(ready);
+    wasi_http_types_result_result_own_incoming_response_error_code_void_t got;
+    bool some = wasi_http_types_method_future_incoming_response_get(f, &got);
+    wasi_http_types_future_incoming_response_drop_own(future);
+    if (!some || got.is_err) return *error = checked(strdup("the request failed: no response")), false;
+    if (got.val.ok.is_err) return *error = code_error(&got.val.ok.val.err), false;
+    *response = got.val.ok.val.ok;
+    return true;
+}
+
+// The body's error: its wasi:http error code, or else the first line of its text.
+static char *read_error(wasi_io_streams_stream_error_t *e) {
+    wasi_io_error_borrow_error_t error = wasi_io_error_borrow_error(e->val.last_operation_failed);
+    wasi_http_types_error_code_t code;
+    char *text;
+    if (wasi_http_types_http_error_code(error, &code)) {
+        text = code_error(&code);
+    } else {
+        handler_string_t debug;
+        wasi_io_error_method_error_to_debug_string(error, &debug);
+        int line = (int)strcspn((const char *)debug.ptr, "\n");
+        line = line < (int)debug.len ? line : (int)debug.len;
+        text = text_of("the request failed: %.*s", line, (const char *)debug.ptr);
+        handler_string_free(&debug);
+    }
+    wasi_io_streams_stream_error_free(e);
+    return text;
+}
+
+// Reads the whole body of `response` (which is dropped) into `out`.
+static bool read_response(wasi_http_types_own_incoming_response_t response,
+                          sluice_http_response_t *out, char **error) {
+    wasi_http_types_borrow_incoming_response_t r = wasi_http_types_borrow_incoming_response(response);
+    out->status = wasi_http_types_method_incoming_response_status(r);
+    out->body = checked(malloc(1));
+    out->body_len = 0;
+    wasi_http_types_own_incoming_body_t body;
+    wasi_http_types_own_input_stream_t stream;
+    if (!wasi_http_types_method_incoming_response_consume(r, &body)) {
+        *error = checked(strdup("the request failed: no response body"));
+    } else if (!wasi_http_types_method_incoming_body_stream(wasi_http_types_borrow_incoming_body(body), &stream)) {
+        *error = checked(strdup("the request failed: no body stream"));
+        wasi_http_types_incoming_body_drop_own(body);
+    } else {
+        wasi_io_streams_borrow_input_stream_t s = wasi_io_streams_borrow_input_stream(stream);
+        for (;;) {
+            handler_list_u8_t chunk;
+            wasi_io_streams_stream_error_t e;
+            if (!wasi_io_streams_method_input_stream_blocking_read(s, 64 * 1024, &chunk, &e)) {
+                if (e.tag == WASI_IO_STREAMS_STREAM_ERROR_LAST_OPERATION_FAILED) *error = read_error(&e);
+                break;
+            }
+            out->body = checked(realloc(out->body, out->body_len + chunk.len + 1));
+            memcpy(out->body + out->body_len, chunk.ptr, chunk.len);
+            out->body_len += chunk.len;
+            handler_list_u8_free(&chunk);
+        }
+        wasi_io_streams_input_stream_drop_own(stream);
+        wasi_http_types_future_trailers_drop_own(wasi_http_types_static_incoming_body_finish(body));
+    }
+    wasi_http_types_incoming_response_drop_own(response);
+    out->body[out->body_len] = '\0';
+    if (*error) sluice_http_response_free(out);
+    return !*error;
+}
+
+bool sluice_http_request(const char *method, const char *url, const sluice_http_header_t *headers,
+                         size_t header_count, const uint8_t *body, size_t body_len,
+                         sluice_http_response_t *response, char **error) {
+    *error = NULL;
+    wasi_http_types_own_outgoing_request_t request;
+    if (!new_request(method, url, headers, header_count, &request, error)) return false;
+    wasi_http_types_own_outgoing_body_t outgoing;
+    if (!wasi_http_types_method_outgoing_request_body(wasi_http_types_borrow_outgoing_request(request), &outgoing)) {
+        wasi_http_types_outgoing_request_drop_own(request);
+        return *error = checked(strdup("the request failed: no request body")), false;
+    }
+    wasi_http_types_own_future_incoming_response_t future;
+    wasi_http_types_error_code_t code;
+    if (!wasi_http_outgoing_handler_handle(request, NULL, &future, &code)) {
+        wasi_http_types_outgoing_body_drop_own(outgoing);
+        return *error = code_error(&code), false;
+    }
+    // A body the host could not take (the connection failed): the response's error
+    // says why, if there is one.
+    char *write_error = NULL;
+    send_body(outgoing, body, body_len, &write_error);
+    wasi_http_types_own_incoming_response_t incoming;
+    if (!await_response(future, &incoming, error)) {
+        free(write_error);
+        return false;
+    }
+    if (write_error) {
+        wasi_http_types_incoming_response_drop_own(incoming);
+        return *error = write_error, false;
+    }
+    return read_response(incoming, response, error);
+}
+
+bool sluice_http_post(const char *url, const char *content_type, const char *idempotency_key,
+                      const uint8_t *body, size_t body_len, sluice_http_response_t *response,
+                      char **error) {
+    sluice_http_header_t headers[] = {
+        {"content-type", content_type},
+        {"idempotency-key", idempotency_key},
+    };
+    size_t count = idempotency_key ? 2 : 1;
+    return sluice_http_request("POST", url, headers, count, body, body_len, response, error);
+}
+
+void sluice_http_response_free(sluice_http_response_t *response) {
+    free(response->body);
+    response->body = NULL;
+    response->body_len = 0;
+}
+
+#endif

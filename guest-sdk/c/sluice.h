@@ -104,6 +104,53 @@ char *sluice_config(const char *key);
 // The `[config]` value for `key`, or a malloc'ed copy of `fallback` when it is absent.
 char *sluice_config_or(const char *key, const char *fallback);
 
+// This entry's idempotency key (WIT `host.idempotency-key`), malloc'ed (free it): 32
+// hex digits, the same for every delivery of the entry to the pipeline's consumer group
+// (a retry, a redelivery after a crash, a reclaim). Send it with a side effect (a
+// payment, an e-mail) so that the receiver does it once.
+char *sluice_idempotency_key(const sluice_message_t *msg);
+
+// --- Outgoing HTTP --------------------------------------------------------------------
+// Requests through the standard `wasi:http/outgoing-handler` interface. The pipeline
+// must grant the origin (`allowed_outbound_hosts`).
+// Available when the bindings are generated for the world `stateful-http-handler` (named
+// `handler`), as scripts/build-plugins.sh does; a plugin that calls none of these does
+// not import wasi:http and runs in any pipeline. With bindings of another world these
+// are not compiled, and calling one fails to link.
+
+// A whole response: the status and the body (malloc'ed, followed by a NUL byte not
+// counted in `body_len`).
+typedef struct {
+    uint16_t status;
+    uint8_t *body;
+    size_t body_len;
+} sluice_http_response_t;
+
+// One request header.
+typedef struct {
+    const char *name;
+    const char *value;
+} sluice_http_header_t;
+
+// Sends `method` (GET, POST...) to `url` (`http[s]://host[:port]/path?query`) with
+// `header_count` headers and `body_len` bytes of `body`, and reads the whole response.
+// True with `*response` filled (free it with sluice_http_response_free); false when no
+// response came, with `*error` a malloc'ed reason in the Rust SDK's words: "the request
+// was denied: ..." (origin not granted), "the request timed out", "invalid URL: ..." or
+// "the request failed: ConnectionRefused" (the wasi:http error code).
+bool sluice_http_request(const char *method, const char *url, const sluice_http_header_t *headers,
+                         size_t header_count, const uint8_t *body, size_t body_len,
+                         sluice_http_response_t *response, char **error);
+
+// A POST of `body` with `content-type: content_type` and, unless it is NULL,
+// `idempotency-key: idempotency_key`.
+bool sluice_http_post(const char *url, const char *content_type, const char *idempotency_key,
+                      const uint8_t *body, size_t body_len, sluice_http_response_t *response,
+                      char **error);
+
+// Frees the response's body.
+void sluice_http_response_free(sluice_http_response_t *response);
+
 // --- Handler state ------------------------------------------------------------------------
 // Keys in Redis read and written with the entry's commit (WIT `sluice:plugin/state`; see
 // docs/src/guide/state.md, "Handler state"). The bindings are generated for the world

@@ -9,8 +9,22 @@
 // A handler returns a list of outputs (or nothing); `throw reject(reason)` dead-letters
 // the message, `throw retry(reason)` leaves it pending for a later delivery. Any other
 // exception traps the instance, which counts as a retry.
+//
+// A handler may be `async` (or return a promise): componentize-js runs the event loop
+// until it settles. So `fetch` works in a plugin built with the `http` feature for world
+// `http-handler` (scripts/build-plugins.sh does for a plugin that calls `fetch(`):
+//
+//   export const handle = handler(async (msg) => {
+//     const response = await fetch(config('url'), {
+//       method: 'POST',
+//       headers: { 'idempotency-key': msg.idempotencyKey() },
+//       body: msg.text('payload'),
+//     });
+//     if (response.status >= 500) throw retry(`the service answered ${response.status}`);
+//     return [output('OUT', { answer: await response.text() })];
+//   });
 
-import { log as hostLog, config as hostConfig } from 'sluice:plugin/host@0.1.4';
+import { log as hostLog, config as hostConfig, idempotencyKey as hostIdempotencyKey } from 'sluice:plugin/host@0.1.4';
 
 // Lossy (invalid UTF-8 becomes U+FFFD) and keeping a leading U+FEFF, as Rust's
 // `String::from_utf8_lossy` does (a WHATWG decoder drops it unless told not to).
@@ -60,6 +74,16 @@ export class Message {
     return object;
   }
 
+  /**
+   * This entry's idempotency key: 32 hex digits, the same for every delivery of the entry
+   * to the pipeline's consumer group (a retry, a redelivery after a crash, a reclaim),
+   * different for every other entry. Send it with a side effect (a payment, an e-mail)
+   * so that the receiver does it once.
+   */
+  idempotencyKey() {
+    return idempotencyKey(this);
+  }
+
   /** The fields as text, rejecting the message if one of `names` is missing. */
   require(...names) {
     const object = this.fields();
@@ -70,6 +94,11 @@ export class Message {
     }
     return object;
   }
+}
+
+/** The idempotency key of `msg` (a Message or the raw `message` record): see `Message.idempotencyKey`. */
+export function idempotencyKey(msg) {
+  return hostIdempotencyKey(msg.id);
 }
 
 /** A failure that dead-letters the message: `throw reject('why')`. */

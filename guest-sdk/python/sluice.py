@@ -10,6 +10,10 @@
 `on_message` returns a list of outputs (or None); `raise sluice.Reject(reason)`
 dead-letters the message, `raise sluice.Retry(reason)` leaves it pending for a later
 delivery. Any other exception traps the instance, which counts as a retry.
+
+A plugin that sends HTTP requests imports `sluice_http` (a synchronous client over
+wasi:http) and is built for world `http-handler`, which has no `handle-batch`: the
+Handler's `handle_batch` is then simply not exported.
 """
 
 import json
@@ -17,7 +21,14 @@ from typing import Dict, List, Optional
 
 import wit_world
 from componentize_py_types import Err, Ok
-from wit_world.imports import host, types
+from wit_world.imports import host
+
+try:
+    from wit_world.imports import types
+except ImportError:
+    # A world that also imports wasi:http (http-handler) has two interfaces named
+    # `types`: componentize-py names Sluice's after its package.
+    from wit_world.imports import sluice_plugin_types as types
 
 __all__ = ["Handler", "Message", "Reject", "Retry", "output", "config", "log"]
 
@@ -65,6 +76,13 @@ class Message:
     def fields(self) -> Dict[str, str]:
         """Every field as text, keyed by name (the last value wins)."""
         return {name: value.decode("utf-8", "replace") for name, value in self.raw}
+
+    def idempotency_key(self) -> str:
+        """This entry's idempotency key: 32 hex digits, the same for every delivery of the
+        entry to the pipeline's consumer group (a retry, a redelivery after a crash, a
+        reclaim), different for every other entry. Send it with a side effect (a payment,
+        an e-mail) so that the receiver does it once."""
+        return host.idempotency_key(self.id)
 
     def require(self, *names: str) -> Dict[str, str]:
         """The fields as text, rejecting the message if one of `names` is missing."""

@@ -1,89 +1,22 @@
 // The tutorial's payments service as a Sluice handler in JavaScript: the same outputs
-// and the same rejects as plugins/payments (Rust), checked by the conformance suite.
+// and the same rejects as plugins/payments (Rust), checked by the conformance suite. The
+// order is read and checked in order.js, shared with plugins/payments-http-js.
 //
 // Build: scripts/build-plugins.sh (componentize-js; see docs/src/guide/plugins-js.md, "Writing a plugin in JavaScript").
 
-import { handler, packed, reject, output, config, log } from '../../guest-sdk/js/sluice.js';
+import { handler, packed } from '../../guest-sdk/js/sluice.js';
+import { logged, readOrder, payment } from './order.js';
 
-const PAYMENT_SUCCESSFUL = '3';
-
-// Logs (the conformance suite holds every language to these lines): `warn` for each
-// rejected order, `info` for an entry on a later delivery attempt.
-export const handle = handler((msg) => {
-  if (msg.attempt > 1) log.info(`entry ${msg.id} is on delivery attempt ${msg.attempt}`);
-  try {
-    return pay(msg);
-  } catch (failure) {
-    if (failure && failure.tag === 'reject') log.warn(`rejected entry ${msg.id}: ${failure.val}`);
-    throw failure;
-  }
-});
+export const handle = handler(
+  logged((msg) => {
+    const { order, amount } = readOrder(msg);
+    return [payment(order, amount, paymentId(order.orderId))];
+  }),
+);
 
 // A batch in one call, as one byte string each way (world packed-batch-handler): the
 // runtime's cost of a call, and of lifting and lowering each field, paid once.
 export const handlePacked = packed(handle);
-
-function pay(msg) {
-  const order = msg.require('orderId', 'userId');
-  const amount = order.orderAmount;
-  if (amount === undefined) throw reject(`order ${order.orderId} has no orderAmount`);
-  const value = parseAmount(amount);
-  if (value === undefined) {
-    throw reject(`order ${order.orderId} has an orderAmount that is not a number: ${debug(amount)}`);
-  }
-  if (!(Number.isFinite(value) && value >= 0)) {
-    throw reject(`order ${order.orderId} has a negative orderAmount ${debug(amount)}`);
-  }
-  return [
-    output(config('payments_stream', 'PAYMENTS_STREAM'), {
-      orderId: order.orderId,
-      paymentId: paymentId(order.orderId),
-      orderAmount: amount,
-      paidAmount: amount,
-      orderStatusCode: PAYMENT_SUCCESSFUL,
-      userId: order.userId,
-    }),
-  ];
-}
-
-// Rust's `str::trim` (Unicode White_Space) and `f64::from_str` grammar, so that both
-// plugins accept exactly the same amounts.
-const WHITE = '[\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
-const TRIM = new RegExp(`^${WHITE}+|${WHITE}+$`, 'g');
-const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
-const SPECIAL = /^[+-]?(inf|infinity|nan)$/i;
-
-// Every White_Space character is U+0020 or below, or U+0085 or above.
-const mayBeWhite = (code) => code <= 0x20 || code >= 0x85;
-
-function parseAmount(text) {
-  // The regular expression scans every position: most amounts need no trim, and two
-  // character codes tell.
-  const trimmed =
-    text.length > 0 && (mayBeWhite(text.charCodeAt(0)) || mayBeWhite(text.charCodeAt(text.length - 1)))
-      ? text.replace(TRIM, '')
-      : text;
-  if (DECIMAL.test(trimmed)) return Number(trimmed);
-  const special = SPECIAL.exec(trimmed);
-  if (!special) return undefined;
-  return special[1].toLowerCase() === 'nan' ? NaN : Infinity;
-}
-
-// Rust's `{:?}` of a string, for the reasons.
-function debug(text) {
-  let out = '"';
-  for (const ch of text) {
-    const code = ch.codePointAt(0);
-    if (ch === '"' || ch === '\\') out += `\\${ch}`;
-    else if (ch === '\n') out += '\\n';
-    else if (ch === '\r') out += '\\r';
-    else if (ch === '\t') out += '\\t';
-    else if (ch === '\0') out += '\\0';
-    else if (code < 0x20 || code === 0x7f) out += `\\u{${code.toString(16)}}`;
-    else out += ch;
-  }
-  return `${out}"`;
-}
 
 // A 24-hex-digit payment ID derived from the order ID (two FNV-1a hashes), as in Rust.
 // 64-bit FNV-1a in two 32-bit halves held in plain numbers: the prime is 2^40 + 0x1b3,
