@@ -54,7 +54,8 @@ fn http_template(language: Language) -> &'static [(&'static str, &'static str)] 
     match language {
         Language::Rust => files!["rust-http/src/lib.rs"],
         Language::Js => files!["js-http/{{name}}.js"],
-        Language::Python | Language::C => &[],
+        Language::Python => files!["python-http/app.py"],
+        Language::C => files!["c-http/{{name}}.c"],
     }
 }
 

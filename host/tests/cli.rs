@@ -512,3 +512,14 @@ fn new_rust_http_plugin_calls_a_granted_service() {
 fn new_js_http_plugin_calls_a_granted_service() {
     http_scaffold_calls_out("js", "target/plugins/scaffold");
 }
+
+#[test]
+fn new_python_http_plugin_calls_a_granted_service() {
+    http_scaffold_calls_out("python", "target/plugins/scaffold");
+}
+
+#[test]
+fn new_c_http_plugin_calls_a_granted_service() {
+    plugin_wasm("payments-c");
+    http_scaffold_calls_out("c", "target/plugins/tools");
+}

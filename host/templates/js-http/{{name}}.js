@@ -13,12 +13,10 @@
 // Build: ./build.sh (writes {{file}}.wasm).
 // Try:   sluice invoke {{file}}.wasm --allow-outbound http://127.0.0.1:8080 greeting=hello
 
-import { handler, output, reject, retry, config, idempotencyKey } from './sluice.js';
+import { handler, output, reject, retry, config } from './sluice.js';
 
 export const handle = handler(async (msg) => {
   const url = config('url', 'http://127.0.0.1:8080/');
-  const body = {};
-  for (const [name, value] of msg.fields) body[name] = new TextDecoder().decode(value);
   let response;
   try {
     response = await fetch(url, {
@@ -27,9 +25,9 @@ export const handle = handler(async (msg) => {
         'content-type': 'application/json',
         // The same key on every delivery of this entry: the service can do its work
         // once even when this call is made again (a retry, a crash before the commit).
-        'idempotency-key': idempotencyKey(msg),
+        'idempotency-key': msg.idempotencyKey(),
       },
-      body: JSON.stringify(body),
+      body: JSON.stringify(msg.fields()),
     });
   } catch (error) {
     throw retry(`${url} could not be reached: ${error}`);

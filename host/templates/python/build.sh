@@ -10,6 +10,9 @@ cd "$here"
 # implements handle_batch).
 world=batch-handler
 grep -q "import sluice_state" ./*.py && world=stateful-handler
+# A handler that imports sluice_http sends HTTP requests: world http-handler (its
+# pipeline must grant the hosts it calls, allowed_outbound_hosts).
+grep -q "import sluice_http" ./*.py && world=http-handler
 python3 -c 'import sys, componentize_py; sys.exit(componentize_py.script())' \
     -d "$sdk/wit" -w "$world" componentize app -p . -p "$sdk/guest-sdk/python" \
     -o {{file}}.wasm >/dev/null
