@@ -147,6 +147,11 @@ impl HttpServer {
         format!("{}{path}", self.origin())
     }
 
+    /// How many requests came so far.
+    pub fn seen_count(&self) -> usize {
+        self.shared.seen.lock().expect("seen").len()
+    }
+
     /// Every request so far, in arrival order.
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().expect("seen").clone()

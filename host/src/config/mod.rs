@@ -151,7 +151,8 @@ pub struct PipelineConfig {
     pub state: Vec<String>,
     /// Where rejected and exhausted entries go; defaults to `<input>:dead`.
     pub dead_letter: Option<Name>,
-    /// How many entries one read (and one commit) takes at most.
+    /// How many entries one read (and one commit) takes at most (with a grant, unset: 4
+    /// per instance, at least 100).
     #[serde(default = "defaults::batch")]
     pub batch: usize,
     /// How many handler instances run the entries of a batch side by side. Unset: 1,
@@ -223,7 +224,7 @@ pub struct PipelineConfig {
     /// grammar (`outbound::grant`): `["https://api.example.com", "http://127.0.0.1:8080",
     /// "https://*.example.com"]`. Empty: none, and a plugin that imports
     /// `wasi:http/outgoing-handler` is refused. A grant makes `limits.timeout` default to
-    /// 30s and `concurrency` to 32.
+    /// 30s, `concurrency` to 32 and `batch` to 4 per instance.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
     /// The header in which every outgoing request carries its entry's idempotency key
