@@ -111,6 +111,9 @@ pub struct CallContext {
     pub parent: Option<SpanContext>,
     /// Where the request's client span goes once it is over.
     pub spans: Option<Arc<Mutex<Vec<ClientSpan>>>>,
+    /// Cancelled when the call ends: its requests still waiting are abandoned, and the
+    /// bodies it did not read let go of their connections and places.
+    pub ended: tokio_util::sync::CancellationToken,
 }
 
 impl Outbound {

@@ -4,7 +4,10 @@
 //! A connection goes back to the pool when its response body has been read to the end,
 //! and is taken again only by a request to the same origin (which the grant checked) if
 //! it is ready, open, and was idle less than [`IDLE`]. A connection is dialled under the
-//! request's connect timeout, which the pool's reuse never stretches.
+//! request's connect timeout, which the pool's reuse never stretches. The pool keeps at
+//! most `max_in_flight` idle connections in all, and a sweep every [`SWEEP`] closes those
+//! idle past [`IDLE`] (a handler that calls many origins once each leaves no sockets
+//! behind).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,19 +23,45 @@ pub const IDLE: Duration = Duration::from_secs(30);
 /// An idle connection and since when it is idle.
 type Idle = (SendRequest<WasiBody>, Instant);
 
+/// How often idle connections past [`IDLE`] are closed.
+pub const SWEEP: Duration = Duration::from_secs(5);
+
 /// The pool (see the module doc).
 pub struct Pool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
-    /// Idle connections kept per origin at most.
-    per_origin: usize,
+    /// Idle connections kept at most, all origins together.
+    most: usize,
 }
 
 impl Pool {
-    pub fn new(per_origin: usize) -> Arc<Self> {
-        Arc::new(Self {
+    /// A pool of at most `most` idle connections, swept on the current tokio runtime (if
+    /// any) for as long as the pool lives.
+    pub fn new(most: usize) -> Arc<Self> {
+        let pool = Arc::new(Self {
             idle: Mutex::new(HashMap::new()),
-            per_origin,
-        })
+            most,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool);
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(SWEEP);
+                loop {
+                    every.tick().await;
+                    let Some(pool) = weak.upgrade() else { break };
+                    pool.sweep();
+                }
+            });
+        }
+        pool
+    }
+
+    /// Closes the connections idle past [`IDLE`] or closed by their server.
+    pub fn sweep(&self) {
+        let mut idle = crate::lock::lock(&self.idle);
+        for list in idle.values_mut() {
+            list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE);
+        }
+        idle.retain(|_, list| !list.is_empty());
     }
 
     /// A ready idle connection to `origin`, if there is one.
@@ -40,7 +69,12 @@ impl Pool {
         loop {
             let (mut sender, since) = {
                 let mut idle = crate::lock::lock(&self.idle);
-                idle.get_mut(origin)?.pop()?
+                let list = idle.get_mut(origin)?;
+                let taken = list.pop();
+                if list.is_empty() {
+                    idle.remove(origin);
+                }
+                taken?
             };
             if since.elapsed() >= IDLE || sender.is_closed() {
                 continue;
@@ -59,10 +93,11 @@ impl Pool {
             return;
         }
         let mut idle = crate::lock::lock(&self.idle);
-        let list = idle.entry(origin).or_default();
-        list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE);
-        if list.len() < self.per_origin {
-            list.push((sender, Instant::now()));
+        let total: usize = idle.values().map(Vec::len).sum();
+        if total < self.most {
+            idle.entry(origin)
+                .or_default()
+                .push((sender, Instant::now()));
         }
     }
 }

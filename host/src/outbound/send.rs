@@ -42,7 +42,14 @@ impl Outbound {
         call: CallContext,
     ) -> Box<dyn Future<Output = Sent> + Send> {
         let this = self.clone();
-        Box::new(async move { this.exchange(request, options, call).await })
+        Box::new(async move {
+            let ended = call.ended.clone();
+            tokio::select! {
+                sent = this.exchange(request, options, call) => sent,
+                // The call is over: nobody waits for this response any more.
+                () = ended.cancelled() => Err(Error::ConnectionTerminated),
+            }
+        })
     }
 
     async fn exchange(
@@ -64,6 +71,7 @@ impl Outbound {
         self.metrics.sent(&label);
         let span = self.decorate(&mut request, &call);
         let method = request.method().to_string();
+        let head = request.method() == http::Method::HEAD;
         let url = format!("{origin}{}", request.uri().path());
         let permit = self.in_flight.clone().acquire_owned().await;
         let permit = permit.map_err(|_| Error::ConnectionLimitReached)?;
@@ -93,7 +101,12 @@ impl Outbound {
         let pool = self.pool.clone();
         let key = origin.to_string();
         let reuse = Box::new(move || pool.put(key, sender));
-        self.capped(response, label, (permit, reuse), timeouts)
+        self.capped(
+            response,
+            label,
+            (permit, reuse),
+            (timeouts, head, call.ended),
+        )
     }
 
     /// The response with its body under the cap and the between-bytes timeout; one
@@ -102,24 +115,26 @@ impl Outbound {
         &self,
         response: Response<hyper::body::Incoming>,
         label: Arc<str>,
-        (permit, reuse): (tokio::sync::OwnedSemaphorePermit, Box<dyn FnOnce() + Send>),
-        timeouts: Timeouts,
+        held: (tokio::sync::OwnedSemaphorePermit, Box<dyn FnOnce() + Send>),
+        (timeouts, head, ended): (Timeouts, bool, tokio_util::sync::CancellationToken),
     ) -> Sent {
         let cap = self.settings.max_response_bytes;
         let declared = response
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cap) {
+        // A HEAD's, a 1xx's, a 204's and a 304's length is of a body that is not sent.
+        let bodiless = head || matches!(response.status().as_u16(), 100..=199 | 204 | 304);
+        if !bodiless && declared.is_some_and(|n| n > cap) {
             self.metrics.error(&label, "body_too_large");
             return Err(Error::HttpResponseBodySize(declared));
         }
         let metrics = self.metrics.clone();
         let response = response.map(|incoming| {
-            Capped::new(incoming, cap, timeouts.between_bytes, permit, move |kind| {
+            let limits = (cap, timeouts.between_bytes);
+            Capped::new(incoming, limits, held, ended, move |kind| {
                 metrics.error(&label, kind)
             })
-            .reusing(reuse)
             .boxed_unsync()
         });
         Ok((response, Box::new(async { Ok(()) })))
@@ -169,8 +184,7 @@ impl Outbound {
             None => self.open(origin, timeouts.connect).await?,
         };
         // On the wire the request line holds the path; the authority is in `Host`.
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+        *request.uri_mut() = origin_form(request.uri())?;
         let response = tokio::time::timeout(timeouts.first_byte, sender.send_request(request));
         match response.await {
             Ok(Ok(response)) => Ok((response, sender)),
@@ -251,6 +265,18 @@ fn check(request: &Request<WasiBody>) -> Result<Origin, String> {
         ));
     }
     Ok(origin)
+}
+
+/// The request target in origin form (RFC 9112 §3.2.1): the path and query, `/` for an
+/// empty path (`http://host?x=1` is `/?x=1`).
+fn origin_form(uri: &http::Uri) -> Result<http::Uri, Error> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)
 }
 
 /// The URL as far as it can be shown for a request refused before it had an origin.

@@ -263,16 +263,22 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
     }
 }
 
+/// A DNS name (RFC 1123 §2.1): at most 253 characters, labels of 1 to 63 letters, digits,
+/// `-` (not at either end) or `_`, and a last label that is not all digits — so that
+/// `2130706433` or `127.1`, which a resolver reads as addresses, are never names here.
 fn valid_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+    let labels_ok = name.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let last = name.rsplit('.').next().unwrap_or_default();
+    !name.is_empty() && name.len() <= 253 && labels_ok && !last.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Lower case, without a trailing dot: `API.Example.com.` and `api.example.com` are one.
@@ -285,7 +291,10 @@ fn parse_port(port: Option<&str>) -> Result<Port> {
         return Ok(Port::Default);
     };
     let number = |text: &str| {
-        text.parse::<u16>()
+        let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        digits
+            .then(|| text.parse::<u16>().ok())
+            .flatten()
             .with_context(|| format!("port {text:?} is not a number in 0..=65535"))
     };
     Ok(match port {
@@ -307,8 +316,11 @@ impl Host {
     fn allows(&self, host: &str) -> bool {
         match self {
             Host::Any => true,
+            // A name's subdomains, never an IP address (`*.0.0.1` is no grant of 127.0.0.1).
             Host::Subdomains(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                host.len() > suffix.len()
+                    && host.ends_with(suffix.as_str())
+                    && host.parse::<IpAddr>().is_err()
             }
             Host::Name(name) => name == host,
             Host::Ip(ip) => host.parse::<IpAddr>().is_ok_and(|h| h == *ip),

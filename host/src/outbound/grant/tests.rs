@@ -92,6 +92,11 @@ fn bad_entries_are_refused_with_the_reason() {
         ("https://example.com:90..80", "empty"),
         ("https://10.0.0.0/33", "prefix length"),
         ("https://", "host is missing"),
+        ("http://2130706433", "not a host name"),
+        ("http://127.1", "not a host name"),
+        ("http://-.-", "not a host name"),
+        ("http://*.1:*", "not a host name"),
+        ("http://example.com:+80", "not a number"),
     ] {
         let error = AllowedHosts::parse(&[entry.to_string()]).expect_err(entry);
         let text = format!("{error:#}");
@@ -100,6 +105,21 @@ fn bad_entries_are_refused_with_the_reason() {
             "{entry}: {text}"
         );
     }
+}
+
+#[test]
+fn a_wildcard_never_covers_ip_addresses() {
+    // Refused at parse: a domain's last label is never all digits.
+    for entry in ["http://*.0.0.1:*", "http://*.1:*"] {
+        assert!(
+            AllowedHosts::parse(&[entry.to_string()]).is_err(),
+            "{entry}"
+        );
+    }
+    // And no subdomain wildcard matches an address.
+    let g = grant(&["http://*.example:*"]);
+    assert!(g.allows(&origin(Scheme::Http, "a.example", 80)).is_some());
+    assert!(g.allows(&origin(Scheme::Http, "::1", 80)).is_none());
 }
 
 #[test]

@@ -38,6 +38,7 @@ impl Instance {
         // call (a WASI sleep or poll) that no epoch tick can interrupt.
         let call = live.handler.call_handle(&mut live.store, &message);
         let result = within(limits.timeout, call).await;
+        live.end_requests();
         self.throttled = live.store.data().throttled;
         *state = live.store.data_mut().state.take();
         let requests = live.requests();
@@ -115,6 +116,7 @@ impl Live {
         if data.hooks.outbound.is_none() {
             return;
         }
+        data.hooks.call.ended = tokio_util::sync::CancellationToken::new();
         let spans = data.hooks.call.spans.get_or_insert_with(Default::default);
         crate::lock::lock(spans).clear();
         data.hooks.call.idempotency_key = Some(data.keys.key(&entry.id));
@@ -124,6 +126,12 @@ impl Live {
                 ..t.span
             }
         });
+    }
+
+    /// Ends the call's requests: those still waiting are abandoned, and responses it did
+    /// not read let go of their connections (see `outbound::body`).
+    pub(super) fn end_requests(&self) {
+        self.store.data().hooks.call.ended.cancel();
     }
 
     /// The client spans of the requests the last call made.
