@@ -296,3 +296,49 @@ async fn kill_9_loops_pay_each_order_once_with_its_own_key() {
     let payment_ids: BTreeSet<&String> = by_order.values().collect();
     assert_eq!(payment_ids.len(), orders);
 }
+
+/// A handler that leaves a request waiting, or a response unread, holds nothing past its
+/// call: with one place in flight, the next entry's request goes at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_leaves_requests_behind_holds_nothing_after_it() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let server = HttpServer::start();
+    let config = ConfigBuilder::new().pipeline(
+        echo("leaky")
+            .plugin(plugin_wasm("fetch").display())
+            .set("allowed_outbound_hosts", list(&[server.origin()]))
+            .concurrency(1)
+            .limit("timeout", "5s")
+            .set(
+                "http",
+                Value::Table(toml::toml! {
+                    max_in_flight = 1
+                    first_byte_timeout = "60s"
+                    between_bytes_timeout = "60s"
+                }),
+            ),
+    );
+    let daemon = TestDaemon::start(&redis, config.config()).await;
+    let (unread, waiting) = (server.url("/slow/100/200"), server.url("/delay/20000"));
+    for (leave, url) in [("unread", &unread), ("waiting", &waiting)] {
+        let n = len(&mut con, "OUT").await;
+        add(&mut con, "IN", &[("leave", leave), ("url", url.as_str())]).await;
+        wait_len(&con, "OUT", n + 1).await;
+        let started = std::time::Instant::now();
+        add(&mut con, "IN", &[("url", server.url("/echo").as_str())]).await;
+        wait_len(&con, "OUT", n + 2).await;
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "after {leave}: the next request waited {took:?}"
+        );
+        let out = entries(&mut con, "OUT").await;
+        assert_eq!(
+            field(&out[n + 1].1, "status"),
+            Some("200"),
+            "{:?}",
+            out[n + 1]
+        );
+    }
+    daemon.stop().await;
+}
