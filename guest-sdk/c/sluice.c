@@ -331,7 +331,7 @@ static const char *const ERROR_CODES[] = {
     "InternalError",
 };
 
-#define DENIED "the request was denied: the pipeline does not grant its origin (allowed_outbound_hosts)"
+#define DENIED "the request was denied: its origin is not granted (allowed_outbound_hosts) or is a private address the pipeline blocks (block_private_networks)"
 
 // The reason for error `code` (which is freed), as the Rust SDK words it.
 static char *code_error(wasi_http_types_error_code_t *code) {
@@ -540,11 +540,15 @@ bool sluice_http_request(const char *method, const char *url, const sluice_http_
 bool sluice_http_post(const char *url, const char *content_type, const char *idempotency_key,
                       const uint8_t *body, size_t body_len, sluice_http_response_t *response,
                       char **error) {
+    // A known length, not chunked: some servers read a body only by its length.
+    char length[24];
+    snprintf(length, sizeof length, "%zu", body_len);
     sluice_http_header_t headers[] = {
         {"content-type", content_type},
+        {"content-length", length},
         {"idempotency-key", idempotency_key},
     };
-    size_t count = idempotency_key ? 2 : 1;
+    size_t count = idempotency_key ? 3 : 2;
     return sluice_http_request("POST", url, headers, count, body, body_len, response, error);
 }
 

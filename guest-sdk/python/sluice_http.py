@@ -52,7 +52,7 @@ class Response:
         return next((v for n, v in self.headers if n.lower() == name), None)
 
 
-_DENIED = "the request was denied: the pipeline does not grant its origin (allowed_outbound_hosts)"
+_DENIED = "the request was denied: its origin is not granted (allowed_outbound_hosts) or is a private address the pipeline blocks (block_private_networks)"
 _METHODS = {
     "GET": http.Method_Get, "HEAD": http.Method_Head, "POST": http.Method_Post,
     "PUT": http.Method_Put, "DELETE": http.Method_Delete, "OPTIONS": http.Method_Options,
@@ -163,6 +163,9 @@ def request(method: str, url: str, body: bytes = b"", headers=None) -> Response:
     when no response came."""
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     data = body.encode() if isinstance(body, str) else bytes(body)
+    # A known length, not chunked: some servers read a body only by its length.
+    if data and not any(str(n).lower() == "content-length" for n, _ in pairs):
+        pairs.append(("content-length", str(len(data))))
     req = _new_request(method, url, pairs)
     try:
         outgoing = req.body()

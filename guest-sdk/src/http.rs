@@ -65,7 +65,7 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Denied => f.write_str("the request was denied: the pipeline does not grant its origin (allowed_outbound_hosts)"),
+            Error::Denied => f.write_str("the request was denied: its origin is not granted (allowed_outbound_hosts) or is a private address the pipeline blocks (block_private_networks)"),
             Error::Timeout => f.write_str("the request timed out"),
             Error::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
             Error::Failed(why) => write!(f, "the request failed: {why}"),
@@ -130,7 +130,13 @@ impl Request {
     /// Sends the request and reads the whole response.
     pub fn send(self) -> Result<Response, Error> {
         let (scheme, authority, path) = split_url(&self.url)?;
-        let headers = Fields::from_list(&self.headers)
+        let mut headers = self.headers.clone();
+        // A known length, not chunked: some servers read a body only by its length.
+        let has_length = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        if !self.body.is_empty() && !has_length {
+            headers.push(("content-length".into(), self.body.len().to_string().into_bytes()));
+        }
+        let headers = Fields::from_list(&headers)
             .map_err(|e| Error::Failed(format!("header not allowed: {e:?}")))?;
         let request = OutgoingRequest::new(headers);
         let method = match self.method.to_ascii_uppercase().as_str() {

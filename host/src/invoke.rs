@@ -305,7 +305,7 @@ fn outbound_of(
         between_bytes_timeout: http.between_bytes_timeout,
         max_response_bytes: http.max_response_bytes.as_u64(),
         max_in_flight: http.max_in_flight,
-        ca_file: http.ca_file.clone(),
+        ca: http.ca()?,
         idempotency_key_header: call.idempotency_key_header.clone(),
     };
     Ok(Some(Arc::new(crate::outbound::Outbound::new(

@@ -428,3 +428,44 @@ async fn waiting_on_a_response_counts_toward_the_entrys_timeout() {
         invoked.call_time
     );
 }
+
+#[tokio::test]
+async fn a_query_without_a_path_and_a_head_of_a_large_body_are_sent() {
+    let server = HttpServer::start();
+    let granted = [server.origin()];
+    let query = format!("{}?x=1", server.origin());
+    let ok = fetch(&[("url", &query)], &granted, HttpConfig::default()).await;
+    assert_eq!(out(&ok, "status"), Some("200"), "{:?}", out(&ok, "detail"));
+    assert_eq!(server.seen()[0].path, "/?x=1");
+    // A HEAD's Content-Length is of a body that is not sent: no cap applies.
+    let capped = HttpConfig {
+        max_response_bytes: bytesize::ByteSize::kib(512),
+        ..Default::default()
+    };
+    let head = fetch(
+        &[("url", &server.url("/huge/2000000")), ("method", "HEAD")],
+        &granted,
+        capped,
+    )
+    .await;
+    assert_eq!(
+        out(&head, "status"),
+        Some("200"),
+        "{:?}",
+        out(&head, "detail")
+    );
+    // A body goes with its length, not chunked.
+    let post = fetch(
+        &[
+            ("url", &server.url("/echo")),
+            ("method", "POST"),
+            ("body", "abc"),
+        ],
+        &granted,
+        HttpConfig::default(),
+    )
+    .await;
+    assert_eq!(out(&post, "body"), Some("abc"));
+    let last = server.seen().pop().expect("the POST");
+    assert_eq!(last.header("content-length"), Some("3"), "{last:?}");
+}

@@ -104,9 +104,9 @@ pub struct InvokeArgs {
     /// The delivery attempt the handler sees.
     #[arg(long, default_value_t = 1)]
     pub attempt: u32,
-    /// Wall-time limit of the call.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
+    /// Wall-time limit of the call [default: 5s; 30s with --allow-outbound].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     /// Handler state before the call, as a JSON object: `{"key": "value", "hash":
     /// {"field": "value"}}`. The writes the call's commit would apply are printed.
     #[arg(long, value_name = "FILE.json")]

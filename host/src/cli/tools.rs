@@ -55,7 +55,11 @@ impl InvokeArgs {
             attempt: self.attempt,
             ..Default::default()
         };
-        call.limits.timeout = self.timeout;
+        call.limits.timeout = self.timeout.unwrap_or(if self.allow_outbound.is_empty() {
+            std::time::Duration::from_secs(5)
+        } else {
+            crate::config::GRANTED_TIMEOUT
+        });
         for pair in &self.fields {
             let (name, value) = crate::invoke::parse_pair(pair)?;
             call.fields.push((name, value.into_bytes()));

@@ -56,8 +56,27 @@ pub struct HttpConfig {
     #[serde(default = "defaults::http_max_in_flight")]
     pub max_in_flight: usize,
     /// A PEM file of CA certificates trusted besides the platform's (for internal
-    /// services), relative to the config file.
+    /// services), relative to the config file; read when the config is loaded and at
+    /// each reload (a changed file restarts the pipeline).
     pub ca_file: Option<PathBuf>,
+    /// The contents of `ca_file` as last read (part of the config, so that a reload sees
+    /// a changed file).
+    #[serde(skip)]
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl HttpConfig {
+    /// The CA file and its contents: as read with the config, or read now.
+    pub fn ca(&self) -> Result<Option<(PathBuf, Vec<u8>)>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = match &self.ca_pem {
+            Some(pem) => pem.clone(),
+            None => crate::outbound::read_ca(path)?,
+        };
+        Ok(Some((path.clone(), pem)))
+    }
 }
 
 impl Default for HttpConfig {
@@ -70,9 +89,29 @@ impl Default for HttpConfig {
             max_response_bytes: defaults::http_max_response_bytes(),
             max_in_flight: defaults::http_max_in_flight(),
             ca_file: None,
+            ca_pem: None,
         }
     }
 }
+
+/// Headers the idempotency key may not be sent in: those that frame or route the request
+/// (RFC 9110 §7.2, RFC 9112 §6-§9), hop-by-hop ones, and the trace context.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "expect",
+    "traceparent",
+    "tracestate",
+];
 
 /// `limits.timeout` of a pipeline that grants hosts and does not set it: a call that
 /// waits on the network needs more than the 1 s of a pure transformation.
@@ -98,7 +137,7 @@ impl PipelineConfig {
             between_bytes_timeout: http.between_bytes_timeout,
             max_response_bytes: http.max_response_bytes.as_u64(),
             max_in_flight: http.max_in_flight,
-            ca_file: http.ca_file.clone(),
+            ca: http.ca().ok().flatten(),
             idempotency_key_header: self.idempotency_key_header.clone(),
         })
     }
@@ -107,9 +146,13 @@ impl PipelineConfig {
     pub(super) fn validate_http(&self) -> Result<()> {
         let allowed = AllowedHosts::parse(&self.allowed_outbound_hosts)?;
         if let Some(name) = &self.idempotency_key_header {
-            http::HeaderName::try_from(name.as_str()).with_context(|| {
+            let header = http::HeaderName::try_from(name.as_str()).with_context(|| {
                 format!("idempotency_key_header {name:?} is not a valid HTTP header name (e.g. \"Idempotency-Key\")")
             })?;
+            anyhow::ensure!(
+                !RESERVED_HEADERS.contains(&header.as_str()),
+                "idempotency_key_header {name:?} is a header HTTP itself or tracing sets: pick one of your own (e.g. \"Idempotency-Key\")"
+            );
             anyhow::ensure!(
                 !allowed.is_empty(),
                 "idempotency_key_header is set but allowed_outbound_hosts grants nothing to send it to"
@@ -127,8 +170,8 @@ impl PipelineConfig {
             http.max_in_flight > 0,
             "`http.max_in_flight` must be at least 1"
         );
-        if let Some(path) = &http.ca_file {
-            crate::outbound::tls_config(Some(path))?;
+        if let Some((path, pem)) = http.ca()? {
+            crate::outbound::tls_config(Some((&path, &pem)))?;
         }
         Ok(())
     }
@@ -144,13 +187,20 @@ pub const GRANTED_ENTRIES_PER_INSTANCE: usize = 4;
 /// (`raw`) leaves them out: `limits.timeout` [`GRANTED_TIMEOUT`], and `batch`
 /// [`GRANTED_ENTRIES_PER_INSTANCE`] per instance (at least the usual 100). Paths become
 /// absolute.
-pub(super) fn apply_defaults(config: &mut Config, raw: &toml::Table, base: &std::path::Path) {
+pub(super) fn apply_defaults(
+    config: &mut Config,
+    raw: &toml::Table,
+    base: &std::path::Path,
+) -> Result<()> {
     let raw_pipelines = raw.get("pipeline").and_then(|p| p.as_array());
     for (index, pipeline) in config.pipelines.iter_mut().enumerate() {
-        if let Some(ca) = &mut pipeline.http.ca_file
-            && ca.is_relative()
-        {
-            *ca = base.join(&*ca);
+        if let Some(ca) = &mut pipeline.http.ca_file {
+            if ca.is_relative() {
+                *ca = base.join(&*ca);
+            }
+            let pem = crate::outbound::read_ca(ca)
+                .with_context(|| format!("in [[pipeline]] \"{}\"", pipeline.name))?;
+            pipeline.http.ca_pem = Some(pem);
         }
         if pipeline.allowed_outbound_hosts.is_empty() {
             continue;
@@ -169,6 +219,7 @@ pub(super) fn apply_defaults(config: &mut Config, raw: &toml::Table, base: &std:
             pipeline.batch = batch.max(pipeline.batch);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -213,6 +264,24 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_ca_file_is_a_changed_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("p.wasm"), b"\0asm").expect("plugin");
+        let text = "[[pipeline]]\nname = \"p\"\nplugin = \"p.wasm\"\ninput = \"IN\"\ngroup = \"G\"\nallowed_outbound_hosts = [\"https://x.example\"]\nhttp = { ca_file = \"ca.pem\" }\n";
+        let load = |name: &str| {
+            let cert = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("cert");
+            std::fs::write(dir.path().join("ca.pem"), cert.cert.pem()).expect("ca");
+            Config::parse(text, dir.path()).expect("valid")
+        };
+        let (first, again) = (load("one.example"), load("two.example"));
+        assert!(first.pipelines[0].http.ca_pem.is_some());
+        assert_ne!(
+            first.pipelines[0], again.pipelines[0],
+            "a reload sees the new file"
+        );
+    }
+
+    #[test]
     fn bad_grants_headers_and_limits_are_refused_with_the_key() {
         for (pipeline, says) in [
             (
@@ -240,6 +309,14 @@ mod tests {
                 "http.ca_file",
             ),
             ("http = { connect_timout = \"1s\" }\n", "unknown field"),
+            (
+                "allowed_outbound_hosts = [\"https://x.example\"]\nidempotency_key_header = \"Host\"\n",
+                "pick one of your own",
+            ),
+            (
+                "allowed_outbound_hosts = [\"https://x.example\"]\nidempotency_key_header = \"transfer-encoding\"\n",
+                "pick one of your own",
+            ),
         ] {
             let error = parse(pipeline).expect_err(pipeline);
             let text = format!("{error:#}");

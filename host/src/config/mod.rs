@@ -366,7 +366,7 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Self> {
         let mut config: Config = toml::from_str(text)?;
         let raw: toml::Table = toml::from_str(text)?;
-        http::apply_defaults(&mut config, &raw, base);
+        http::apply_defaults(&mut config, &raw, base)?;
         for pipeline in &mut config.pipelines {
             if pipeline.plugin.is_relative() {
                 pipeline.plugin = base.join(&pipeline.plugin);

@@ -34,7 +34,7 @@ use anyhow::{Context, Result};
 
 pub use grant::{AllowedHosts, Origin, Scheme};
 pub use net::private_kind;
-pub use send::{Sent, tls_config};
+pub use send::{Sent, read_ca, tls_config};
 
 use crate::trace_context::{ClientSpan, SpanContext};
 
@@ -55,8 +55,8 @@ pub struct Settings {
     pub max_response_bytes: u64,
     /// Requests of the pipeline in flight at once (from the send to the end of the body).
     pub max_in_flight: usize,
-    /// Extra CA certificates (PEM) trusted besides the platform's.
-    pub ca_file: Option<PathBuf>,
+    /// Extra CA certificates trusted besides the platform's: the file and its PEM.
+    pub ca: Option<(PathBuf, Vec<u8>)>,
     /// The header that carries each entry's idempotency key, if any.
     pub idempotency_key_header: Option<String>,
 }
@@ -136,7 +136,9 @@ impl Outbound {
             denied: metrics.denied.clone(),
         });
         let connector = connect::Connector {
-            tls: Arc::new(send::tls_config(settings.ca_file.as_deref())?),
+            tls: Arc::new(send::tls_config(
+                (settings.ca.as_ref()).map(|(path, pem)| (path.as_path(), pem.as_slice())),
+            )?),
             block_private_networks: settings.block_private_networks,
             refusals: refusals.clone(),
         };

@@ -303,20 +303,18 @@ pub fn error_kind(error: &Error) -> &'static str {
     }
 }
 
-/// rustls's client config: the platform's roots (`rustls-native-certs`) plus the
-/// certificates in `ca_file`.
-pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+/// rustls's client config: the platform's roots (`rustls-native-certs`) plus the PEM
+/// certificates of `ca` (the file's path, for messages, and its contents).
+pub fn tls_config(ca: Option<(&std::path::Path, &[u8])>) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for error in &native.errors {
         tracing::debug!(error = %error, "a platform CA certificate could not be loaded");
     }
     roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let pem = crate::files::read_regular(path, 1 << 20)
-            .map_err(|e| anyhow::anyhow!("cannot read http.ca_file {}: {e}", path.display()))?;
+    if let Some((path, pem)) = ca {
         let mut added = 0;
-        for cert in <rustls::pki_types::CertificateDer as PemObject>::pem_slice_iter(&pem) {
+        for cert in <rustls::pki_types::CertificateDer as PemObject>::pem_slice_iter(pem) {
             let cert = cert.with_context(|| {
                 format!("http.ca_file {} is not PEM certificates", path.display())
             })?;
@@ -340,4 +338,10 @@ pub fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientCon
         .context("rustls has no safe protocol versions")?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The contents of the CA file at `path` (a regular file of at most 1 MiB).
+pub fn read_ca(path: &std::path::Path) -> Result<Vec<u8>> {
+    crate::files::read_regular(path, 1 << 20)
+        .map_err(|e| anyhow::anyhow!("cannot read http.ca_file {}: {e}", path.display()))
 }

@@ -48,6 +48,7 @@ impl Daemon {
         let mut resolved = config.clone();
         resolved.concurrency = Some(config.resolve_concurrency(plugin.interpreter().is_some()));
         if config.concurrency.is_none()
+            && config.allowed_outbound_hosts.is_empty()
             && let Some(language) = plugin.interpreter()
         {
             tracing::info!(pipeline = %name, concurrency = resolved.concurrency, "the plugin embeds a {language} interpreter: one instance per core (set `concurrency` to choose; 1 keeps outputs in input order)");

@@ -76,6 +76,40 @@ pub struct HttpHooks {
 }
 
 impl WasiHttpHooks for HttpHooks {
+    // wasmtime-wasi-http's defaults log each of these at WARN, unthrottled, and call every
+    // connection error "refused": the request's own error and metrics say what happened.
+    fn p2_error_from_hyper(
+        &mut self,
+        err: &hyper::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        tracing::debug!(error = %err, "outbound HTTP error");
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::HttpProtocolError
+    }
+
+    fn p2_error_from_connect(
+        &mut self,
+        err: &std::io::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode;
+        tracing::debug!(error = %err, "outbound connection error");
+        match err.kind() {
+            std::io::ErrorKind::ConnectionRefused => ErrorCode::ConnectionRefused,
+            std::io::ErrorKind::TimedOut => ErrorCode::ConnectionTimeout,
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
+                ErrorCode::ConnectionTerminated
+            }
+            _ => ErrorCode::DestinationUnavailable,
+        }
+    }
+
+    fn p2_error_from_tls(
+        &mut self,
+        err: &std::io::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        tracing::debug!(error = %err, "outbound TLS error");
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::TlsProtocolError
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
