@@ -132,9 +132,14 @@ impl Request {
         let (scheme, authority, path) = split_url(&self.url)?;
         let mut headers = self.headers.clone();
         // A known length, not chunked: some servers read a body only by its length.
-        let has_length = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        let has_length = headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"));
         if !self.body.is_empty() && !has_length {
-            headers.push(("content-length".into(), self.body.len().to_string().into_bytes()));
+            headers.push((
+                "content-length".into(),
+                self.body.len().to_string().into_bytes(),
+            ));
         }
         let headers = Fields::from_list(&headers)
             .map_err(|e| Error::Failed(format!("header not allowed: {e:?}")))?;

@@ -90,14 +90,17 @@ std::thread_local! {
 fn leave(url: &str, how: &str) -> Result<(), Failure> {
     use sluice_sdk::bindings::wasi::http::outgoing_handler;
     use sluice_sdk::bindings::wasi::http::types::{Fields, OutgoingBody, OutgoingRequest, Scheme};
-    let rest = url.strip_prefix("http://").ok_or_else(|| Failure::reject("http:// only"))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| Failure::reject("http:// only"))?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let request = OutgoingRequest::new(Fields::new());
     let _ = request.set_scheme(Some(&Scheme::Http));
     let _ = request.set_authority(Some(authority));
     let _ = request.set_path_with_query(Some(if path.is_empty() { "/" } else { path }));
     let body = request.body().map_err(|()| Failure::reject("no body"))?;
-    let future = outgoing_handler::handle(request, None).map_err(|e| Failure::retry(format!("{e:?}")))?;
+    let future =
+        outgoing_handler::handle(request, None).map_err(|e| Failure::retry(format!("{e:?}")))?;
     let _ = OutgoingBody::finish(body, None);
     if how == "unread" {
         future.subscribe().block();
