@@ -90,8 +90,11 @@ async fn a_plugin_that_calls_out_is_refused_without_a_grant_at_start_compile_and
         async move { started.then_some(()) }
     })
     .await;
-    std::fs::copy(plugin_wasm("fetch"), &plugin).expect("swap");
-    let line = eventually("the refusal", Duration::from_secs(20), || {
+    // Swapped in whole, as a deploy does (a copy in place can be seen half-written).
+    let staged = dir.path().join("handler.wasm.new");
+    std::fs::copy(plugin_wasm("fetch"), &staged).expect("stage");
+    std::fs::rename(&staged, &plugin).expect("swap");
+    let line = eventually("the refusal", Duration::from_secs(30), || {
         let log = daemon.log();
         async move {
             log.lines()
