@@ -85,9 +85,10 @@ async fn a_plugin_that_calls_out_is_refused_without_a_grant_at_start_compile_and
         &redis.url(),
     ];
     let mut daemon = DaemonProcess::start(&args, &log);
-    eventually("the pipeline starts", Duration::from_secs(20), || {
-        let started = daemon.log().contains("plugin loaded");
-        async move { started.then_some(()) }
+    // The watch starts after the pipeline: a swap before it would go unseen.
+    eventually("the watch on the plugin", Duration::from_secs(20), || {
+        let watching = daemon.log().contains("watching the plugin for changes");
+        async move { watching.then_some(()) }
     })
     .await;
     // Swapped in whole, as a deploy does (a copy in place can be seen half-written).
@@ -344,4 +345,41 @@ async fn a_call_that_leaves_requests_behind_holds_nothing_after_it() {
         );
     }
     daemon.stop().await;
+}
+
+/// A request to an origin not granted fails in the handler and is logged with the
+/// pipeline and the origin; the server never hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_logged_with_the_pipeline_and_the_origin() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (granted, other) = (HttpServer::start(), HttpServer::start());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ConfigBuilder::new()
+        .pipeline(
+            echo("caller")
+                .plugin(plugin_wasm("fetch").display())
+                .set("allowed_outbound_hosts", list(&[granted.origin()])),
+        )
+        .write(dir.path());
+    let mut daemon = DaemonProcess::spawn(&config, &redis, "refusing");
+    add(&mut con, "IN", &[("url", other.url("/echo").as_str())]).await;
+    wait_len(&con, "OUT", 1).await;
+    let out = entries(&mut con, "OUT").await;
+    assert_eq!(field(&out[0].1, "error"), Some("denied"));
+    let line = eventually("the refusal line", Duration::from_secs(10), || {
+        let log = daemon.log();
+        async move {
+            log.lines()
+                .find(|l| l.contains("outbound request refused"))
+                .map(str::to_owned)
+        }
+    })
+    .await;
+    assert!(
+        line.contains("pipeline=caller") && line.contains(&format!("127.0.0.1:{}", other.port)),
+        "{line}"
+    );
+    assert!(other.seen().is_empty());
+    daemon.signal(libc::SIGTERM);
+    daemon.wait(Duration::from_secs(20));
 }
