@@ -122,6 +122,7 @@ pub mod cli;
 pub mod config;
 mod control;
 mod files;
+pub mod fixture;
 pub mod invoke;
 mod lock;
 pub mod message;

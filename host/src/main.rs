@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => args.run().await,
             Command::Dlq(args) => args.run().await,
             Command::Invoke(args) => args.run().await,
+            Command::Test(args) => args.run().await,
             Command::Compile(args) => args.run().await,
             Command::New(args) => args.run(),
             Command::Send(args) => args.run().await,

@@ -52,10 +52,10 @@ fn http_template(language: Language) -> &'static [(&'static str, &'static str)] 
         };
     }
     match language {
-        Language::Rust => files!["rust-http/src/lib.rs"],
-        Language::Js => files!["js-http/{{name}}.js"],
-        Language::Python => files!["python-http/app.py"],
-        Language::C => files!["c-http/{{name}}.c"],
+        Language::Rust => files!["rust-http/src/lib.rs", "rust-http/fixtures.toml"],
+        Language::Js => files!["js-http/{{name}}.js", "js-http/fixtures.toml"],
+        Language::Python => files!["python-http/app.py", "python-http/fixtures.toml"],
+        Language::C => files!["c-http/{{name}}.c", "c-http/fixtures.toml"],
     }
 }
 
@@ -70,11 +70,27 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
             "rust/Cargo.toml",
             "rust/src/lib.rs",
             "rust/build.sh",
-            "rust/.gitignore"
+            "rust/.gitignore",
+            "rust/fixtures.toml"
         ],
-        Language::Js => files!["js/{{name}}.js", "js/build.sh", "js/.gitignore"],
-        Language::Python => files!["python/app.py", "python/build.sh", "python/.gitignore"],
-        Language::C => files!["c/{{name}}.c", "c/build.sh", "c/.gitignore"],
+        Language::Js => files![
+            "js/{{name}}.js",
+            "js/build.sh",
+            "js/.gitignore",
+            "js/fixtures.toml"
+        ],
+        Language::Python => files![
+            "python/app.py",
+            "python/build.sh",
+            "python/.gitignore",
+            "python/fixtures.toml"
+        ],
+        Language::C => files![
+            "c/{{name}}.c",
+            "c/build.sh",
+            "c/.gitignore",
+            "c/fixtures.toml"
+        ],
     }
 }
 

@@ -329,6 +329,8 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
     assert_eq!(code, 2, "{out}{err}");
     assert!(out.contains("message 7-0 has no fields"), "{out}");
 
+    fixtures_pass_and_a_wrong_one_fails(wasm, &project);
+
     // A second project in the same place is refused, and says why.
     let again = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["new", &name, "--lang", lang, "--dir"])
@@ -337,6 +339,56 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
         .expect("run sluice new");
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists and is not empty"));
+}
+
+/// `sluice test` on a scaffold: its own fixture passes; a case that expects something
+/// else fails with a diff, exit status 1 and a JUnit report that says so.
+fn fixtures_pass_and_a_wrong_one_fails(wasm: &str, project: &std::path::Path) {
+    let sluice = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .output()
+            .expect("run sluice test");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, out) = sluice(&["test", wasm]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+    let wrong = project.join("wrong.toml");
+    let text = std::fs::read_to_string(project.join("fixtures.toml")).expect("fixtures");
+    std::fs::write(
+        &wrong,
+        text.replace(
+            "[\"greeting\", \"hello\"], [\"handledBy\"",
+            "[\"greeting\", \"bye\"], [\"handledBy\"",
+        ),
+    )
+    .expect("wrong");
+    let junit = project.join("report.xml");
+    let (code, out) = sluice(&[
+        "test",
+        wasm,
+        "--fixtures",
+        wrong.to_str().expect("utf-8"),
+        "--junit",
+        junit.to_str().expect("utf-8"),
+    ]);
+    if text.contains("[[case.expect.outputs]]") {
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("FAIL  copies every field")
+                && out.contains("-   greeting = bye")
+                && out.contains("+   greeting = hello"),
+            "{out}"
+        );
+        let report = std::fs::read_to_string(&junit).expect("junit");
+        assert!(
+            report.contains("failures=\"1\"") && report.contains("<failure"),
+            "{report}"
+        );
+    }
 }
 
 #[test]

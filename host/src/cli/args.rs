@@ -60,6 +60,19 @@ pub struct CompileArgs {
     pub config: PathBuf,
 }
 
+/// `sluice test`.
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// The plugin (a `.wasm` component).
+    pub plugin: PathBuf,
+    /// The fixture file; default: `fixtures.toml` beside the plugin.
+    #[arg(long, value_name = "FILE.toml")]
+    pub fixtures: Option<PathBuf>,
+    /// Also write a JUnit XML report to this file (for CI).
+    #[arg(long, value_name = "FILE.xml")]
+    pub junit: Option<PathBuf>,
+}
+
 /// `sluice new`.
 #[derive(clap::Args)]
 pub struct NewArgs {

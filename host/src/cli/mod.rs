@@ -22,7 +22,7 @@ mod dlq;
 pub mod reference;
 mod send;
 mod tools;
-pub use args::{CompileArgs, DevArgs, InvokeArgs, NewArgs, RunArgs, Setup, Threads};
+pub use args::{CompileArgs, DevArgs, InvokeArgs, NewArgs, RunArgs, Setup, TestArgs, Threads};
 pub use dlq::{DlqAction, DlqArgs};
 pub use send::{PartitionArgs, SendArgs};
 
@@ -60,6 +60,11 @@ pub enum Command {
     ///
     /// Example: `sluice invoke target/plugins/payments.wasm orderId=1 orderAmount=9.5 userId=u`
     Invoke(InvokeArgs),
+    /// Run a plugin's fixture cases (entries and what each must give) with no Redis and
+    /// no daemon, and say which failed and how. Exit status: 0 all passed, 1 otherwise.
+    ///
+    /// Example: `sluice test my_plugin.wasm` (cases in `fixtures.toml` beside it)
+    Test(TestArgs),
     /// Develop a plugin: `run` with every plugin file watched and hot-reloaded, on a
     /// private redis-server unless a URL is given.
     Dev(DevArgs),

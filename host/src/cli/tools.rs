@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use super::{CompileArgs, InvokeArgs, NewArgs};
+use super::{CompileArgs, InvokeArgs, NewArgs, TestArgs};
 use crate::config::Config;
 
 impl NewArgs {
@@ -28,6 +28,7 @@ impl NewArgs {
         };
         println!("created {} ({language})", made.dir.display());
         println!("  build: {}", made.build.display());
+        println!("  test:  sluice test {}", made.wasm.display());
         if self.http {
             println!(
                 "  try:   sluice invoke {} --allow-outbound http://127.0.0.1:8080 greeting=hello",
@@ -150,4 +151,46 @@ async fn compile(path: &Path) -> Result<()> {
     }
     println!("cache: {}", dir.display());
     Ok(())
+}
+
+impl TestArgs {
+    /// Runs the fixture cases; exit status 0 when all passed, 1 otherwise.
+    pub async fn run(self) -> Result<ExitCode> {
+        let path = self.fixtures.clone().unwrap_or_else(|| {
+            let dir = self.plugin.parent().unwrap_or(Path::new("."));
+            dir.join("fixtures.toml")
+        });
+        let fixtures = crate::fixture::Fixtures::load(&path)?;
+        let cache = crate::config::PluginsConfig::default().cache_dir();
+        let outcomes = crate::fixture::run(&self.plugin, cache.as_deref(), &fixtures).await?;
+        for outcome in &outcomes {
+            if outcome.passed() {
+                println!("ok    {}", outcome.name);
+            } else {
+                println!("FAIL  {}", outcome.name);
+                for line in &outcome.differences {
+                    println!("      {line}");
+                }
+            }
+        }
+        let failed = outcomes.iter().filter(|o| !o.passed()).count();
+        println!(
+            "{} passed, {failed} failed ({})",
+            outcomes.len() - failed,
+            path.display()
+        );
+        if let Some(junit) = &self.junit {
+            let suite = self
+                .plugin
+                .file_stem()
+                .map_or("plugin".into(), |s| s.to_string_lossy());
+            std::fs::write(junit, crate::fixture::junit(&suite, &outcomes))
+                .with_context(|| format!("cannot write {}", junit.display()))?;
+        }
+        Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
 }
