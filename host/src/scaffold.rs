@@ -83,7 +83,8 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
             "python/app.py",
             "python/build.sh",
             "python/.gitignore",
-            "python/fixtures.toml"
+            "python/fixtures.toml",
+            "python/requirements.txt"
         ],
         Language::C => files![
             "c/{{name}}.c",

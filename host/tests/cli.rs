@@ -575,3 +575,55 @@ fn new_c_http_plugin_calls_a_granted_service() {
     plugin_wasm("payments-c");
     http_scaffold_calls_out("c", "target/plugins/tools");
 }
+
+/// A Python project's PyPI dependencies: a pure-Python one is installed into the build
+/// and bundled (the handler imports it), one with native code is refused, named.
+#[test]
+fn python_dependencies_from_pypi_are_bundled_and_native_ones_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("deps");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", "deps", "--lang", "python", "--dir"])
+        .arg(&project)
+        .arg("--sdk")
+        .arg(workspace())
+        .output()
+        .expect("run sluice new");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = project.join("app.py");
+    let source = std::fs::read_to_string(&app).expect("app.py");
+    let source = source
+        .replace("import sluice\n", "import six\n\nimport sluice\n")
+        .replace(
+            "fields[\"handledBy\"]",
+            "fields[\"six\"] = str(six.PY3)\n        fields[\"handledBy\"]",
+        );
+    std::fs::write(&app, source).expect("app.py");
+    let build = |requirements: &str| {
+        std::fs::write(project.join("requirements.txt"), requirements).expect("requirements");
+        Command::new(project.join("build.sh"))
+            .output()
+            .expect("run build.sh")
+    };
+    let built = build("six==1.16.0\n");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = project.join("deps.wasm");
+    let (code, out, err) = invoke(&[wasm.to_str().expect("utf-8"), "greeting=hello"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("  six = True"), "{out}");
+    let refused = build("six==1.16.0\nmarkupsafe==2.1.5\n");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("native code") && stderr.contains("markupsafe"),
+        "{stderr}"
+    );
+}
