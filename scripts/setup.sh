@@ -69,8 +69,8 @@ if [ ! -d host/tests/browser/node_modules/playwright-core ]; then
     (cd host/tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 
-if [ ! -x guest-sdk/js/node_modules/.bin/componentize-js ] || [ ! -d guest-sdk/js/node_modules/@bytecodealliance/preview2-shim ]; then
-    echo "setup: installing componentize-js (npm, pinned by guest-sdk/js/package-lock.json)"
+if [ ! -x guest-sdk/js/node_modules/.bin/componentize-js ] || [ ! -d guest-sdk/js/node_modules/@bytecodealliance/preview2-shim ] || [ ! -x guest-sdk/js/node_modules/.bin/esbuild ]; then
+    echo "setup: installing componentize-js and esbuild (npm, pinned by guest-sdk/js/package-lock.json)"
     # `npm install --no-save`, not `npm ci`: the lock file records only the platform
     # binaries the registry served when it was written (linux-x64), and `npm ci` refuses a
     # lock file that lacks the other platforms' optional packages. Versions still come from

@@ -15,6 +15,8 @@ pub enum Language {
     Rust,
     /// JavaScript, with `guest-sdk/js/sluice.js` and componentize-js.
     Js,
+    /// TypeScript, with npm dependencies: bundled by esbuild, then componentize-js.
+    Ts,
     /// Python, with `guest-sdk/python/sluice.py` and componentize-py.
     Python,
     /// C, with `guest-sdk/c/sluice.h`, clang-19 and wasi-libc.
@@ -54,6 +56,7 @@ fn http_template(language: Language) -> &'static [(&'static str, &'static str)] 
     match language {
         Language::Rust => files!["rust-http/src/lib.rs", "rust-http/fixtures.toml"],
         Language::Js => files!["js-http/{{name}}.js", "js-http/fixtures.toml"],
+        Language::Ts => &[],
         Language::Python => files!["python-http/app.py", "python-http/fixtures.toml"],
         Language::C => files!["c-http/{{name}}.c", "c-http/fixtures.toml"],
     }
@@ -78,6 +81,15 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
             "js/build.sh",
             "js/.gitignore",
             "js/fixtures.toml"
+        ],
+        Language::Ts => files![
+            "ts/{{name}}.ts",
+            "ts/build.sh",
+            "ts/.gitignore",
+            "ts/fixtures.toml",
+            "ts/package.json",
+            "ts/tsconfig.json",
+            "ts/sluice.d.ts"
         ],
         Language::Python => files![
             "python/app.py",
@@ -117,6 +129,11 @@ pub fn create(
     root: &Path,
 ) -> Result<Scaffold> {
     check_name(name)?;
+    if http && language == Language::Ts {
+        bail!(
+            "--http has no TypeScript template: start from --lang js --http (its handler is plain JavaScript that TypeScript accepts)"
+        );
+    }
     if !root.join("wit/handler.wit").is_file() || !root.join("guest-sdk").is_dir() {
         bail!(
             "{} is not a Sluice checkout (no wit/handler.wit and guest-sdk/): pass --sdk PATH",

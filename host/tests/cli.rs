@@ -627,3 +627,84 @@ fn python_dependencies_from_pypi_are_bundled_and_native_ones_refused() {
         "{stderr}"
     );
 }
+
+/// `sluice new --lang ts`: a TypeScript project whose handler imports an npm package
+/// (installed with npm into the project) builds — bundled by esbuild, then componentized —
+/// runs, and passes its fixtures.
+#[test]
+fn a_typescript_handler_with_an_npm_dependency_builds_and_passes_its_fixtures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = dir.path().join("orders-check");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["new", "orders-check", "--lang", "ts", "--dir"])
+        .arg(&project)
+        .arg("--sdk")
+        .arg(workspace())
+        .output()
+        .expect("run sluice new");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "orders-check.ts",
+        "package.json",
+        "tsconfig.json",
+        "sluice.d.ts",
+        "fixtures.toml",
+    ] {
+        assert!(project.join(file).is_file(), "{file}");
+    }
+    let npm = Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "zod@3.23.8",
+        ])
+        .current_dir(&project)
+        .output()
+        .expect("npm");
+    assert!(
+        npm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&npm.stderr)
+    );
+    let source = project.join("orders-check.ts");
+    let text = std::fs::read_to_string(&source).expect("source");
+    let text = text
+        .replace(
+            "import { config,",
+            "import { z } from \"zod\";\nconst Greeting = z.object({ greeting: z.string().min(1) });\nimport { config,",
+        )
+        .replace(
+            "  log.debug(",
+            "  const checked = Greeting.safeParse(msg.fields());\n  if (!checked.success) throw reject(`not a greeting: ${checked.error.issues[0].message}`);\n  log.debug(",
+        );
+    std::fs::write(&source, text).expect("source");
+    let build = Command::new(project.join("build.sh"))
+        .output()
+        .expect("build.sh");
+    assert!(
+        build.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&build.stdout),
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let wasm = project.join("orders_check.wasm");
+    let wasm = wasm.to_str().expect("utf-8");
+    let (code, out, err) = invoke(&[wasm, "greeting=hello"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("  handledBy = orders-check"), "{out}");
+    let (code, out, _) = invoke(&[wasm, "other=x"]);
+    assert_eq!(code, 2);
+    assert!(out.contains("not a greeting"), "zod's check ran: {out}");
+    let tested = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["test", wasm])
+        .output()
+        .expect("sluice test");
+    let text = String::from_utf8_lossy(&tested.stdout);
+    assert!(tested.status.success(), "{text}");
+}

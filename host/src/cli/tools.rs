@@ -23,6 +23,7 @@ impl NewArgs {
         let language = match lang {
             crate::scaffold::Language::Rust => "Rust",
             crate::scaffold::Language::Js => "JavaScript",
+            crate::scaffold::Language::Ts => "TypeScript",
             crate::scaffold::Language::Python => "Python",
             crate::scaffold::Language::C => "C",
         };
