@@ -86,6 +86,26 @@ for dir in plugins/*-js/; do
     fi
 done
 
+# TypeScript plugins (plugins/NAME-ts/NAME.ts): bundled by esbuild into one module (the
+# SDK, other plugins' modules and npm packages inside; the WIT imports left as imports),
+# then built like the JavaScript ones.
+for dir in plugins/*-ts/; do
+    [ -d "$dir" ] || continue
+    name=$(basename "$dir" | tr - _)
+    main="$dir$(basename "$dir" -ts).ts"
+    world=handler
+    grep -Eq "^\s*export\s+(const|function)\s+handlePacked\b" "$main" && world=packed-batch-handler
+    mapfile -t deps < <(grep -ho "\.\./[a-z0-9-]*/[a-z0-9-]*\.js" "$main" | sed "s#^\.\./#plugins/#")
+    if stale "$out/$name.wasm" "$dir"*.ts "${deps[@]}" guest-sdk/js/*.js wit/*.wit; then
+        echo "build-plugins: $name (esbuild + componentize-js, world $world)"
+        mkdir -p "$out/ts"
+        guest-sdk/js/node_modules/.bin/esbuild "$main" --bundle --format=esm --platform=neutral \
+            --external:'sluice:*' --external:'wasi:*' --log-level=warning --outfile="$out/ts/$name.js"
+        guest-sdk/js/node_modules/.bin/componentize-js "$out/ts/$name.js" --wit wit --world-name "$world" \
+            --disable http fetch-event -o "$out/$name.wasm" >/dev/null
+    fi
+done
+
 for dir in plugins/*-python/; do
     [ -d "$dir" ] || continue
     name=$(basename "$dir" | tr - _)

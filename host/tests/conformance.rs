@@ -14,6 +14,7 @@ use tracing_subscriber::layer::SubscriberExt;
 const LANGUAGES: &[(&str, &str)] = &[
     ("payments", "rust"),
     ("payments-js", "javascript"),
+    ("payments-ts", "typescript"),
     ("payments-python", "python"),
     ("payments-c", "c"),
 ];
@@ -409,7 +410,7 @@ async fn interpreted_plugins_get_an_instance_per_core_by_default() {
         .expect("load task")
         .expect("plugin loads");
         let expected = match *language {
-            "javascript" => Some("JavaScript"),
+            "javascript" | "typescript" => Some("JavaScript"),
             "python" => Some("Python"),
             _ => None,
         };

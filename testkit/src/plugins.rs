@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 const PLUGINS: &[&str] = &[
     "payments",
     "payments-js",
+    "payments-ts",
     "echo-js",
     "echo-lists-js",
     "payments-python",
