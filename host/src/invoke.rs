@@ -292,21 +292,9 @@ fn outbound_of(
             "the plugin imports wasi:http/outgoing-handler (it sends HTTP requests): grant the origins it may call with --allow-outbound URL (e.g. --allow-outbound http://127.0.0.1:8080)"
         );
     }
-    let allowed = crate::outbound::AllowedHosts::parse(&call.allowed_outbound_hosts)?;
-    if allowed.is_empty() {
+    let header = call.idempotency_key_header.clone();
+    let Some(settings) = call.http.settings(&call.allowed_outbound_hosts, header)? else {
         return Ok(None);
-    }
-    let http = &call.http;
-    let settings = crate::outbound::Settings {
-        allowed,
-        block_private_networks: http.block_private_networks,
-        connect_timeout: http.connect_timeout,
-        first_byte_timeout: http.first_byte_timeout,
-        between_bytes_timeout: http.between_bytes_timeout,
-        max_response_bytes: http.max_response_bytes.as_u64(),
-        max_in_flight: http.max_in_flight,
-        ca: http.ca()?,
-        idempotency_key_header: call.idempotency_key_header.clone(),
     };
     Ok(Some(Arc::new(crate::outbound::Outbound::new(
         "invoke", settings,

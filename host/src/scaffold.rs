@@ -82,14 +82,30 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
             "js/.gitignore",
             "js/fixtures.toml"
         ],
-        Language::Ts => files![
-            "ts/{{name}}.ts",
-            "ts/build.sh",
-            "ts/.gitignore",
-            "ts/fixtures.toml",
-            "ts/package.json",
-            "ts/tsconfig.json",
-            "ts/sluice.d.ts"
+        // JavaScript's build (it bundles a .ts entry) and cases, and the SDK's own types.
+        Language::Ts => &[
+            (
+                "ts/{{name}}.ts",
+                include_str!("../templates/ts/{{name}}.ts"),
+            ),
+            ("ts/build.sh", include_str!("../templates/js/build.sh")),
+            ("ts/.gitignore", include_str!("../templates/ts/.gitignore")),
+            (
+                "ts/fixtures.toml",
+                include_str!("../templates/js/fixtures.toml"),
+            ),
+            (
+                "ts/package.json",
+                include_str!("../templates/ts/package.json"),
+            ),
+            (
+                "ts/tsconfig.json",
+                include_str!("../templates/ts/tsconfig.json"),
+            ),
+            (
+                "ts/sluice.d.ts",
+                include_str!("../../guest-sdk/js/sluice.d.ts"),
+            ),
         ],
         Language::Python => files![
             "python/app.py",

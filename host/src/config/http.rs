@@ -66,6 +66,26 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
+    /// The outbound settings of a grant of `hosts` under this table, with the
+    /// idempotency key sent in `header`; `None` when `hosts` grants nothing.
+    pub fn settings(&self, hosts: &[String], header: Option<String>) -> Result<Option<Settings>> {
+        let allowed = AllowedHosts::parse(hosts)?;
+        if allowed.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Settings {
+            allowed,
+            block_private_networks: self.block_private_networks,
+            connect_timeout: self.connect_timeout,
+            first_byte_timeout: self.first_byte_timeout,
+            between_bytes_timeout: self.between_bytes_timeout,
+            max_response_bytes: self.max_response_bytes.as_u64(),
+            max_in_flight: self.max_in_flight,
+            ca: self.ca()?,
+            idempotency_key_header: header,
+        }))
+    }
+
     /// The CA file and its contents: as read with the config, or read now.
     pub fn ca(&self) -> Result<Option<(PathBuf, Vec<u8>)>> {
         let Some(path) = &self.ca_file else {
@@ -124,22 +144,12 @@ pub const GRANTED_CONCURRENCY: usize = 32;
 impl PipelineConfig {
     /// The outbound settings of a pipeline that grants hosts; `None` when it grants none.
     pub fn outbound(&self) -> Option<Settings> {
-        let allowed = AllowedHosts::parse(&self.allowed_outbound_hosts).ok()?;
-        if allowed.is_empty() {
-            return None;
-        }
-        let http = &self.http;
-        Some(Settings {
-            allowed,
-            block_private_networks: http.block_private_networks,
-            connect_timeout: http.connect_timeout,
-            first_byte_timeout: http.first_byte_timeout,
-            between_bytes_timeout: http.between_bytes_timeout,
-            max_response_bytes: http.max_response_bytes.as_u64(),
-            max_in_flight: http.max_in_flight,
-            ca: http.ca().ok().flatten(),
-            idempotency_key_header: self.idempotency_key_header.clone(),
-        })
+        let header = self.idempotency_key_header.clone();
+        (self
+            .http
+            .settings(&self.allowed_outbound_hosts, header)
+            .ok())
+        .flatten()
     }
 
     /// The grant, the header name and the table within their bounds.
