@@ -118,6 +118,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod build;
 pub mod cli;
 pub mod config;
 mod control;

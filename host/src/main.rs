@@ -44,6 +44,7 @@ fn main() -> ExitCode {
             Command::Test(args) => args.run().await,
             Command::Compile(args) => args.run().await,
             Command::New(args) => args.run(),
+            Command::Build(args) => args.run(),
             Command::Send(args) => args.run().await,
             Command::Partition(args) => args.run(),
         }

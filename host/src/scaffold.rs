@@ -1,5 +1,6 @@
-//! `sluice new`: a new plugin project in Rust, JavaScript, Python or C that builds with
-//! one command (`./build.sh`) and passes `sluice invoke` as it is.
+//! `sluice new`: a new plugin project in Rust, JavaScript, TypeScript, Python or C, with
+//! its manifest (`plugin.toml`), that builds with `sluice build` and passes `sluice invoke`
+//! and `sluice test` as it is.
 //!
 //! The project refers to the Sluice checkout (its `wit/` and `guest-sdk/`) by a relative
 //! path, so a plugin kept in the same repository keeps building when the repository moves.
@@ -72,23 +73,16 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
         Language::Rust => files![
             "rust/Cargo.toml",
             "rust/src/lib.rs",
-            "rust/build.sh",
             "rust/.gitignore",
             "rust/fixtures.toml"
         ],
-        Language::Js => files![
-            "js/{{name}}.js",
-            "js/build.sh",
-            "js/.gitignore",
-            "js/fixtures.toml"
-        ],
-        // JavaScript's build (it bundles a .ts entry) and cases, and the SDK's own types.
+        Language::Js => files!["js/{{name}}.js", "js/.gitignore", "js/fixtures.toml"],
+        // JavaScript's cases, and the SDK's own types.
         Language::Ts => &[
             (
                 "ts/{{name}}.ts",
                 include_str!("../templates/ts/{{name}}.ts"),
             ),
-            ("ts/build.sh", include_str!("../templates/js/build.sh")),
             ("ts/.gitignore", include_str!("../templates/ts/.gitignore")),
             (
                 "ts/fixtures.toml",
@@ -109,17 +103,11 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
         ],
         Language::Python => files![
             "python/app.py",
-            "python/build.sh",
             "python/.gitignore",
             "python/fixtures.toml",
             "python/requirements.txt"
         ],
-        Language::C => files![
-            "c/{{name}}.c",
-            "c/build.sh",
-            "c/.gitignore",
-            "c/fixtures.toml"
-        ],
+        Language::C => files!["c/{{name}}.c", "c/.gitignore", "c/fixtures.toml"],
     }
 }
 
@@ -128,8 +116,8 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
 pub struct Scaffold {
     /// The project directory.
     pub dir: PathBuf,
-    /// The one build command.
-    pub build: PathBuf,
+    /// Its manifest, which `sluice build` reads.
+    pub manifest: PathBuf,
     /// The component the build writes.
     pub wasm: PathBuf,
 }
@@ -144,7 +132,7 @@ pub fn create(
     dir: &Path,
     root: &Path,
 ) -> Result<Scaffold> {
-    check_name(name)?;
+    crate::build::manifest::check_name(name)?;
     if http && language == Language::Ts {
         bail!(
             "--http has no TypeScript template: start from --lang js --http (its handler is plain JavaScript that TypeScript accepts)"
@@ -172,6 +160,9 @@ pub fn create(
             .replace("{{file}}", &file)
             .replace("{{sdk}}", &sdk)
     };
+    let manifest = dir.join(crate::build::manifest::FILE);
+    std::fs::write(&manifest, manifest_text(name, language, http, &sdk))
+        .with_context(|| format!("cannot write {}", manifest.display()))?;
     for (template, contents) in templates(language, http) {
         // Drop the language directory: "rust/src/lib.rs" → "src/lib.rs".
         let (_, inner) = template.split_once('/').unwrap_or(("", template));
@@ -188,35 +179,41 @@ pub fn create(
     }
     Ok(Scaffold {
         dir: dir.to_owned(),
-        build: dir.join("build.sh"),
+        manifest: dir.join(crate::build::manifest::FILE),
         wasm: dir.join(format!("{file}.wasm")),
     })
 }
 
-/// The Sluice checkout holding `start` (or one of its parents), or the one this binary
-/// was built from, if either exists.
-pub fn find_root(start: &Path) -> Option<PathBuf> {
-    let is_root = |p: &Path| p.join("wit/handler.wit").is_file() && p.join("guest-sdk").is_dir();
-    if let Some(found) = start.ancestors().find(|p| is_root(p)) {
-        return Some(found.to_owned());
+/// The project's `plugin.toml`.
+fn manifest_text(name: &str, language: Language, http: bool, sdk: &str) -> String {
+    let (language, entry) = match language {
+        Language::Rust => ("rust", None),
+        Language::Js => ("js", Some(format!("{name}.js"))),
+        Language::Ts => ("ts", Some(format!("{name}.ts"))),
+        Language::Python => ("python", Some("app.py".to_owned())),
+        Language::C => ("c", None),
+    };
+    let mut text = format!(
+        "# What `sluice build` builds, and what the pipeline that runs it must grant (the book's\n\
+         # \"Building plugins\"). `sluice build` checks the component against it and prints the\n\
+         # [[pipeline]] lines.\n\
+         name = \"{name}\"\n\
+         language = \"{language}\"\n"
+    );
+    if let Some(entry) = entry {
+        text += &format!("entry = \"{entry}\"\n");
     }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-    is_root(built_from).then(|| built_from.to_owned())
-}
-
-/// A name that is a valid crate, module and file name in every language.
-fn check_name(name: &str) -> Result<()> {
-    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.ends_with('-');
-    if !valid {
-        bail!(
-            "plugin name {name:?} is not valid: use lowercase letters, digits and '-', starting with a letter (e.g. order-audit)"
-        );
+    text += "\n# Handler state: the key prefixes it reads and writes (sluice:plugin/state).\n# state = [\"order:\"]\n";
+    text += "\n# The origins it sends HTTP requests to (wasi:http).\n";
+    if http {
+        text += "allowed_outbound_hosts = [\"http://127.0.0.1:8080\"]\n";
+    } else {
+        text += "# allowed_outbound_hosts = [\"https://api.example.com\"]\n";
     }
-    Ok(())
+    text += &format!(
+        "\n# The Sluice checkout (its wit/ and guest-sdk/), from here.\nsdk = \"{sdk}\"\n"
+    );
+    text
 }
 
 /// `to` relative to `from` (both absolute, canonical), as a '/'-separated path.
@@ -250,10 +247,23 @@ mod tests {
     }
 
     #[test]
-    fn names() {
-        assert!(check_name("order-audit2").is_ok());
-        for bad in ["", "Order", "2x", "a_b", "a-", "a b", "../x"] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
+    fn every_scaffold_manifest_parses() {
+        for language in [
+            Language::Rust,
+            Language::Js,
+            Language::Ts,
+            Language::Python,
+            Language::C,
+        ] {
+            for http in [false, true] {
+                let text = manifest_text("my-plugin", language, http, "../..");
+                let m = crate::build::manifest::Manifest::parse(&text).expect("parses");
+                assert_eq!(m.file_name(), "my_plugin.wasm");
+                assert_eq!(
+                    m.needs(None).expect("no variant").allowed_outbound_hosts.is_empty(),
+                    !http
+                );
+            }
         }
     }
 }

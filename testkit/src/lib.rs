@@ -40,7 +40,7 @@ pub use context::{RedisServer, TestContext, broker, connect, tls_provider};
 pub use daemon::TestDaemon;
 pub use http::{HttpServer, Seen};
 pub use orders::{ORDERS, Order, add_orders, produce_orders};
-pub use plugins::{build_plugins, plugin_wasm, with_plugins, workspace};
+pub use plugins::{build_plugins, invoke, plugin_wasm, with_plugins, workspace};
 pub use process::{DaemonProcess, children_of, sluice_binary};
 pub use proxy::Proxy;
 pub use sentinel::{Sentinel, replica_of};

@@ -32,14 +32,16 @@ pub fn workspace() -> PathBuf {
         .to_owned()
 }
 
-/// Builds every plugin into `target/plugins` with `scripts/build-plugins.sh` (its own
-/// target directory: the outer `cargo test` holds the lock on the main one) and returns
-/// that directory; once per process.
+/// Builds every plugin into `target/plugins` with `scripts/build-plugins.sh`, which
+/// runs `sluice build` (this run's binary: the outer `cargo test` holds the lock on the
+/// main target directory, so the script cannot build one) and returns that directory;
+/// once per process.
 pub fn build_plugins() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let status = Command::new("bash")
             .arg(workspace().join("scripts/build-plugins.sh"))
+            .env("SLUICE", crate::sluice_binary())
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("CARGO_TARGET_DIR")
@@ -68,4 +70,21 @@ pub fn with_plugins(text: &str) -> String {
         }
     }
     text
+}
+
+/// Runs `sluice invoke ARGS` (this run's binary) with its own compiled-code cache;
+/// returns (exit code, stdout, stderr).
+pub fn invoke(args: &[&str]) -> (i32, String, String) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(crate::sluice_binary())
+        .arg("invoke")
+        .args(args)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .expect("run sluice invoke");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,5 +1,5 @@
 //! The arguments of the subcommands that run or build something: `run`, `dev`,
-//! `compile`, `new`, `invoke` (and the config-and-Redis pair the tools share).
+//! `compile`, `new`, `invoke`, `test`, `build` (and the config-and-Redis pair the tools share).
 
 use std::path::PathBuf;
 
@@ -71,6 +71,33 @@ pub struct TestArgs {
     /// Also write a JUnit XML report to this file (for CI).
     #[arg(long, value_name = "FILE.xml")]
     pub junit: Option<PathBuf>,
+}
+
+/// `sluice build`.
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The plugin project: the directory holding its `plugin.toml`.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Build the manifest's `[variants.NAME]` (its features and capabilities added).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Where to write the component; default: NAME.wasm in the project ('_' for '-').
+    #[arg(short, long, value_name = "FILE.wasm")]
+    pub out: Option<PathBuf>,
+    /// Build even when nothing changed since the last build.
+    #[arg(long)]
+    pub force: bool,
+    /// Rust: the cargo profile.
+    #[arg(long, default_value = "release")]
+    pub profile: String,
+    /// The Sluice checkout (its wit/ and guest-sdk/); default: the manifest's `sdk`, else
+    /// the one holding the project, else the one this binary was built from.
+    #[arg(long)]
+    pub sdk: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// `sluice new`.

@@ -4,7 +4,8 @@
 //! # Layout
 //! - `args.rs`: the arguments of `run`, `dev`, `compile`, `new`, `invoke`
 //! - `daemon.rs`: `run` and `dev` (the daemon, its reloads, the private server's notice)
-//! - `tools.rs`: `new`, `invoke`, `compile` (no Redis)
+//! - `tools.rs`: `new`, `invoke`, `compile`, `test` (no Redis)
+//! - `build.rs`: `build`
 //! - `dlq.rs`, `send.rs`: `dlq`, `send`, `partition` (Redis tools)
 //! - `reference.rs`: the book's generated CLI and metrics reference
 
@@ -17,12 +18,15 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 
 mod args;
+mod build;
 mod daemon;
 mod dlq;
 pub mod reference;
 mod send;
 mod tools;
-pub use args::{CompileArgs, DevArgs, InvokeArgs, NewArgs, RunArgs, Setup, TestArgs, Threads};
+pub use args::{
+    BuildArgs, CompileArgs, DevArgs, InvokeArgs, NewArgs, RunArgs, Setup, TestArgs, Threads,
+};
 pub use dlq::{DlqAction, DlqArgs};
 pub use send::{PartitionArgs, SendArgs};
 
@@ -72,11 +76,18 @@ pub enum Command {
     /// so that the daemon's first start loads them in milliseconds instead of compiling
     /// for seconds), checking each against the handler world.
     Compile(CompileArgs),
-    /// Start a new plugin: a project that builds with `./build.sh` into NAME.wasm, with
-    /// '-' in NAME written '_' (`my-audit` builds `my-audit/my_audit.wasm`), and passes
-    /// `sluice invoke` as it is.
+    /// Build a plugin project from its manifest (`plugin.toml`: name, language, entry,
+    /// state prefixes, outbound hosts), in any language; check the component's imports
+    /// and exports against the manifest; print the `[[pipeline]]` lines that grant what it
+    /// uses. Up-to-date components are not rebuilt.
     ///
-    /// Example: `sluice new order-audit --lang python` (then `order-audit/build.sh`).
+    /// Example: `sluice build my-plugin` (writes my-plugin/my_plugin.wasm)
+    Build(BuildArgs),
+    /// Start a new plugin: a project with its manifest (`plugin.toml`) that `sluice build`
+    /// builds into NAME.wasm, with '-' in NAME written '_' (`my-audit` builds
+    /// `my-audit/my_audit.wasm`), and that passes `sluice invoke` and `sluice test` as it is.
+    ///
+    /// Example: `sluice new order-audit --lang python` (then `sluice build order-audit`).
     New(NewArgs),
     /// Add an entry to a pipeline's input; with --key, to the partition of that key.
     ///

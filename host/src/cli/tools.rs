@@ -14,7 +14,7 @@ impl NewArgs {
         let dir = self.dir.unwrap_or_else(|| PathBuf::from(&self.name));
         let root = match self.sdk {
             Some(root) => root,
-            None => crate::scaffold::find_root(&std::env::current_dir()?).context(
+            None => crate::build::find_root(&std::env::current_dir()?).context(
                 "cannot find a Sluice checkout (wit/ and guest-sdk/) here or above: pass --sdk PATH",
             )?,
         };
@@ -27,8 +27,12 @@ impl NewArgs {
             crate::scaffold::Language::Python => "Python",
             crate::scaffold::Language::C => "C",
         };
-        println!("created {} ({language})", made.dir.display());
-        println!("  build: {}", made.build.display());
+        println!(
+            "created {} ({language}; its manifest: {})",
+            made.dir.display(),
+            made.manifest.display()
+        );
+        println!("  build: sluice build {}", made.dir.display());
         println!("  test:  sluice test {}", made.wasm.display());
         if self.http {
             println!(

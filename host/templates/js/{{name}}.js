@@ -3,8 +3,8 @@
 // Copies every field of a message to the stream `OUT` (config key `target` overrides it)
 // and adds `handledBy`; rejects a message that has no fields. Replace with your own.
 //
-// Build: ./build.sh (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
-// build.sh puts Sluice's guest-sdk/js/sluice.js beside this file in build/.
+// Build: sluice build (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
+// ./sluice.js is Sluice's guest-sdk/js/sluice.js: `sluice build` finds it there.
 import { config, handler, log, output, packed, reject } from "./sluice.js";
 
 export const handle = handler((msg) => {

@@ -9,8 +9,8 @@ another 4xx dead-letters the entry (reject). Replace with your own.
 The pipeline must grant the service's origin:
     allowed_outbound_hosts = ["http://127.0.0.1:8080"]
 
-Build: ./build.sh (writes {{file}}.wasm; a handler that imports sluice_http is built
-for world http-handler).
+Build: sluice build (writes {{file}}.wasm; the grant in plugin.toml builds it for world
+http-handler).
 Try:   sluice invoke {{file}}.wasm --allow-outbound http://127.0.0.1:8080 greeting=hello
 """
 

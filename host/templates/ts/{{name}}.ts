@@ -3,10 +3,10 @@
 // Copies every field of a message to the stream `OUT` (config key `target` overrides it)
 // and adds `handledBy`; rejects a message that has no fields. Replace with your own.
 //
-// npm packages work: `npm install zod`, then `import { z } from "zod"`; ./build.sh bundles
+// npm packages work: `npm install zod`, then `import { z } from "zod"`; sluice build bundles
 // them (esbuild) before componentize-js. The SDK's types are in ./sluice.d.ts.
 //
-// Build: ./build.sh (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
+// Build: sluice build (writes {{file}}.wasm). Try: sluice invoke {{file}}.wasm greeting=hello
 // Test:  sluice test {{file}}.wasm (the cases in fixtures.toml)
 import { config, handler, log, output, packed, reject, type Message } from "./sluice.js";
 

@@ -9,7 +9,7 @@
 //! The pipeline must grant the service's origin:
 //!     allowed_outbound_hosts = ["http://127.0.0.1:8080"]
 //!
-//! Build: `./build.sh` (writes {{file}}.wasm).
+//! Build: `sluice build` (writes {{file}}.wasm).
 //! Try:   `sluice invoke {{file}}.wasm --allow-outbound http://127.0.0.1:8080 greeting=hello`
 
 use sluice_sdk::http::Request;

@@ -3,7 +3,7 @@
 //! Copies every field of a message to the stream `OUT` (config key `target` overrides
 //! it) and adds `handledBy`; rejects a message that has no fields. Replace with your own.
 //!
-//! Build: `./build.sh` (writes {{file}}.wasm). Try: `sluice invoke {{file}}.wasm greeting=hello`
+//! Build: `sluice build` (writes {{file}}.wasm). Try: `sluice invoke {{file}}.wasm greeting=hello`
 
 use sluice_sdk::{Failure, Guest, HandlerResult, Message, Output};
 

@@ -1,0 +1,170 @@
+//! JavaScript and TypeScript: esbuild bundles the entry module with its npm packages and
+//! the SDK (`guest-sdk/js/bundle.mjs`), componentize-js builds the bundle for a world.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use super::manifest::{Language, Needs};
+use super::run::{self, Stamp};
+use super::{Job, Step};
+
+/// What the bundle exports and which WIT interfaces it imports (esbuild's metafile).
+#[derive(Deserialize)]
+struct Bundle {
+    exports: Vec<String>,
+    imports: Vec<String>,
+}
+
+pub(super) fn build(job: &Job) -> Result<Step> {
+    let sdk = job.sdk.join("guest-sdk/js");
+    let bundle = bundle(job, &sdk)?;
+    let world = world(job.needs, &bundle)?;
+    let mut stamp = Stamp::default();
+    stamp.add(std::fs::read(job.staging.join("bundle.js"))?);
+    stamp.add(&world);
+    stamp.add_tree(&job.sdk.join("wit"))?;
+    stamp.add_tree(&sdk.join("package.json"))?;
+    if !job.force && stamp.is_current(&job.out, &job.record()) {
+        return Ok(Step::up_to_date(Some(world)));
+    }
+    // The fetch API (componentize-js's `http` feature) only for a world with wasi:http.
+    let disabled: &[&str] = if world.contains("http") {
+        &["fetch-event"]
+    } else {
+        &["http", "fetch-event"]
+    };
+    run::tool(
+        "componentize-js",
+        Command::new(sdk.join("node_modules/.bin/componentize-js"))
+            .arg("bundle.js")
+            .arg("--wit")
+            .arg(job.sdk.join("wit"))
+            .arg("--world-name")
+            .arg(&world)
+            .arg("--disable")
+            .args(disabled)
+            .arg("-o")
+            .arg(job.component())
+            .current_dir(&job.staging),
+    )?;
+    Ok(Step {
+        world: Some(world),
+        built: Some(job.component()),
+        stamp: Some(stamp),
+    })
+}
+
+/// Bundles the entry module into `bundle.js` of the build's scratch directory.
+fn bundle(job: &Job, sdk: &std::path::Path) -> Result<Bundle> {
+    let extension = if job.manifest.language == Language::Ts {
+        "ts"
+    } else {
+        "js"
+    };
+    let entry = job
+        .manifest
+        .entry
+        .clone()
+        .unwrap_or_else(|| format!("{}.{extension}", job.manifest.name));
+    let entry = job.dir.join(entry);
+    if !entry.is_file() {
+        bail!(
+            "no entry module {}: name the module that exports `handle` in plugin.toml (entry = \"...\")",
+            entry.display()
+        );
+    }
+    let said = run::tool(
+        "esbuild (guest-sdk/js/bundle.mjs)",
+        Command::new("node")
+            .arg(sdk.join("bundle.mjs"))
+            .arg(&entry)
+            .arg(job.staging.join("bundle.js"))
+            .current_dir(&job.dir),
+    )?;
+    let bundle: Bundle = serde_json::from_str(said.trim())
+        .with_context(|| format!("bundle.mjs printed no summary: {said}"))?;
+    if !bundle.exports.iter().any(|e| e == "handle") {
+        bail!(
+            "{} exports no `handle` (it exports: {}): export const handle = handler(...)",
+            entry.display(),
+            bundle.exports.join(", ")
+        );
+    }
+    Ok(bundle)
+}
+
+/// The world: the manifest's, else from its capabilities (hosts: `http-handler`; state:
+/// `stateful-handler`), else from the exports (`handlePacked`: `packed-batch-handler`,
+/// `handleBatch`: `batch-handler`, else `handler`).
+fn world(needs: &Needs, bundle: &Bundle) -> Result<String> {
+    let imports_state = bundle
+        .imports
+        .iter()
+        .any(|i| i.starts_with("sluice:plugin/state@"));
+    if imports_state && needs.state.is_empty() {
+        bail!(
+            "the handler imports ./state.js (handler state) but plugin.toml declares no state prefixes: add state = [\"prefix:\"] (the keys it reads and writes)"
+        );
+    }
+    if let Some(world) = &needs.world {
+        return Ok(world.clone());
+    }
+    let exports = |name: &str| bundle.exports.iter().any(|e| e == name);
+    let world = match (
+        !needs.allowed_outbound_hosts.is_empty(),
+        !needs.state.is_empty(),
+    ) {
+        (true, true) => "stateful-http-handler",
+        (true, false) => "http-handler",
+        (false, true) => "stateful-handler",
+        _ if exports("handlePacked") => "packed-batch-handler",
+        _ if exports("handleBatch") => "batch-handler",
+        _ => "handler",
+    };
+    Ok(world.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_world_follows_the_capabilities_then_the_exports() {
+        let bundle = |exports: &[&str], imports: &[&str]| Bundle {
+            exports: exports.iter().map(|s| s.to_string()).collect(),
+            imports: imports.iter().map(|s| s.to_string()).collect(),
+        };
+        let needs = |state: bool, http: bool| Needs {
+            state: if state { vec!["o:".into()] } else { vec![] },
+            allowed_outbound_hosts: if http {
+                vec!["https://a".into()]
+            } else {
+                vec![]
+            },
+            ..Needs::default()
+        };
+        let w = |n: &Needs, b: &Bundle| world(n, b).expect("accepted");
+        let packed = bundle(&["handle", "handlePacked"], &[]);
+        assert_eq!(w(&needs(false, false), &packed), "packed-batch-handler");
+        assert_eq!(
+            w(
+                &needs(false, false),
+                &bundle(&["handle", "handleBatch"], &[])
+            ),
+            "batch-handler"
+        );
+        assert_eq!(
+            w(&needs(false, false), &bundle(&["handle"], &[])),
+            "handler"
+        );
+        assert_eq!(w(&needs(true, false), &packed), "stateful-handler");
+        assert_eq!(w(&needs(false, true), &packed), "http-handler");
+        let stateful = bundle(&["handle"], &["sluice:plugin/state@0.1.4"]);
+        let err = world(&needs(false, false), &stateful)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("state = ["), "{err}");
+    }
+}
