@@ -4,11 +4,13 @@
 // - `./sluice.js` and `./state.js` resolve to this SDK's files when the project has no
 //   file of that name (so a project needs no copy of the SDK);
 // - `sluice:*` and `wasi:*` imports stay imports (the component's WIT imports);
-// - a source map is written beside OUTFILE (OUTFILE.map), for error stacks;
+// - a source map is written beside OUTFILE (OUTFILE.map), its sources relative to the
+//   current directory (the project), for `sluice build` to put in the component: the
+//   daemon maps a thrown error's stack back to the project's source lines;
 // - stdout is one JSON object: the bundle's exports and its WIT imports (from esbuild's
 //   metafile: https://esbuild.github.io/api/#metafile).
-import { existsSync } from "node:fs";
-import { basename, dirname, join, resolve } from "node:path";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
@@ -40,6 +42,7 @@ try {
     external: ["sluice:*", "wasi:*"],
     outfile,
     sourcemap: "external",
+    sourcesContent: false,
     metafile: true,
     logLevel: "silent",
     plugins: [sdkFiles],
@@ -50,6 +53,12 @@ try {
   console.error(messages.join("") || String(error));
   process.exit(1);
 }
+// esbuild names sources relative to the map; name them relative to the project.
+const mapFile = `${outfile}.map`;
+const map = JSON.parse(readFileSync(mapFile, "utf8"));
+map.sources = map.sources.map((source) => relative(".", resolve(dirname(mapFile), source)));
+writeFileSync(mapFile, JSON.stringify(map));
+
 const out = Object.entries(result.metafile.outputs).find(
   ([path]) => resolve(path) === resolve(outfile),
 )?.[1];

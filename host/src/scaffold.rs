@@ -260,7 +260,10 @@ mod tests {
                 let m = crate::build::manifest::Manifest::parse(&text).expect("parses");
                 assert_eq!(m.file_name(), "my_plugin.wasm");
                 assert_eq!(
-                    m.needs(None).expect("no variant").allowed_outbound_hosts.is_empty(),
+                    m.needs(None)
+                        .expect("no variant")
+                        .allowed_outbound_hosts
+                        .is_empty(),
                     !http
                 );
             }

@@ -318,7 +318,8 @@ fn python_dependencies_from_pypi_are_bundled_and_native_ones_refused() {
 
 /// `sluice new --lang ts`: a TypeScript project whose handler imports an npm package
 /// (installed with npm into the project) builds — bundled by esbuild, then componentized —
-/// runs, and passes its fixtures.
+/// runs, and passes its fixtures; a thrown error's stack in the log names the lines of
+/// the TypeScript source (the source map `sluice build` puts in the component).
 #[test]
 fn a_typescript_handler_with_an_npm_dependency_builds_and_passes_its_fixtures() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -369,8 +370,16 @@ fn a_typescript_handler_with_an_npm_dependency_builds_and_passes_its_fixtures() 
         )
         .replace(
             "  log.debug(",
-            "  const checked = Greeting.safeParse(msg.fields());\n  if (!checked.success) throw reject(`not a greeting: ${checked.error.issues[0].message}`);\n  log.debug(",
+            "  if (msg.text(\"boom\")) broken(msg.id);\n  const checked = Greeting.safeParse(msg.fields());\n  if (!checked.success) throw reject(`not a greeting: ${checked.error.issues[0].message}`);\n  log.debug(",
         );
+    // A bug: the stack in the log must point at this line of the TypeScript source.
+    let text = text
+        + "\nfunction broken(id: string): string {\n  const missing: any = undefined;\n  return missing.field + id;\n}\n";
+    let broken_line = text
+        .lines()
+        .position(|l| l.contains("return missing.field"))
+        .expect("the bug")
+        + 1;
     std::fs::write(&source, text).expect("source");
     let build = sluice_build(&project, "target/plugins/scaffold");
     assert!(
@@ -387,6 +396,13 @@ fn a_typescript_handler_with_an_npm_dependency_builds_and_passes_its_fixtures() 
     let (code, out, _) = invoke(&[wasm, "other=x"]);
     assert_eq!(code, 2);
     assert!(out.contains("not a greeting"), "zod's check ran: {out}");
+    let (code, _, err) = invoke(&[wasm, "greeting=hi", "boom=1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("broken@orders-check.ts:{broken_line}:"))
+            && !err.contains("@bundle.js:"),
+        "the stack names the TypeScript source's lines: {err}"
+    );
     let tested = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["test", wasm])
         .output()

@@ -49,11 +49,24 @@ pub(super) fn build(job: &Job) -> Result<Step> {
             .arg(job.component())
             .current_dir(&job.staging),
     )?;
+    embed_source_map(job)?;
     Ok(Step {
         world: Some(world),
         built: Some(job.component()),
         stamp: Some(stamp),
     })
+}
+
+/// Puts the bundle's source map into the component, for the daemon to map stack frames
+/// in the plugin's log back to the project's lines.
+fn embed_source_map(job: &Job) -> Result<()> {
+    let map = job.staging.join("bundle.js.map");
+    let map = std::fs::read(&map).with_context(|| format!("cannot read {}", map.display()))?;
+    let component = job.component();
+    let mut bytes = std::fs::read(&component)?;
+    crate::wasm::source_map::embed(&mut bytes, &map);
+    std::fs::write(&component, bytes)
+        .with_context(|| format!("cannot write {}", component.display()))
 }
 
 /// Bundles the entry module into `bundle.js` of the build's scratch directory.
@@ -80,7 +93,7 @@ fn bundle(job: &Job, sdk: &std::path::Path) -> Result<Bundle> {
         Command::new("node")
             .arg(sdk.join("bundle.mjs"))
             .arg(&entry)
-            .arg(job.staging.join("bundle.js"))
+            .arg(job.staging.join(crate::wasm::source_map::BUNDLE))
             .current_dir(&job.dir),
     )?;
     let bundle: Bundle = serde_json::from_str(said.trim())

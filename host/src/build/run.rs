@@ -71,8 +71,19 @@ pub fn install(from: &Path, to: &Path) -> Result<()> {
 /// A fingerprint of a build's inputs: the files' paths, sizes and modification times, and
 /// the settings. The build is skipped when the component exists and the fingerprint is
 /// the one recorded beside it.
-#[derive(Default)]
 pub struct Stamp(Sha256);
+
+/// The version of what `sluice build` does with the inputs: a change to it (a new step,
+/// another layout) makes every recorded build stale.
+const FORMAT: &str = "sluice build 2: source map section";
+
+impl Default for Stamp {
+    fn default() -> Self {
+        let mut stamp = Stamp(Sha256::new());
+        stamp.add(FORMAT);
+        stamp
+    }
+}
 
 /// Directories never counted as inputs: build outputs and caches.
 const SKIPPED: &[&str] = &["build", "target", "node_modules", "__pycache__", ".git"];

@@ -22,6 +22,8 @@ use crate::trace_context::SpanContext;
 pub struct Identity {
     /// The plugin's content digest.
     pub digest: Arc<str>,
+    /// Its bundle's source map: stack frames in its lines name the original sources.
+    pub source_map: Option<Arc<super::source_map::SourceMap>>,
 }
 
 /// The message being handled, and its trace and span IDs if it is traced.
@@ -93,7 +95,15 @@ impl GuestLog {
         }
         let _span = self.span.enter();
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
-        let Identity { digest } = &self.identity;
+        let Identity { digest, source_map } = &self.identity;
+        let mapped;
+        let text = match source_map {
+            Some(map) => {
+                mapped = map.rewrite(text);
+                mapped.as_str()
+            }
+            None => text,
+        };
         let Current { id, trace } = crate::lock::lock(&self.message).clone();
         let (trace_id, span_id) = match &trace {
             Some((t, s)) => (Some(display(t)), Some(display(s))),

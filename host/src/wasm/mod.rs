@@ -13,6 +13,7 @@ mod instance;
 mod limits;
 mod packed;
 mod plugin;
+pub mod source_map;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,6 +26,8 @@ pub struct Plugin {
     imports_http: bool,
     /// The language whose interpreter it embeds, if any.
     interpreter: Option<&'static str>,
+    /// The bundle's source map (a JavaScript or TypeScript plugin built by `sluice build`).
+    source_map: Option<Arc<super::source_map::SourceMap>>,
     /// Its export that takes a batch in one call, if it has one.
     pub(super) batch: Option<(BatchExport, ComponentExportIndex)>,
 }
@@ -144,6 +146,7 @@ impl Plugin {
             imports_state,
             imports_http,
             interpreter: interpreter(bytes),
+            source_map: super::source_map::SourceMap::of_component(bytes),
         })
     }
 
@@ -151,6 +154,11 @@ impl Plugin {
     /// componentize-js, `"Python"` for componentize-py), if it does.
     pub fn interpreter(&self) -> Option<&'static str> {
         self.interpreter
+    }
+
+    /// The bundle's source map, which maps stack frames in its log to source lines.
+    pub fn source_map(&self) -> Option<&Arc<super::source_map::SourceMap>> {
+        self.source_map.as_ref()
     }
 
     /// Whether the component imports the `state` interface (world `stateful-handler`):

@@ -57,14 +57,20 @@ struct Live {
     handled: u64,
 }
 
+/// What the log lines of `plugin`'s instances carry.
+fn identity_of(plugin: &Plugin) -> Identity {
+    Identity {
+        digest: plugin.digest().clone(),
+        source_map: plugin.source_map().cloned(),
+    }
+}
+
 impl Instance {
     /// A slot running the live version in `cell`; nothing is instantiated until the
     /// first call.
     pub fn new(cell: PluginCell, config: Arc<BTreeMap<String, String>>, limits: Limits) -> Self {
         let plugin = cell.load_full();
-        let identity = Identity {
-            digest: plugin.digest().clone(),
-        };
+        let identity = identity_of(&plugin);
         Self {
             cell,
             plugin,
@@ -162,7 +168,7 @@ impl Instance {
         let current = self.cell.load();
         if !Arc::ptr_eq(&current, &self.plugin) {
             self.plugin = arc_swap::Guard::into_inner(current);
-            self.identity.digest = self.plugin.digest().clone();
+            self.identity = identity_of(&self.plugin);
             self.live = None;
         }
     }
