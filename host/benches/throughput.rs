@@ -39,6 +39,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::measure::{cpu_seconds, redis_pid};
 use sluice_testkit::{Order, build_plugins, workspace};
 
 const ORDERS: &str = "ORDERS_STREAM";
@@ -677,37 +678,6 @@ async fn handler_overhead(root: &Path) -> Result<()> {
         per_call.as_secs_f64() * 1e6
     );
     Ok(())
-}
-
-fn redis_pid(redis: &RedisServer) -> Result<u32> {
-    // The server listens on its port; find it among our children by its command line.
-    let port = redis.port().to_string();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline.starts_with("redis-server") && cmdline.contains(&port) {
-            return Ok(pid);
-        }
-    }
-    bail!("cannot find the redis-server process")
-}
-
-/// CPU seconds (user + system) of `/proc/<pid>` (`self` for this process).
-fn cpu_seconds(pid: &str) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
 }
 
 /// Peak resident set (VmHWM) of `/proc/<pid>`, bytes.

@@ -24,6 +24,7 @@ pub mod config;
 pub mod context;
 pub mod daemon;
 pub mod http;
+pub mod measure;
 pub mod orders;
 pub mod plugins;
 pub mod process;
