@@ -49,6 +49,20 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    /// Whether the log filter lets lines of this level through (for this module, where
+    /// the guest's lines are logged from).
+    fn enabled(self) -> bool {
+        match self {
+            Severity::Trace => tracing::enabled!(tracing::Level::TRACE),
+            Severity::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            Severity::Info => tracing::enabled!(tracing::Level::INFO),
+            Severity::Warn => tracing::enabled!(tracing::Level::WARN),
+            Severity::Error => tracing::enabled!(tracing::Level::ERROR),
+        }
+    }
+}
+
 /// One instance's log: attribution and its rate limit.
 pub struct GuestLog {
     identity: Identity,
@@ -83,8 +97,13 @@ impl GuestLog {
         current.trace = trace.map(|t| (t.trace_id_hex(), t.span_id_hex()));
     }
 
-    /// Logs one line, unless the instance is over its rate.
+    /// Logs one line, unless the instance is over its rate. A line of a level the log
+    /// filter drops (a handler's `debug` under the default `info`) is not counted against
+    /// the rate: it costs nothing and never reports lines as dropped.
     pub fn line(&self, severity: Severity, source: &'static str, text: &str) {
+        if !severity.enabled() {
+            return;
+        }
         let text = truncate(text.trim_end(), MAX_LINE);
         if text.is_empty() {
             return;
@@ -236,5 +255,37 @@ impl AsyncWrite for LineWriter {
             self.emit(&rest);
         }
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that logs at debug for every entry, under an info filter, uses none of
+    /// its rate: the info line after 1,000 of them is logged and nothing is dropped.
+    #[test]
+    fn filtered_lines_do_not_count_against_the_rate() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let log = GuestLog::new(Identity {
+                digest: Arc::from("sha256:test"),
+                source_map: None,
+            });
+            for i in 0..1000 {
+                log.line(Severity::Debug, "log", &format!("handling {i}"));
+            }
+            assert_eq!(log.dropped.load(Ordering::Relaxed), 0);
+            for _ in 0..BURST + 10 {
+                log.line(Severity::Info, "log", "counted");
+            }
+            assert!(
+                log.dropped.load(Ordering::Relaxed) >= 10,
+                "info lines still count"
+            );
+        });
     }
 }
