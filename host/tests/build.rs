@@ -495,6 +495,17 @@ fn a_javascript_component_is_built_for_what_its_manifest_declares() {
     edit(&source, "handledBy: \"held\"", "handled_by: \"held\"");
     let (ok, said) = sluice(&["build"], &project);
     assert!(ok && said.starts_with("built "), "{said}");
+    // A comment moves the lines the stacks name: the source map is an input too.
+    edit(&source, "// Still copies", "//\n// Still copies");
+    let (ok, said) = sluice(&["build"], &project);
+    assert!(ok && said.starts_with("built "), "{said}");
+    // `sluice test` holds the handler to the manifest's prefixes, as a pipeline would.
+    edit(&source, "\"seen:all\"", "\"other:all\"");
+    let (ok, said) = sluice(&["build"], &project);
+    assert!(ok, "{said}");
+    let wasm = project.join("held.wasm");
+    let (ok, said) = sluice(&["test"], &wasm);
+    assert!(!ok && said.contains("other:all"), "{said}");
 }
 
 /// A compiled language's component imports what its code calls: a C handler that starts
@@ -565,6 +576,16 @@ fn bad_projects_are_refused_naming_the_fix() {
     let manifest = project.join("plugin.toml");
     let (ok, said) = sluice(&["build", "--variant", "fast"], &project);
     assert!(!ok && said.contains("[variants.fast]"), "{said}");
+    // --out never overwrites a file that is not a component (a source, the manifest).
+    let source = project.join("held.js");
+    let before = std::fs::read(&source).expect("source");
+    let out = source.to_str().expect("utf-8");
+    let (ok, said) = sluice(&["build", "--out", out], &project);
+    assert!(
+        !ok && said.contains("not a WebAssembly component"),
+        "{said}"
+    );
+    assert_eq!(std::fs::read(&source).expect("source"), before);
     edit(&manifest, "entry = \"held.js\"", "entry = \"main.js\"");
     let (ok, said) = sluice(&["build"], &project);
     assert!(

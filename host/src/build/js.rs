@@ -19,10 +19,28 @@ struct Bundle {
 
 pub(super) fn build(job: &Job) -> Result<Step> {
     let sdk = job.sdk.join("guest-sdk/js");
+    if !sdk.join("node_modules/esbuild").is_dir()
+        || !sdk.join("node_modules/.bin/componentize-js").exists()
+    {
+        bail!(
+            "esbuild and componentize-js are not installed in {}: run scripts/setup.sh in the Sluice checkout",
+            sdk.join("node_modules").display()
+        );
+    }
     let bundle = bundle(job, &sdk)?;
     let world = world(job.needs, &bundle)?;
+    if !world.contains("http") {
+        let text = std::fs::read_to_string(job.staging.join("bundle.js"))?;
+        if text.contains("fetch(") {
+            tracing::warn!(
+                "the bundle calls fetch( but plugin.toml declares no allowed_outbound_hosts: the component is built without the fetch API, and a call fails (traps); declare the origins it calls"
+            );
+        }
+    }
     let mut stamp = Stamp::default();
     stamp.add(std::fs::read(job.staging.join("bundle.js"))?);
+    // The map too: a comment shifts the source lines the stacks must name.
+    stamp.add(std::fs::read(job.staging.join("bundle.js.map"))?);
     stamp.add(&world);
     stamp.add_tree(&job.sdk.join("wit"))?;
     stamp.add_tree(&sdk.join("package.json"))?;
@@ -108,9 +126,11 @@ fn bundle(job: &Job, sdk: &std::path::Path) -> Result<Bundle> {
     Ok(bundle)
 }
 
-/// The world: the manifest's, else from its capabilities (hosts: `http-handler`; state:
-/// `stateful-handler`), else from the exports (`handlePacked`: `packed-batch-handler`,
-/// `handleBatch`: `batch-handler`, else `handler`).
+/// The world: the manifest's (checked against the bundle), else from what the handler
+/// uses and may use (granted hosts: `http-handler`; state imported: `stateful-handler`),
+/// else from the exports (`handlePacked`: `packed-batch-handler`, `handleBatch`:
+/// `batch-handler`, else `handler`). Declared state that the bundle never imports builds
+/// a component without it (`sluice build` then says the declaration is unused).
 fn world(needs: &Needs, bundle: &Bundle) -> Result<String> {
     let imports_state = bundle
         .imports
@@ -122,13 +142,24 @@ fn world(needs: &Needs, bundle: &Bundle) -> Result<String> {
         );
     }
     if let Some(world) = &needs.world {
+        if imports_state != world.starts_with("stateful") {
+            bail!(
+                "world = {world:?} in plugin.toml {} handler state, but the handler {}: drop `world` (it follows from the rest) or fix it",
+                if imports_state { "has no" } else { "has" },
+                if imports_state {
+                    "imports ./state.js"
+                } else {
+                    "never imports ./state.js"
+                }
+            );
+        }
+        if world.contains("http") && needs.allowed_outbound_hosts.is_empty() {
+            bail!("world = {world:?} sends HTTP requests: declare allowed_outbound_hosts");
+        }
         return Ok(world.clone());
     }
     let exports = |name: &str| bundle.exports.iter().any(|e| e == name);
-    let world = match (
-        !needs.allowed_outbound_hosts.is_empty(),
-        !needs.state.is_empty(),
-    ) {
+    let world = match (!needs.allowed_outbound_hosts.is_empty(), imports_state) {
         (true, true) => "stateful-http-handler",
         (true, false) => "http-handler",
         (false, true) => "stateful-handler",
@@ -172,8 +203,20 @@ mod tests {
             w(&needs(false, false), &bundle(&["handle"], &[])),
             "handler"
         );
-        assert_eq!(w(&needs(true, false), &packed), "stateful-handler");
+        // Declared state the bundle never imports is not built in.
+        assert_eq!(w(&needs(true, false), &packed), "packed-batch-handler");
+        let stateful_packed = bundle(&["handle"], &["sluice:plugin/state@0.1.4"]);
+        assert_eq!(w(&needs(true, false), &stateful_packed), "stateful-handler");
         assert_eq!(w(&needs(false, true), &packed), "http-handler");
+        // A forced world that contradicts the bundle is refused before the build.
+        let forced = |world: &str, state: bool| Needs {
+            world: Some(world.to_owned()),
+            ..needs(state, false)
+        };
+        let err = world(&forced("handler", true), &stateful_packed).expect_err("refused");
+        assert!(err.to_string().contains("imports ./state.js"), "{err}");
+        let err = world(&forced("stateful-handler", true), &packed).expect_err("refused");
+        assert!(err.to_string().contains("never imports"), "{err}");
         let stateful = bundle(&["handle"], &["sluice:plugin/state@0.1.4"]);
         let err = world(&needs(false, false), &stateful)
             .expect_err("refused")

@@ -119,17 +119,16 @@ pub fn build(request: &Request) -> Result<Built> {
     let dir = std::path::absolute(&request.dir)?;
     let manifest = Manifest::load(&dir)?;
     let needs = manifest.needs(request.variant.as_deref())?;
-    let out = std::path::absolute(
-        request
-            .out
-            .clone()
-            .unwrap_or_else(|| dir.join(manifest.file_name())),
-    )?;
+    let out = out_path(request.out.as_deref(), &dir, &manifest)?;
     let out_dir = out.parent().unwrap_or(Path::new("/")).to_owned();
     let stem = out.file_stem().unwrap_or_default().to_string_lossy();
     let staging = out_dir.join("build").join(stem.as_ref());
     std::fs::create_dir_all(&staging)
         .with_context(|| format!("cannot create {}", staging.display()))?;
+    // One build of an output at a time: two would mix their scratch files.
+    let lock = std::fs::File::create(staging.join("lock"))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", staging.display()))?;
     let sdk = sdk_of(request.sdk.as_deref(), &manifest, &dir)?;
     let job = Job {
         dir,
@@ -165,7 +164,11 @@ fn finish(job: &Job, step: Step) -> Result<Built> {
             manifest::FILE
         )
     })?;
-    if let Some(built) = &step.built {
+    // A component identical to the installed one is left in place (cargo rebuilds
+    // nothing and says so only by the bytes): a watching daemon sees no change.
+    let unchanged = std::fs::read(&job.out).is_ok_and(|installed| installed == bytes);
+    let built = step.built.as_ref().filter(|_| !unchanged);
+    if let Some(built) = built {
         run::install(built, &job.out)?;
     }
     if let Some(stamp) = &step.stamp {
@@ -175,11 +178,36 @@ fn finish(job: &Job, step: Step) -> Result<Built> {
         out: job.out.clone(),
         language: job.manifest.language,
         world: step.world,
-        rebuilt: step.built.is_some(),
+        rebuilt: built.is_some(),
         shape,
         needs: job.needs.clone(),
         unused,
     })
+}
+
+/// Where the component goes: `given` (a directory: `NAME.wasm` in it), else `NAME.wasm` in
+/// the project. An existing file that is not a component is never overwritten (a source
+/// or the manifest named by mistake).
+fn out_path(given: Option<&Path>, dir: &Path, manifest: &Manifest) -> Result<PathBuf> {
+    let out = match given {
+        Some(path) if path.is_dir() => path.join(manifest.file_name()),
+        Some(path) => path.to_owned(),
+        None => dir.join(manifest.file_name()),
+    };
+    let out = std::path::absolute(out)?;
+    if out.is_file() {
+        let mut head = [0u8; 4];
+        let is_wasm = std::fs::File::open(&out)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+            .is_ok_and(|()| &head == b"\0asm");
+        if !is_wasm {
+            anyhow::bail!(
+                "{} exists and is not a WebAssembly component: not overwriting it (give --out a .wasm path)",
+                out.display()
+            );
+        }
+    }
+    Ok(out)
 }
 
 /// The Sluice checkout: `given` (--sdk), else the manifest's `sdk`, else the one holding

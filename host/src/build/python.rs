@@ -13,6 +13,11 @@ use super::{Job, Step};
 pub(super) fn build(job: &Job) -> Result<Step> {
     let entry = job.manifest.entry.as_deref().unwrap_or("app.py");
     let module = entry.strip_suffix(".py").unwrap_or(entry);
+    if module.contains(['/', '\\']) || module.starts_with('.') {
+        bail!(
+            "entry = {entry:?}: name a module file in the project itself (like \"app.py\"); put shared modules on python_path"
+        );
+    }
     if !job.dir.join(format!("{module}.py")).is_file() {
         bail!(
             "no module {}/{module}.py: name the module that defines the handler in plugin.toml (entry = \"app.py\")",
@@ -96,7 +101,7 @@ fn componentize(
     command.arg("-o").arg(job.component());
     run::tool("componentize-py", &mut command).map_err(|e| {
         e.context(format!(
-            "building for world {world} (a handler that uses handler state needs `state` in plugin.toml; one that sends HTTP requests, `allowed_outbound_hosts`)"
+            "building for world {world} (if the handler imports the state module, plugin.toml needs `state`; if it imports the HTTP module, `allowed_outbound_hosts`)"
         ))
     })?;
     Ok(())
@@ -117,6 +122,15 @@ fn vendor(job: &Job) -> Result<PathBuf> {
         .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
     {
         return Ok(vendor);
+    }
+    if let Some(line) = text
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("-e") || l.starts_with("--editable"))
+    {
+        bail!(
+            "requirements.txt: {line:?} is an editable install, which leaves the code outside the component: name the package (or its path, without -e)"
+        );
     }
     run::tool(
         "pip (python3 -m pip)",

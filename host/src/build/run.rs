@@ -97,9 +97,16 @@ impl Stamp {
     }
 
     /// Adds every file under `path` (or the file itself) but components and build outputs.
+    /// A dangling symbolic link (an editor's lock file) is not an input.
     pub fn add_tree(&mut self, path: &Path) -> Result<()> {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(_) if path.is_symlink() => return Ok(()),
+            Err(e) => {
+                let e = anyhow::Error::from(e);
+                return Err(e.context(format!("cannot read {}", path.display())));
+            }
+        };
         if meta.is_file() {
             let modified = meta
                 .modified()?

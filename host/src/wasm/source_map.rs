@@ -40,8 +40,9 @@ impl SourceMap {
         None
     }
 
-    /// `text` with every `bundle.js:LINE:COLUMN` that the map covers replaced by the
-    /// original source, line and column.
+    /// `text` with every stack frame's `bundle.js:LINE:COLUMN` (after `@`, or at the
+    /// start of a line) that the map covers replaced by the original source, line and
+    /// column. Other text naming `bundle.js` is left alone.
     pub fn rewrite(&self, text: &str) -> String {
         let needle = format!("{BUNDLE}:");
         let mut out = String::with_capacity(text.len());
@@ -49,7 +50,9 @@ impl SourceMap {
         while let Some(at) = rest.find(&needle) {
             out.push_str(&rest[..at]);
             let after = &rest[at + needle.len()..];
-            match self.position(after) {
+            let before = out.chars().next_back();
+            let frame = matches!(before, None | Some('@' | '\n'));
+            match self.position(after).filter(|_| frame) {
                 Some((mapped, used)) => {
                     out.push_str(&mapped);
                     rest = &after[used..];
@@ -135,12 +138,14 @@ mod tests {
             .validate_all(&bytes)
             .expect("still a valid component");
         let map = SourceMap::of_component(&bytes).expect("embedded");
-        let text =
-            "TypeError: x is undefined\ncheck@bundle.js:2:1\nrun@bundle.js:900:4\nbundle.js:x";
+        let text = "TypeError: x is undefined\ncheck@bundle.js:2:1\nrun@bundle.js:900:4\nbundle.js:x\nbundle.js:2:1";
         assert_eq!(
             map.rewrite(text),
-            "TypeError: x is undefined\ncheck@src/check.ts:10:3\nrun@bundle.js:900:4\nbundle.js:x"
+            "TypeError: x is undefined\ncheck@src/check.ts:10:3\nrun@bundle.js:900:4\nbundle.js:x\nsrc/check.ts:10:3"
         );
+        // Only frames: a message that names a file ending in bundle.js is left alone.
+        let message = "read mybundle.js:2:1 and lib/bundle.js:2:1";
+        assert_eq!(map.rewrite(message), message);
         assert!(SourceMap::of_component(b"\0asm\x0d\0\x01\0").is_none());
     }
 }
