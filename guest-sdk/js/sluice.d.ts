@@ -1,4 +1,4 @@
-// Types of the Sluice JavaScript SDK (sluice.js and state.js), for handlers written in
+// Types of the Sluice JavaScript SDK (sluice.js; state.js has state.d.ts), for handlers written in
 // TypeScript. `sluice new NAME --lang ts` puts a copy beside the handler.
 
 /** One stream entry: its source stream, ID, delivery attempt (1 first) and fields. */

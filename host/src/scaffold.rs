@@ -100,6 +100,10 @@ fn base_templates(language: Language) -> &'static [(&'static str, &'static str)]
                 "ts/sluice.d.ts",
                 include_str!("../../guest-sdk/js/sluice.d.ts"),
             ),
+            (
+                "ts/state.d.ts",
+                include_str!("../../guest-sdk/js/state.d.ts"),
+            ),
         ],
         Language::Python => files![
             "python/app.py",

@@ -503,9 +503,22 @@ fn a_javascript_component_is_built_for_what_its_manifest_declares() {
     edit(&source, "\"seen:all\"", "\"other:all\"");
     let (ok, said) = sluice(&["build"], &project);
     assert!(ok, "{said}");
-    let wasm = project.join("held.wasm");
-    let (ok, said) = sluice(&["test"], &wasm);
+    // `sluice test PROJECT` runs the component its manifest names.
+    let (ok, said) = sluice(&["test"], &project);
     assert!(!ok && said.contains("other:all"), "{said}");
+    // So does `sluice invoke` without --state-prefix, as the daemon would.
+    let wasm = project.join("held.wasm");
+    let (code, out, err) = invoke(&[wasm.to_str().expect("utf-8"), "greeting=hi"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("other:all"), "{out}");
+    // A failure kind that does not exist is refused when the file is read.
+    let fixtures = project.join("fixtures.toml");
+    edit(&fixtures, "failure = \"reject\"", "failure = \"rejected\"");
+    let (ok, said) = sluice(&["test"], &project);
+    assert!(
+        !ok && said.contains("\"rejected\" is not one of retry, reject"),
+        "{said}"
+    );
 }
 
 /// A compiled language's component imports what its code calls: a C handler that starts

@@ -63,7 +63,8 @@ pub struct CompileArgs {
 /// `sluice test`.
 #[derive(clap::Args)]
 pub struct TestArgs {
-    /// The plugin (a `.wasm` component).
+    /// The plugin (a `.wasm` component), or its project directory (the component its
+    /// plugin.toml names).
     pub plugin: PathBuf,
     /// The fixture file; default: `fixtures.toml` beside the plugin.
     #[arg(long, value_name = "FILE.toml")]
@@ -152,7 +153,7 @@ pub struct InvokeArgs {
     #[arg(long, value_name = "FILE.json")]
     pub state: Option<PathBuf>,
     /// The key prefixes the handler may use, as a pipeline's `state`; repeat for more.
-    /// Without any, every key is allowed.
+    /// Without any: the `state` of the plugin.toml beside the plugin, else every key.
     #[arg(long = "state-prefix", value_name = "PREFIX")]
     pub state_prefixes: Vec<String>,
     /// An origin the handler may send HTTP requests to, as a pipeline's

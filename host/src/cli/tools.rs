@@ -86,7 +86,12 @@ impl InvokeArgs {
                     .with_context(|| format!("--state {} is not valid", path.display()))?,
             );
         }
-        call.state_prefixes = self.state_prefixes;
+        // Without --state-prefix, the prefixes of the plugin.toml beside the plugin (as
+        // `sluice test` and the daemon hold it to), else every key.
+        call.state_prefixes = match self.state_prefixes.is_empty() {
+            true => crate::fixture::manifest_prefixes(&self.plugin)?,
+            false => self.state_prefixes,
+        };
         call.allowed_outbound_hosts = self.allow_outbound;
         call.group = self.group;
         let cache = crate::config::PluginsConfig::default().cache_dir();
@@ -160,7 +165,12 @@ async fn compile(path: &Path) -> Result<()> {
 
 impl TestArgs {
     /// Runs the fixture cases; exit status 0 when all passed, 1 otherwise.
-    pub async fn run(self) -> Result<ExitCode> {
+    pub async fn run(mut self) -> Result<ExitCode> {
+        // A project directory: the component its manifest names.
+        if self.plugin.is_dir() {
+            let manifest = crate::build::manifest::Manifest::load(&self.plugin)?;
+            self.plugin = self.plugin.join(manifest.file_name());
+        }
         let path = self.fixtures.clone().unwrap_or_else(|| {
             let dir = self.plugin.parent().unwrap_or(Path::new("."));
             dir.join("fixtures.toml")
