@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
-use sluice_testkit::measure::{cpu_seconds, median, range};
+use sluice_testkit::measure::{cpu_seconds, median, range, seed_node};
 use sluice_testkit::{build_plugins, workspace};
 
 /// (label, bytes of the field, entries at scale 1).
@@ -182,21 +182,6 @@ fn compile(plugin: &Path, cache: &Path) -> Result<()> {
         bail!("sluice compile {} failed", plugin.display());
     }
     Ok(())
-}
-
-/// `host/benches/seed-node` with node-redis installed.
-fn seed_node() -> Result<PathBuf> {
-    let seed = workspace().join("host/benches/seed-node");
-    if !seed.join("node_modules/redis").is_dir() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&seed)
-            .status()?;
-        if !ok.success() {
-            bail!("npm ci in {} failed", seed.display());
-        }
-    }
-    Ok(seed)
 }
 
 /// Preloads `entries` entries of one `bytes`-byte field, drains them through the

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::config::Config;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::measure::{cpu_seconds, median};
 use sluice_testkit::{ORDERS, Order, build_plugins, workspace};
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +56,7 @@ async fn main() -> Result<()> {
         alone.push(a);
         beside.push(b);
     }
-    let (a, b) = (median(&mut alone), median(&mut beside));
+    let (a, b) = (median(&alone), median(&beside));
     println!(
         "median: alone {a:.0} msg/s, beside infinite loops {b:.0} msg/s, ratio {:.2} (goal >= 0.90)",
         b / a
@@ -110,7 +111,7 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
     let shutdown = CancellationToken::new();
     let daemon = sluice::start(config, shutdown.clone()).await?;
     let started = Instant::now();
-    let cpu_start = cpu_seconds();
+    let cpu_start = cpu_seconds("self")?;
     loop {
         let done: usize = con.xlen("PAYMENTS_STREAM").await?;
         if done >= orders {
@@ -131,32 +132,11 @@ async fn drain(root: &Path, orders: usize, hostile: bool) -> Result<f64> {
             "alone"
         },
         wall,
-        (cpu_seconds() - cpu_start) / wall
+        (cpu_seconds("self")? - cpu_start) / wall
     );
     shutdown.cancel();
     daemon.wait().await.expect("the daemon stopped on its own");
     Ok(rate)
-}
-
-/// CPU time (user + system) this process has used, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(") ")
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map(|f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
-        .unwrap_or(0.0);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks / hz
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Builds every plugin (into `target/plugins`) and returns the workspace root.

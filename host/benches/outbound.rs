@@ -12,13 +12,12 @@
 //! `cargo bench -p sluice --bench outbound [-- --rounds N --levels 1,8,32,128]`
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
-use sluice_testkit::{HttpServer, Order, plugin_wasm, workspace};
+use sluice_testkit::{HttpServer, Order, plugin_wasm};
 
 const LATENCY: Duration = Duration::from_millis(20);
 
@@ -50,8 +49,7 @@ async fn main() -> Result<()> {
         Some(v) => v.split(',').map(str::parse).collect::<Result<_, _>>()?,
         None => vec![1, 8, 32, 128],
     };
-    let seed = workspace().join("host/benches/seed-node");
-    npm_ci(&seed)?;
+    let seed = sluice_testkit::measure::seed_node()?;
     let plugin = plugin_wasm("payments-http");
     let provider = HttpServer::start();
     provider.set_pay_delay(LATENCY);
@@ -69,20 +67,6 @@ async fn main() -> Result<()> {
         }
     }
     report(&levels, &runs, rounds);
-    Ok(())
-}
-
-fn npm_ci(seed: &Path) -> Result<()> {
-    if seed.join("node_modules/redis").is_dir() {
-        return Ok(());
-    }
-    let ok = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--silent"])
-        .current_dir(seed)
-        .status()?;
-    if !ok.success() {
-        bail!("npm ci in {} failed", seed.display());
-    }
     Ok(())
 }
 

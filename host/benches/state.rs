@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
+use sluice_testkit::measure::cpu_seconds;
 use sluice_testkit::{ORDERS, Order, build_plugins, workspace};
 
 struct Run {
@@ -109,9 +110,9 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
     let config = sluice::config::Config::parse(&text, std::path::Path::new("."))?;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let daemon = sluice::start(config, shutdown.clone()).await?;
-    let cpu_before = cpu_seconds();
+    let cpu_before = cpu_seconds("self")?;
     let redis_pid = redis.pid().context("redis-server runs")?;
-    let redis_before = process_cpu(redis_pid)?;
+    let redis_before = cpu_seconds(&redis_pid.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let done: usize = con.xlen("PAYMENTS_STREAM").await?;
@@ -123,8 +124,8 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let cpu = cpu_seconds() - cpu_before;
-    let redis_cpu = process_cpu(redis_pid)? - redis_before;
+    let cpu = cpu_seconds("self")? - cpu_before;
+    let redis_cpu = cpu_seconds(&redis_pid.to_string())? - redis_before;
     shutdown.cancel();
     daemon.wait().await.expect("the daemon stopped on its own");
     let first: redis::streams::StreamRangeReply =
@@ -151,29 +152,6 @@ async fn drain(plugin: &std::path::Path, state: bool, orders: usize) -> Result<R
         cpu_us: cpu * 1e6 / orders as f64,
         redis_us: redis_cpu * 1e6 / orders as f64,
     })
-}
-
-/// This process's user + system CPU time, in seconds.
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we own.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-/// A process's user + system CPU time from /proc/PID/stat, in seconds.
-fn process_cpu(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').context("stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
 }
 
 /// Builds every plugin (into `target/plugins`) and returns the workspace root.

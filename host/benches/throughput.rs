@@ -39,7 +39,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
-use sluice_testkit::measure::{cpu_seconds, redis_pid};
+use sluice_testkit::measure::cpu_seconds;
 use sluice_testkit::{Order, build_plugins, workspace};
 
 const ORDERS: &str = "ORDERS_STREAM";
@@ -60,16 +60,7 @@ async fn main() -> Result<()> {
     }
     let mut options = Options::parse()?;
     let root = plugins_built();
-    let seed = root.join("host/benches/seed-node");
-    if !seed.join("node_modules/redis").is_dir() {
-        let ok = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&seed)
-            .status()?;
-        if !ok.success() {
-            bail!("npm ci in {} failed", seed.display());
-        }
-    }
+    let seed = sluice_testkit::measure::seed_node()?;
     let mut contenders = vec![
         Contender::Native {
             name: "native",
@@ -469,7 +460,7 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
         }
         let () = pipe.query_async(&mut con).await?;
     }
-    let redis_pid = redis_pid(&redis)?.to_string();
+    let redis_pid = redis.pid().context("redis-server runs")?.to_string();
     let running = contender.start(&redis.url(), orders, options).await?;
     let pid = running.pid()?;
     // Sample CPU from the first payment to the last.

@@ -17,18 +17,23 @@ fn sluice_build(project: &Path, target_dir: &str) -> Output {
         .expect("run sluice build")
 }
 
-/// `sluice new NAME --lang L` makes a project that builds with its one command and whose
-/// component passes `sluice invoke` as it is: fields copied to the configured target plus
-/// `handledBy`, and a reject for a message without fields.
-fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
+/// `sluice new NAME --lang LANG [--http]` in a temporary directory, then `sluice build`
+/// (Rust and the C tool built in `target_dir`); both must succeed. Returns the directory,
+/// the project, and what each command printed.
+fn new_and_build(
+    name: &str,
+    lang: &str,
+    http: bool,
+    target_dir: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("hello-{lang}");
-    let project = dir.path().join(&name);
+    let project = dir.path().join(name);
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["new", &name, "--lang", lang, "--dir"])
+        .args(["new", name, "--lang", lang, "--dir"])
         .arg(&project)
         .arg("--sdk")
         .arg(workspace())
+        .args(http.then_some("--http"))
         .output()
         .expect("run sluice new");
     assert!(
@@ -36,9 +41,6 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let made = String::from_utf8_lossy(&out.stdout);
-    assert!(made.contains("sluice build"), "{made}");
-
     let build = sluice_build(&project, target_dir);
     assert!(
         build.status.success(),
@@ -46,7 +48,18 @@ fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
         String::from_utf8_lossy(&build.stdout),
         String::from_utf8_lossy(&build.stderr)
     );
-    let said = String::from_utf8_lossy(&build.stdout);
+    let made = String::from_utf8_lossy(&out.stdout).into_owned();
+    let said = String::from_utf8_lossy(&build.stdout).into_owned();
+    (dir, project, made, said)
+}
+
+/// `sluice new NAME --lang L` makes a project that builds with its one command and whose
+/// component passes `sluice invoke` as it is: fields copied to the configured target plus
+/// `handledBy`, and a reject for a message without fields.
+fn scaffold_builds_and_invokes(lang: &str, target_dir: &str) {
+    let name = format!("hello-{lang}");
+    let (_dir, project, made, said) = new_and_build(&name, lang, false, target_dir);
+    assert!(made.contains("sluice build"), "{made}");
     assert!(said.contains("needs no grant"), "{said}");
     let wasm = project.join(format!("hello_{lang}.wasm"));
     let wasm = wasm.to_str().expect("utf-8 path");
@@ -158,31 +171,9 @@ fn new_c_plugin_builds_and_passes_invoke() {
 /// message says how to grant), and with `--allow-outbound` reaches a real server with
 /// the entry's fields as JSON and its idempotency key.
 fn http_scaffold_calls_out(lang: &str, target_dir: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("caller-{lang}");
-    let project = dir.path().join(&name);
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["new", &name, "--lang", lang, "--http", "--dir"])
-        .arg(&project)
-        .arg("--sdk")
-        .arg(workspace())
-        .output()
-        .expect("run sluice new");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let made = String::from_utf8_lossy(&out.stdout);
+    let (_dir, project, made, said) = new_and_build(&name, lang, true, target_dir);
     assert!(made.contains("allowed_outbound_hosts"), "{made}");
-    let build = sluice_build(&project, target_dir);
-    assert!(
-        build.status.success(),
-        "{lang} build failed:\n{}{}",
-        String::from_utf8_lossy(&build.stdout),
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let said = String::from_utf8_lossy(&build.stdout);
     assert!(
         said.contains(
             "grant it in its [[pipeline]]:\nallowed_outbound_hosts = [\"http://127.0.0.1:8080\"]"

@@ -1,8 +1,10 @@
-//! What the benches measure with: CPU time of a process from `/proc`, the redis-server
-//! process of a test server, and the median and range of a benchmark's rounds.
+//! What the benches measure with: CPU time of a process from `/proc`, the median and
+//! range of a benchmark's rounds, and the tutorial's Node consumers they compare against.
+
+use std::path::PathBuf;
+use std::process::Command;
 
 use anyhow::{Result, bail};
-use sluice::redis_server::RedisServer;
 
 /// CPU seconds (user + system) of `/proc/<pid>` (`self` for this process), from fields
 /// 14 and 15 of `/proc/<pid>/stat` (proc(5)).
@@ -21,21 +23,6 @@ pub fn cpu_seconds(pid: &str) -> Result<f64> {
     Ok(ticks / hz)
 }
 
-/// The pid of `redis`'s redis-server process (found by its port on the command line).
-pub fn redis_pid(redis: &RedisServer) -> Result<u32> {
-    let port = redis.port().to_string();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(pid) = entry?.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if cmdline.starts_with("redis-server") && cmdline.contains(&port) {
-            return Ok(pid);
-        }
-    }
-    bail!("cannot find the redis-server process")
-}
-
 /// The median of `values` (the upper one of an even count); 0 for none.
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
@@ -48,4 +35,20 @@ pub fn range(values: &[f64]) -> (f64, f64) {
     values
         .iter()
         .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+}
+
+/// `host/benches/seed-node` (the tutorial's node-redis consumers) with its packages
+/// installed (`npm ci`, once).
+pub fn seed_node() -> Result<PathBuf> {
+    let seed = crate::workspace().join("host/benches/seed-node");
+    if !seed.join("node_modules/redis").is_dir() {
+        let ok = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&seed)
+            .status()?;
+        if !ok.success() {
+            bail!("npm ci in {} failed", seed.display());
+        }
+    }
+    Ok(seed)
 }

@@ -14,12 +14,7 @@ pub fn tool(what: &str, command: &mut Command) -> Result<String> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "{what} is not installed ({program} not found): run scripts/setup.sh in the Sluice checkout"
-            ),
-            _ => anyhow::Error::from(e).context(format!("cannot run {what} ({program})")),
-        })?;
+        .map_err(|e| not_run(what, &program, e))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
@@ -37,19 +32,22 @@ pub fn tool(what: &str, command: &mut Command) -> Result<String> {
 /// formatted for the terminal); a failure says which tool failed.
 pub fn visible(what: &str, command: &mut Command) -> Result<()> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let status = command
-        .stdin(Stdio::null())
-        .status()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                "{what}: {program} not found: run scripts/setup.sh in the Sluice checkout"
-            ),
-            _ => anyhow::Error::from(e).context(format!("cannot run {what} ({program})")),
-        })?;
+    let status = (command.stdin(Stdio::null()).status()).map_err(|e| not_run(what, &program, e))?;
     if !status.success() {
         bail!("{what} failed ({status}): its messages are above");
     }
     Ok(())
+}
+
+/// Why `program` (the tool `what`) could not be started: one not installed is named with
+/// how to get it.
+fn not_run(what: &str, program: &str, e: std::io::Error) -> anyhow::Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "{what} is not installed ({program} not found): run scripts/setup.sh in the Sluice checkout"
+        ),
+        _ => anyhow::Error::from(e).context(format!("cannot run {what} ({program})")),
+    }
 }
 
 /// Puts the component built at `from` in place at `to`: written beside, then renamed, so
