@@ -14,10 +14,15 @@
 //! contender once per round, so that the shared machine's load falls on all alike); each
 //! run is printed, then the median, the range, and the ratios of the medians.
 //!
-//! 1. **Saturation**: N seed-shaped orders preloaded, then drained. Rate = outputs over
-//!    the span of their stream IDs (first to last payment: start-up is not counted); CPU
-//!    per message of the consumer and of redis-server over that span (from /proc); the
-//!    consumer's peak RSS; the date and the load average as the rounds went.
+//! 1. **Saturation**: N seed-shaped orders preloaded (with `--note`, each also carries a
+//!    `note` field of that many bytes; several sizes are measured in the same rounds),
+//!    then drained. Rate = outputs over the span of their stream IDs (first to last
+//!    payment: start-up is not counted); CPU per message of the consumer and of
+//!    redis-server over that span (from /proc); where redis-server's time went, by
+//!    command (`INFO commandstats`); the consumer's peak RSS; each round's ratio to
+//!    native's run of the same round; the date and the load average as the rounds went.
+//!    **sluice-rust-state** is the Rust plugin that also records each order in handler
+//!    state (`plugins/payments`, variant `with-state`).
 //! 2. **Latency at a fixed rate**: an open-loop producer sends orders on a schedule (10,000
 //!    msg/s where the contender sustains it, then 50% of its saturation rate); a sink
 //!    reads the payments and records, per message, the time from its *scheduled* send to
@@ -26,9 +31,10 @@
 //!    discarded.
 //! 3. **Handler cost**: calls into a reused instance, on the `wasm` module alone.
 //!
-//! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--batch B]
-//! [--rate R] [--seconds S] [--rounds R] [--only NAME] [--no-latency]`
+//! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--note BYTES,...]
+//! [--batch B] [--rate R] [--seconds S] [--rounds R] [--only NAME] [--no-latency]`
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -73,6 +79,14 @@ async fn main() -> Result<()> {
         Contender::Sluice {
             name: "sluice-rust",
             plugin: root.join("target/plugins/payments.wasm"),
+            state: false,
+        },
+        // The same handler recording each order and its user's total in handler state
+        // (`HSET order:<id>` of two fields and `INCRBY user-total:<user>` per entry).
+        Contender::Sluice {
+            name: "sluice-rust-state",
+            plugin: root.join("target/plugins/payments_state.wasm"),
+            state: true,
         },
     ];
     for (name, file) in [
@@ -82,7 +96,11 @@ async fn main() -> Result<()> {
     ] {
         let plugin = root.join("target/plugins").join(file);
         if plugin.is_file() {
-            contenders.push(Contender::Sluice { name, plugin });
+            contenders.push(Contender::Sluice {
+                name,
+                plugin,
+                state: false,
+            });
         }
     }
     contenders.push(Contender::SeedNode(seed));
@@ -92,9 +110,9 @@ async fn main() -> Result<()> {
     let cache = tempfile::tempdir()?;
     options.cache = cache.path().to_owned();
     for contender in &contenders {
-        if let Contender::Sluice { plugin, .. } = contender {
+        if let Contender::Sluice { plugin, state, .. } = contender {
             let config = cache.path().join("compile.toml");
-            std::fs::write(&config, sluice_config(plugin, &options))?;
+            std::fs::write(&config, sluice_config(plugin, *state, &options))?;
             let ok = Command::new(env!("CARGO_BIN_EXE_sluice"))
                 .args(["compile", "-c"])
                 .arg(&config)
@@ -125,106 +143,55 @@ async fn main() -> Result<()> {
         load_average()
     );
     println!(
-        "{:<6} {:<14} {:>10} {:>13} {:>14} {:>10}",
-        "round", "contender", "msg/s", "cpu µs/msg", "redis µs/msg", "peak RSS"
+        "{:<6} {:>7} {:<18} {:>10} {:>13} {:>14} {:>10}",
+        "round", "note", "contender", "msg/s", "cpu µs/msg", "redis µs/msg", "peak RSS"
     );
-    let mut runs: Vec<Vec<Measured>> = contenders.iter().map(|_| Vec::new()).collect();
+    // runs[size][contender]: one Measured per round.
+    let mut runs: Vec<Vec<Vec<Measured>>> = options
+        .sizes
+        .iter()
+        .map(|_| contenders.iter().map(|_| Vec::new()).collect())
+        .collect();
     let mut loads = vec![load_average()];
     for round in 1..=options.rounds {
-        for (contender, runs) in contenders.iter().zip(&mut runs) {
-            let measured = saturate(contender, &options).await?;
-            println!(
-                "{:<6} {:<14} {:>10.0} {:>13.2} {:>14.2} {:>7.1} MB",
-                round,
-                contender.name(),
-                measured.rate,
-                measured.cpu * 1e6 / options.orders as f64,
-                measured.redis_cpu * 1e6 / options.orders as f64,
-                measured.peak_rss as f64 / 1e6,
-            );
-            runs.push(measured);
+        for (size, runs) in options.sizes.iter().zip(&mut runs) {
+            for (contender, runs) in contenders.iter().zip(runs.iter_mut()) {
+                let measured = saturate(contender, &options, *size).await?;
+                println!(
+                    "{:<6} {:>7} {:<18} {:>10.0} {:>13.2} {:>14.2} {:>7.1} MB",
+                    round,
+                    size_label(*size),
+                    contender.name(),
+                    measured.rate,
+                    measured.cpu * 1e6 / options.orders as f64,
+                    measured.redis_cpu * 1e6 / options.orders as f64,
+                    measured.peak_rss as f64 / 1e6,
+                );
+                runs.push(measured);
+            }
         }
         loads.push(load_average());
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let rate_of = |name: &str| {
-        contenders
-            .iter()
-            .zip(&runs)
-            .find(|(c, _)| c.name() == name)
-            .map(|(_, r)| median(r.iter().map(|m| m.rate).collect()))
-    };
     println!(
         "\nmedian of {} rounds (range); load average over the rounds: {}",
         options.rounds,
         loads.join(" → ")
     );
-    println!(
-        "{:<14} {:>10} {:>19} {:>11} {:>13} {:>9} {:>10} {:>10}",
-        "contender",
-        "msg/s",
-        "range",
-        "cpu µs/msg",
-        "redis µs/msg",
-        "peak RSS",
-        "vs native",
-        "vs seed"
-    );
-    for (contender, runs) in contenders.iter().zip(&runs) {
-        let rate = median(runs.iter().map(|m| m.rate).collect());
-        let (low, high) = runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| {
-            (lo.min(m.rate), hi.max(m.rate))
-        });
-        let per_msg = |f: fn(&Measured) -> f64| {
-            median(runs.iter().map(f).collect()) * 1e6 / options.orders as f64
-        };
-        let ratio =
-            |other: Option<f64>| other.map_or("-".to_owned(), |o| format!("{:.2}", rate / o));
-        println!(
-            "{:<14} {:>10.0} {:>19} {:>11.2} {:>13.2} {:>6.0} MB {:>10} {:>10}",
-            contender.name(),
-            rate,
-            format!("{low:.0}–{high:.0}"),
-            per_msg(|m| m.cpu),
-            per_msg(|m| m.redis_cpu),
-            runs.iter().map(|m| m.peak_rss).max().unwrap_or(0) as f64 / 1e6,
-            ratio(rate_of("native")),
-            ratio(rate_of("seed-node")),
-        );
-    }
-    if let Some(node) = rate_of("seed-node") {
-        for (name, goal) in [("sluice-js", 1.0), ("sluice-python", 2.0)] {
-            if let Some(rate) = rate_of(name) {
-                println!(
-                    "{name} / seed-node = {:.2} (goal >= {goal:.1})",
-                    rate / node
-                );
-            }
-        }
-    }
-    let first_sluice = contenders.iter().zip(&runs).find_map(|(c, _)| match c {
-        Contender::Sluice { name, .. } => Some(*name),
-        _ => None,
-    });
-    if let (Some(native), Some(name)) = (rate_of("native"), first_sluice)
-        && let Some(rate) = rate_of(name)
-    {
-        println!("{name} / native = {:.2}", rate / native);
+    for (size, runs) in options.sizes.iter().zip(&runs) {
+        report(&contenders, runs, *size, &options);
     }
 
     if options.latency {
         println!(
-            "\nlatency: open-loop producer, scheduled send → payment read, {} s per run, first 1 s discarded",
-            options.seconds
+            "\nlatency: open-loop producer, scheduled send → payment read, {} s per run, first 1 s discarded, {} note",
+            options.seconds,
+            size_label(options.sizes[0])
         );
         println!(
             "{:<14} {:>8} {:>9} {:>9} {:>9} {:>9}",
             "contender", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
         );
-        for (contender, runs) in contenders.iter().zip(&runs) {
+        for (contender, runs) in contenders.iter().zip(&runs[0]) {
             let saturation = median(runs.iter().map(|m| m.rate).collect());
             let half = (saturation / 2.0).round() as u64;
             let mut rates = Vec::new();
@@ -236,7 +203,7 @@ async fn main() -> Result<()> {
                 rates.push(half);
             }
             for rate in rates {
-                let h = latency(contender, &options, rate).await?;
+                let h = latency(contender, &options, rate, options.sizes[0]).await?;
                 let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
                 println!(
                     "{:<14} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
@@ -256,6 +223,135 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// "64 B"-style label of a note's size ("-" for none).
+fn size_label(size: usize) -> String {
+    match size {
+        0 => "-".into(),
+        s if s % 1024 == 0 => format!("{} KiB", s / 1024),
+        s => format!("{s} B"),
+    }
+}
+
+/// One entry size's summary: each contender's median and range, its ratios to native and
+/// to the tutorial's loop, then where redis-server's time per entry went.
+fn report(contenders: &[Contender], runs: &[Vec<Measured>], size: usize, options: &Options) {
+    let rate_of = |name: &str| {
+        contenders
+            .iter()
+            .zip(runs)
+            .find(|(c, _)| c.name() == name)
+            .map(|(_, r)| median(r.iter().map(|m| m.rate).collect()))
+    };
+    println!(
+        "\norders with a note of {} ({} orders):",
+        size_label(size),
+        options.orders
+    );
+    println!(
+        "{:<18} {:>10} {:>19} {:>11} {:>13} {:>9} {:>10} {:>16} {:>10}",
+        "contender",
+        "msg/s",
+        "range",
+        "cpu µs/msg",
+        "redis µs/msg",
+        "peak RSS",
+        "vs native",
+        "each round",
+        "vs seed"
+    );
+    let native = runs
+        .iter()
+        .zip(contenders)
+        .find(|(_, c)| c.name() == "native")
+        .map(|(r, _)| r);
+    for (contender, runs) in contenders.iter().zip(runs) {
+        let rate = median(runs.iter().map(|m| m.rate).collect());
+        let (low, high) = runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| {
+            (lo.min(m.rate), hi.max(m.rate))
+        });
+        let per_msg = |f: fn(&Measured) -> f64| {
+            median(runs.iter().map(f).collect()) * 1e6 / options.orders as f64
+        };
+        let ratio =
+            |other: Option<f64>| other.map_or("-".to_owned(), |o| format!("{:.2}", rate / o));
+        // Against native's run of the same round: the worst round shows.
+        let rounds = native.map_or("-".to_owned(), |native| {
+            let each: Vec<String> = runs
+                .iter()
+                .zip(native)
+                .map(|(m, n)| format!("{:.2}", m.rate / n.rate))
+                .collect();
+            each.join(" ")
+        });
+        println!(
+            "{:<18} {:>10.0} {:>19} {:>11.2} {:>13.2} {:>6.0} MB {:>10} {:>16} {:>10}",
+            contender.name(),
+            rate,
+            format!("{low:.0}–{high:.0}"),
+            per_msg(|m| m.cpu),
+            per_msg(|m| m.redis_cpu),
+            runs.iter().map(|m| m.peak_rss).max().unwrap_or(0) as f64 / 1e6,
+            ratio(rate_of("native")),
+            rounds,
+            ratio(rate_of("seed-node")),
+        );
+    }
+    if let Some(node) = rate_of("seed-node") {
+        for (name, goal) in [("sluice-js", 1.0), ("sluice-python", 2.0)] {
+            if let Some(rate) = rate_of(name) {
+                println!(
+                    "{name} / seed-node = {:.2} (goal >= {goal:.1})",
+                    rate / node
+                );
+            }
+        }
+    }
+    if let (Some(plain), Some(state)) = (rate_of("sluice-rust"), rate_of("sluice-rust-state")) {
+        println!(
+            "sluice-rust-state / sluice-rust = {:.2} (goal >= 0.75)",
+            state / plain
+        );
+    }
+    println!(
+        "\nredis-server µs per entry by command (INFO commandstats, median of rounds; a script's or EXEC's own time excludes the commands it ran; 'other' is the process's CPU outside commands: the event loop, reading and parsing requests, writing replies):"
+    );
+    for (contender, runs) in contenders.iter().zip(runs) {
+        let line = breakdown(runs, options.orders);
+        println!("{:<18} {line}", contender.name());
+    }
+}
+
+/// Where redis-server's CPU per entry went, by command, as one line (median of rounds).
+fn breakdown(runs: &[Measured], orders: usize) -> String {
+    let mut names: Vec<&String> = runs.iter().flat_map(|m| m.commands.keys()).collect();
+    names.sort();
+    names.dedup();
+    let per_entry =
+        |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect()) * 1e6 / orders as f64;
+    let mut parts: Vec<(String, f64)> = names
+        .into_iter()
+        .map(|name| {
+            let us = per_entry(&|m: &Measured| m.own_usec(name) / 1e6);
+            (name.clone(), us)
+        })
+        .filter(|(_, us)| *us >= 0.01)
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let other = per_entry(&|m: &Measured| m.redis_cpu - m.commands_usec() / 1e6);
+    let mut line: Vec<String> = parts
+        .iter()
+        .map(|(name, us)| format!("{name} {us:.2}"))
+        .collect();
+    line.push(format!("other {other:.2}"));
+    line.join(", ")
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -264,16 +360,24 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// The daemon's config for one contender: the pipeline's defaults but the batch.
-fn sluice_config(plugin: &Path, options: &Options) -> String {
+/// The daemon's config for one contender: the pipeline's defaults but the batch (and
+/// the state prefixes of `payments_state.wasm`).
+fn sluice_config(plugin: &Path, state: bool, options: &Options) -> String {
+    let state = if state {
+        "state = [\"order:\", \"user-total:\"]\n"
+    } else {
+        ""
+    };
     format!(
-        "[plugins]\ncache = true\ncache_dir = {:?}\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {}\n",
+        "[plugins]\ncache = true\ncache_dir = {:?}\nwatch = false\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[pipeline]]\nname = \"payments\"\nplugin = {plugin:?}\ninput = \"{ORDERS}\"\ngroup = \"{GROUP}\"\noutputs = [\"{PAYMENTS}\"]\nbatch = {}\n{state}",
         options.cache, options.batch
     )
 }
 
 struct Options {
     orders: usize,
+    /// Sizes of the `note` field every order carries (0: none), each measured in turn.
+    sizes: Vec<usize>,
     batch: usize,
     rate: u64,
     seconds: u64,
@@ -288,6 +392,7 @@ impl Options {
     fn parse() -> Result<Self> {
         let mut o = Options {
             orders: 200_000,
+            sizes: vec![0],
             batch: 100,
             rate: 10_000,
             seconds: 5,
@@ -305,13 +410,20 @@ impl Options {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             match flag.as_str() {
                 "--orders" => o.orders = value.parse()?,
+                "--note" => {
+                    o.sizes = value
+                        .split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .context("--note takes byte counts, e.g. 0,4096")?;
+                }
                 "--batch" => o.batch = value.parse()?,
                 "--rate" => o.rate = value.parse()?,
                 "--seconds" => o.seconds = value.parse()?,
                 "--rounds" => o.rounds = value.parse()?,
                 "--only" => o.only = Some(value),
                 other => bail!(
-                    "unknown option {other}; use --orders N --batch B --rate R --seconds S --rounds R --only NAME --no-latency"
+                    "unknown option {other}; use --orders N --note BYTES[,BYTES] --batch B --rate R --seconds S --rounds R --only NAME --no-latency"
                 ),
             }
         }
@@ -334,6 +446,8 @@ enum Contender {
     Sluice {
         name: &'static str,
         plugin: PathBuf,
+        /// Whether the pipeline grants the plugin's handler state prefixes.
+        state: bool,
     },
     SeedNode(PathBuf),
 }
@@ -360,10 +474,10 @@ impl Contender {
                     .context("starting the native consumer")?;
                 Running::Child(child)
             }
-            Contender::Sluice { plugin, .. } => {
+            Contender::Sluice { plugin, state, .. } => {
                 let dir = tempfile::tempdir()?;
                 let config = dir.path().join("sluice.toml");
-                std::fs::write(&config, sluice_config(plugin, options))?;
+                std::fs::write(&config, sluice_config(plugin, *state, options))?;
                 let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
                     .arg("run")
                     .arg("-c")
@@ -444,10 +558,103 @@ struct Measured {
     redis_cpu: f64,
     /// Peak resident set of the consumer, bytes.
     peak_rss: u64,
+    /// redis-server's `INFO commandstats` over the drain, by command.
+    commands: BTreeMap<String, CommandStat>,
 }
 
-/// Preloads the orders, then drains them through the contender.
-async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> {
+/// One command's line of `INFO commandstats`.
+struct CommandStat {
+    usec: f64,
+}
+
+/// Commands that run inside another (a script, or `MULTI`/`EXEC`): their time is in
+/// their wrapper's too.
+const WRAPPERS: [&str; 3] = ["exec", "evalsha", "eval"];
+const NESTED: [&str; 13] = [
+    "xadd",
+    "xack",
+    "xpending",
+    "get",
+    "type",
+    "hset",
+    "hget",
+    "hgetall",
+    "hlen",
+    "incrby",
+    "set",
+    "del",
+    "xinfo|groups",
+];
+
+impl Measured {
+    /// The time of the commands that ran inside a wrapper, µs (none without one).
+    fn nested_usec(&self) -> f64 {
+        if !WRAPPERS.iter().any(|w| self.commands.contains_key(*w)) {
+            return 0.0;
+        }
+        NESTED
+            .iter()
+            .filter_map(|n| self.commands.get(*n))
+            .map(|c| c.usec)
+            .sum()
+    }
+
+    /// `name`'s own time, µs: a wrapper's without the commands it ran.
+    fn own_usec(&self, name: &str) -> f64 {
+        let usec = self.commands.get(name).map_or(0.0, |c| c.usec);
+        if WRAPPERS.contains(&name) {
+            usec - self.nested_usec()
+        } else {
+            usec
+        }
+    }
+
+    /// The time of every top-level command, µs.
+    fn commands_usec(&self) -> f64 {
+        self.commands.values().map(|c| c.usec).sum::<f64>() - self.nested_usec()
+    }
+}
+
+/// `INFO commandstats` by command name (`cmdstat_xadd:calls=3,usec=12,...`).
+async fn command_stats(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> Result<BTreeMap<String, CommandStat>> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await?;
+    let mut stats = BTreeMap::new();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let usec = rest
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("usec="))
+            .context("commandstats without usec")?
+            .parse()?;
+        stats.insert(name.to_owned(), CommandStat { usec });
+    }
+    Ok(stats)
+}
+
+/// Queues order `i` on `pipe`, with a `note` field of `size` bytes unless 0.
+fn add_order(pipe: &mut redis::Pipeline, i: usize, size: usize) {
+    let order = Order::seed(i);
+    let note = "n".repeat(size);
+    let mut fields = order.fields().to_vec();
+    if size > 0 {
+        fields.push(("note", &note));
+    }
+    pipe.xadd(ORDERS, "*", &fields).ignore();
+}
+
+/// Preloads the orders (each with a note of `size` bytes), then drains them through the
+/// contender.
+async fn saturate(contender: &Contender, options: &Options, size: usize) -> Result<Measured> {
     let orders = options.orders;
     let redis = RedisServer::start()?;
     let mut con = redis::Client::open(redis.url())?
@@ -456,10 +663,14 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
     for start in (0..orders).step_by(10_000) {
         let mut pipe = redis::pipe();
         for i in start..(start + 10_000).min(orders) {
-            Order::seed(i).add_to(&mut pipe, ORDERS);
+            add_order(&mut pipe, i, size);
         }
         let () = pipe.query_async(&mut con).await?;
     }
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut con)
+        .await?;
     let redis_pid = redis.pid().context("redis-server runs")?.to_string();
     let running = contender.start(&redis.url(), orders, options).await?;
     let pid = running.pid()?;
@@ -482,6 +693,7 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let (cpu, redis_cpu) = (cpu_seconds(&pid)?, cpu_seconds(&redis_pid)?);
+    let commands = command_stats(&mut con).await?;
     peak_rss = peak_rss.max(peak_rss_of(&pid).unwrap_or(0));
     running.finish().await?;
     let (cpu0, redis0) = first.context("no payments")?;
@@ -498,12 +710,18 @@ async fn saturate(contender: &Contender, options: &Options) -> Result<Measured> 
         cpu: cpu - cpu0,
         redis_cpu: redis_cpu - redis0,
         peak_rss,
+        commands,
     })
 }
 
 /// Runs the contender under an open-loop load of `rate` orders per second and returns
 /// the end-to-end latencies (µs) after the first second.
-async fn latency(contender: &Contender, options: &Options, rate: u64) -> Result<Histogram<u64>> {
+async fn latency(
+    contender: &Contender,
+    options: &Options,
+    rate: u64,
+    size: usize,
+) -> Result<Histogram<u64>> {
     let orders = (rate * options.seconds) as usize;
     let warmup = rate as usize;
     let redis = RedisServer::start()?;
@@ -531,7 +749,7 @@ async fn latency(contender: &Contender, options: &Options, rate: u64) -> Result<
                 // Everything due by now, in one round trip.
                 let mut pipe = redis::pipe();
                 while next < orders && scheduled(next) <= now {
-                    Order::seed(next).add_to(&mut pipe, ORDERS);
+                    add_order(&mut pipe, next, size);
                     next += 1;
                 }
                 let () = pipe.query(&mut con)?;

@@ -39,14 +39,28 @@
 -- The constants (opcodes and statuses) are not defined here: the script is loaded with a
 -- preamble generated from the Rust enums of broker/commit/protocol.rs.
 --
--- All checks run before the first write, so a wrongly typed output stream or state key fails the whole
--- batch with an error instead of leaving it half written.
+-- The output streams' types are checked before the first write, so a wrongly typed output
+-- stream fails the whole batch with an error instead of leaving it half written; an
+-- entry's state writes are checked before any of them is applied (STATE_REFUSED). The
+-- arguments come from the encoder shipped with this script (broker/commit/encode.rs):
+-- an opcode it does not know is a bug, answered with an error where it is found.
 --
 -- Cost: ownership is one XPENDING over the batch's ID range (filtered to this consumer)
--- rather than one per entry, and the batch is acknowledged by one XACK: per entry, the
--- script does little more than its XADDs.
+-- rather than one per entry, the batch is acknowledged by one XACK, and an entry without
+-- state reads or writes costs its XADDs and a few table lookups (docs/decisions.md,
+-- "Where an entry's microseconds go").
 
 -- spread(t, i, j): see spread.lua, prepended to this script (after the constants).
+
+local call = redis.call
+local tonumber, unpack = tonumber, unpack
+
+-- Counts as ARGV holds them, for the small ones: a table lookup instead of tonumber's
+-- strtod (the counts of every entry are read in the loop below).
+local small = {}
+for i = 0, 64 do
+  small[tostring(i)] = i
+end
 
 local group, consumer = ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
@@ -59,7 +73,7 @@ local lease = tonumber(ARGV[8])
 -- unless its key still holds this daemon's value (its name and fencing token), the lease
 -- lapsed or another daemon took it, and this commit is fenced off: nothing is written, and every entry is
 -- reported as owned by another consumer.
-if lease > 0 and redis.call('GET', KEYS[lease]) ~= ARGV[9] then
+if lease > 0 and call('GET', KEYS[lease]) ~= ARGV[9] then
   local fenced = {}
   for e = 1, count do
     fenced[e] = NOT_OWNED
@@ -68,7 +82,7 @@ if lease > 0 and redis.call('GET', KEYS[lease]) ~= ARGV[9] then
 end
 
 for i = 2, 1 + output_keys do
-  local kind = redis.call('TYPE', KEYS[i])['ok']
+  local kind = call('TYPE', KEYS[i])['ok']
   if kind ~= 'stream' and kind ~= 'none' then
     return redis.error_reply('WRONGTYPE output key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a stream')
   end
@@ -79,7 +93,7 @@ end
 -- have been cut short, and entries not seen on it are looked up one by one.
 local page = 2 * count + 16
 local mine = {}
-local pending = redis.call('XPENDING', KEYS[1], group, low, high, page, consumer)
+local pending = call('XPENDING', KEYS[1], group, low, high, page, consumer)
 for _, p in ipairs(pending) do
   mine[p[1]] = true
 end
@@ -110,7 +124,7 @@ local last_delivered
 local function delivered(id)
   if last_delivered == nil then
     last_delivered = '0-0'
-    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    for _, g in ipairs(call('XINFO', 'GROUPS', KEYS[1])) do
       local name, last
       for k = 1, #g, 2 do
         if g[k] == 'name' then
@@ -132,10 +146,10 @@ local function holds(at, n)
   local p = at
   for _ = 1, n do
     local kind, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
-    local t = redis.call('TYPE', key)['ok']
+    local t = call('TYPE', key)['ok']
     if kind == READ_GET then
       if ARGV[p + 2] == '1' then
-        if t ~= 'string' or redis.call('GET', key) ~= ARGV[p + 3] then
+        if t ~= 'string' or call('GET', key) ~= ARGV[p + 3] then
           return false
         end
         p = p + 4
@@ -149,7 +163,7 @@ local function holds(at, n)
       if t ~= 'hash' and t ~= 'none' then
         return false
       end
-      local value = redis.call('HGET', key, ARGV[p + 2])
+      local value = call('HGET', key, ARGV[p + 2])
       if ARGV[p + 3] == '1' then
         if value ~= ARGV[p + 4] then
           return false
@@ -166,11 +180,11 @@ local function holds(at, n)
         return false
       end
       local fields = tonumber(ARGV[p + 2])
-      if redis.call('HLEN', key) ~= fields then
+      if call('HLEN', key) ~= fields then
         return false
       end
       for i = 1, fields do
-        if redis.call('HGET', key, ARGV[p + 1 + 2 * i]) ~= ARGV[p + 2 + 2 * i] then
+        if call('HGET', key, ARGV[p + 1 + 2 * i]) ~= ARGV[p + 2 + 2 * i] then
           return false
         end
       end
@@ -207,7 +221,7 @@ local function writable(at, n)
   local function kind(key, for_hash)
     if kinds[key] == nil then
       if for_hash then
-        kinds[key] = redis.call('TYPE', key)['ok']
+        kinds[key] = call('TYPE', key)['ok']
       else
         -- One call: GET answers nil for no key, an error (not raised) for other types.
         local value = redis.pcall('GET', key)
@@ -304,17 +318,23 @@ local function apply(at, n)
   return true
 end
 
-local owned = {}
+-- One pass over the entries, in order: each is parsed, its ownership decided, its reads
+-- checked and its writes and outputs applied before the next. Whether an entry is ours
+-- does not depend on the writes of the entries before it (they touch no consumer group:
+-- the acknowledgements come last), and a state check sees the writes before it, as the
+-- handler did.
+local result = {}
+local acks = {}
 local pos = 10
-local entries = {}
 for e = 1, count do
-  local id, outputs = ARGV[pos], tonumber(ARGV[pos + 1])
+  local id, outputs = ARGV[pos], small[ARGV[pos + 1]] or tonumber(ARGV[pos + 1])
   local first = pos + 2
   pos = first
   for _ = 1, outputs do
-    pos = pos + 2 + 2 * tonumber(ARGV[pos + 1])
+    local n = ARGV[pos + 1]
+    pos = pos + 2 + 2 * (small[n] or tonumber(n))
   end
-  local reads = tonumber(ARGV[pos])
+  local reads = small[ARGV[pos]] or tonumber(ARGV[pos])
   pos = pos + 1
   local reads_at = pos
   for _ = 1, reads do
@@ -329,7 +349,7 @@ for e = 1, count do
       return redis.error_reply('ERR sluice commit: unknown read kind ' .. tostring(kind))
     end
   end
-  local writes = tonumber(ARGV[pos])
+  local writes = small[ARGV[pos]] or tonumber(ARGV[pos])
   pos = pos + 1
   local writes_at = pos
   for _ = 1, writes do
@@ -344,47 +364,44 @@ for e = 1, count do
       return redis.error_reply('ERR sluice commit: unknown write op ' .. tostring(op))
     end
   end
-  entries[e] = { id, outputs, first, reads, reads_at, writes, writes_at }
-  if mine[id] or (not complete and #redis.call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1) then
-    owned[e] = COMMITTED
-  elseif #redis.call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
-    owned[e] = NOT_OWNED
+  local status
+  if mine[id] or (not complete and #call('XPENDING', KEYS[1], group, id, id, 1, consumer) == 1) then
+    status = COMMITTED
+  elseif #call('XPENDING', KEYS[1], group, id, id, 1) == 1 then
+    status = NOT_OWNED
   elseif not delivered(id) then
-    owned[e] = UNDELIVERED
+    status = UNDELIVERED
   elseif adopt then
-    owned[e] = ADOPTED
+    status = ADOPTED
   else
-    owned[e] = GONE
+    status = GONE
   end
-end
-
-local result = {}
-local acks = {}
-for e = 1, count do
-  local entry = entries[e]
-  if (owned[e] == COMMITTED or owned[e] == ADOPTED) and not holds(entry[5], entry[4]) then
-    owned[e] = CONFLICT
-  elseif (owned[e] == COMMITTED or owned[e] == ADOPTED) and not writable(entry[7], entry[6]) then
-    owned[e] = STATE_REFUSED
-  end
-  if (owned[e] == COMMITTED or owned[e] == ADOPTED) and not apply(entry[7], entry[6]) then
-    owned[e] = STATE_REFUSED
-  end
-  if owned[e] == COMMITTED or owned[e] == ADOPTED then
-    local id, outputs, p = entry[1], entry[2], entry[3]
-    for _ = 1, outputs do
-      local key, fields = KEYS[tonumber(ARGV[p])], tonumber(ARGV[p + 1])
-      redis.call('XADD', key, '*', spread(ARGV, p + 2, p + 1 + 2 * fields))
-      p = p + 2 + 2 * fields
+  if status == COMMITTED or status == ADOPTED then
+    if reads > 0 and not holds(reads_at, reads) then
+      status = CONFLICT
+    elseif writes > 0 and not (writable(writes_at, writes) and apply(writes_at, writes)) then
+      status = STATE_REFUSED
     end
-    if owned[e] == COMMITTED then
+  end
+  if status == COMMITTED or status == ADOPTED then
+    local p = first
+    for _ = 1, outputs do
+      local key, n = KEYS[small[ARGV[p]] or tonumber(ARGV[p])], ARGV[p + 1]
+      local last = p + 1 + 2 * (small[n] or tonumber(n))
+      if last - p < 4000 then
+        call('XADD', key, '*', unpack(ARGV, p + 2, last))
+      else
+        call('XADD', key, '*', spread(ARGV, p + 2, last))
+      end
+      p = last + 1
+    end
+    if status == COMMITTED then
       acks[#acks + 1] = id
     end
   end
-  result[e] = owned[e]
+  result[e] = status
 end
--- One XACK per thousand IDs keeps each call well inside Lua's unpack limit.
 for first = 1, #acks, 1000 do
-  redis.call('XACK', KEYS[1], group, unpack(acks, first, math.min(first + 999, #acks)))
+  call('XACK', KEYS[1], group, unpack(acks, first, math.min(first + 999, #acks)))
 end
 return result

@@ -31,11 +31,14 @@ const FLAG_COMPARISONS: [(&str, usize); 6] = [
 
 /// The values the opcodes and statuses are compared with or stored in: none of them may
 /// meet a number or a numeric string.
-const CODE_HOLDERS: [&str; 6] = ["kind", "op", "ARGV", "owned", "result", "fenced"];
+const CODE_HOLDERS: [&str; 6] = ["kind", "op", "ARGV", "status", "result", "fenced"];
 
-/// The tables of statuses the script returns: what is stored in them must be a status
-/// constant (or another entry of `owned`).
-const STATUS_TABLES: [&str; 3] = ["owned", "result", "fenced"];
+/// Where the script keeps statuses: the entry's `status`, and the tables it returns.
+/// What is stored in them must be a status constant (or, in a table, the `status`).
+const STATUS_TABLES: [&str; 3] = ["status", "result", "fenced"];
+
+/// The one status variable among STATUS_TABLES (the others are tables).
+const STATUS_VAR: &str = "status";
 
 /// What may not follow a value stored in a status table: an operator or call that makes
 /// it part of a larger expression, or a `,` of a multiple assignment.
@@ -190,9 +193,9 @@ impl<'a> Lint<'a> {
         }
     }
 
-    /// A store into a status table at `tokens[i]` (STATUS_TABLES) is of one status
-    /// constant or another entry of `owned` (or `{}` into the table itself), and never
-    /// in a multiple assignment.
+    /// A store into a status table or the status variable at `tokens[i]`
+    /// (STATUS_TABLES) is of one status constant (into a table also the status
+    /// variable, or `{}` into the table itself), and never in a multiple assignment.
     fn status_store(&mut self, i: usize) {
         let tokens = self.tokens;
         let t = &tokens[i];
@@ -234,12 +237,13 @@ impl<'a> Lint<'a> {
     /// Whether `target = value` (ranges of tokens) stores what a status table may hold.
     fn stores_a_status(&self, target: &Range<usize>, value: &Range<usize>) -> bool {
         let vt = &self.tokens[value.clone()];
-        if target.len() == 1 {
+        let variable = self.tokens[target.start].text == STATUS_VAR;
+        if target.len() == 1 && !variable {
             return vt.len() == 2 && vt[0].text == "{" && vt[1].text == "}";
         }
         let after = self.tokens.get(value.end).map(|t| t.text.as_str());
         let status = vt.len() == 1 && self.statuses.contains(&vt[0].text.as_str());
-        let copied = vt.len() > 1 && vt[0].text == "owned" && vt[1].text == "[";
+        let copied = !variable && vt.len() == 1 && vt[0].text == STATUS_VAR;
         (status || copied) && !after.is_some_and(|a| CONTINUES.contains(&a))
     }
 

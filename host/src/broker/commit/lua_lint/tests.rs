@@ -30,11 +30,11 @@ const BREACHES: &[(&[(&str, &str)], &str)] = &[
     (&[("op == WRITE_DEL", "op == \"2\"")], "`op=='2'` compares"),
     (&[("op == WRITE_DEL", "(2) == op")], "`(2)==op` compares"),
     (
-        &[("owned[e] == COMMITTED", "owned[e] == 1")],
-        "`owned[e]==1` compares",
+        &[("status == COMMITTED", "status == 1")],
+        "`status==1` compares",
     ),
     (
-        &[("result[e] = owned[e]", "result[e] = 1")],
+        &[("result[e] = status", "result[e] = 1")],
         "`result[e]=1` stores",
     ),
     (
@@ -42,55 +42,55 @@ const BREACHES: &[(&[(&str, &str)], &str)] = &[
         "`fenced[e+0]=0` stores",
     ),
     (
-        &[("owned[e] = UNDELIVERED", "owned[e] = (4)")],
-        "`owned[e]=(4)` stores",
+        &[("status = UNDELIVERED", "status = (4)")],
+        "`status=(4)` stores",
     ),
     (
-        &[("owned[e] = COMMITTED", "owned[e] = Committed")],
-        "`owned[e]=Committed` stores",
+        &[("status = COMMITTED", "status = Committed")],
+        "`status=Committed` stores",
     ),
     (
-        &[("owned[e] = ADOPTED", "owned[e] = ADOPTED2")],
+        &[("status = ADOPTED", "status = ADOPTED2")],
         "ADOPTED2 looks like a constant",
     ),
     (
-        &[("owned[e] = GONE", "owned[e] = adopt and 2 or GONE")],
+        &[("status = GONE", "status = adopt and 2 or GONE")],
         "stores something other",
     ),
     (
-        &[("owned[e] = GONE", "owned[e], x = 3, 1")],
+        &[("status = GONE", "status, x = 3, 1")],
         "multiple assignment",
     ),
     (
-        &[("local owned = {}", "local owned = { 1 }")],
-        "`owned={1}` stores",
+        &[("local result = {}", "local result = { 1 }")],
+        "`result={1}` stores",
     ),
     (
         &[
             ("local pos = 10", "local pos = 10 -- it's"),
-            ("owned[e] = GONE", "owned[e] = 3"),
+            ("status = GONE", "status = 3"),
         ],
-        "`owned[e]=3` stores",
+        "`status=3` stores",
     ),
     (
-        &[("owned[e] = GONE", "--[[ it's ]] owned[e] = 3")],
-        "`owned[e]=3` stores",
+        &[("status = GONE", "--[[ it's ]] status = 3")],
+        "`status=3` stores",
     ),
     (
         &[
             ("local pos = 10", "local pos = 10 local s = [[it's]]"),
-            ("owned[e] = GONE", "owned[e] = 3"),
+            ("status = GONE", "status = 3"),
         ],
-        "`owned[e]=3` stores",
+        "`status=3` stores",
     ),
     (
-        &[("owned[e] = UNDELIVERED", "owned[e] = GONE -- UNDELIVERED")],
+        &[("status = UNDELIVERED", "status = GONE -- UNDELIVERED")],
         "does not use UNDELIVERED",
     ),
     (
         &[(
-            "owned[e] = UNDELIVERED",
-            "owned[e] = GONE redis.log(redis.LOG_WARNING, 'UNDELIVERED')",
+            "status = UNDELIVERED",
+            "status = GONE redis.log(redis.LOG_WARNING, 'UNDELIVERED')",
         )],
         "does not use UNDELIVERED",
     ),
