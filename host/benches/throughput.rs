@@ -32,7 +32,7 @@
 //! 3. **Handler cost**: calls into a reused instance, on the `wasm` module alone.
 //!
 //! Run: `cargo bench -p sluice --bench throughput -- [--orders N] [--note BYTES,...]
-//! [--batch B] [--rate R] [--seconds S] [--rounds R] [--only NAME] [--no-latency]`
+//! [--batch B] [--rate R] [--seconds S] [--rounds R] [--only NAME,...] [--no-latency]`
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -104,7 +104,7 @@ async fn main() -> Result<()> {
         }
     }
     contenders.push(Contender::SeedNode(seed));
-    contenders.retain(|c| options.only.as_deref().is_none_or(|only| c.name() == only));
+    contenders.retain(|c| options.only.is_empty() || options.only.iter().any(|o| o == c.name()));
     // Plugins come from a warm compiled-code cache (as after `sluice compile` at deploy
     // time): a run measures handling, not compiling a 12-18 MB component.
     let cache = tempfile::tempdir()?;
@@ -217,7 +217,7 @@ async fn main() -> Result<()> {
             }
         }
     }
-    if options.only.is_none() || options.only.as_deref() == Some("handler") {
+    if options.only.is_empty() || options.only.iter().any(|o| o == "handler") {
         handler_overhead(&root).await?;
     }
     Ok(())
@@ -382,7 +382,8 @@ struct Options {
     rate: u64,
     seconds: u64,
     rounds: usize,
-    only: Option<String>,
+    /// The contenders to run (and `handler`); all when empty.
+    only: Vec<String>,
     latency: bool,
     /// The compiled-code cache the daemons share (warmed before the first round).
     cache: PathBuf,
@@ -397,7 +398,7 @@ impl Options {
             rate: 10_000,
             seconds: 5,
             rounds: 3,
-            only: None,
+            only: Vec::new(),
             latency: true,
             cache: PathBuf::new(),
         };
@@ -421,9 +422,9 @@ impl Options {
                 "--rate" => o.rate = value.parse()?,
                 "--seconds" => o.seconds = value.parse()?,
                 "--rounds" => o.rounds = value.parse()?,
-                "--only" => o.only = Some(value),
+                "--only" => o.only = value.split(',').map(str::to_owned).collect(),
                 other => bail!(
-                    "unknown option {other}; use --orders N --note BYTES[,BYTES] --batch B --rate R --seconds S --rounds R --only NAME --no-latency"
+                    "unknown option {other}; use --orders N --note BYTES[,BYTES] --batch B --rate R --seconds S --rounds R --only NAME[,NAME] --no-latency"
                 ),
             }
         }

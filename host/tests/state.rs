@@ -148,7 +148,7 @@ async fn an_entry_writes_all_its_state_or_none() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let config = stateful("s").max_attempts(1).config();
     let host = TestDaemon::start(&redis, config).await;
-    let cases: [&[(&str, &str)]; 8] = [
+    let cases: [&[(&str, &str)]; 10] = [
         &[("n", "retry"), ("set", "k:retry 1"), ("fail", "retry")],
         &[("n", "reject"), ("incr", "k:reject 5"), ("fail", "reject")],
         &[("n", "trap"), ("hset", "k:trap f v"), ("fail", "trap")],
@@ -178,6 +178,19 @@ async fn an_entry_writes_all_its_state_or_none() {
             ("hset", "k:string f v"),
             ("set", "k:after 1"),
         ],
+        // A record and a counter: the commit applies the add first, unchecked, and
+        // checks the hash write, which is refused.
+        &[
+            ("n", "add-then-refused"),
+            ("add", "k:counted 1"),
+            ("hset", "k:string f v"),
+        ],
+        // The add applied first is the one refused: the record is not written.
+        &[
+            ("n", "refused-add-first"),
+            ("hset", "k:record f v"),
+            ("add", "k:string 1"),
+        ],
     ];
     let () = redis::cmd("SET")
         .arg(&["k:string", "text"])
@@ -193,7 +206,7 @@ async fn an_entry_writes_all_its_state_or_none() {
         Duration::from_secs(20),
         || {
             let mut con = con.clone();
-            async move { (len(&mut con, "IN:dead").await == 7).then_some(()) }
+            async move { (len(&mut con, "IN:dead").await == 9).then_some(()) }
         },
     )
     .await;
@@ -226,7 +239,13 @@ async fn an_entry_writes_all_its_state_or_none() {
         "{}",
         reason("forbidden")
     );
-    for n in ["typed", "not-integer", "first-refused"] {
+    for n in [
+        "typed",
+        "not-integer",
+        "first-refused",
+        "add-then-refused",
+        "refused-add-first",
+    ] {
         assert!(
             reason(n).contains("state write was refused"),
             "{n}: {}",

@@ -211,43 +211,77 @@ end
 -- size (INCRBY itself fails past 2^63 - 1).
 local LIMIT = 9223372036854771712
 
+-- What `key` holds, for `writable` (kinds[key]: 'int' with values[key], 'str', 'hash',
+-- 'none' or another type), looked up once per entry and key.
+local function kind(kinds, values, key, for_hash)
+  if kinds[key] == nil then
+    if for_hash then
+      kinds[key] = call('TYPE', key)['ok']
+    else
+      -- One call: GET answers nil for no key, an error (not raised) for other types.
+      local value = redis.pcall('GET', key)
+      if type(value) == 'table' then
+        kinds[key] = 'other'
+      elseif not value then
+        kinds[key] = 'none'
+      else
+        local number = redis_integer(value)
+        if number then
+          kinds[key], values[key] = 'int', number
+        else
+          kinds[key] = 'str'
+        end
+      end
+    end
+  end
+  return kinds[key]
+end
+
+-- The position in ARGV of the write after the one at p.
+local function next_write(p)
+  local op = ARGV[p]
+  if op == WRITE_HSET then
+    return p + 3 + 2 * tonumber(ARGV[p + 2])
+  elseif op == WRITE_DEL then
+    return p + 2
+  end
+  return p + 3
+end
+
 -- Whether the writes at ARGV[at..] can all be applied, checked against what each key
 -- holds then, the entry's own earlier writes included: a hash write needs a hash (or
 -- nothing), an add an integer (or nothing) and a sum within 64 bits. A command that
 -- failed later would stop the script after earlier writes, which a script cannot undo.
+--
+-- The entry's first write is not checked when it is an HSET, or an INCRBY of a key no
+-- later write of the entry touches: `apply` runs it first, under pcall, and a refused
+-- write changes nothing, so nothing of the entry is written then (Redis itself judges
+-- it, exactly). The encoder puts such an INCRBY first (encode.rs), so that an entry
+-- that writes a record and bumps a counter needs one check, not two.
 local function writable(at, n)
-  -- kinds[key]: 'int' (with values[key]), 'str', 'hash', 'none' or another type.
+  if n == 1 then
+    return true
+  end
   local p, kinds, values = at, {}, {}
-  local function kind(key, for_hash)
-    if kinds[key] == nil then
-      if for_hash then
-        kinds[key] = call('TYPE', key)['ok']
-      else
-        -- One call: GET answers nil for no key, an error (not raised) for other types.
-        local value = redis.pcall('GET', key)
-        if type(value) == 'table' then
-          kinds[key] = 'other'
-        elseif not value then
-          kinds[key] = 'none'
-        else
-          local number = redis_integer(value)
-          if number then
-            kinds[key], values[key] = 'int', number
-          else
-            kinds[key] = 'str'
-          end
-        end
+  local first_key = ARGV[at + 1]
+  local unchecked = ARGV[at] == WRITE_HSET
+  if ARGV[at] == WRITE_INCRBY then
+    unchecked = true
+    local q = next_write(at)
+    for _ = 2, n do
+      if ARGV[q + 1] == first_key then
+        unchecked = false
+        break
       end
+      q = next_write(q)
     end
-    return kinds[key]
   end
   for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
-    if i == 1 and op == WRITE_HSET then
-      -- The entry's first write, an HSET, is not checked: `apply` runs it under pcall,
-      -- and a refused HSET changes nothing, so nothing of the entry is written then.
-      kinds[key] = 'hash'
-      p = p + 3 + 2 * tonumber(ARGV[p + 2])
+    if i == 1 and unchecked then
+      if op == WRITE_HSET then
+        kinds[key] = 'hash'
+      end
     elseif op == WRITE_SET then
       local number = redis_integer(ARGV[p + 2])
       if number then
@@ -255,12 +289,10 @@ local function writable(at, n)
       else
         kinds[key] = 'str'
       end
-      p = p + 3
     elseif op == WRITE_DEL then
       kinds[key] = 'none'
-      p = p + 2
     elseif op == WRITE_INCRBY then
-      local k = kind(key, false)
+      local k = kind(kinds, values, key, false)
       local current = 0
       if k == 'int' then
         current = values[key]
@@ -272,21 +304,20 @@ local function writable(at, n)
         return false
       end
       kinds[key], values[key] = 'int', sum
-      p = p + 3
     elseif op == WRITE_HSET then
-      local k = kind(key, true)
+      local k = kind(kinds, values, key, true)
       if k ~= 'hash' and k ~= 'none' then
         return false
       end
       kinds[key] = 'hash'
-      p = p + 3 + 2 * tonumber(ARGV[p + 2])
     end
+    p = next_write(p)
   end
   return true
 end
 
 -- Applies the checked writes. Each runs under pcall: the first, if refused, leaves
--- nothing written (an HSET that `writable` did not check); should a later one still
+-- nothing written (a write that `writable` did not check); should a later one still
 -- fail, the script stops writing this entry and reports it refused instead of raising
 -- (which would leave the writes before it and have the whole commit sent again).
 local function apply(at, n)
