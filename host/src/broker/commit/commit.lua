@@ -43,7 +43,10 @@
 -- stream fails the whole batch with an error instead of leaving it half written; an
 -- entry's state writes are checked before any of them is applied (STATE_REFUSED). The
 -- arguments come from the encoder shipped with this script (broker/commit/encode.rs):
--- an opcode it does not know is a bug, answered with an error where it is found.
+-- an opcode it does not know is a bug, answered with an error where it is found, after
+-- the entries before it were written but not acknowledged (the price of parsing the
+-- batch once, not twice: ~0.5 µs per entry). The script runs by the SHA of this text,
+-- loaded by the binary whose encoder writes its arguments, so the two cannot disagree.
 --
 -- Cost: ownership is one XPENDING over the batch's ID range (filtered to this consumer)
 -- rather than one per entry, the batch is acknowledged by one XACK, and an entry without
@@ -258,6 +261,10 @@ end
 -- write changes nothing, so nothing of the entry is written then (Redis itself judges
 -- it, exactly). The encoder puts such an INCRBY first (encode.rs), so that an entry
 -- that writes a record and bumps a counter needs one check, not two.
+--
+-- Keys are told apart by their index in KEYS: the encoder gives each stored key one
+-- index (a handler's key maps to one stored key, and no two handler keys to the same
+-- one: state prefixes hold no hash tag where partitions add one).
 local function writable(at, n)
   if n == 1 then
     return true

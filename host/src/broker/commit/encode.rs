@@ -138,7 +138,9 @@ fn check_widths(acks: &[Ack]) -> Result<(), Fault> {
 }
 
 /// Appends KEYS: the input stream, every output stream, every state key (as stored),
-/// then the fence's lease key if any; each once.
+/// then the fence's lease key if any; each once. The script tells keys apart by index
+/// (`writable` in commit.lua), which holds because `KeyMap::stored` is one-to-one: no
+/// two handler keys become one stored key.
 fn key_index<'a, S: Sink>(
     sink: &mut S,
     id: &ConsumerId,
