@@ -178,14 +178,14 @@ async fn an_entry_writes_all_its_state_or_none() {
             ("hset", "k:string f v"),
             ("set", "k:after 1"),
         ],
-        // A record and a counter: the commit applies the add first, unchecked, and
-        // checks the hash write, which is refused.
+        // A counter, then a record whose hash write is refused: the add is not
+        // written either.
         &[
             ("n", "add-then-refused"),
             ("add", "k:counted 1"),
             ("hset", "k:string f v"),
         ],
-        // The add applied first is the one refused: the record is not written.
+        // A record, then a refused add: the record is not written.
         &[
             ("n", "refused-add-first"),
             ("hset", "k:record f v"),

@@ -256,33 +256,17 @@ end
 -- nothing), an add an integer (or nothing) and a sum within 64 bits. A command that
 -- failed later would stop the script after earlier writes, which a script cannot undo.
 --
--- The entry's first write is not checked when it is an HSET, or an INCRBY of a key no
--- later write of the entry touches: `apply` runs it first, under pcall, and a refused
--- write changes nothing, so nothing of the entry is written then (Redis itself judges
--- it, exactly). The encoder puts such an INCRBY first (encode.rs), so that an entry
--- that writes a record and bumps a counter needs one check, not two.
---
--- Keys are told apart by their index in KEYS: the encoder gives each stored key one
--- index (a handler's key maps to one stored key, and no two handler keys to the same
--- one: state prefixes hold no hash tag where partitions add one).
+-- The entry's first write is not checked when it is an HSET (or any single write but an
+-- INCRBY): `apply` runs it first, under pcall, and a refused write changes nothing, so
+-- nothing of the entry is written then. An INCRBY is always checked here, so that a sum
+-- near 2^63 is judged by the same limit wherever it stands in the entry (and by the
+-- tools, state::MemoryStore, alike).
 local function writable(at, n)
-  if n == 1 then
+  if n == 1 and ARGV[at] ~= WRITE_INCRBY then
     return true
   end
   local p, kinds, values = at, {}, {}
-  local first_key = ARGV[at + 1]
   local unchecked = ARGV[at] == WRITE_HSET
-  if ARGV[at] == WRITE_INCRBY then
-    unchecked = true
-    local q = next_write(at)
-    for _ = 2, n do
-      if ARGV[q + 1] == first_key then
-        unchecked = false
-        break
-      end
-      q = next_write(q)
-    end
-  end
   for i = 1, n do
     local op, key = ARGV[p], KEYS[tonumber(ARGV[p + 1])]
     if i == 1 and unchecked then

@@ -138,9 +138,7 @@ fn check_widths(acks: &[Ack]) -> Result<(), Fault> {
 }
 
 /// Appends KEYS: the input stream, every output stream, every state key (as stored),
-/// then the fence's lease key if any; each once. The script tells keys apart by index
-/// (`writable` in commit.lua), which holds because `KeyMap::stored` is one-to-one: no
-/// two handler keys become one stored key.
+/// then the fence's lease key if any; each once.
 fn key_index<'a, S: Sink>(
     sink: &mut S,
     id: &ConsumerId,
@@ -186,20 +184,6 @@ fn encode_output<S: Sink>(sink: &mut S, index: &KeyIndex, output: &Output) {
                 sink.arg(name).arg(value);
             }
         }
-    }
-}
-
-/// Moves the entry's first add (`INCRBY`) of a key no other write of the entry touches
-/// to the front: the script leaves an entry's first write unchecked when it can (a
-/// refused first write changes nothing), and writes to different keys commute, so an
-/// entry that writes a record and bumps a counter costs one check in Redis, not two.
-fn counter_first(grouped: &mut [(&Write, HashFields)]) {
-    let alone = |key: &str| grouped.iter().filter(|(w, _)| w.key() == key).count() == 1;
-    let first = grouped
-        .iter()
-        .position(|(w, _)| matches!(w, Write::Add { key, .. } if alone(key)));
-    if let Some(i) = first {
-        grouped[..=i].rotate_right(1);
     }
 }
 
@@ -256,7 +240,6 @@ fn encode_writes<S: Sink>(sink: &mut S, index: &KeyIndex, writes: &[Write]) {
         };
         grouped.push((write, fields));
     }
-    counter_first(&mut grouped);
     sink.arg(grouped.len());
     for (write, fields) in grouped {
         let key = index.of(write.key());

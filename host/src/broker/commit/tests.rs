@@ -135,13 +135,12 @@ fn a_known_commit_encodes_to_these_keys_and_arguments() {
         "1", "4", "1", "5",
         "2", "5", "name", "0",
         "3", "5", "1", "age", "40",
-        // four writes: the INCRBY of a key no other write touches first (the
-        // script leaves it unchecked), then SET, one HSET of two fields, DEL
+        // four writes: SET, one HSET of two fields, DEL, INCRBY
         "4",
-        "4", "7", "-3",
         "1", "4", "6",
         "3", "5", "2", "a", "x", "b", "y",
         "2", "6",
+        "4", "7", "-3",
         // the second entry: one output, no state
         "3-0", "1",
         "2", "1", "n", "2",
