@@ -4,7 +4,7 @@
 # entry, state prefixes, outbound hosts), builds it, and checks the component against it.
 # Also the variants some tests and benches use: payments_tag_a.wasm, payments_tag_b.wasm
 # (hot reload), payments_http.wasm (charges a provider), payments_state.wasm (handler
-# state), and other_world.wasm, which is deliberately not a handler (cargo alone builds it).
+# state), payments_rounding.wasm (a changed rounding rule, for sluice diff), and other_world.wasm, which is deliberately not a handler (cargo alone builds it).
 # scripts/setup.sh installs the tools; `sluice build` skips what is up to date.
 #
 # The sluice binary is $SLUICE, else this checkout's (built first, dev profile).
@@ -42,7 +42,7 @@ for dir in plugins/*/; do
     [ "$name" = other-world ] && continue
     build "$name" "$(echo "$name" | tr - _).wasm"
 done
-for variant in tag-a tag-b http with-state; do
+for variant in tag-a tag-b http with-state rounding; do
     wasm=payments_$(echo "$variant" | sed 's/with-//; s/-/_/').wasm
     target=$out/$variant build payments "$wasm" --variant "$variant"
 done

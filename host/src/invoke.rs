@@ -140,7 +140,7 @@ pub async fn invoke(path: &Path, cache_dir: Option<&Path>, call: Invocation) -> 
 
 /// Compiles the plugin at `path` (through the cache in `cache_dir`, if any), off the
 /// async runtime.
-async fn load(path: &Path, cache_dir: Option<&Path>, fuel: bool) -> Result<Plugin> {
+pub async fn load(path: &Path, cache_dir: Option<&Path>, fuel: bool) -> Result<Plugin> {
     let cache = cache_dir.map(Cache::open).transpose()?;
     let runtime = Runtime::new(fuel, cache)?;
     let path = path.to_owned();

@@ -122,6 +122,7 @@ pub mod build;
 pub mod cli;
 pub mod config;
 mod control;
+pub mod diff;
 mod files;
 pub mod fixture;
 pub mod invoke;

@@ -15,7 +15,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Send(_) | Command::Dlq(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Send(_) | Command::Dlq(_) | Command::Diff(_)
+    );
     init_tracing(cli.log_format, quiet);
     let threads = match &cli.command {
         Command::Run(args) => args.threads.worker_threads,
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
             Command::Run(args) => args.run().await,
             Command::Dev(args) => args.run().await,
             Command::Dlq(args) => args.run().await,
+            Command::Diff(args) => args.run().await,
             Command::Invoke(args) => args.run().await,
             Command::Test(args) => args.run().await,
             Command::Compile(args) => args.run().await,

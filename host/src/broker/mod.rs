@@ -22,6 +22,7 @@ mod endpoint;
 pub mod fault;
 mod lease;
 mod link;
+mod range;
 mod reply;
 mod server_settings;
 pub mod slot;

@@ -7,6 +7,7 @@
 //! - `tools.rs`: `new`, `invoke`, `compile`, `test` (no Redis)
 //! - `build.rs`: `build`
 //! - `dlq.rs`, `send.rs`: `dlq`, `send`, `partition` (Redis tools)
+//! - `diff.rs`: `diff` (two plugins over recorded entries)
 //! - `reference.rs`: the book's generated CLI and metrics reference
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use crate::config::Config;
 mod args;
 mod build;
 mod daemon;
+mod diff;
 mod dlq;
 pub mod reference;
 mod send;
@@ -27,6 +29,7 @@ mod tools;
 pub use args::{
     BuildArgs, CompileArgs, DevArgs, InvokeArgs, NewArgs, RunArgs, Setup, TestArgs, Threads,
 };
+pub use diff::DiffArgs;
 pub use dlq::{DlqAction, DlqArgs};
 pub use send::{PartitionArgs, SendArgs};
 
@@ -57,6 +60,13 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the pipelines of a config file until SIGTERM/SIGINT; SIGHUP reloads the file.
     Run(RunArgs),
+    /// Call the live plugin and a candidate on the same recorded entries (a pipeline's
+    /// input or dead letters, or any stream, read with XRANGE: no consumer group is
+    /// touched, nothing is written) and report where their outputs, failures or state
+    /// writes differ. Exit status: 0 the same, 2 some differ, 1 an error.
+    ///
+    /// Example: `sluice diff --pipeline payments payments-v2.wasm --count 10000`
+    Diff(DiffArgs),
     /// Inspect and act on a pipeline's dead letters: list, replay, purge.
     Dlq(DlqArgs),
     /// Call a plugin's handler once on one message, with no Redis, and print its outputs

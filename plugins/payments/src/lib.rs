@@ -83,11 +83,12 @@ fn pay(msg: &Message) -> HandlerResult {
             )));
         }
     }
+    let paid = paid_amount(amount);
     let payment = Payment {
         order_id: &order.order_id,
         payment_id: payment_id(msg, &order, amount)?,
         order_amount: amount,
-        paid_amount: amount,
+        paid_amount: &paid,
         order_status_code: PAYMENT_SUCCESSFUL,
         user_id: &order.user_id,
     };
@@ -108,6 +109,17 @@ fn record(payment: &Payment, amount: &str) -> Result<(), Failure> {
     let cents = (amount.trim().parse::<f64>().unwrap_or(0.0) * 100.0).round() as i64;
     state::add(&format!("user-total:{}", payment.user_id), cents)?;
     Ok(())
+}
+
+/// What is paid: the amount as ordered; with feature `rounding` (a candidate for `sluice
+/// diff`), the amount rounded to whole units.
+fn paid_amount(amount: &str) -> String {
+    if cfg!(feature = "rounding") {
+        let value = amount.trim().parse::<f64>().unwrap_or(0.0);
+        format!("{:.2}", value.round())
+    } else {
+        amount.to_owned()
+    }
 }
 
 /// Test builds (features `tag-a`, `tag-b`) mark their outputs, so that hot-reload tests

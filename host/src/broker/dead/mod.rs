@@ -9,9 +9,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Result;
-use redis::Value;
 
-use super::{Broker, reply};
+use super::Broker;
 use crate::message::{Field, StreamId};
 pub use every::DeadStream;
 pub use ids::{IdsError, LetterIds, MAX_IDS};
@@ -45,16 +44,7 @@ impl Broker {
         after: Option<&str>,
         count: usize,
     ) -> Result<Vec<(String, Vec<Field>)>> {
-        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
-        let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(dead).arg(start).arg("+").arg("COUNT").arg(count);
-        let value: Value = self
-            .call(&format!("XRANGE on {dead:?}"), |mut c| async move {
-                cmd.query_async(&mut c).await
-            })
-            .await?;
-        let (entries, _) = reply::entry_list(value)?;
-        Ok(entries.into_iter().map(|e| (e.id, e.fields)).collect())
+        self.range(dead, after, "-", "+", count).await
     }
 
     /// How many letters the stream `dead` holds, and the last one's ID (`None`: none).
