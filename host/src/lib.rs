@@ -91,6 +91,10 @@
 //! - [`pipeline`]: one consumer loop per pipeline, as stages (reader, handler stage,
 //!   committer, redelivery, health), one file each: start at `pipeline/mod.rs`.
 //! - [`registry`]: the live plugins behind `ArcSwap`; a swap is atomic.
+//! - [`diff`]: two plugins called on the same entries, their outcomes compared
+//!   (`sluice diff`, and shadow runs).
+//! - [`shadow`]: a candidate plugin attached beside a live one: every handled batch
+//!   offered to it on a thread of its own, compared, never written.
 //! - [`watch`]: the only user of `notify`: watches plugin files, reloads them.
 //! - [`control`]: the control plane: config reload requests, their reports, and the
 //!   plan of a reload (a pure diff). `supervisor`, `admin` and `shutdown` depend on it,
@@ -134,6 +138,7 @@ mod pipeline;
 pub mod redis_server;
 pub mod registry;
 mod scaffold;
+pub mod shadow;
 mod shutdown;
 pub mod state;
 mod status;

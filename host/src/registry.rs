@@ -29,6 +29,10 @@ pub struct Slot {
     pipeline: String,
     path: PathBuf,
     cell: PluginCell,
+    /// A candidate attached beside the running version (see `shadow`).
+    shadow: crate::shadow::ShadowCell,
+    /// The version a promotion replaced, for one call back.
+    previous: Mutex<Option<Arc<Vec<u8>>>>,
     state: Mutex<SlotState>,
 }
 
@@ -124,6 +128,8 @@ impl Registry {
             pipeline: pipeline.to_owned(),
             path: path.to_owned(),
             cell: cell.clone(),
+            shadow: Default::default(),
+            previous: Mutex::new(None),
             state: Mutex::new(SlotState {
                 refused: Default::default(),
                 loaded_at: SystemTime::now(),
@@ -193,6 +199,16 @@ impl Slot {
     /// The plugin file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The candidate attached beside the running version, if any.
+    pub fn shadow(&self) -> &crate::shadow::ShadowCell {
+        &self.shadow
+    }
+
+    /// The version a promotion replaced (kept for one call back).
+    pub fn previous(&self) -> &Mutex<Option<Arc<Vec<u8>>>> {
+        &self.previous
     }
 
     /// The running version.

@@ -25,6 +25,8 @@
 //! - [`body`]: the clocks on request bodies.
 //! - [`guard`]: the upload permits.
 //! - [`plugins`]: plugin status, deploys, config reload.
+//! - [`shadow`]: shadow runs: attach a candidate, its comparison, promote, detach,
+//!   revert.
 //! - [`pipelines`]: pipeline views, pause and resume, handler state.
 //! - [`letters`]: the dead-letter pages (bounded: paged and capped in bytes).
 //! - [`dead`]: dead-letter replay and purge.
@@ -44,6 +46,7 @@ mod openapi;
 mod pipelines;
 mod plugins;
 mod serve;
+mod shadow;
 
 use std::sync::Arc;
 
@@ -93,6 +96,7 @@ pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::Ip
     let token = from_fn_with_state(state.clone(), auth::require_token);
     let guarded = |route: MethodRouter<Arc<AdminState>>| route.route_layer(token.clone());
     let uploads = guard::Uploads::new(config.max_uploads);
+    let shadow_uploads = uploads.clone();
     let upload = put(plugins::deploy).route_layer(from_fn_with_state(uploads, guard::one_upload));
     let hosts = host::HostRule::new(listen, &config.allowed_hosts);
     let clock = body::BodyClock {
@@ -130,6 +134,7 @@ pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::Ip
             "/v1/pipelines/{name}/dead/replay",
             guarded(post(dead::replay)),
         )
+        .merge(shadow_routes(&state, shadow_uploads))
         .route(
             "/v1/pipelines/{name}/state/{key}",
             guarded(get(pipelines::state_key)),
@@ -140,6 +145,21 @@ pub fn router(state: Arc<AdminState>, config: &AdminConfig, listen: std::net::Ip
         .layer(map_response(no_store))
         .layer(from_fn_with_state(hosts, host::check_host))
         .with_state(state)
+}
+
+/// The shadow-run paths, every one behind the token (an upload also behind a permit).
+fn shadow_routes(state: &Arc<AdminState>, uploads: guard::Uploads) -> Router<Arc<AdminState>> {
+    let attach = put(shadow::attach).route_layer(from_fn_with_state(uploads, guard::one_upload));
+    Router::new()
+        .route(
+            "/v1/pipelines/{name}/shadow",
+            attach
+                .merge(get(shadow::show))
+                .merge(delete(shadow::detach)),
+        )
+        .route("/v1/pipelines/{name}/shadow/promote", post(shadow::promote))
+        .route("/v1/pipelines/{name}/shadow/revert", post(shadow::revert))
+        .route_layer(from_fn_with_state(state.clone(), auth::require_token))
 }
 
 /// Answers about the daemon's current state are never cached.

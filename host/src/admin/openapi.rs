@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{dead, health, letters, pipelines, plugins};
+use super::{dead, health, letters, pipelines, plugins, shadow};
 
 /// The API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -13,7 +13,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             plugins::list, plugins::show, plugins::deploy, plugins::reload,
             health::metrics, health::ready, pipelines::list, pipelines::show,
             pipelines::pause, pipelines::resume, letters::page, dead::replay, dead::purge,
-            pipelines::state_key,
+            pipelines::state_key, shadow::attach, shadow::show, shadow::detach,
+            shadow::promote, shadow::revert,
         ),
         modifiers(&BearerAuth)
     )]

@@ -79,24 +79,7 @@ pub async fn deploy(
     request: Request,
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     let slot = super::pipelines::slot(&state, &pipeline)?;
-    let body = Bytes::from_request(request, &state)
-        .await
-        .map_err(|refused| match refused.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the plugin is larger than [admin] max_body",
-            ),
-            _ => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive in time: it stalled longer than [admin] request_timeout, took longer than [admin] body_timeout, or the client went away",
-            ),
-        })?;
-    if body.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the body is empty: send the plugin's .wasm file as the request body",
-        ));
-    }
+    let body = component_body(&state, request).await?;
     let (plugin, changed) = slot
         .deploy(&state.runtime, body.to_vec(), Origin::Upload)
         .await
@@ -122,6 +105,33 @@ pub async fn deploy(
             compile_ms: plugin.compile_time().as_millis() as u64,
         }),
     ))
+}
+
+/// A request's body, which must be a component (checked later): refused when too
+/// large, too slow or empty.
+pub(crate) async fn component_body(
+    state: &Arc<AdminState>,
+    request: Request,
+) -> Result<Bytes, ApiError> {
+    let body = Bytes::from_request(request, state)
+        .await
+        .map_err(|refused| match refused.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the plugin is larger than [admin] max_body",
+            ),
+            _ => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time: it stalled longer than [admin] request_timeout, took longer than [admin] body_timeout, or the client went away",
+            ),
+        })?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the body is empty: send the plugin's .wasm file as the request body",
+        ));
+    }
+    Ok(body)
 }
 
 /// `POST /v1/reload`: re-reads the config file, as SIGHUP does. An invalid config

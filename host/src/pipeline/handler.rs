@@ -15,6 +15,7 @@ use super::Halt;
 use crate::config::PipelineConfig;
 use crate::message::{Entry, HandlerError, Output};
 use crate::outbound::Outbound;
+use crate::shadow::{self, ShadowCell};
 use crate::state::{Changes, Scope};
 use crate::telemetry::CallMetrics;
 use crate::wasm::{Instance, PluginCell};
@@ -60,6 +61,9 @@ pub(super) struct Handlers {
     state: Option<Scope>,
     input: String,
     calls: CallMetrics,
+    /// A candidate attached beside the plugin, and what its instance runs under.
+    shadow: ShadowCell,
+    shadow_settings: shadow::Settings,
 }
 
 impl Handlers {
@@ -89,14 +93,52 @@ impl Handlers {
             state,
             input: config.input.to_string(),
             calls,
+            shadow: ShadowCell::default(),
+            shadow_settings: shadow::Settings {
+                config: plugin_config,
+                limits,
+                group: config.group.to_string(),
+            },
         })
+    }
+
+    /// Offers every batch handled from now on to the candidate in `shadow`, if any.
+    pub(super) fn shadowed_by(&mut self, shadow: ShadowCell) {
+        self.shadow = shadow;
+    }
+
+    /// Runs the handler on every entry (see [`Handlers::handle_all`]), then offers the
+    /// batch to the attached candidate, if any: after the live calls, never waiting.
+    pub(super) async fn handle(
+        &mut self,
+        entries: &mut [Entry],
+        halt: &Halt,
+        until: Until,
+    ) -> Vec<Option<Handled>> {
+        let started = Instant::now();
+        let handled = self.handle_all(entries, halt, until).await;
+        if let Some(candidate) = self.shadow.load_full() {
+            let batch = entries.iter().zip(&handled).filter_map(|(entry, handled)| {
+                let h = handled.as_ref()?;
+                Some((entry.clone(), h.result.clone(), h.state.clone()))
+            });
+            let settings = || self.shadow_settings.clone();
+            candidate.offer(
+                settings,
+                &self.input,
+                batch.collect(),
+                started.elapsed(),
+                self.scope(),
+            );
+        }
+        handled
     }
 
     /// Runs the handler on every entry, spreading them over the instances. Once `halt`
     /// says so (a drain or a pause), no further entry is started: those get `None` (a
     /// drain leaves them pending; a pause holds them until resume), so that both wait
     /// for the calls in flight, not the whole batch.
-    pub(super) async fn handle(
+    async fn handle_all(
         &mut self,
         entries: &mut [Entry],
         halt: &Halt,
@@ -166,6 +208,8 @@ impl Handlers {
             state: self.state.clone(),
             input: self.input.clone(),
             calls: self.calls.clone(),
+            shadow: self.shadow.clone(),
+            shadow_settings: self.shadow_settings.clone(),
         };
         let halt = halt.clone();
         tokio::spawn(
@@ -192,6 +236,13 @@ impl Handlers {
             overlay: Default::default(),
             ..scope.clone()
         })
+    }
+}
+
+impl super::Pipeline {
+    /// Offers each batch handled to the candidate in `shadow`, when one is attached.
+    pub fn shadowed_by(&mut self, shadow: ShadowCell) {
+        self.handlers.shadowed_by(shadow);
     }
 }
 

@@ -5,7 +5,7 @@
 //! | stage | type | file | owns |
 //! |---|---|---|---|
 //! | reader | `Reader` | `reader.rs` | reads (this consumer's own pending entries first, then new ones), read-ahead, entries held back, the pause |
-//! | handler stage | `Handlers` | `handler.rs` | the plugin's instances, handler calls (per entry, or an instance's share through the batch export) |
+//! | handler stage | `Handlers` | `handler.rs` | the plugin's instances, handler calls (per entry, or an instance's share through the batch export), offers to an attached candidate (`shadow`) |
 //! | committer | `Committer` | `committer.rs`, with `outcome.rs` (each entry's outcome), `commit.rs` (a commit whatever state Redis is in), `account.rs` (each entry's fate), `reruns.rs`, `dead_log.rs` | settling a handled batch: deciding, committing, accounting into a [`BatchReport`] |
 //! | redelivery | `Redelivery` | `redelivery.rs`, with `schedule.rs` (timers, scans) and `entry_lease.rs` | retries and reclaims, the entry leases on a batch in hand |
 //! | health | `Health` | `health.rs`, with `backlog.rs` | the consumer and its standing with Redis: faults, remedies, backoff, replicas, the backlog |

@@ -56,16 +56,14 @@ impl Daemon {
         let export = export_of(&plugin, &config);
         tracing::info!(pipeline = %name, "entries go to {export}");
         let cell = self.registry.add(&name, &config.plugin, streams, plugin);
-        let board = self
-            .registry
-            .get(&name)
-            .map(|s| s.board().clone())
-            .context("slot added above")?;
+        let slot = self.registry.get(&name).context("slot added above")?;
+        let (board, shadow) = (slot.board().clone(), slot.shadow().clone());
         let stop = self.shutdown.child_token();
         let kill = CancellationToken::new();
         let partitions = Partitions {
             config: resolved,
             cell,
+            shadow,
             broker: self.broker.clone(),
             consumer: self.consumer.clone(),
             names: self.names.clone(),

@@ -23,6 +23,8 @@ use crate::wasm::PluginCell;
 pub(super) struct Partitions {
     pub config: PipelineConfig,
     pub cell: PluginCell,
+    /// The candidate attached to the pipeline, if any.
+    pub shadow: crate::shadow::ShadowCell,
     pub broker: Broker,
     pub consumer: String,
     /// The consumer name's leases: the fence of each stream's commits.
@@ -44,6 +46,7 @@ impl Partitions {
             &self.tracing,
         )
         .await?;
+        pipeline.shadowed_by(self.shadow.clone());
         // Commits under the consumer name's lease (a per-key partition's commits are
         // under its partition's lease instead: see `take`).
         if super::names::fenced_by_name(&self.config) {

@@ -1,0 +1,183 @@
+//! Shadow runs over HTTP (every path needs the token): attach a candidate beside a
+//! pipeline's running plugin, read how it compares, promote it (the existing atomic
+//! swap, and the plugin file), detach it, or take a promotion back. Each change is an
+//! incident of the pipeline, with the counts at that moment.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+
+use super::plugins::{component_body, without_path};
+use super::{AdminState, ApiError};
+use crate::registry::{Origin, Slot, admit};
+use crate::shadow::{DEFAULT_SHARE, Shadow, ShadowStatus};
+use crate::wasm::{Plugin, write_atomically};
+
+/// `PUT /v1/pipelines/{name}/shadow` with the candidate's `.wasm` file as the body:
+/// compiles and checks it as a deploy would, and attaches it (replacing any earlier
+/// candidate). The running plugin is untouched.
+#[utoipa::path(put, path = "/v1/pipelines/{name}/shadow", tag = "shadow", params(("name" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the candidate component"), security(("bearer" = [])), responses((status = 200, body = ShadowStatus), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 422)))]
+pub async fn attach(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Json<ShadowStatus>, ApiError> {
+    let slot = super::pipelines::slot(&state, &name)?;
+    let body = component_body(&state, request).await?.to_vec();
+    let (runtime, path, bytes) = (state.runtime.clone(), slot.path().to_owned(), body.clone());
+    let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &bytes, &path))
+        .await
+        .map_err(|e| anyhow::anyhow!("the compile task failed: {e}"))
+        .and_then(|compiled| compiled)
+        .and_then(|plugin| {
+            let streams = slot.streams();
+            admit(&plugin, &streams.state, &streams.outbound_hosts)?;
+            Ok(plugin)
+        })
+        .map_err(|e| {
+            let reason = without_path(&slot, &format!("{e:#}"));
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
+        })?;
+    let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, DEFAULT_SHARE));
+    let status = shadow.status();
+    slot.board().incident(format!(
+        "shadow attached: candidate {} beside {}",
+        status.candidate,
+        slot.current().digest()
+    ));
+    slot.shadow().store(Some(shadow));
+    Ok(Json(status))
+}
+
+/// `GET /v1/pipelines/{name}/shadow`: the candidate, the counts of agreements and
+/// differences by kind, whether it is sampled down, and the last differences.
+#[utoipa::path(get, path = "/v1/pipelines/{name}/shadow", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = ShadowStatus), (status = 401), (status = 403), (status = 404, description = "no such pipeline, or no candidate attached")))]
+pub async fn show(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowStatus>, ApiError> {
+    let slot = super::pipelines::slot(&state, &name)?;
+    Ok(Json(attached(&slot)?.status()))
+}
+
+/// `DELETE /v1/pipelines/{name}/shadow`: detaches the candidate (a rollback: the
+/// running plugin was never changed); recorded with the counts.
+#[utoipa::path(delete, path = "/v1/pipelines/{name}/shadow", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = ShadowStatus), (status = 401), (status = 403), (status = 404)))]
+pub async fn detach(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<ShadowStatus>, ApiError> {
+    let slot = super::pipelines::slot(&state, &name)?;
+    let shadow = attached(&slot)?;
+    slot.shadow().store(None);
+    slot.board().incident(format!(
+        "shadow detached (rolled back): candidate {}; {}",
+        shadow.plugin().digest(),
+        shadow.summary()
+    ));
+    Ok(Json(shadow.status()))
+}
+
+/// What a promotion or a revert did.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Swapped {
+    /// The version that serves now.
+    pub digest: String,
+    /// The version it replaced (kept for one call back after a promotion).
+    pub replaced: String,
+}
+
+/// `POST /v1/pipelines/{name}/shadow/promote`: the candidate becomes the running plugin
+/// (the atomic swap of a deploy: calls in flight finish on the old version) and is
+/// stored over the plugin file; the shadow is detached; the replaced version is kept
+/// for `POST .../shadow/revert`. Recorded with the counts.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/shadow/promote", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = Swapped), (status = 401), (status = 403), (status = 404), (status = 422), (status = 500)))]
+pub async fn promote(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Swapped>, ApiError> {
+    let slot = super::pipelines::slot(&state, &name)?;
+    let shadow = attached(&slot)?;
+    let old = read_file(&slot).await?;
+    let replaced = slot.current().digest().to_string();
+    let digest = swap_in(&state, &slot, shadow.bytes().to_vec()).await?;
+    slot.shadow().store(None);
+    *crate::lock::lock(slot.previous()) = Some(Arc::new(old));
+    slot.board().incident(format!(
+        "shadow promoted: {digest} replaces {replaced}; {}",
+        shadow.summary()
+    ));
+    Ok(Json(Swapped { digest, replaced }))
+}
+
+/// `POST /v1/pipelines/{name}/shadow/revert`: takes the last promotion back — the
+/// version it replaced serves again (and is stored over the plugin file). Once only:
+/// 409 when there is nothing to take back.
+#[utoipa::path(post, path = "/v1/pipelines/{name}/shadow/revert", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = Swapped), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 500)))]
+pub async fn revert(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Swapped>, ApiError> {
+    let slot = super::pipelines::slot(&state, &name)?;
+    let previous = crate::lock::lock(slot.previous()).take().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "no promotion to take back: POST .../shadow/promote keeps the version it replaces for one revert",
+        )
+    })?;
+    let replaced = slot.current().digest().to_string();
+    let digest = swap_in(&state, &slot, previous.to_vec()).await?;
+    slot.board()
+        .incident(format!("promotion reverted: {digest} replaces {replaced}"));
+    Ok(Json(Swapped { digest, replaced }))
+}
+
+/// The attached candidate; 404 when there is none.
+fn attached(slot: &Slot) -> Result<Arc<Shadow>, ApiError> {
+    slot.shadow().load_full().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no candidate is attached: PUT the candidate's .wasm file to /v1/pipelines/{name}/shadow",
+        )
+    })
+}
+
+/// The running plugin's file, as stored.
+async fn read_file(slot: &Slot) -> Result<Vec<u8>, ApiError> {
+    let path = slot.path().to_owned();
+    tokio::task::spawn_blocking(move || std::fs::read(&path))
+        .await
+        .map_err(|e| anyhow::anyhow!("the read task failed: {e}"))
+        .and_then(|read| read.map_err(anyhow::Error::from))
+        .map_err(|e| {
+            ApiError::failed(
+                "reading the running plugin's file, to keep it for a revert, failed",
+                e,
+            )
+        })
+}
+
+/// Makes `bytes` the running plugin (the deploy's swap) and stores them over its file.
+async fn swap_in(state: &AdminState, slot: &Slot, bytes: Vec<u8>) -> Result<String, ApiError> {
+    let (plugin, _) = slot
+        .deploy(&state.runtime, bytes.clone(), Origin::Upload)
+        .await
+        .map_err(|e| {
+            let reason = without_path(slot, &format!("{e:#}"));
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
+        })?;
+    let path = slot.path().to_owned();
+    tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("the store task failed: {e}"))
+        .and_then(|stored| stored)
+        .map_err(|e| {
+            ApiError::failed(
+                "the new version serves, but storing it over the plugin file failed (a restart would run the old one)",
+                e,
+            )
+        })?;
+    Ok(plugin.digest().to_string())
+}

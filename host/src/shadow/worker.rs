@@ -1,0 +1,76 @@
+//! The candidate's thread: its own single-threaded runtime and instance, so that its
+//! calls never take the pipeline's thread; it ends when the shadow is detached (its
+//! queue's sender dropped).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use super::{Offered, Settings, Shadow, tally};
+use crate::diff::{Outcome, compare};
+use crate::wasm::{Instance, PluginCell};
+
+/// Starts the candidate's thread for `shadow`, taking batches from `queue`.
+pub(super) fn spawn(shadow: &Shadow, settings: Settings, queue: Receiver<Offered>) {
+    let cell: PluginCell = Arc::new(arc_swap::ArcSwap::new(shadow.plugin.clone()));
+    let (tally, spent, pipeline) = (
+        shadow.tally.clone(),
+        shadow.shadow_ns.clone(),
+        shadow.pipeline.clone(),
+    );
+    let span = tracing::info_span!("shadow", pipeline = %pipeline);
+    let started = std::thread::Builder::new()
+        .name(format!("shadow-{pipeline}"))
+        .spawn(move || {
+            let _span = span.entered();
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the shadow's runtime cannot start: the candidate is not run");
+                    return;
+                }
+            };
+            let mut instance = Instance::new(cell, settings.config, settings.limits)
+                .serving(&settings.group, None);
+            while let Ok(offered) = queue.recv() {
+                let began = Instant::now();
+                let outcomes = runtime.block_on(run(&mut instance, &offered));
+                spent.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let mut tally = tally::lock(&tally);
+                for ((entry, live), candidate) in offered.entries.iter().zip(&offered.live).zip(outcomes) {
+                    let live = Outcome {
+                        result: live.0.clone(),
+                        changes: live.1.clone(),
+                    };
+                    let difference = compare(&live, &candidate);
+                    let outcome = if difference.kinds.is_empty() { "agree" } else { "differ" };
+                    metrics::counter!("sluice_shadow_entries_total", "pipeline" => pipeline.clone(), "outcome" => outcome)
+                        .increment(1);
+                    tally.add(&entry.id, difference);
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "the shadow's thread cannot start: the candidate is not run");
+    }
+}
+
+/// The candidate's outcome for each entry of `offered`, in order.
+async fn run(instance: &mut Instance, offered: &Offered) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(offered.entries.len());
+    for entry in &offered.entries {
+        let mut entry = entry.clone();
+        let scope = offered
+            .scope
+            .as_ref()
+            .filter(|_| instance.plugin().imports_state());
+        let (result, finished) = instance.handle_in(&offered.input, &mut entry, scope).await;
+        let changes = match result.is_ok() {
+            true => finished.changes,
+            false => Default::default(),
+        };
+        outcomes.push(Outcome { result, changes });
+    }
+    outcomes
+}
