@@ -141,6 +141,11 @@ pub const METRICS: &[Metric] = &[
         "New plugin versions refused (the running version kept serving)",
     ),
     counter(
+        "sluice_shadow_entries_total",
+        &["pipeline", "outcome"],
+        "Entries offered to an attached candidate plugin (shadow run), by outcome: agree, differ (compared with the live plugin's result), skipped (over its share of the handler time, or behind)",
+    ),
+    counter(
         "sluice_redis_errors_total",
         &["pipeline", "code"],
         "Redis errors, by code (NOPERM, READONLY, NOGROUP, IO, TIMEOUT...)",
