@@ -280,3 +280,47 @@ async fn every_shadow_path_is_authenticated_and_bad_candidates_are_refused() {
     assert_eq!(status.as_u16(), 404);
     host.stop().await;
 }
+
+/// The dashboard in headless Chromium: the shadow panel only with the token, its counts
+/// and a difference, and "promote" making the candidate the running plugin. Screenshot:
+/// `target/test-artifacts/dashboard-shadow.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_shadow_and_promotes_it() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, _dir) = daemon(&redis).await;
+    let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
+    let (status, attached) = call(reqwest::Method::PUT, &host, "/shadow", Some(candidate)).await;
+    assert_eq!(status, 200);
+    orders(&mut con, 0, 300).await;
+    wait_len(&con, "PAYMENTS_STREAM", 300).await;
+    let artifacts = workspace().join("target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let screenshot = artifacts.join("dashboard-shadow.png");
+    let base = format!("http://{}", host.admin());
+    let out = tokio::process::Command::new("node")
+        .current_dir(workspace().join("host/tests/browser"))
+        .arg("dashboard-shadow.mjs")
+        .args([base.as_str(), TOKEN, "payments"])
+        .arg(&screenshot)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out)
+        .await
+        .expect("the browser check ends within 90 s")
+        .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("{said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the browser check failed");
+    let plugins = format!("http://{}/v1/plugins/payments", host.admin());
+    let running: Value = reqwest::get(plugins)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        running["digest"], attached["candidate"],
+        "promoted from the page"
+    );
+    host.shutdown.cancel();
+}

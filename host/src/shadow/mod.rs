@@ -40,6 +40,10 @@ pub type ShadowCell = Arc<ArcSwapOption<Shadow>>;
 /// down.
 pub const DEFAULT_SHARE: f64 = 0.5;
 
+/// Handler time a candidate may spend beyond its share: its first instance is made
+/// (and its thread started) on the first batch, which the share alone would not cover.
+const GRACE: Duration = Duration::from_millis(100);
+
 /// Batches waiting for the candidate; an offer beyond them is skipped.
 const QUEUE: usize = 4;
 
@@ -121,7 +125,7 @@ impl Shadow {
             .fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         let spent = self.shadow_ns.load(Ordering::Relaxed);
         let count = batch.len();
-        if spent as f64 > self.share * live as f64 {
+        if spent as f64 > self.share * live as f64 + GRACE.as_nanos() as f64 {
             self.skipped(count);
             return;
         }
