@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 
 use super::plugins::{component_body, without_path};
@@ -15,16 +15,34 @@ use crate::registry::{Origin, Slot, admit};
 use crate::shadow::{DEFAULT_SHARE, Shadow, ShadowStatus};
 use crate::wasm::{Plugin, write_atomically};
 
-/// `PUT /v1/pipelines/{name}/shadow` with the candidate's `.wasm` file as the body:
-/// compiles and checks it as a deploy would, and attaches it (replacing any earlier
-/// candidate). The running plugin is untouched.
-#[utoipa::path(put, path = "/v1/pipelines/{name}/shadow", tag = "shadow", params(("name" = String, Path, description = "pipeline")), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the candidate component"), security(("bearer" = [])), responses((status = 200, body = ShadowStatus), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 422)))]
+/// How a candidate is attached.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct AttachQuery {
+    /// The share of the pipeline's handler time the candidate may spend, in (0, 4]
+    /// (default 0.5); past it, batches are skipped (sampled down).
+    pub share: Option<f64>,
+}
+
+/// `PUT /v1/pipelines/{name}/shadow[?share=S]` with the candidate's `.wasm` file as the
+/// body: compiles and checks it as a deploy would, and attaches it (replacing any
+/// earlier candidate). The running plugin is untouched.
+#[utoipa::path(put, path = "/v1/pipelines/{name}/shadow", tag = "shadow", params(("name" = String, Path, description = "pipeline"), AttachQuery), request_body(content = Vec<u8>, content_type = "application/wasm", description = "the candidate component"), security(("bearer" = [])), responses((status = 200, body = ShadowStatus), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 422)))]
 pub async fn attach(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
+    Query(query): Query<AttachQuery>,
     request: Request,
 ) -> Result<Json<ShadowStatus>, ApiError> {
     let slot = super::pipelines::slot(&state, &name)?;
+    let share = query.share.unwrap_or(DEFAULT_SHARE);
+    if !(share > 0.0 && share <= 4.0) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "share={share} is outside (0, 4]: the share of the pipeline's handler time the candidate may spend, e.g. share=0.25"
+            ),
+        ));
+    }
     let body = component_body(&state, request).await?.to_vec();
     let (runtime, path, bytes) = (state.runtime.clone(), slot.path().to_owned(), body.clone());
     let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &bytes, &path))
@@ -40,7 +58,7 @@ pub async fn attach(
             let reason = without_path(&slot, &format!("{e:#}"));
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
         })?;
-    let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, DEFAULT_SHARE));
+    let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
     let status = shadow.status();
     slot.board().incident(format!(
         "shadow attached: candidate {} beside {}",

@@ -24,6 +24,7 @@ pub(super) fn spawn(shadow: &Shadow, settings: Settings, queue: Receiver<Offered
         .name(format!("shadow-{pipeline}"))
         .spawn(move || {
             let _span = span.entered();
+            lower_priority();
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(e) => {
@@ -53,6 +54,16 @@ pub(super) fn spawn(shadow: &Shadow, settings: Settings, queue: Receiver<Offered
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "the shadow's thread cannot start: the candidate is not run");
+    }
+}
+
+/// Puts the calling thread at nice 19 (Linux threads have their own), so that the
+/// pipeline and Redis get the cores first when they compete. Best effort.
+fn lower_priority() {
+    // SAFETY: setpriority(2) on the calling thread (who = 0) with a valid nice value.
+    let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if set != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "the shadow's thread keeps its priority");
     }
 }
 
