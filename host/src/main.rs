@@ -15,11 +15,20 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(
-        cli.command,
-        Command::Send(_) | Command::Dlq(_) | Command::Diff(_)
-    );
-    init_tracing(cli.log_format, quiet);
+    // The tools that print their own answers log less unless SLUICE_LOG says otherwise:
+    // `send` and `dlq` warnings, `diff` errors (its handlers' warnings, for every entry
+    // both plugins reject, would bury the report).
+    let default = match cli.command {
+        Command::Send(_) | Command::Dlq(_) => "warn",
+        Command::Diff(_) => "error",
+        _ => "info",
+    };
+    init_tracing(cli.log_format, default);
+    // `diff` follows diff(1): 0 the same, 1 different, 2 trouble (as clap's usage errors).
+    let trouble = match cli.command {
+        Command::Diff(_) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     let threads = match &cli.command {
         Command::Run(args) => args.threads.worker_threads,
         Command::Dev(args) => args.threads.worker_threads,
@@ -55,14 +64,11 @@ fn main() -> ExitCode {
     });
     done.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        ExitCode::FAILURE
+        trouble
     })
 }
 
-fn init_tracing(format: LogFormat, quiet: bool) {
-    // The tools that print their own answers (`send`, `dlq`) log warnings only unless
-    // SLUICE_LOG says otherwise.
-    let default = if quiet { "warn" } else { "info" };
+fn init_tracing(format: LogFormat, default: &str) {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only on a terminal: a log file or a collector gets plain text.
     let builder = tracing_subscriber::fmt()

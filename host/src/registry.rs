@@ -31,8 +31,6 @@ pub struct Slot {
     cell: PluginCell,
     /// A candidate attached beside the running version (see `shadow`).
     shadow: crate::shadow::ShadowCell,
-    /// The version a promotion replaced, for one call back.
-    previous: Mutex<Option<Arc<Vec<u8>>>>,
     state: Mutex<SlotState>,
 }
 
@@ -129,7 +127,6 @@ impl Registry {
             path: path.to_owned(),
             cell: cell.clone(),
             shadow: Default::default(),
-            previous: Mutex::new(None),
             state: Mutex::new(SlotState {
                 refused: Default::default(),
                 loaded_at: SystemTime::now(),
@@ -204,11 +201,6 @@ impl Slot {
     /// The candidate attached beside the running version, if any.
     pub fn shadow(&self) -> &crate::shadow::ShadowCell {
         &self.shadow
-    }
-
-    /// The version a promotion replaced (kept for one call back).
-    pub fn previous(&self) -> &Mutex<Option<Arc<Vec<u8>>>> {
-        &self.previous
     }
 
     /// The running version.

@@ -81,7 +81,7 @@ async fn a_changed_rounding_rule_is_found_on_exactly_the_entries_it_changes() {
         .concat(),
     );
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     // Amounts are `100 + i % 900` and `i % 100` cents: whole amounts (1 in 100) round
     // to themselves.
     assert!(
@@ -111,6 +111,7 @@ async fn a_changed_rounding_rule_is_found_on_exactly_the_entries_it_changes() {
     assert_eq!(report["entries"], 10_000);
     assert_eq!(report["different"], 9_900);
     assert_eq!(report["by_kind"]["fields"], 9_900);
+    assert_eq!(report["shown"], 1);
     let first = &report["differences"][0];
     assert_eq!(first["kinds"], serde_json::json!(["fields"]));
     let paid = |side: &str| {
@@ -188,7 +189,7 @@ async fn dead_letters_are_compared_as_the_entries_they_were() {
         candidate.to_str().expect("path"),
     ]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(
         stdout.starts_with("2 entries: 1 the same, 1 different"),
         "{stdout}"
@@ -203,25 +204,31 @@ async fn dead_letters_are_compared_as_the_entries_they_were() {
     );
 }
 
-/// Bad input is refused, naming what to do.
+/// Bad input is refused, naming what to do, with diff(1)'s status for trouble (2):
+/// among it, a range with no entries (a misspelt stream must not pass a CI gate) and a
+/// candidate the pipeline could not run.
 #[tokio::test]
 async fn bad_input_names_the_fix() {
-    let TestContext { redis, .. } = TestContext::new().await;
+    let TestContext { redis, mut con } = TestContext::new().await;
+    orders(&mut con, 5).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ConfigBuilder::new()
+        .redis_url(redis.url())
+        .pipeline(payments("payments"))
+        .write(dir.path());
     let url = redis.url();
     let live = plugin_wasm("payments");
-    let cases: [(&[&str], &str); 4] = [
+    let live = live.to_str().expect("path");
+    let stateful = plugin_wasm("payments_state");
+    let rounding = plugin_wasm("payments_rounding");
+    let config = config.to_str().expect("path");
+    let cases: [(&[&str], &str); 7] = [
         (
             &["--redis", &url, "--stream", "S", "c.wasm"],
             "name the live plugin: --pipeline NAME (its plugin) or --live PLUGIN.wasm",
         ),
         (
-            &[
-                "--redis",
-                &url,
-                "--live",
-                live.to_str().expect("path"),
-                "c.wasm",
-            ],
+            &["--redis", &url, "--live", live, "c.wasm"],
             "name the entries: --pipeline NAME",
         ),
         (
@@ -231,7 +238,7 @@ async fn bad_input_names_the_fix() {
                 "--stream",
                 "S",
                 "--live",
-                live.to_str().expect("path"),
+                live,
                 "missing.wasm",
             ],
             "candidate plugin missing.wasm",
@@ -246,11 +253,47 @@ async fn bad_input_names_the_fix() {
             ],
             "/nonexistent/sluice.toml",
         ),
+        (
+            &[
+                "--redis",
+                &url,
+                "--stream",
+                "ORDER_STREAM",
+                "--live",
+                live,
+                rounding.to_str().expect("path"),
+            ],
+            "no entries in ORDER_STREAM from - to +: nothing was compared",
+        ),
+        (
+            &[
+                "--redis",
+                &url,
+                "--stream",
+                "ORDERS_STREAM",
+                "--live",
+                live,
+                "--count",
+                "0",
+                "c.wasm",
+            ],
+            "--count",
+        ),
+        (
+            &[
+                "-c",
+                config,
+                "--pipeline",
+                "payments",
+                stateful.to_str().expect("path"),
+            ],
+            "cannot run on pipeline \"payments\" as configured",
+        ),
     ];
     for (args, expected) in cases {
         let out = diff(args);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }

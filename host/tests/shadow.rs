@@ -171,6 +171,33 @@ async fn a_shadow_reports_differences_changes_nothing_and_is_promoted_exactly_on
     let (status, again) = call(reqwest::Method::POST, &host, "/shadow/revert", None).await;
     assert_eq!(status, 409, "{again}");
 
+    // A revert never undoes a later deploy: promote again, deploy another version, and
+    // the revert is refused with the running plugin untouched.
+    let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
+    let (status, _) = call(reqwest::Method::PUT, &host, "/shadow", Some(candidate)).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(reqwest::Method::POST, &host, "/shadow/promote", None).await;
+    assert_eq!(status, 200);
+    let later = std::fs::read(plugin_wasm("payments_tag_a")).expect("another version");
+    let deployed = reqwest::Client::new()
+        .put(format!("http://{}/v1/plugins/payments", host.admin()))
+        .bearer_auth(TOKEN)
+        .body(later.clone())
+        .send()
+        .await
+        .expect("deploy");
+    assert_eq!(deployed.status(), 200);
+    let (status, refused) = call(reqwest::Method::POST, &host, "/shadow/revert", None).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused.to_string().contains("a later deploy replaced it"),
+        "{refused}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("payments.wasm")).expect("plugin"),
+        later
+    );
+
     // Both changes are incidents, with the counts.
     let (_, pipeline) = call(reqwest::Method::GET, &host, "", None).await;
     let incidents = pipeline.to_string();
@@ -193,7 +220,20 @@ async fn a_costly_candidate_is_sampled_down_and_detached() {
     let (host, _dir) = daemon(&redis).await;
     // The same handler in JavaScript: the same outputs, ~20x the time per entry.
     let candidate = std::fs::read(plugin_wasm("payments_js")).expect("candidate");
-    let (status, _) = call(reqwest::Method::PUT, &host, "/shadow", Some(candidate)).await;
+    for bad in ["abc", "0", "5"] {
+        let path = format!("/shadow?share={bad}");
+        let (status, said) =
+            call(reqwest::Method::PUT, &host, &path, Some(candidate.clone())).await;
+        assert_eq!(status, 400, "share={bad}: {said}");
+        assert!(said.to_string().contains("share"), "{said}");
+    }
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        &host,
+        "/shadow?share=0.5",
+        Some(candidate),
+    )
+    .await;
     assert_eq!(status, 200);
     for round in 0..20 {
         orders(&mut con, round * 200, 200).await;

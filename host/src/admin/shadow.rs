@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 
@@ -17,6 +18,7 @@ use crate::wasm::{Plugin, write_atomically};
 
 /// How a candidate is attached.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AttachQuery {
     /// The share of the pipeline's handler time the candidate may spend, in (0, 4]
     /// (default 0.5); past it, batches are skipped (sampled down).
@@ -30,10 +32,19 @@ pub struct AttachQuery {
 pub async fn attach(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
-    Query(query): Query<AttachQuery>,
+    query: Result<Query<AttachQuery>, QueryRejection>,
     request: Request,
 ) -> Result<Json<ShadowStatus>, ApiError> {
     let slot = super::pipelines::slot(&state, &name)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{}: the one query parameter is share, a number in (0, 4], e.g. ?share=0.25",
+                e.body_text()
+            ),
+        )
+    })?;
     let share = query.share.unwrap_or(DEFAULT_SHARE);
     if !(share > 0.0 && share <= 4.0) {
         return Err(ApiError::new(
@@ -60,12 +71,19 @@ pub async fn attach(
         })?;
     let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
     let status = shadow.status();
+    let running = slot.current().digest().to_string();
+    if let Some(earlier) = slot.shadow().swap(Some(shadow)) {
+        slot.board().incident(format!(
+            "shadow replaced: candidate {}; {}",
+            earlier.plugin().digest(),
+            earlier.summary()
+        ));
+    }
+    tracing::info!(pipeline = %name, candidate = %status.candidate, %running, share, "shadow attached");
     slot.board().incident(format!(
-        "shadow attached: candidate {} beside {}",
-        status.candidate,
-        slot.current().digest()
+        "shadow attached: candidate {} beside {running} (share {share})",
+        status.candidate
     ));
-    slot.shadow().store(Some(shadow));
     Ok(Json(status))
 }
 
@@ -90,6 +108,7 @@ pub async fn detach(
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     slot.shadow().store(None);
+    tracing::info!(pipeline = %name, candidate = %shadow.plugin().digest(), counts = %shadow.summary(), "shadow detached");
     slot.board().incident(format!(
         "shadow detached (rolled back): candidate {}; {}",
         shadow.plugin().digest(),
@@ -110,7 +129,8 @@ pub struct Swapped {
 /// `POST /v1/pipelines/{name}/shadow/promote`: the candidate becomes the running plugin
 /// (the atomic swap of a deploy: calls in flight finish on the old version) and is
 /// stored over the plugin file; the shadow is detached; the replaced version is kept
-/// for `POST .../shadow/revert`. Recorded with the counts.
+/// beside the file (`PLUGIN.previous`, with the promoted digest in `PLUGIN.promoted`)
+/// for `POST .../shadow/revert`, across reloads and restarts. Recorded with the counts.
 #[utoipa::path(post, path = "/v1/pipelines/{name}/shadow/promote", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = Swapped), (status = 401), (status = 403), (status = 404), (status = 422), (status = 500)))]
 pub async fn promote(
     State(state): State<Arc<AdminState>>,
@@ -118,11 +138,12 @@ pub async fn promote(
 ) -> Result<Json<Swapped>, ApiError> {
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
-    let old = read_file(&slot).await?;
     let replaced = slot.current().digest().to_string();
+    let promoted = shadow.plugin().digest().to_string();
+    keep_previous(&slot, &promoted).await?;
     let digest = swap_in(&state, &slot, shadow.bytes().to_vec()).await?;
     slot.shadow().store(None);
-    *crate::lock::lock(slot.previous()) = Some(Arc::new(old));
+    tracing::info!(pipeline = %name, from = %replaced, to = %digest, counts = %shadow.summary(), "shadow promoted");
     slot.board().incident(format!(
         "shadow promoted: {digest} replaces {replaced}; {}",
         shadow.summary()
@@ -131,25 +152,71 @@ pub async fn promote(
 }
 
 /// `POST /v1/pipelines/{name}/shadow/revert`: takes the last promotion back — the
-/// version it replaced serves again (and is stored over the plugin file). Once only:
-/// 409 when there is nothing to take back.
+/// version it replaced serves again (and is stored over the plugin file). Once, and
+/// only while the promoted version is the one running: 409 otherwise (a later deploy is
+/// never undone by it).
 #[utoipa::path(post, path = "/v1/pipelines/{name}/shadow/revert", tag = "shadow", params(("name" = String, Path, description = "pipeline")), security(("bearer" = [])), responses((status = 200, body = Swapped), (status = 401), (status = 403), (status = 404), (status = 409), (status = 422), (status = 500)))]
 pub async fn revert(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
     let slot = super::pipelines::slot(&state, &name)?;
-    let previous = crate::lock::lock(slot.previous()).take().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no promotion to take back: POST .../shadow/promote keeps the version it replaces for one revert",
-        )
+    let (promoted_file, previous_file) = sidecars(&slot);
+    let conflict = |why: String| ApiError::new(StatusCode::CONFLICT, why);
+    let promoted = std::fs::read_to_string(&promoted_file).map_err(|_| {
+        conflict("no promotion to take back: POST .../shadow/promote keeps the version it replaces for one revert".into())
     })?;
     let replaced = slot.current().digest().to_string();
-    let digest = swap_in(&state, &slot, previous.to_vec()).await?;
+    if replaced != promoted.trim() {
+        return Err(conflict(format!(
+            "the running version {replaced} is not the promoted one ({}): a later deploy replaced it, and a revert would undo that deploy instead; nothing was changed",
+            promoted.trim()
+        )));
+    }
+    let previous = std::fs::read(&previous_file).map_err(|e| {
+        ApiError::failed(
+            "reading the version the promotion replaced failed",
+            e.into(),
+        )
+    })?;
+    let digest = swap_in(&state, &slot, previous).await?;
+    let _ = std::fs::remove_file(&promoted_file);
+    let _ = std::fs::remove_file(&previous_file);
+    tracing::info!(pipeline = %name, from = %replaced, to = %digest, "promotion reverted");
     slot.board()
         .incident(format!("promotion reverted: {digest} replaces {replaced}"));
     Ok(Json(Swapped { digest, replaced }))
+}
+
+/// Where a promotion keeps what it replaced: `PLUGIN.promoted` (the promoted digest) and
+/// `PLUGIN.previous` (the replaced file's bytes), beside the plugin file.
+fn sidecars(slot: &Slot) -> (std::path::PathBuf, std::path::PathBuf) {
+    let with = |suffix: &str| {
+        let mut name = slot.path().as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    (with(".promoted"), with(".previous"))
+}
+
+/// Keeps the running plugin's file for a revert of the promotion of `promoted`.
+async fn keep_previous(slot: &Slot, promoted: &str) -> Result<(), ApiError> {
+    let (promoted_file, previous_file) = sidecars(slot);
+    let (path, promoted) = (slot.path().to_owned(), promoted.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let old = std::fs::read(&path)?;
+        write_atomically(&previous_file, &old)?;
+        write_atomically(&promoted_file, promoted.as_bytes())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("the store task failed: {e}"))
+    .and_then(|kept| kept)
+    .map_err(|e| {
+        ApiError::failed(
+            "keeping the running version beside the plugin file (for a revert) failed; nothing was promoted",
+            e,
+        )
+    })
 }
 
 /// The attached candidate; 404 when there is none.
@@ -160,21 +227,6 @@ fn attached(slot: &Slot) -> Result<Arc<Shadow>, ApiError> {
             "no candidate is attached: PUT the candidate's .wasm file to /v1/pipelines/{name}/shadow",
         )
     })
-}
-
-/// The running plugin's file, as stored.
-async fn read_file(slot: &Slot) -> Result<Vec<u8>, ApiError> {
-    let path = slot.path().to_owned();
-    tokio::task::spawn_blocking(move || std::fs::read(&path))
-        .await
-        .map_err(|e| anyhow::anyhow!("the read task failed: {e}"))
-        .and_then(|read| read.map_err(anyhow::Error::from))
-        .map_err(|e| {
-            ApiError::failed(
-                "reading the running plugin's file, to keep it for a revert, failed",
-                e,
-            )
-        })
 }
 
 /// Makes `bytes` the running plugin (the deploy's swap) and stores them over its file.

@@ -38,9 +38,9 @@ pub struct DiffArgs {
     /// The last entry ID to read (inclusive; `+`: the last).
     #[arg(long, default_value = "+")]
     pub to: String,
-    /// Read at most this many entries.
-    #[arg(long, default_value_t = 10_000)]
-    pub count: usize,
+    /// Read at most this many entries (at least 1).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
     /// Show at most this many differing entries, field by field.
     #[arg(long, default_value_t = 10)]
     pub show: usize,
@@ -60,8 +60,8 @@ pub struct DiffArgs {
 }
 
 impl DiffArgs {
-    /// Runs the diff. Exit status: 0 every entry gave the same, 2 some differ, 1 an
-    /// error.
+    /// Runs the diff. Exit status (as diff(1)): 0 every entry gave the same, 1 some
+    /// differ, 2 trouble (`main` answers an error with 2).
     pub async fn run(self) -> Result<ExitCode> {
         let config = match (&self.pipeline, &self.setup.redis) {
             (None, Some(_)) if !self.setup.config.exists() => None,
@@ -81,13 +81,25 @@ impl DiffArgs {
         let candidate = crate::invoke::load(&self.candidate, cache.as_deref(), fuel)
             .await
             .with_context(|| format!("candidate plugin {}", self.candidate.display()))?;
+        if let Some(p) = pipeline {
+            // What a deploy to this pipeline would refuse, a diff refuses too.
+            crate::registry::admit(&candidate, &p.state, &p.allowed_outbound_hosts).with_context(
+                || {
+                    format!(
+                        "candidate plugin {} cannot run on pipeline {:?} as configured",
+                        self.candidate.display(),
+                        p.name.as_str()
+                    )
+                },
+            )?;
+        }
         let broker = match &config {
             Some(config) => connect_to(config, &self.setup.config, "sluice diff").await?,
             None => self.connect().await?,
         };
         let mut differ = Differ::new(live_plugin, candidate, settings);
         let mut report = Report::new(self.show);
-        let mut left = self.count;
+        let mut left = usize::try_from(self.count).unwrap_or(usize::MAX);
         for (stream, source) in &streams {
             let mut after: Option<String> = None;
             while left > 0 {
@@ -110,10 +122,19 @@ impl DiffArgs {
                 }
             }
         }
+        if report.entries == 0 {
+            let read: Vec<&str> = streams.iter().map(|(s, _)| s.as_str()).collect();
+            bail!(
+                "no entries in {} from {} to {}: nothing was compared (check the stream's name and the range; XRANGE reads inclusive IDs)",
+                read.join(", "),
+                self.from,
+                self.to
+            );
+        }
         self.print(&report, &live);
         Ok(match report.differing {
             0 => ExitCode::SUCCESS,
-            _ => ExitCode::from(2),
+            _ => ExitCode::from(1),
         })
     }
 

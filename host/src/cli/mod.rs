@@ -63,7 +63,7 @@ pub enum Command {
     /// Call the live plugin and a candidate on the same recorded entries (a pipeline's
     /// input or dead letters, or any stream, read with XRANGE: no consumer group is
     /// touched, nothing is written) and report where their outputs, failures or state
-    /// writes differ. Exit status: 0 the same, 2 some differ, 1 an error.
+    /// writes differ. Exit status (as diff(1)): 0 the same, 1 some differ, 2 trouble.
     ///
     /// Example: `sluice diff --pipeline payments payments-v2.wasm --count 10000`
     Diff(DiffArgs),

@@ -41,7 +41,8 @@ pub fn render_text_report(report: &Report, live: &str, candidate: &str) -> Strin
 }
 
 /// The report as JSON: `{"entries", "same", "different", "by_kind": {kind: n},
-/// "differences": [{"id", "kinds", "lines", "live", "candidate"}]}`, where `live` and
+/// "shown", "differences": [{"id", "kinds", "lines", "live", "candidate"}]}` (the first
+/// `shown` differing entries, `--show`), where `live` and
 /// `candidate` are outcomes as `sluice invoke --output-json` prints them (`outputs` or
 /// `failure`, and `state` writes).
 pub fn render_json_report(report: &Report, live: &str, candidate: &str) -> serde_json::Value {
@@ -52,6 +53,7 @@ pub fn render_json_report(report: &Report, live: &str, candidate: &str) -> serde
         "same": report.entries - report.differing,
         "different": report.differing,
         "by_kind": report.by_kind,
+        "shown": report.shown.len(),
         "differences": report.shown.iter().map(|d| json!({
             "id": d.id,
             "kinds": d.difference.kinds,

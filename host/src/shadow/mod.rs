@@ -165,12 +165,20 @@ impl Shadow {
         )
     }
 
-    /// The counts in one line, for incidents.
+    /// The counts in one line, for incidents and logs.
     pub fn summary(&self) -> String {
         let s = self.status();
         format!(
             "{} entries compared: {} agreed, {} differed; {} skipped",
             s.compared, s.agreed, s.differed, s.skipped
         )
+    }
+}
+
+impl Drop for Shadow {
+    /// A candidate that ends (detached, promoted, replaced, or its pipeline restarted by
+    /// a config reload) leaves its counts in the log.
+    fn drop(&mut self) {
+        tracing::info!(pipeline = %self.pipeline, candidate = %self.plugin.digest(), counts = %self.summary(), "shadow run ended");
     }
 }
