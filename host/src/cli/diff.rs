@@ -98,30 +98,7 @@ impl DiffArgs {
             None => self.connect().await?,
         };
         let mut differ = Differ::new(live_plugin, candidate, settings);
-        let mut report = Report::new(self.show);
-        let mut left = usize::try_from(self.count).unwrap_or(usize::MAX);
-        for (stream, source) in &streams {
-            let mut after: Option<String> = None;
-            while left > 0 {
-                let page = broker
-                    .range(
-                        stream,
-                        after.as_deref(),
-                        &self.from,
-                        &self.to,
-                        left.min(500),
-                    )
-                    .await?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                left -= page.len();
-                for (id, fields) in page {
-                    let (shown, entry_id, fields) = self.entry(id, fields);
-                    let (a, b) = differ.call(source, &entry_id, fields).await;
-                    report.add(&shown, &a, &b);
-                }
-            }
-        }
+        let report = self.compare(&broker, &mut differ, &streams).await?;
         if report.entries == 0 {
             let read: Vec<&str> = streams.iter().map(|(s, _)| s.as_str()).collect();
             bail!(
@@ -136,6 +113,36 @@ impl DiffArgs {
             0 => ExitCode::SUCCESS,
             _ => ExitCode::from(1),
         })
+    }
+
+    /// Reads the entries of `streams` (each with the input it stands for) in pages, up
+    /// to `--count`, and compares both plugins on each.
+    async fn compare(
+        &self,
+        broker: &crate::broker::Broker,
+        differ: &mut Differ,
+        streams: &[(String, String)],
+    ) -> Result<Report> {
+        let mut report = Report::new(self.show);
+        let mut left = usize::try_from(self.count).unwrap_or(usize::MAX);
+        for (stream, source) in streams {
+            let mut after: Option<String> = None;
+            while left > 0 {
+                let (from, to) = (&self.from, &self.to);
+                let page = (broker.range(stream, after.as_deref(), from, to, left.min(500)))
+                    .await
+                    .with_context(|| format!("reading {stream} from {from} to {to}"))?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                left -= page.len();
+                for (id, fields) in page {
+                    let (shown, entry_id, fields) = self.entry(id, fields);
+                    let (a, b) = differ.call(source, &entry_id, fields).await;
+                    report.add(&shown, &a, &b);
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// A connection to the `--redis` URL (no config file).
