@@ -297,3 +297,76 @@ async fn bad_input_names_the_fix() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// A stateful plugin against itself agrees on every entry: each call starts from the
+/// same state (neither sees the other's writes, nor an earlier entry's). And a value of
+/// a megabyte that differs is shown cut, with its size: a report stays small.
+#[tokio::test]
+async fn each_call_starts_from_the_same_state_and_big_values_are_cut() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    for _ in 0..3 {
+        let _: String = con
+            .xadd("ST", "*", &[("incr", "k:a 1"), ("hset", "k:h f v")])
+            .await
+            .expect("XADD");
+    }
+    let url = redis.url();
+    let stateful = plugin_wasm("stateful");
+    let stateful = stateful.to_str().expect("path");
+    let args = [
+        "--redis",
+        &url,
+        "--stream",
+        "ST",
+        "--state-prefix",
+        "k:",
+        "--live",
+        stateful,
+        stateful,
+    ];
+    let out = diff(&args);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("3 entries: 3 the same, 0 different"),
+        "{stdout}"
+    );
+
+    // payments against echo over an order whose userId is 1 MiB: echo's output carries
+    // the whole field, payments' a copy too, and the two differ in their other fields.
+    let big = "x".repeat(1 << 20);
+    let _: String = con
+        .xadd(
+            "BIG",
+            "*",
+            &[
+                ("orderId", "o1"),
+                ("orderAmount", "1.50"),
+                ("userId", big.as_str()),
+            ],
+        )
+        .await
+        .expect("XADD");
+    let live = plugin_wasm("payments");
+    let echo = plugin_wasm("echo");
+    let args = [
+        "--redis",
+        &url,
+        "--stream",
+        "BIG",
+        "--live",
+        live.to_str().expect("path"),
+        echo.to_str().expect("path"),
+        "--json",
+    ];
+    let out = diff(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        out.stdout.len() < 64 << 10,
+        "a report of {} bytes",
+        out.stdout.len()
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let said = report["differences"][0].to_string();
+    assert!(said.contains(&format!("({} bytes)", 1 << 20)), "{said}");
+}

@@ -364,3 +364,103 @@ async fn the_dashboard_shows_a_shadow_and_promotes_it() {
     );
     host.shutdown.cancel();
 }
+
+/// A promotion puts back what ran, not what a file changed on disk holds; concurrent
+/// promotions promote once; a stateful candidate that is the live plugin agrees with it
+/// on every entry (it sees what the live call saw, not what its commit then wrote).
+#[tokio::test]
+async fn promotions_are_one_at_a_time_and_keep_what_ran() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let (host, dir) = daemon(&redis).await;
+    let file = dir.path().join("payments.wasm");
+    let original = std::fs::read(&file).expect("plugin");
+    let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        &host,
+        "/shadow",
+        Some(candidate.clone()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The file changed on disk (not reloaded): a promotion would keep the wrong version.
+    std::fs::write(
+        &file,
+        std::fs::read(plugin_wasm("payments_tag_a")).expect("tag a"),
+    )
+    .expect("write");
+    let (status, said) = call(reqwest::Method::POST, &host, "/shadow/promote", None).await;
+    assert_eq!(status, 409, "{said}");
+    assert!(
+        said.to_string()
+            .contains("no longer holds the running version"),
+        "{said}"
+    );
+    std::fs::write(&file, &original).expect("write back");
+
+    let promotes = (0..6).map(|_| call(reqwest::Method::POST, &host, "/shadow/promote", None));
+    let answers = futures::future::join_all(promotes).await;
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(ok, 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _)| *status == 200 || *status == 404),
+        "{answers:?}"
+    );
+    let (status, reverted) = call(reqwest::Method::POST, &host, "/shadow/revert", None).await;
+    assert_eq!(status, 200, "{reverted}");
+    assert_eq!(
+        std::fs::read(&file).expect("plugin"),
+        original,
+        "what ran is back"
+    );
+    orders(&mut con, 0, 20).await;
+    wait_len(&con, "PAYMENTS_STREAM", 20).await;
+    for (id, paid) in payments_paid(&mut con).await {
+        assert!(
+            !paid.ends_with(".00") || id.ends_with("00"),
+            "{id} paid {paid}: the reverted version runs"
+        );
+    }
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_stateful_candidate_sees_what_the_live_call_saw() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("stateful.wasm");
+    std::fs::copy(plugin_wasm("stateful"), &plugin).expect("copy");
+    let mut config = ConfigBuilder::new()
+        .admin_set("listen", "127.0.0.1:0")
+        .pipeline(echo("payments").plugin(plugin.display()).state(&["k:"]))
+        .config();
+    config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
+    let host = TestDaemon::start(&redis, config).await;
+    let candidate = std::fs::read(plugin_wasm("stateful")).expect("candidate");
+    let (status, _) = call(
+        reqwest::Method::PUT,
+        &host,
+        "/shadow?share=4",
+        Some(candidate),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for _ in 0..30 {
+        add(&mut con, "IN", &[("incr", "k:a 1"), ("hset", "k:h f v")]).await;
+    }
+    wait_len(&con, "OUT", 30).await;
+    let shadow = eventually(
+        "the candidate compares entries",
+        Duration::from_secs(20),
+        || async {
+            let (_, shadow) = call(reqwest::Method::GET, &host, "/shadow", None).await;
+            (shadow["compared"].as_u64()? + shadow["skipped"].as_u64()? == 30).then_some(shadow)
+        },
+    )
+    .await;
+    assert!(shadow["compared"].as_u64() > Some(0), "{shadow}");
+    assert_eq!(shadow["differed"], 0, "{shadow}");
+    host.stop().await;
+}

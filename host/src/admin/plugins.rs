@@ -80,6 +80,8 @@ pub async fn deploy(
 ) -> Result<(StatusCode, Json<Deployed>), ApiError> {
     let slot = super::pipelines::slot(&state, &pipeline)?;
     let body = component_body(&state, request).await?;
+    // Not while a promotion or a revert runs (whose version checks this would race).
+    let _one = super::guard::CHANGES.lock().await;
     let (plugin, changed) = slot
         .deploy(&state.runtime, body.to_vec(), Origin::Upload)
         .await

@@ -70,6 +70,7 @@ pub async fn attach(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
         })?;
     let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
+    let _one = super::guard::CHANGES.lock().await;
     let status = shadow.status();
     let running = slot.current().digest().to_string();
     if let Some(earlier) = slot.shadow().swap(Some(shadow)) {
@@ -105,6 +106,7 @@ pub async fn detach(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ShadowStatus>, ApiError> {
+    let _one = super::guard::CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     slot.shadow().store(None);
@@ -136,12 +138,22 @@ pub async fn promote(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
+    let _one = super::guard::CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
+    let old = running_file(&slot).await?;
     let replaced = slot.current().digest().to_string();
     let promoted = shadow.plugin().digest().to_string();
-    keep_previous(&slot, &promoted).await?;
-    let digest = swap_in(&state, &slot, shadow.bytes().to_vec()).await?;
+    keep_previous(&slot, &promoted, &old).await?;
+    let digest = match swap_in(&state, &slot, shadow.bytes().to_vec(), old).await {
+        Ok(digest) => digest,
+        Err(refused) => {
+            let (promoted_file, previous_file) = sidecars(&slot);
+            let _ = std::fs::remove_file(promoted_file);
+            let _ = std::fs::remove_file(previous_file);
+            return Err(refused);
+        }
+    };
     slot.shadow().store(None);
     tracing::info!(pipeline = %name, from = %replaced, to = %digest, counts = %shadow.summary(), "shadow promoted");
     slot.board().incident(format!(
@@ -160,6 +172,7 @@ pub async fn revert(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
+    let _one = super::guard::CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let (promoted_file, previous_file) = sidecars(&slot);
     let conflict = |why: String| ApiError::new(StatusCode::CONFLICT, why);
@@ -179,7 +192,8 @@ pub async fn revert(
             e.into(),
         )
     })?;
-    let digest = swap_in(&state, &slot, previous).await?;
+    let current = running_file(&slot).await?;
+    let digest = swap_in(&state, &slot, previous, current).await?;
     let _ = std::fs::remove_file(&promoted_file);
     let _ = std::fs::remove_file(&previous_file);
     tracing::info!(pipeline = %name, from = %replaced, to = %digest, "promotion reverted");
@@ -199,12 +213,11 @@ fn sidecars(slot: &Slot) -> (std::path::PathBuf, std::path::PathBuf) {
     (with(".promoted"), with(".previous"))
 }
 
-/// Keeps the running plugin's file for a revert of the promotion of `promoted`.
-async fn keep_previous(slot: &Slot, promoted: &str) -> Result<(), ApiError> {
+/// Keeps `old` (the running plugin's file) for a revert of the promotion of `promoted`.
+async fn keep_previous(slot: &Slot, promoted: &str, old: &[u8]) -> Result<(), ApiError> {
     let (promoted_file, previous_file) = sidecars(slot);
-    let (path, promoted) = (slot.path().to_owned(), promoted.to_owned());
+    let (promoted, old) = (promoted.to_owned(), old.to_vec());
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let old = std::fs::read(&path)?;
         write_atomically(&previous_file, &old)?;
         write_atomically(&promoted_file, promoted.as_bytes())
     })
@@ -229,25 +242,66 @@ fn attached(slot: &Slot) -> Result<Arc<Shadow>, ApiError> {
     })
 }
 
-/// Makes `bytes` the running plugin (the deploy's swap) and stores them over its file.
-async fn swap_in(state: &AdminState, slot: &Slot, bytes: Vec<u8>) -> Result<String, ApiError> {
-    let (plugin, _) = slot
+/// Makes `bytes` the running plugin: stored over its file first (so that a reload or a
+/// restart from now on loads them), then swapped in (the deploy's swap); if the swap is
+/// refused, the file gets `old` back. A config reload that replaced the slot meanwhile
+/// gets the new version too.
+async fn swap_in(
+    state: &AdminState,
+    slot: &Arc<Slot>,
+    bytes: Vec<u8>,
+    old: Vec<u8>,
+) -> Result<String, ApiError> {
+    store(slot, bytes.clone()).await.map_err(|e| {
+        ApiError::failed(
+            "storing the new version over the plugin file failed; nothing was changed",
+            e,
+        )
+    })?;
+    let deployed = slot
         .deploy(&state.runtime, bytes.clone(), Origin::Upload)
-        .await
-        .map_err(|e| {
+        .await;
+    let plugin = match deployed {
+        Ok((plugin, _)) => plugin,
+        Err(e) => {
+            let _ = store(slot, old).await;
             let reason = without_path(slot, &format!("{e:#}"));
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
-        })?;
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason));
+        }
+    };
+    if let Some(now) = state.registry.get(slot.pipeline())
+        && !Arc::ptr_eq(&now, slot)
+    {
+        let _ = now.deploy(&state.runtime, bytes, Origin::Upload).await;
+    }
+    Ok(plugin.digest().to_string())
+}
+
+/// Writes `bytes` over the slot's plugin file (atomically, off the async runtime).
+async fn store(slot: &Slot, bytes: Vec<u8>) -> anyhow::Result<()> {
     let path = slot.path().to_owned();
     tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
         .await
-        .map_err(|e| anyhow::anyhow!("the store task failed: {e}"))
-        .and_then(|stored| stored)
-        .map_err(|e| {
-            ApiError::failed(
-                "the new version serves, but storing it over the plugin file failed (a restart would run the old one)",
-                e,
-            )
-        })?;
-    Ok(plugin.digest().to_string())
+        .map_err(|e| anyhow::anyhow!("the store task failed: {e}"))?
+}
+
+/// The running plugin's file, which must hold the running version (a file changed on
+/// disk and not reloaded would be what a revert puts back).
+async fn running_file(slot: &Slot) -> Result<Vec<u8>, ApiError> {
+    let path = slot.path().to_owned();
+    let read = tokio::task::spawn_blocking(move || std::fs::read(&path))
+        .await
+        .map_err(|e| anyhow::anyhow!("the read task failed: {e}"))
+        .and_then(|read| read.map_err(anyhow::Error::from))
+        .map_err(|e| ApiError::failed("reading the running plugin's file failed", e))?;
+    let running = slot.current().digest().to_string();
+    if *crate::wasm::digest_of(&read) != *running {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the plugin file no longer holds the running version {running} (it changed on disk and was not reloaded): reload or deploy it first, so that a revert would put back what ran"
+            ),
+        ));
+    }
+    Ok(read)
 }

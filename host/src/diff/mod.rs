@@ -4,24 +4,27 @@
 //! reason, the state writes. Nothing is written anywhere.
 //!
 //! # Layout
-//! - this file: the two instances ([`Differ`]), one entry's comparison ([`compare`]) and
-//!   the running tally ([`Report`]);
+//! - this file: the two instances ([`Differ`]) and the running tally ([`Report`]);
+//! - `compare.rs`: one entry's comparison ([`compare`]);
 //! - `render.rs`: the report as text (a summary, then the first differences field by
 //!   field) and as JSON.
 //!
 //! Reading the entries (XRANGE of a stream or a dead-letter stream) is the CLI's
 //! (`cli/diff.rs`): this module sees entries only.
 
+mod compare;
 mod render;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::LimitsConfig;
-use crate::invoke::{render_json, render_state_text};
+use crate::invoke::render_json;
 use crate::message::{Entry, Field, HandlerError, Output};
 use crate::state::{Changes, MemoryStore, Scope};
 use crate::wasm::{Instance, Plugin, PluginCell};
+pub use compare::{Difference, compare};
+use compare::{SHOWN_BYTES, clip};
 pub use render::{render_json_report, render_text_report};
 
 /// What both plugins are called with, besides the entry.
@@ -97,22 +100,16 @@ impl Differ {
             raw_names: None,
             trace: None,
         };
-        let live = outcome(
-            &mut self.live,
-            stream,
-            &self.settings,
-            &mut entry,
-            &self.scope,
-        )
-        .await;
-        let candidate = outcome(
-            &mut self.candidate,
-            stream,
-            &self.settings,
-            &mut entry,
-            &self.scope,
-        )
-        .await;
+        // Each call starts from the same state: a fresh overlay over `--state`, so that
+        // neither sees the other's writes, nor an earlier entry's.
+        let fresh = || Scope {
+            overlay: Default::default(),
+            ..self.scope.clone()
+        };
+        let (settings, live) = (&self.settings, &mut self.live);
+        let live = outcome(live, stream, settings, &mut entry, &fresh()).await;
+        let candidate = &mut self.candidate;
+        let candidate = outcome(candidate, stream, settings, &mut entry, &fresh()).await;
         (live, candidate)
     }
 }
@@ -142,156 +139,6 @@ async fn outcome(
         false => Changes::default(),
     };
     Outcome { result, changes }
-}
-
-/// How two outcomes differ; empty when they agree.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Difference {
-    /// What differs, each at most once: `result` (one succeeded, the other failed, or
-    /// they failed in different ways), `outputs` (their number or streams), `fields`,
-    /// `reason` (the same kind of failure for another reason), `state`.
-    pub kinds: Vec<&'static str>,
-    /// The differing parts, line by line: `- live`, `+ candidate`, with where.
-    pub lines: Vec<String>,
-}
-
-/// Compares what the live plugin gave with what the candidate gave.
-pub fn compare(live: &Outcome, candidate: &Outcome) -> Difference {
-    let mut diff = Difference::default();
-    match (&live.result, &candidate.result) {
-        (Ok(a), Ok(b)) => compare_outputs(a, b, &mut diff),
-        (Err(a), Err(b)) if a.kind() == b.kind() => {
-            if a != b {
-                diff.kinds.push("reason");
-                diff.lines
-                    .push(format!("- {}: {}", a.kind(), failure_text(a)));
-                diff.lines
-                    .push(format!("+ {}: {}", b.kind(), failure_text(b)));
-            }
-        }
-        (a, b) => {
-            diff.kinds.push("result");
-            diff.lines.push(format!("- {}", summary(a)));
-            diff.lines.push(format!("+ {}", summary(b)));
-        }
-    }
-    let (a, b) = (
-        render_state_text(&live.changes),
-        render_state_text(&candidate.changes),
-    );
-    if a != b {
-        diff.kinds.push("state");
-        let (a, b): (Vec<&str>, Vec<&str>) =
-            (a.lines().skip(1).collect(), b.lines().skip(1).collect());
-        diff.lines.extend(
-            a.iter()
-                .filter(|l| !b.contains(l))
-                .map(|l| format!("- state:{l}")),
-        );
-        diff.lines.extend(
-            b.iter()
-                .filter(|l| !a.contains(l))
-                .map(|l| format!("+ state:{l}")),
-        );
-    }
-    diff
-}
-
-/// Outputs compared in order: the number, each one's stream, then its fields by name.
-fn compare_outputs(a: &[Output], b: &[Output], diff: &mut Difference) {
-    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.stream != y.stream) {
-        diff.kinds.push("outputs");
-        diff.lines
-            .push(format!("- {} outputs {:?}", a.len(), streams(a)));
-        diff.lines
-            .push(format!("+ {} outputs {:?}", b.len(), streams(b)));
-    }
-    let mut fields = Vec::new();
-    for (n, (x, y)) in a.iter().zip(b).enumerate() {
-        if x.fields != y.fields {
-            fields.extend(field_lines(n, &x.fields, &y.fields));
-        }
-    }
-    if !fields.is_empty() {
-        diff.kinds.push("fields");
-        diff.lines.extend(fields);
-    }
-}
-
-fn streams(outputs: &[Output]) -> Vec<&str> {
-    outputs.iter().map(|o| o.stream.as_str()).collect()
-}
-
-/// A field as compared: (its name, which occurrence of the name), its value.
-type Keyed<'a> = ((&'a str, usize), &'a [u8]);
-
-/// Each field keyed by its name and the occurrence of that name (a name may repeat).
-fn occurrences(fields: &[Field]) -> Vec<Keyed<'_>> {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    fields
-        .iter()
-        .map(|(name, value)| {
-            let k = seen.entry(name).or_default();
-            *k += 1;
-            ((name.as_str(), *k), value.as_slice())
-        })
-        .collect()
-}
-
-fn find<'a>(list: &[Keyed<'a>], key: (&str, usize)) -> Option<&'a [u8]> {
-    list.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
-}
-
-/// The fields of output `n` that differ: by name (the k-th field of a name against the
-/// k-th of the same name), then the order if only that differs.
-fn field_lines(n: usize, a: &[Field], b: &[Field]) -> Vec<String> {
-    let (a, b) = (occurrences(a), occurrences(b));
-    let mut lines = Vec::new();
-    let mut names: Vec<(&str, usize)> = a.iter().map(|(k, _)| *k).collect();
-    names.extend(b.iter().map(|(k, _)| *k).filter(|k| find(&a, *k).is_none()));
-    for key in names {
-        let (x, y) = (find(&a, key), find(&b, key));
-        if x != y {
-            let show = |v: Option<&[u8]>| v.map_or("(absent)".to_owned(), value_text);
-            lines.push(format!("- output {n} {}: {}", key.0, show(x)));
-            lines.push(format!("+ output {n} {}: {}", key.0, show(y)));
-        }
-    }
-    if lines.is_empty() {
-        let order = |l: &[Keyed]| {
-            l.iter()
-                .map(|((n, _), _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        lines.push(format!("- output {n} field order: {}", order(&a)));
-        lines.push(format!("+ output {n} field order: {}", order(&b)));
-    }
-    lines
-}
-
-/// A value for a line: quoted text if it is UTF-8, else escaped bytes.
-fn value_text(value: &[u8]) -> String {
-    match std::str::from_utf8(value) {
-        Ok(text) => format!("{text:?}"),
-        Err(_) => format!("b\"{}\"", value.escape_ascii()),
-    }
-}
-
-/// A failure's reason: the handler's own words, or the host's description.
-fn failure_text(error: &HandlerError) -> String {
-    match error {
-        HandlerError::Retry(reason) | HandlerError::Reject(reason) => reason.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// A result in one line: `ok: N outputs` or `KIND: reason`.
-fn summary(result: &Result<Vec<Output>, HandlerError>) -> String {
-    match result {
-        Ok(outputs) => format!("ok: {} outputs", outputs.len()),
-        Err(error) => format!("{}: {}", error.kind(), failure_text(error)),
-    }
 }
 
 /// One entry whose outcomes differ, kept for the report.
@@ -352,9 +199,11 @@ impl Report {
     }
 }
 
-/// An outcome as JSON: `sluice invoke`'s form, with `"state"` writes.
+/// An outcome as JSON: `sluice invoke`'s form, with `"state"` writes; strings and byte
+/// arrays longer than 4 × [`SHOWN_BYTES`] cut (saying so).
 fn outcome_json(outcome: &Outcome) -> serde_json::Value {
     let mut value = render_json(&outcome.result);
+    clip_json(&mut value);
     if let Some(object) = value.as_object_mut()
         && !outcome.changes.writes.is_empty()
     {
@@ -364,4 +213,20 @@ fn outcome_json(outcome: &Outcome) -> serde_json::Value {
         );
     }
     value
+}
+
+/// Cuts `value`'s long strings and byte arrays (see [`outcome_json`]).
+fn clip_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    let max = 4 * SHOWN_BYTES;
+    match value {
+        Value::String(text) => *text = clip(std::mem::take(text), max),
+        Value::Array(items) if items.len() > max && items.iter().all(Value::is_number) => {
+            let len = items.len();
+            *value = Value::String(format!("({len} bytes, not UTF-8)"));
+        }
+        Value::Array(items) => items.iter_mut().for_each(clip_json),
+        Value::Object(members) => members.values_mut().for_each(clip_json),
+        _ => {}
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::{Offered, Settings, Shadow, tally};
 use crate::diff::{Outcome, compare};
+use crate::state::{Scope, SeenFirst};
 use crate::wasm::{Instance, PluginCell};
 
 /// Starts the candidate's thread for `shadow`, taking batches from `queue`.
@@ -68,15 +69,30 @@ fn lower_priority() {
 }
 
 /// The candidate's outcome for each entry of `offered`, in order.
+///
+/// With handler state, the candidate runs after the live entry was committed: each of
+/// its calls sees first what the live call saw (its recorded reads), then the batch's
+/// own earlier writes (a fresh overlay per batch, as the live batch had), then Redis.
 async fn run(instance: &mut Instance, offered: &Offered) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(offered.entries.len());
-    for entry in &offered.entries {
+    let overlay = Arc::new(crate::state::Overlay::default());
+    let stateful = instance.plugin().imports_state();
+    for (entry, live) in offered.entries.iter().zip(&offered.live) {
         let mut entry = entry.clone();
         let scope = offered
             .scope
             .as_ref()
-            .filter(|_| instance.plugin().imports_state());
-        let (result, finished) = instance.handle_in(&offered.input, &mut entry, scope).await;
+            .filter(|_| stateful)
+            .map(|scope| Scope {
+                prefixes: scope.prefixes.clone(),
+                overlay: overlay.clone(),
+                store: Arc::new(SeenFirst {
+                    reads: live.1.reads.clone(),
+                    below: scope.store.clone(),
+                }),
+            });
+        let input = offered.input.as_str();
+        let (result, finished) = instance.handle_in(input, &mut entry, scope.as_ref()).await;
         let changes = match result.is_ok() {
             true => finished.changes,
             false => Default::default(),

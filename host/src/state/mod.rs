@@ -17,6 +17,7 @@ mod entry;
 mod memory;
 mod model;
 mod overlay;
+mod seen;
 #[cfg(test)]
 mod tests;
 
@@ -25,3 +26,4 @@ pub use entry::{EntryState, Finished, Scope};
 pub use memory::MemoryStore;
 pub use model::{Bytes, Changes, Known, Read, StateError, Store, Write};
 pub use overlay::Overlay;
+pub use seen::SeenFirst;
