@@ -202,6 +202,21 @@ async fn dead_letters_are_compared_as_the_entries_they_were() {
         stdout.contains("+ output 0 paidAmount: \"12.00\""),
         "{stdout}"
     );
+
+    // A candidate writing to a stream the pipeline does not declare fails each entry
+    // as the pipeline would (a difference of result, not of outputs).
+    let echo = plugin_wasm("echo");
+    let out = diff(&[
+        "-c",
+        config.to_str().expect("path"),
+        "--pipeline",
+        "payments",
+        "--dead-letters",
+        echo.to_str().expect("path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("differences by kind: reason 1, result 1"), "{stdout}");
+    assert!(stdout.contains("output to undeclared stream"), "{stdout}");
 }
 
 /// Bad input is refused, naming what to do, with diff(1)'s status for trouble (2):

@@ -137,6 +137,13 @@ impl DiffArgs {
                 left -= page.len();
                 for (id, fields) in page {
                     let (shown, entry_id, fields) = self.entry(id, fields);
+                    if fields.is_empty() {
+                        // A letter of an entry too wide to keep holds only its metadata.
+                        eprintln!(
+                            "{shown}: no fields (a dead letter of an entry too wide to keep): not compared"
+                        );
+                        continue;
+                    }
                     let (a, b) = differ.call(source, &entry_id, fields).await;
                     report.add(&shown, &a, &b);
                 }
@@ -202,6 +209,7 @@ impl DiffArgs {
             settings.config = p.plugin_config.values().clone();
             settings.limits = p.limits.clone();
             settings.state_prefixes = p.state.clone();
+            settings.outputs = p.outputs.iter().map(|o| o.to_string()).collect();
         }
         for pair in &self.set {
             let (key, value) = crate::invoke::parse_pair(pair)?;

@@ -41,6 +41,32 @@ pub struct Settings {
     /// Handler state before each call (the same for every entry: each call starts from
     /// it, as if it were the first of its batch).
     pub state: MemoryStore,
+    /// The streams outputs may go to (the pipeline's `outputs`); empty: any.
+    pub outputs: Vec<String>,
+}
+
+/// `result` as the pipeline would take it: an output to a stream not in `outputs`
+/// (unless empty), or with no fields, fails the entry, which the daemon dead-letters.
+pub fn as_the_pipeline_would(
+    outputs: &[String],
+    result: Result<Vec<Output>, HandlerError>,
+) -> Result<Vec<Output>, HandlerError> {
+    let written = result?;
+    for output in &written {
+        if !outputs.is_empty() && !outputs.contains(&output.stream) {
+            return Err(HandlerError::Reject(format!(
+                "output to undeclared stream {:?}: the pipeline would dead-letter the entry",
+                output.stream
+            )));
+        }
+        if output.fields.is_empty() {
+            return Err(HandlerError::Reject(format!(
+                "output to {:?} has no fields: the pipeline would dead-letter the entry",
+                output.stream
+            )));
+        }
+    }
+    Ok(written)
 }
 
 /// One plugin's outcome for one entry.
@@ -125,7 +151,7 @@ async fn outcome(
 ) -> Outcome {
     let scope = instance.plugin().imports_state().then_some(scope);
     let (result, finished) = instance.handle_in(stream, entry, scope).await;
-    let result = match result {
+    let result = match as_the_pipeline_would(&settings.outputs, result) {
         Ok(outputs) => match settings.state.check_writes(&finished.changes.writes) {
             Ok(()) => Ok(outputs),
             Err(reason) => Err(HandlerError::Reject(format!(

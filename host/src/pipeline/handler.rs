@@ -68,12 +68,14 @@ pub(super) struct Handlers {
 
 impl Handlers {
     /// `concurrency` instances of `plugin` with the pipeline's config, limits and
-    /// outbound HTTP (fails when its CA file cannot be read).
+    /// outbound HTTP (fails when its CA file cannot be read); `outputs` as the handler
+    /// names them, for an attached candidate's outputs to be held to.
     pub(super) fn new(
         config: &PipelineConfig,
         plugin: PluginCell,
         state: Option<Scope>,
         calls: CallMetrics,
+        outputs: &std::collections::HashSet<String>,
     ) -> anyhow::Result<Self> {
         let limits = config.limits.to_limits();
         let plugin_config = Arc::new(config.plugin_config.values().clone());
@@ -98,6 +100,7 @@ impl Handlers {
                 config: plugin_config,
                 limits,
                 group: config.group.to_string(),
+                outputs: outputs.iter().cloned().collect(),
             },
         })
     }

@@ -194,7 +194,7 @@ impl Pipeline {
         );
         Ok(Self {
             reader: Reader::new(&config, board.paused()),
-            handlers: Handlers::new(&config, plugin, state, calls)?,
+            handlers: Handlers::new(&config, plugin, state, calls, &outputs)?,
             committer,
             redelivery: Redelivery::new(&config),
             halt: Halt {

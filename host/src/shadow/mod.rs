@@ -53,6 +53,8 @@ pub struct Settings {
     pub config: Arc<BTreeMap<String, String>>,
     pub limits: Limits,
     pub group: String,
+    /// The streams outputs may go to (a partition's as the handler names them).
+    pub outputs: Vec<String>,
 }
 
 /// A batch handled by the live plugin, offered to the candidate.

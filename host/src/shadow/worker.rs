@@ -35,14 +35,15 @@ pub(super) fn spawn(shadow: &Shadow, settings: Settings, queue: Receiver<Offered
             };
             let mut instance = Instance::new(cell, settings.config, settings.limits)
                 .serving(&settings.group, None);
+            let outputs = settings.outputs;
             while let Ok(offered) = queue.recv() {
                 let began = Instant::now();
-                let outcomes = runtime.block_on(run(&mut instance, &offered));
+                let outcomes = runtime.block_on(run(&mut instance, &offered, &outputs));
                 spent.fetch_add(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 let mut tally = tally::lock(&tally);
                 for ((entry, live), candidate) in offered.entries.iter().zip(&offered.live).zip(outcomes) {
                     let live = Outcome {
-                        result: live.0.clone(),
+                        result: crate::diff::as_the_pipeline_would(&outputs, live.0.clone()),
                         changes: live.1.clone(),
                     };
                     let difference = compare(&live, &candidate);
@@ -73,7 +74,7 @@ fn lower_priority() {
 /// With handler state, the candidate runs after the live entry was committed: each of
 /// its calls sees first what the live call saw (its recorded reads), then the batch's
 /// own earlier writes (a fresh overlay per batch, as the live batch had), then Redis.
-async fn run(instance: &mut Instance, offered: &Offered) -> Vec<Outcome> {
+async fn run(instance: &mut Instance, offered: &Offered, outputs: &[String]) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(offered.entries.len());
     let overlay = Arc::new(crate::state::Overlay::default());
     let stateful = instance.plugin().imports_state();
@@ -93,6 +94,7 @@ async fn run(instance: &mut Instance, offered: &Offered) -> Vec<Outcome> {
             });
         let input = offered.input.as_str();
         let (result, finished) = instance.handle_in(input, &mut entry, scope.as_ref()).await;
+        let result = crate::diff::as_the_pipeline_would(outputs, result);
         let changes = match result.is_ok() {
             true => finished.changes,
             false => Default::default(),
