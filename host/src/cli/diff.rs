@@ -207,7 +207,7 @@ impl DiffArgs {
         if let Some(p) = pipeline {
             settings.group = p.group.to_string();
             settings.config = p.plugin_config.values().clone();
-            settings.limits = p.limits.clone();
+            settings.limits = p.limits;
             settings.state_prefixes = p.state.clone();
             settings.outputs = p.outputs.iter().map(|o| o.to_string()).collect();
         }
