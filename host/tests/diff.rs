@@ -215,7 +215,10 @@ async fn dead_letters_are_compared_as_the_entries_they_were() {
         echo.to_str().expect("path"),
     ]);
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("differences by kind: reason 1, result 1"), "{stdout}");
+    assert!(
+        stdout.contains("differences by kind: reason 1, result 1"),
+        "{stdout}"
+    );
     assert!(stdout.contains("output to undeclared stream"), "{stdout}");
 }
 
