@@ -191,3 +191,8 @@ mod tests {
         assert!(report.added.is_empty() && report.restarted.is_empty());
     }
 }
+
+/// Plugin changes one at a time: deploys, shadow runs, promotions, reverts (admin API)
+/// and config reloads (supervisor). Interleaved, a revert could undo the wrong version,
+/// or a reload restart a pipeline on the version a promotion was replacing.
+pub static PLUGIN_CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -464,3 +464,77 @@ async fn a_stateful_candidate_sees_what_the_live_call_saw() {
     assert_eq!(shadow["differed"], 0, "{shadow}");
     host.stop().await;
 }
+
+/// A promotion and a config reload that restarts the pipeline, asked for at the same
+/// moment, end with the promoted version running (they take turns), every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promotion_beside_a_reload_ends_with_the_promoted_version_running() {
+    let TestContext { redis, .. } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    let path = dir.path().join("sluice.toml");
+    let write = |batch: i64| {
+        let pipeline = payments("payments").plugin(plugin.display()).batch(batch);
+        let text = format!("{}{pipeline}", ConfigBuilder::new().admin());
+        std::fs::write(&path, with_plugins(&text)).expect("write config");
+    };
+    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    write(10);
+    let load = {
+        let (path, url) = (path.clone(), redis.url());
+        move || -> anyhow::Result<sluice::config::Config> {
+            let mut config = sluice::config::Config::load(&path)?;
+            config.redis.url = Some(url.clone());
+            if let Some(admin) = &mut config.admin {
+                admin.token = Some(TOKEN.to_owned());
+            }
+            Ok(config)
+        }
+    };
+    let host = TestDaemon::start_reloading(load).await;
+    let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
+    let reload_url = format!("http://{}/v1/reload", host.admin());
+    let running = format!("http://{}/v1/plugins/payments", host.admin());
+    for round in 0..4 {
+        // The last round's promotion taken back (none to take back in round 0).
+        let (status, _) = call(reqwest::Method::POST, &host, "/shadow/revert", None).await;
+        assert!(
+            status == 200 || status == 409,
+            "round {round}: revert {status}"
+        );
+        let (status, attached) = call(
+            reqwest::Method::PUT,
+            &host,
+            "/shadow",
+            Some(candidate.clone()),
+        )
+        .await;
+        assert_eq!(status, 200, "round {round}: {attached}");
+        write(11 + round);
+        let reload = reqwest::Client::new()
+            .post(&reload_url)
+            .bearer_auth(TOKEN)
+            .send();
+        let promote = call(reqwest::Method::POST, &host, "/shadow/promote", None);
+        let (reloaded, (promoted, said)) = tokio::join!(reload, promote);
+        assert_eq!(reloaded.expect("reload").status(), 200, "round {round}");
+        // The reload may restart the pipeline first (detaching the candidate: 404).
+        if promoted == 404 {
+            continue;
+        }
+        assert_eq!(promoted, 200, "round {round}: {said}");
+        let now: Value = reqwest::Client::new()
+            .get(&running)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            now["digest"], attached["candidate"],
+            "round {round}: the promoted version runs"
+        );
+    }
+    host.stop().await;
+}

@@ -51,8 +51,3 @@ pub(crate) async fn one_upload(
     };
     next.run(request).await
 }
-
-/// Deploys, shadow runs, promotions and reverts one at a time (rare operator calls;
-/// interleaved, a revert could undo the wrong version, or a promotion replace the
-/// version a deploy just put in).
-pub(crate) static CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -70,7 +70,7 @@ pub async fn attach(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
         })?;
     let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
-    let _one = super::guard::CHANGES.lock().await;
+    let _one = crate::control::PLUGIN_CHANGES.lock().await;
     let status = shadow.status();
     let running = slot.current().digest().to_string();
     if let Some(earlier) = slot.shadow().swap(Some(shadow)) {
@@ -106,7 +106,7 @@ pub async fn detach(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ShadowStatus>, ApiError> {
-    let _one = super::guard::CHANGES.lock().await;
+    let _one = crate::control::PLUGIN_CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     slot.shadow().store(None);
@@ -138,7 +138,7 @@ pub async fn promote(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
-    let _one = super::guard::CHANGES.lock().await;
+    let _one = crate::control::PLUGIN_CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     let old = running_file(&slot).await?;
@@ -172,7 +172,7 @@ pub async fn revert(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
-    let _one = super::guard::CHANGES.lock().await;
+    let _one = crate::control::PLUGIN_CHANGES.lock().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let (promoted_file, previous_file) = sidecars(&slot);
     let conflict = |why: String| ApiError::new(StatusCode::CONFLICT, why);
