@@ -194,6 +194,7 @@ pub(super) fn clip(mut text: String, max: usize) -> String {
 /// A result in one line: `ok: N outputs` or `KIND: reason`.
 fn summary(result: &Result<Vec<Output>, HandlerError>) -> String {
     match result {
+        Ok(outputs) if outputs.len() == 1 => "ok: 1 output".to_owned(),
         Ok(outputs) => format!("ok: {} outputs", outputs.len()),
         Err(error) => format!("{}: {}", error.kind(), failure_text(error)),
     }

@@ -8,8 +8,13 @@ use super::Report;
 /// The report as text. `live` and `candidate` name the two plugins.
 pub fn render_text_report(report: &Report, live: &str, candidate: &str) -> String {
     let mut text = format!(
-        "{} entries: {} the same, {} different\n  - live:      {live}\n  + candidate: {candidate}\n",
+        "{} {}: {} the same, {} different\n  - live:      {live}\n  + candidate: {candidate}\n",
         report.entries,
+        if report.entries == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
         report.entries - report.differing,
         report.differing
     );
