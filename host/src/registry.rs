@@ -230,16 +230,7 @@ impl Slot {
             self.lock().last_error = Some(reason.clone());
             anyhow::bail!(reason);
         }
-        let rt = runtime.clone();
-        let path = self.path.clone();
-        let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&rt, &bytes, &path))
-            .await
-            .context("the compile task failed")?;
-        let compiled = compiled.and_then(|plugin| {
-            admit(&plugin, &self.streams.state, &self.streams.outbound_hosts)?;
-            Ok(plugin)
-        });
-        let plugin = match compiled {
+        let plugin = match self.compile(runtime, bytes).await {
             Ok(plugin) => plugin,
             Err(e) => {
                 self.refuse(digest, origin, &e);
@@ -264,6 +255,18 @@ impl Slot {
         state.last_error = None;
         state.reloads += 1;
         Ok((plugin, true))
+    }
+
+    /// Compiles `bytes` off the async runtime and checks them as this pipeline's plugin
+    /// (world, state prefixes, outbound grant): what a deploy, and a shadow run's
+    /// candidate, must pass.
+    pub async fn compile(&self, runtime: &Runtime, bytes: Vec<u8>) -> Result<Plugin> {
+        let (rt, path) = (runtime.clone(), self.path.clone());
+        let plugin = tokio::task::spawn_blocking(move || Plugin::from_bytes(&rt, &bytes, &path))
+            .await
+            .context("the compile task failed")??;
+        admit(&plugin, &self.streams.state, &self.streams.outbound_hosts)?;
+        Ok(plugin)
     }
 
     /// Records version `digest` as refused for `error`: one WARN and one count, and

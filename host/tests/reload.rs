@@ -403,19 +403,7 @@ async fn config_reload_adds_restarts_and_removes_pipelines() {
     let write = |text: String| std::fs::write(&path, with_plugins(&text)).expect("write config");
     write(format!("{admin}{}", payments(10)));
 
-    let load = {
-        let path = path.clone();
-        let url = redis.url();
-        move || -> anyhow::Result<sluice::config::Config> {
-            let mut config = sluice::config::Config::load(&path)?;
-            config.redis.url = Some(url.clone());
-            if let Some(admin) = &mut config.admin {
-                admin.token = Some(TOKEN.to_owned());
-            }
-            Ok(config)
-        }
-    };
-    let daemon = TestDaemon::start_reloading(load).await;
+    let daemon = TestDaemon::start_reloading_file(&path, redis.url(), TOKEN).await;
     let addr = daemon.admin();
     let reload = || async move {
         let response = reqwest::Client::new()

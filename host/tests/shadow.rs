@@ -14,12 +14,22 @@ const TOKEN: &str = "shadow-token";
 /// A daemon with the payments pipeline on a copy of `plugins/payments` (a promotion
 /// writes the plugin file) and its admin API; the copy's directory.
 async fn daemon(redis: &RedisServer) -> (TestDaemon, tempfile::TempDir) {
+    daemon_running(redis, "payments", payments("payments")).await
+}
+
+/// A daemon with `pipeline` (named `payments`, for the paths here) on a copy of
+/// `plugins/NAME` and the admin API; the copy's directory.
+async fn daemon_running(
+    redis: &RedisServer,
+    name: &str,
+    pipeline: PipelineBuilder,
+) -> (TestDaemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let plugin = dir.path().join("payments.wasm");
-    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy the plugin");
+    let plugin = dir.path().join(format!("{name}.wasm"));
+    std::fs::copy(plugin_wasm(name), &plugin).expect("copy the plugin");
     let mut config = ConfigBuilder::new()
         .admin_set("listen", "127.0.0.1:0")
-        .pipeline(payments("payments").plugin(plugin.display()))
+        .pipeline(pipeline.plugin(plugin.display()))
         .config();
     config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
     (TestDaemon::start(redis, config).await, dir)
@@ -429,15 +439,8 @@ async fn promotions_are_one_at_a_time_and_keep_what_ran() {
 #[tokio::test]
 async fn a_stateful_candidate_sees_what_the_live_call_saw() {
     let TestContext { redis, mut con } = TestContext::new().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let plugin = dir.path().join("stateful.wasm");
-    std::fs::copy(plugin_wasm("stateful"), &plugin).expect("copy");
-    let mut config = ConfigBuilder::new()
-        .admin_set("listen", "127.0.0.1:0")
-        .pipeline(echo("payments").plugin(plugin.display()).state(&["k:"]))
-        .config();
-    config.admin.as_mut().expect("[admin]").token = Some(TOKEN.to_owned());
-    let host = TestDaemon::start(&redis, config).await;
+    let stateful = echo("payments").state(&["k:"]);
+    let (host, _dir) = daemon_running(&redis, "stateful", stateful).await;
     let candidate = std::fs::read(plugin_wasm("stateful")).expect("candidate");
     let (status, _) = call(
         reqwest::Method::PUT,
@@ -480,18 +483,7 @@ async fn a_promotion_beside_a_reload_ends_with_the_promoted_version_running() {
     };
     std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
     write(10);
-    let load = {
-        let (path, url) = (path.clone(), redis.url());
-        move || -> anyhow::Result<sluice::config::Config> {
-            let mut config = sluice::config::Config::load(&path)?;
-            config.redis.url = Some(url.clone());
-            if let Some(admin) = &mut config.admin {
-                admin.token = Some(TOKEN.to_owned());
-            }
-            Ok(config)
-        }
-    };
-    let host = TestDaemon::start_reloading(load).await;
+    let host = TestDaemon::start_reloading_file(&path, redis.url(), TOKEN).await;
     let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
     let reload_url = format!("http://{}/v1/reload", host.admin());
     let running = format!("http://{}/v1/plugins/payments", host.admin());

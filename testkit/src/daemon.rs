@@ -74,6 +74,25 @@ impl TestDaemon {
         TestDaemon::running(daemon, shutdown)
     }
 
+    /// Starts the daemon for the config file at `path` against the Redis at `url`, with
+    /// the admin token `token`, reading the file again on `POST /v1/reload`.
+    pub async fn start_reloading_file(
+        path: &std::path::Path,
+        url: String,
+        token: &str,
+    ) -> TestDaemon {
+        let (path, token) = (path.to_owned(), token.to_owned());
+        TestDaemon::start_reloading(move || {
+            let mut config = sluice::config::Config::load(&path)?;
+            config.redis.url = Some(url.clone());
+            if let Some(admin) = &mut config.admin {
+                admin.token = Some(token.clone());
+            }
+            Ok(config)
+        })
+        .await
+    }
+
     /// Drops the daemon without a drain, as a panicking embedder would.
     pub async fn abandon(self) {
         self.handle.abort();

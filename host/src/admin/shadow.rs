@@ -12,9 +12,9 @@ use axum::http::StatusCode;
 
 use super::plugins::{component_body, without_path};
 use super::{AdminState, ApiError};
-use crate::registry::{Origin, Slot, admit};
+use crate::registry::{Origin, Slot};
 use crate::shadow::{DEFAULT_SHARE, Shadow, ShadowStatus};
-use crate::wasm::{Plugin, write_atomically};
+use crate::wasm::write_atomically;
 
 /// How a candidate is attached.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -55,16 +55,9 @@ pub async fn attach(
         ));
     }
     let body = component_body(&state, request).await?.to_vec();
-    let (runtime, path, bytes) = (state.runtime.clone(), slot.path().to_owned(), body.clone());
-    let compiled = tokio::task::spawn_blocking(move || Plugin::from_bytes(&runtime, &bytes, &path))
+    let compiled = slot
+        .compile(&state.runtime, body.clone())
         .await
-        .map_err(|e| anyhow::anyhow!("the compile task failed: {e}"))
-        .and_then(|compiled| compiled)
-        .and_then(|plugin| {
-            let streams = slot.streams();
-            admit(&plugin, &streams.state, &streams.outbound_hosts)?;
-            Ok(plugin)
-        })
         .map_err(|e| {
             let reason = without_path(&slot, &format!("{e:#}"));
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
