@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
-use sluice_testkit::measure::cpu_seconds;
+use sluice_testkit::measure::{cpu_seconds, median, open_loop, range};
 use sluice_testkit::{Order, build_plugins, workspace};
 
 const TOKEN: &str = "bench";
@@ -114,9 +114,9 @@ async fn main() -> Result<()> {
     println!("\nmedian of {rounds} rounds (range):");
     for (mode, runs) in modes.iter().zip(&results) {
         let stat = |f: &dyn Fn(&Run) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            format!("{:.2} ({:.2}–{:.2})", v[v.len() / 2], v[0], v[v.len() - 1])
+            let v: Vec<f64> = runs.iter().map(f).collect();
+            let (low, high) = range(&v);
+            format!("{:.2} ({low:.2}–{high:.2})", median(&v))
         };
         let q = |q: f64| move |r: &Run| r.histogram.value_at_quantile(q) as f64 / 1000.0;
         println!(
@@ -182,7 +182,8 @@ async fn run(mode: Mode, plugins: &std::path::Path, rate: u64, seconds: u64) -> 
         }
     }
     let cpu0 = cpu_seconds(&pid)?;
-    let histogram = load(&redis.url(), rate, seconds).await?;
+    let add = |pipe: &mut redis::Pipeline, i: usize| Order::seed(i).add_to(pipe, "ORDERS_STREAM");
+    let histogram = open_loop(&redis.url(), rate, seconds, "PAYMENTS_STREAM", add).await?;
     let orders = (rate * seconds) as f64;
     let cpu_us = (cpu_seconds(&pid)? - cpu0) * 1e6 / orders;
     let shadow = match mode.candidate() {
@@ -227,65 +228,4 @@ async fn check_outputs(url: &str, orders: usize) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// An open-loop producer at `rate` and a sink of the payments: the latencies (µs) from
-/// each order's scheduled send to its payment being read, after the first second.
-async fn load(url: &str, rate: u64, seconds: u64) -> Result<Histogram<u64>> {
-    let client = redis::Client::open(url)?;
-    let orders = (rate * seconds) as usize;
-    let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now() + Duration::from_millis(50);
-    let scheduled = move |i: usize| start + period.mul_f64(i as f64);
-    let mut producer_con = client.get_connection()?;
-    let producer = std::thread::spawn(move || -> Result<()> {
-        let mut next = 0;
-        while next < orders {
-            let now = Instant::now();
-            if scheduled(next) > now {
-                std::thread::sleep(scheduled(next) - now);
-                continue;
-            }
-            let mut pipe = redis::pipe();
-            while next < orders && scheduled(next) <= now {
-                Order::seed(next).add_to(&mut pipe, "ORDERS_STREAM");
-                next += 1;
-            }
-            let () = pipe.query(&mut producer_con)?;
-        }
-        Ok(())
-    });
-    let mut con = client.get_connection()?;
-    let sink = std::thread::spawn(move || -> Result<Histogram<u64>> {
-        let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-        let (mut seen, mut last) = (0, "0".to_owned());
-        let opts = redis::streams::StreamReadOptions::default()
-            .count(1000)
-            .block(10_000);
-        while seen < orders {
-            let reply: Option<redis::streams::StreamReadReply> =
-                redis::Commands::xread_options(&mut con, &["PAYMENTS_STREAM"], &[&last], &opts)?;
-            let now = Instant::now();
-            let reply = reply.with_context(|| format!("no payment for 10 s after {seen}"))?;
-            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                let id: String = entry.get("orderId").context("orderId")?;
-                let i: usize = id[id.len() - 8..].parse()?;
-                if i >= rate as usize {
-                    let micros = now.saturating_duration_since(scheduled(i)).as_micros();
-                    histogram.saturating_record(micros.max(1) as u64);
-                }
-                seen += 1;
-                last = entry.id;
-            }
-        }
-        Ok(histogram)
-    });
-    tokio::task::spawn_blocking(move || {
-        producer
-            .join()
-            .map_err(|_| anyhow::anyhow!("the producer panicked"))??;
-        sink.join()
-            .map_err(|_| anyhow::anyhow!("the sink panicked"))?
-    })
-    .await?
 }

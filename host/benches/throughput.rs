@@ -38,14 +38,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use redis::AsyncCommands;
 use sluice::redis_server::RedisServer;
-use sluice_testkit::measure::cpu_seconds;
+use sluice_testkit::measure::{cpu_seconds, median, open_loop};
 use sluice_testkit::{Order, build_plugins, workspace};
 
 const ORDERS: &str = "ORDERS_STREAM";
@@ -150,7 +149,7 @@ async fn main() -> Result<()> {
     let mut runs: Vec<Vec<Vec<Measured>>> = options
         .sizes
         .iter()
-        .map(|_| contenders.iter().map(|_| Vec::new()).collect())
+        .map(|_| contenders.iter().map(|_| Vec::new()).collect::<Vec<_>>())
         .collect();
     let mut loads = vec![load_average()];
     for round in 1..=options.rounds {
@@ -192,7 +191,7 @@ async fn main() -> Result<()> {
             "contender", "msg/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
         );
         for (contender, runs) in contenders.iter().zip(&runs[0]) {
-            let saturation = median(runs.iter().map(|m| m.rate).collect());
+            let saturation = median(&runs.iter().map(|m| m.rate).collect::<Vec<_>>());
             let half = (saturation / 2.0).round() as u64;
             let mut rates = Vec::new();
             // A fixed rate the contender cannot keep up with only measures its backlog.
@@ -223,12 +222,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// The median of `v`.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// "64 B"-style label of a note's size ("-" for none).
 fn size_label(size: usize) -> String {
     match size {
@@ -246,7 +239,7 @@ fn report(contenders: &[Contender], runs: &[Vec<Measured>], size: usize, options
             .iter()
             .zip(runs)
             .find(|(c, _)| c.name() == name)
-            .map(|(_, r)| median(r.iter().map(|m| m.rate).collect()))
+            .map(|(_, r)| median(&r.iter().map(|m| m.rate).collect::<Vec<_>>()))
     };
     println!(
         "\norders with a note of {} ({} orders):",
@@ -271,12 +264,12 @@ fn report(contenders: &[Contender], runs: &[Vec<Measured>], size: usize, options
         .find(|(_, c)| c.name() == "native")
         .map(|(r, _)| r);
     for (contender, runs) in contenders.iter().zip(runs) {
-        let rate = median(runs.iter().map(|m| m.rate).collect());
+        let rate = median(&runs.iter().map(|m| m.rate).collect::<Vec<_>>());
         let (low, high) = runs.iter().fold((f64::MAX, 0.0f64), |(lo, hi), m| {
             (lo.min(m.rate), hi.max(m.rate))
         });
         let per_msg = |f: fn(&Measured) -> f64| {
-            median(runs.iter().map(f).collect()) * 1e6 / options.orders as f64
+            median(&runs.iter().map(f).collect::<Vec<_>>()) * 1e6 / options.orders as f64
         };
         let ratio =
             |other: Option<f64>| other.map_or("-".to_owned(), |o| format!("{:.2}", rate / o));
@@ -332,8 +325,9 @@ fn breakdown(runs: &[Measured], orders: usize) -> String {
     let mut names: Vec<&String> = runs.iter().flat_map(|m| m.commands.keys()).collect();
     names.sort();
     names.dedup();
-    let per_entry =
-        |f: &dyn Fn(&Measured) -> f64| median(runs.iter().map(f).collect()) * 1e6 / orders as f64;
+    let per_entry = |f: &dyn Fn(&Measured) -> f64| {
+        median(&runs.iter().map(f).collect::<Vec<_>>()) * 1e6 / orders as f64
+    };
     let mut parts: Vec<(String, f64)> = names
         .into_iter()
         .map(|name| {
@@ -724,85 +718,12 @@ async fn latency(
     size: usize,
 ) -> Result<Histogram<u64>> {
     let orders = (rate * options.seconds) as usize;
-    let warmup = rate as usize;
     let redis = RedisServer::start()?;
-    let client = redis::Client::open(redis.url())?;
     let running = contender.start(&redis.url(), orders, options).await?;
     // Let the consumer create its group and start reading before the clock starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let period = Duration::from_secs_f64(1.0 / rate as f64);
-    let start = Instant::now() + Duration::from_millis(50);
-    let scheduled = move |i: usize| start + period.mul_f64(i as f64);
-    let failed = Arc::new(AtomicBool::new(false));
-
-    let producer = {
-        let mut con = client.get_connection()?;
-        let failed = failed.clone();
-        std::thread::spawn(move || -> Result<()> {
-            let mut next = 0;
-            while next < orders && !failed.load(Ordering::Relaxed) {
-                let now = Instant::now();
-                let due = scheduled(next);
-                if due > now {
-                    std::thread::sleep(due - now);
-                    continue;
-                }
-                // Everything due by now, in one round trip.
-                let mut pipe = redis::pipe();
-                while next < orders && scheduled(next) <= now {
-                    add_order(&mut pipe, next, size);
-                    next += 1;
-                }
-                let () = pipe.query(&mut con)?;
-            }
-            Ok(())
-        })
-    };
-    let sink = {
-        let mut con = client.get_connection()?;
-        let failed = failed.clone();
-        std::thread::spawn(move || -> Result<Histogram<u64>> {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let (mut seen, mut last) = (0, "0".to_owned());
-            let opts = redis::streams::StreamReadOptions::default()
-                .count(1000)
-                .block(10_000);
-            while seen < orders {
-                let reply: Option<redis::streams::StreamReadReply> =
-                    redis::Commands::xread_options(&mut con, &[PAYMENTS], &[&last], &opts)?;
-                let now = Instant::now();
-                let Some(reply) = reply else {
-                    failed.store(true, Ordering::Relaxed);
-                    let (o, p): (usize, usize) =
-                        redis::pipe().xlen(ORDERS).xlen(PAYMENTS).query(&mut con)?;
-                    bail!(
-                        "no payment for 10 s after {seen} of {orders} ({o} orders, {p} payments)"
-                    );
-                };
-                for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                    let id: String = entry.get("orderId").context("payment without orderId")?;
-                    let i: usize = id[id.len() - 8..].parse()?;
-                    if i >= warmup {
-                        let micros = now.saturating_duration_since(scheduled(i)).as_micros();
-                        histogram.saturating_record(micros.max(1) as u64);
-                    }
-                    seen += 1;
-                    last = entry.id;
-                }
-            }
-            Ok(histogram)
-        })
-    };
-    let histogram = tokio::task::spawn_blocking(move || {
-        let produced = producer.join();
-        let histogram = sink.join();
-        match (produced, histogram) {
-            (Ok(Ok(())), Ok(h)) => h,
-            (Ok(Err(e)), _) => Err(e.context("producer")),
-            _ => bail!("a load thread panicked"),
-        }
-    })
-    .await??;
+    let add = move |pipe: &mut redis::Pipeline, i: usize| add_order(pipe, i, size);
+    let histogram = open_loop(&redis.url(), rate, options.seconds, PAYMENTS, add).await?;
     running.finish().await?;
     Ok(histogram)
 }
