@@ -25,6 +25,12 @@ pub(crate) fn without_path(slot: &Slot, text: &str) -> String {
     text.replace(&*path.to_string_lossy(), &name)
 }
 
+/// A version `slot`'s pipeline cannot run: 422 with why (the file's name, not its path).
+pub(crate) fn refused(slot: &Slot, error: &anyhow::Error) -> ApiError {
+    let reason = without_path(slot, &format!("{error:#}"));
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
+}
+
 /// What `state`'s caller with `headers` may see of `slot`.
 fn status(state: &AdminState, headers: &HeaderMap, slot: &Slot) -> PluginStatus {
     let mut status = slot.status();
@@ -85,10 +91,7 @@ pub async fn deploy(
     let (plugin, changed) = slot
         .deploy(&state.runtime, body.to_vec(), Origin::Upload)
         .await
-        .map_err(|e| {
-            let reason = without_path(&slot, &format!("{e:#}"));
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
-        })?;
+        .map_err(|e| refused(&slot, &e))?;
     let path = slot.path().to_owned();
     let stored = tokio::task::spawn_blocking(move || write_atomically(&path, &body))
         .await

@@ -10,7 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 
-use super::plugins::{component_body, without_path};
+use super::plugins::{component_body, refused};
 use super::{AdminState, ApiError};
 use crate::registry::{Origin, Slot};
 use crate::shadow::{DEFAULT_SHARE, Shadow, ShadowStatus};
@@ -58,10 +58,7 @@ pub async fn attach(
     let compiled = slot
         .compile(&state.runtime, body.clone())
         .await
-        .map_err(|e| {
-            let reason = without_path(&slot, &format!("{e:#}"));
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason)
-        })?;
+        .map_err(|e| refused(&slot, &e))?;
     let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
     let _one = crate::control::PLUGIN_CHANGES.lock().await;
     let status = shadow.status();
@@ -258,8 +255,7 @@ async fn swap_in(
         Ok((plugin, _)) => plugin,
         Err(e) => {
             let _ = store(slot, old).await;
-            let reason = without_path(slot, &format!("{e:#}"));
-            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, reason));
+            return Err(refused(slot, &e));
         }
     };
     if let Some(now) = state.registry.get(slot.pipeline())
