@@ -3,7 +3,7 @@
 # built HTML (and the README's links to files of the repository): a page that links to a
 # missing page or heading fails. The reference pages
 # under docs/src/reference/ are checked against the code by
-# `cargo test -p sluice --test reference`.
+# `cargo test -p sluice --test suite reference::`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

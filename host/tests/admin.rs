@@ -470,9 +470,9 @@ async fn every_error_answer_is_json() {
     host.stop().await;
 }
 
-/// The daemon's resident memory (it runs in this process), in MiB.
-fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+/// The resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
     let kib: u64 = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
@@ -504,19 +504,33 @@ async fn half_sent_heads(addr: std::net::SocketAddr, n: usize, size: usize) -> V
 /// 400 KB of a head that never ends are answered 431 and closed at 64 KiB; of 150 each
 /// holding 60 KB only `max_connections` are served, the rest waiting to be accepted, as
 /// does a normal request, answered once they go. (More than the listen backlog of 128
-/// would wait in their clients' connect.)
+/// would wait in their clients' connect.) The daemon runs as its own process, so that
+/// its memory is measured apart from the tests running beside this one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_headers_cost_bounded_memory() {
     let redis = RedisServer::start().expect("redis");
-    let admin: AdminSettings = |c| {
-        c.admin_set("max_connections", 32)
-            .admin_set("request_timeout", "30s")
-    };
-    let host = daemon(&redis, admin, &[payments("adm-heads")]).await;
-    let addr = host.admin();
-    let before = rss_mib();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr: std::net::SocketAddr = (
+        [127, 0, 0, 1],
+        sluice::redis_server::free_port().expect("port"),
+    )
+        .into();
+    let config = ConfigBuilder::new()
+        .admin_set("listen", addr.to_string())
+        .admin_set("max_connections", 32)
+        .admin_set("request_timeout", "30s")
+        .pipeline(payments("adm-heads"))
+        .write(dir.path());
+    let daemon = DaemonProcess::spawn(&config, &redis, "heads");
+    eventually("the daemon listens", Duration::from_secs(30), || async {
+        TcpStream::connect(addr).await.ok().map(drop)
+    })
+    .await;
+    assert_eq!(get_as(addr, "/healthz", "127.0.0.1").await.0, 200);
+    let rss = || rss_mib(daemon.pid());
+    let before = rss();
     let mut big = half_sent_heads(addr, 400, 400_000).await;
-    let after_big = rss_mib();
+    let after_big = rss();
     let mut closed = tokio::task::JoinSet::new();
     for mut stream in big.drain(..) {
         closed.spawn(async move { read_until_closed(&mut stream, Duration::from_secs(5)).await });
@@ -528,7 +542,7 @@ async fn half_sent_headers_cost_bounded_memory() {
     assert!(after_big < before + 40, "RSS {before} -> {after_big} MiB");
 
     let held = half_sent_heads(addr, 150, 60_000).await;
-    let after_held = rss_mib();
+    let after_held = rss();
     println!("60 KB heads held: RSS {before} -> {after_held} MiB");
     assert!(after_held < before + 40, "RSS {before} -> {after_held} MiB");
     let normal = tokio::spawn(get_as(addr, "/healthz", "127.0.0.1"));
@@ -547,7 +561,7 @@ async fn half_sent_headers_cost_bounded_memory() {
         .expect("answered once the held connections go")
         .expect("join");
     assert_eq!(code, 200);
-    host.stop().await;
+    drop(daemon);
 }
 
 /// At most `max_uploads` uploads run at once: one more is answered 429 at once (with

@@ -2,7 +2,7 @@
 //! generates them again and fails when `docs/src/reference/*.md` differ, so a config
 //! key, a command-line argument or a metric cannot be missing from the book.
 //!
-//! Update the pages with `SLUICE_UPDATE_REFERENCE=1 cargo test -p sluice --test reference`.
+//! Update the pages with `SLUICE_UPDATE_REFERENCE=1 cargo test -p sluice --test suite reference::`.
 //!
 //! - config: every key of every table, with its `///` doc (read from
 //!   `host/src/config/*.rs`) and its default (what the parser fills in when the key is
@@ -45,7 +45,7 @@ fn check(name: &str, page: &str) {
             .position(|(a, b)| a != b)
             .unwrap_or_else(|| committed.lines().count().min(page.lines().count()));
         panic!(
-            "docs/src/reference/{name} is not what the code says (first difference at line {}: {:?}); update it with `{UPDATE}=1 cargo test -p sluice --test reference` and commit it",
+            "docs/src/reference/{name} is not what the code says (first difference at line {}: {:?}); update it with `{UPDATE}=1 cargo test -p sluice --test suite reference::` and commit it",
             line + 1,
             page.lines().nth(line).unwrap_or("(end)")
         );

@@ -10,7 +10,7 @@ use super::Cli;
 use crate::telemetry::describe::METRICS;
 
 /// The line every generated page starts with.
-pub const GENERATED: &str = "<!-- Generated from the code by host/tests/reference.rs; do not edit. Update with: SLUICE_UPDATE_REFERENCE=1 cargo test -p sluice --test reference -->";
+pub const GENERATED: &str = "<!-- Generated from the code by host/tests/reference.rs; do not edit. Update with: SLUICE_UPDATE_REFERENCE=1 cargo test -p sluice --test suite reference:: -->";
 
 /// `docs/src/reference/cli.md`: every subcommand with its usage, text and arguments.
 pub fn cli_page() -> String {
