@@ -470,17 +470,6 @@ async fn every_error_answer_is_json() {
     host.stop().await;
 }
 
-/// The resident memory of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib >> 10
-}
-
 /// Opens `n` connections to `addr`, each sending a request head of `size` bytes that
 /// never ends (a write the daemon cuts short is fine).
 async fn half_sent_heads(addr: std::net::SocketAddr, n: usize, size: usize) -> Vec<TcpStream> {
@@ -527,7 +516,7 @@ async fn half_sent_headers_cost_bounded_memory() {
     })
     .await;
     assert_eq!(get_as(addr, "/healthz", "127.0.0.1").await.0, 200);
-    let rss = || rss_mib(daemon.pid());
+    let rss = || rss_kib(daemon.pid()) >> 10;
     let before = rss();
     let mut big = half_sent_heads(addr, 400, 400_000).await;
     let after_big = rss();

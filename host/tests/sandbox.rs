@@ -33,16 +33,6 @@ fn sandbox_config(timeout: &str) -> String {
 const PER_ROUND: usize = 3;
 const ROUNDS: usize = 3;
 
-/// The daemon's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon alive");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// The longest time without a payment committed between `since_ms` and now, from the
 /// entry IDs' millisecond timestamps.
 async fn longest_payment_gap(con: &mut MultiplexedConnection, since_ms: u64) -> Duration {

@@ -1,17 +1,19 @@
 //! Long calls: a handler call still running after `limits.throttle_after` gets at most
 //! `limits.throttle_share` of a core until it returns or times out. On the `wasm` module
-//! alone, in a process of its own (the test reads the process's CPU time).
+//! alone; the test reads the CPU time of its own thread, which runs the call (wasmtime
+//! runs an async call on a fiber of the calling thread), so that the tests running beside
+//! it in the same process do not count.
 
 use std::time::{Duration, Instant};
 
 use sluice_testkit::*;
 
-/// CPU time (user + system) this process has used.
-fn process_cpu() -> Duration {
+/// CPU time (user + system) this thread has used (`RUSAGE_THREAD`, getrusage(2)).
+fn thread_cpu() -> Duration {
     // SAFETY: getrusage fills the zeroed struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
+        assert_eq!(libc::getrusage(libc::RUSAGE_THREAD, &mut usage), 0);
         usage
     };
     let time = |t: libc::timeval| {
@@ -21,7 +23,7 @@ fn process_cpu() -> Duration {
 }
 
 /// Runs one infinite-loop call to its 600 ms timeout with `throttle_share`; returns the
-/// process CPU it used and its wall time.
+/// CPU it used and its wall time.
 async fn spin(throttle_share: f64) -> (Duration, Duration) {
     let runtime = sluice::wasm::Runtime::new(false, None).expect("runtime");
     let plugin =
@@ -45,9 +47,9 @@ async fn spin(throttle_share: f64) -> (Duration, Duration) {
         raw_names: None,
         trace: None,
     };
-    let (cpu, wall) = (process_cpu(), Instant::now());
+    let (cpu, wall) = (thread_cpu(), Instant::now());
     let result = instance.handle("IN", &mut entry).await;
-    let (cpu, wall) = (process_cpu() - cpu, wall.elapsed());
+    let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
     println!("throttle_share {throttle_share}: {cpu:?} of CPU in {wall:?}");
     assert!(
         matches!(&result, Err(e) if e.to_string().contains("limits.timeout")),
@@ -94,9 +96,9 @@ async fn long_calls_keep_to_their_share() {
         "unthrottled {cpu:?} against throttled {throttled:?}: the throttle made no difference"
     );
     // Nothing keeps running after its call timed out.
-    let before = process_cpu();
+    let before = thread_cpu();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = process_cpu() - before;
+    let idle = thread_cpu() - before;
     assert!(
         idle < Duration::from_millis(100),
         "{idle:?} of CPU after the calls ended"

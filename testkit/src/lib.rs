@@ -42,7 +42,7 @@ pub use daemon::TestDaemon;
 pub use http::{HttpServer, Seen};
 pub use orders::{ORDERS, Order, add_orders, produce_orders};
 pub use plugins::{build_plugins, invoke, plugin_wasm, with_plugins, workspace};
-pub use process::{DaemonProcess, children_of, sluice_binary};
+pub use process::{DaemonProcess, children_of, rss_kib, sluice_binary};
 pub use proxy::Proxy;
 pub use sentinel::{Sentinel, replica_of};
 pub use streams::{

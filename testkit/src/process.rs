@@ -23,6 +23,16 @@ pub fn children_of(parent: i32) -> Vec<(i32, String)> {
         .collect()
 }
 
+/// The resident memory (`VmRSS`) of process `pid`, in KiB; panics when it is gone.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process alive");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 /// The `sluice` binary a test or bench runs: `SLUICE_BIN` if set, else the one Cargo
 /// built beside the running test (`target/debug/sluice` for `target/debug/deps/core-..`;
 /// Cargo builds a package's binaries before its integration tests and benches).
