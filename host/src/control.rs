@@ -119,11 +119,6 @@ pub fn plan(running: &BTreeMap<String, PipelineConfig>, wanted: &[PipelineConfig
     report
 }
 
-/// Plugin changes one at a time: deploys, shadow runs, promotions, reverts (admin API)
-/// and config reloads (supervisor). Interleaved, a revert could undo the wrong version,
-/// or a reload restart a pipeline on the version a promotion was replacing.
-pub static PLUGIN_CHANGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ use crate::wasm::{Plugin, PluginCell, Runtime, Source};
 #[derive(Default)]
 pub struct Registry {
     slots: std::sync::RwLock<BTreeMap<String, Arc<Slot>>>,
+    /// Plugin changes one at a time: see [`Registry::plugin_change`].
+    changes: tokio::sync::Mutex<()>,
 }
 
 /// One pipeline's plugin.
@@ -117,6 +119,15 @@ pub struct PluginStatus {
 }
 
 impl Registry {
+    /// Waits for this daemon's turn to change a plugin, held until the guard is dropped:
+    /// deploys, shadow runs, promotions, reverts (admin API) and config reloads
+    /// (supervisor) run one at a time. Interleaved, a revert could undo the wrong
+    /// version, or a reload restart a pipeline on the version a promotion was replacing.
+    /// One lock per daemon: daemons embedded in one process do not wait for each other.
+    pub async fn plugin_change(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changes.lock().await
+    }
+
     /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`).
     pub fn add(&self, pipeline: &str, path: &Path, streams: Streams, plugin: Plugin) -> PluginCell {
         let cell: PluginCell = Arc::new(ArcSwap::from_pointee(plugin));

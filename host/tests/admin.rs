@@ -960,13 +960,11 @@ async fn dashboard_with_the_token_and_with_redis_down() {
     let screenshot = artifacts.join("dashboard-admin.png");
     let _ = std::fs::remove_file(&screenshot);
     let base = format!("http://{}", host.admin());
-    let mut node = tokio::process::Command::new("node")
-        .current_dir(workspace().join("host/tests/browser"))
-        .arg("dashboard-admin.mjs")
+    let _turn = browser_turn().await;
+    let mut node = browser("dashboard-admin.mjs")
         .args([base.as_str(), TOKEN, "adm-dash"])
         .arg(&screenshot)
         .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("run node (scripts/setup.sh installs Chromium and playwright-core)");
     let stdout = node.stdout.take().expect("stdout");

@@ -1442,15 +1442,13 @@ async fn dashboard_in_a_real_browser() {
         Duration::from_millis(25),
     ));
     wait_len(&con, "ORDERS_STREAM:dead", 2).await;
-    let browser = workspace().join("host/tests/browser");
     let artifacts = workspace().join("target/test-artifacts");
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard.png");
     // A screenshot left by an earlier run must not pass for this one.
     let _ = std::fs::remove_file(&screenshot);
-    let output = tokio::process::Command::new("node")
-        .current_dir(&browser)
-        .arg("dashboard.mjs")
+    let _turn = browser_turn().await;
+    let output = browser("dashboard.mjs")
         .args([base.as_str(), TOKEN, "ops-dashboard"])
         .arg(&screenshot)
         .output()

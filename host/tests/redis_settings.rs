@@ -202,13 +202,9 @@ async fn the_dashboard_shows_the_warning() {
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard-warning.png");
     let _ = std::fs::remove_file(&screenshot);
-    let output = tokio::process::Command::new("node")
-        .current_dir(workspace().join("host/tests/browser"))
-        .args([
-            "dashboard-warning.mjs",
-            &base,
-            "maxmemory-policy allkeys-lru",
-        ])
+    let _turn = browser_turn().await;
+    let output = browser("dashboard-warning.mjs")
+        .args([&base, "maxmemory-policy allkeys-lru"])
         .arg(&screenshot)
         .output()
         .await

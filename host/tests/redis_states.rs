@@ -632,14 +632,9 @@ async fn the_dashboard_shows_a_pipeline_in_error() {
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard-error.png");
     let _ = std::fs::remove_file(&screenshot);
-    let output = tokio::process::Command::new("node")
-        .current_dir(workspace().join("host/tests/browser"))
-        .args([
-            "dashboard-error.mjs",
-            &base,
-            "dash-error",
-            "ACL SETUSER sluice ~OUT",
-        ])
+    let _turn = browser_turn().await;
+    let output = browser("dashboard-error.mjs")
+        .args([&base, "dash-error", "ACL SETUSER sluice ~OUT"])
         .arg(&screenshot)
         .output()
         .await

@@ -347,12 +347,10 @@ async fn the_dashboard_shows_a_shadow_and_promotes_it() {
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
     let screenshot = artifacts.join("dashboard-shadow.png");
     let base = format!("http://{}", host.admin());
-    let out = tokio::process::Command::new("node")
-        .current_dir(workspace().join("host/tests/browser"))
-        .arg("dashboard-shadow.mjs")
+    let _turn = browser_turn().await;
+    let out = browser("dashboard-shadow.mjs")
         .args([base.as_str(), TOKEN, "payments"])
         .arg(&screenshot)
-        .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(90), out)
         .await

@@ -22,9 +22,20 @@ fn thread_cpu() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
+/// Time this thread has been runnable: on a CPU plus waiting for one (the first two
+/// fields of `/proc/thread-self/schedstat`, in ns); `None` where the kernel does not
+/// keep them. A throttled call sleeps (not runnable); a spinning one is runnable all
+/// along, however many other threads compete for the cores.
+fn runnable() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (on_cpu, waiting) = (fields.next()??, fields.next()??);
+    Some(Duration::from_nanos(on_cpu + waiting))
+}
+
 /// Runs one infinite-loop call to its 600 ms timeout with `throttle_share`; returns the
-/// CPU it used and its wall time.
-async fn spin(throttle_share: f64) -> (Duration, Duration) {
+/// CPU it used, the time it was runnable (if known) and its wall time.
+async fn spin(throttle_share: f64) -> (Duration, Option<Duration>, Duration) {
     let runtime = sluice::wasm::Runtime::new(false, None).expect("runtime");
     let plugin =
         sluice::wasm::Plugin::load(&runtime, &plugin_wasm("hostile")).expect("hostile plugin");
@@ -47,10 +58,13 @@ async fn spin(throttle_share: f64) -> (Duration, Duration) {
         raw_names: None,
         trace: None,
     };
-    let (cpu, wall) = (thread_cpu(), Instant::now());
+    let (cpu, runnable_before, wall) = (thread_cpu(), runnable(), Instant::now());
     let result = instance.handle("IN", &mut entry).await;
     let (cpu, wall) = (thread_cpu() - cpu, wall.elapsed());
-    println!("throttle_share {throttle_share}: {cpu:?} of CPU in {wall:?}");
+    let runnable = runnable()
+        .zip(runnable_before)
+        .map(|(after, before)| after - before);
+    println!("throttle_share {throttle_share}: {cpu:?} of CPU, runnable {runnable:?}, in {wall:?}");
     assert!(
         matches!(&result, Err(e) if e.to_string().contains("limits.timeout")),
         "{result:?}"
@@ -73,29 +87,42 @@ async fn spin(throttle_share: f64) -> (Duration, Duration) {
         !instance.last_call_throttled(),
         "a short call is not throttled"
     );
-    (cpu, wall)
+    (cpu, runnable, wall)
 }
 
 /// With a share of 0.2 a spinning call uses about 50 ms + 20% of the rest of its 600 ms,
 /// not the whole time; and nothing runs on once the calls have ended.
 #[tokio::test]
 async fn long_calls_keep_to_their_share() {
-    let (cpu, wall) = spin(0.2).await;
+    let (cpu, runnable, wall) = spin(0.2).await;
     // Expected ~160 ms; unthrottled, a spinning call uses its whole wall time.
     assert!(
         cpu.as_secs_f64() < wall.as_secs_f64() * 0.5,
         "throttled call used {cpu:?} of CPU in {wall:?}"
     );
-    let throttled = cpu;
-    let (cpu, wall) = spin(1.0).await;
+    let throttled = (cpu, runnable);
+    let (cpu, runnable, wall) = spin(1.0).await;
     println!("unthrottled: {cpu:?} in {wall:?} (full speed when the machine is idle)");
-    // The control: without throttling the same call uses clearly more CPU (on a busy
-    // machine less than its whole wall time, so compared with the throttled call).
-    assert!(
-        cpu.as_secs_f64() > throttled.as_secs_f64() * 1.5,
-        "unthrottled {cpu:?} against throttled {throttled:?}: the throttle made no difference"
-    );
-    // Nothing keeps running after its call timed out.
+    // The control: without throttling the same call is runnable all along (on a busy
+    // machine it gets less than its whole wall time on a CPU, and waits the rest).
+    match (runnable, throttled.1) {
+        (Some(runnable), Some(throttled)) => {
+            assert!(
+                runnable.as_secs_f64() > wall.as_secs_f64() * 0.8,
+                "unthrottled call runnable {runnable:?} of {wall:?}"
+            );
+            assert!(
+                throttled.as_secs_f64() < wall.as_secs_f64() * 0.5,
+                "throttled call runnable {throttled:?} of {wall:?}: the throttle made no difference"
+            );
+        }
+        _ => assert!(
+            cpu.as_secs_f64() > throttled.0.as_secs_f64() * 1.5,
+            "unthrottled {cpu:?} against throttled {:?}: the throttle made no difference",
+            throttled.0
+        ),
+    }
+    // Nothing keeps running on this thread after its call timed out.
     let before = thread_cpu();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = thread_cpu() - before;

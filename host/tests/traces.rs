@@ -620,7 +620,8 @@ async fn a_wrong_exporter_setting_is_refused_with_the_fix() {
 /// Trace context an entry carries that is not valid — malformed, repeated, with
 /// characters of more than one byte where the spec's fields are — is ignored and counted,
 /// never fatal: the entry is handled, in a trace of its own; and a `tracestate` the
-/// handler copied from such an entry does not go on.
+/// handler copied from such an entry does not go on. The count is not reset when the
+/// pipeline starts again (as on a config reload; here a second daemon of this process).
 #[tokio::test]
 async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
     let TestContext { redis, mut con } = TestContext::new().await;
@@ -628,9 +629,9 @@ async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
     let cfg = ConfigBuilder::new()
         .section("telemetry", "otlp_endpoint", collector.url())
         .admin()
-        .pipeline(echo("echo"))
+        .pipeline(echo("trace-invalid"))
         .config();
-    let host = TestDaemon::start(&redis, cfg).await;
+    let host = TestDaemon::start(&redis, cfg.clone()).await;
     let id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let bad = [
         // 55 bytes with a multi-byte character at the spec's offsets.
@@ -683,24 +684,40 @@ async fn trace_context_that_is_not_valid_is_ignored_not_fatal() {
         }
     }
     let metrics = format!("http://{}/metrics", host.admin());
-    let text = reqwest::get(&metrics)
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let invalid = text
-        .lines()
-        .find(|l| l.starts_with("sluice_trace_context_invalid_total{pipeline=\"echo\"}"))
-        .unwrap_or_default();
-    assert!(invalid.ends_with(" 5"), "{invalid}\n{text}");
-    let pipelines: serde_json::Value =
-        reqwest::get(format!("http://{}/v1/pipelines/echo", host.admin()))
+    let invalid = || async {
+        let text = reqwest::get(&metrics)
             .await
-            .expect("pipelines")
-            .json()
+            .expect("metrics")
+            .text()
             .await
-            .expect("json");
+            .expect("text");
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("sluice_trace_context_invalid_total{pipeline=\"trace-invalid\"}")
+            })
+            .unwrap_or_default()
+            .to_owned();
+        (line, text)
+    };
+    let (line, text) = invalid().await;
+    assert!(line.ends_with(" 5"), "{line}\n{text}");
+    let again = TestDaemon::start(&redis, cfg).await;
+    let (line, text) = invalid().await;
+    assert!(
+        line.ends_with(" 5"),
+        "after the pipeline started again: {line}\n{text}"
+    );
+    again.stop().await;
+    let pipelines: serde_json::Value = reqwest::get(format!(
+        "http://{}/v1/pipelines/trace-invalid",
+        host.admin()
+    ))
+    .await
+    .expect("pipelines")
+    .json()
+    .await
+    .expect("json");
     assert_eq!(pipelines["state"], "running", "{pipelines}");
     host.stop().await;
 }

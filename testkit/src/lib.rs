@@ -18,6 +18,7 @@
 //! - [`proxy`]: a TCP proxy that injects network faults ([`Proxy`]).
 //! - [`plugins`]: the real plugins, built from `plugins/`.
 
+pub mod browser;
 pub mod certs;
 pub mod cluster;
 pub mod config;
@@ -34,6 +35,7 @@ pub mod streams;
 pub mod tally;
 pub mod wait;
 
+pub use browser::{browser, browser_turn};
 pub use certs::{Pki, write_file};
 pub use cluster::RedisCluster;
 pub use config::{ConfigBuilder, PipelineBuilder, config, config_file, echo, payments};

@@ -87,7 +87,7 @@ pub async fn deploy(
     let slot = super::pipelines::slot(&state, &pipeline)?;
     let body = component_body(&state, request).await?;
     // Not while a promotion or a revert runs (whose version checks this would race).
-    let _one = crate::control::PLUGIN_CHANGES.lock().await;
+    let _one = state.registry.plugin_change().await;
     let (plugin, changed) = slot
         .deploy(&state.runtime, body.to_vec(), Origin::Upload)
         .await

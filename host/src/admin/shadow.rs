@@ -60,7 +60,7 @@ pub async fn attach(
         .await
         .map_err(|e| refused(&slot, &e))?;
     let shadow = Arc::new(Shadow::new(&name, Arc::new(compiled), body, share));
-    let _one = crate::control::PLUGIN_CHANGES.lock().await;
+    let _one = state.registry.plugin_change().await;
     let status = shadow.status();
     let running = slot.current().digest().to_string();
     if let Some(earlier) = slot.shadow().swap(Some(shadow)) {
@@ -96,7 +96,7 @@ pub async fn detach(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<ShadowStatus>, ApiError> {
-    let _one = crate::control::PLUGIN_CHANGES.lock().await;
+    let _one = state.registry.plugin_change().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     slot.shadow().store(None);
@@ -128,7 +128,7 @@ pub async fn promote(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
-    let _one = crate::control::PLUGIN_CHANGES.lock().await;
+    let _one = state.registry.plugin_change().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let shadow = attached(&slot)?;
     let old = running_file(&slot).await?;
@@ -162,7 +162,7 @@ pub async fn revert(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Swapped>, ApiError> {
-    let _one = crate::control::PLUGIN_CHANGES.lock().await;
+    let _one = state.registry.plugin_change().await;
     let slot = super::pipelines::slot(&state, &name)?;
     let (promoted_file, previous_file) = sidecars(&slot);
     let conflict = |why: String| ApiError::new(StatusCode::CONFLICT, why);

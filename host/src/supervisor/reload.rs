@@ -15,8 +15,9 @@ use crate::wasm::Plugin;
 
 impl Daemon {
     pub(super) async fn reload(&mut self) -> Result<ReloadReport> {
-        // Not while a deploy, promotion or revert is under way (control::PLUGIN_CHANGES).
-        let _one = control::PLUGIN_CHANGES.lock().await;
+        // Not while a deploy, promotion or revert is under way.
+        let registry = self.registry.clone();
+        let _one = registry.plugin_change().await;
         let loader = self
             .loader
             .as_ref()

@@ -1,13 +1,15 @@
 //! Who holds a consumer name: a daemon's identity in its leases, and whether this host
 //! can tell that a holder is gone.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-/// Identities of the daemons alive in this process (tests and embedders run several):
-/// a holder with this process's pid is alive only if listed here.
-pub(super) static LIVE: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+/// Identities of the daemons alive in this process (tests and embedders run several), each
+/// with how many hold it (two daemons of one name made in the same millisecond share an
+/// identity): a holder with this process's pid is alive only if listed here.
+static LIVE: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 
 /// Who holds a name: `<name>\t<host>\t<pid>\t<process start>\t<since, ms>`. Names and
 /// host names hold no tab (a consumer name with a control character is refused).
@@ -49,6 +51,26 @@ impl Holder {
         parts.next().is_none().then_some(holder)
     }
 
+    /// Lists this daemon as alive in this process (until [`Holder::unregister`]).
+    pub(super) fn register(&self) {
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        *live
+            .get_or_insert_with(HashMap::new)
+            .entry(self.identity())
+            .or_insert(0) += 1;
+    }
+
+    /// Takes back one [`Holder::register`].
+    pub(super) fn unregister(&self) {
+        let mut live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(Entry::Occupied(mut held)) = live.as_mut().map(|l| l.entry(self.identity())) {
+            *held.get_mut() -= 1;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+
     pub(super) fn identity(&self) -> String {
         format!(
             "{}\t{}\t{}\t{}\t{}",
@@ -63,7 +85,9 @@ impl Holder {
         }
         if self.pid == me.pid && self.start == me.start {
             let live = LIVE.lock().unwrap_or_else(PoisonError::into_inner);
-            return !live.as_ref().is_some_and(|l| l.contains(&self.identity()));
+            return !live
+                .as_ref()
+                .is_some_and(|l| l.contains_key(&self.identity()));
         }
         crate::redis_server::announce::start_time(self.pid) != Some(self.start)
     }
@@ -92,11 +116,7 @@ mod tests {
         assert_eq!(Holder::parse("c1/7"), None, "an older value names nobody");
         // Alive: this very daemon (registered) is not gone; one of this process that
         // is not registered any more is.
-        let broker_free = me.clone();
-        LIVE.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(HashSet::new)
-            .insert(broker_free.identity());
+        me.register();
         assert!(!me.is_gone(&me));
         let dropped = Holder {
             since_ms: me.since_ms + 1,
@@ -112,5 +132,19 @@ mod tests {
             !elsewhere.is_gone(&me),
             "another host's process cannot be checked"
         );
+    }
+
+    /// Two daemons of one name made in the same millisecond share an identity: the first
+    /// one dropped leaves the other alive (a set of identities forgot both).
+    #[test]
+    fn a_shared_identity_stays_alive_while_one_holds_it() {
+        let first = Holder::this("twins");
+        let second = first.clone();
+        first.register();
+        second.register();
+        first.unregister();
+        assert!(!second.is_gone(&second), "the second daemon is still alive");
+        second.unregister();
+        assert!(second.is_gone(&second), "both gone");
     }
 }

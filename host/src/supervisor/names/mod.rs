@@ -13,12 +13,12 @@
 //! process is gone (a `kill -9`) is taken over at once: its identity names its host, pid
 //! and process start time, which this host can check.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 mod groups;
 mod holder;
 
-use holder::{Holder, LIVE};
+use holder::Holder;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -114,10 +114,7 @@ impl Names {
 
     fn new(broker: &Broker, name: &str) -> Self {
         let me = Holder::this(name);
-        LIVE.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get_or_insert_with(HashSet::new)
-            .insert(me.identity());
+        me.register();
         Self {
             broker: broker.clone(),
             me,
@@ -293,9 +290,7 @@ impl Names {
 
 impl Drop for Names {
     fn drop(&mut self) {
-        if let Some(live) = LIVE.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-            live.remove(&self.me.identity());
-        }
+        self.me.unregister();
     }
 }
 

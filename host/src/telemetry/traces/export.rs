@@ -127,7 +127,7 @@ pub(super) fn sink(
         "sluice_span_export_failures_total",
         "sluice_spans_dropped_total",
     ] {
-        metrics::counter!(name).absolute(0);
+        metrics::counter!(name).increment(0);
     }
     tracing::info!(endpoint = %url, from, queue, "exporting traces over OTLP/HTTP");
     Ok(Sink { processor, queued })

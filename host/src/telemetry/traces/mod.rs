@@ -110,7 +110,9 @@ impl Tracing {
             }
             None => metrics::counter!(INVALID, "pipeline" => pipeline),
         };
-        invalid.absolute(0);
+        // Registered at 0 (listed from the start); never set: a restarted pipeline (a config
+        // reload) keeps counting where it was.
+        invalid.increment(0);
         Traces {
             mode: mode.unwrap_or(self.mode),
             sample_ratio: self.sample_ratio,
