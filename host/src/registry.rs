@@ -128,11 +128,25 @@ impl Registry {
         self.changes.lock().await
     }
 
-    /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`).
+    /// Adds the slot of `pipeline`, serving `plugin` (loaded from `path`). A slot it
+    /// replaces (a restart by a config reload) passes on its incidents; its shadow
+    /// candidate is detached, recorded with its counts (it was checked against the old
+    /// config).
     pub fn add(&self, pipeline: &str, path: &Path, streams: Streams, plugin: Plugin) -> PluginCell {
         let cell: PluginCell = Arc::new(ArcSwap::from_pointee(plugin));
+        let board = Arc::new(Board::default());
+        if let Some(earlier) = self.get(pipeline) {
+            board.carry_incidents(&earlier.board);
+            if let Some(shadow) = earlier.shadow.swap(None) {
+                board.incident(format!(
+                    "shadow detached (the pipeline restarted with a changed config): candidate {}; {}",
+                    shadow.plugin().digest(),
+                    shadow.summary()
+                ));
+            }
+        }
         let slot = Slot {
-            board: Arc::new(Board::default()),
+            board,
             streams,
             pipeline: pipeline.to_owned(),
             path: path.to_owned(),

@@ -152,6 +152,18 @@ impl Board {
         }
     }
 
+    /// Takes on `earlier`'s incidents, before any of its own: a pipeline that a config
+    /// reload restarts keeps its history.
+    pub fn carry_incidents(&self, earlier: &Board) {
+        let kept = lock(&earlier.incidents).clone();
+        let mut incidents = lock(&self.incidents);
+        let own = std::mem::replace(&mut *incidents, kept);
+        incidents.extend(own);
+        while incidents.len() > INCIDENTS_KEPT {
+            incidents.pop_front();
+        }
+    }
+
     /// Records `count` commits whose latencies add up to `latency_ms`.
     pub fn committed(&self, count: u64, latency_ms: u64) {
         let now = now_s();

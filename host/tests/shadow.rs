@@ -528,3 +528,67 @@ async fn a_promotion_beside_a_reload_ends_with_the_promoted_version_running() {
     }
     host.stop().await;
 }
+
+/// A config reload that restarts the pipeline detaches its candidate (checked against
+/// the old config), and says so in the pipeline's incidents with the counts; the
+/// incidents from before the restart are kept. A reload that leaves the pipeline as it
+/// was leaves the candidate attached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_by_a_config_reload_detaches_the_candidate_and_says_so() {
+    let TestContext { redis, mut con } = TestContext::new().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("payments.wasm");
+    let path = dir.path().join("sluice.toml");
+    let write = |batch: i64| {
+        let pipeline = payments("payments").plugin(plugin.display()).batch(batch);
+        let text = format!("{}{pipeline}", ConfigBuilder::new().admin());
+        std::fs::write(&path, with_plugins(&text)).expect("write config");
+    };
+    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    write(10);
+    let host = TestDaemon::start_reloading_file(&path, redis.url(), TOKEN).await;
+    let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
+    let (status, _) = call(reqwest::Method::PUT, &host, "/shadow", Some(candidate)).await;
+    assert_eq!(status, 200);
+    orders(&mut con, 0, 50).await;
+    wait_len(&con, "PAYMENTS_STREAM", 50).await;
+    let reload = || async {
+        let url = format!("http://{}/v1/reload", host.admin());
+        let response = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("reload");
+        assert_eq!(response.status(), 200);
+    };
+    reload().await;
+    let (status, _) = call(reqwest::Method::GET, &host, "/shadow", None).await;
+    assert_eq!(status, 200, "an unchanged pipeline keeps its candidate");
+    write(20);
+    reload().await;
+    let (status, _) = call(reqwest::Method::GET, &host, "/shadow", None).await;
+    assert_eq!(status, 404, "a restarted pipeline has no candidate");
+    let (_, pipeline) = call(reqwest::Method::GET, &host, "", None).await;
+    let incidents: Vec<&str> = pipeline["incidents"]
+        .as_array()
+        .expect("incidents")
+        .iter()
+        .filter_map(|i| i["message"].as_str())
+        .collect();
+    let attached = incidents
+        .iter()
+        .position(|m| m.starts_with("shadow attached"));
+    let detached = incidents
+        .iter()
+        .position(|m| m.starts_with("shadow detached (the pipeline restarted"));
+    assert!(
+        attached.is_some() && attached < detached,
+        "kept from before the restart, then the detachment: {incidents:?}"
+    );
+    let detached = incidents[detached.expect("detached")];
+    assert!(detached.contains("compared"), "with its counts: {detached}");
+    orders(&mut con, 50, 50).await;
+    wait_payments_once(&con, Duration::from_secs(30)).await;
+    host.stop().await;
+}
