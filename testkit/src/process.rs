@@ -34,7 +34,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// The `sluice` binary a test or bench runs: `SLUICE_BIN` if set, else the one Cargo
-/// built beside the running test (`target/debug/sluice` for `target/debug/deps/core-..`;
+/// built beside the running test (`target/debug/sluice` for `target/debug/deps/suite-..`;
 /// Cargo builds a package's binaries before its integration tests and benches).
 pub fn sluice_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("SLUICE_BIN").filter(|b| !b.is_empty()) {
