@@ -57,7 +57,19 @@ impl Pki {
     /// A redis-server with a plain port (for the test's own connection) and a TLS port
     /// that asks for client certificates if `clients`.
     pub fn server(&self, clients: bool) -> (RedisServer, u16) {
-        let tls_port = free_port().expect("port");
+        // A free port can be taken before the server binds it: another, a few times.
+        for _ in 1..5 {
+            match self.try_server(clients) {
+                Err(e) if e.to_string().contains("Address already in use") => continue,
+                started => return started.expect("redis-server with TLS starts"),
+            }
+        }
+        self.try_server(clients)
+            .expect("redis-server with TLS starts")
+    }
+
+    fn try_server(&self, clients: bool) -> anyhow::Result<(RedisServer, u16)> {
+        let tls_port = free_port()?;
         let options = [
             "--tls-port".to_owned(),
             tls_port.to_string(),
@@ -70,10 +82,7 @@ impl Pki {
             "--tls-auth-clients".to_owned(),
             if clients { "yes" } else { "no" }.to_owned(),
         ];
-        (
-            RedisServer::start_with(&options).expect("redis-server with TLS starts"),
-            tls_port,
-        )
+        Ok((RedisServer::start_with(&options)?, tls_port))
     }
 }
 

@@ -74,8 +74,24 @@ impl RedisServer {
             persistent,
             extra,
         };
-        server.launch()?;
-        Ok(server)
+        // A free port can be taken between the check and the server's bind (by another
+        // process's listener or outgoing connection): another port, a few times.
+        let mut tries = 1;
+        loop {
+            match server.launch() {
+                Err(_) if tries < 5 && server.port_was_taken() => {
+                    tries += 1;
+                    server.port = free_port()?;
+                }
+                launched => return launched.map(|()| server),
+            }
+        }
+    }
+
+    /// Whether the server's log says its port was taken.
+    fn port_was_taken(&self) -> bool {
+        let taken = format!("127.0.0.1:{}: bind: Address already in use", self.port);
+        self.log().contains(&taken)
     }
 
     fn launch(&mut self) -> Result<()> {
@@ -218,4 +234,19 @@ pub fn log_tail(path: &std::path::Path, n: usize) -> String {
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken between the check and the server's bind: the server starts on another.
+    #[test]
+    fn a_port_taken_before_the_bind_is_replaced() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = RedisServer::spawn(port, dir, false, Vec::new()).expect("started");
+        assert_ne!(server.port, port);
+    }
 }
