@@ -466,22 +466,29 @@ async fn a_stateful_candidate_sees_what_the_live_call_saw() {
     host.stop().await;
 }
 
+/// Writes `sluice.toml` in `dir`: the payments pipeline (batch `batch`) on a copy of
+/// `plugins/payments` in `dir` (copied once), with the admin API; for a daemon that
+/// reloads it (`TestDaemon::start_reloading_file`).
+fn write_reloaded_config(dir: &std::path::Path, batch: i64) {
+    let plugin = dir.join("payments.wasm");
+    if !plugin.exists() {
+        std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    }
+    let pipeline = payments("payments").plugin(plugin.display()).batch(batch);
+    let text = format!("{}{pipeline}", ConfigBuilder::new().admin());
+    std::fs::write(dir.join("sluice.toml"), with_plugins(&text)).expect("write config");
+}
+
 /// A promotion and a config reload that restarts the pipeline, asked for at the same
 /// moment, end with the promoted version running (they take turns), every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promotion_beside_a_reload_ends_with_the_promoted_version_running() {
     let TestContext { redis, .. } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let plugin = dir.path().join("payments.wasm");
-    let path = dir.path().join("sluice.toml");
-    let write = |batch: i64| {
-        let pipeline = payments("payments").plugin(plugin.display()).batch(batch);
-        let text = format!("{}{pipeline}", ConfigBuilder::new().admin());
-        std::fs::write(&path, with_plugins(&text)).expect("write config");
-    };
-    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    let write = |batch: i64| write_reloaded_config(dir.path(), batch);
     write(10);
-    let host = TestDaemon::start_reloading_file(&path, redis.url(), TOKEN).await;
+    let host =
+        TestDaemon::start_reloading_file(&dir.path().join("sluice.toml"), redis.url(), TOKEN).await;
     let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
     let reload_url = format!("http://{}/v1/reload", host.admin());
     let running = format!("http://{}/v1/plugins/payments", host.admin());
@@ -537,16 +544,10 @@ async fn a_promotion_beside_a_reload_ends_with_the_promoted_version_running() {
 async fn a_restart_by_a_config_reload_detaches_the_candidate_and_says_so() {
     let TestContext { redis, mut con } = TestContext::new().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let plugin = dir.path().join("payments.wasm");
-    let path = dir.path().join("sluice.toml");
-    let write = |batch: i64| {
-        let pipeline = payments("payments").plugin(plugin.display()).batch(batch);
-        let text = format!("{}{pipeline}", ConfigBuilder::new().admin());
-        std::fs::write(&path, with_plugins(&text)).expect("write config");
-    };
-    std::fs::copy(plugin_wasm("payments"), &plugin).expect("copy");
+    let write = |batch: i64| write_reloaded_config(dir.path(), batch);
     write(10);
-    let host = TestDaemon::start_reloading_file(&path, redis.url(), TOKEN).await;
+    let host =
+        TestDaemon::start_reloading_file(&dir.path().join("sluice.toml"), redis.url(), TOKEN).await;
     let candidate = std::fs::read(plugin_wasm("payments_rounding")).expect("candidate");
     let (status, _) = call(reqwest::Method::PUT, &host, "/shadow", Some(candidate)).await;
     assert_eq!(status, 200);
